@@ -1,0 +1,90 @@
+/* The backend interface: the one struct of operations every storage protocol implements.
+ *
+ * A remote backend turns an op into HTTP requests (`build`) and interprets each response
+ * (`finish`); the engine does the transfer, retries and completion without knowing the
+ * protocol. A local backend executes the op itself (`execute`) on an engine worker thread.
+ * Exactly one of {build+finish, execute} is set. Backends never start threads or touch
+ * Python. */
+#ifndef CFS_BACKEND_H
+#define CFS_BACKEND_H
+#include <curl/curl.h>
+
+#include "buf.h"
+#include "op.h"
+#include "options.h"
+
+/* One HTTP request, filled by a backend's build(); the engine owns and frees it. */
+typedef struct cfs_request {
+    const char *method;         /* static string: "GET", "PUT", ... */
+    char *url;                  /* owned, fully encoded */
+    struct curl_slist *headers; /* owned */
+    const char *body;           /* borrowed (op->body or body_owned.data) */
+    size_t body_len;
+    cfs_buf body_owned;         /* a body the backend built (XML, JSON) */
+    int no_body;                /* HEAD: no response body expected */
+} cfs_request;
+
+/* Add a header line "Name: value". Returns 0 or -1. */
+int cfs_request_header(cfs_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfs_request_clear(cfs_request *req);
+
+/* What came back for one request. */
+typedef struct cfs_response {
+    long status;
+    cfs_buf *body;              /* points at op->data for GET, else a scratch buffer */
+    int64_t content_length;     /* -1 if absent */
+    const char *etag;           /* header values, NULL if absent; valid during finish() */
+    const char *content_range;
+    const char *content_type;
+    const char *content_encoding;
+    const char *goog_hash;      /* x-goog-hash */
+} cfs_response;
+
+/* What finish() tells the engine to do next. */
+typedef enum cfs_next {
+    CFS_NEXT_DONE,      /* op->status is final */
+    CFS_NEXT_AGAIN,     /* build() and send the next request of a multi-step op now */
+    CFS_NEXT_RETRY,     /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
+} cfs_next;
+
+typedef struct cfs_backend cfs_backend;
+
+typedef struct cfs_backend_ops {
+    const char *name;               /* "http", "file", "mem", ... */
+    const char *const *schemes;     /* URL schemes handled, NULL-terminated */
+
+    /* Parse the URL and take the options this backend understands (cfs_options_take);
+     * the caller rejects whatever remains. On failure returns NULL and writes `err`. */
+    cfs_backend *(*open)(const char *url, cfs_options *opts, char *err, size_t errlen);
+    void (*close)(cfs_backend *b);
+
+    /* Remote backends. build() may be called several times per op (retries, paging);
+     * it must be pure with respect to op->step. Return 0, or -1 after cfs_op_fail(). */
+    int (*build)(cfs_backend *b, cfs_op *op, cfs_request *req);
+    cfs_next (*finish)(cfs_backend *b, cfs_op *op, const cfs_response *resp);
+    /* Options for the transfer itself (TLS, CA bundle, auth) applied to every handle. */
+    int (*configure_handle)(cfs_backend *b, CURL *easy);
+
+    /* Local backends: run the whole op synchronously. */
+    void (*execute)(cfs_backend *b, cfs_op *op);
+
+    /* The canonical URL for repr/pickle/errors: never holds a secret. */
+    const char *(*url)(cfs_backend *b);
+} cfs_backend_ops;
+
+/* Every backend object begins with this header so generic code can find its ops. */
+struct cfs_backend {
+    const cfs_backend_ops *ops;
+};
+
+/* The registry (backends.c): the backend for a URL's scheme, NULL if none. */
+const cfs_backend_ops *cfs_backend_for_url(const char *url);
+/* Comma-separated schemes, for error messages. */
+const char *cfs_backend_schemes(void);
+
+/* Helpers for remote backends. */
+/* Map an HTTP status to an op status for the simple cases (2xx, 404, 401/403, 412, 416,
+ * other 4xx); returns CFS_NEXT_RETRY for statuses worth retrying. */
+cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp);
+
+#endif

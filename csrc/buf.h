@@ -1,0 +1,23 @@
+/* A growable byte buffer: the one container for bodies moving through the engine. */
+#ifndef CFS_BUF_H
+#define CFS_BUF_H
+#include <stddef.h>
+
+typedef struct cfs_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} cfs_buf;
+
+/* Make room for at least `need` more bytes. Returns 0 or -1 (out of memory). */
+int cfs_buf_reserve(cfs_buf *b, size_t need);
+int cfs_buf_append(cfs_buf *b, const void *p, size_t n);
+int cfs_buf_append_str(cfs_buf *b, const char *s);
+/* NUL-terminate without counting the NUL in len. */
+int cfs_buf_terminate(cfs_buf *b);
+void cfs_buf_reset(cfs_buf *b);
+void cfs_buf_free(cfs_buf *b);
+/* Hand the storage to the caller (who frees it) and leave the buffer empty. */
+char *cfs_buf_steal(cfs_buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,55 @@
+/* The transfer engine: one thread per process owning a libcurl multi handle, plus a few
+ * worker threads for local backends. Callers on any thread submit ops; completion calls
+ * op->on_done on an engine thread (which must not block: it signals a waiter or schedules
+ * a future). The engine knows no protocol: it drives backend build()/finish()/execute().
+ *
+ * After fork() the child starts a fresh engine on first use; ops in flight in the parent
+ * are not seen by the child. */
+#ifndef CFS_ENGINE_H
+#define CFS_ENGINE_H
+#include "op.h"
+#include "retry.h"
+
+/* Per-store transfer settings and admission control. The engine counts active ops
+ * against `max_active`; everything beyond waits in the limiter's own queue. */
+typedef struct cfs_limiter cfs_limiter;
+
+typedef struct cfs_transfer_config {
+    int concurrency;            /* ops in flight for this store */
+    cfs_retry_policy retry;
+    long connect_timeout_ms;
+    long stall_timeout_s;       /* abort when no byte moves for this long */
+    long buffer_size;           /* CURLOPT_BUFFERSIZE */
+} cfs_transfer_config;
+
+#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024 }
+
+/* Create a limiter (registers it with the engine). NULL on out-of-memory. */
+cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);
+/* Release; ops submitted against it must all have completed. */
+void cfs_limiter_free(cfs_limiter *l);
+const cfs_transfer_config *cfs_limiter_config(const cfs_limiter *l);
+
+/* Submit an op (op->limiter, op->backend and op->on_done set). Never blocks on I/O.
+ * Returns 0, or -1 if the engine cannot start (the op is then not completed). */
+int cfs_engine_submit(cfs_op *op);
+
+/* A waiter collects completed ops of one batch; the caller waits with the GIL released.
+ * Used as on_done=cfs_waiter_done, ctx=waiter. */
+typedef struct cfs_waiter cfs_waiter;
+cfs_waiter *cfs_waiter_new(void);
+void cfs_waiter_free(cfs_waiter *w);
+void cfs_waiter_done(cfs_op *op, void *waiter);
+/* Block until at least one op has completed and return the completed ones as a list
+ * (linked by op->next), or NULL at once if `pending` is 0. */
+cfs_op *cfs_waiter_take(cfs_waiter *w, int block);
+
+/* Count and statistics, for tests and benchmarks. */
+typedef struct cfs_engine_stats {
+    uint64_t requests;          /* HTTP transfers started */
+    uint64_t retries;
+    uint64_t connections;       /* new connections opened */
+} cfs_engine_stats;
+void cfs_engine_get_stats(cfs_engine_stats *out);
+
+#endif
