@@ -1,0 +1,158 @@
+"""Benchmark data: objects written straight into the directory nginx serves.
+
+Layout under DATA_DIR/root (nginx's root), URL path = /bucket/<workload>/<key>:
+
+    bucket/o64k/000000 ...    64 KiB objects
+    bucket/o16k/000000 ...    16 KiB objects
+    bucket/o1m/0000 ...        1 MiB objects
+    bucket/o64m/00 ...        64 MiB objects
+    bucket/shard/shard        one 256 MiB "shard" read by small byte ranges
+
+Objects are random bytes (numpy PCG64 seeded by set name and index, so a re-created data
+set is byte-identical). DATA_DIR/manifest.json records, per set, how many objects exist and
+a CRC per object, so runs reuse the data and quick runs use a prefix of it. A set grows on
+demand: a quick run writes only what it needs, a full run adds the rest.
+
+The checksum of a fetch is order independent but binds each object to its key:
+    sum over objects of crc32(data, crc32(key)) mod 2**64
+so a client that swaps two objects' bodies, truncates or corrupts one is caught.
+"""
+import json
+import os
+import zlib
+
+import numpy as np
+
+KiB = 1024
+MiB = 1024 * KiB
+
+# name -> (object size, full-run count, quick-run count, key width)
+OBJECT_SETS = {
+    "o64k": (64 * KiB, 10_000, 2_000, 6),
+    "o16k": (16 * KiB, 20_000, 4_000, 6),
+    "o1m": (1 * MiB, 256, 64, 4),
+    "o64m": (64 * MiB, 8, 2, 2),
+}
+SHARD_SIZE = 256 * MiB
+RANGES_FULL = 2_000
+RANGES_QUICK = 500
+RANGE_MIN = 1 * KiB
+RANGE_MAX = 64 * KiB
+
+
+def object_crc(key, data):
+    return zlib.crc32(data, zlib.crc32(key.encode()))
+
+
+def combine(crcs):
+    return sum(crcs) % (1 << 64)
+
+
+def _gen(name, index, size):
+    seed = zlib.crc32(name.encode()) * 1_000_003 + index
+    return np.random.Generator(np.random.PCG64(seed)).bytes(size)
+
+
+def _write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Data:
+    """The on-disk data set (created or extended lazily)."""
+
+    def __init__(self, data_dir):
+        self.data_dir = os.path.abspath(data_dir)
+        self.root = os.path.join(self.data_dir, "root")
+        self.bucket = os.path.join(self.root, "bucket")
+        self.manifest_path = os.path.join(self.data_dir, "manifest.json")
+        os.makedirs(self.bucket, exist_ok=True)
+        try:
+            with open(self.manifest_path) as f:
+                self.manifest = json.load(f)
+        except (OSError, ValueError):
+            self.manifest = {}
+
+    def _save(self):
+        tmp = self.manifest_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.manifest, f)
+        os.replace(tmp, self.manifest_path)
+
+    @staticmethod
+    def key(name, i):
+        return f"{i:0{OBJECT_SETS[name][3]}d}"
+
+    def ensure_objects(self, name, count, log=print):
+        """Make sure objects 0..count-1 of set `name` exist; return (keys, crcs)."""
+        size = OBJECT_SETS[name][0]
+        d = os.path.join(self.bucket, name)
+        os.makedirs(d, exist_ok=True)
+        entry = self.manifest.get(name)
+        if not entry or entry.get("size") != size:
+            entry = {"size": size, "crcs": []}
+        crcs = entry["crcs"]
+        # cheap integrity check of what the manifest claims exists: sizes by stat
+        for i in range(min(len(crcs), count)):
+            p = os.path.join(d, self.key(name, i))
+            try:
+                ok = os.stat(p).st_size == size
+            except OSError:
+                ok = False
+            if not ok:
+                log(f"  data: {name}/{self.key(name, i)} missing or wrong size: rewriting set from {i}")
+                del crcs[i:]
+                break
+        if len(crcs) < count:
+            log(f"  data: writing {count - len(crcs)} x {size // KiB} KiB objects into {d}")
+            for i in range(len(crcs), count):
+                k = self.key(name, i)
+                data = _gen(name, i, size)
+                _write_atomic(os.path.join(d, k), data)
+                crcs.append(object_crc(k, data))
+                if size >= MiB and i % 4 == 3:
+                    self.manifest[name] = entry
+                    self._save()
+            self.manifest[name] = entry
+            self._save()
+        keys = [self.key(name, i) for i in range(count)]
+        return keys, crcs[:count]
+
+    def ensure_shard(self, log=print):
+        d = os.path.join(self.bucket, "shard")
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, "shard")
+        entry = self.manifest.get("shard")
+        try:
+            ok = entry and entry.get("size") == SHARD_SIZE and os.stat(p).st_size == SHARD_SIZE
+        except OSError:
+            ok = False
+        if not ok:
+            log(f"  data: writing the {SHARD_SIZE // MiB} MiB shard {p}")
+            tmp = p + ".tmp"
+            with open(tmp, "wb") as f:
+                for i in range(SHARD_SIZE // (16 * MiB)):
+                    f.write(_gen("shard", i, 16 * MiB))
+            os.replace(tmp, p)
+            self.manifest["shard"] = {"size": SHARD_SIZE}
+            self._save()
+        return p
+
+    def ranges(self, count):
+        """`count` deterministic (start, end) ranges inside the shard and their checksum.
+
+        Range sizes are uniform in [1 KiB, 64 KiB]; offsets uniform; half-open [start, end).
+        """
+        p = self.ensure_shard()
+        rng = np.random.Generator(np.random.PCG64(20240601))
+        lengths = rng.integers(RANGE_MIN, RANGE_MAX + 1, size=RANGES_FULL)
+        starts = rng.integers(0, SHARD_SIZE - RANGE_MAX, size=RANGES_FULL)
+        out = [(int(s), int(s + n)) for s, n in zip(starts, lengths)][:count]
+        crcs = []
+        with open(p, "rb") as f:
+            for s, e in out:
+                f.seek(s)
+                crcs.append(object_crc(f"{s}-{e}", f.read(e - s)))
+        return out, crcs

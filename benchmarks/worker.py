@@ -1,0 +1,396 @@
+"""One benchmark client in its own process: `python worker.py SPEC.json OUT.json`.
+
+Each run gets a fresh process so peak RSS and CPU time belong to that client alone. The
+spec names the client, the base URL, the keys (or byte ranges of one key), the concurrency,
+how many passes over the keys to time and how many items to fetch first as a warm-up
+(connections opened, threads started; not timed). The output records, over the timed
+passes only: wall seconds, CPU seconds (getrusage of this process, all threads), count of
+objects and bytes, errors, the checksum of every body, and per-request latencies where the
+client exposes them. Peak RSS is ru_maxrss of the whole process.
+"""
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+import zlib
+from urllib.parse import quote
+
+here = os.path.dirname(os.path.abspath(__file__))
+if here not in sys.path:
+    sys.path.insert(0, here)
+
+
+def crc(key, data):
+    return zlib.crc32(data, zlib.crc32(key.encode()))
+
+
+def _q(key):
+    return quote(key, safe="/")
+
+
+class Client:
+    """Interface: get_many(keys) -> {key: bytes-like}; get_ranges(key, ranges) -> [bytes-like].
+
+    `self.latencies` may collect per-request seconds (only clients that expose per-request
+    timing without changing how they are driven).
+    """
+
+    latencies = None
+
+    def close(self):
+        pass
+
+
+# ---------------------------------------------------------------- cloudfiles_store (ours)
+class CloudFilesStoreClient(Client):
+    name = "cloudfiles_store"
+
+    def __init__(self, base, conc):
+        from cloudfiles_store import CloudFilesStore
+
+        self.s = CloudFilesStore(base, concurrency=conc)
+
+    def get_many(self, keys):
+        return self.s.getitems(keys)
+
+    def get_ranges(self, key, ranges):
+        return self.s.get_ranges([(key, s, e) for s, e in ranges])
+
+    def close(self):
+        self.s.close()
+
+    @staticmethod
+    def version():
+        import cloudfiles_store
+
+        return getattr(cloudfiles_store, "__version__", "dev")
+
+
+# ---------------------------------------------------------------- urllib3 thread pool
+class Urllib3Client(Client):
+    """The plain-Python baseline: ThreadPoolExecutor(C) + one urllib3 PoolManager(maxsize=C)."""
+
+    name = "urllib3_threads"
+
+    def __init__(self, base, conc):
+        from concurrent.futures import ThreadPoolExecutor
+
+        import urllib3
+
+        self.base = base.rstrip("/")
+        self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3))
+        self.ex = ThreadPoolExecutor(conc)
+        self.latencies = []
+
+    def _get(self, key, headers=None, ok=(200,)):
+        t = time.perf_counter()
+        r = self.pm.request("GET", f"{self.base}/{_q(key)}", headers=headers, preload_content=True)
+        self.latencies.append(time.perf_counter() - t)
+        if r.status not in ok:
+            raise RuntimeError(f"GET {key}: HTTP {r.status}")
+        return r.data
+
+    def get_many(self, keys):
+        return dict(zip(keys, self.ex.map(self._get, keys)))
+
+    def get_ranges(self, key, ranges):
+        return list(
+            self.ex.map(lambda r: self._get(key, {"Range": f"bytes={r[0]}-{r[1] - 1}"}, (206,)), ranges)
+        )
+
+    def close(self):
+        self.ex.shutdown()
+        self.pm.clear()
+
+    @staticmethod
+    def version():
+        import urllib3
+
+        return urllib3.__version__
+
+
+# ---------------------------------------------------------------- fsspec HTTPFileSystem
+class FsspecClient(Client):
+    """fsspec's HTTPFileSystem (aiohttp): `cat(urls, batch_size=C)`, aiohttp connector limit C."""
+
+    name = "fsspec_http"
+
+    def __init__(self, base, conc):
+        import aiohttp
+        import fsspec
+
+        async def get_client(**kw):
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+
+        self.base = base.rstrip("/")
+        self.conc = conc
+        self.fs = fsspec.filesystem("http", get_client=get_client, skip_instance_cache=True)
+
+    def get_many(self, keys):
+        urls = [f"{self.base}/{_q(k)}" for k in keys]
+        out = self.fs.cat(urls, batch_size=self.conc, on_error="raise")
+        return {k: out[u] for k, u in zip(keys, urls)}
+
+    def get_ranges(self, key, ranges):
+        u = f"{self.base}/{_q(key)}"
+        return self.fs.cat_ranges(
+            [u] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges], batch_size=self.conc
+        )
+
+    @staticmethod
+    def version():
+        import aiohttp
+        import fsspec
+
+        return f"fsspec {fsspec.__version__}, aiohttp {aiohttp.__version__}"
+
+
+# ---------------------------------------------------------------- obstore HTTPStore
+class ObstoreClient(Client):
+    """obstore's HTTPStore, driven from asyncio: one get per key, a Semaphore(C) bounding it."""
+
+    name = "obstore"
+
+    def __init__(self, base, conc):
+        import asyncio
+
+        import obstore
+        from obstore.store import HTTPStore
+
+        self.obs = obstore
+        self.store = HTTPStore.from_url(base.rstrip("/") + "/", client_options={"allow_http": True})
+        self.conc = conc
+        self.loop = asyncio.new_event_loop()
+        self.latencies = []
+
+    def _run(self, coros_factory, items):
+        import asyncio
+
+        async def main():
+            sem = asyncio.Semaphore(self.conc)
+
+            async def one(item):
+                async with sem:
+                    t = time.perf_counter()
+                    r = await coros_factory(item)
+                    self.latencies.append(time.perf_counter() - t)
+                    return r
+
+            return await asyncio.gather(*(one(i) for i in items))
+
+        return self.loop.run_until_complete(main())
+
+    def get_many(self, keys):
+        async def get(k):
+            r = await self.obs.get_async(self.store, k)
+            return await r.bytes_async()
+
+        return dict(zip(keys, self._run(get, keys)))
+
+    def get_ranges(self, key, ranges):
+        async def get(r):
+            return await self.obs.get_range_async(self.store, key, start=r[0], end=r[1])
+
+        return self._run(get, ranges)
+
+    def close(self):
+        self.loop.close()
+
+    @staticmethod
+    def version():
+        import obstore
+
+        return obstore.__version__
+
+
+# ---------------------------------------------------------------- cloud-files
+class CloudFilesClient(Client):
+    """Seung lab's cloud-files: CloudFiles(url, num_threads=C, green=False).get(paths, raw=True)."""
+
+    name = "cloud-files"
+
+    def __init__(self, base, conc):
+        from cloudfiles import CloudFiles
+
+        self.cf = CloudFiles(base.rstrip("/") + "/", num_threads=conc, green=False, parallel=1, progress=False)
+
+    def get_many(self, keys):
+        res = self.cf.get(keys, raw=True, raise_errors=True)
+        return {r["path"]: r["content"] for r in res if r.get("content") is not None and not r.get("error")}
+
+    def get_ranges(self, key, ranges):
+        req = [{"path": key, "start": s, "end": e, "tags": i} for i, (s, e) in enumerate(ranges)]
+        res = self.cf.get(req, raw=True, raise_errors=True)
+        out = [None] * len(ranges)
+        for r in res:
+            out[r["tags"]] = r["content"]
+        return out
+
+    @staticmethod
+    def version():
+        from importlib.metadata import version
+
+        return version("cloud-files")
+
+
+# ---------------------------------------------------------------- TensorStore
+class TensorStoreClient(Client):
+    """TensorStore's http kvstore, `http_request_concurrency` limit C, all reads issued at once."""
+
+    name = "tensorstore"
+
+    def __init__(self, base, conc):
+        import tensorstore as ts
+
+        ctx = ts.Context({"http_request_concurrency": {"limit": conc}})
+        self.kv = ts.KvStore.open({"driver": "http", "base_url": base.rstrip("/") + "/"}, context=ctx).result()
+
+    def _collect(self, futs):
+        out = []
+        for f in futs:
+            r = f.result()
+            if r.state != "value":
+                raise RuntimeError(f"tensorstore read: state {r.state}")
+            out.append(r.value)
+        return out
+
+    def get_many(self, keys):
+        return dict(zip(keys, self._collect([self.kv.read(k) for k in keys])))
+
+    def get_ranges(self, key, ranges):
+        return self._collect([self.kv.read(key, byte_range=slice(s, e)) for s, e in ranges])
+
+    @staticmethod
+    def version():
+        import tensorstore
+
+        return tensorstore.__version__
+
+
+CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, ObstoreClient,
+                               CloudFilesClient, TensorStoreClient)}
+
+
+def rss_now_kib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cpu_now():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run(spec):
+    cls = CLIENTS[spec["client"]]
+    out = {"client": spec["client"]}
+    t_import = time.perf_counter()
+    cli = cls(spec["base_url"], spec["concurrency"])
+    out["version"] = cls.version()
+    out["setup_s"] = time.perf_counter() - t_import
+    ranges = spec.get("ranges")
+    if ranges:
+        key = spec["range_key"]
+        items = [(int(s), int(e)) for s, e in ranges]
+        names = [f"{s}-{e}" for s, e in items]
+
+        def fetch(sub):
+            vals = cli.get_ranges(key, sub)
+            return list(zip([f"{s}-{e}" for s, e in sub], vals))
+    else:
+        items = list(spec["keys"])
+        names = items
+
+        def fetch(sub):
+            return list(cli.get_many(sub).items())
+
+    # warm-up: open connections, start threads; not timed
+    nw = min(spec.get("warmup", 0), len(items))
+    if nw:
+        fetch(items[:nw])
+        if cli.latencies is not None:
+            cli.latencies.clear()
+    out["rss_before_kib"] = rss_now_kib()
+
+    wall = cpu = 0.0
+    nbytes = nobj = 0
+    errors = 0
+    checksums = []
+    first_error = None
+    for _ in range(spec.get("passes", 1)):
+        c0 = cpu_now()
+        t0 = time.perf_counter()
+        try:
+            got = fetch(items)
+            err = None
+        except Exception as e:  # a client's failure is a result, not a crash of the benchmark
+            got, err = [], e
+        t1 = time.perf_counter()
+        c1 = cpu_now()
+        wall += t1 - t0
+        cpu += c1 - c0
+        if err is not None:
+            errors += len(items)
+            first_error = first_error or f"{type(err).__name__}: {err}"[:500]
+            continue
+        seen = set()
+        s = 0
+        for k, v in got:
+            if v is None:
+                continue
+            mv = memoryview(v)
+            nbytes += mv.nbytes
+            s += crc(k, mv)
+            seen.add(k)
+        nobj += len(seen)
+        missing = len(set(names) - seen)
+        errors += missing
+        if missing and first_error is None:
+            first_error = f"{missing} of {len(names)} items missing from the result"
+        checksums.append(s % (1 << 64))
+        del got
+    out.update(
+        wall_s=wall,
+        cpu_s=cpu,
+        objects=nobj,
+        bytes=nbytes,
+        requests=len(items) * spec.get("passes", 1),
+        errors=errors,
+        first_error=first_error,
+        checksums=checksums,
+        maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    )
+    if cli.latencies:
+        lat = sorted(cli.latencies)
+        out["p50_ms"] = 1000 * lat[len(lat) // 2]
+        out["p99_ms"] = 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    try:
+        cli.close()
+    except Exception:
+        pass
+    return out
+
+
+def main():
+    spec_path, out_path = sys.argv[1], sys.argv[2]
+    with open(spec_path) as f:
+        spec = json.load(f)
+    try:
+        res = run(spec)
+    except Exception as e:
+        res = {"client": spec.get("client"), "fatal": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()[-3000:]}
+    with open(out_path, "w") as f:
+        json.dump(res, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The physical limit: Debian's `wrk` against the same nginx, objects and connection count.
+
+A Lua script cycles over the same object paths (or byte ranges) as the Python clients,
+each wrk thread starting at its own offset; requests are pre-formatted once per thread so
+the Lua cost per request is a table lookup. wrk runs for a fixed duration (it has no
+"N requests" mode); its done() hook prints one JSON line with the counts and latency
+percentiles. CPU and peak RSS of the wrk process come from wait4().
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+LUA = r"""
+local paths_file = %(paths)s
+local nthreads = %(threads)d
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  reqs = {}
+  local n = 0
+  for line in io.lines(paths_file) do
+    local p, r = line:match("^([^\t]+)\t?(.*)$")
+    n = n + 1
+    if r ~= nil and r ~= "" then
+      reqs[n] = wrk.format("GET", p, {["Range"] = r})
+    else
+      reqs[n] = wrk.format("GET", p)
+    end
+  end
+  idx = math.floor((id or 0) * n / nthreads)
+end
+
+function request()
+  idx = idx %% #reqs + 1
+  return reqs[idx]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "bytes": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "mean_us": %%f}\n',
+    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+
+
+def available():
+    return shutil.which("wrk")
+
+
+def version():
+    try:
+        p = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001
+        return f"unknown ({e})"
+
+
+def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, threads=2, timeout_s=120):
+    """paths: list of URL paths, or of (path, 'bytes=a-b'). Returns a result dict like worker.run."""
+    os.makedirs(workdir, exist_ok=True)
+    paths_file = os.path.join(workdir, "paths.txt")
+    with open(paths_file, "w") as f:
+        for p in paths:
+            f.write(("%s\t%s" % p if isinstance(p, tuple) else p) + "\n")
+    script = os.path.join(workdir, "cycle.lua")
+    threads = max(1, min(threads, conc))
+    with open(script, "w") as f:
+        f.write(LUA % {"paths": json.dumps(paths_file), "threads": threads})
+    cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{duration_s}s", "--timeout", "60s", "-s", script,
+           f"http://{host_port}"]
+    out_path = os.path.join(workdir, "wrk.out")
+    with open(out_path, "w") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = t0 + duration_s + timeout_s
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, ru = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path) as f:
+        text = f.read()
+    res = {"client": "wrk", "version": version(), "cmd": " ".join(cmd)}
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRKJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        res["fatal"] = f"wrk exited {proc.returncode}: {text[-1500:]}"
+        return res
+    w = json.loads(line[len("WRKJSON "):])
+    errs = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+    res.update(
+        wall_s=w["duration_us"] / 1e6,
+        cpu_s=ru.ru_utime + ru.ru_stime,
+        objects=w["requests"],
+        requests=w["requests"],
+        bytes=w["requests"] * payload_bytes_per_req,
+        wire_bytes=w["bytes"],
+        errors=errs,
+        first_error=None if not errs else f"wrk errors: {w}",
+        checksums=[],
+        maxrss_kib=ru.ru_maxrss,
+        p50_ms=w["p50_us"] / 1000.0,
+        p99_ms=w["p99_us"] / 1000.0,
+        raw=w,
+    )
+    return res
