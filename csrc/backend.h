@@ -79,10 +79,12 @@ struct cfs_backend {
 
 /* The registry (backends.c): the backend for a URL's scheme, NULL if none. */
 const cfs_backend_ops *cfs_backend_for_url(const char *url);
-/* Comma-separated schemes, for error messages. */
-const char *cfs_backend_schemes(void);
+/* The schemes known, comma-separated, for error messages. */
+void cfs_backend_schemes(char *out, size_t n);
 
-/* Helpers for remote backends. */
+/* Helpers for remote backends (http_common.c). */
+/* Add the Range header for op->range (nothing for a whole-object read). */
+int cfs_request_range(cfs_request *req, const cfs_range *r);
 /* Map an HTTP status to an op status for the simple cases (2xx, 404, 401/403, 412, 416,
  * other 4xx); returns CFS_NEXT_RETRY for statuses worth retrying. */
 cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp);

@@ -26,6 +26,7 @@ typedef enum cfs_status {
     CFS_ETRANSIENT,    /* 5xx / 429 / 408 / network error, still failing after every retry */
     CFS_ECHECKSUM,     /* body did not match the server's checksum, after every retry */
     CFS_EPROTOCOL,     /* malformed response */
+    CFS_ENETWORK,      /* a transfer failure not worth retrying (TLS verification...) */
     CFS_EIO,           /* local filesystem error */
     CFS_EINVALID,      /* bad input caught late (by the backend) */
     CFS_ENOMEM,
@@ -95,6 +96,7 @@ typedef struct cfs_op {
     /* --- completion --- */
     cfs_done_fn on_done;
     void *ctx;
+    void *caller;               /* the submitter's own per-op data (Python objects...) */
     struct cfs_limiter *limiter; /* admission control this op counts against */
 
     /* --- engine private --- */

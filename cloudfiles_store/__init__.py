@@ -1,0 +1,48 @@
+"""cloudfiles_store: parallel object storage for zarr, from a C engine.
+
+``CloudFilesStore(url, **options)`` is a mutable mapping of keys to bytes over S3, GCS,
+HTTP(S), local files or memory; batches (``getitems``, ``setitems``, ``delitems``) run in
+parallel with the GIL released.
+"""
+
+from collections.abc import MutableMapping
+
+from . import errors
+from ._core import Store as _Store
+from ._core import engine_stats
+from .errors import *  # noqa: F401,F403
+
+
+class CloudFilesStore(_Store, MutableMapping):
+    """A mapping of str keys to bytes at ``url``; see the README for URLs and options.
+
+    Transfer options: ``concurrency`` (requests in flight, default 64), ``retries``
+    (attempts in all, default 6), ``retry_base`` and ``retry_cap`` (seconds of the
+    full-jitter backoff window), ``connect_timeout`` (seconds), ``stall_timeout`` (seconds
+    without a byte before a transfer is retried). HTTP(S): ``ca_bundle``, ``verify``,
+    ``bearer_token``, ``username``/``password``.
+    """
+
+    __slots__ = ()
+
+    # zarr 2's store protocol: this mapping is readable, writeable, listable and erasable
+    _store_version = 2
+
+    def is_readable(self):
+        return True
+
+    def is_writeable(self):
+        return True
+
+    def is_listable(self):
+        return True
+
+    def is_erasable(self):
+        return True
+
+
+def _rebuild(cls, url, options):
+    return cls(url, **options)
+
+
+__all__ = ["CloudFilesStore", "engine_stats", "errors", *errors.__all__]

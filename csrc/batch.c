@@ -1,0 +1,350 @@
+/* The Batch type: ops streamed from a Python iterable through a bounded window.
+ * As an iterator (Store.iter_get) it yields (key, bytes or None) as transfers complete,
+ * and raises BatchError at the end if any key failed. */
+#include "batch.h"
+
+#include "pyutil.h"
+
+struct BatchObject {
+    PyObject_HEAD
+    StoreObject *store;
+    PyObject *iter;             /* NULL once exhausted or after an input error */
+    batch_kind kind;
+    cfs_waiter *waiter;
+    int in_flight;
+    int window;
+    Py_ssize_t next_index;
+    cfs_op *ready;              /* completed, not yet handed out */
+    PyObject *failures;         /* list of exceptions */
+    PyObject *input_exc;        /* the exception the input raised, kept for the end */
+    int interrupted;
+};
+
+static void item_free(batch_item *it)
+{
+    if (!it)
+        return;
+    Py_XDECREF(it->key);
+    if (it->has_view)
+        PyBuffer_Release(&it->view);
+    PyMem_Free(it);
+}
+
+void cfs_batch_release(cfs_op *op)
+{
+    if (!op)
+        return;
+    item_free(op->caller);
+    op->caller = NULL;
+    cfs_op_free(op);
+}
+
+static cfs_op_kind op_kind(batch_kind k)
+{
+    switch (k) {
+    case BATCH_GET:
+    case BATCH_RANGE: return CFS_OP_GET;
+    case BATCH_PUT: return CFS_OP_PUT;
+    case BATCH_DELETE: return CFS_OP_DELETE;
+    case BATCH_HEAD: return CFS_OP_HEAD;
+    }
+    return CFS_OP_GET;
+}
+
+/* Parse a range item's bounds: start >= 0 with end None or > start, or start < 0 (suffix). */
+static int parse_range(PyObject *start_o, PyObject *end_o, cfs_range *r)
+{
+    long long start = PyLong_AsLongLong(start_o);
+    if (start == -1 && PyErr_Occurred())
+        return -1;
+    if (end_o == Py_None) {
+        if (start < 0)
+            *r = (cfs_range){ .kind = CFS_RANGE_SUFFIX, .length = -start };
+        else
+            *r = (cfs_range){ .kind = CFS_RANGE_FROM, .start = start };
+        return 0;
+    }
+    long long end = PyLong_AsLongLong(end_o);
+    if (end == -1 && PyErr_Occurred())
+        return -1;
+    if (start < 0 || end < start) {
+        PyErr_Format(PyExc_ValueError, "invalid byte range [%lld, %lld)", start, end);
+        return -1;
+    }
+    *r = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = start, .end = end };
+    return 0;
+}
+
+/* Turn one input item into a submitted op. Returns 0, or -1 with an error set. */
+static int submit_item(BatchObject *b, PyObject *obj)
+{
+    PyObject *key = obj, *value = NULL, *start = NULL, *end = Py_None;
+    if (b->kind == BATCH_PUT) {
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2) {
+            PyErr_Format(PyExc_TypeError, "setitems items must be (key, value) pairs, not %.100s",
+                         Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        key = PyTuple_GET_ITEM(obj, 0);
+        value = PyTuple_GET_ITEM(obj, 1);
+    } else if (b->kind == BATCH_RANGE) {
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
+            PyErr_Format(PyExc_TypeError, "range items must be (key, start, end), not %.100s",
+                         Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        key = PyTuple_GET_ITEM(obj, 0);
+        start = PyTuple_GET_ITEM(obj, 1);
+        if (PyTuple_GET_SIZE(obj) == 3)
+            end = PyTuple_GET_ITEM(obj, 2);
+    }
+    const char *k;
+    Py_ssize_t klen;
+    if (cfs_py_key(key, 0, &k, &klen) < 0)
+        return -1;
+    batch_item *it = PyMem_Calloc(1, sizeof *it);
+    if (!it) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    it->key = Py_NewRef(key);
+    it->index = b->next_index;
+    cfs_op *op = cfs_op_new(op_kind(b->kind), b->store->backend, k, (size_t)klen);
+    if (!op) {
+        item_free(it);
+        PyErr_NoMemory();
+        return -1;
+    }
+    op->caller = it;
+    if (b->kind == BATCH_RANGE && parse_range(start, end, &op->range) < 0)
+        goto fail;
+    if (value) {
+        if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "value for key %R must support the buffer protocol (bytes, "
+                         "bytearray, memoryview, numpy array), not %.100s",
+                         key, Py_TYPE(value)->tp_name);
+            goto fail;
+        }
+        it->has_view = 1;
+        op->body = it->view.buf;
+        op->body_len = (size_t)it->view.len;
+    }
+    op->limiter = b->store->limiter;
+    op->on_done = cfs_waiter_done;
+    op->ctx = b->waiter;
+    if (cfs_engine_submit(op) < 0) {
+        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
+        goto fail;
+    }
+    b->in_flight++;
+    b->next_index++;
+    return 0;
+fail:
+    cfs_batch_release(op);
+    return -1;
+}
+
+/* Pull items until the window is full or the input ends. */
+static void refill(BatchObject *b)
+{
+    while (b->iter && !b->interrupted && b->in_flight < b->window) {
+        PyObject *obj = PyIter_Next(b->iter);
+        if (!obj) {
+            if (PyErr_Occurred())
+                b->input_exc = cfs_exc_take();
+            Py_CLEAR(b->iter);
+            return;
+        }
+        int rc = submit_item(b, obj);
+        Py_DECREF(obj);
+        if (rc < 0) {
+            /* bad input: stop taking more, let what is in flight finish, then raise */
+            b->input_exc = cfs_exc_take();
+            Py_CLEAR(b->iter);
+            return;
+        }
+    }
+}
+
+cfs_op *cfs_batch_next(BatchObject *b)
+{
+    for (;;) {
+        refill(b);
+        if (b->ready) {
+            cfs_op *op = b->ready;
+            b->ready = op->next;
+            op->next = NULL;
+            b->in_flight--;
+            return op;
+        }
+        if (b->in_flight == 0)
+            return NULL;
+        cfs_op *done;
+        Py_BEGIN_ALLOW_THREADS
+        done = cfs_waiter_take(b->waiter, 1);
+        Py_END_ALLOW_THREADS
+        b->ready = done;
+        if (!b->interrupted && PyErr_CheckSignals() < 0) {
+            /* Ctrl-C: submit nothing more; what is in flight still completes */
+            b->interrupted = 1;
+            if (!b->input_exc)
+                b->input_exc = cfs_exc_take();
+            else
+                PyErr_Clear();
+        }
+    }
+}
+
+int cfs_batch_record_failure(BatchObject *b, const cfs_op *op)
+{
+    batch_item *it = op->caller;
+    PyObject *exc = cfs_py_op_error(op, it ? it->key : NULL);
+    if (!exc)
+        return -1;
+    int rc = PyList_Append(b->failures, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+int cfs_batch_finish(BatchObject *b, const char *what)
+{
+    if (b->input_exc) {
+        cfs_exc_restore(b->input_exc);
+        b->input_exc = NULL;
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(b->failures);
+    if (n == 0)
+        return 0;
+    PyObject *first = PyList_GET_ITEM(b->failures, 0);
+    PyObject *msg = PyUnicode_FromFormat("%s: %zd of the keys failed; first: %S", what, n, first);
+    if (!msg)
+        return -1;
+    PyObject *args = PyTuple_Pack(1, msg);
+    Py_DECREF(msg);
+    PyObject *kw = args ? Py_BuildValue("{s:O,s:s}", "errors", b->failures, "operation", what) : NULL;
+    PyObject *exc = kw ? PyObject_Call(cfs_err.batch, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (exc) {
+        PyErr_SetObject(cfs_err.batch, exc);
+        Py_DECREF(exc);
+    }
+    return -1;
+}
+
+BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind kind)
+{
+    if (cfs_store_check_open(store) < 0)
+        return NULL;
+    PyObject *iter = PyObject_GetIter(iterable);
+    if (!iter)
+        return NULL;
+    BatchObject *b = PyObject_GC_New(BatchObject, &cfs_BatchType);
+    if (!b) {
+        Py_DECREF(iter);
+        return NULL;
+    }
+    b->store = (StoreObject *)Py_NewRef(store);
+    b->iter = iter;
+    b->kind = kind;
+    b->in_flight = 0;
+    b->next_index = 0;
+    b->ready = NULL;
+    b->input_exc = NULL;
+    b->interrupted = 0;
+    /* twice the store's concurrency: the engine always has the next op queued */
+    b->window = 2 * cfs_limiter_config(store->limiter)->concurrency;
+    b->failures = PyList_New(0);
+    b->waiter = cfs_waiter_new();
+    PyObject_GC_Track(b);
+    if (!b->failures || !b->waiter) {
+        Py_DECREF(b);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return b;
+}
+
+/* Wait out whatever is still in flight: its buffers and waiter belong to this batch. */
+static void drain(BatchObject *b)
+{
+    Py_CLEAR(b->iter);
+    while (b->in_flight > 0) {
+        while (b->ready) {
+            cfs_op *op = b->ready;
+            b->ready = op->next;
+            b->in_flight--;
+            cfs_batch_release(op);
+        }
+        if (b->in_flight == 0)
+            break;
+        cfs_op *done;
+        Py_BEGIN_ALLOW_THREADS
+        done = cfs_waiter_take(b->waiter, 1);
+        Py_END_ALLOW_THREADS
+        b->ready = done;
+    }
+}
+
+static void batch_dealloc(BatchObject *b)
+{
+    PyObject_GC_UnTrack(b);
+    PyObject *exc = cfs_exc_take();
+    if (b->waiter)
+        drain(b);
+    cfs_exc_restore(exc);
+    cfs_waiter_free(b->waiter);
+    Py_XDECREF(b->store);
+    Py_XDECREF(b->failures);
+    Py_XDECREF(b->input_exc);
+    PyObject_GC_Del(b);
+}
+
+static int batch_traverse(BatchObject *b, visitproc visit, void *arg)
+{
+    Py_VISIT(b->store);
+    Py_VISIT(b->iter);
+    Py_VISIT(b->failures);
+    Py_VISIT(b->input_exc);
+    return 0;
+}
+
+static PyObject *batch_iternext(BatchObject *b)
+{
+    for (;;) {
+        cfs_op *op = cfs_batch_next(b);
+        if (!op) {
+            if (!PyErr_Occurred())
+                cfs_batch_finish(b, "iter_get");
+            return NULL;
+        }
+        batch_item *it = op->caller;
+        PyObject *result = NULL;
+        if (op->status == CFS_OK) {
+            PyObject *data = PyBytes_FromStringAndSize(op->data.data, (Py_ssize_t)op->data.len);
+            result = data ? PyTuple_Pack(2, it->key, data) : NULL;
+            Py_XDECREF(data);
+        } else if (op->status == CFS_ENOTFOUND) {
+            result = PyTuple_Pack(2, it->key, Py_None);
+        } else if (cfs_batch_record_failure(b, op) == 0) {
+            cfs_batch_release(op);
+            continue;
+        }
+        cfs_batch_release(op);
+        return result;
+    }
+}
+
+PyTypeObject cfs_BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cloudfiles_store._core.Batch",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Results of a batch, yielded as the transfers complete.",
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_traverse = (traverseproc)batch_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)batch_iternext,
+};

@@ -1,0 +1,758 @@
+/* The transfer engine: one libcurl multi handle driven by one thread per process, and a
+ * small pool of worker threads for local backends.
+ *
+ * Locking: `engine.lock` guards the limiter list, each limiter's queue and active count,
+ * and the worker queue. Everything about transfers in flight (easy handles, the retry
+ * list) belongs to the transfer thread alone. */
+#include "engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "backend.h"
+
+#define WORKER_THREADS 8
+#define HEADER_VALUE_MAX 512
+#define IDLE_POLL_MS 1000
+
+struct cfs_limiter {
+    cfs_transfer_config cfg;
+    pid_t owner_pid;            /* the engine generation this limiter is registered with */
+    int active;                 /* admitted and not yet completed */
+    cfs_op *q_head, *q_tail;    /* submitted, waiting for admission */
+    cfs_limiter *next;
+};
+
+/* One HTTP transfer in flight (transfer-thread only). */
+typedef struct transfer {
+    cfs_op *op;
+    CURL *easy;
+    cfs_request req;
+    cfs_buf scratch;            /* bodies that are not object data: errors, listings */
+    cfs_buf *body;              /* where the body goes: &op->data or &scratch */
+    size_t upload_pos;
+    long status;
+    int64_t content_length;
+    double retry_after;         /* seconds, -1 if none */
+    char etag[HEADER_VALUE_MAX];
+    char content_range[HEADER_VALUE_MAX];
+    char content_type[HEADER_VALUE_MAX];
+    char content_encoding[HEADER_VALUE_MAX];
+    char goog_hash[HEADER_VALUE_MAX];
+    char curl_error[CURL_ERROR_SIZE];
+    struct timespec retry_at;
+    struct transfer *next_retry;
+} transfer;
+
+typedef struct engine {
+    pthread_mutex_t lock;
+    pthread_cond_t work_cv;
+    pid_t pid;
+    CURLM *multi;
+    pthread_t thread;
+    pthread_t workers[WORKER_THREADS];
+    int workers_started;
+    cfs_limiter *limiters;
+    cfs_op *work_head, *work_tail;  /* admitted local ops */
+    /* transfer-thread only */
+    transfer *retries;
+    CURL *idle_easy[64];
+    int n_idle_easy;
+} engine;
+
+static pthread_mutex_t g_engine_lock = PTHREAD_MUTEX_INITIALIZER;
+static engine *g_engine;        /* guarded by g_engine_lock; reset in the child after fork */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_curl_ok;
+
+static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+
+/* ---------- fork ---------- */
+
+static void after_fork_child(void)
+{
+    /* The parent's threads do not exist here; its engine's state may be mid-update.
+     * Abandon it (its sockets belong to the parent) and start fresh on first use. */
+    pthread_mutex_init(&g_engine_lock, NULL);
+    g_engine = NULL;
+}
+
+static void global_init(void)
+{
+    g_curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+/* ---------- time ---------- */
+
+static struct timespec now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts;
+}
+
+static long ms_until(struct timespec t)
+{
+    struct timespec n = now_mono();
+    long ms = (long)(t.tv_sec - n.tv_sec) * 1000 + (t.tv_nsec - n.tv_nsec) / 1000000;
+    return ms < 0 ? 0 : ms;
+}
+
+static struct timespec after_seconds(double s)
+{
+    struct timespec t = now_mono();
+    long long ns = (long long)(s * 1e9) + t.tv_nsec;
+    t.tv_sec += ns / 1000000000LL;
+    t.tv_nsec = ns % 1000000000LL;
+    return t;
+}
+
+/* Thread-safe uniform [0,1) without global state. */
+static double random01(void)
+{
+    static _Thread_local unsigned int seed;
+    if (!seed)
+        seed = (unsigned int)(now_mono().tv_nsec ^ (long)getpid() ^ (long)(uintptr_t)&seed);
+    return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
+}
+
+/* ---------- completion ---------- */
+
+static void complete(engine *e, cfs_op *op)
+{
+    pthread_mutex_lock(&e->lock);
+    op->limiter->active--;
+    pthread_mutex_unlock(&e->lock);
+    curl_multi_wakeup(e->multi); /* a slot is free: admit more */
+    op->on_done(op, op->ctx);    /* may free op: touch nothing after */
+}
+
+/* ---------- transfers ---------- */
+
+static size_t on_header(char *line, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* a new response (after 100-continue): forget the previous headers */
+        t->content_length = -1;
+        t->retry_after = -1;
+        t->etag[0] = t->content_range[0] = t->content_type[0] = '\0';
+        t->content_encoding[0] = t->goog_hash[0] = '\0';
+        return len;
+    }
+    if (len <= 2) { /* end of headers: choose where the body goes */
+        long code = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 100 && code < 200)
+            return len;
+        t->status = code;
+        t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300) ? &t->op->data
+                                                                            : &t->scratch;
+        if (t->content_length > 0 && !t->req.no_body &&
+            cfs_buf_reserve(t->body, (size_t)t->content_length) < 0)
+            return 0; /* out of memory: abort the transfer */
+        return len;
+    }
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return len;
+    size_t name_len = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    char *dst = NULL;
+#define IS(name) (name_len == sizeof(name) - 1 && strncasecmp(line, name, name_len) == 0)
+    if (IS("etag"))
+        dst = t->etag;
+    else if (IS("content-range"))
+        dst = t->content_range;
+    else if (IS("content-type"))
+        dst = t->content_type;
+    else if (IS("content-encoding"))
+        dst = t->content_encoding;
+    else if (IS("x-goog-hash")) {
+        /* GCS sends crc32c and md5 as two headers: keep both, comma-separated */
+        size_t have = strlen(t->goog_hash);
+        if (have && have + 1 + vlen < HEADER_VALUE_MAX) {
+            t->goog_hash[have] = ',';
+            memcpy(t->goog_hash + have + 1, v, vlen);
+            t->goog_hash[have + 1 + vlen] = '\0';
+        } else if (!have && vlen < HEADER_VALUE_MAX) {
+            memcpy(t->goog_hash, v, vlen);
+            t->goog_hash[vlen] = '\0';
+        }
+        return len;
+    } else if (IS("content-length")) {
+        char tmp[32];
+        if (vlen < sizeof tmp) {
+            memcpy(tmp, v, vlen);
+            tmp[vlen] = '\0';
+            char *ep;
+            long long cl = strtoll(tmp, &ep, 10);
+            if (*ep == '\0' && cl >= 0)
+                t->content_length = cl;
+        }
+        return len;
+    } else if (IS("retry-after")) {
+        char tmp[64];
+        if (vlen < sizeof tmp) {
+            memcpy(tmp, v, vlen);
+            tmp[vlen] = '\0';
+            t->retry_after = cfs_retry_after_parse(tmp, (int64_t)time(NULL));
+        }
+        return len;
+    }
+#undef IS
+    if (dst && vlen < HEADER_VALUE_MAX) {
+        memcpy(dst, v, vlen);
+        dst[vlen] = '\0';
+    }
+    return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t len = size * n;
+    if (!t->body)
+        t->body = &t->scratch;
+    if (cfs_buf_append(t->body, data, len) < 0)
+        return 0; /* CURLE_WRITE_ERROR */
+    return len;
+}
+
+static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t room = size * n, left = t->req.body_len - t->upload_pos;
+    size_t k = left < room ? left : room;
+    memcpy(dst, t->req.body + t->upload_pos, k);
+    t->upload_pos += k;
+    return k;
+}
+
+static int on_open_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)clientp;
+    (void)fd;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        atomic_fetch_add(&g_connections, 1);
+    return CURL_SOCKOPT_OK;
+}
+
+static CURL *take_easy(engine *e)
+{
+    if (e->n_idle_easy > 0) {
+        CURL *c = e->idle_easy[--e->n_idle_easy];
+        curl_easy_reset(c);
+        return c;
+    }
+    return curl_easy_init();
+}
+
+static void give_easy(engine *e, CURL *c)
+{
+    if (e->n_idle_easy < (int)(sizeof e->idle_easy / sizeof e->idle_easy[0]))
+        e->idle_easy[e->n_idle_easy++] = c;
+    else
+        curl_easy_cleanup(c);
+}
+
+static void transfer_free(engine *e, transfer *t)
+{
+    if (t->easy) {
+        curl_multi_remove_handle(e->multi, t->easy);
+        give_easy(e, t->easy);
+    }
+    cfs_request_clear(&t->req);
+    cfs_buf_free(&t->scratch);
+    free(t);
+}
+
+/* Finish an op whose transfer (if any) is already released. */
+static void finish_op(engine *e, cfs_op *op)
+{
+    op->engine_priv = NULL;
+    complete(e, op);
+}
+
+/* Build and start the next request of an op. On failure the op completes. */
+static void start_request(engine *e, cfs_op *op)
+{
+    const cfs_transfer_config *cfg = &op->limiter->cfg;
+    cfs_backend *b = op->backend;
+    transfer *t = calloc(1, sizeof *t);
+    if (!t) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory starting a transfer");
+        finish_op(e, op);
+        return;
+    }
+    t->op = op;
+    t->content_length = -1;
+    t->retry_after = -1;
+    op->engine_priv = t;
+    if (op->kind == CFS_OP_GET)
+        cfs_buf_reset(&op->data);
+    if (b->ops->build(b, op, &t->req) < 0) {
+        transfer_free(e, t);
+        finish_op(e, op);
+        return;
+    }
+    CURL *c = take_easy(e);
+    if (!c) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
+        transfer_free(e, t);
+        finish_op(e, op);
+        return;
+    }
+    t->easy = c;
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
+    SET(CURLOPT_PRIVATE, t);
+    SET(CURLOPT_URL, t->req.url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SET(CURLOPT_LOW_SPEED_TIME, cfg->stall_timeout_s);
+    SET(CURLOPT_BUFFERSIZE, cfg->buffer_size);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_ERRORBUFFER, t->curl_error);
+    SET(CURLOPT_SOCKOPTFUNCTION, on_open_socket);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    /* libcurl would add "Expect: 100-continue" to large uploads: one round trip lost */
+    if (rc == CURLE_OK && cfs_request_header(&t->req, "Expect:") < 0)
+        rc = CURLE_OUT_OF_MEMORY;
+    SET(CURLOPT_HTTPHEADER, t->req.headers);
+    if (strcmp(t->req.method, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(t->req.method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (strcmp(t->req.method, "PUT") == 0) {
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_upload);
+        SET(CURLOPT_READDATA, t);
+        SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->req.body_len);
+    } else {
+        SET(CURLOPT_CUSTOMREQUEST, t->req.method);
+        if (t->req.body) {
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->req.body_len);
+            SET(CURLOPT_POSTFIELDS, t->req.body);
+        }
+    }
+#undef SET
+    if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0)
+        rc = CURLE_BAD_FUNCTION_ARGUMENT;
+    if (rc == CURLE_OK && curl_multi_add_handle(e->multi, c) != CURLM_OK)
+        rc = CURLE_OUT_OF_MEMORY;
+    if (rc != CURLE_OK) {
+        if (op->status == CFS_OK)
+            cfs_op_fail(op, CFS_EINVALID, "cannot set up the transfer: %s", curl_easy_strerror(rc));
+        t->easy = NULL;
+        give_easy(e, c);
+        transfer_free(e, t);
+        finish_op(e, op);
+        return;
+    }
+    op->attempts++;
+    atomic_fetch_add(&g_requests, 1);
+}
+
+static int curl_error_is_transient(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void schedule_retry(engine *e, transfer *t)
+{
+    cfs_op *op = t->op;
+    const cfs_retry_policy *p = &op->limiter->cfg.retry;
+    double delay = cfs_retry_delay(p, op->attempts, random01(), t->retry_after);
+    atomic_fetch_add(&g_retries, 1);
+    /* keep the failure text: it is what the caller sees if every retry fails */
+    curl_multi_remove_handle(e->multi, t->easy);
+    give_easy(e, t->easy);
+    t->easy = NULL;
+    t->retry_at = after_seconds(delay);
+    t->next_retry = e->retries;
+    e->retries = t;
+}
+
+static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
+{
+    transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    cfs_op *op = t->op;
+    cfs_backend *b = op->backend;
+    const cfs_retry_policy *p = &op->limiter->cfg.retry;
+    cfs_next next;
+
+    if (rc != CURLE_OK) {
+        const char *why = t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
+        if (curl_error_is_transient(rc)) {
+            cfs_op_fail(op, CFS_ETRANSIENT, "%s", why);
+            next = CFS_NEXT_RETRY;
+        } else {
+            cfs_op_fail(op, CFS_ENETWORK, "%s", why);
+            next = CFS_NEXT_DONE;
+        }
+    } else {
+        cfs_response resp = {
+            .status = t->status,
+            .body = t->body ? t->body : &t->scratch,
+            .content_length = t->content_length,
+            .etag = t->etag[0] ? t->etag : NULL,
+            .content_range = t->content_range[0] ? t->content_range : NULL,
+            .content_type = t->content_type[0] ? t->content_type : NULL,
+            .content_encoding = t->content_encoding[0] ? t->content_encoding : NULL,
+            .goog_hash = t->goog_hash[0] ? t->goog_hash : NULL,
+        };
+        op->http_status = t->status;
+        op->status = CFS_OK;
+        next = b->ops->finish(b, op, &resp);
+    }
+
+    if (next == CFS_NEXT_RETRY && op->attempts < p->max_attempts) {
+        schedule_retry(e, t);
+        return;
+    }
+    if (next == CFS_NEXT_RETRY && op->status == CFS_OK)
+        cfs_op_fail(op, CFS_ETRANSIENT, "still failing after %d attempts", op->attempts);
+    transfer_free(e, t);
+    if (next == CFS_NEXT_AGAIN) {
+        start_request(e, op);
+        return;
+    }
+    finish_op(e, op);
+}
+
+static void start_due_retries(engine *e, long *timeout_ms)
+{
+    transfer **pp = &e->retries;
+    while (*pp) {
+        transfer *t = *pp;
+        long ms = ms_until(t->retry_at);
+        if (ms > 0) {
+            if (ms < *timeout_ms)
+                *timeout_ms = ms;
+            pp = &t->next_retry;
+            continue;
+        }
+        *pp = t->next_retry;
+        cfs_op *op = t->op;
+        /* a retry rebuilds the request (fresh signature, date) and clears old results */
+        op->status = CFS_OK;
+        op->message[0] = '\0';
+        transfer_free(e, t);
+        start_request(e, op);
+    }
+}
+
+/* ---------- local work ---------- */
+
+static void *worker_main(void *arg)
+{
+    engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->work_head)
+            pthread_cond_wait(&e->work_cv, &e->lock);
+        cfs_op *op = e->work_head;
+        e->work_head = op->next;
+        if (!e->work_head)
+            e->work_tail = NULL;
+        pthread_mutex_unlock(&e->lock);
+        op->next = NULL;
+        op->attempts++;
+        op->backend->ops->execute(op->backend, op);
+        complete(e, op);
+    }
+    return NULL;
+}
+
+/* ---------- admission ---------- */
+
+/* Move admissible ops out of the limiter queues (under the lock). Local ones go to the
+ * worker queue; remote ones are returned for the transfer thread to start. */
+static cfs_op *admit_locked(engine *e)
+{
+    cfs_op *remote = NULL, **tail = &remote;
+    for (cfs_limiter *l = e->limiters; l; l = l->next) {
+        while (l->q_head && l->active < l->cfg.concurrency) {
+            cfs_op *op = l->q_head;
+            l->q_head = op->next;
+            if (!l->q_head)
+                l->q_tail = NULL;
+            op->next = NULL;
+            l->active++;
+            if (op->backend->ops->execute) {
+                if (e->work_tail)
+                    e->work_tail->next = op;
+                else
+                    e->work_head = op;
+                e->work_tail = op;
+                pthread_cond_signal(&e->work_cv);
+            } else {
+                *tail = op;
+                tail = &op->next;
+            }
+        }
+    }
+    return remote;
+}
+
+static void *transfer_main(void *arg)
+{
+    engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        cfs_op *ready = admit_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        while (ready) {
+            cfs_op *op = ready;
+            ready = op->next;
+            op->next = NULL;
+            start_request(e, op);
+        }
+
+        long timeout_ms = IDLE_POLL_MS;
+        start_due_retries(e, &timeout_ms);
+
+        int running = 0;
+        curl_multi_perform(e->multi, &running);
+        CURLMsg *msg;
+        int left, finished = 0;
+        while ((msg = curl_multi_info_read(e->multi, &left))) {
+            if (msg->msg == CURLMSG_DONE) {
+                on_transfer_done(e, msg->easy_handle, msg->data.result);
+                finished++;
+            }
+        }
+        if (finished)
+            continue; /* completions free slots and may start new requests: go round now */
+
+        long curl_timeout = -1;
+        curl_multi_timeout(e->multi, &curl_timeout);
+        if (curl_timeout >= 0 && curl_timeout < timeout_ms)
+            timeout_ms = curl_timeout;
+        if (timeout_ms > 0)
+            curl_multi_poll(e->multi, NULL, 0, (int)timeout_ms, NULL);
+    }
+    return NULL;
+}
+
+/* ---------- lifecycle ---------- */
+
+/* The engine of this process, started on first use. NULL if it cannot start. */
+static engine *get_engine(void)
+{
+    pthread_once(&g_once, global_init);
+    if (!g_curl_ok)
+        return NULL;
+    pthread_mutex_lock(&g_engine_lock);
+    engine *e = g_engine;
+    if (e && e->pid == getpid()) {
+        pthread_mutex_unlock(&g_engine_lock);
+        return e;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e)
+        goto fail;
+    e->pid = getpid();
+    if (pthread_mutex_init(&e->lock, NULL) != 0)
+        goto fail_free;
+    if (pthread_cond_init(&e->work_cv, NULL) != 0)
+        goto fail_mutex;
+    e->multi = curl_multi_init();
+    if (!e->multi)
+        goto fail_cond;
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&e->thread, &attr, transfer_main, e) != 0) {
+        pthread_attr_destroy(&attr);
+        goto fail_multi;
+    }
+    for (int i = 0; i < WORKER_THREADS; i++)
+        if (pthread_create(&e->workers[i], &attr, worker_main, e) == 0)
+            e->workers_started++;
+    pthread_attr_destroy(&attr);
+    if (e->workers_started == 0)
+        goto fail_running; /* the transfer thread is running: the engine must stay */
+    g_engine = e;
+    pthread_mutex_unlock(&g_engine_lock);
+    return e;
+
+fail_running:
+    g_engine = e; /* usable for remote ops only; keep it rather than free a live thread */
+    pthread_mutex_unlock(&g_engine_lock);
+    return e;
+fail_multi:
+    curl_multi_cleanup(e->multi);
+fail_cond:
+    pthread_cond_destroy(&e->work_cv);
+fail_mutex:
+    pthread_mutex_destroy(&e->lock);
+fail_free:
+    free(e);
+fail:
+    pthread_mutex_unlock(&g_engine_lock);
+    return NULL;
+}
+
+cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg)
+{
+    cfs_limiter *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->cfg = *cfg;
+    if (l->cfg.concurrency < 1)
+        l->cfg.concurrency = 1;
+    return l;
+}
+
+const cfs_transfer_config *cfs_limiter_config(const cfs_limiter *l)
+{
+    return &l->cfg;
+}
+
+void cfs_limiter_free(cfs_limiter *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&g_engine_lock);
+    engine *e = g_engine;
+    pthread_mutex_unlock(&g_engine_lock);
+    if (e && e->pid == getpid() && l->owner_pid == e->pid) {
+        pthread_mutex_lock(&e->lock);
+        for (cfs_limiter **pp = &e->limiters; *pp; pp = &(*pp)->next) {
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&e->lock);
+    }
+    free(l);
+}
+
+int cfs_engine_submit(cfs_op *op)
+{
+    engine *e = get_engine();
+    if (!e)
+        return -1;
+    cfs_limiter *l = op->limiter;
+    op->next = NULL;
+    pthread_mutex_lock(&e->lock);
+    if (l->owner_pid != e->pid) {
+        /* first use, or first use in a forked child: (re)register with this engine */
+        l->owner_pid = e->pid;
+        l->active = 0;
+        l->q_head = l->q_tail = NULL;
+        l->next = e->limiters;
+        e->limiters = l;
+    }
+    if (l->q_tail)
+        l->q_tail->next = op;
+    else
+        l->q_head = op;
+    l->q_tail = op;
+    pthread_mutex_unlock(&e->lock);
+    curl_multi_wakeup(e->multi);
+    return 0;
+}
+
+void cfs_engine_get_stats(cfs_engine_stats *out)
+{
+    out->requests = atomic_load(&g_requests);
+    out->retries = atomic_load(&g_retries);
+    out->connections = atomic_load(&g_connections);
+}
+
+/* ---------- waiter ---------- */
+
+struct cfs_waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    cfs_op *done;
+};
+
+cfs_waiter *cfs_waiter_new(void)
+{
+    cfs_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    if (pthread_mutex_init(&w->lock, NULL) != 0) {
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void cfs_waiter_free(cfs_waiter *w)
+{
+    if (!w)
+        return;
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+void cfs_waiter_done(cfs_op *op, void *ctx)
+{
+    cfs_waiter *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    op->next = w->done;
+    w->done = op;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->lock);
+}
+
+cfs_op *cfs_waiter_take(cfs_waiter *w, int block)
+{
+    pthread_mutex_lock(&w->lock);
+    while (block && !w->done)
+        pthread_cond_wait(&w->cv, &w->lock);
+    cfs_op *list = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return list;
+}

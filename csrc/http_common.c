@@ -1,0 +1,108 @@
+/* Pieces every HTTP-speaking backend shares: request headers, Range, status outcomes. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "retry.h"
+
+int cfs_request_header(cfs_request *req, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return -1;
+    struct curl_slist *l = curl_slist_append(req->headers, line);
+    if (!l)
+        return -1;
+    req->headers = l;
+    return 0;
+}
+
+void cfs_request_clear(cfs_request *req)
+{
+    free(req->url);
+    curl_slist_free_all(req->headers);
+    cfs_buf_free(&req->body_owned);
+    memset(req, 0, sizeof *req);
+}
+
+int cfs_request_range(cfs_request *req, const cfs_range *r)
+{
+    switch (r->kind) {
+    case CFS_RANGE_NONE:
+        return 0;
+    case CFS_RANGE_BOUNDED:
+        return cfs_request_header(req, "Range: bytes=%" PRId64 "-%" PRId64, r->start, r->end - 1);
+    case CFS_RANGE_FROM:
+        return cfs_request_header(req, "Range: bytes=%" PRId64 "-", r->start);
+    case CFS_RANGE_SUFFIX:
+        return cfs_request_header(req, "Range: bytes=-%" PRId64, r->length);
+    }
+    return -1;
+}
+
+/* A server that ignored Range sent the whole object with 200: cut the asked-for part. */
+static void slice_whole_body(cfs_op *op, cfs_buf *body)
+{
+    int64_t size = (int64_t)body->len, start = 0, end = size;
+    const cfs_range *r = &op->range;
+    if (r->kind == CFS_RANGE_BOUNDED) {
+        start = r->start;
+        end = r->end < size ? r->end : size;
+    } else if (r->kind == CFS_RANGE_FROM) {
+        start = r->start;
+    } else if (r->kind == CFS_RANGE_SUFFIX) {
+        start = r->length < size ? size - r->length : 0;
+    }
+    if (start > size)
+        start = size;
+    if (end < start)
+        end = start;
+    memmove(body->data, body->data + start, (size_t)(end - start));
+    body->len = (size_t)(end - start);
+    op->size = size;
+}
+
+cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp)
+{
+    long s = resp->status;
+    if (s >= 200 && s < 300) {
+        op->status = CFS_OK;
+        if (op->kind == CFS_OP_GET && s == 200 && op->range.kind != CFS_RANGE_NONE)
+            slice_whole_body(op, resp->body);
+        else if (op->kind == CFS_OP_HEAD || (op->kind == CFS_OP_GET && s == 200))
+            op->size = resp->content_length >= 0 ? resp->content_length
+                                                 : (op->kind == CFS_OP_GET ? (int64_t)resp->body->len : -1);
+        return CFS_NEXT_DONE;
+    }
+    if (cfs_retry_status_is_transient(s)) {
+        cfs_op_fail(op, CFS_ETRANSIENT, "HTTP %ld", s);
+        return CFS_NEXT_RETRY;
+    }
+    switch (s) {
+    case 404:
+    case 410:
+        cfs_op_fail(op, CFS_ENOTFOUND, "HTTP %ld", s);
+        break;
+    case 401:
+    case 403:
+        cfs_op_fail(op, CFS_EAUTH, "HTTP %ld", s);
+        break;
+    case 412:
+        cfs_op_fail(op, CFS_EEXISTS, "HTTP %ld", s);
+        break;
+    case 416:
+        cfs_op_fail(op, CFS_ERANGE, "HTTP %ld", s);
+        break;
+    default:
+        cfs_op_fail(op, CFS_EHTTP, "HTTP %ld", s);
+        break;
+    }
+    return CFS_NEXT_DONE;
+}

@@ -1,0 +1,116 @@
+#include "op.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cfs_status_name(cfs_status s)
+{
+    switch (s) {
+    case CFS_OK: return "ok";
+    case CFS_ENOTFOUND: return "not found";
+    case CFS_EEXISTS: return "already exists";
+    case CFS_EAUTH: return "not authorized";
+    case CFS_ERANGE: return "range not satisfiable";
+    case CFS_EHTTP: return "request refused";
+    case CFS_ETRANSIENT: return "failed after retries";
+    case CFS_ECHECKSUM: return "checksum mismatch";
+    case CFS_EPROTOCOL: return "malformed response";
+    case CFS_ENETWORK: return "network error";
+    case CFS_EIO: return "I/O error";
+    case CFS_EINVALID: return "invalid request";
+    case CFS_ENOMEM: return "out of memory";
+    }
+    return "unknown";
+}
+
+const char *cfs_op_kind_name(cfs_op_kind k)
+{
+    switch (k) {
+    case CFS_OP_GET: return "get";
+    case CFS_OP_HEAD: return "head";
+    case CFS_OP_PUT: return "put";
+    case CFS_OP_DELETE: return "delete";
+    case CFS_OP_LIST: return "list";
+    }
+    return "unknown";
+}
+
+int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir)
+{
+    if (e->len == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        cfs_entry *p = realloc(e->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        e->items = p;
+        e->cap = cap;
+    }
+    char *copy = malloc(name_len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    e->items[e->len++] = (cfs_entry){ copy, size, is_dir };
+    return 0;
+}
+
+void cfs_entries_free(cfs_entries *e)
+{
+    for (size_t i = 0; i < e->len; i++)
+        free(e->items[i].name);
+    free(e->items);
+    e->items = NULL;
+    e->len = e->cap = 0;
+}
+
+cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *key, size_t key_len)
+{
+    cfs_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->backend = backend;
+    op->size = -1;
+    op->key = malloc(key_len + 1);
+    if (!op->key) {
+        free(op);
+        return NULL;
+    }
+    memcpy(op->key, key, key_len);
+    op->key[key_len] = '\0';
+    return op;
+}
+
+void cfs_op_free(cfs_op *op)
+{
+    if (!op)
+        return;
+    free(op->key);
+    cfs_buf_free(&op->data);
+    cfs_entries_free(&op->entries);
+    free(op->where);
+    if (op->backend_state && op->free_backend_state)
+        op->free_backend_state(op->backend_state);
+    free(op);
+}
+
+void cfs_op_fail(cfs_op *op, cfs_status status, const char *fmt, ...)
+{
+    op->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->message, sizeof op->message, fmt, ap);
+    va_end(ap);
+}
+
+int cfs_op_set_where(cfs_op *op, const char *where)
+{
+    char *copy = strdup(where);
+    if (!copy)
+        return -1;
+    free(op->where);
+    op->where = copy;
+    return 0;
+}
