@@ -42,7 +42,10 @@ import time
 import urllib.parse
 
 RecordedRequest = collections.namedtuple(
-    "RecordedRequest", "method path raw_path query headers time body_size fault")
+    "RecordedRequest", "method path raw_path query headers time body_size fault conn")
+RecordedRequest.__doc__ = """One request as the server saw it: method, decoded path, raw path,
+query string, headers (list of (name, value)), arrival time (time.time()), body size, the
+fault applied (its string, or None) and conn, a number per TCP connection (to see reuse)."""
 
 
 def _http_date(t):
@@ -129,6 +132,9 @@ class FaultServer:
         self._conn_tasks = set()
         self._ready = threading.Event()
         self._start_error = None
+        self._conn_counter = 0
+        self._in_flight = 0
+        self.max_in_flight = 0
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -242,6 +248,19 @@ class FaultServer:
         return [r for r in reqs
                 if (norm is None or r.path == norm) and (method is None or r.method == method)]
 
+    def header(self, request, name):
+        """The value of header `name` (any case) in a RecordedRequest, or None."""
+        name = name.lower()
+        for k, v in request.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def reset_max_in_flight(self):
+        """Restart the high-water mark of requests being answered at the same time."""
+        with self._lock:
+            self.max_in_flight = self._in_flight
+
     def clear_requests(self):
         with self._lock:
             self._requests.clear()
@@ -257,9 +276,12 @@ class FaultServer:
     async def _handle(self, reader, writer):
         task = asyncio.current_task()
         self._conn_tasks.add(task)
+        with self._lock:
+            self._conn_counter += 1
+            conn = self._conn_counter
         try:
             while True:
-                keep_alive = await self._one_request(reader, writer)
+                keep_alive = await self._one_request(reader, writer, conn)
                 if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
@@ -291,7 +313,7 @@ class FaultServer:
         n = int(headers.get("content-length", "0") or 0)
         return await reader.readexactly(n) if n else b""
 
-    async def _one_request(self, reader, writer):
+    async def _one_request(self, reader, writer, conn):
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as e:
@@ -325,9 +347,16 @@ class FaultServer:
             queue = self._faults.get(path)
             fault_spec, fault = queue.popleft() if queue else (None, None)
             self._requests.append(RecordedRequest(
-                method, path, raw_path, query, header_list, time.time(), len(body), fault_spec))
+                method, path, raw_path, query, header_list, time.time(), len(body), fault_spec,
+                conn))
             response = self._respond(method, path, query, headers, body, fault)
-        return await self._send(writer, method, response, fault, keep_alive)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._send(writer, method, response, fault, keep_alive)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _respond(self, method, path, query, headers, body, fault):
         """The normal response (under the lock). A status fault replaces it, and a PUT or
