@@ -81,11 +81,10 @@ static cfs_status errno_status(int e)
     return (e == ENOENT || e == ENOTDIR || e == EISDIR) ? CFS_ENOTFOUND : CFS_EIO;
 }
 
-/* mkdir -p for the directories above `path` (which lies under root). */
-static int make_parents(const char *root, char *path)
+/* mkdir -p for the directories above `path`, the root included. */
+static int make_parents(char *path)
 {
-    size_t skip = strlen(root) + 1;
-    for (char *p = path + skip; *p; p++) {
+    for (char *p = path + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
@@ -185,7 +184,7 @@ static void file_get(cfs_op *op, const char *path, int head_only)
     close(fd);
 }
 
-static void file_put(file_backend *f, cfs_op *op, char *path)
+static void file_put(cfs_op *op, char *path)
 {
     size_t plen = strlen(path);
     char *slash = strrchr(path, '/');
@@ -199,7 +198,7 @@ static void file_put(file_backend *f, cfs_op *op, char *path)
     int fd = -1;
     /* A concurrent delete may prune the directory between mkdir and mkstemp: try again. */
     for (int tries = 0; tries < 5 && fd < 0; tries++) {
-        if (make_parents(f->root, tmp) < 0)
+        if (make_parents(tmp) < 0)
             break;
         memcpy(tmp + dir_len + 1 + sizeof(TEMP_PREFIX) - 1, "XXXXXX", 6);
         fd = mkstemp(tmp);
@@ -311,6 +310,30 @@ static void file_list(file_backend *f, cfs_op *op)
     cfs_buf_free(&rel);
 }
 
+/* Remove the empty directories in the tree at `path` (bottom-up), and `path` itself unless
+ * it is the root. Directories that still hold something stay. */
+static void remove_empty_dirs(const char *path, int is_root)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            char *sub = cfs_path_join(path, de->d_name);
+            if (sub)
+                remove_empty_dirs(sub, 0);
+            free(sub);
+        }
+    }
+    closedir(d);
+    if (!is_root)
+        rmdir(path); /* fails, harmlessly, if something is left */
+}
+
 static void file_execute(cfs_backend *b, cfs_op *op)
 {
     file_backend *f = (file_backend *)b;
@@ -328,7 +351,7 @@ static void file_execute(cfs_backend *b, cfs_op *op)
         file_get(op, path, 1);
         break;
     case CFS_OP_PUT:
-        file_put(f, op, path);
+        file_put(op, path);
         break;
     case CFS_OP_DELETE:
         if (unlink(path) < 0)
@@ -338,6 +361,9 @@ static void file_execute(cfs_backend *b, cfs_op *op)
         break;
     case CFS_OP_LIST:
         file_list(f, op);
+        break;
+    case CFS_OP_RMDIR:
+        remove_empty_dirs(path, op->key[0] == '\0');
         break;
     }
     free(path);

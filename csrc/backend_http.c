@@ -184,6 +184,10 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     case CFS_OP_DELETE:
         req->method = "DELETE";
         break;
+    case CFS_OP_RMDIR:
+        /* WebDAV deletes a collection with what is left in it: nothing, by now */
+        req->method = "DELETE";
+        break;
     case CFS_OP_LIST:
         req->method = "GET";
         if (!op->backend_state && next_list_dir(op) < 0)
@@ -218,7 +222,9 @@ static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
     list_state *s = op->backend_state;
     const char *dir = s->current;
     size_t dir_len = strlen(dir);
-    const char *want = op->key + dir_len; /* the part of the prefix inside this directory */
+    size_t key_len = strlen(op->key);
+    /* the part of the prefix inside this directory ("" below the prefix's own directory) */
+    const char *want = dir_len < key_len ? op->key + dir_len : "";
     size_t want_len = strlen(want);
     cJSON *root = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
     if (!cJSON_IsArray(root)) {
@@ -274,7 +280,17 @@ done:
 static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     (void)b;
+    if ((op->kind == CFS_OP_GET || op->kind == CFS_OP_HEAD) && resp->status == 301) {
+        /* a web server's redirect from "dir" to "dir/": a directory is not an object */
+        cfs_op_fail(op, CFS_ENOTFOUND, "HTTP 301: a directory");
+        return CFS_NEXT_DONE;
+    }
     cfs_next next = cfs_http_status_outcome(op, resp);
+    if (op->kind == CFS_OP_RMDIR && next == CFS_NEXT_DONE && op->status != CFS_OK) {
+        /* cleanup only: a server without collections (or the directory gone) is fine */
+        op->status = CFS_OK;
+        op->message[0] = '\0';
+    }
     if (op->kind == CFS_OP_LIST) {
         if (op->status == CFS_ENOTFOUND) { /* a missing directory lists as empty */
             op->status = CFS_OK;

@@ -211,7 +211,7 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         memcpy(copy, op->body, op->body_len);
     }
     pthread_mutex_lock(&b->lock);
-    mem_object **pp = op->kind == CFS_OP_LIST ? NULL : find_slot(b, op->key, h);
+    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR) ? NULL : find_slot(b, op->key, h);
     switch (op->kind) {
     case CFS_OP_GET:
     case CFS_OP_HEAD:
@@ -258,6 +258,8 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
     case CFS_OP_LIST:
         mem_list(b, op);
         break;
+    case CFS_OP_RMDIR:
+        break; /* no directories in a flat namespace */
     }
     pthread_mutex_unlock(&b->lock);
     free(copy);

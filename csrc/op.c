@@ -33,6 +33,7 @@ const char *cfs_op_kind_name(cfs_op_kind k)
     case CFS_OP_PUT: return "put";
     case CFS_OP_DELETE: return "delete";
     case CFS_OP_LIST: return "list";
+    case CFS_OP_RMDIR: return "rmdir";
     }
     return "unknown";
 }

@@ -13,6 +13,8 @@ typedef enum cfs_op_kind {
     CFS_OP_PUT,        /* whole object */
     CFS_OP_DELETE,     /* one key; deleting a missing key is not an error */
     CFS_OP_LIST,       /* keys under a prefix, recursive or one level */
+    CFS_OP_RMDIR,      /* after a prefix's keys are deleted: remove what is left of it
+                        * (empty directories); a no-op for flat object stores */
 } cfs_op_kind;
 
 /* The outcome of an operation; CFS_OK and CFS_ENOTFOUND are the only "normal" ones. */

@@ -526,6 +526,12 @@ static PyObject *store_rmdir(StoreObject *s, PyObject *args, PyObject *kwargs)
         PyList_SET_ITEM(keys, i, k);
     }
     r = store_delitems(s, keys);
+    if (r) {
+        cfs_op *op = key_op(s, CFS_OP_RMDIR, prefix, 1);
+        if (!op || run_key_op(s, op, prefix, 1) < 0)
+            Py_CLEAR(r);
+        cfs_op_free(op);
+    }
 out:
     Py_DECREF(prefix);
     Py_XDECREF(names);
