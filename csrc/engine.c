@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,6 +51,10 @@ typedef struct transfer {
     char curl_error[CURL_ERROR_SIZE];
     struct timespec retry_at;
     struct transfer *next_retry;
+    /* stall detection: libcurl's LOW_SPEED averages over seconds, too slow to notice */
+    curl_off_t moved;
+    struct timespec last_move;
+    int stalled;
 } transfer;
 
 typedef struct engine {
@@ -244,6 +249,37 @@ static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
     return k;
 }
 
+/* Abort a transfer when no byte has moved either way for stall_timeout seconds. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    transfer *t = userp;
+    if (dlnow + ulnow != t->moved) {
+        t->moved = dlnow + ulnow;
+        t->last_move = now_mono();
+        return 0;
+    }
+    struct timespec n = now_mono();
+    double idle = (double)(n.tv_sec - t->last_move.tv_sec) + (n.tv_nsec - t->last_move.tv_nsec) / 1e9;
+    if (idle >= (double)t->op->limiter->cfg.stall_timeout_s) {
+        t->stalled = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* libcurl rewinds an upload to resend it on a fresh connection. */
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    transfer *t = userp;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > t->req.body_len)
+        return CURL_SEEKFUNC_FAIL;
+    t->upload_pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static int on_open_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
     (void)clientp;
@@ -301,6 +337,7 @@ static void start_request(engine *e, cfs_op *op)
         return;
     }
     t->op = op;
+    t->last_move = now_mono();
     t->content_length = -1;
     t->retry_after = -1;
     op->engine_priv = t;
@@ -327,8 +364,9 @@ static void start_request(engine *e, cfs_op *op)
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
-    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-    SET(CURLOPT_LOW_SPEED_TIME, cfg->stall_timeout_s);
+    SET(CURLOPT_NOPROGRESS, 0L);
+    SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+    SET(CURLOPT_XFERINFODATA, t);
     SET(CURLOPT_BUFFERSIZE, cfg->buffer_size);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_HEADERFUNCTION, on_header);
@@ -350,6 +388,8 @@ static void start_request(engine *e, cfs_op *op)
         SET(CURLOPT_UPLOAD, 1L);
         SET(CURLOPT_READFUNCTION, on_upload);
         SET(CURLOPT_READDATA, t);
+        SET(CURLOPT_SEEKFUNCTION, on_seek);
+        SET(CURLOPT_SEEKDATA, t);
         SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->req.body_len);
     } else {
         SET(CURLOPT_CUSTOMREQUEST, t->req.method);
@@ -389,6 +429,7 @@ static int curl_error_is_transient(CURLcode rc)
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_FAIL_REWIND:
         return 1;
     default:
         return 0;
@@ -421,7 +462,11 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
 
     if (rc != CURLE_OK) {
         const char *why = t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
-        if (curl_error_is_transient(rc)) {
+        if (t->stalled) {
+            cfs_op_fail(op, CFS_ETRANSIENT, "stalled: no data for %ld s",
+                        op->limiter->cfg.stall_timeout_s);
+            next = CFS_NEXT_RETRY;
+        } else if (curl_error_is_transient(rc)) {
             cfs_op_fail(op, CFS_ETRANSIENT, "%s", why);
             next = CFS_NEXT_RETRY;
         } else {
