@@ -264,9 +264,9 @@ class TensorStoreClient(Client):
 
     @staticmethod
     def version():
-        import tensorstore
+        from importlib.metadata import version
 
-        return tensorstore.__version__
+        return version("tensorstore")
 
 
 CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, ObstoreClient,

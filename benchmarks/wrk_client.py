@@ -76,7 +76,7 @@ def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, thre
     threads = max(1, min(threads, conc))
     with open(script, "w") as f:
         f.write(LUA % {"paths": json.dumps(paths_file), "threads": threads})
-    cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{duration_s}s", "--timeout", "60s", "-s", script,
+    cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{max(1, int(round(duration_s)))}s", "--timeout", "60s", "-s", script,
            f"http://{host_port}"]
     out_path = os.path.join(workdir, "wrk.out")
     with open(out_path, "w") as out:

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Benchmark cloudfiles_store against wrk (the physical limit), a urllib3 thread pool and peers.
+
+    python3 benchmarks/run.py [--quick] [--workloads get64k,get16k,...] [--concurrency 16,64,256]
+                              [--runs N] [--clients ...] [--no-install]
+
+What it does:
+1. Set-up: a virtualenv benchmarks/.venv (with the system site-packages, so the installed
+   cloudfiles_store and urllib3 are seen) into which pip installs matplotlib and the peers
+   (fsspec+aiohttp, obstore, cloud-files, tensorstore); each one that fails is skipped with
+   the reason printed. Then the script re-runs itself with that interpreter.
+2. Data: objects written directly as files under benchmarks/.data (gitignored, reused).
+3. nginx on 127.0.0.1 (tests/servers/nginx.py) serving that directory; loopback only.
+4. Every client runs every workload at every concurrency, each measurement in a fresh process;
+   rounds are interleaved (client order rotated per round) so machine-load drift hits everyone.
+5. Results: JSON under benchmarks/results/ (gitignored); BENCHMARKS.md (full runs) or
+   benchmarks/results/quick.md (--quick); PNG plots.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+VENV = os.path.join(HERE, ".venv")
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO)
+
+import datasets  # noqa: E402
+from datasets import KiB, MiB  # noqa: E402
+
+OURS = "cloudfiles_store"
+LIMIT = "wrk"
+BASELINE = "urllib3_threads"
+ALL_CLIENTS = [LIMIT, OURS, BASELINE, "fsspec_http", "obstore", "cloud-files", "tensorstore"]
+# pip requirement(s) and import probe per optional peer
+PEERS = {
+    "fsspec_http": (["fsspec", "aiohttp"], "import fsspec, aiohttp"),
+    "obstore": (["obstore"], "import obstore"),
+    "cloud-files": (["cloud-files"], "import cloudfiles"),
+    "tensorstore": (["tensorstore"], "import tensorstore"),
+}
+
+# name -> (object set or "shard", description template, passes full/quick)
+WORKLOADS = {
+    "get64k": {"set": "o64k", "passes": (1, 1)},
+    "get16k": {"set": "o16k", "passes": (1, 1)},
+    "get1m": {"set": "o1m", "passes": (4, 2)},
+    "get64m": {"set": "o64m", "passes": (2, 1)},
+    "ranges": {"set": "shard", "passes": (1, 1)},
+}
+DEFAULT_WORKLOADS = list(WORKLOADS)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ------------------------------------------------------------------------------ set-up
+def in_venv():
+    return os.path.realpath(sys.prefix) == os.path.realpath(VENV)
+
+
+def setup_venv(args):
+    """Create benchmarks/.venv and pip install matplotlib + peers; return per-package notes."""
+    notes = {}
+    py = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(py):
+        log(f"set-up: creating {VENV} (with system site-packages)")
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", VENV], check=True)
+    wanted = [("matplotlib", ["matplotlib"], "import matplotlib")]
+    wanted += [(name, reqs, probe) for name, (reqs, probe) in PEERS.items()]
+    for name, reqs, probe in wanted:
+        if subprocess.run([py, "-c", probe], capture_output=True).returncode == 0:
+            continue
+        log(f"set-up: pip install {' '.join(reqs)}")
+        p = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            notes[name] = "pip install failed: " + (p.stderr.strip().splitlines() or ["?"])[-1]
+            log(f"set-up: {name}: {notes[name]}")
+    return py, notes
+
+
+# ------------------------------------------------------------------------------ helpers
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    ngx = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True)
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_mib": mem,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "nginx": (ngx.stderr or ngx.stdout).strip(),
+        "curl": (curl.stdout.splitlines() or ["?"])[0],
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def probe_client(py, name):
+    """None if the client can run here, else the reason it cannot."""
+    if name == LIMIT:
+        import wrk_client
+
+        return None if wrk_client.available() else "wrk not installed (apt-get install wrk)"
+    if name == OURS:
+        code = "import cloudfiles_store; cloudfiles_store.CloudFilesStore"
+    elif name == BASELINE:
+        code = "import urllib3"
+    else:
+        code = PEERS[name][1]
+    p = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd="/")
+    if p.returncode != 0:
+        return "cannot import: " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    return None
+
+
+def run_worker(py, spec, tmpdir, timeout):
+    spec_path = os.path.join(tmpdir, "spec.json")
+    out_path = os.path.join(tmpdir, "out.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    if os.path.exists(out_path):
+        os.unlink(out_path)
+    try:
+        p = subprocess.run([py, os.path.join(HERE, "worker.py"), spec_path, out_path],
+                           capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return {"client": spec["client"], "fatal": f"timed out after {timeout}s"}
+    try:
+        with open(out_path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"client": spec["client"],
+                "fatal": f"worker exited {p.returncode} without a result: {p.stderr[-1500:]}"}
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ------------------------------------------------------------------------------ main
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer objects, one run, concurrency 64 (~2 min)")
+    ap.add_argument("--workloads", default=None, help="comma list of: " + ",".join(WORKLOADS))
+    ap.add_argument("--concurrency", default=None, help="comma list (default 16,64,256; quick: 64)")
+    ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; quick: 1)")
+    ap.add_argument("--clients", default=None, help="comma list of: " + ",".join(ALL_CLIENTS))
+    ap.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
+    ap.add_argument("--wrk-duration", type=float, default=None, help="seconds per wrk run (default 5; quick 2)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds before a client run is killed")
+    ap.add_argument("--report", default=None, help="markdown output (default BENCHMARKS.md; quick: results/quick.md)")
+    ap.add_argument("--no-install", action="store_true", help="no venv/pip: use this interpreter as is")
+    ap.add_argument("--setup-notes", default=None, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if not args.no_install and not in_venv():
+        py, notes = setup_venv(args)
+        env = dict(os.environ)
+        os.execve(py, [py, os.path.abspath(__file__), *argv, "--setup-notes", json.dumps(notes)], env)
+    setup_notes = json.loads(args.setup_notes) if args.setup_notes else {}
+    py = sys.executable
+    quick = args.quick
+    workloads = args.workloads.split(",") if args.workloads else DEFAULT_WORKLOADS
+    for w in workloads:
+        if w not in WORKLOADS:
+            sys.exit(f"unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+    concs = [int(c) for c in (args.concurrency or ("64" if quick else "16,64,256")).split(",")]
+    runs = args.runs or (1 if quick else 3)
+    clients = args.clients.split(",") if args.clients else list(ALL_CLIENTS)
+    wrk_duration = args.wrk_duration or (2.0 if quick else 5.0)
+    command = "python3 benchmarks/run.py " + " ".join(a for a in argv)
+
+    info = machine_info()
+    log(f"machine: {info['nproc']} cores, {info['cpu']}, load {info['loadavg_start']}")
+    skipped = {}
+    for c in clients:
+        reason = probe_client(py, c)
+        if reason and c in setup_notes:
+            reason = f"{setup_notes[c]}; {reason}"
+        if reason:
+            skipped[c] = reason
+            log(f"skip {c}: {reason}")
+    active = [c for c in clients if c not in skipped]
+
+    # ---- data
+    data = datasets.Data(args.data_dir)
+    wl_items = {}
+    for w in workloads:
+        spec = WORKLOADS[w]
+        if spec["set"] == "shard":
+            n = datasets.RANGES_QUICK if quick else datasets.RANGES_FULL
+            ranges, crcs = data.ranges(n)
+            sizes = [e - s for s, e in ranges]
+            wl_items[w] = {"ranges": ranges, "expected": datasets.combine(crcs), "n": n,
+                           "payload": sum(sizes), "desc": f"{n:,} ranges of 1-64 KiB in a 256 MiB shard",
+                           "object_size": sum(sizes) / n}
+        else:
+            size, nfull, nquick, _ = datasets.OBJECT_SETS[spec["set"]]
+            n = nquick if quick else nfull
+            keys, crcs = data.ensure_objects(spec["set"], n, log=log)
+            label = f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
+            wl_items[w] = {"keys": keys, "expected": datasets.combine(crcs), "n": n, "payload": n * size,
+                           "desc": f"{n:,} x {label} GET", "object_size": size}
+        wl_items[w]["passes"] = spec["passes"][1 if quick else 0]
+
+    # ---- server
+    from tests.servers.nginx import NginxServer
+
+    srv = NginxServer(root=data.root, tls=False, workers=2,
+                      extra_http_conf="open_file_cache max=40000 inactive=120s;")
+    srv.start()
+    host_port = f"127.0.0.1:{srv.port}"
+    log(f"nginx: {srv.url} root {data.root}")
+    import wrk_client
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    resdir = os.path.join(HERE, "results")
+    os.makedirs(resdir, exist_ok=True)
+    res_path = os.path.join(resdir, f"{'quick' if quick else 'full'}-{stamp}.json")
+    doc = {"command": command, "quick": quick, "machine": info, "skipped": skipped,
+           "workloads": {w: {k: v for k, v in wl_items[w].items() if k not in ("keys", "ranges")}
+                         for w in workloads},
+           "concurrency": concs, "runs": runs, "clients": active, "results": []}
+    versions = {}
+
+    def save():
+        doc["versions"] = versions
+        for p in (res_path, os.path.join(resdir, "latest-quick.json" if quick else "latest.json")):
+            with open(p + ".tmp", "w") as f:
+                json.dump(doc, f, indent=1)
+            os.replace(p + ".tmp", p)
+
+    t_start = time.time()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cfs-bench-") as tmp:
+            for rnd in range(runs):
+                for w in workloads:
+                    it = wl_items[w]
+                    for conc in concs:
+                        order = active[rnd % len(active):] + active[:rnd % len(active)] if active else []
+                        for c in order:
+                            base = f"{srv.url}/bucket/{WORKLOADS[w]['set']}"
+                            n_per_pass = it["n"]
+                            if c == LIMIT:
+                                if "ranges" in it:
+                                    paths = [("/bucket/shard/shard", f"bytes={s}-{e - 1}") for s, e in it["ranges"]]
+                                else:
+                                    paths = [f"/bucket/{WORKLOADS[w]['set']}/{k}" for k in it["keys"]]
+                                # never more connections than the other clients can have in flight
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                                   min(conc, n_per_pass), wrk_duration,
+                                                   it["payload"] / n_per_pass)
+                            else:
+                                warm = min(2 * conc, n_per_pass // 2) if it["object_size"] <= MiB else 1
+                                spec = {"client": c, "base_url": base, "concurrency": conc,
+                                        "passes": it["passes"], "warmup": max(1, warm)}
+                                if "ranges" in it:
+                                    spec["ranges"] = it["ranges"]
+                                    spec["range_key"] = "shard"
+                                    spec["base_url"] = f"{srv.url}/bucket/shard"
+                                else:
+                                    spec["keys"] = it["keys"]
+                                r = run_worker(py, spec, tmp, args.timeout)
+                            r.update(workload=w, concurrency=conc, round=rnd)
+                            if "version" in r:
+                                versions[c] = r["version"]
+                            if r.get("checksums"):
+                                r["checksum_ok"] = all(x == it["expected"] for x in r["checksums"])
+                            doc["results"].append(r)
+                            save()
+                            log(fmt_line(r))
+                            if not srv.running():
+                                raise RuntimeError("nginx died: " + srv.read_error_log(3000))
+    finally:
+        srv.stop()
+    doc["elapsed_s"] = time.time() - t_start
+    doc["machine"]["loadavg_end"] = os.getloadavg()
+    save()
+    log(f"results: {res_path}")
+
+    import report
+
+    md = args.report or (os.path.join(resdir, "quick.md") if quick else os.path.join(REPO, "BENCHMARKS.md"))
+    plot_dir = os.path.join(resdir, "plots-quick") if quick else os.path.join(HERE, "plots")
+    report.write(doc, md, plot_dir)
+    log(f"report: {md}; plots: {plot_dir}")
+
+
+def fmt_line(r):
+    head = f"[{r.get('round', 0)}] {r['workload']:<7} c={r['concurrency']:<4} {r['client']:<17}"
+    if r.get("fatal"):
+        return f"{head} FAILED: {r['fatal'][:300]}"
+    wall = r["wall_s"] or 1e-9
+    ops = r["objects"] / wall
+    mbs = r["bytes"] / wall / 1e6
+    cpu_k = 1000 * r["cpu_s"] / max(1, r["requests"])
+    lat = f" p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms" if r.get("p50_ms") is not None else ""
+    ck = {True: " checksum ok", False: " CHECKSUM MISMATCH", None: ""}[r.get("checksum_ok")]
+    err = f" errors {r['errors']} ({r['first_error']})" if r.get("errors") else ""
+    return (f"{head} {ops:9.0f} obj/s {mbs:8.1f} MB/s  cpu {cpu_k:.3f} s/1k req  "
+            f"rss {r['maxrss_kib'] / 1024:.0f} MiB{lat}{ck}{err}")
+
+
+if __name__ == "__main__":
+    main()
