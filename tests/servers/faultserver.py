@@ -135,6 +135,7 @@ class FaultServer:
         self._conn_counter = 0
         self._in_flight = 0
         self.max_in_flight = 0
+        self._spans = []         # (path, start, end) of every answered request
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -256,6 +257,20 @@ class FaultServer:
                 return v
         return None
 
+    def max_concurrency(self, prefix="/"):
+        """The most requests under `prefix` (a normalized path prefix) that were being
+        answered at the same moment, from their receipt to their last byte sent."""
+        prefix = normalize_path(prefix)
+        with self._lock:
+            spans = [(a, b) for p, a, b in self._spans if p.startswith(prefix)]
+        events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
+                        key=lambda e: (e[0], e[1]))  # an end before a start at the same time
+        peak = cur = 0
+        for _, d in events:
+            cur += d
+            peak = max(peak, cur)
+        return peak
+
     def reset_max_in_flight(self):
         """Restart the high-water mark of requests being answered at the same time."""
         with self._lock:
@@ -264,6 +279,7 @@ class FaultServer:
     def clear_requests(self):
         with self._lock:
             self._requests.clear()
+            self._spans.clear()
 
     def reset(self):
         """Forget objects, faults and recorded requests."""
@@ -271,6 +287,7 @@ class FaultServer:
             self._objects.clear()
             self._faults.clear()
             self._requests.clear()
+            self._spans.clear()
 
     # -- HTTP ----------------------------------------------------------------------
     async def _handle(self, reader, writer):
@@ -352,11 +369,13 @@ class FaultServer:
             response = self._respond(method, path, query, headers, body, fault)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        start = time.monotonic()
         try:
             return await self._send(writer, method, response, fault, keep_alive)
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._spans.append((path, start, time.monotonic()))
 
     def _respond(self, method, path, query, headers, body, fault):
         """The normal response (under the lock). A status fault replaces it, and a PUT or
