@@ -51,30 +51,6 @@ static cfs_op_kind op_kind(batch_kind k)
     return CFS_OP_GET;
 }
 
-/* Parse a range item's bounds: start >= 0 with end None or > start, or start < 0 (suffix). */
-static int parse_range(PyObject *start_o, PyObject *end_o, cfs_range *r)
-{
-    long long start = PyLong_AsLongLong(start_o);
-    if (start == -1 && PyErr_Occurred())
-        return -1;
-    if (end_o == Py_None) {
-        if (start < 0)
-            *r = (cfs_range){ .kind = CFS_RANGE_SUFFIX, .length = -start };
-        else
-            *r = (cfs_range){ .kind = CFS_RANGE_FROM, .start = start };
-        return 0;
-    }
-    long long end = PyLong_AsLongLong(end_o);
-    if (end == -1 && PyErr_Occurred())
-        return -1;
-    if (start < 0 || end < start) {
-        PyErr_Format(PyExc_ValueError, "invalid byte range [%lld, %lld)", start, end);
-        return -1;
-    }
-    *r = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = start, .end = end };
-    return 0;
-}
-
 /* Turn one input item into a submitted op. Returns 0, or -1 with an error set. */
 static int submit_item(BatchObject *b, PyObject *obj)
 {
@@ -116,7 +92,7 @@ static int submit_item(BatchObject *b, PyObject *obj)
         return -1;
     }
     op->caller = it;
-    if (b->kind == BATCH_RANGE && parse_range(start, end, &op->range) < 0)
+    if (b->kind == BATCH_RANGE && cfs_py_range(start, end, &op->range) < 0)
         goto fail;
     if (value) {
         if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {

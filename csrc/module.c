@@ -7,6 +7,8 @@
 #include "pyutil.h"
 #include "store.h"
 
+extern PyTypeObject cfs_CompletionsType;
+
 static PyObject *engine_stats(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -36,13 +38,15 @@ PyMODINIT_FUNC PyInit__core(void)
 {
     if (cfs_errors_load() < 0)
         return NULL;
-    if (PyType_Ready(&cfs_StoreType) < 0 || PyType_Ready(&cfs_BatchType) < 0)
+    if (PyType_Ready(&cfs_StoreType) < 0 || PyType_Ready(&cfs_BatchType) < 0 ||
+        PyType_Ready(&cfs_CompletionsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (!m)
         return NULL;
     if (PyModule_AddObjectRef(m, "Store", (PyObject *)&cfs_StoreType) < 0 ||
-        PyModule_AddObjectRef(m, "Batch", (PyObject *)&cfs_BatchType) < 0) {
+        PyModule_AddObjectRef(m, "Batch", (PyObject *)&cfs_BatchType) < 0 ||
+        PyModule_AddObjectRef(m, "Completions", (PyObject *)&cfs_CompletionsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

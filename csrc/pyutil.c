@@ -177,3 +177,30 @@ void cfs_exc_restore(PyObject *exc)
     PyObject *tb = PyException_GetTraceback(exc);
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
 }
+
+int cfs_py_range(PyObject *start_o, PyObject *end_o, cfs_range *r)
+{
+    if (start_o == Py_None) {
+        *r = (cfs_range){ .kind = CFS_RANGE_NONE };
+        return 0;
+    }
+    long long start = PyLong_AsLongLong(start_o);
+    if (start == -1 && PyErr_Occurred())
+        return -1;
+    if (end_o == Py_None) {
+        if (start < 0)
+            *r = (cfs_range){ .kind = CFS_RANGE_SUFFIX, .length = -start };
+        else
+            *r = (cfs_range){ .kind = CFS_RANGE_FROM, .start = start };
+        return 0;
+    }
+    long long end = PyLong_AsLongLong(end_o);
+    if (end == -1 && PyErr_Occurred())
+        return -1;
+    if (start < 0 || end < start) {
+        PyErr_Format(PyExc_ValueError, "invalid byte range [%lld, %lld)", start, end);
+        return -1;
+    }
+    *r = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = start, .end = end };
+    return 0;
+}

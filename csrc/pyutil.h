@@ -32,6 +32,11 @@ int cfs_errors_load(void);
  * key is not a str or not a valid key. `prefix` accepts "" and a trailing '/'. */
 int cfs_py_key(PyObject *key, int prefix, const char **utf8, Py_ssize_t *len);
 
+/* A byte range from Python bounds: start None (whole object); start >= 0 with end None
+ * (to the end) or end >= start ([start, end)); start < 0 with end None (the last -start
+ * bytes). Returns 0, or -1 with ValueError/TypeError set. */
+int cfs_py_range(PyObject *start, PyObject *end, cfs_range *r);
+
 /* Keyword options -> name/value strings (bool -> true/false, numbers -> str, None
  * skipped). Sets OptionError and returns -1 on an unsupported value type. */
 int cfs_py_options(PyObject *kwargs, cfs_options *out);

@@ -175,8 +175,7 @@ int cfs_store_run(StoreObject *s, cfs_op *op)
     return 0;
 }
 
-/* A new op on a user key (validated). `prefix` accepts "" and a trailing '/'. */
-static cfs_op *key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
+cfs_op *cfs_store_key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
 {
     if (cfs_store_check_open(s) < 0)
         return NULL;
@@ -213,7 +212,7 @@ static PyObject *bytes_of(cfs_op *op)
 static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int want_sizes,
                             int64_t *total_size)
 {
-    cfs_op *op = key_op(s, CFS_OP_LIST, prefix, 1);
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix, 1);
     if (!op)
         return NULL;
     op->recursive = recursive;
@@ -270,7 +269,7 @@ static PyObject *dir_prefix(PyObject *path)
 
 static PyObject *store_getitem(StoreObject *s, PyObject *key)
 {
-    cfs_op *op = key_op(s, CFS_OP_GET, key, 0);
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_GET, key, 0);
     if (!op)
         return NULL;
     PyObject *r = run_key_op(s, op, key, 0) < 0 ? NULL : bytes_of(op);
@@ -280,7 +279,7 @@ static PyObject *store_getitem(StoreObject *s, PyObject *key)
 
 static int store_setitem(StoreObject *s, PyObject *key, PyObject *value)
 {
-    cfs_op *op = key_op(s, value ? CFS_OP_PUT : CFS_OP_DELETE, key, 0);
+    cfs_op *op = cfs_store_key_op(s, value ? CFS_OP_PUT : CFS_OP_DELETE, key, 0);
     if (!op)
         return -1;
     Py_buffer view;
@@ -306,7 +305,7 @@ static int store_contains(StoreObject *s, PyObject *key)
 {
     if (!PyUnicode_Check(key))
         return 0;
-    cfs_op *op = key_op(s, CFS_OP_HEAD, key, 0);
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, key, 0);
     if (!op) {
         if (PyErr_ExceptionMatches(cfs_err.invalid_key)) {
             PyErr_Clear(); /* no such key can exist */
@@ -527,7 +526,7 @@ static PyObject *store_rmdir(StoreObject *s, PyObject *args, PyObject *kwargs)
     }
     r = store_delitems(s, keys);
     if (r) {
-        cfs_op *op = key_op(s, CFS_OP_RMDIR, prefix, 1);
+        cfs_op *op = cfs_store_key_op(s, CFS_OP_RMDIR, prefix, 1);
         if (!op || run_key_op(s, op, prefix, 1) < 0)
             Py_CLEAR(r);
         cfs_op_free(op);
@@ -559,7 +558,7 @@ static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
     /* a key: its size; a directory: the total of the objects directly in it */
     if (path && path != Py_None && PyUnicode_Check(path) && PyUnicode_GET_LENGTH(path) > 0 &&
         PyUnicode_READ_CHAR(path, PyUnicode_GET_LENGTH(path) - 1) != '/') {
-        cfs_op *op = key_op(s, CFS_OP_HEAD, path, 0);
+        cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, path, 0);
         if (!op)
             return NULL;
         int rc = run_key_op(s, op, path, 1);
