@@ -67,6 +67,7 @@ class Backend:
     url: str                 # root of a fresh, empty store
     options: dict            # options the store needs for this backend (CA bundle, keys...)
     server: object = None    # the server object behind it, if any
+    local_root: str = None   # directory where the objects appear as files, if there is one
 
     def store(self, **extra):
         from cloudfiles_store import CloudFilesStore
@@ -79,17 +80,18 @@ def _mem_backend(request, unique):
 
 def _file_backend(request, unique):
     tmp_path = request.getfixturevalue("tmp_path")
-    return Backend("file", f"file://{tmp_path}", {})
+    return Backend("file", f"file://{tmp_path}", {}, local_root=str(tmp_path))
 
 
 def _http_backend(request, unique):
     srv = request.getfixturevalue("nginx")
-    return Backend("http", f"{srv.url}/{unique}", {}, srv)
+    return Backend("http", f"{srv.url}/{unique}", {}, srv, os.path.join(srv.root, unique))
 
 
 def _https_backend(request, unique):
     srv = request.getfixturevalue("nginx")
-    return Backend("https", f"{srv.tls_url}/{unique}", {"ca_bundle": srv.ca_file}, srv)
+    return Backend("https", f"{srv.tls_url}/{unique}", {"ca_bundle": srv.ca_file}, srv,
+                   os.path.join(srv.root, unique))
 
 
 # name -> factory(request, unique) -> Backend. Append s3/gcs/... here.

@@ -164,6 +164,21 @@ def test_special_keys_listed_exactly(store):
     assert store.getitems(SPECIAL_KEYS) == values
 
 
+def test_keys_land_at_their_exact_path(store, backend):
+    """Other tools read the same files: a key is its path below the root, not an encoding."""
+    if backend.local_root is None:
+        pytest.skip(f"{backend.name} has no files to look at")
+    store.setitems({k: k.encode() for k in SPECIAL_KEYS})
+    for k in SPECIAL_KEYS:
+        path = os.path.join(backend.local_root, *k.split("/"))
+        assert os.path.isfile(path), k
+        with open(path, "rb") as f:
+            assert f.read() == k.encode()
+    on_disk = sorted(os.path.relpath(os.path.join(d, f), backend.local_root)
+                     for d, _, files in os.walk(backend.local_root) for f in files)
+    assert on_disk == sorted(SPECIAL_KEYS)  # and nothing else: no temp files left behind
+
+
 def test_dot_keys(store, backend, request):
     store[".zgroup"] = b"{}"
     store["a/.zarray"] = b"{}"
@@ -364,6 +379,38 @@ def test_get_ranges_batch(store):
 
 
 # ------------------------------------------------------------ objects, pickling, misc
+
+def test_file_url_and_plain_path_agree(tmp_path):
+    a = CloudFilesStore(f"file://{tmp_path}")
+    b = CloudFilesStore(str(tmp_path))
+    a["x/y"] = b"1"
+    assert b["x/y"] == b"1"
+    a.close()
+    b.close()
+
+
+def test_file_root_is_created_and_missing_root_is_empty(tmp_path):
+    s = CloudFilesStore(f"file://{tmp_path}/not/yet")
+    assert list(s) == [] and s.listdir() == [] and "k" not in s
+    with pytest.raises(KeyError):
+        s["k"]
+    s["k"] = b"v"
+    assert (tmp_path / "not" / "yet" / "k").read_bytes() == b"v"
+    s.close()
+
+
+def test_mem_stores_by_name():
+    import uuid
+    name = uuid.uuid4().hex
+    a = CloudFilesStore(f"mem://{name}")
+    b = CloudFilesStore(f"mem://{name}")
+    c = CloudFilesStore(f"mem://{name}-other")
+    a["k"] = b"v"
+    assert b["k"] == b"v"
+    assert "k" not in c
+    for s in (a, b, c):
+        s.close()
+
 
 def test_pickle_rebuilds(store, make_store):
     store["p"] = b"pickled"
