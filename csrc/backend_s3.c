@@ -1,0 +1,789 @@
+/* s3://bucket/prefix: Amazon S3 and S3-compatible services (MinIO, Ceph, R2, moto...).
+ *
+ * Addressing: virtual-hosted on AWS (https://bucket.s3.REGION.amazonaws.com/key), path-style
+ * for a custom endpoint_url (http://host:port/bucket/key) unless addressing_style says
+ * otherwise. Requests are signed with SigV4 (sigv4.c) unless anon; listings are
+ * ListObjectsV2 pages parsed by s3_xml.c; S3 error bodies map to op statuses with the S3
+ * code in op->message.
+ *
+ * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
+ * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
+ * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), verify_etag (check
+ * whole-object GETs against a plain-MD5 ETag), ca_bundle, verify. Credentials are found by
+ * the Python layer (cloudfiles_store/_aws.py) and arrive here as options. */
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "backend.h"
+#include "keys.h"
+#include "s3_xml.h"
+#include "sigv4.h"
+
+extern const cfs_backend_ops cfs_s3_backend;
+
+#define MD5_LEN 16
+#define MD5_B64_LEN 24
+#define MAX_SIGNED_HEADERS 8
+
+typedef struct s3_backend {
+    cfs_backend base;
+    char *url;              /* s3://bucket[/prefix]: repr, pickling, errors */
+    char *bucket;
+    char *prefix;           /* "" or "a/b/": the store root inside the bucket */
+    char *origin;           /* scheme://authority every request goes to */
+    char *host;             /* the Host header (authority of origin) */
+    char *path_base;        /* raw path before root+key: "/bucket/" (path-style) or "/" */
+    char *region;
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;
+    char *ca_bundle;
+    int anon;
+    int requester_pays;
+    int sign_payload;
+    int verify_etag;
+    int verify;
+    pthread_mutex_t key_lock;  /* guards the signing key cache */
+    char key_date[9];
+    unsigned char signing_key[CFS_SHA256_LEN];
+} s3_backend;
+
+/* ------------------------------------------------------------------ helpers */
+
+static void free_secret(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *dup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Header lines of any length (session tokens can be long), straight onto the list. */
+static int add_header_line(cfs_request *req, const char *name, const char *value)
+{
+    char *line = dup_printf("%s: %s", name, value);
+    if (!line)
+        return -1;
+    struct curl_slist *l = curl_slist_append(req->headers, line);
+    free(line);
+    if (!l)
+        return -1;
+    req->headers = l;
+    return 0;
+}
+
+static int md5_of(const void *data, size_t n, unsigned char out[MD5_LEN])
+{
+    unsigned int len = 0;
+    return EVP_Digest(data, n, out, &len, EVP_md5(), NULL) == 1 && len == MD5_LEN ? 0 : -1;
+}
+
+/* A bucket name that can be a DNS label of a virtual host (and a TLS wildcard match). */
+static int dns_compatible(const char *bucket)
+{
+    size_t n = strlen(bucket);
+    if (n < 3 || n > 63)
+        return 0;
+    for (const char *p = bucket; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return 0;
+    return bucket[0] != '-' && bucket[n - 1] != '-';
+}
+
+static int valid_bucket(const char *bucket)
+{
+    size_t n = strlen(bucket);
+    if (n < 1 || n > 255)
+        return 0;
+    for (const char *p = bucket; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '.' || *p == '_'))
+            return 0;
+    return 1;
+}
+
+/* --------------------------------------------------------------------- open */
+
+static void s3_close(cfs_backend *b)
+{
+    s3_backend *s = (s3_backend *)b;
+    if (!s)
+        return;
+    free(s->url);
+    free(s->bucket);
+    free(s->prefix);
+    free(s->origin);
+    free(s->host);
+    free(s->path_base);
+    free(s->region);
+    free(s->access_key_id);
+    free_secret(s->secret_access_key);
+    free_secret(s->session_token);
+    free(s->ca_bundle);
+    OPENSSL_cleanse(s->signing_key, sizeof s->signing_key);
+    pthread_mutex_destroy(&s->key_lock);
+    free(s);
+}
+
+/* Split an endpoint URL into scheme and authority; only "/" may follow. */
+static int parse_endpoint(const char *ep, char **scheme, char **authority, char *err, size_t errlen)
+{
+    const char *sep = strstr(ep, "://");
+    if (!sep || !((sep - ep == 4 && !strncasecmp(ep, "http", 4)) ||
+                  (sep - ep == 5 && !strncasecmp(ep, "https", 5)))) {
+        snprintf(err, errlen, "endpoint_url must start with http:// or https://");
+        return -1;
+    }
+    const char *a = sep + 3;
+    size_t alen = strcspn(a, "/?#");
+    const char *rest = a + alen;
+    if (alen == 0 || memchr(a, '@', alen)) {
+        snprintf(err, errlen, "endpoint_url needs a host (and no user@): %.100s", ep);
+        return -1;
+    }
+    for (size_t i = 0; i < alen; i++)
+        if ((unsigned char)a[i] <= 0x20 || (unsigned char)a[i] >= 0x7f) {
+            snprintf(err, errlen, "endpoint_url host has invalid characters");
+            return -1;
+        }
+    if (*rest && strcmp(rest, "/") != 0) {
+        snprintf(err, errlen, "endpoint_url must not have a path: %.100s", ep);
+        return -1;
+    }
+    *scheme = strndup(ep, (size_t)(sep - ep));
+    *authority = strndup(a, alen);
+    if (!*scheme || !*authority) {
+        free(*scheme);
+        free(*authority);
+        *scheme = *authority = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (char *p = *scheme; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + 32);
+    return 0;
+}
+
+static int take_string(cfs_options *opts, const char *name, char **dst)
+{
+    const char *v = cfs_options_take(opts, name);
+    if (!v || !*v)
+        return 0;
+    *dst = strdup(v);
+    return *dst ? 1 : -1;
+}
+
+static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_t errlen)
+{
+    s3_backend *s = calloc(1, sizeof *s);
+    char *scheme = NULL, *authority = NULL, *endpoint = NULL;
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &cfs_s3_backend;
+    s->sign_payload = 1;
+    s->verify_etag = 1;
+    s->verify = 1;
+    if (pthread_mutex_init(&s->key_lock, NULL) != 0) {
+        free(s);
+        snprintf(err, errlen, "cannot create a mutex");
+        return NULL;
+    }
+
+    /* s3://bucket[/prefix...] */
+    const char *p = url + strlen("s3://");
+    size_t blen = strcspn(p, "/");
+    s->bucket = strndup(p, blen);
+    if (!s->bucket)
+        goto oom;
+    if (!valid_bucket(s->bucket)) {
+        snprintf(err, errlen, "invalid bucket name in %.200s", url);
+        goto fail;
+    }
+    const char *root = p + blen;
+    while (*root == '/')
+        root++;
+    size_t rlen = strlen(root);
+    while (rlen && root[rlen - 1] == '/')
+        rlen--;
+    char kerr[128];
+    if (rlen && cfs_key_check(root, rlen, kerr, sizeof kerr) < 0) {
+        snprintf(err, errlen, "invalid prefix in %.200s: %s", url, kerr);
+        goto fail;
+    }
+    s->prefix = rlen ? dup_printf("%.*s/", (int)rlen, root) : strdup("");
+    s->url = rlen ? dup_printf("s3://%s/%.*s", s->bucket, (int)rlen, root) : dup_printf("s3://%s", s->bucket);
+    if (!s->prefix || !s->url)
+        goto oom;
+
+    /* Options. */
+    int rc;
+    if ((rc = take_string(opts, "endpoint_url", &endpoint)) < 0 ||
+        (rc = take_string(opts, "region", &s->region)) < 0 ||
+        (rc = take_string(opts, "access_key_id", &s->access_key_id)) < 0 ||
+        (rc = take_string(opts, "secret_access_key", &s->secret_access_key)) < 0 ||
+        (rc = take_string(opts, "session_token", &s->session_token)) < 0 ||
+        (rc = take_string(opts, "ca_bundle", &s->ca_bundle)) < 0)
+        goto oom;
+    if (cfs_options_take_bool(opts, "anon", &s->anon, err, errlen) < 0 ||
+        cfs_options_take_bool(opts, "requester_pays", &s->requester_pays, err, errlen) < 0 ||
+        cfs_options_take_bool(opts, "sign_payload", &s->sign_payload, err, errlen) < 0 ||
+        cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0 ||
+        cfs_options_take_bool(opts, "verify", &s->verify, err, errlen) < 0)
+        goto fail;
+    const char *style = cfs_options_take(opts, "addressing_style");
+    if (style && strcmp(style, "auto") && strcmp(style, "path") && strcmp(style, "virtual")) {
+        snprintf(err, errlen, "addressing_style must be auto, path or virtual, not %.40s", style);
+        goto fail;
+    }
+    if (!s->region && !(s->region = strdup("us-east-1")))
+        goto oom;
+    for (const char *r = s->region; *r; r++)
+        if (!((*r >= 'a' && *r <= 'z') || (*r >= '0' && *r <= '9') || *r == '-')) {
+            snprintf(err, errlen, "invalid region %.60s", s->region);
+            goto fail;
+        }
+
+    /* Credentials: both halves, or anonymous. */
+    if (s->anon) {
+        free(s->access_key_id);
+        free_secret(s->secret_access_key);
+        free_secret(s->session_token);
+        s->access_key_id = s->secret_access_key = s->session_token = NULL;
+    } else if (!s->access_key_id || !s->secret_access_key) {
+        snprintf(err, errlen, "%s",
+                 s->access_key_id || s->secret_access_key
+                     ? "access_key_id and secret_access_key go together"
+                     : "no AWS credentials: give access_key_id and secret_access_key (or set "
+                       "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or anon=True "
+                       "for a public bucket");
+        goto fail;
+    }
+
+    /* Addressing. */
+    int virtual_host;
+    if (endpoint) {
+        if (parse_endpoint(endpoint, &scheme, &authority, err, errlen) < 0)
+            goto fail;
+        virtual_host = style && !strcmp(style, "virtual");
+    } else {
+        if (!(scheme = strdup("https")) || !(authority = dup_printf("s3.%s.amazonaws.com", s->region)))
+            goto oom;
+        virtual_host = style ? (!strcmp(style, "virtual") ||
+                                (!strcmp(style, "auto") && dns_compatible(s->bucket)))
+                             : dns_compatible(s->bucket);
+    }
+    if (virtual_host && !dns_compatible(s->bucket) && strchr(s->bucket, '_')) {
+        snprintf(err, errlen, "bucket %.100s cannot be a host name: use addressing_style='path'", s->bucket);
+        goto fail;
+    }
+    if (virtual_host) {
+        s->host = dup_printf("%s.%s", s->bucket, authority);
+        s->path_base = strdup("/");
+    } else {
+        s->host = strdup(authority);
+        s->path_base = dup_printf("/%s/", s->bucket);
+    }
+    if (!s->host || !s->path_base || !(s->origin = dup_printf("%s://%s", scheme, s->host)))
+        goto oom;
+    free(scheme);
+    free(authority);
+    free(endpoint);
+    return &s->base;
+
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(scheme);
+    free(authority);
+    free(endpoint);
+    s3_close(&s->base);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------- state */
+
+/* PUT: hashes of the body, computed once per op (retries reuse them). */
+typedef struct put_state {
+    char md5_b64[MD5_B64_LEN + 1];
+    char sha256[CFS_SHA256_HEX_LEN + 1];
+} put_state;
+
+/* LIST: the token of the next page ("" for the first). */
+typedef struct list_state {
+    char *token;
+} list_state;
+
+static void list_state_free(void *p)
+{
+    list_state *l = p;
+    if (l) {
+        free(l->token);
+        free(l);
+    }
+}
+
+static put_state *put_hashes(s3_backend *s, cfs_op *op)
+{
+    if (op->backend_state)
+        return op->backend_state;
+    put_state *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return NULL;
+    unsigned char md5[MD5_LEN];
+    const char *body = op->body ? op->body : "";
+    if (md5_of(body, op->body_len, md5) < 0 ||
+        EVP_EncodeBlock((unsigned char *)ps->md5_b64, md5, MD5_LEN) != MD5_B64_LEN) {
+        free(ps);
+        return NULL;
+    }
+    if (s->sign_payload) {
+        if (cfs_sha256_hex(body, op->body_len, ps->sha256) < 0) {
+            free(ps);
+            return NULL;
+        }
+    } else {
+        snprintf(ps->sha256, sizeof ps->sha256, "%s", CFS_SIGV4_UNSIGNED_PAYLOAD);
+    }
+    op->backend_state = ps;
+    op->free_backend_state = free;
+    return ps;
+}
+
+/* ------------------------------------------------------------------- build */
+
+/* Append the query pairs to a URL in the AWS encoding (for unsigned requests). */
+static int append_query(cfs_buf *u, const cfs_sigv4_pair *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (cfs_buf_append(u, i ? "&" : "?", 1) < 0 ||
+            cfs_aws_uri_encode(u, q[i].name, strlen(q[i].name), 0) < 0 ||
+            cfs_buf_append(u, "=", 1) < 0 ||
+            cfs_aws_uri_encode(u, q[i].value, strlen(q[i].value), 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The signing key for today, derived once a day. */
+static void signing_key_for(s3_backend *s, const char *amz_date, unsigned char key[CFS_SHA256_LEN], int *ok)
+{
+    pthread_mutex_lock(&s->key_lock);
+    if (strncmp(s->key_date, amz_date, 8) != 0) {
+        char date8[9];
+        memcpy(date8, amz_date, 8);
+        date8[8] = '\0';
+        if (cfs_sigv4_derive_key(s->secret_access_key, date8, s->region, "s3", s->signing_key) == 0)
+            memcpy(s->key_date, date8, sizeof date8);
+        else
+            s->key_date[0] = '\0';
+    }
+    *ok = s->key_date[0] != '\0';
+    if (*ok)
+        memcpy(key, s->signing_key, CFS_SHA256_LEN);
+    pthread_mutex_unlock(&s->key_lock);
+}
+
+static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
+{
+    s3_backend *s = (s3_backend *)b;
+    cfs_buf path = {0}, u = {0};
+    char *full_prefix = NULL;
+    cfs_sigv4_pair headers[MAX_SIGNED_HEADERS], query[6];
+    size_t nh = 0, nq = 0;
+    char range[96];
+    const char *payload = CFS_SIGV4_EMPTY_SHA256;
+    put_state *ps = NULL;
+    list_state *ls = NULL;
+    cfs_sigv4_output sig;
+    memset(&sig, 0, sizeof sig);
+    int object = op->kind != CFS_OP_LIST;
+
+    /* Method, path and query. */
+    switch (op->kind) {
+    case CFS_OP_GET:
+        req->method = "GET";
+        break;
+    case CFS_OP_HEAD:
+        req->method = "HEAD";
+        req->no_body = 1;
+        break;
+    case CFS_OP_PUT:
+        req->method = "PUT";
+        req->body = op->body ? op->body : "";
+        req->body_len = op->body_len;
+        if (!(ps = put_hashes(s, op)))
+            goto oom;
+        payload = ps->sha256;
+        break;
+    case CFS_OP_DELETE:
+        /* S3 answers 204 for a missing key too: look first, so a missing key is reported */
+        req->method = op->step == 0 ? "HEAD" : "DELETE";
+        req->no_body = op->step == 0;
+        break;
+    case CFS_OP_RMDIR:
+        /* A flat namespace has no directories to remove: complete at once, no request
+         * (the engine finishes an op whose build() fails with whatever status it has). */
+        op->status = CFS_OK;
+        return -1;
+    case CFS_OP_LIST:
+        req->method = "GET";
+        if (!op->backend_state) {
+            if (!(ls = calloc(1, sizeof *ls)))
+                goto oom;
+            op->backend_state = ls;
+            op->free_backend_state = list_state_free;
+        }
+        ls = op->backend_state;
+        break;
+    }
+    if (cfs_buf_append_str(&path, s->path_base) < 0)
+        goto oom;
+    if (object) {
+        if (cfs_buf_append_str(&path, s->prefix) < 0 || cfs_buf_append_str(&path, op->key) < 0)
+            goto oom;
+    } else {
+        if (path.len > 1)
+            path.len--; /* path-style bucket listing is "/bucket", not "/bucket/" */
+        if (!(full_prefix = dup_printf("%s%s", s->prefix, op->key)))
+            goto oom;
+        query[nq++] = (cfs_sigv4_pair){"list-type", "2"};
+        query[nq++] = (cfs_sigv4_pair){"prefix", full_prefix};
+        query[nq++] = (cfs_sigv4_pair){"encoding-type", "url"};
+        if (!op->recursive)
+            query[nq++] = (cfs_sigv4_pair){"delimiter", "/"};
+        if (ls->token)
+            query[nq++] = (cfs_sigv4_pair){"continuation-token", ls->token};
+    }
+    if (cfs_buf_terminate(&path) < 0)
+        goto oom;
+
+    /* Headers (all signed). */
+    headers[nh++] = (cfs_sigv4_pair){"Host", s->host};
+    if (op->kind == CFS_OP_GET && op->range.kind != CFS_RANGE_NONE) {
+        const cfs_range *r = &op->range;
+        if (r->kind == CFS_RANGE_BOUNDED)
+            snprintf(range, sizeof range, "bytes=%lld-%lld", (long long)r->start, (long long)r->end - 1);
+        else if (r->kind == CFS_RANGE_FROM)
+            snprintf(range, sizeof range, "bytes=%lld-", (long long)r->start);
+        else
+            snprintf(range, sizeof range, "bytes=-%lld", (long long)r->length);
+        headers[nh++] = (cfs_sigv4_pair){"Range", range};
+    }
+    if (op->kind == CFS_OP_PUT) {
+        headers[nh++] = (cfs_sigv4_pair){"Content-Type", "application/octet-stream"};
+        headers[nh++] = (cfs_sigv4_pair){"Content-MD5", ps->md5_b64};
+        if (op->if_none_match)
+            headers[nh++] = (cfs_sigv4_pair){"If-None-Match", "*"};
+    }
+    if (s->requester_pays)
+        headers[nh++] = (cfs_sigv4_pair){"x-amz-request-payer", "requester"};
+
+    /* URL, signature. */
+    if (cfs_buf_append_str(&u, s->origin) < 0)
+        goto oom;
+    if (s->anon) {
+        if (cfs_aws_uri_encode(&u, path.data, path.len, 1) < 0 || append_query(&u, query, nq) < 0)
+            goto oom;
+    } else {
+        char err[160] = "", amz_date[17];
+        unsigned char key[CFS_SHA256_LEN];
+        int key_ok = 0;
+        int64_t now = (int64_t)time(NULL);
+        if (cfs_sigv4_format_time(now, amz_date) < 0) {
+            cfs_op_fail(op, CFS_EINVALID, "system clock out of range");
+            goto fail;
+        }
+        signing_key_for(s, amz_date, key, &key_ok);
+        cfs_sigv4_input in = {
+            .method = req->method,
+            .path = path.data,
+            .path_mode = CFS_SIGV4_PATH_S3,
+            .query = query,
+            .n_query = nq,
+            .headers = headers,
+            .n_headers = nh,
+            .payload_hash = payload,
+            .content_sha256_header = 1,
+            .time = now,
+            .region = s->region,
+            .service = "s3",
+            .access_key_id = s->access_key_id,
+            .secret_access_key = s->secret_access_key,
+            .session_token = s->session_token,
+            .signing_key = key_ok ? key : NULL,
+        };
+        int rc = cfs_sigv4_sign(&in, &sig, err, sizeof err);
+        OPENSSL_cleanse(key, sizeof key);
+        if (rc < 0) {
+            cfs_op_fail(op, CFS_EINVALID, "cannot sign the request: %s", err);
+            goto fail;
+        }
+        if (cfs_buf_append_str(&u, sig.canonical_path) < 0 ||
+            (sig.canonical_query[0] && (cfs_buf_append(&u, "?", 1) < 0 ||
+                                        cfs_buf_append_str(&u, sig.canonical_query) < 0)))
+            goto oom;
+    }
+    if (cfs_buf_terminate(&u) < 0)
+        goto oom;
+    req->url = cfs_buf_steal(&u, NULL);
+    if (cfs_op_set_where(op, req->url) < 0)
+        goto oom;
+    for (size_t i = 0; i < nh; i++)
+        if (add_header_line(req, headers[i].name, headers[i].value) < 0)
+            goto oom;
+    if (!s->anon) {
+        for (size_t i = 0; i < sig.n_extra_headers; i++) {
+            struct curl_slist *l = curl_slist_append(req->headers, sig.extra_headers[i]);
+            if (!l)
+                goto oom;
+            req->headers = l;
+        }
+        if (add_header_line(req, "Authorization", sig.authorization) < 0)
+            goto oom;
+    }
+    free(full_prefix);
+    cfs_sigv4_output_free(&sig);
+    cfs_buf_free(&path);
+    return 0;
+
+oom:
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
+fail:
+    free(full_prefix);
+    cfs_sigv4_output_free(&sig);
+    cfs_buf_free(&path);
+    cfs_buf_free(&u);
+    return -1;
+}
+
+/* ------------------------------------------------------------------- finish */
+
+static int code_is(const char *code, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcmp(code, *list))
+            return 1;
+    return 0;
+}
+
+static const char *const RETRY_CODES[] = {
+    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted",
+    "RequestTimeTooSkewed", "ThrottlingException", "Throttling", "TooManyRequests", NULL,
+};
+static const char *const AUTH_CODES[] = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "AuthorizationHeaderMalformed", "InvalidSecurity", "AllAccessDisabled",
+    "AccountProblem", "MissingSecurityHeader", "InvalidClientTokenId", "UnrecognizedClientException",
+    "AuthFailure", "Unauthorized", NULL,
+};
+
+/* A non-2xx answer: status from the S3 error code if the body has one, else from HTTP. */
+static cfs_next s3_error(cfs_op *op, const cfs_response *resp)
+{
+    cfs_s3_error e;
+    int have = resp->body && resp->body->len &&
+               cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0];
+    cfs_next next = cfs_http_status_outcome(op, resp);
+    if (!have)
+        return next;
+    cfs_status st = op->status;
+    if (code_is(e.code, RETRY_CODES)) {
+        st = CFS_ETRANSIENT;
+        next = CFS_NEXT_RETRY;
+    } else if (code_is(e.code, AUTH_CODES)) {
+        st = CFS_EAUTH;
+        next = CFS_NEXT_DONE;
+    } else if (!strcmp(e.code, "NoSuchKey")) {
+        st = CFS_ENOTFOUND;
+    } else if (!strcmp(e.code, "NoSuchBucket")) {
+        st = CFS_EHTTP; /* not a missing key: the store itself is missing */
+    } else if (!strcmp(e.code, "PreconditionFailed")) {
+        st = CFS_EEXISTS;
+    } else if (!strcmp(e.code, "InvalidRange")) {
+        st = CFS_ERANGE;
+    }
+    cfs_op_fail(op, st, "%s: %s (HTTP %ld)", e.code, e.message[0] ? e.message : "no message", resp->status);
+    return next;
+}
+
+/* A quoted ETag that is a plain MD5 ("hex32"), lowercased into out; 0 if not one. */
+static int etag_md5(const char *etag, char out[33])
+{
+    if (!etag)
+        return 0;
+    if (!strncmp(etag, "W/", 2))
+        return 0;
+    size_t n = strlen(etag);
+    if (n == 34 && etag[0] == '"' && etag[33] == '"') {
+        etag++;
+        n = 32;
+    }
+    if (n != 32)
+        return 0;
+    for (size_t i = 0; i < 32; i++) {
+        char c = etag[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c + 32);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+        out[i] = c;
+    }
+    out[32] = '\0';
+    return 1;
+}
+
+static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    char want[33];
+    if (!s->verify_etag || op->range.kind != CFS_RANGE_NONE || resp->status != 200 ||
+        !etag_md5(resp->etag, want))
+        return CFS_NEXT_DONE;
+    unsigned char md5[MD5_LEN];
+    char got[33];
+    if (md5_of(op->data.data ? op->data.data : "", op->data.len, md5) < 0) {
+        cfs_op_fail(op, CFS_ENOMEM, "cannot compute an MD5");
+        return CFS_NEXT_DONE;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < MD5_LEN; i++) {
+        got[2 * i] = hex[md5[i] >> 4];
+        got[2 * i + 1] = hex[md5[i] & 15];
+    }
+    got[32] = '\0';
+    if (strcmp(got, want) != 0) {
+        cfs_op_fail(op, CFS_ECHECKSUM, "body MD5 %s does not match ETag %s (%zu bytes)", got, want,
+                    op->data.len);
+        return CFS_NEXT_RETRY;
+    }
+    return CFS_NEXT_DONE;
+}
+
+static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    list_state *ls = op->backend_state;
+    cfs_s3_list_page page;
+    char err[200];
+    if (cfs_s3_parse_list(resp->body->data, resp->body->len, &page, err, sizeof err) < 0) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "bad ListObjectsV2 response: %s", err);
+        return CFS_NEXT_DONE;
+    }
+    size_t plen = strlen(s->prefix);
+    cfs_buf name = {0};
+    for (size_t i = 0; i < page.entries.len; i++) {
+        const cfs_entry *e = &page.entries.items[i];
+        cfs_buf_reset(&name);
+        int rc = page.url_encoded ? cfs_s3_url_decode(&name, e->name, strlen(e->name))
+                                  : cfs_buf_append_str(&name, e->name);
+        if (rc < 0) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "bad URL encoding in a listed key");
+            goto done;
+        }
+        if (name.len < plen || memcmp(name.data, s->prefix, plen) != 0)
+            continue; /* outside the root: not ours */
+        const char *rel = name.data + plen;
+        size_t rlen = name.len - plen;
+        if (e->is_dir && rlen && rel[rlen - 1] == '/')
+            rlen--;
+        char kerr[64];
+        if (cfs_key_check(rel, rlen, kerr, sizeof kerr) < 0)
+            continue; /* directory markers ("a/"), keys this store cannot name */
+        if (cfs_entries_add(&op->entries, rel, rlen, e->size, e->is_dir) < 0) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
+            goto done;
+        }
+    }
+    if (page.is_truncated) {
+        free(ls->token);
+        ls->token = page.next_token;
+        page.next_token = NULL;
+        op->step++;
+        cfs_buf_free(&name);
+        cfs_s3_list_page_free(&page);
+        return CFS_NEXT_AGAIN;
+    }
+done:
+    cfs_buf_free(&name);
+    cfs_s3_list_page_free(&page);
+    return CFS_NEXT_DONE;
+}
+
+static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
+{
+    s3_backend *s = (s3_backend *)b;
+    if (resp->status < 200 || resp->status >= 300)
+        return s3_error(op, resp);
+    cfs_next next = cfs_http_status_outcome(op, resp);
+    if (next != CFS_NEXT_DONE || op->status != CFS_OK)
+        return next;
+    switch (op->kind) {
+    case CFS_OP_GET:
+        return check_etag(s, op, resp);
+    case CFS_OP_DELETE:
+        if (op->step == 0) {
+            op->step = 1; /* it exists: now delete it */
+            return CFS_NEXT_AGAIN;
+        }
+        return CFS_NEXT_DONE;
+    case CFS_OP_LIST:
+        return list_page(s, op, resp);
+    default:
+        return CFS_NEXT_DONE;
+    }
+}
+
+static int s3_configure_handle(cfs_backend *b, CURL *easy)
+{
+    s3_backend *s = (s3_backend *)b;
+    if (s->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_bundle) != CURLE_OK)
+        return -1;
+    if (!s->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
+                       curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+        return -1;
+    return 0;
+}
+
+static const char *s3_url(cfs_backend *b)
+{
+    return ((s3_backend *)b)->url;
+}
+
+static const char *const s3_schemes[] = {"s3", NULL};
+
+const cfs_backend_ops cfs_s3_backend = {
+    .name = "s3",
+    .schemes = s3_schemes,
+    .open = s3_open,
+    .close = s3_close,
+    .build = s3_build,
+    .finish = s3_finish,
+    .configure_handle = s3_configure_handle,
+    .url = s3_url,
+};
