@@ -106,7 +106,7 @@ def machine_info():
     except (OSError, ValueError, IndexError):
         pass
     ngx = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True)
-    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True)
+    curl = subprocess.run(["pkg-config", "--modversion", "libcurl"], capture_output=True, text=True)
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -114,7 +114,7 @@ def machine_info():
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "nginx": (ngx.stderr or ngx.stdout).strip(),
-        "curl": (curl.stdout.splitlines() or ["?"])[0],
+        "curl": "libcurl " + (curl.stdout.strip() or "?"),
         "loadavg_start": os.getloadavg(),
     }
 
@@ -197,7 +197,16 @@ def main(argv=None):
     runs = args.runs or (1 if quick else 3)
     clients = args.clients.split(",") if args.clients else list(ALL_CLIENTS)
     wrk_duration = args.wrk_duration or (2.0 if quick else 5.0)
-    command = "python3 benchmarks/run.py " + " ".join(a for a in argv)
+    shown = []
+    skip_next = False
+    for a in argv:  # the command as the user typed it (without the internal --setup-notes)
+        if skip_next:
+            skip_next = False
+        elif a == "--setup-notes":
+            skip_next = True
+        else:
+            shown.append(a)
+    command = " ".join(["python3 benchmarks/run.py", *shown])
 
     info = machine_info()
     log(f"machine: {info['nproc']} cores, {info['cpu']}, load {info['loadavg_start']}")
@@ -290,7 +299,7 @@ def main(argv=None):
                                 else:
                                     spec["keys"] = it["keys"]
                                 r = run_worker(py, spec, tmp, args.timeout)
-                            r.update(workload=w, concurrency=conc, round=rnd)
+                            r.update(workload=w, concurrency=conc, round=rnd, loadavg1=os.getloadavg()[0])
                             if "version" in r:
                                 versions[c] = r["version"]
                             if r.get("checksums"):

@@ -60,7 +60,7 @@ def available():
 def version():
     try:
         p = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
-        return (p.stdout + p.stderr).strip().splitlines()[0]
+        return (p.stdout + p.stderr).strip().splitlines()[0].split(" Copyright")[0].replace("wrk ", "", 1)
     except Exception as e:  # noqa: BLE001
         return f"unknown ({e})"
 
