@@ -94,12 +94,28 @@ def _https_backend(request, unique):
                    os.path.join(srv.root, unique))
 
 
+@pytest.fixture(scope="session")
+def moto_server():
+    from s3server import MotoServer  # moto's S3 server in its own process (tests/s3server.py)
+    srv = MotoServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _s3_backend(request, unique):
+    srv = request.getfixturevalue("moto_server")
+    return Backend("s3", srv.url(unique), srv.store_options(), srv)
+
+
 # name -> factory(request, unique) -> Backend. Append s3/gcs/... here.
 BACKENDS = {
     "mem": _mem_backend,
     "file": _file_backend,
     "http": _http_backend,
     "https": _https_backend,
+    "s3": _s3_backend,
 }
 
 

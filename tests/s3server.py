@@ -1,0 +1,161 @@
+"""moto's S3 server on 127.0.0.1, in its own process, for tests and benchmarks.
+
+    srv = MotoServer().start()                 # signature checking off
+    srv.endpoint                               # http://127.0.0.1:PORT
+    srv.bucket                                 # a bucket made at start
+    srv.store_options()                        # options for CloudFilesStore("s3://...")
+    srv.client()                               # a botocore S3 client for checks
+    srv.stop()
+
+    auth = MotoServer(auth=True).start()       # signatures and IAM checked
+    auth.access_key_id, auth.secret_access_key # an IAM user's key, allowed s3:*
+
+With `auth=True`, moto is started with INITIAL_NO_AUTH_ACTION_COUNT so that only the
+requests that create an IAM user, its access key and its policy go unauthenticated; every
+request after that must be signed by a key moto knows. moto's own verifier rejects some
+valid signatures for keys with `+ ! : *` or non-ASCII: SigV4 correctness is proven by the
+vectors and botocore (tests/test_sigv4_botocore.py), auth tests use plain keys.
+
+A separate process, not ThreadedMotoServer: the server then holds no GIL of the tests
+(the GIL and fork tests measure this process), and INITIAL_NO_AUTH_ACTION_COUNT, which moto
+reads at import, differs per server.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from servers import ServerStartError, free_port
+from servers.nginx import _port_open
+
+# Requests moto serves without checking: CreateUser, CreateAccessKey, PutUserPolicy.
+_IAM_SETUP_REQUESTS = 3
+
+_S3_ALL = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+})
+
+
+class MotoServer:
+    def __init__(self, auth=False, region="us-east-1", bucket=None):
+        self.auth = auth
+        self.region = region
+        self.bucket = bucket or f"bucket-{uuid.uuid4().hex[:12]}"
+        self.proc = None
+        self.port = None
+        self.endpoint = None
+        self.log_path = None
+        # Before auth is on, any key works; with auth these become the IAM user's.
+        self.access_key_id = "testing"
+        self.secret_access_key = "testing"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout=60.0):
+        last = None
+        for _ in range(3):  # a free port can be taken between choosing and binding it
+            try:
+                self._start_once(timeout)
+                return self
+            except ServerStartError as exc:
+                last = exc
+                self.stop()
+        raise last
+
+    def _start_once(self, timeout):
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            env.pop(var, None)
+        env["AWS_DEFAULT_REGION"] = self.region
+        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+        if self.auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(_IAM_SETUP_REQUESTS)
+        fd, self.log_path = tempfile.mkstemp(prefix="moto-", suffix=".log")
+        log = os.fdopen(fd, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        # Readiness by TCP connect only: an HTTP probe would use up unauthenticated requests.
+        while not _port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None:
+                raise ServerStartError(f"moto server exited ({self.proc.returncode}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"moto server did not listen on {self.endpoint}:\n{self.log()}")
+            time.sleep(0.05)
+        if self.auth:
+            self._make_iam_user()
+        self.client().create_bucket(Bucket=self.bucket)
+
+    def _make_iam_user(self):
+        iam = self._session().create_client(
+            "iam", region_name=self.region, endpoint_url=self.endpoint,
+            aws_access_key_id="setup", aws_secret_access_key="setup")
+        user = "cfs-test"
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        iam.put_user_policy(UserName=user, PolicyName="s3-all", PolicyDocument=_S3_ALL)
+        self.access_key_id = key["AccessKeyId"]
+        self.secret_access_key = key["SecretAccessKey"]
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self.log_path and os.path.exists(self.log_path):
+            os.unlink(self.log_path)
+            self.log_path = None
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-20000:]
+        except OSError:
+            return "(no log)"
+
+    # --------------------------------------------------------------------- access
+
+    @staticmethod
+    def _session():
+        import botocore.session
+        return botocore.session.get_session()
+
+    def client(self, **kwargs):
+        """A botocore S3 client on this server (path-style), for set-up and checks."""
+        import botocore.config
+        cfg = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                                     request_checksum_calculation="when_required",
+                                     response_checksum_validation="when_required")
+        args = dict(region_name=self.region, endpoint_url=self.endpoint,
+                    aws_access_key_id=self.access_key_id,
+                    aws_secret_access_key=self.secret_access_key, config=cfg)
+        args.update(kwargs)
+        return self._session().create_client("s3", **args)
+
+    def store_options(self, **extra):
+        opts = {"endpoint_url": self.endpoint, "region": self.region,
+                "access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
+        opts.update(extra)
+        return opts
+
+    def url(self, prefix=""):
+        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
