@@ -40,6 +40,7 @@ def aggregate(doc):
                     ops=_med(ops), ops_min=min(ops), ops_max=max(ops),
                     mbs=_med(mbs), mbs_min=min(mbs), mbs_max=max(mbs),
                     cpu_per_1k=_med([1000 * r["cpu_s"] / max(1, r["requests"]) for r in ok]),
+                    cpu_per_gb=_med([r["cpu_s"] / (r["bytes"] / 1e9) if r["bytes"] else None for r in ok]),
                     rss_mib=_med([r["maxrss_kib"] / 1024 for r in ok]),
                     p50_ms=_med([r.get("p50_ms") for r in ok]),
                     p99_ms=_med([r.get("p99_ms") for r in ok]),
@@ -199,18 +200,18 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
                 continue
             L.append(f"Concurrency {k}:")
             L.append("")
-            L.append("| client | obj/s (min..max) | MB/s | CPU s/1k req | peak RSS MiB | p50 ms | p99 ms | errors | checksum |")
-            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+            L.append("| client | obj/s (min..max) | MB/s | CPU s/1k req | CPU s/GB | peak RSS MiB | p50 ms | p99 ms | errors | checksum |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             for c in _sorted_clients(a["clients"]):
                 s = a["clients"][c]
                 name = f"**{c}**" if c == OURS else c
                 if s.get("ops") is None:
-                    L.append(f"| {name} | failed: {str(s.get('fatal'))[:150].replace('|', '/')} | | | | | | | |")
+                    L.append(f"| {name} | failed: {str(s.get('fatal'))[:150].replace('|', '/')} | | | | | | | | |")
                     continue
                 err = str(s["errors"]) + (f" ({s['first_error'][:80]})".replace("|", "/") if s.get("first_error") else "")
                 ck = s["checksum"] if c != LIMIT else "n/a (wrk drops bodies)"
                 L.append(f"| {name} | {_f(s['ops'])} ({_f(s['ops_min'])}..{_f(s['ops_max'])}) | {_f(s['mbs'])} | "
-                         f"{_f(s['cpu_per_1k'], 3)} | {_f(s['rss_mib'])} | {_f(s['p50_ms'], 2)} | {_f(s['p99_ms'], 2)} | "
+                         f"{_f(s['cpu_per_1k'], 3)} | {_f(s['cpu_per_gb'], 2)} | {_f(s['rss_mib'])} | {_f(s['p50_ms'], 2)} | {_f(s['p99_ms'], 2)} | "
                          f"{err} | {ck} |")
             L.append("")
     L.append("## How it is measured")
@@ -224,7 +225,7 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
         "clients cannot have more in flight). Its CPU and RSS come from `wait4()`; MB/s counts payload bytes.\n"
         "- **Python clients** each run in a fresh process: import and client construction, an untimed warm-up "
         "(min(2C, n/2) objects; 1 for 64 MiB), then the timed pass(es). CPU = `getrusage(RUSAGE_SELF)` user+sys "
-        "over the timed passes (all threads, including native I/O threads); peak RSS = `ru_maxrss` of the "
+        "over the timed passes (all threads, including native I/O threads); peak RSS = `VmHWM` of the "
         "process (includes holding one pass's results, as every client returns them all).\n"
         "- **urllib3_threads**: `ThreadPoolExecutor(C)` + one `urllib3.PoolManager(maxsize=C, block=True)`.\n"
         "- **fsspec_http**: `HTTPFileSystem.cat(urls, batch_size=C)` / `cat_ranges`, aiohttp connector limit C.\n"

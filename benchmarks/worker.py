@@ -6,7 +6,7 @@ how many passes over the keys to time and how many items to fetch first as a war
 (connections opened, threads started; not timed). The output records, over the timed
 passes only: wall seconds, CPU seconds (getrusage of this process, all threads), count of
 objects and bytes, errors, the checksum of every body, and per-request latencies where the
-client exposes them. Peak RSS is ru_maxrss of the whole process.
+client exposes them. Peak RSS is VmHWM of the whole process (see proc_status_kib).
 """
 import json
 import os
@@ -273,15 +273,25 @@ CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClien
                                CloudFilesClient, TensorStoreClient)}
 
 
-def rss_now_kib():
+def proc_status_kib(field, pid="self"):
+    """VmRSS / VmHWM of a process from /proc, in KiB (None if unavailable).
+
+    Peak RSS is VmHWM, not ru_maxrss: after fork+exec, ru_maxrss keeps the parent's peak
+    (the kernel carries the old mm's high-water mark into the new image), so a child of a
+    big orchestrator would report the orchestrator's size. VmHWM belongs to the new mm.
+    """
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-    except OSError:
+    except (OSError, ValueError):
         pass
     return None
+
+
+def rss_now_kib():
+    return proc_status_kib("VmRSS")
 
 
 def cpu_now():
@@ -366,7 +376,7 @@ def run(spec):
         errors=errors,
         first_error=first_error,
         checksums=checksums,
-        maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        maxrss_kib=proc_status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     )
     if cli.latencies:
         lat = sorted(cli.latencies)

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import time
 
+from worker import proc_status_kib
+
 LUA = r"""
 local paths_file = %(paths)s
 local nthreads = %(threads)d
@@ -83,7 +85,12 @@ def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, thre
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         deadline = t0 + duration_s + timeout_s
+        hwm = None
         while True:
+            # peak RSS: VmHWM polled while wrk runs (ru_maxrss would carry our own peak, see
+            # worker.proc_status_kib); wrk allocates at start, so the last reading is its peak
+            h = proc_status_kib("VmHWM", proc.pid)
+            hwm = h if h is not None else hwm
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -112,7 +119,7 @@ def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, thre
         errors=errs,
         first_error=None if not errs else f"wrk errors: {w}",
         checksums=[],
-        maxrss_kib=ru.ru_maxrss,
+        maxrss_kib=hwm or ru.ru_maxrss,
         p50_ms=w["p50_us"] / 1000.0,
         p99_ms=w["p99_us"] / 1000.0,
         raw=w,
