@@ -356,7 +356,7 @@ def test_concurrency_is_bounded(target):
     peak = target.server.max_concurrency(target.prefix + "/")
     assert 2 <= peak <= 4
     assert elapsed >= 0.75  # 16 requests of 0.2 s, 4 at a time
-    assert elapsed < 3.0    # ... but in parallel
+    assert elapsed < 5.0    # ... but in parallel
 
 
 def test_connections_reused_across_batches(target):
