@@ -53,6 +53,7 @@ typedef struct transfer {
     struct transfer *next_retry;
     /* stall detection: libcurl's LOW_SPEED averages over seconds, too slow to notice */
     curl_off_t moved;
+    int moved_unseen;           /* bytes moved since the clock was last read */
     struct timespec last_move;
     int stalled;
 } transfer;
@@ -65,6 +66,7 @@ typedef struct engine {
     pthread_t thread;
     pthread_t workers[WORKER_THREADS];
     int workers_started;
+    atomic_int wake_pending;        /* a wakeup is on its way to the transfer thread */
     cfs_limiter *limiters;
     cfs_op *work_head, *work_tail;  /* admitted local ops */
     /* transfer-thread only */
@@ -79,6 +81,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_curl_ok;
 
 static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+static _Thread_local int t_is_transfer_thread;
 
 /* ---------- fork ---------- */
 
@@ -132,12 +135,21 @@ static double random01(void)
 
 /* ---------- completion ---------- */
 
+/* Wake the transfer thread unless a wakeup is already on its way, or we are it. */
+static void wake(engine *e)
+{
+    if (t_is_transfer_thread)
+        return; /* it admits again before it next sleeps */
+    if (!atomic_exchange(&e->wake_pending, 1))
+        curl_multi_wakeup(e->multi);
+}
+
 static void complete(engine *e, cfs_op *op)
 {
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;
     pthread_mutex_unlock(&e->lock);
-    curl_multi_wakeup(e->multi); /* a slot is free: admit more */
+    wake(e);                     /* a slot is free: admit more */
     op->on_done(op, op->ctx);    /* may free op: touch nothing after */
 }
 
@@ -257,11 +269,17 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
     (void)ultotal;
     transfer *t = userp;
     if (dlnow + ulnow != t->moved) {
+        /* called often while data flows: note it, read the clock only when it stops */
         t->moved = dlnow + ulnow;
-        t->last_move = now_mono();
+        t->moved_unseen = 1;
         return 0;
     }
     struct timespec n = now_mono();
+    if (t->moved_unseen) {
+        t->moved_unseen = 0;
+        t->last_move = n;
+        return 0;
+    }
     double idle = (double)(n.tv_sec - t->last_move.tv_sec) + (n.tv_nsec - t->last_move.tv_nsec) / 1e9;
     if (idle >= (double)t->op->limiter->cfg.stall_timeout_s) {
         t->stalled = 1;
@@ -581,7 +599,9 @@ static cfs_op *admit_locked(engine *e)
 static void *transfer_main(void *arg)
 {
     engine *e = arg;
+    t_is_transfer_thread = 1;
     for (;;) {
+        atomic_store(&e->wake_pending, 0); /* before admitting: later submits wake us again */
         pthread_mutex_lock(&e->lock);
         cfs_op *ready = admit_locked(e);
         pthread_mutex_unlock(&e->lock);
@@ -736,7 +756,7 @@ int cfs_engine_submit(cfs_op *op)
         l->q_head = op;
     l->q_tail = op;
     pthread_mutex_unlock(&e->lock);
-    curl_multi_wakeup(e->multi);
+    wake(e);
     return 0;
 }
 
