@@ -8,12 +8,14 @@ extern const cfs_backend_ops cfs_http_backend;
 extern const cfs_backend_ops cfs_file_backend;
 extern const cfs_backend_ops cfs_mem_backend;
 extern const cfs_backend_ops cfs_s3_backend;
+extern const cfs_backend_ops cfs_gcs_backend;
 
 static const cfs_backend_ops *const registry[] = {
     &cfs_http_backend,
     &cfs_file_backend,
     &cfs_mem_backend,
     &cfs_s3_backend,
+    &cfs_gcs_backend,
 };
 
 const cfs_backend_ops *cfs_backend_for_url(const char *url)

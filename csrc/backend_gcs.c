@@ -1,0 +1,725 @@
+/* gs://bucket/prefix: Google Cloud Storage through its JSON API.
+ *
+ * GET: media download (alt=media), whole or by Range; a whole object is checked against
+ * x-goog-hash (crc32c, else md5) and a mismatch is retried like a transient failure.
+ * HEAD: the object resource (its size). PUT: a multipart upload whose metadata carries the
+ * object's crc32c, so the server verifies the bytes; create-if-absent with
+ * ifGenerationMatch=0 (412 -> CFS_EEXISTS). DELETE. LIST: pages of prefix/delimiter
+ * listings followed through nextPageToken (CFS_NEXT_AGAIN).
+ *
+ * Auth: a bearer token option, anonymous, or OAuth2 access tokens from a service-account
+ * key (RS256 JWT grant), an authorized_user ADC file (refresh-token grant) or the metadata
+ * server. A token request is one more step of the op that needs it, sent through the
+ * engine like any other request (same retries, timeouts, TLS settings); the token is
+ * cached in the backend and refreshed by one op when it is within REFRESH_MARGIN of its
+ * expiry while the others keep using it. */
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "backend.h"
+#include "base64.h"
+#include "crc32c.h"
+#include "gcs_auth.h"
+#include "gcs_proto.h"
+#include "keys.h"
+
+extern const cfs_backend_ops cfs_gcs_backend;
+
+#define DEFAULT_ENDPOINT "https://storage.googleapis.com"
+#define DEFAULT_METADATA_HOST "169.254.169.254"
+#define METADATA_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
+#define LIST_PAGE_SIZE 1000
+#define REFRESH_MARGIN 300.0  /* refresh a token this long before it expires... */
+#define EXPIRY_MARGIN 60.0    /* ...and stop using it this long before */
+#define REFRESH_CLAIM_TIMEOUT 60.0 /* an op refreshing for longer than this has given up */
+#define MAX_NAME_BYTES 1024
+
+typedef struct gcs_backend {
+    cfs_backend base;
+    char *url;              /* gs://bucket[/prefix]: canonical, no secret */
+    char *endpoint;         /* scheme://host[:port], no trailing '/' */
+    char *bucket;
+    char *root;             /* "prefix/" or "" */
+    char *ca_bundle;
+    int verify;
+    char *scope;
+    cfs_gcs_credentials cred;
+
+    pthread_mutex_t lock;   /* guards the token cache below */
+    char *token;            /* access token (secret), NULL if none yet */
+    double token_expiry;    /* monotonic seconds */
+    double refresh_claimed; /* monotonic seconds an op began an early refresh, 0 if none */
+    unsigned long token_gen;
+} gcs_backend;
+
+/* Per-op state: which request of the op is in flight. */
+typedef struct gcs_state {
+    int auth_step;          /* the current request fetches a token */
+    int reauthed;           /* already fetched a fresh token after a 401 */
+    unsigned long token_gen; /* generation of the token the request carried */
+    char *page_token;       /* LIST: where the next page starts */
+    int have_crc;           /* PUT: crc32c of the body computed */
+    uint32_t crc;
+} gcs_state;
+
+static void state_free(void *p)
+{
+    gcs_state *s = p;
+    free(s->page_token);
+    free(s);
+}
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---------- open / close ---------- */
+
+static void gcs_close(cfs_backend *b)
+{
+    gcs_backend *g = (gcs_backend *)b;
+    if (!g)
+        return;
+    free(g->url);
+    free(g->endpoint);
+    free(g->bucket);
+    free(g->root);
+    free(g->ca_bundle);
+    free(g->scope);
+    cfs_gcs_credentials_clear(&g->cred);
+    cfs_secret_free(g->token);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* An endpoint from an option or STORAGE_EMULATOR_HOST ("host:port" or a URL). */
+static char *normalize_endpoint(const char *e)
+{
+    size_t n = strlen(e);
+    while (n > 0 && e[n - 1] == '/')
+        n--;
+    if (strstr(e, "://"))
+        return strndup(e, n);
+    return dup_printf("http://%.*s", (int)n, e);
+}
+
+/* Running on Google Compute Engine (or GKE, Cloud Run...): the DMI product name says so,
+ * as google-auth checks on Linux. No network probe. */
+static int on_gce(void)
+{
+    FILE *f = fopen("/sys/class/dmi/id/product_name", "r");
+    if (!f)
+        return 0;
+    char line[64] = "";
+    int yes = fgets(line, sizeof line, f) && strncmp(line, "Google", 6) == 0;
+    fclose(f);
+    return yes;
+}
+
+static int file_exists(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    fclose(f);
+    return 1;
+}
+
+/* The well-known file of `gcloud auth application-default login`. */
+static char *adc_well_known_path(void)
+{
+    const char *dir = getenv("CLOUDSDK_CONFIG");
+    if (dir && *dir)
+        return dup_printf("%s/application_default_credentials.json", dir);
+    const char *home = getenv("HOME");
+    if (!home || !*home)
+        return NULL;
+    return dup_printf("%s/.config/gcloud/application_default_credentials.json", home);
+}
+
+static int setup_metadata(gcs_backend *g, const char *host, char *err, size_t errlen)
+{
+    g->cred.kind = CFS_GCS_CRED_METADATA;
+    char *base = normalize_endpoint(host);
+    if (!base || !(g->cred.token_uri = dup_printf("%s" METADATA_TOKEN_PATH, base))) {
+        free(base);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(base);
+    return 0;
+}
+
+/* Choose the credentials: explicit options first, then the application-default chain. */
+static int choose_credentials(gcs_backend *g, const char *token, int anon, int anon_set,
+                              const char *credentials, const char *token_uri,
+                              const char *metadata_host, int emulator, char *err, size_t errlen)
+{
+    int explicit = (token != NULL) + (anon_set && anon) + (credentials != NULL);
+    if (explicit > 1) {
+        snprintf(err, errlen, "give at most one of token, anon=True and credentials");
+        return -1;
+    }
+    if (token) {
+        g->cred.kind = CFS_GCS_CRED_STATIC;
+        if (!(g->cred.static_token = strdup(token))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    if (anon_set && anon) {
+        g->cred.kind = CFS_GCS_CRED_ANON;
+        return 0;
+    }
+    if (credentials)
+        return cfs_gcs_credentials_load(credentials, token_uri, &g->cred, err, errlen);
+    if (metadata_host)
+        return setup_metadata(g, metadata_host, err, errlen);
+    if (emulator) {
+        /* an emulator from STORAGE_EMULATOR_HOST takes no credentials (as Google's clients) */
+        g->cred.kind = CFS_GCS_CRED_ANON;
+        return 0;
+    }
+    const char *adc = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+    if (adc && *adc)
+        return cfs_gcs_credentials_load(adc, token_uri, &g->cred, err, errlen);
+    char *wk = adc_well_known_path();
+    if (wk && file_exists(wk)) {
+        int rc = cfs_gcs_credentials_load(wk, token_uri, &g->cred, err, errlen);
+        free(wk);
+        return rc;
+    }
+    free(wk);
+    const char *mh = getenv("GCE_METADATA_HOST");
+    if (mh && *mh)
+        return setup_metadata(g, mh, err, errlen);
+    if (on_gce())
+        return setup_metadata(g, DEFAULT_METADATA_HOST, err, errlen);
+    g->cred.kind = CFS_GCS_CRED_ANON; /* public buckets still work */
+    return 0;
+}
+
+static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size_t errlen)
+{
+    gcs_backend *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->base.ops = &cfs_gcs_backend;
+    g->verify = 1;
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        free(g);
+        snprintf(err, errlen, "cannot create a mutex");
+        return NULL;
+    }
+
+    /* gs://bucket[/prefix...] */
+    const char *p = strstr(url, "://") + 3;
+    const char *slash = strchr(p, '/');
+    size_t blen = slash ? (size_t)(slash - p) : strlen(p);
+    if (blen == 0) {
+        snprintf(err, errlen, "URL has no bucket: %s", url);
+        goto fail;
+    }
+    if (!(g->bucket = strndup(p, blen)))
+        goto oom;
+    if (strpbrk(g->bucket, "?#%@:") || memchr(g->bucket, ' ', blen)) {
+        snprintf(err, errlen, "invalid bucket name in %s", url);
+        goto fail;
+    }
+    const char *prefix = slash ? slash + 1 : "";
+    while (*prefix == '/')
+        prefix++;
+    size_t plen = strlen(prefix);
+    while (plen > 0 && prefix[plen - 1] == '/')
+        plen--;
+    char why[128];
+    if (plen && cfs_prefix_check(prefix, plen, why, sizeof why) < 0) {
+        snprintf(err, errlen, "invalid prefix in %s: %s", url, why);
+        goto fail;
+    }
+    g->root = plen ? dup_printf("%.*s/", (int)plen, prefix) : strdup("");
+    g->url = plen ? dup_printf("gs://%s/%.*s", g->bucket, (int)plen, prefix)
+                  : dup_printf("gs://%s", g->bucket);
+    if (!g->root || !g->url)
+        goto oom;
+
+    const char *v;
+    if ((v = cfs_options_take(opts, "ca_bundle")) && !(g->ca_bundle = strdup(v)))
+        goto oom;
+    if (cfs_options_take_bool(opts, "verify", &g->verify, err, errlen) < 0)
+        goto fail;
+    int anon = 0;
+    int anon_set = cfs_options_take_bool(opts, "anon", &anon, err, errlen);
+    if (anon_set < 0)
+        goto fail;
+    const char *token = cfs_options_take(opts, "token");
+    const char *credentials = cfs_options_take(opts, "credentials");
+    const char *token_uri = cfs_options_take(opts, "token_uri");
+    const char *metadata_host = cfs_options_take(opts, "metadata_host");
+    const char *endpoint = cfs_options_take(opts, "endpoint_url");
+    const char *scope = cfs_options_take(opts, "scope");
+    if (token && !*token) {
+        snprintf(err, errlen, "option token is empty");
+        goto fail;
+    }
+    for (const char *t = token; t && *t; t++) {
+        if ((unsigned char)*t < 0x21 || (unsigned char)*t > 0x7E) {
+            snprintf(err, errlen, "option token has characters a header cannot carry");
+            goto fail;
+        }
+    }
+    const char *emu = getenv("STORAGE_EMULATOR_HOST");
+    int emulator = !endpoint && emu && *emu;
+    g->endpoint = normalize_endpoint(endpoint ? endpoint : emulator ? emu : DEFAULT_ENDPOINT);
+    g->scope = strdup(scope ? scope : CFS_GCS_SCOPE_READ_WRITE);
+    if (!g->endpoint || !g->scope)
+        goto oom;
+    if (strncmp(g->endpoint, "http://", 7) != 0 && strncmp(g->endpoint, "https://", 8) != 0) {
+        snprintf(err, errlen, "endpoint_url must be http:// or https://");
+        goto fail;
+    }
+    if (choose_credentials(g, token, anon, anon_set, credentials, token_uri, metadata_host,
+                           emulator, err, errlen) < 0)
+        goto fail;
+    return &g->base;
+
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    gcs_close(&g->base);
+    return NULL;
+}
+
+/* ---------- tokens ---------- */
+
+/* Add "Authorization: Bearer <token>" (tokens may be longer than a short header line). */
+static int add_bearer(cfs_request *req, const char *token)
+{
+    char *line = dup_printf("Authorization: Bearer %s", token);
+    if (!line)
+        return -1;
+    struct curl_slist *l = curl_slist_append(req->headers, line);
+    memset(line, 0, strlen(line));
+    free(line);
+    if (!l)
+        return -1;
+    req->headers = l;
+    return 0;
+}
+
+enum { TOKEN_NONE, TOKEN_USE, TOKEN_FETCH };
+
+/* What the next request of `op` carries: nothing (anonymous), a token (copied into
+ * *token), or it must first fetch one. */
+static int token_decide(gcs_backend *g, gcs_state *st, char **token)
+{
+    *token = NULL;
+    switch (g->cred.kind) {
+    case CFS_GCS_CRED_ANON:
+        return TOKEN_NONE;
+    case CFS_GCS_CRED_STATIC:
+        *token = strdup(g->cred.static_token);
+        return *token ? TOKEN_USE : -1;
+    default:
+        break;
+    }
+    int rc;
+    double now = now_mono();
+    pthread_mutex_lock(&g->lock);
+    if (g->token && now < g->token_expiry - EXPIRY_MARGIN) {
+        int claim_free = g->refresh_claimed == 0 || now - g->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
+        if (now > g->token_expiry - REFRESH_MARGIN && claim_free) {
+            g->refresh_claimed = now; /* this op refreshes; the others keep the old token */
+            rc = TOKEN_FETCH;
+        } else {
+            *token = strdup(g->token);
+            st->token_gen = g->token_gen;
+            rc = *token ? TOKEN_USE : -1;
+        }
+    } else {
+        /* No usable token: this op fetches one. Ops started at the same moment (the first
+         * window of a batch) each fetch too: the engine has no way to park an op until
+         * another completes, and one token request per admitted op is bounded by the
+         * store's concurrency and happens once per token lifetime at most. */
+        rc = TOKEN_FETCH;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+static int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req)
+{
+    char err[200];
+    req->url = strdup(g->cred.token_uri);
+    if (!req->url || cfs_op_set_where(op, g->cred.token_uri) < 0)
+        goto oom;
+    if (g->cred.kind == CFS_GCS_CRED_METADATA) {
+        req->method = "GET";
+        if (cfs_request_header(req, "Metadata-Flavor: Google") < 0)
+            goto oom;
+        return 0;
+    }
+    req->method = "POST";
+    if (cfs_gcs_token_request_body(&req->body_owned, &g->cred, g->scope, (int64_t)time(NULL),
+                                   err, sizeof err) < 0) {
+        cfs_op_fail(op, CFS_EAUTH, "cannot make the token request: %s", err);
+        return -1;
+    }
+    req->body = req->body_owned.data;
+    req->body_len = req->body_owned.len;
+    if (cfs_request_header(req, "Content-Type: application/x-www-form-urlencoded") < 0 ||
+        cfs_request_header(req, "Accept: application/json") < 0)
+        goto oom;
+    return 0;
+oom:
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a token request");
+    return -1;
+}
+
+static void release_claim(gcs_backend *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->refresh_claimed = 0;
+    pthread_mutex_unlock(&g->lock);
+}
+
+static cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp)
+{
+    const cfs_buf *body = resp->body;
+    char detail[200];
+    if (resp->status == 200) {
+        char *token = NULL;
+        int64_t expires_in = 0;
+        if (cfs_gcs_parse_token(body->data, body->len, &token, &expires_in, detail, sizeof detail) < 0) {
+            release_claim(g);
+            cfs_op_fail(op, CFS_EPROTOCOL, "token endpoint: %s", detail);
+            return CFS_NEXT_DONE;
+        }
+        double now = now_mono();
+        pthread_mutex_lock(&g->lock);
+        cfs_secret_free(g->token);
+        g->token = token;
+        g->token_expiry = now + (double)expires_in;
+        g->refresh_claimed = 0;
+        g->token_gen++;
+        pthread_mutex_unlock(&g->lock);
+        st->auth_step = 0;
+        op->step++;
+        return CFS_NEXT_AGAIN;
+    }
+    release_claim(g);
+    cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
+    if (resp->status == 408 || resp->status == 429 || resp->status >= 500) {
+        cfs_op_fail(op, CFS_ETRANSIENT, "token endpoint: HTTP %ld: %s", resp->status, detail);
+        return CFS_NEXT_RETRY;
+    }
+    cfs_op_fail(op, CFS_EAUTH, "token request refused: HTTP %ld: %s", resp->status, detail);
+    return CFS_NEXT_DONE;
+}
+
+/* ---------- requests ---------- */
+
+static gcs_state *state_of(cfs_op *op)
+{
+    if (!op->backend_state) {
+        gcs_state *s = calloc(1, sizeof *s);
+        if (!s)
+            return NULL;
+        op->backend_state = s;
+        op->free_backend_state = state_free;
+    }
+    return op->backend_state;
+}
+
+static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
+{
+    gcs_backend *g = (gcs_backend *)b;
+    if (op->kind == CFS_OP_RMDIR) {
+        /* a flat namespace has no directories to remove: complete at once, no request */
+        op->status = CFS_OK;
+        return -1;
+    }
+    gcs_state *st = state_of(op);
+    char *token = NULL, *name = NULL;
+    if (!st)
+        goto oom;
+    int t = token_decide(g, st, &token);
+    if (t < 0)
+        goto oom;
+    st->auth_step = t == TOKEN_FETCH;
+    if (st->auth_step)
+        return build_token_request(g, op, req);
+
+    size_t name_len = strlen(g->root) + strlen(op->key);
+    if (!(name = dup_printf("%s%s", g->root, op->key)))
+        goto oom;
+    if (op->kind != CFS_OP_LIST) {
+        if (name_len > MAX_NAME_BYTES || strpbrk(name, "\r\n")) {
+            free(token);
+            free(name);
+            cfs_op_fail(op, CFS_EINVALID, "GCS object names are at most %d bytes, without CR or LF",
+                        MAX_NAME_BYTES);
+            return -1;
+        }
+    }
+    switch (op->kind) {
+    case CFS_OP_GET:
+        req->method = "GET";
+        req->url = cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, "alt=media");
+        if (!req->url || cfs_request_range(req, &op->range) < 0)
+            goto oom;
+        break;
+    case CFS_OP_HEAD:
+        req->method = "GET"; /* the object resource: JSON with its size */
+        req->url = cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, "fields=size");
+        if (!req->url)
+            goto oom;
+        break;
+    case CFS_OP_PUT: {
+        req->method = "POST";
+        req->url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
+        if (!req->url)
+            goto oom;
+        if (!st->have_crc) {
+            st->crc = cfs_crc32c(0, op->body, op->body_len);
+            st->have_crc = 1;
+        }
+        char boundary[64];
+        if (cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body,
+                                   op->body_len, st->crc) < 0 ||
+            cfs_request_header(req, "Content-Type: multipart/related; boundary=%s", boundary) < 0)
+            goto oom;
+        req->body = req->body_owned.data;
+        req->body_len = req->body_owned.len;
+        break;
+    }
+    case CFS_OP_DELETE:
+        req->method = "DELETE";
+        req->url = cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, NULL);
+        if (!req->url)
+            goto oom;
+        break;
+    case CFS_OP_LIST:
+        req->method = "GET";
+        req->url = cfs_gcs_list_url(g->endpoint, g->bucket, name, op->recursive, st->page_token,
+                                    LIST_PAGE_SIZE);
+        if (!req->url)
+            goto oom;
+        break;
+    case CFS_OP_RMDIR:
+        break;
+    }
+    if (cfs_op_set_where(op, req->url) < 0)
+        goto oom;
+    if (token && add_bearer(req, token) < 0)
+        goto oom;
+    cfs_secret_free(token);
+    free(name);
+    return 0;
+oom:
+    cfs_secret_free(token);
+    free(name);
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
+    return -1;
+}
+
+/* ---------- responses ---------- */
+
+/* Check a whole object's bytes against x-goog-hash. Returns 1 if they match (or the server
+ * gave no hash), 0 on a mismatch (op failed), -1 on a malformed header (op failed). */
+static int verify_download(cfs_op *op, const cfs_response *resp)
+{
+    if (!resp->goog_hash)
+        return 1;
+    cfs_goog_hash h;
+    if (cfs_gcs_parse_hash(resp->goog_hash, &h) < 0) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
+        return -1;
+    }
+    const cfs_buf *body = resp->body;
+    if (h.has_crc32c) {
+        uint32_t got = cfs_crc32c(0, body->data, body->len);
+        if (got != h.crc32c) {
+            cfs_op_fail(op, CFS_ECHECKSUM, "crc32c of the %zu bytes received is %08x, the server's is %08x",
+                        body->len, got, h.crc32c);
+            return 0;
+        }
+        return 1;
+    }
+    if (h.has_md5) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int md_len = 0;
+        if (EVP_Digest(body->data ? body->data : "", body->len, md, &md_len, EVP_md5(), NULL) != 1 ||
+            md_len != 16) {
+            cfs_op_fail(op, CFS_ENOMEM, "cannot compute an MD5");
+            return -1;
+        }
+        if (memcmp(md, h.md5, 16) != 0) {
+            cfs_op_fail(op, CFS_ECHECKSUM, "md5 of the %zu bytes received differs from the server's",
+                        body->len);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Add the GCS error message to a failed op's message. */
+static void describe_failure(cfs_op *op, const cfs_response *resp)
+{
+    char detail[200];
+    cfs_gcs_error_message(resp->body->data, resp->body->len, detail, sizeof detail);
+    if (detail[0])
+        snprintf(op->message, sizeof op->message, "HTTP %ld: %s", resp->status, detail);
+}
+
+static cfs_next finish_list(cfs_op *op, gcs_state *st, const char *root, const cfs_response *resp)
+{
+    char err[160];
+    char *next = NULL;
+    int oom = 0;
+    if (cfs_gcs_parse_list(resp->body->data, resp->body->len, root, &op->entries, &next, &oom,
+                           err, sizeof err) < 0) {
+        cfs_op_fail(op, oom ? CFS_ENOMEM : CFS_EPROTOCOL, "%s", err);
+        return CFS_NEXT_DONE;
+    }
+    free(st->page_token);
+    st->page_token = next;
+    if (next) {
+        op->step++;
+        return CFS_NEXT_AGAIN;
+    }
+    return CFS_NEXT_DONE;
+}
+
+static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
+{
+    gcs_backend *g = (gcs_backend *)b;
+    gcs_state *st = op->backend_state;
+    if (st->auth_step)
+        return finish_token(g, op, st, resp);
+
+    if (resp->status == 401 && g->cred.kind >= CFS_GCS_CRED_SERVICE_ACCOUNT && !st->reauthed) {
+        /* the token was revoked or expired early: drop it (if still current), fetch anew */
+        pthread_mutex_lock(&g->lock);
+        if (g->token && g->token_gen == st->token_gen) {
+            cfs_secret_free(g->token);
+            g->token = NULL;
+        }
+        pthread_mutex_unlock(&g->lock);
+        st->reauthed = 1;
+        op->step++;
+        return CFS_NEXT_AGAIN;
+    }
+
+    /* a whole object (or a server that ignored Range) is checked before any slicing */
+    if (op->kind == CFS_OP_GET && resp->status == 200) {
+        int ok = verify_download(op, resp);
+        if (ok == 0)
+            return CFS_NEXT_RETRY;
+        if (ok < 0)
+            return CFS_NEXT_DONE;
+    }
+
+    cfs_next next = cfs_http_status_outcome(op, resp);
+    if (op->status != CFS_OK) {
+        describe_failure(op, resp);
+        if (op->kind == CFS_OP_PUT && resp->status == 400 &&
+            (strstr(op->message, "CRC32C") || strstr(op->message, "MD5"))) {
+            /* the server computed another checksum than ours: bytes damaged on the way */
+            op->status = CFS_ECHECKSUM;
+            return CFS_NEXT_RETRY;
+        }
+        if (op->kind == CFS_OP_LIST && op->status == CFS_ENOTFOUND)
+            op->status = CFS_EHTTP; /* the bucket is missing: not a missing key */
+        if (op->status == CFS_EAUTH && g->cred.kind == CFS_GCS_CRED_ANON) {
+            size_t n = strlen(op->message);
+            snprintf(op->message + n, sizeof op->message - n, " (anonymous request: no credentials)");
+        }
+        return next;
+    }
+
+    switch (op->kind) {
+    case CFS_OP_HEAD: {
+        cfs_goog_hash h;
+        int64_t size = -1;
+        if (cfs_gcs_parse_object(resp->body->data, resp->body->len, &size, &h) < 0) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "object resource without a size");
+            return CFS_NEXT_DONE;
+        }
+        op->size = size;
+        break;
+    }
+    case CFS_OP_PUT: {
+        cfs_goog_hash h;
+        int64_t size = -1;
+        if (cfs_gcs_parse_object(resp->body->data, resp->body->len, &size, &h) == 0) {
+            if ((h.has_crc32c && h.crc32c != st->crc) || (size >= 0 && (size_t)size != op->body_len)) {
+                cfs_op_fail(op, CFS_ECHECKSUM, "the server stored %lld bytes with crc32c %08x; "
+                            "%zu bytes with crc32c %08x were sent", (long long)size, h.crc32c,
+                            op->body_len, st->crc);
+                return CFS_NEXT_RETRY;
+            }
+        }
+        break;
+    }
+    case CFS_OP_LIST:
+        return finish_list(op, st, g->root, resp);
+    default:
+        break;
+    }
+    return next;
+}
+
+static int gcs_configure_handle(cfs_backend *b, CURL *easy)
+{
+    gcs_backend *g = (gcs_backend *)b;
+    if (g->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_bundle) != CURLE_OK)
+        return -1;
+    if (!g->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
+                       curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+        return -1;
+    return 0;
+}
+
+static const char *gcs_url(cfs_backend *b)
+{
+    return ((gcs_backend *)b)->url;
+}
+
+static const char *const gcs_schemes[] = { "gs", NULL };
+
+const cfs_backend_ops cfs_gcs_backend = {
+    .name = "gcs",
+    .schemes = gcs_schemes,
+    .open = gcs_open,
+    .close = gcs_close,
+    .build = gcs_build,
+    .finish = gcs_finish,
+    .configure_handle = gcs_configure_handle,
+    .url = gcs_url,
+};
