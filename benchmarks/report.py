@@ -30,6 +30,10 @@ def aggregate(doc):
     for key, by_client in groups.items():
         stats = {}
         for c, rs in by_client.items():
+            if all(r.get("na") for r in rs):
+                stats[c] = {"na": rs[0]["na"]}
+                continue
+            rs = [r for r in rs if not r.get("na")]
             ok = [r for r in rs if not r.get("fatal")]
             st = {"runs": len(rs), "failed": len(rs) - len(ok),
                   "fatal": next((r["fatal"] for r in rs if r.get("fatal")), None)}
@@ -54,7 +58,7 @@ def aggregate(doc):
         rounds = {}
         for c, rs in by_client.items():
             for r in rs:
-                if not r.get("fatal") and not r.get("errors"):
+                if not r.get("fatal") and not r.get("errors") and not r.get("na"):
                     rounds.setdefault(r["round"], {})[c] = _ops(r)
         rp, rw, best_names = [], [], []
         for rnd, vals in rounds.items():
@@ -205,6 +209,9 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
             for c in _sorted_clients(a["clients"]):
                 s = a["clients"][c]
                 name = f"**{c}**" if c == OURS else c
+                if s.get("na"):
+                    L.append(f"| {name} | n/a: {s['na']} | | | | | | | | |")
+                    continue
                 if s.get("ops") is None:
                     L.append(f"| {name} | failed: {str(s.get('fatal'))[:150].replace('|', '/')} | | | | | | | | |")
                     continue

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,7 @@ WORKLOADS = {
     "get1m": {"set": "o1m", "passes": (4, 2)},
     "get64m": {"set": "o64m", "passes": (2, 1)},
     "ranges": {"set": "shard", "passes": (1, 1)},
+    "put64k": {"set": "o64k", "passes": (1, 1), "op": "put"},
 }
 DEFAULT_WORKLOADS = list(WORKLOADS)
 
@@ -157,6 +159,18 @@ def run_worker(py, spec, tmpdir, timeout):
                 "fatal": f"worker exited {p.returncode} without a result: {p.stderr[-1500:]}"}
 
 
+def stored_checksum(directory, keys):
+    """Checksum of what a PUT run left on the server's disk (missing files count as wrong)."""
+    crcs = []
+    for k in keys:
+        try:
+            with open(os.path.join(directory, k), "rb") as f:
+                crcs.append(datasets.object_crc(k, f.read()))
+        except OSError:
+            crcs.append(0)
+    return datasets.combine(crcs)
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -237,8 +251,9 @@ def main(argv=None):
             n = nquick if quick else nfull
             keys, crcs = data.ensure_objects(spec["set"], n, log=log)
             label = f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
+            op = spec.get("op", "get")
             wl_items[w] = {"keys": keys, "expected": datasets.combine(crcs), "n": n, "payload": n * size,
-                           "desc": f"{n:,} x {label} GET", "object_size": size}
+                           "desc": f"{n:,} x {label} {op.upper()}", "object_size": size, "op": op}
         wl_items[w]["passes"] = spec["passes"][1 if quick else 0]
 
     # ---- server
@@ -249,7 +264,14 @@ def main(argv=None):
     srv.start()
     host_port = f"127.0.0.1:{srv.port}"
     log(f"nginx: {srv.url} root {data.root}")
+    import worker
     import wrk_client
+
+    put_root = os.path.join(data.bucket, "put")
+    if any(wl_items[w].get("op") == "put" for w in workloads):
+        shutil.rmtree(put_root, ignore_errors=True)  # left over from an interrupted run
+        os.makedirs(put_root, exist_ok=True)
+        os.chmod(put_root, 0o777)  # nginx's workers (nobody) create the objects
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     resdir = os.path.join(HERE, "results")
@@ -279,7 +301,19 @@ def main(argv=None):
                         for c in order:
                             base = f"{srv.url}/bucket/{WORKLOADS[w]['set']}"
                             n_per_pass = it["n"]
-                            if c == LIMIT:
+                            is_put = it.get("op") == "put"
+                            put_dir = os.path.join(put_root, f"{c}-c{conc}-r{rnd}")
+                            src_dir = os.path.join(data.bucket, WORKLOADS[w]["set"])
+                            na = worker.CLIENTS[c].no_put if (is_put and c in worker.CLIENTS) else None
+                            if na:
+                                r = {"client": c, "na": na}
+                            elif c == LIMIT and is_put:
+                                # 16 distinct bodies cycled over the same keys, PUT again and again
+                                paths = [(f"/bucket/put/{os.path.basename(put_dir)}/{k}", "",
+                                          os.path.join(src_dir, it["keys"][i % 16])) for i, k in enumerate(it["keys"])]
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                                   min(conc, n_per_pass), wrk_duration, it["object_size"])
+                            elif c == LIMIT:
                                 if "ranges" in it:
                                     paths = [("/bucket/shard/shard", f"bytes={s}-{e - 1}") for s, e in it["ranges"]]
                                 else:
@@ -298,12 +332,19 @@ def main(argv=None):
                                     spec["base_url"] = f"{srv.url}/bucket/shard"
                                 else:
                                     spec["keys"] = it["keys"]
+                                if is_put:
+                                    spec.update(op="put", source_dir=src_dir,
+                                                base_url=f"{srv.url}/bucket/put/{os.path.basename(put_dir)}")
                                 r = run_worker(py, spec, tmp, args.timeout)
+                                if is_put and not r.get("fatal"):
+                                    r["checksums"] = [stored_checksum(put_dir, it["keys"])]
                             r.update(workload=w, concurrency=conc, round=rnd, loadavg1=os.getloadavg()[0])
                             if "version" in r:
                                 versions[c] = r["version"]
                             if r.get("checksums"):
                                 r["checksum_ok"] = all(x == it["expected"] for x in r["checksums"])
+                            if is_put:
+                                shutil.rmtree(put_dir, ignore_errors=True)
                             doc["results"].append(r)
                             save()
                             log(fmt_line(r))
@@ -326,6 +367,8 @@ def main(argv=None):
 
 def fmt_line(r):
     head = f"[{r.get('round', 0)}] {r['workload']:<7} c={r['concurrency']:<4} {r['client']:<17}"
+    if r.get("na"):
+        return f"{head} n/a: {r['na']}"
     if r.get("fatal"):
         return f"{head} FAILED: {r['fatal'][:300]}"
     wall = r["wall_s"] or 1e-9

@@ -38,6 +38,11 @@ class Client:
     """
 
     latencies = None
+    # None if the client can PUT; else why not (the workload records it as not applicable)
+    no_put = None
+
+    def put_many(self, mapping):
+        raise NotImplementedError(self.no_put)
 
     def close(self):
         pass
@@ -57,6 +62,9 @@ class CloudFilesStoreClient(Client):
 
     def get_ranges(self, key, ranges):
         return self.s.get_ranges([(key, s, e) for s, e in ranges])
+
+    def put_many(self, mapping):
+        self.s.setitems(mapping)
 
     def close(self):
         self.s.close()
@@ -83,6 +91,18 @@ class Urllib3Client(Client):
         self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3))
         self.ex = ThreadPoolExecutor(conc)
         self.latencies = []
+
+    def _put(self, item):
+        key, value = item
+        t = time.perf_counter()
+        r = self.pm.request("PUT", f"{self.base}/{_q(key)}", body=value, preload_content=True)
+        self.latencies.append(time.perf_counter() - t)
+        if r.status not in (200, 201, 204):
+            raise RuntimeError(f"PUT {key}: HTTP {r.status}")
+
+    def put_many(self, mapping):
+        for _ in self.ex.map(self._put, mapping.items()):
+            pass
 
     def _get(self, key, headers=None, ok=(200,)):
         t = time.perf_counter()
@@ -138,6 +158,9 @@ class FsspecClient(Client):
         return self.fs.cat_ranges(
             [u] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges], batch_size=self.conc
         )
+
+    def put_many(self, mapping):
+        self.fs.pipe({f"{self.base}/{_q(k)}": v for k, v in mapping.items()}, batch_size=self.conc)
 
     @staticmethod
     def version():
@@ -195,6 +218,12 @@ class ObstoreClient(Client):
 
         return self._run(get, ranges)
 
+    def put_many(self, mapping):
+        async def put(item):
+            return await self.obs.put_async(self.store, item[0], item[1])
+
+        self._run(put, list(mapping.items()))
+
     def close(self):
         self.loop.close()
 
@@ -210,6 +239,7 @@ class CloudFilesClient(Client):
     """Seung lab's cloud-files: CloudFiles(url, num_threads=C, green=False).get(paths, raw=True)."""
 
     name = "cloud-files"
+    no_put = "cloud-files' http(s) backend is read-only"
 
     def __init__(self, base, conc):
         from cloudfiles import CloudFiles
@@ -240,6 +270,7 @@ class TensorStoreClient(Client):
     """TensorStore's http kvstore, `http_request_concurrency` limit C, all reads issued at once."""
 
     name = "tensorstore"
+    no_put = "TensorStore's http kvstore driver is read-only"
 
     def __init__(self, base, conc):
         import tensorstore as ts
@@ -307,7 +338,19 @@ def run(spec):
     out["version"] = cls.version()
     out["setup_s"] = time.perf_counter() - t_import
     ranges = spec.get("ranges")
-    if ranges:
+    if spec.get("op") == "put":
+        # values: the bytes of the GET set's files (same keys), read before timing
+        items = list(spec["keys"])
+        values = {}
+        for k in items:
+            with open(os.path.join(spec["source_dir"], k), "rb") as f:
+                values[k] = f.read()
+        names = items
+
+        def fetch(sub):
+            cli.put_many({k: values[k] for k in sub})
+            return []  # checked afterwards on the server's disk by the orchestrator
+    elif ranges:
         key = spec["range_key"]
         items = [(int(s), int(e)) for s, e in ranges]
         names = [f"{s}-{e}" for s, e in items]
@@ -350,6 +393,10 @@ def run(spec):
         if err is not None:
             errors += len(items)
             first_error = first_error or f"{type(err).__name__}: {err}"[:500]
+            continue
+        if spec.get("op") == "put":
+            nobj += len(items)
+            nbytes += sum(len(values[k]) for k in items)
             continue
         seen = set()
         s = 0

@@ -26,21 +26,38 @@ end
 
 function init(args)
   reqs = {}
+  paths = {}
+  bodies = {}
+  local cache = {}
   local n = 0
   for line in io.lines(paths_file) do
-    local p, r = line:match("^([^\t]+)\t?(.*)$")
+    -- path TAB range-header TAB body-file (PUT when a body file is given)
+    local p, r, b = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
     n = n + 1
-    if r ~= nil and r ~= "" then
+    if b ~= "" then
+      if cache[b] == nil then
+        local f = assert(io.open(b, "rb"))
+        cache[b] = f:read("*a")
+        f:close()
+      end
+      paths[n] = p
+      bodies[n] = cache[b]
+    elseif r ~= "" then
       reqs[n] = wrk.format("GET", p, {["Range"] = r})
     else
       reqs[n] = wrk.format("GET", p)
     end
   end
+  nreq = n
   idx = math.floor((id or 0) * n / nthreads)
 end
 
 function request()
-  idx = idx %% #reqs + 1
+  idx = idx %% nreq + 1
+  local b = bodies[idx]
+  if b ~= nil then
+    return wrk.format("PUT", paths[idx], nil, b)
+  end
   return reqs[idx]
 end
 
@@ -68,12 +85,16 @@ def version():
 
 
 def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, threads=2, timeout_s=120):
-    """paths: list of URL paths, or of (path, 'bytes=a-b'). Returns a result dict like worker.run."""
+    """paths: URL paths, or tuples (path, 'bytes=a-b' or '', body file for a PUT or '').
+
+    Returns a result dict like worker.run."""
     os.makedirs(workdir, exist_ok=True)
     paths_file = os.path.join(workdir, "paths.txt")
     with open(paths_file, "w") as f:
         for p in paths:
-            f.write(("%s\t%s" % p if isinstance(p, tuple) else p) + "\n")
+            p = p if isinstance(p, tuple) else (p,)
+            p = tuple(p) + ("",) * (3 - len(p))
+            f.write("\t".join(p) + "\n")
     script = os.path.join(workdir, "cycle.lua")
     threads = max(1, min(threads, conc))
     with open(script, "w") as f:
