@@ -98,7 +98,8 @@ def test_non_buffer_values_raise_typeerror(store, value):
     assert "k" not in store
 
 
-BAD_KEYS = ["", "..", "../a", "a/..", "a/../b", "a\0b", "\0"]
+BAD_KEYS = ["", "..", "../a", "a/..", "a/../b", "a\0b", "\0",
+            ".", "a/./b", "a/", "/a", "a//b", "\udcff"]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
