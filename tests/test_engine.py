@@ -1,0 +1,87 @@
+"""The engine's own promises, seen from Python: connections kept alive across batches,
+per-store admission control, bounded memory for long streams, and completion of
+asyncio futures without a thread per call."""
+
+import asyncio
+import os
+import resource
+import threading
+import urllib.parse
+
+import cloudfiles_store
+from cloudfiles_store import CloudFilesStore, _core
+
+
+def test_connections_reused_across_batches(nginx_url):
+    s = CloudFilesStore(nginx_url, concurrency=8)
+    s.setitems({f"k/{i}": b"v" * 100 for i in range(200)})
+    before = cloudfiles_store.engine_stats()
+    for _ in range(3):
+        assert len(s.getitems(f"k/{i}" for i in range(200))) == 200
+    after = cloudfiles_store.engine_stats()
+    assert after["requests"] - before["requests"] == 600
+    # keep-alive: at most one connection per concurrent slot is ever opened again
+    assert after["connections"] - before["connections"] <= 8
+
+
+def test_long_stream_runs_in_bounded_memory():
+    s = CloudFilesStore(f"mem://stream-{os.getpid()}", concurrency=32)
+    s.setitems({"present": b"x" * 1000})
+    n = 300_000
+
+    def keys():
+        for i in range(n):
+            yield "present" if i % 1000 == 0 else f"absent/{i}"
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    seen = present = 0
+    for key, value in s.iter_get(keys()):
+        seen += 1
+        present += value is not None
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert seen == n and present == n // 1000
+    assert grown_mib < 64, f"peak RSS grew {grown_mib:.0f} MiB streaming {n} keys"
+
+
+def test_two_stores_have_their_own_concurrency(fault_server, fault_url):
+    slow = CloudFilesStore(fault_url, concurrency=1)
+    fast = CloudFilesStore(fault_url, concurrency=16)
+    fast.setitems({f"f/{i}": b"v" for i in range(32)})
+    slow.setitems({"s/0": b"v"})
+    fault_server.add_faults(urllib.parse.urlsplit(fault_url).path + "/s/0", ["stall:2"])
+    done = threading.Event()
+
+    def slow_read():
+        slow.getitems(["s/0"])
+        done.set()
+
+    t = threading.Thread(target=slow_read)
+    t.start()
+    # the slow store's stalled request must not hold back the other store's batch
+    assert len(fast.getitems(f"f/{i}" for i in range(32))) == 32
+    assert not done.is_set()
+    t.join(30)
+    assert done.is_set()
+
+
+async def test_async_completions_resolve_on_the_loop(store):
+    store.setitems({f"a/{i}": bytes([i]) * 10 for i in range(200)})
+    raw = _core.Store.__new__(_core.Store)
+    raw.__init__(store.url, **store.options)
+    loop = asyncio.get_running_loop()
+    comp = _core.Completions()
+    loop.add_reader(comp.fileno(), comp.drain)
+    try:
+        futures = []
+        for i in range(200):
+            f = loop.create_future()
+            comp.get(raw, f"a/{i}", f)
+            futures.append(f)
+        missing = loop.create_future()
+        comp.get(raw, "nope", missing)
+        values = await asyncio.gather(*futures)
+        assert values == [bytes([i]) * 10 for i in range(200)]
+        assert await missing is None
+        assert comp.in_flight == 0
+    finally:
+        loop.remove_reader(comp.fileno())
