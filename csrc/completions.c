@@ -23,6 +23,7 @@ typedef struct CompletionsObject {
 /* What an async op carries for its caller. */
 typedef struct async_item {
     PyObject *future;
+    PyObject *store;        /* its backend and limiter must outlive the op */
     Py_buffer view;
     int has_view;
 } async_item;
@@ -48,6 +49,7 @@ static void on_done(cfs_op *op, void *ctx)
 static void item_free(async_item *it)
 {
     Py_XDECREF(it->future);
+    Py_XDECREF(it->store);
     if (it->has_view)
         PyBuffer_Release(&it->view);
     PyMem_Free(it);
@@ -63,6 +65,7 @@ static PyObject *submit(CompletionsObject *c, StoreObject *s, cfs_op *op, PyObje
         return PyErr_NoMemory();
     }
     it->future = Py_NewRef(future);
+    it->store = Py_NewRef((PyObject *)s);
     op->caller = it;
     if (value) {
         if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {

@@ -85,3 +85,21 @@ async def test_async_completions_resolve_on_the_loop(store):
         assert comp.in_flight == 0
     finally:
         loop.remove_reader(comp.fileno())
+
+
+async def test_async_op_keeps_its_store_alive(nginx_url):
+    loop = asyncio.get_running_loop()
+    comp = _core.Completions()
+    loop.add_reader(comp.fileno(), comp.drain)
+    try:
+        raw = _core.Store(nginx_url)
+        raw["k"] = b"v" * 100_000
+        futures = []
+        for _ in range(50):
+            f = loop.create_future()
+            comp.get(raw, "k", f)
+            futures.append(f)
+        del raw  # the ops in flight hold the store, not the caller
+        assert all(v == b"v" * 100_000 for v in await asyncio.gather(*futures))
+    finally:
+        loop.remove_reader(comp.fileno())
