@@ -8,7 +8,7 @@
     srv.stop()
 
     auth = MotoServer(auth=True).start()       # signatures and IAM checked
-    auth.access_key_id, auth.secret_access_key # an IAM user's key, allowed s3:*
+    auth.access_key_id, auth.secret_access_key # an IAM user's key, allowed s3:*, sts:* and iam:*
 
 With `auth=True`, moto is started with INITIAL_NO_AUTH_ACTION_COUNT so that only the
 requests that create an IAM user, its access key and its policy go unauthenticated; every
@@ -36,7 +36,7 @@ _IAM_SETUP_REQUESTS = 3
 
 _S3_ALL = json.dumps({
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*", "iam:*"], "Resource": "*"}],
 })
 
 

@@ -1,0 +1,543 @@
+"""The S3 backend against real servers on 127.0.0.1.
+
+- moto's S3 server (tests/s3server.py): listing across pages, content type and ETag as
+  stored, anonymous access, conditional create; and a second moto with signature checking
+  on (INITIAL_NO_AUTH_ACTION_COUNT + an IAM user): right key works, wrong secret or key id
+  is an AuthenticationError.
+- the project's fault server (tests/servers/faultserver.py) as an S3 endpoint: the exact
+  headers sent (Content-MD5, x-amz-content-sha256, Authorization...), the ETag check with
+  corrupted bodies, retries.
+- a canned-response server here (S3 error XML bodies): SlowDown/InternalError/RequestTimeout
+  retried, AccessDenied/NoSuchBucket mapped, malformed listings refused.
+
+The common mapping suite runs on S3 too (the "s3" entry of conftest.BACKENDS).
+"""
+import base64
+import hashlib
+import http.server
+import pickle
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pytest
+
+from cloudfiles_store import CloudFilesStore, engine_stats, errors
+from s3server import MotoServer
+
+AKID = "AKIDEXAMPLE"
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+TOKEN = "FwoGZXIvYXdzEXAMPLE/token+with=chars"
+
+
+def _unique():
+    return uuid.uuid4().hex
+
+
+@pytest.fixture
+def s3(moto_server):
+    """A store on a fresh prefix of the session's moto bucket."""
+    prefix = _unique()
+    s = CloudFilesStore(moto_server.url(prefix), **moto_server.store_options())
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def moto_auth():
+    srv = MotoServer(auth=True).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+# ----------------------------------------------------------------------- moto: basics
+
+def test_listing_across_pages(s3, moto_server):
+    keys = [f"k/{i:05d}" for i in range(2500)] + ["top"]
+    s3.setitems({k: k.encode() for k in keys})
+    before = engine_stats()["requests"]
+    listed = sorted(s3)
+    after = engine_stats()["requests"]
+    assert listed == sorted(keys)
+    assert after - before >= 3, "2,501 keys take at least 3 ListObjectsV2 pages"
+    assert len(s3) == len(keys)
+    assert sorted(s3.listdir()) == ["k", "top"]
+    assert len(s3.listdir("k")) == 2500
+    # The same through botocore: every key is where it should be.
+    c = moto_server.client()
+    pages = c.get_paginator("list_objects_v2").paginate(Bucket=moto_server.bucket, Prefix=s3.url.split("/", 3)[3] + "/")
+    assert sum(p.get("KeyCount", 0) for p in pages) == len(keys)
+
+
+def test_listdir_with_many_directories(s3):
+    s3.setitems({f"d{i:04d}/x": b"1" for i in range(1100)})
+    s3["d0000/y/z"] = b"2"
+    names = s3.listdir()
+    assert sorted(names) == [f"d{i:04d}" for i in range(1100)]
+    assert sorted(s3.listdir("d0000")) == ["x", "y"]
+    s3.rmdir("d0001")
+    assert "d0001/x" not in s3
+    assert len(s3) == 1100
+
+
+def test_objects_as_stored(s3, moto_server):
+    data = bytes(range(256)) * 1000
+    s3["obj"] = data
+    key = s3.url.split("/", 3)[3] + "/obj"
+    head = moto_server.client().head_object(Bucket=moto_server.bucket, Key=key)
+    assert head["ContentType"] == "application/octet-stream"
+    assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    assert head["ContentLength"] == len(data)
+    assert s3["obj"] == data
+    assert s3.getsize("obj") == len(data)
+
+
+def test_written_by_botocore_read_by_us(s3, moto_server):
+    root = s3.url.split("/", 3)[3]
+    c = moto_server.client()
+    keys = ["plain", "sp ace/x", "plus+/y", "\u00fcml\u00e4ut", "a!b*c:d~e%f"]
+    for k in keys:
+        c.put_object(Bucket=moto_server.bucket, Key=f"{root}/{k}", Body=k.encode())
+    assert sorted(s3) == sorted(keys)
+    assert s3.getitems(keys) == {k: k.encode() for k in keys}
+
+
+def test_missing_bucket_is_not_a_missing_key(moto_server):
+    s = CloudFilesStore("s3://no-such-bucket-here/x", **moto_server.store_options())
+    with pytest.raises(errors.CloudFilesError) as ei:
+        s["k"]
+    assert not isinstance(ei.value, KeyError)
+    assert "NoSuchBucket" in str(ei.value)
+    with pytest.raises(errors.CloudFilesError) as ei:
+        list(s)
+    assert "NoSuchBucket" in str(ei.value)
+
+
+def test_anonymous_read(moto_server, s3):
+    s3["public"] = b"for all"
+    key = s3.url.split("/", 3)[3] + "/public"
+    moto_server.client().put_object_acl(Bucket=moto_server.bucket, Key=key, ACL="public-read")
+    anon = CloudFilesStore(s3.url, endpoint_url=moto_server.endpoint, anon=True)
+    assert anon["public"] == b"for all"
+    assert "public" in anon
+    assert "secret" not in repr(anon).lower()
+
+
+def test_pickle_and_repr_hold_no_secret(moto_server):
+    opts = moto_server.store_options(access_key_id=AKID, secret_access_key=SECRET, session_token=TOKEN)
+    s = CloudFilesStore(moto_server.url("p"), **opts)
+    assert SECRET not in repr(s) and TOKEN not in repr(s)
+    clone = pickle.loads(pickle.dumps(s))  # the user's own options travel, as given
+    assert clone == s
+    assert clone.url == s.url
+
+
+def test_conditional_create(s3):
+    """If-None-Match: * through the async put of the engine (zarr 3's set_if_not_exists)."""
+    import asyncio
+    from cloudfiles_store import _core
+    if not hasattr(_core, "Completions"):
+        pytest.fail("the engine's async Completions is missing")
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        comp = _core.Completions()
+        loop.add_reader(comp.fileno(), comp.drain)
+        try:
+            results = []
+            for value in (b"first", b"second"):
+                fut = loop.create_future()
+                comp.put(s3, "once", value, fut, if_absent=True)
+                try:
+                    results.append(await fut)
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+            return results
+        finally:
+            loop.remove_reader(comp.fileno())
+
+    results = asyncio.run(run())
+    assert results == [True, False]  # created, then refused (412 PreconditionFailed)
+    assert s3["once"] == b"first"
+
+
+# ------------------------------------------------------------------ moto: signatures
+#
+# Stores here sit at the root of a fresh bucket: moto's verifier decodes %2F in the query
+# before checking, so it refuses every correctly signed listing with a '/' in its prefix
+# (botocore's too). Listings from the bucket root have an empty prefix.
+
+def _auth_store(srv, **extra):
+    bucket = f"auth-{_unique()[:20]}"
+    srv.client().create_bucket(Bucket=bucket)
+    return CloudFilesStore(f"s3://{bucket}", **srv.store_options(**extra))
+
+
+def test_right_key_works_with_signature_checking(moto_auth):
+    s = _auth_store(moto_auth)
+    s["a"] = b"signed"
+    s.setitems({f"b/{i}": b"x" for i in range(20)})
+    assert s["a"] == b"signed"
+    assert s.getitems(["a", "b/1", "missing"]) == {"a": b"signed", "b/1": b"x"}
+    assert len(s) == 21
+    assert s.get_range("a", 1, 3) == b"ig"
+    assert "a" in s and "nope" not in s
+    del s["a"]
+    assert "a" not in s
+    s.clear()
+    assert list(s) == []
+
+
+def test_wrong_secret_is_an_authentication_error(moto_auth):
+    good = _auth_store(moto_auth)
+    good["a"] = b"x"
+    s = CloudFilesStore(good.url, **moto_auth.store_options(secret_access_key="not-the-secret"), retries=2)
+    for action in (lambda: s.__setitem__("b", b"x"), lambda: s["a"], lambda: list(s),
+                   lambda: s.__delitem__("a")):
+        with pytest.raises(errors.AuthenticationError) as ei:
+            action()
+        msg = str(ei.value)
+        assert "SignatureDoesNotMatch" in msg or "HTTP 403" in msg  # a HEAD's 403 has no body
+        assert "not-the-secret" not in msg and "not-the-secret" not in repr(s)
+        assert ei.value.attempts == 1, "an authentication error is not retried"
+    assert good["a"] == b"x" and "b" not in good
+
+
+def test_unknown_key_id_is_an_authentication_error(moto_auth):
+    good = _auth_store(moto_auth)
+    s = CloudFilesStore(good.url, **moto_auth.store_options(access_key_id="AKIANOTAREALKEY00000"))
+    with pytest.raises(errors.AuthenticationError) as ei:
+        s["a"] = b"x"
+    assert "InvalidAccessKeyId" in str(ei.value)
+
+
+def test_session_token_from_an_assumed_role(moto_auth):
+    import json
+
+    import botocore.session
+    session = botocore.session.get_session()
+    kw = dict(region_name=moto_auth.region, endpoint_url=moto_auth.endpoint,
+              aws_access_key_id=moto_auth.access_key_id, aws_secret_access_key=moto_auth.secret_access_key)
+    iam, sts = session.create_client("iam", **kw), session.create_client("sts", **kw)
+    name = f"role-{_unique()[:12]}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="s3", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    creds = sts.assume_role(RoleArn=arn, RoleSessionName="cfs-test")["Credentials"]
+    assert creds["SessionToken"]
+    good = _auth_store(moto_auth)
+    temp = dict(endpoint_url=moto_auth.endpoint, access_key_id=creds["AccessKeyId"],
+                secret_access_key=creds["SecretAccessKey"])
+    s = CloudFilesStore(good.url, **temp, session_token=creds["SessionToken"])
+    s["t"] = b"with a token"
+    assert s["t"] == b"with a token"
+    assert list(s) == ["t"]
+    assert creds["SessionToken"] not in repr(s)
+    without = CloudFilesStore(good.url, **temp)
+    with pytest.raises(errors.AuthenticationError):
+        without["t"]
+
+
+# -------------------------------------------------------- fault server as S3 endpoint
+
+def _fault_store(fault_server, prefix, **extra):
+    opts = dict(endpoint_url=fault_server.url, access_key_id=AKID, secret_access_key=SECRET,
+                retry_base=0.01, retry_cap=0.05)
+    opts.update(extra)
+    return CloudFilesStore(f"s3://bkt/{prefix}", **opts)
+
+
+def test_put_headers(fault_server):
+    prefix = _unique()
+    s = _fault_store(fault_server, prefix, session_token=TOKEN, requester_pays=True)
+    body = b"some bytes \x00\xff" * 100
+    s["dir/the key+!"] = body
+    path = f"/bkt/{prefix}/dir/the key+!"
+    (req,) = fault_server.requests(path, "PUT")
+    h = lambda name: fault_server.header(req, name)  # noqa: E731
+    assert urllib.parse.unquote(req.raw_path.split("?")[0]) == path
+    assert "%20" in req.raw_path and "%2B" in req.raw_path and "%21" in req.raw_path
+    assert h("Content-MD5") == base64.b64encode(hashlib.md5(body).digest()).decode()
+    assert h("Content-Type") == "application/octet-stream"
+    assert h("x-amz-content-sha256") == hashlib.sha256(body).hexdigest()
+    assert h("X-Amz-Security-Token") == TOKEN
+    assert h("x-amz-request-payer") == "requester"
+    assert h("Host") == fault_server.url.split("://")[1]
+    auth = h("Authorization")
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={AKID}/")
+    assert "/us-east-1/s3/aws4_request" in auth
+    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert signed == sorted(signed)
+    for name in ("content-md5", "content-type", "host", "x-amz-content-sha256", "x-amz-date",
+                 "x-amz-request-payer", "x-amz-security-token"):
+        assert name in signed
+    assert SECRET not in str(req.headers)
+    assert fault_server.get(path) == body
+
+
+def test_unsigned_payload_option(fault_server):
+    prefix = _unique()
+    s = _fault_store(fault_server, prefix, sign_payload=False, region="eu-west-3")
+    s["k"] = b"data"
+    (req,) = fault_server.requests(f"/bkt/{prefix}/k", "PUT")
+    assert fault_server.header(req, "x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
+    assert "/eu-west-3/s3/aws4_request" in fault_server.header(req, "Authorization")
+
+
+def test_anonymous_requests_are_unsigned(fault_server):
+    prefix = _unique()
+    fault_server.put(f"/bkt/{prefix}/k", b"public")
+    s = CloudFilesStore(f"s3://bkt/{prefix}", endpoint_url=fault_server.url, anon=True)
+    assert s["k"] == b"public"
+    (req,) = fault_server.requests(f"/bkt/{prefix}/k", "GET")
+    assert fault_server.header(req, "Authorization") is None
+
+
+def test_corrupted_body_is_retried(fault_server):
+    prefix = _unique()
+    path = f"/bkt/{prefix}/obj"
+    data = bytes(range(256)) * 64
+    fault_server.put(path, data)
+    fault_server.add_faults(path, ["corrupt"])
+    s = _fault_store(fault_server, prefix)
+    assert s["obj"] == data
+    assert len(fault_server.requests(path, "GET")) == 2
+
+
+def test_corrupted_every_time_is_a_checksum_error(fault_server):
+    prefix = _unique()
+    path = f"/bkt/{prefix}/obj"
+    fault_server.put(path, b"0123456789" * 100)
+    fault_server.add_faults(path, ["corrupt"] * 3)
+    s = _fault_store(fault_server, prefix, retries=3)
+    with pytest.raises(errors.ChecksumError) as ei:
+        s["obj"]
+    assert "ETag" in str(ei.value)
+    assert len(fault_server.requests(path, "GET")) == 3
+
+
+def test_etag_check_can_be_turned_off_and_skips_ranges(fault_server):
+    prefix = _unique()
+    path = f"/bkt/{prefix}/obj"
+    fault_server.put(path, b"0123456789" * 100)
+    fault_server.add_faults(path, ["corrupt"])
+    s = _fault_store(fault_server, prefix, verify_etag=False)
+    assert s["obj"] != b"0123456789" * 100  # what the server sent, unchecked
+    assert s.get_range("obj", 0, 10) == b"0123456789"
+
+
+def test_503_is_retried(fault_server):
+    prefix = _unique()
+    path = f"/bkt/{prefix}/obj"
+    fault_server.put(path, b"fine")
+    fault_server.add_faults(path, ["503", "503"])
+    s = _fault_store(fault_server, prefix)
+    assert s["obj"] == b"fine"
+    assert len(fault_server.requests(path, "GET")) == 3
+
+
+def test_delete_of_a_missing_key(fault_server):
+    prefix = _unique()
+    s = _fault_store(fault_server, prefix)
+    with pytest.raises(KeyError):
+        del s["nothing"]
+    assert fault_server.requests(f"/bkt/{prefix}/nothing", "DELETE") == []
+    s.delitems(["nothing"])  # a batch delete ignores missing keys
+
+
+# ---------------------------------------------------------- canned S3 error responses
+
+class CannedS3(http.server.ThreadingHTTPServer):
+    """Answers each request with the next canned (status, body) of its path, else 200 with
+    the path's default body; records (method, path) of every request."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _CannedHandler)
+        self.lock = threading.Lock()
+        self.queues = {}
+        self.defaults = {}
+        self.log = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def queue(self, path, *responses):
+        with self.lock:
+            self.queues.setdefault(path, []).extend(responses)
+
+    def count(self, path):
+        with self.lock:
+            return sum(1 for _, p in self.log if p == path)
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class _CannedHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        path = self.path.split("?")[0]
+        srv = self.server
+        with srv.lock:
+            srv.log.append((self.command, path))
+            q = srv.queues.get(path)
+            status, body = q.pop(0) if q else srv.defaults.get(path, (200, b"ok"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/xml")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _answer
+
+
+def _err(code, message="msg"):
+    return f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>' \
+           f'<RequestId>1</RequestId></Error>'.encode()
+
+
+@pytest.fixture
+def canned():
+    srv = CannedS3()
+    yield srv
+    srv.stop()
+
+
+def _canned_store(canned, **extra):
+    opts = dict(endpoint_url=canned.url, access_key_id=AKID, secret_access_key=SECRET,
+                retry_base=0.01, retry_cap=0.05, retries=4)
+    opts.update(extra)
+    return CloudFilesStore("s3://bkt/root", **opts)
+
+
+@pytest.mark.parametrize("status,code", [(503, "SlowDown"), (500, "InternalError"),
+                                         (400, "RequestTimeout"), (503, "ServiceUnavailable")])
+def test_transient_s3_errors_are_retried(canned, status, code):
+    canned.queue("/bkt/root/k", (status, _err(code)), (status, _err(code)))
+    assert _canned_store(canned)["k"] == b"ok"
+    assert canned.count("/bkt/root/k") == 3
+
+
+def test_transient_s3_error_outlasting_retries(canned):
+    canned.queue("/bkt/root/k", *[(503, _err("SlowDown", "Please reduce your request rate."))] * 4)
+    with pytest.raises(errors.TransientError) as ei:
+        _canned_store(canned)["k"]
+    assert "SlowDown" in str(ei.value) and "reduce your request rate" in str(ei.value)
+    assert ei.value.attempts == 4
+
+
+@pytest.mark.parametrize("status,code,exc", [
+    (403, "AccessDenied", errors.AuthenticationError),
+    (403, "SignatureDoesNotMatch", errors.AuthenticationError),
+    (400, "ExpiredToken", errors.AuthenticationError),
+    (400, "AuthorizationHeaderMalformed", errors.AuthenticationError),
+    (404, "NoSuchBucket", errors.RequestError),
+    (400, "InvalidArgument", errors.RequestError),
+])
+def test_s3_error_codes(canned, status, code, exc):
+    canned.queue("/bkt/root/k", (status, _err(code, "the details")))
+    with pytest.raises(exc) as ei:
+        _canned_store(canned)["k"]
+    assert code in str(ei.value) and "the details" in str(ei.value)
+    assert canned.count("/bkt/root/k") == 1
+
+
+def test_no_such_key_is_a_key_error(canned):
+    canned.queue("/bkt/root/k", (404, _err("NoSuchKey")))
+    with pytest.raises(KeyError):
+        _canned_store(canned)["k"]
+
+
+def test_malformed_listing_is_a_protocol_error(canned):
+    canned.defaults["/bkt"] = (200, b"<ListBucketResult><Contents><Key>root/a</Key>")
+    with pytest.raises(errors.ProtocolError):
+        list(_canned_store(canned))
+    canned.defaults["/bkt"] = (200, b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>")
+    with pytest.raises(errors.ProtocolError):
+        list(_canned_store(canned))
+    canned.defaults["/bkt"] = (200, b"<html>not s3</html>")
+    with pytest.raises(errors.ProtocolError):
+        list(_canned_store(canned))
+
+
+def test_listing_pages_follow_continuation_tokens(canned):
+    page1 = (b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+             b"<Contents><Key>root/a</Key><Size>1</Size></Contents>"
+             b"<Contents><Key>other/x</Key><Size>1</Size></Contents>"
+             b"<NextContinuationToken>tok/+=1</NextContinuationToken></ListBucketResult>")
+    page2 = (b"<ListBucketResult><IsTruncated>false</IsTruncated><EncodingType>url</EncodingType>"
+             b"<Contents><Key>root/b%20c%2Bd</Key><Size>2</Size></Contents>"
+             b"<Contents><Key>root/dir/</Key><Size>0</Size></Contents></ListBucketResult>")
+    canned.queue("/bkt", (200, page1), (503, _err("SlowDown")), (200, page2))
+    assert sorted(_canned_store(canned).keys()) == ["a", "b c+d"]
+    assert canned.count("/bkt") == 3
+
+
+# -------------------------------------------------------------------------- options
+
+def test_option_errors(monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    ep = {"endpoint_url": "http://127.0.0.1:9"}
+    keys = {"access_key_id": AKID, "secret_access_key": SECRET}
+    bad = [
+        ("s3://bkt/x", ep),                                           # no credentials
+        ("s3://bkt/x", {**ep, "access_key_id": AKID}),                # half a key
+        ("s3://bkt/x", {"endpoint_url": "ftp://h", **keys}),
+        ("s3://bkt/x", {"endpoint_url": "http://h/some/path", **keys}),
+        ("s3://bkt/x", {"endpoint_url": "http://user@h", **keys}),
+        ("s3://bkt/x", {**ep, **keys, "addressing_style": "sideways"}),
+        ("s3://bkt/x", {**ep, **keys, "region": "us east"}),
+        ("s3://bkt/x", {**ep, **keys, "anon": "maybe"}),
+        ("s3://b!d/x", {**ep, **keys}),
+        ("s3:///x", {**ep, **keys}),
+        ("s3://bkt/a/../b", {**ep, **keys}),
+        ("s3://bkt/x", {**ep, **keys, "no_such_option": 1}),
+    ]
+    for url, opts in bad:
+        with pytest.raises(errors.OptionError) as ei:
+            CloudFilesStore(url, **opts)
+        assert SECRET not in str(ei.value)
+
+
+def test_url_forms(fault_server):
+    for url, want in [("s3://bkt", "s3://bkt"), ("s3://bkt/", "s3://bkt"), ("s3://bkt/a/b/", "s3://bkt/a/b"),
+                      ("s3://bkt//a", "s3://bkt/a")]:
+        s = CloudFilesStore(url, endpoint_url=fault_server.url, anon=True)
+        assert want in repr(s) or s.url == url
+
+
+def test_bucket_root_store(fault_server):
+    fault_server.put("/rootbkt/k", b"at the top")
+    s = CloudFilesStore("s3://rootbkt", endpoint_url=fault_server.url, anon=True)
+    assert s["k"] == b"at the top"
+
+
+def test_many_parallel_gets_and_puts(s3):
+    values = {f"p/{i}": (str(i) * 100).encode() for i in range(500)}
+    t = time.monotonic()
+    s3.setitems(values)
+    assert s3.getitems(list(values)) == values
+    assert time.monotonic() - t < 120
