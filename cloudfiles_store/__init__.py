@@ -45,4 +45,18 @@ def _rebuild(cls, url, options):
     return cls(url, **options)
 
 
+def __getattr__(name):
+    # the zarr 3 store imports zarr: only on first use
+    if name == "ZarrStore":
+        from .zarr3 import ZarrStore
+        return ZarrStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# zarr 2: CloudFilesStore becomes a zarr.storage.BaseStore once zarr 2 is imported
+from . import _zarr2  # noqa: E402
+
+_zarr2.install()
+
+
 __all__ = ["CloudFilesStore", "engine_stats", "errors", *errors.__all__]

@@ -1,0 +1,98 @@
+"""zarr 2 support: make ``CloudFilesStore`` a zarr 2 ``BaseStore``.
+
+zarr 2 wraps every store that is not an instance of ``zarr.storage.BaseStore`` in a
+``KVStore``, whose ``getitems`` reads one key at a time. Registering ``CloudFilesStore`` as a
+virtual subclass of ``BaseStore`` keeps zarr on the mapping's own parallel ``getitems``,
+``setitems``, ``delitems``, ``listdir``, ``rmdir`` and ``getsize``.
+
+Nothing here imports zarr: ``install()`` registers at once when zarr 2 is already imported,
+and otherwise arranges to register right after ``zarr.storage`` is first imported (and does
+nothing under zarr 3, whose stores are ``cloudfiles_store.ZarrStore``).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import threading
+
+_lock = threading.Lock()
+_registered = False
+
+
+def register() -> bool:
+    """Register CloudFilesStore with zarr 2's BaseStore; True if zarr 2 is the zarr imported."""
+    global _registered
+    zarr = sys.modules.get("zarr")
+    storage = sys.modules.get("zarr.storage")
+    if zarr is None or storage is None or not str(getattr(zarr, "__version__", "")).startswith("2."):
+        return False
+    with _lock:
+        if _registered:
+            return True
+        from zarr.meta import Metadata2
+
+        from . import CloudFilesStore
+
+        base = storage.BaseStore
+        # what zarr 2 reads from a BaseStore besides the mapping methods
+        CloudFilesStore._metadata_class = Metadata2
+        CloudFilesStore.rename = base.rename
+        base.register(CloudFilesStore)
+        _registered = True
+    return True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """One-shot import hook: run register() once zarr.storage has been executed."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "zarr.storage":
+            return None
+        _remove_hook()
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        spec = module.__spec__
+        spec.loader = self._loader
+        module.__loader__ = self._loader
+        self._loader.exec_module(module)
+        try:
+            register()
+        except Exception:  # never break `import zarr` because of us
+            pass
+
+
+_hook: _AfterImport | None = None
+
+
+def _remove_hook() -> None:
+    global _hook
+    with _lock:
+        if _hook is not None:
+            try:
+                sys.meta_path.remove(_hook)
+            except ValueError:
+                pass
+            _hook = None
+
+
+def install() -> None:
+    """Register now if zarr 2 is imported, else when zarr.storage is imported."""
+    global _hook
+    if "zarr.storage" in sys.modules:
+        register()
+        return
+    with _lock:
+        if _hook is None:
+            _hook = _AfterImport()
+            sys.meta_path.insert(0, _hook)
