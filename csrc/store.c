@@ -488,6 +488,38 @@ static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwarg
 
 /* ---------- directories ---------- */
 
+static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "prefix", NULL };
+    PyObject *prefix = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U:entries", kwlist, &prefix))
+        return NULL;
+    PyObject *empty = prefix ? NULL : PyUnicode_FromString("");
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix ? prefix : empty, 1);
+    PyObject *out = NULL;
+    if (!op)
+        goto done;
+    op->recursive = 1;
+    if (run_key_op(s, op, prefix ? prefix : empty, 0) < 0)
+        goto done;
+    out = PyList_New((Py_ssize_t)op->entries.len);
+    for (size_t i = 0; out && i < op->entries.len; i++) {
+        const cfs_entry *e = &op->entries.items[i];
+        PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        PyObject *t = name ? Py_BuildValue("(NL)", name, (long long)e->size) : NULL;
+        if (!t)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, (Py_ssize_t)i, t);
+    }
+    if (out && PyList_Sort(out) < 0)
+        Py_CLEAR(out);
+done:
+    cfs_op_free(op);
+    Py_XDECREF(empty);
+    return out;
+}
+
 static PyObject *store_listdir(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = { "path", NULL };
@@ -723,6 +755,9 @@ static PyMethodDef store_methods[] = {
       "bytes; a range past the end gives b''." },
     { "get_ranges", (PyCFunction)store_get_ranges, METH_O,
       "get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing key)." },
+    { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
+      "entries(prefix='') -> sorted [(key, size)] of every key starting with prefix "
+      "(size -1 where the listing does not give it)." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir(path='') -> sorted names one level below path." },
     { "rmdir", (PyCFunction)(void (*)(void))store_rmdir, METH_VARARGS | METH_KEYWORDS,
