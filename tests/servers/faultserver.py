@@ -124,6 +124,7 @@ class FaultServer:
         self.hide_dotfiles = hide_dotfiles
         self._lock = threading.Lock()
         self._objects = {}       # normalized path -> (bytes, mtime)
+        self._extra_headers = {} # normalized path -> [(name, value)] set by put(headers=)
         self._faults = collections.defaultdict(collections.deque)
         self._requests = []
         self._loop = None
@@ -211,9 +212,15 @@ class FaultServer:
         await self._server.wait_closed()
 
     # -- state, from any thread ----------------------------------------------------
-    def put(self, path, data, mtime=None):
+    def put(self, path, data, mtime=None, headers=None):
+        """Store an object; `headers` (list of (name, value)) are added to its GET/HEAD
+        responses (an x-goog-hash, say), until it is replaced or deleted."""
         with self._lock:
-            self._objects[normalize_path(path)] = (bytes(data), mtime or time.time())
+            p = normalize_path(path)
+            self._objects[p] = (bytes(data), mtime or time.time())
+            self._extra_headers.pop(p, None)
+            if headers:
+                self._extra_headers[p] = list(headers)
 
     def get(self, path):
         """Stored bytes at `path`, or None."""
@@ -224,6 +231,7 @@ class FaultServer:
     def delete(self, path):
         with self._lock:
             self._objects.pop(normalize_path(path), None)
+            self._extra_headers.pop(normalize_path(path), None)
 
     def objects(self, prefix="/"):
         """{path: bytes} of every object whose path starts with `prefix`."""
@@ -285,6 +293,7 @@ class FaultServer:
         """Forget objects, faults and recorded requests."""
         with self._lock:
             self._objects.clear()
+            self._extra_headers.clear()
             self._faults.clear()
             self._requests.clear()
             self._spans.clear()
@@ -405,7 +414,7 @@ class FaultServer:
             base = [("Content-Type", "application/octet-stream"),
                     ("Last-Modified", _http_date(mtime)),
                     ("ETag", '"%s"' % hashlib.md5(data).hexdigest()),
-                    ("Accept-Ranges", "bytes")]
+                    ("Accept-Ranges", "bytes")] + self._extra_headers.get(path, [])
             rng = headers.get("range")
             if rng is not None:
                 parsed = self._parse_range(rng, len(data))
@@ -423,12 +432,14 @@ class FaultServer:
             existed = path in self._objects
             if mutate:
                 self._objects[path] = (body, time.time())
+                self._extra_headers.pop(path, None)
             return _Response(204 if existed else 201, [], b"")
         if method == "DELETE":
             if path not in self._objects:
                 return _Response(404, [("Content-Type", "text/plain")], b"not found\n")
             if mutate:
                 del self._objects[path]
+                self._extra_headers.pop(path, None)
             return _Response(204, [], b"")
         return _Response(405, [("Allow", "GET, HEAD, PUT, DELETE")], b"method not allowed\n")
 
