@@ -45,6 +45,7 @@ typedef enum cfs_next {
     CFS_NEXT_DONE,      /* op->status is final */
     CFS_NEXT_AGAIN,     /* build() and send the next request of a multi-step op now */
     CFS_NEXT_RETRY,     /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
+    CFS_NEXT_VERIFY,    /* run verify() on a worker thread (hashing a body), then done or retry */
 } cfs_next;
 
 typedef struct cfs_backend cfs_backend;
@@ -64,6 +65,12 @@ typedef struct cfs_backend_ops {
     cfs_next (*finish)(cfs_backend *b, cfs_op *op, const cfs_response *resp);
     /* Options for the transfer itself (TLS, CA bundle, auth) applied to every handle. */
     int (*configure_handle)(cfs_backend *b, CURL *easy);
+
+    /* Remote backends, optional: check a received body off the transfer thread (MD5,
+     * CRC32C of large objects would stall every other transfer). Called on a worker
+     * thread after finish() returned CFS_NEXT_VERIFY; returns CFS_NEXT_DONE, or
+     * CFS_NEXT_RETRY after cfs_op_fail() (e.g. CFS_ECHECKSUM). */
+    cfs_next (*verify)(cfs_backend *b, cfs_op *op);
 
     /* Local backends: run the whole op synchronously. */
     void (*execute)(cfs_backend *b, cfs_op *op);

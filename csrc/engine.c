@@ -68,7 +68,8 @@ typedef struct engine {
     int workers_started;
     atomic_int wake_pending;        /* a wakeup is on its way to the transfer thread */
     cfs_limiter *limiters;
-    cfs_op *work_head, *work_tail;  /* admitted local ops */
+    cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
+    cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
     /* transfer-thread only */
     transfer *retries;
     CURL *idle_easy[64];
@@ -134,6 +135,18 @@ static double random01(void)
 }
 
 /* ---------- completion ---------- */
+
+/* Queue an op for a worker thread (under e->lock). */
+static void push_work_locked(engine *e, cfs_op *op)
+{
+    op->next = NULL;
+    if (e->work_tail)
+        e->work_tail->next = op;
+    else
+        e->work_head = op;
+    e->work_tail = op;
+    pthread_cond_signal(&e->work_cv);
+}
 
 /* Wake the transfer thread unless a wakeup is already on its way, or we are it. */
 static void wake(engine *e)
@@ -461,9 +474,11 @@ static void schedule_retry(engine *e, transfer *t)
     double delay = cfs_retry_delay(p, op->attempts, random01(), t->retry_after);
     atomic_fetch_add(&g_retries, 1);
     /* keep the failure text: it is what the caller sees if every retry fails */
-    curl_multi_remove_handle(e->multi, t->easy);
-    give_easy(e, t->easy);
-    t->easy = NULL;
+    if (t->easy) {
+        curl_multi_remove_handle(e->multi, t->easy);
+        give_easy(e, t->easy);
+        t->easy = NULL;
+    }
     t->retry_at = after_seconds(delay);
     t->next_retry = e->retries;
     e->retries = t;
@@ -518,7 +533,38 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
         start_request(e, op);
         return;
     }
+    if (next == CFS_NEXT_VERIFY) {
+        op->engine_priv = NULL;
+        pthread_mutex_lock(&e->lock);
+        push_work_locked(e, op);
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
     finish_op(e, op);
+}
+
+/* Verified ops that failed come back here to back off and try again. */
+static void retry_verify_failures(engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    cfs_op *list = e->verify_failed;
+    e->verify_failed = NULL;
+    pthread_mutex_unlock(&e->lock);
+    while (list) {
+        cfs_op *op = list;
+        list = op->next;
+        op->next = NULL;
+        transfer *t = calloc(1, sizeof *t);
+        if (!t) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory retrying");
+            finish_op(e, op);
+            continue;
+        }
+        t->op = op;
+        t->retry_after = -1;
+        op->engine_priv = t;
+        schedule_retry(e, t);
+    }
 }
 
 static void start_due_retries(engine *e, long *timeout_ms)
@@ -558,8 +604,19 @@ static void *worker_main(void *arg)
             e->work_tail = NULL;
         pthread_mutex_unlock(&e->lock);
         op->next = NULL;
-        op->attempts++;
-        op->backend->ops->execute(op->backend, op);
+        const cfs_backend_ops *ops = op->backend->ops;
+        if (ops->execute) {
+            op->attempts++;
+            ops->execute(op->backend, op);
+        } else if (ops->verify(op->backend, op) == CFS_NEXT_RETRY &&
+                   op->attempts < op->limiter->cfg.retry.max_attempts) {
+            pthread_mutex_lock(&e->lock);
+            op->next = e->verify_failed;
+            e->verify_failed = op;
+            pthread_mutex_unlock(&e->lock);
+            wake(e);
+            continue;
+        }
         complete(e, op);
     }
     return NULL;
@@ -581,12 +638,7 @@ static cfs_op *admit_locked(engine *e)
             op->next = NULL;
             l->active++;
             if (op->backend->ops->execute) {
-                if (e->work_tail)
-                    e->work_tail->next = op;
-                else
-                    e->work_head = op;
-                e->work_tail = op;
-                pthread_cond_signal(&e->work_cv);
+                push_work_locked(e, op);
             } else {
                 *tail = op;
                 tail = &op->next;
@@ -613,6 +665,7 @@ static void *transfer_main(void *arg)
         }
 
         long timeout_ms = IDLE_POLL_MS;
+        retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
 
         int running = 0;
