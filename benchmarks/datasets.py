@@ -156,3 +156,55 @@ class Data:
                 f.seek(s)
                 crcs.append(object_crc(f"{s}-{e}", f.read(e - s)))
         return out, crcs
+
+
+# zarr 3 array, uncompressed uint8 with 1 MiB chunks (1024 x 1024): full 1 GiB, quick 128 MiB.
+# Uncompressed on purpose: with compression the codec's CPU (the same for every store) would
+# dominate on 2 cores and hide the stores' differences.
+ZARR3_SHAPES = {"full": (32768, 32768), "quick": (8192, 16384)}
+ZARR3_CHUNKS = (1024, 1024)
+
+
+def _zarr3_ensure(self, which, log=print):
+    """Write the source array under bucket/zarr3/<which> (once); return its description."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    shape = ZARR3_SHAPES[which]
+    path = os.path.join(self.bucket, "zarr3", which)
+    entry = self.manifest.get("zarr3-" + which)
+    if entry and entry.get("shape") == list(shape) and os.path.exists(os.path.join(path, "zarr.json")):
+        return entry
+    log(f"  data: writing the zarr 3 array {shape} uint8, chunks {ZARR3_CHUNKS}, into {path}")
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR3_CHUNKS, dtype="uint8",
+                            compressors=None, fill_value=0)
+    rows = ZARR3_CHUNKS[0]
+    c = zlib.crc32(b"array")
+    for i in range(shape[0] // rows):
+        block = np.frombuffer(_gen("zarr3", i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
+        arr[i * rows:(i + 1) * rows, :] = block
+        c = zlib.crc32(block, c)
+    nchunks = (shape[0] // ZARR3_CHUNKS[0]) * (shape[1] // ZARR3_CHUNKS[1])
+    entry = {"shape": list(shape), "chunks": list(ZARR3_CHUNKS), "path": path, "crc": c,
+             "nchunks": nchunks, "nbytes": shape[0] * shape[1], "chunk_crcs": chunk_checksum(path)}
+    self.manifest["zarr3-" + which] = entry
+    self._save()
+    return entry
+
+
+def chunk_checksum(path):
+    """Checksum of the chunk files (c/...) of a zarr 3 array directory, keyed by relative path."""
+    crcs = []
+    base = os.path.join(path, "c")
+    for d, _, files in os.walk(base):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                crcs.append(object_crc(os.path.relpath(p, path), fh.read()))
+    return combine(crcs)
+
+
+Data.ensure_zarr3 = _zarr3_ensure

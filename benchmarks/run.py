@@ -56,6 +56,11 @@ WORKLOADS = {
     "get64m": {"set": "o64m", "passes": (2, 1)},
     "ranges": {"set": "shard", "passes": (1, 1)},
     "put64k": {"set": "o64k", "passes": (1, 1), "op": "put"},
+    # the 64 KiB set streamed twice (1.25 GiB) through a bounded-memory iterator: peak RSS
+    "stream64k": {"set": "o64k", "passes": (1, 1), "op": "stream", "reps": 2},
+    # zarr 3 end to end: one uint8 array, 1 MiB uncompressed chunks, 1 GiB (quick 128 MiB)
+    "zarr3_read": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_read"},
+    "zarr3_write": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_write"},
 }
 DEFAULT_WORKLOADS = list(WORKLOADS)
 
@@ -239,7 +244,15 @@ def main(argv=None):
     wl_items = {}
     for w in workloads:
         spec = WORKLOADS[w]
-        if spec["set"] == "shard":
+        if spec["set"] == "zarr3":
+            z = data.ensure_zarr3("quick" if quick else "full", log=log)
+            verb = "read" if spec["op"] == "zarr3_read" else "write"
+            wl_items[w] = {"zarr": z, "n": z["nchunks"], "payload": z["nbytes"], "object_size": MiB,
+                           "op": spec["op"],
+                           "expected": z["crc"] if verb == "read" else z["chunk_crcs"],
+                           "desc": f"zarr 3 {verb}, {z['nbytes'] / 2**30:.2f} GiB uint8 array, "
+                                   f"{z['nchunks']:,} x 1 MiB uncompressed chunks"}
+        elif spec["set"] == "shard":
             n = datasets.RANGES_QUICK if quick else datasets.RANGES_FULL
             ranges, crcs = data.ranges(n)
             sizes = [e - s for s, e in ranges]
@@ -252,8 +265,12 @@ def main(argv=None):
             keys, crcs = data.ensure_objects(spec["set"], n, log=log)
             label = f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
             op = spec.get("op", "get")
-            wl_items[w] = {"keys": keys, "expected": datasets.combine(crcs), "n": n, "payload": n * size,
-                           "desc": f"{n:,} x {label} {op.upper()}", "object_size": size, "op": op}
+            reps = spec.get("reps", 1)
+            desc = f"{n:,} x {label} {op.upper()}"
+            if op == "stream":
+                desc = f"{reps} x {n:,} x {label} streamed ({reps * n * size / 2**30:.2f} GiB)"
+            wl_items[w] = {"keys": keys * reps, "expected": datasets.combine(crcs * reps), "n": n * reps,
+                           "payload": reps * n * size, "desc": desc, "object_size": size, "op": op}
         wl_items[w]["passes"] = spec["passes"][1 if quick else 0]
 
     # ---- server
@@ -268,7 +285,7 @@ def main(argv=None):
     import wrk_client
 
     put_root = os.path.join(data.bucket, "put")
-    if any(wl_items[w].get("op") == "put" for w in workloads):
+    if any(wl_items[w].get("op") in ("put", "zarr3_write") for w in workloads):
         shutil.rmtree(put_root, ignore_errors=True)  # left over from an interrupted run
         os.makedirs(put_root, exist_ok=True)
         os.chmod(put_root, 0o777)  # nginx's workers (nobody) create the objects
@@ -304,9 +321,35 @@ def main(argv=None):
                             is_put = it.get("op") == "put"
                             put_dir = os.path.join(put_root, f"{c}-c{conc}-r{rnd}")
                             src_dir = os.path.join(data.bucket, WORKLOADS[w]["set"])
-                            na = worker.CLIENTS[c].no_put if (is_put and c in worker.CLIENTS) else None
+                            na = None
+                            op = it.get("op")
+                            if c in worker.CLIENTS and op in ("zarr3_read", "zarr3_write"):
+                                na = worker.CLIENTS[c].no_zarr3 or (worker.CLIENTS[c].no_put if op == "zarr3_write" else None)
+                            elif c == LIMIT and op == "zarr3_write":
+                                na = "a PUT limit is the put64k row"
+                            elif c in worker.CLIENTS and is_put:
+                                na = worker.CLIENTS[c].no_put
+                            elif c in worker.CLIENTS and it.get("op") == "stream":
+                                na = worker.CLIENTS[c].no_stream
+                            elif c == LIMIT and it.get("op") == "stream":
+                                na = "wrk keeps no bodies: its limit is the GET row"
                             if na:
                                 r = {"client": c, "na": na}
+                            elif op in ("zarr3_read", "zarr3_write") and c != LIMIT:
+                                z = it["zarr"]
+                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
+                                         "nchunks": z["nchunks"], "nbytes": z["nbytes"], "source_dir": z["path"],
+                                         "url": (f"{srv.url}/bucket/put/{os.path.basename(put_dir)}" if op == "zarr3_write"
+                                                 else f"{srv.url}/bucket/zarr3/{os.path.basename(z['path'])}")}
+                                r = run_worker(py, zspec, tmp, args.timeout)
+                                if op == "zarr3_write" and not r.get("fatal") and not r.get("errors"):
+                                    r["checksums"] = [datasets.chunk_checksum(put_dir)]
+                            elif op == "zarr3_read":  # wrk: GET every chunk file
+                                z = it["zarr"]
+                                paths = sorted("/" + os.path.relpath(os.path.join(d, f), data.root)
+                                               for d, _, fs in os.walk(os.path.join(z["path"], "c")) for f in fs)
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                                   min(conc, len(paths)), wrk_duration, MiB)
                             elif c == LIMIT and is_put:
                                 # 16 distinct bodies cycled over the same keys, PUT again and again
                                 paths = [(f"/bucket/put/{os.path.basename(put_dir)}/{k}", "",
@@ -332,6 +375,8 @@ def main(argv=None):
                                     spec["base_url"] = f"{srv.url}/bucket/shard"
                                 else:
                                     spec["keys"] = it["keys"]
+                                if it.get("op") == "stream":
+                                    spec["op"] = "stream"
                                 if is_put:
                                     spec.update(op="put", source_dir=src_dir,
                                                 base_url=f"{srv.url}/bucket/put/{os.path.basename(put_dir)}")
@@ -343,7 +388,7 @@ def main(argv=None):
                                 versions[c] = r["version"]
                             if r.get("checksums"):
                                 r["checksum_ok"] = all(x == it["expected"] for x in r["checksums"])
-                            if is_put:
+                            if is_put or op == "zarr3_write":
                                 shutil.rmtree(put_dir, ignore_errors=True)
                             doc["results"].append(r)
                             save()

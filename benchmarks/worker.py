@@ -40,9 +40,27 @@ class Client:
     latencies = None
     # None if the client can PUT; else why not (the workload records it as not applicable)
     no_put = None
+    # None if the client streams results with bounded memory; else why it is not measured
+    no_stream = "no bounded-memory streaming API driven here"
 
     def put_many(self, mapping):
         raise NotImplementedError(self.no_put)
+
+    def stream(self, keys):
+        raise NotImplementedError(self.no_stream)
+
+    # zarr 3: a zarr.abc.store.Store for url, or no_zarr3 says why not
+    no_zarr3 = "no zarr 3 store"
+
+    @staticmethod
+    def zarr3_store(url, conc, read_only):
+        raise NotImplementedError
+
+
+def _zarr3_async_concurrency(conc):
+    import zarr
+
+    zarr.config.set({"async.concurrency": conc})
 
     def close(self):
         pass
@@ -65,6 +83,19 @@ class CloudFilesStoreClient(Client):
 
     def put_many(self, mapping):
         self.s.setitems(mapping)
+
+    no_stream = None
+
+    def stream(self, keys):
+        return self.s.iter_get(keys)
+
+    no_zarr3 = None
+
+    @staticmethod
+    def zarr3_store(url, conc, read_only):
+        from cloudfiles_store.zarr3 import ZarrStore
+
+        return ZarrStore(url, read_only=read_only, concurrency=conc)
 
     def close(self):
         self.s.close()
@@ -103,6 +134,29 @@ class Urllib3Client(Client):
     def put_many(self, mapping):
         for _ in self.ex.map(self._put, mapping.items()):
             pass
+
+    no_stream = None
+
+    def stream(self, keys):
+        """Results as they complete, at most 2C requests in flight (bounded memory)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        it = iter(keys)
+        pending = set()
+
+        def submit():
+            k = next(it, None)
+            if k is not None:
+                pending.add(self.ex.submit(lambda k=k: (k, self._get(k))))
+
+        for _ in range(2 * self.ex._max_workers):
+            submit()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                pending.discard(f)
+                submit()
+                yield f.result()
 
     def _get(self, key, headers=None, ok=(200,)):
         t = time.perf_counter()
@@ -161,6 +215,18 @@ class FsspecClient(Client):
 
     def put_many(self, mapping):
         self.fs.pipe({f"{self.base}/{_q(k)}": v for k, v in mapping.items()}, batch_size=self.conc)
+
+    no_zarr3 = None
+
+    @staticmethod
+    def zarr3_store(url, conc, read_only):
+        import aiohttp
+        from zarr.storage import FsspecStore
+
+        async def get_client(**kw):
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+
+        return FsspecStore.from_url(url, storage_options={"get_client": get_client}, read_only=read_only)
 
     @staticmethod
     def version():
@@ -224,6 +290,16 @@ class ObstoreClient(Client):
 
         self._run(put, list(mapping.items()))
 
+    no_zarr3 = None
+
+    @staticmethod
+    def zarr3_store(url, conc, read_only):
+        from obstore.store import HTTPStore
+        from zarr.storage import ObjectStore
+
+        return ObjectStore(HTTPStore.from_url(url.rstrip("/") + "/", client_options={"allow_http": True}),
+                           read_only=read_only)
+
     def close(self):
         self.loop.close()
 
@@ -271,6 +347,7 @@ class TensorStoreClient(Client):
 
     name = "tensorstore"
     no_put = "TensorStore's http kvstore driver is read-only"
+    no_zarr3 = None  # reads through its own zarr3 driver (read_zarr3 below); writes: no_put
 
     def __init__(self, base, conc):
         import tensorstore as ts
@@ -298,6 +375,31 @@ class TensorStoreClient(Client):
         from importlib.metadata import version
 
         return version("tensorstore")
+
+
+def read_zarr3(client_cls, url, conc, region=None):
+    """Read a zarr 3 array (or a region of it) through the client's store; numpy array."""
+    if client_cls is TensorStoreClient:
+        import tensorstore as ts
+
+        ctx = ts.Context({"http_request_concurrency": {"limit": conc}})
+        t = ts.open({"driver": "zarr3", "kvstore": {"driver": "http", "base_url": url.rstrip("/") + "/"}},
+                    context=ctx, read=True).result()
+        return (t[region] if region else t).read().result()
+    import zarr
+
+    _zarr3_async_concurrency(conc)
+    arr = zarr.open_array(store=client_cls.zarr3_store(url, conc, True), mode="r")
+    return arr[region] if region else arr[...]
+
+
+def write_zarr3(client_cls, url, conc, data, chunks):
+    import zarr
+
+    _zarr3_async_concurrency(conc)
+    arr = zarr.create_array(store=client_cls.zarr3_store(url, conc, False), shape=data.shape, chunks=chunks,
+                            dtype=data.dtype, compressors=None, fill_value=0)  # fresh directory: no overwrite (it lists+deletes)
+    arr[...] = data
 
 
 CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, ObstoreClient,
@@ -330,7 +432,55 @@ def cpu_now():
     return ru.ru_utime + ru.ru_stime
 
 
+def run_zarr3(spec):
+    """zarr 3 end to end: read the whole array, or write it (values read locally first)."""
+    cls = CLIENTS[spec["client"]]
+    out = {"client": spec["client"], "version": cls.version()}
+    conc = spec["concurrency"]
+    import numpy as np
+
+    nchunks = spec["nchunks"]
+    if spec["op"] == "zarr3_write":
+        import zarr
+        from zarr.storage import LocalStore
+
+        data = zarr.open_array(store=LocalStore(spec["source_dir"], read_only=True), mode="r")[...]
+        write_zarr3(cls, spec["url"] + "/warmup", conc, data[:spec["chunks"][0], :spec["chunks"][1]],
+                    spec["chunks"])
+    else:
+        read_zarr3(cls, spec["url"], conc, (slice(0, spec["chunks"][0]), slice(0, spec["chunks"][1])))
+    out["rss_before_kib"] = rss_now_kib()
+    c0 = cpu_now()
+    t0 = time.perf_counter()
+    err = None
+    try:
+        if spec["op"] == "zarr3_write":
+            write_zarr3(cls, spec["url"], conc, data, spec["chunks"])
+            result = None
+        else:
+            result = read_zarr3(cls, spec["url"], conc)
+    except Exception as e:
+        err = e
+    t1 = time.perf_counter()
+    c1 = cpu_now()
+    checks = []
+    if err is None and result is not None:
+        result = np.ascontiguousarray(result)
+        checks = [crc("array", memoryview(result).cast("B"))]
+    out.update(
+        wall_s=t1 - t0, cpu_s=c1 - c0, objects=nchunks if err is None else 0,
+        bytes=spec["nbytes"] if err is None else 0, requests=nchunks,
+        errors=0 if err is None else nchunks,
+        first_error=None if err is None else f"{type(err).__name__}: {err}"[:500],
+        checksums=checks,
+        maxrss_kib=proc_status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    )
+    return out
+
+
 def run(spec):
+    if spec.get("op", "").startswith("zarr3"):
+        return run_zarr3(spec)
     cls = CLIENTS[spec["client"]]
     out = {"client": spec["client"]}
     t_import = time.perf_counter()
@@ -350,6 +500,23 @@ def run(spec):
         def fetch(sub):
             cli.put_many({k: values[k] for k in sub})
             return []  # checked afterwards on the server's disk by the orchestrator
+    elif spec.get("op") == "stream":
+        # keys may repeat (the set streamed more than once); checksums computed inside the
+        # timed loop, since the point is to drop each body once consumed (same cost for all)
+        items = list(spec["keys"])
+        names = sorted(set(items))
+
+        def fetch(sub):
+            n = nb = s = 0
+            for k, v in cli.stream(sub):
+                if v is None:
+                    continue
+                mv = memoryview(v)
+                nb += mv.nbytes
+                s += crc(k, mv)
+                n += 1
+                del v, mv
+            return ("stream", n, nb, s)
     elif ranges:
         key = spec["range_key"]
         items = [(int(s), int(e)) for s, e in ranges]
@@ -393,6 +560,16 @@ def run(spec):
         if err is not None:
             errors += len(items)
             first_error = first_error or f"{type(err).__name__}: {err}"[:500]
+            continue
+        if spec.get("op") == "stream":
+            _, n, nb, s = got
+            nobj += n
+            nbytes += nb
+            errors += len(items) - n
+            if n != len(items) and first_error is None:
+                first_error = f"{len(items) - n} of {len(items)} items missing from the stream"
+            checksums.append(s % (1 << 64))
+            del got
             continue
         if spec.get("op") == "put":
             nobj += len(items)
