@@ -284,11 +284,17 @@ def main(argv=None):
     import worker
     import wrk_client
 
-    put_root = os.path.join(data.bucket, "put")
-    if any(wl_items[w].get("op") in ("put", "zarr3_write") for w in workloads):
-        shutil.rmtree(put_root, ignore_errors=True)  # left over from an interrupted run
-        os.makedirs(put_root, exist_ok=True)
-        os.chmod(put_root, 0o777)  # nginx's workers (nobody) create the objects
+    # PUT targets: bucket/put/run-PID/<client>-c<C>-r<round>, removed after each measurement;
+    # one directory per benchmark process, so two runs never delete each other's objects
+    put_base = os.path.join(data.bucket, "put")
+    os.makedirs(put_base, exist_ok=True)
+    os.chmod(put_base, 0o777)  # nginx's workers (nobody) create the objects
+    for old in os.listdir(put_base):  # left over from interrupted runs
+        if old.startswith("run-") and old[4:].isdigit() and not os.path.exists(f"/proc/{old[4:]}"):
+            shutil.rmtree(os.path.join(put_base, old), ignore_errors=True)
+    put_root = os.path.join(put_base, f"run-{os.getpid()}")
+    os.makedirs(put_root, exist_ok=True)
+    os.chmod(put_root, 0o777)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     resdir = os.path.join(HERE, "results")
@@ -339,7 +345,7 @@ def main(argv=None):
                                 z = it["zarr"]
                                 zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
                                          "nchunks": z["nchunks"], "nbytes": z["nbytes"], "source_dir": z["path"],
-                                         "url": (f"{srv.url}/bucket/put/{os.path.basename(put_dir)}" if op == "zarr3_write"
+                                         "url": (f"{srv.url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}" if op == "zarr3_write"
                                                  else f"{srv.url}/bucket/zarr3/{os.path.basename(z['path'])}")}
                                 r = run_worker(py, zspec, tmp, args.timeout)
                                 if op == "zarr3_write" and not r.get("fatal") and not r.get("errors"):
@@ -352,7 +358,7 @@ def main(argv=None):
                                                    min(conc, len(paths)), wrk_duration, MiB)
                             elif c == LIMIT and is_put:
                                 # 16 distinct bodies cycled over the same keys, PUT again and again
-                                paths = [(f"/bucket/put/{os.path.basename(put_dir)}/{k}", "",
+                                paths = [(f"/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}/{k}", "",
                                           os.path.join(src_dir, it["keys"][i % 16])) for i, k in enumerate(it["keys"])]
                                 r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
                                                    min(conc, n_per_pass), wrk_duration, it["object_size"])
@@ -379,7 +385,7 @@ def main(argv=None):
                                     spec["op"] = "stream"
                                 if is_put:
                                     spec.update(op="put", source_dir=src_dir,
-                                                base_url=f"{srv.url}/bucket/put/{os.path.basename(put_dir)}")
+                                                base_url=f"{srv.url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}")
                                 r = run_worker(py, spec, tmp, args.timeout)
                                 if is_put and not r.get("fatal"):
                                     r["checksums"] = [stored_checksum(put_dir, it["keys"])]
@@ -397,6 +403,7 @@ def main(argv=None):
                                 raise RuntimeError("nginx died: " + srv.read_error_log(3000))
     finally:
         srv.stop()
+        shutil.rmtree(put_root, ignore_errors=True)
     doc["elapsed_s"] = time.time() - t_start
     doc["machine"]["loadavg_end"] = os.getloadavg()
     save()
