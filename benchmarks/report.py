@@ -236,8 +236,7 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
     L.append("## How it is measured")
     L.append("")
     L.append(
-        "- **Server**: Debian nginx on 127.0.0.1 (2 workers, sendfile, keep-alive, access log off, "
-        "open_file_cache), started by the benchmark from `tests/servers/nginx.py`; objects are plain files "
+        "- **Server**: Debian nginx on 127.0.0.1 (2 workers, sendfile, keep-alive, access log off), started by the benchmark from `tests/servers/nginx.py`; objects are plain files "
         "(random bytes) written once under `benchmarks/.data` and reused.\n"
         "- **wrk** (the physical limit): `wrk -t2 -cC` with a Lua script cycling over the same paths (or Range "
         "headers), fixed duration; its connections are capped at the number of objects in one pass (the other "
