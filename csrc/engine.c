@@ -594,6 +594,7 @@ static void start_due_retries(engine *e, long *timeout_ms)
 static void *worker_main(void *arg)
 {
     engine *e = arg;
+    pthread_setname_np(pthread_self(), "cfs-worker");
     for (;;) {
         pthread_mutex_lock(&e->lock);
         while (!e->work_head)
@@ -652,6 +653,7 @@ static void *transfer_main(void *arg)
 {
     engine *e = arg;
     t_is_transfer_thread = 1;
+    pthread_setname_np(pthread_self(), "cfs-transfer");
     for (;;) {
         atomic_store(&e->wake_pending, 0); /* before admitting: later submits wake us again */
         pthread_mutex_lock(&e->lock);
