@@ -24,9 +24,11 @@ _registered = False
 def register() -> bool:
     """Register CloudFilesStore with zarr 2's BaseStore; True if zarr 2 is the zarr imported."""
     global _registered
-    zarr = sys.modules.get("zarr")
     storage = sys.modules.get("zarr.storage")
-    if zarr is None or storage is None or not str(getattr(zarr, "__version__", "")).startswith("2."):
+    # zarr 2's storage has BaseStore (zarr 3's has not); zarr.__version__ may not be set
+    # yet when this runs, from inside zarr/__init__.py
+    base = getattr(storage, "BaseStore", None)
+    if base is None or getattr(base, "_store_version", None) != 2:
         return False
     with _lock:
         if _registered:
@@ -35,7 +37,6 @@ def register() -> bool:
 
         from . import CloudFilesStore
 
-        base = storage.BaseStore
         # what zarr 2 reads from a BaseStore besides the mapping methods
         CloudFilesStore._metadata_class = Metadata2
         CloudFilesStore.rename = base.rename
