@@ -157,12 +157,35 @@ static void wake(engine *e)
         curl_multi_wakeup(e->multi);
 }
 
+/* Local ops never pass through the transfer thread: they are admitted here, at
+ * submission and as each one completes (under e->lock). */
+static void admit_local_locked(engine *e, cfs_limiter *l)
+{
+    while (l->q_head && l->active < l->cfg.concurrency) {
+        cfs_op *op = l->q_head;
+        l->q_head = op->next;
+        if (!l->q_head)
+            l->q_tail = NULL;
+        l->active++;
+        push_work_locked(e, op);
+    }
+}
+
+static int is_local(const cfs_op *op)
+{
+    return op->backend->ops->execute != NULL;
+}
+
 static void complete(engine *e, cfs_op *op)
 {
+    int local = is_local(op);
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;
+    if (local)
+        admit_local_locked(e, op->limiter);
     pthread_mutex_unlock(&e->lock);
-    wake(e);                     /* a slot is free: admit more */
+    if (!local)
+        wake(e);                 /* a slot is free: admit more */
     op->on_done(op, op->ctx);    /* may free op: touch nothing after */
 }
 
@@ -606,7 +629,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&e->lock);
         op->next = NULL;
         const cfs_backend_ops *ops = op->backend->ops;
-        if (ops->execute) {
+        if (is_local(op)) {
             op->attempts++;
             ops->execute(op->backend, op);
         } else if (ops->verify(op->backend, op) == CFS_NEXT_RETRY &&
@@ -810,8 +833,12 @@ int cfs_engine_submit(cfs_op *op)
     else
         l->q_head = op;
     l->q_tail = op;
+    int local = is_local(op);
+    if (local)
+        admit_local_locked(e, l);
     pthread_mutex_unlock(&e->lock);
-    wake(e);
+    if (!local)
+        wake(e);
     return 0;
 }
 
