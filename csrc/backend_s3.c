@@ -12,6 +12,7 @@
  * whole-object GETs against a plain-MD5 ETag), ca_bundle, verify. Credentials are found by
  * the Python layer (cloudfiles_store/_aws.py) and arrive here as options. */
 #include <openssl/evp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "engine.h"
 #include "keys.h"
 #include "s3_xml.h"
 #include "sigv4.h"
@@ -30,6 +32,8 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MD5_LEN 16
 #define MD5_B64_LEN 24
 #define MAX_SIGNED_HEADERS 8
+#define MAX_PARTS 10000
+#define MIB (1024L * 1024L)
 
 typedef struct s3_backend {
     cfs_backend base;
@@ -49,6 +53,8 @@ typedef struct s3_backend {
     int sign_payload;
     int verify_etag;
     int verify;
+    size_t mpu_threshold;   /* PUT bodies this large go up in parts */
+    size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
     pthread_mutex_t key_lock;  /* guards the signing key cache */
     char key_date[9];
     unsigned char signing_key[CFS_SHA256_LEN];
@@ -258,6 +264,12 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "verify", &s->verify, err, errlen) < 0)
         goto fail;
+    long threshold = 128 * MIB, chunk = 64 * MIB;
+    if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0)
+        goto fail;
+    s->mpu_threshold = (size_t)threshold;
+    s->mpu_chunksize = (size_t)chunk;
     const char *style = cfs_options_take(opts, "addressing_style");
     if (style && strcmp(style, "auto") && strcmp(style, "path") && strcmp(style, "virtual")) {
         snprintf(err, errlen, "addressing_style must be auto, path or virtual, not %.40s", style);
@@ -336,10 +348,25 @@ typedef struct put_state {
     char sha256[CFS_SHA256_HEX_LEN + 1];
 } put_state;
 
-/* LIST: the token of the next page ("" for the first). */
+/* LIST: the token of the next page (NULL for the first). */
 typedef struct list_state {
     char *token;
 } list_state;
+
+/* Multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
+ * n_parts+2 abort (only after a failure, which is kept here meanwhile). */
+typedef struct mpu_state {
+    char *upload_id;
+    size_t part_size;
+    size_t n_parts;
+    char **etags;               /* per part, as the server gave them */
+    size_t hashed_part;         /* the part md5/sha256 belong to (0: none) */
+    char md5_b64[MD5_B64_LEN + 1];
+    char sha256[CFS_SHA256_HEX_LEN + 1];
+    cfs_buf complete;           /* the CompleteMultipartUpload body */
+    cfs_status fail_status;
+    char fail_message[sizeof(((cfs_op *)0)->message)];
+} mpu_state;
 
 static void list_state_free(void *p)
 {
@@ -350,6 +377,33 @@ static void list_state_free(void *p)
     }
 }
 
+static void mpu_state_free(void *p)
+{
+    mpu_state *m = p;
+    if (!m)
+        return;
+    free(m->upload_id);
+    for (size_t i = 0; m->etags && i < m->n_parts; i++)
+        free(m->etags[i]);
+    free(m->etags);
+    cfs_buf_free(&m->complete);
+    free(m);
+}
+
+static int hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5_B64_LEN + 1],
+                     char sha256[CFS_SHA256_HEX_LEN + 1])
+{
+    unsigned char md5[MD5_LEN];
+    if (md5_of(body ? body : "", n, md5) < 0 ||
+        EVP_EncodeBlock((unsigned char *)md5_b64, md5, MD5_LEN) != MD5_B64_LEN)
+        return -1;
+    if (!s->sign_payload) {
+        snprintf(sha256, CFS_SHA256_HEX_LEN + 1, "%s", CFS_SIGV4_UNSIGNED_PAYLOAD);
+        return 0;
+    }
+    return cfs_sha256_hex(body ? body : "", n, sha256);
+}
+
 static put_state *put_hashes(s3_backend *s, cfs_op *op)
 {
     if (op->backend_state)
@@ -357,27 +411,72 @@ static put_state *put_hashes(s3_backend *s, cfs_op *op)
     put_state *ps = calloc(1, sizeof *ps);
     if (!ps)
         return NULL;
-    unsigned char md5[MD5_LEN];
-    const char *body = op->body ? op->body : "";
-    if (md5_of(body, op->body_len, md5) < 0 ||
-        EVP_EncodeBlock((unsigned char *)ps->md5_b64, md5, MD5_LEN) != MD5_B64_LEN) {
+    if (hash_body(s, op->body, op->body_len, ps->md5_b64, ps->sha256) < 0) {
         free(ps);
         return NULL;
-    }
-    if (s->sign_payload) {
-        if (cfs_sha256_hex(body, op->body_len, ps->sha256) < 0) {
-            free(ps);
-            return NULL;
-        }
-    } else {
-        snprintf(ps->sha256, sizeof ps->sha256, "%s", CFS_SIGV4_UNSIGNED_PAYLOAD);
     }
     op->backend_state = ps;
     op->free_backend_state = free;
     return ps;
 }
 
+static int is_multipart(const s3_backend *s, const cfs_op *op)
+{
+    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+}
+
+static mpu_state *mpu_get(s3_backend *s, cfs_op *op)
+{
+    if (op->backend_state)
+        return op->backend_state;
+    mpu_state *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->part_size = s->mpu_chunksize;
+    if (op->body_len / m->part_size >= MAX_PARTS)
+        m->part_size = op->body_len / MAX_PARTS + 1;
+    m->n_parts = (op->body_len + m->part_size - 1) / m->part_size;
+    m->etags = calloc(m->n_parts ? m->n_parts : 1, sizeof *m->etags);
+    if (!m->etags) {
+        free(m);
+        return NULL;
+    }
+    op->backend_state = m;
+    op->free_backend_state = mpu_state_free;
+    return m;
+}
+
 /* ------------------------------------------------------------------- build */
+
+/* What one request is, before signing: filled per op kind, then signed and sent by
+ * emit_request(). Strings are borrowed (from the op, its state, or `scratch`). */
+typedef struct req_spec {
+    const char *method;
+    cfs_buf path;                       /* raw (unencoded) path */
+    cfs_sigv4_pair query[8];            /* raw names and values */
+    size_t nq;
+    cfs_sigv4_pair headers[MAX_SIGNED_HEADERS];
+    size_t nh;
+    const char *payload;                /* x-amz-content-sha256 */
+    const char *body;
+    size_t body_len;
+    int no_body;
+    char range[96];
+    char part_number[24];
+    char *scratch;                      /* owned: a string a pair points into */
+} req_spec;
+
+static void add_h(req_spec *r, const char *name, const char *value)
+{
+    if (r->nh < MAX_SIGNED_HEADERS)
+        r->headers[r->nh++] = (cfs_sigv4_pair){name, value};
+}
+
+static void add_q(req_spec *r, const char *name, const char *value)
+{
+    if (r->nq < sizeof r->query / sizeof r->query[0])
+        r->query[r->nq++] = (cfs_sigv4_pair){name, value};
+}
 
 /* Append the query pairs to a URL in the AWS encoding (for unsigned requests). */
 static int append_query(cfs_buf *u, const cfs_sigv4_pair *q, size_t n)
@@ -411,106 +510,23 @@ static void signing_key_for(s3_backend *s, const char *amz_date, unsigned char k
     pthread_mutex_unlock(&s->key_lock);
 }
 
-static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
+/* Sign the spec (unless anonymous) and fill the engine's request. 0, or -1 after
+ * cfs_op_fail(). */
+static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r)
 {
-    s3_backend *s = (s3_backend *)b;
-    cfs_buf path = {0}, u = {0};
-    char *full_prefix = NULL;
-    cfs_sigv4_pair headers[MAX_SIGNED_HEADERS], query[6];
-    size_t nh = 0, nq = 0;
-    char range[96];
-    const char *payload = CFS_SIGV4_EMPTY_SHA256;
-    put_state *ps = NULL;
-    list_state *ls = NULL;
+    cfs_buf u = {0};
     cfs_sigv4_output sig;
     memset(&sig, 0, sizeof sig);
-    int object = op->kind != CFS_OP_LIST;
-
-    /* Method, path and query. */
-    switch (op->kind) {
-    case CFS_OP_GET:
-        req->method = "GET";
-        break;
-    case CFS_OP_HEAD:
-        req->method = "HEAD";
-        req->no_body = 1;
-        break;
-    case CFS_OP_PUT:
-        req->method = "PUT";
-        req->body = op->body ? op->body : "";
-        req->body_len = op->body_len;
-        if (!(ps = put_hashes(s, op)))
-            goto oom;
-        payload = ps->sha256;
-        break;
-    case CFS_OP_DELETE:
-        /* S3 answers 204 for a missing key too: look first, so a missing key is reported */
-        req->method = op->step == 0 ? "HEAD" : "DELETE";
-        req->no_body = op->step == 0;
-        break;
-    case CFS_OP_RMDIR:
-        /* A flat namespace has no directories to remove: complete at once, no request
-         * (the engine finishes an op whose build() fails with whatever status it has). */
-        op->status = CFS_OK;
-        return -1;
-    case CFS_OP_LIST:
-        req->method = "GET";
-        if (!op->backend_state) {
-            if (!(ls = calloc(1, sizeof *ls)))
-                goto oom;
-            op->backend_state = ls;
-            op->free_backend_state = list_state_free;
-        }
-        ls = op->backend_state;
-        break;
-    }
-    if (cfs_buf_append_str(&path, s->path_base) < 0)
-        goto oom;
-    if (object) {
-        if (cfs_buf_append_str(&path, s->prefix) < 0 || cfs_buf_append_str(&path, op->key) < 0)
-            goto oom;
-    } else {
-        if (path.len > 1)
-            path.len--; /* path-style bucket listing is "/bucket", not "/bucket/" */
-        if (!(full_prefix = dup_printf("%s%s", s->prefix, op->key)))
-            goto oom;
-        query[nq++] = (cfs_sigv4_pair){"list-type", "2"};
-        query[nq++] = (cfs_sigv4_pair){"prefix", full_prefix};
-        query[nq++] = (cfs_sigv4_pair){"encoding-type", "url"};
-        if (!op->recursive)
-            query[nq++] = (cfs_sigv4_pair){"delimiter", "/"};
-        if (ls->token)
-            query[nq++] = (cfs_sigv4_pair){"continuation-token", ls->token};
-    }
-    if (cfs_buf_terminate(&path) < 0)
-        goto oom;
-
-    /* Headers (all signed). */
-    headers[nh++] = (cfs_sigv4_pair){"Host", s->host};
-    if (op->kind == CFS_OP_GET && op->range.kind != CFS_RANGE_NONE) {
-        const cfs_range *r = &op->range;
-        if (r->kind == CFS_RANGE_BOUNDED)
-            snprintf(range, sizeof range, "bytes=%lld-%lld", (long long)r->start, (long long)r->end - 1);
-        else if (r->kind == CFS_RANGE_FROM)
-            snprintf(range, sizeof range, "bytes=%lld-", (long long)r->start);
-        else
-            snprintf(range, sizeof range, "bytes=-%lld", (long long)r->length);
-        headers[nh++] = (cfs_sigv4_pair){"Range", range};
-    }
-    if (op->kind == CFS_OP_PUT) {
-        headers[nh++] = (cfs_sigv4_pair){"Content-Type", "application/octet-stream"};
-        headers[nh++] = (cfs_sigv4_pair){"Content-MD5", ps->md5_b64};
-        if (op->if_none_match)
-            headers[nh++] = (cfs_sigv4_pair){"If-None-Match", "*"};
-    }
+    req->method = r->method;
+    req->body = r->body;
+    req->body_len = r->body_len;
+    req->no_body = r->no_body;
     if (s->requester_pays)
-        headers[nh++] = (cfs_sigv4_pair){"x-amz-request-payer", "requester"};
-
-    /* URL, signature. */
-    if (cfs_buf_append_str(&u, s->origin) < 0)
+        add_h(r, "x-amz-request-payer", "requester");
+    if (cfs_buf_terminate(&r->path) < 0 || cfs_buf_append_str(&u, s->origin) < 0)
         goto oom;
     if (s->anon) {
-        if (cfs_aws_uri_encode(&u, path.data, path.len, 1) < 0 || append_query(&u, query, nq) < 0)
+        if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 || append_query(&u, r->query, r->nq) < 0)
             goto oom;
     } else {
         char err[160] = "", amz_date[17];
@@ -523,14 +539,14 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         }
         signing_key_for(s, amz_date, key, &key_ok);
         cfs_sigv4_input in = {
-            .method = req->method,
-            .path = path.data,
+            .method = r->method,
+            .path = r->path.data,
             .path_mode = CFS_SIGV4_PATH_S3,
-            .query = query,
-            .n_query = nq,
-            .headers = headers,
-            .n_headers = nh,
-            .payload_hash = payload,
+            .query = r->query,
+            .n_query = r->nq,
+            .headers = r->headers,
+            .n_headers = r->nh,
+            .payload_hash = r->payload ? r->payload : CFS_SIGV4_EMPTY_SHA256,
             .content_sha256_header = 1,
             .time = now,
             .region = s->region,
@@ -556,8 +572,8 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     req->url = cfs_buf_steal(&u, NULL);
     if (cfs_op_set_where(op, req->url) < 0)
         goto oom;
-    for (size_t i = 0; i < nh; i++)
-        if (add_header_line(req, headers[i].name, headers[i].value) < 0)
+    for (size_t i = 0; i < r->nh; i++)
+        if (add_header_line(req, r->headers[i].name, r->headers[i].value) < 0)
             goto oom;
     if (!s->anon) {
         for (size_t i = 0; i < sig.n_extra_headers; i++) {
@@ -569,18 +585,157 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         if (add_header_line(req, "Authorization", sig.authorization) < 0)
             goto oom;
     }
-    free(full_prefix);
     cfs_sigv4_output_free(&sig);
-    cfs_buf_free(&path);
     return 0;
-
 oom:
     cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
 fail:
-    free(full_prefix);
     cfs_sigv4_output_free(&sig);
-    cfs_buf_free(&path);
     cfs_buf_free(&u);
+    return -1;
+}
+
+/* The next request of a multipart PUT (see mpu_state). */
+static int spec_multipart(s3_backend *s, cfs_op *op, req_spec *r)
+{
+    mpu_state *m = mpu_get(s, op);
+    if (!m)
+        return -1;
+    size_t step = (size_t)op->step;
+    if (step == 0) {
+        r->method = "POST";
+        r->body = "";
+        add_q(r, "uploads", "");
+        add_h(r, "Content-Type", "application/octet-stream");
+    } else if (step <= m->n_parts) {
+        size_t off = (step - 1) * m->part_size;
+        size_t len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
+        if (m->hashed_part != step) {
+            if (hash_body(s, op->body + off, len, m->md5_b64, m->sha256) < 0)
+                return -1;
+            m->hashed_part = step;
+        }
+        r->method = "PUT";
+        r->body = op->body + off;
+        r->body_len = len;
+        r->payload = m->sha256;
+        snprintf(r->part_number, sizeof r->part_number, "%zu", step);
+        add_q(r, "partNumber", r->part_number);
+        add_q(r, "uploadId", m->upload_id);
+        add_h(r, "Content-MD5", m->md5_b64);
+    } else if (step == m->n_parts + 1) {
+        if (!m->complete.len && cfs_s3_complete_body(&m->complete, m->etags, m->n_parts) < 0)
+            return -1;
+        if (hash_body(s, m->complete.data, m->complete.len, m->md5_b64, m->sha256) < 0)
+            return -1;
+        m->hashed_part = 0;
+        r->method = "POST";
+        r->body = m->complete.data;
+        r->body_len = m->complete.len;
+        r->payload = m->sha256;
+        add_q(r, "uploadId", m->upload_id);
+        add_h(r, "Content-Type", "application/xml");
+        add_h(r, "Content-MD5", m->md5_b64);
+        if (op->if_none_match)
+            add_h(r, "If-None-Match", "*");
+    } else {
+        r->method = "DELETE";
+        add_q(r, "uploadId", m->upload_id);
+    }
+    return 0;
+}
+
+static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
+{
+    s3_backend *s = (s3_backend *)b;
+    req_spec r;
+    memset(&r, 0, sizeof r);
+    add_h(&r, "Host", s->host);
+    if (cfs_buf_append_str(&r.path, s->path_base) < 0)
+        goto oom;
+    if (op->kind == CFS_OP_LIST) {
+        if (r.path.len > 1)
+            r.path.len--; /* path-style bucket listing is "/bucket", not "/bucket/" */
+    } else if (cfs_buf_append_str(&r.path, s->prefix) < 0 || cfs_buf_append_str(&r.path, op->key) < 0) {
+        goto oom;
+    }
+
+    switch (op->kind) {
+    case CFS_OP_GET:
+        r.method = "GET";
+        if (op->range.kind != CFS_RANGE_NONE) {
+            const cfs_range *g = &op->range;
+            if (g->kind == CFS_RANGE_BOUNDED)
+                snprintf(r.range, sizeof r.range, "bytes=%lld-%lld", (long long)g->start, (long long)g->end - 1);
+            else if (g->kind == CFS_RANGE_FROM)
+                snprintf(r.range, sizeof r.range, "bytes=%lld-", (long long)g->start);
+            else
+                snprintf(r.range, sizeof r.range, "bytes=-%lld", (long long)g->length);
+            add_h(&r, "Range", r.range);
+        }
+        break;
+    case CFS_OP_HEAD:
+        r.method = "HEAD";
+        r.no_body = 1;
+        break;
+    case CFS_OP_PUT:
+        if (is_multipart(s, op)) {
+            if (spec_multipart(s, op, &r) < 0)
+                goto oom;
+            break;
+        }
+        put_state *ps = put_hashes(s, op);
+        if (!ps)
+            goto oom;
+        r.method = "PUT";
+        r.body = op->body ? op->body : "";
+        r.body_len = op->body_len;
+        r.payload = ps->sha256;
+        add_h(&r, "Content-Type", "application/octet-stream");
+        add_h(&r, "Content-MD5", ps->md5_b64);
+        if (op->if_none_match)
+            add_h(&r, "If-None-Match", "*");
+        break;
+    case CFS_OP_DELETE:
+        /* S3 answers 204 for a missing key too: look first, so a missing key is reported */
+        r.method = op->step == 0 ? "HEAD" : "DELETE";
+        r.no_body = op->step == 0;
+        break;
+    case CFS_OP_RMDIR:
+        /* A flat namespace has no directories to remove: complete at once, no request
+         * (the engine finishes an op whose build() fails with whatever status it has). */
+        cfs_buf_free(&r.path);
+        op->status = CFS_OK;
+        return -1;
+    case CFS_OP_LIST: {
+        list_state *ls = op->backend_state;
+        if (!ls) {
+            if (!(ls = calloc(1, sizeof *ls)))
+                goto oom;
+            op->backend_state = ls;
+            op->free_backend_state = list_state_free;
+        }
+        if (!(r.scratch = dup_printf("%s%s", s->prefix, op->key)))
+            goto oom;
+        r.method = "GET";
+        add_q(&r, "list-type", "2");
+        add_q(&r, "prefix", r.scratch);
+        add_q(&r, "encoding-type", "url");
+        if (!op->recursive)
+            add_q(&r, "delimiter", "/");
+        if (ls->token)
+            add_q(&r, "continuation-token", ls->token);
+        break;
+    }
+    }
+    int rc = emit_request(s, op, req, &r);
+    cfs_buf_free(&r.path);
+    free(r.scratch);
+    return rc;
+oom:
+    cfs_buf_free(&r.path);
+    free(r.scratch);
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
     return -1;
 }
 
@@ -686,6 +841,8 @@ static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
     return CFS_NEXT_DONE;
 }
 
+static cfs_next next_step(cfs_op *op, int step);
+
 static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
     list_state *ls = op->backend_state;
@@ -724,10 +881,9 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         free(ls->token);
         ls->token = page.next_token;
         page.next_token = NULL;
-        op->step++;
         cfs_buf_free(&name);
         cfs_s3_list_page_free(&page);
-        return CFS_NEXT_AGAIN;
+        return next_step(op, op->step + 1);
     }
 done:
     cfs_buf_free(&name);
@@ -735,9 +891,87 @@ done:
     return CFS_NEXT_DONE;
 }
 
+/* Move a multi-step op to its next step. The engine's retry budget counts op->attempts:
+ * starting it again here gives each step (a listing page, an upload part) the full number
+ * of tries, and errors report the tries of the step that failed. */
+static cfs_next next_step(cfs_op *op, int step)
+{
+    op->step = step;
+    op->attempts = 0;
+    return CFS_NEXT_AGAIN;
+}
+
+static int last_attempt(const cfs_op *op)
+{
+    return op->attempts >= cfs_limiter_config(op->limiter)->retry.max_attempts;
+}
+
+/* A multipart step failed for good: keep the failure and abort the upload. */
+static cfs_next mpu_abort(cfs_op *op, mpu_state *m)
+{
+    m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
+    memcpy(m->fail_message, op->message, sizeof m->fail_message);
+    return next_step(op, (int)m->n_parts + 2);
+}
+
+static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    (void)s;
+    mpu_state *m = op->backend_state;
+    size_t step = (size_t)op->step;
+    if (step == m->n_parts + 2) { /* the abort is done (or not): report the failure */
+        op->status = m->fail_status;
+        memcpy(op->message, m->fail_message, sizeof m->fail_message);
+        return CFS_NEXT_DONE;
+    }
+    int ok = resp->status >= 200 && resp->status < 300;
+    cfs_s3_error e;
+    memset(&e, 0, sizeof e);
+    /* CompleteMultipartUpload can answer 200 with an <Error> body */
+    if (ok && step == m->n_parts + 1 && resp->body && resp->body->len &&
+        cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0])
+        ok = 0;
+    if (!ok) {
+        cfs_next next = s3_error(op, resp);
+        if (op->status == CFS_OK) /* a 200 with an error body */
+            cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
+        if (resp->status >= 200 && resp->status < 300 && !strcmp(e.code, "InternalError"))
+            next = CFS_NEXT_RETRY;
+        if (step == 0)
+            return next; /* nothing uploaded yet: nothing to abort */
+        if (next == CFS_NEXT_RETRY && !last_attempt(op))
+            return CFS_NEXT_RETRY;
+        return mpu_abort(op, m);
+    }
+    char err[200];
+    if (step == 0) {
+        if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
+            return CFS_NEXT_DONE;
+        }
+        return next_step(op, 1);
+    }
+    if (step <= m->n_parts) {
+        if (!resp->etag) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", step);
+            return mpu_abort(op, m);
+        }
+        free(m->etags[step - 1]);
+        if (!(m->etags[step - 1] = strdup(resp->etag))) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            return mpu_abort(op, m);
+        }
+        return next_step(op, (int)step + 1);
+    }
+    op->status = CFS_OK; /* completed */
+    return CFS_NEXT_DONE;
+}
+
 static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     s3_backend *s = (s3_backend *)b;
+    if (is_multipart(s, op))
+        return mpu_finish(s, op, resp);
     if (resp->status < 200 || resp->status >= 300)
         return s3_error(op, resp);
     cfs_next next = cfs_http_status_outcome(op, resp);
@@ -747,10 +981,8 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     case CFS_OP_GET:
         return check_etag(s, op, resp);
     case CFS_OP_DELETE:
-        if (op->step == 0) {
-            op->step = 1; /* it exists: now delete it */
-            return CFS_NEXT_AGAIN;
-        }
+        if (op->step == 0)
+            return next_step(op, 1); /* it exists: now delete it */
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
         return list_page(s, op, resp);

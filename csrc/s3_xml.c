@@ -427,3 +427,63 @@ int cfs_s3_parse_delete_result(const char *xml, size_t len, cfs_s3_delete_error_
         snprintf(err, errlen, "%s", w.err);
     return rc;
 }
+
+/* ------------------------------------------------------------- multipart upload */
+
+typedef struct upload_ctx {
+    char *upload_id;
+} upload_ctx;
+
+static int upload_start(walker *w)
+{
+    if (w->depth == 1 && !is(w, 1, "InitiateMultipartUploadResult")) {
+        walker_fail(w, "not an InitiateMultipartUploadResult (root element <%s>)", at(w, 1));
+        return -1;
+    }
+    return 0;
+}
+
+static int upload_end(walker *w)
+{
+    upload_ctx *c = w->ctx;
+    if (w->depth == 2 && is(w, 2, "UploadId")) {
+        free(c->upload_id);
+        c->upload_id = strdup(text_of(w));
+        if (!c->upload_id) {
+            w->oom = 1;
+            walker_fail(w, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *err, size_t errlen)
+{
+    upload_ctx c = { NULL };
+    walker w = { .on_start = upload_start, .on_end = upload_end, .ctx = &c };
+    *upload_id = NULL;
+    if (walk(&w, xml, len) < 0 || !c.upload_id || !*c.upload_id) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", w.failed ? w.err : "no UploadId in the answer");
+        free(c.upload_id);
+        return -1;
+    }
+    *upload_id = c.upload_id;
+    return 0;
+}
+
+int cfs_s3_complete_body(cfs_buf *out, char *const *etags, size_t n)
+{
+    if (cfs_buf_append_str(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                                "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char num[80];
+        snprintf(num, sizeof num, "<Part><PartNumber>%zu</PartNumber><ETag>", i + 1);
+        if (!etags[i] || cfs_buf_append_str(out, num) < 0 || xml_escape(out, etags[i]) < 0 ||
+            cfs_buf_append_str(out, "</ETag></Part>") < 0)
+            return -1;
+    }
+    return cfs_buf_append_str(out, "</CompleteMultipartUpload>");
+}

@@ -49,4 +49,12 @@ typedef int (*cfs_s3_delete_error_cb)(void *ctx, const char *key, const char *co
 int cfs_s3_parse_delete_result(const char *xml, size_t len, cfs_s3_delete_error_cb cb, void *ctx,
                                char *err, size_t errlen);
 
+/* Multipart upload: the UploadId of an <InitiateMultipartUploadResult> (a new string the
+ * caller frees). Returns 0, or -1 with err. */
+int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *err, size_t errlen);
+
+/* A <CompleteMultipartUpload> body listing parts 1..n with their ETags (as the server gave
+ * them, quotes included). Returns 0 or -1 (out of memory, or an ETag XML cannot carry). */
+int cfs_s3_complete_body(cfs_buf *out, char *const *etags, size_t n);
+
 #endif

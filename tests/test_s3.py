@@ -353,8 +353,9 @@ def test_delete_of_a_missing_key(fault_server):
 # ---------------------------------------------------------- canned S3 error responses
 
 class CannedS3(http.server.ThreadingHTTPServer):
-    """Answers each request with the next canned (status, body) of its path, else 200 with
-    the path's default body; records (method, path) of every request."""
+    """Answers each request with the next canned (status, body[, headers]) of its path, else
+    200 with the path's default body; records (method, path) of every request (and the
+    query and body size in full_log)."""
     daemon_threads = True
 
     def __init__(self):
@@ -363,6 +364,7 @@ class CannedS3(http.server.ThreadingHTTPServer):
         self.queues = {}
         self.defaults = {}
         self.log = []
+        self.full_log = []  # (method, path, query, body length)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -393,15 +395,19 @@ class _CannedHandler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
-        path = self.path.split("?")[0]
+        path, _, query = self.path.partition("?")
         srv = self.server
         with srv.lock:
             srv.log.append((self.command, path))
+            srv.full_log.append((self.command, path, query, n))
             q = srv.queues.get(path)
-            status, body = q.pop(0) if q else srv.defaults.get(path, (200, b"ok"))
+            answer = q.pop(0) if q else srv.defaults.get(path, (200, b"ok"))
+        status, body, headers = answer if len(answer) == 3 else (*answer, {})
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/xml")
+        for k, v in headers.items():
+            self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -541,3 +547,74 @@ def test_many_parallel_gets_and_puts(s3):
     s3.setitems(values)
     assert s3.getitems(list(values)) == values
     assert time.monotonic() - t < 120
+
+
+# ------------------------------------------------------------------ multipart upload
+
+MiB = 1024 * 1024
+
+
+def test_multipart_upload(s3, moto_server):
+    import os
+    big = CloudFilesStore(s3.url, **moto_server.store_options(multipart_threshold=5 * MiB,
+                                                               multipart_chunksize=5 * MiB))
+    data = os.urandom(12 * MiB + 123)
+    big["big"] = data
+    big.setitems({"b1": data[:6 * MiB], "small": b"one request"})
+    assert big["big"] == data and s3["b1"] == data[:6 * MiB] and s3["small"] == b"one request"
+    c = moto_server.client()
+    root = s3.url.split("/", 3)[3]
+    assert c.head_object(Bucket=moto_server.bucket, Key=f"{root}/big")["ETag"].endswith('-3"')
+    assert c.head_object(Bucket=moto_server.bucket, Key=f"{root}/b1")["ETag"].endswith('-2"')
+    assert c.head_object(Bucket=moto_server.bucket, Key=f"{root}/small")["ETag"].count("-") == 0
+    assert not c.list_multipart_uploads(Bucket=moto_server.bucket).get("Uploads")
+
+
+_INIT = (200, b'<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>root/big</Key>'
+              b'<UploadId>up/id+1</UploadId></InitiateMultipartUploadResult>')
+_COMPLETE = (200, b'<CompleteMultipartUploadResult><ETag>"x-2"</ETag></CompleteMultipartUploadResult>')
+
+
+def _part(n):
+    return (200, b"", {"ETag": f'"{n:032x}"'})
+
+
+def test_multipart_retries_a_part_and_completes(canned):
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, retries=2)
+    canned.queue("/bkt/root/big", _INIT, _part(1), (503, _err("SlowDown")), _part(2), _COMPLETE)
+    s["big"] = b"x" * (6 * MiB)
+    calls = [(m, q, n) for m, p, q, n in canned.full_log if p == "/bkt/root/big"]
+    assert [(m, q.split("&")[0]) for m, q, _ in calls] == [
+        ("POST", "uploads="), ("PUT", "partNumber=1"), ("PUT", "partNumber=2"), ("PUT", "partNumber=2"),
+        ("POST", "uploadId=up%2Fid%2B1")]
+    assert [n for _, _, n in calls[1:4]] == [5 * MiB, MiB, MiB]
+    assert all("uploadId=up%2Fid%2B1" in q for _, q, _ in calls[1:])
+
+
+def test_multipart_failure_aborts_the_upload(canned):
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    canned.queue("/bkt/root/big", _INIT, _part(1), (400, _err("InvalidPart", "bad part")), (204, b""))
+    with pytest.raises(errors.RequestError) as ei:
+        s["big"] = b"x" * (11 * MiB)
+    assert "InvalidPart" in str(ei.value)
+    calls = [(m, q) for m, p, q, _ in canned.full_log if p == "/bkt/root/big"]
+    assert calls[-1] == ("DELETE", "uploadId=up%2Fid%2B1")
+    assert [m for m, _ in calls] == ["POST", "PUT", "PUT", "DELETE"]
+
+
+def test_multipart_complete_with_an_error_in_a_200(canned):
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    canned.queue("/bkt/root/big", _INIT, _part(1), _part(2),
+                 (200, _err("InternalError", "try again")), _COMPLETE)
+    s["big"] = b"x" * (6 * MiB)
+    calls = [m for m, p, _, _ in canned.full_log if p == "/bkt/root/big"]
+    assert calls == ["POST", "PUT", "PUT", "POST", "POST"]
+
+
+def test_multipart_transient_failures_outlasting_retries_abort(canned):
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, retries=2)
+    canned.queue("/bkt/root/big", _INIT, (500, _err("InternalError")), (500, _err("InternalError")), (204, b""))
+    with pytest.raises(errors.TransientError):
+        s["big"] = b"x" * (6 * MiB)
+    calls = [m for m, p, _, _ in canned.full_log if p == "/bkt/root/big"]
+    assert calls == ["POST", "PUT", "PUT", "DELETE"]

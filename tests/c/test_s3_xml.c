@@ -237,8 +237,34 @@ static void test_delete(void)
     CHECK(cfs_s3_parse_delete_result("<Error/>", 8, on_delete_error, &s, err, sizeof err) == -1, "wrong root");
 }
 
+static void test_multipart(void)
+{
+    const char *init = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                       "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                       "<Bucket>b</Bucket><Key>k</Key><UploadId>VXBsb2FkIElE&amp;x</UploadId>"
+                       "</InitiateMultipartUploadResult>";
+    char *id = NULL, err[256] = "";
+    CHECK(cfs_s3_parse_upload_id(init, strlen(init), &id, err, sizeof err) == 0, "upload id: %s", err);
+    CHECK(STREQ(id, "VXBsb2FkIElE&x"), "upload id %s", id ? id : "(null)");
+    free(id);
+    const char *no_id = "<InitiateMultipartUploadResult><Bucket>b</Bucket></InitiateMultipartUploadResult>";
+    CHECK(cfs_s3_parse_upload_id(no_id, strlen(no_id), &id, err, sizeof err) == -1 && id == NULL, "no id");
+    CHECK(cfs_s3_parse_upload_id("<Error/>", 8, &id, err, sizeof err) == -1 && id == NULL, "error doc");
+
+    cfs_buf b = {0};
+    char *etags[] = {"\"aaa\"", "\"bbb\""};
+    CHECK(cfs_s3_complete_body(&b, etags, 2) == 0, "complete body");
+    cfs_buf_terminate(&b);
+    CHECK(b.data && strstr(b.data, "<Part><PartNumber>1</PartNumber><ETag>&quot;aaa&quot;</ETag></Part>"
+                                   "<Part><PartNumber>2</PartNumber><ETag>&quot;bbb&quot;</ETag></Part>"
+                                   "</CompleteMultipartUpload>"),
+          "complete: %s", b.data ? b.data : "");
+    cfs_buf_free(&b);
+}
+
 int main(void)
 {
+    test_multipart();
     test_list();
     test_url_decode();
     test_errors();
