@@ -409,3 +409,13 @@ def test_fault_server_start_stop():
     srv.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_fault_server_object_headers(fs, fprefix):
+    p = fprefix + "/h"
+    fs.put(p, b"0123456789", headers=[("X-Goog-Hash", "crc32c=abc"), ("X-Extra", "1")])
+    status, hdrs, body = _req(fs.url + p)
+    assert (status, body, hdrs["X-Goog-Hash"], hdrs["X-Extra"]) == (200, b"0123456789", "crc32c=abc", "1")
+    assert _req(fs.url + p, headers={"Range": "bytes=0-1"})[1]["X-Goog-Hash"] == "crc32c=abc"
+    _req(fs.url + p, "PUT", b"new")  # a PUT replaces the object and forgets its headers
+    assert "X-Goog-Hash" not in _req(fs.url + p)[1]
