@@ -51,11 +51,12 @@ typedef struct transfer {
     char curl_error[CURL_ERROR_SIZE];
     struct timespec retry_at;
     struct transfer *next_retry;
-    /* stall detection: libcurl's LOW_SPEED averages over seconds, too slow to notice */
+    /* stall detection (libcurl's LOW_SPEED averages over seconds, too slow to notice):
+     * the transfer thread samples the bytes moved about once a second */
     curl_off_t moved;
-    int moved_unseen;           /* bytes moved since the clock was last read */
     struct timespec last_move;
     int stalled;
+    struct transfer *prev_active, *next_active; /* in engine.active while in the multi */
 } transfer;
 
 typedef struct engine {
@@ -71,6 +72,8 @@ typedef struct engine {
     cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
     cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
     /* transfer-thread only */
+    transfer *active;               /* transfers in the multi handle */
+    struct timespec next_stall_check;
     transfer *retries;
     CURL *idle_easy[64];
     int n_idle_easy;
@@ -297,33 +300,6 @@ static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
     return k;
 }
 
-/* Abort a transfer when no byte has moved either way for stall_timeout seconds. */
-static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-    (void)dltotal;
-    (void)ultotal;
-    transfer *t = userp;
-    if (dlnow + ulnow != t->moved) {
-        /* called often while data flows: note it, read the clock only when it stops */
-        t->moved = dlnow + ulnow;
-        t->moved_unseen = 1;
-        return 0;
-    }
-    struct timespec n = now_mono();
-    if (t->moved_unseen) {
-        t->moved_unseen = 0;
-        t->last_move = n;
-        return 0;
-    }
-    double idle = (double)(n.tv_sec - t->last_move.tv_sec) + (n.tv_nsec - t->last_move.tv_nsec) / 1e9;
-    if (idle >= (double)t->op->limiter->cfg.stall_timeout_s) {
-        t->stalled = 1;
-        return 1;
-    }
-    return 0;
-}
-
 /* libcurl rewinds an upload to resend it on a fresh connection. */
 static int on_seek(void *userp, curl_off_t offset, int origin)
 {
@@ -361,8 +337,29 @@ static void give_easy(engine *e, CURL *c)
         curl_easy_cleanup(c);
 }
 
+static void link_active(engine *e, transfer *t)
+{
+    t->prev_active = NULL;
+    t->next_active = e->active;
+    if (e->active)
+        e->active->prev_active = t;
+    e->active = t;
+}
+
+static void unlink_active(engine *e, transfer *t)
+{
+    if (t->prev_active)
+        t->prev_active->next_active = t->next_active;
+    else if (e->active == t)
+        e->active = t->next_active;
+    if (t->next_active)
+        t->next_active->prev_active = t->prev_active;
+    t->prev_active = t->next_active = NULL;
+}
+
 static void transfer_free(engine *e, transfer *t)
 {
+    unlink_active(e, t);
     if (t->easy) {
         curl_multi_remove_handle(e->multi, t->easy);
         give_easy(e, t->easy);
@@ -418,9 +415,6 @@ static void start_request(engine *e, cfs_op *op)
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
-    SET(CURLOPT_NOPROGRESS, 0L);
-    SET(CURLOPT_XFERINFOFUNCTION, on_progress);
-    SET(CURLOPT_XFERINFODATA, t);
     SET(CURLOPT_BUFFERSIZE, cfg->buffer_size);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_HEADERFUNCTION, on_header);
@@ -466,6 +460,7 @@ static void start_request(engine *e, cfs_op *op)
         finish_op(e, op);
         return;
     }
+    link_active(e, t);
     op->attempts++;
     atomic_fetch_add(&g_requests, 1);
 }
@@ -497,6 +492,7 @@ static void schedule_retry(engine *e, transfer *t)
     double delay = cfs_retry_delay(p, op->attempts, random01(), t->retry_after);
     atomic_fetch_add(&g_retries, 1);
     /* keep the failure text: it is what the caller sees if every retry fails */
+    unlink_active(e, t);
     if (t->easy) {
         curl_multi_remove_handle(e->multi, t->easy);
         give_easy(e, t->easy);
@@ -587,6 +583,35 @@ static void retry_verify_failures(engine *e)
         t->retry_after = -1;
         op->engine_priv = t;
         schedule_retry(e, t);
+    }
+}
+
+/* Fail, for a retry, every transfer that has moved no byte for its stall timeout. */
+static void check_stalls(engine *e)
+{
+    struct timespec now = now_mono();
+    if (now.tv_sec < e->next_stall_check.tv_sec ||
+        (now.tv_sec == e->next_stall_check.tv_sec && now.tv_nsec < e->next_stall_check.tv_nsec))
+        return;
+    e->next_stall_check = after_seconds(1.0);
+    transfer *t = e->active;
+    while (t) {
+        transfer *next = t->next_active; /* t may leave the list below */
+        curl_off_t down = 0, up = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+        curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+        if (down + up != t->moved) {
+            t->moved = down + up;
+            t->last_move = now;
+        } else {
+            double idle = (double)(now.tv_sec - t->last_move.tv_sec) +
+                          (double)(now.tv_nsec - t->last_move.tv_nsec) / 1e9;
+            if (idle >= (double)t->op->limiter->cfg.stall_timeout_s) {
+                t->stalled = 1;
+                on_transfer_done(e, t->easy, CURLE_OPERATION_TIMEDOUT);
+            }
+        }
+        t = next;
     }
 }
 
@@ -692,6 +717,7 @@ static void *transfer_main(void *arg)
         long timeout_ms = IDLE_POLL_MS;
         retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
+        check_stalls(e);
 
         int running = 0;
         curl_multi_perform(e->multi, &running);
