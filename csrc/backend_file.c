@@ -152,27 +152,19 @@ static void file_get(cfs_op *op, const char *path, int head_only)
         close(fd);
         return;
     }
-    int64_t size = st.st_size, start = 0, end = size;
+    int64_t size = st.st_size, start, end;
     op->size = size;
     if (head_only) {
         close(fd);
         return;
     }
-    const cfs_range *r = &op->range;
-    if (r->kind == CFS_RANGE_BOUNDED || r->kind == CFS_RANGE_FROM) {
-        if (r->start >= size && !(r->start == 0 && size == 0)) {
-            cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
-                        (long long)r->start, (long long)size);
-            close(fd);
-            return;
-        }
-        start = r->start;
-        if (r->kind == CFS_RANGE_BOUNDED && r->end < size)
-            end = r->end;
-    } else if (r->kind == CFS_RANGE_SUFFIX) {
-        start = r->length < size ? size - r->length : 0;
+    if (cfs_range_resolve(&op->range, size, &start, &end) < 0) {
+        cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
+                    (long long)op->range.start, (long long)size);
+        close(fd);
+        return;
     }
-    size_t n = (size_t)(end > start ? end - start : 0);
+    size_t n = (size_t)(end - start);
     cfs_buf_reset(&op->data);
     if (cfs_buf_reserve(&op->data, n + 1) < 0) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory for %zu bytes", n);

@@ -216,6 +216,20 @@ oom:
     return -1;
 }
 
+/* After one directory of a LIST: read the next one, or finish. */
+static cfs_next next_dir_or_done(cfs_op *op)
+{
+    list_state *s = op->backend_state;
+    if (op->status != CFS_OK || s->len == 0)
+        return CFS_NEXT_DONE;
+    op->step++;
+    if (next_list_dir(op) < 0) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return CFS_NEXT_DONE;
+    }
+    return CFS_NEXT_AGAIN;
+}
+
 /* Read one nginx JSON index: [{"name": "...", "type": "file"|"directory", "size": N}, ...] */
 static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
 {
@@ -266,15 +280,7 @@ oom:
 done:
     cfs_buf_free(&path);
     cJSON_Delete(root);
-    if (op->status == CFS_OK && s->len > 0) {
-        op->step++;
-        if (next_list_dir(op) < 0) {
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-            return CFS_NEXT_DONE;
-        }
-        return CFS_NEXT_AGAIN;
-    }
-    return CFS_NEXT_DONE;
+    return next_dir_or_done(op);
 }
 
 static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
@@ -295,16 +301,7 @@ static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp
         if (op->status == CFS_ENOTFOUND) { /* a missing directory lists as empty */
             op->status = CFS_OK;
             op->message[0] = '\0';
-            list_state *s = op->backend_state;
-            if (s->len > 0) {
-                op->step++;
-                if (next_list_dir(op) < 0) {
-                    cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-                    return CFS_NEXT_DONE;
-                }
-                return CFS_NEXT_AGAIN;
-            }
-            return CFS_NEXT_DONE;
+            return next_dir_or_done(op);
         }
         if (next == CFS_NEXT_DONE && op->status == CFS_OK)
             return parse_index(op, resp->body);

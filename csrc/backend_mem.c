@@ -148,20 +148,12 @@ static void mem_close(cfs_backend *b)
 
 static void copy_range(cfs_op *op, const mem_object *o)
 {
-    int64_t size = (int64_t)o->len, start = 0, end = size;
-    const cfs_range *r = &op->range;
+    int64_t size = (int64_t)o->len, start, end;
     op->size = size;
-    if (r->kind == CFS_RANGE_BOUNDED || r->kind == CFS_RANGE_FROM) {
-        if (r->start >= size && !(r->start == 0 && size == 0)) {
-            cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
-                        (long long)r->start, (long long)size);
-            return;
-        }
-        start = r->start;
-        if (r->kind == CFS_RANGE_BOUNDED && r->end < size)
-            end = r->end;
-    } else if (r->kind == CFS_RANGE_SUFFIX) {
-        start = r->length < size ? size - r->length : 0;
+    if (cfs_range_resolve(&op->range, size, &start, &end) < 0) {
+        cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
+                    (long long)op->range.start, (long long)size);
+        return;
     }
     cfs_buf_reset(&op->data);
     if (end > start && cfs_buf_append(&op->data, o->data + start, (size_t)(end - start)) < 0)

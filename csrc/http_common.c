@@ -50,21 +50,11 @@ int cfs_request_range(cfs_request *req, const cfs_range *r)
 /* A server that ignored Range sent the whole object with 200: cut the asked-for part. */
 static void slice_whole_body(cfs_op *op, cfs_buf *body)
 {
-    int64_t size = (int64_t)body->len, start = 0, end = size;
-    const cfs_range *r = &op->range;
-    if (r->kind == CFS_RANGE_BOUNDED) {
-        start = r->start;
-        end = r->end < size ? r->end : size;
-    } else if (r->kind == CFS_RANGE_FROM) {
-        start = r->start;
-    } else if (r->kind == CFS_RANGE_SUFFIX) {
-        start = r->length < size ? size - r->length : 0;
-    }
-    if (start > size)
-        start = size;
-    if (end < start)
-        end = start;
-    memmove(body->data, body->data + start, (size_t)(end - start));
+    int64_t size = (int64_t)body->len, start, end;
+    if (cfs_range_resolve(&op->range, size, &start, &end) < 0)
+        start = end = size;
+    if (end > start)
+        memmove(body->data, body->data + start, (size_t)(end - start));
     body->len = (size_t)(end - start);
     op->size = size;
 }

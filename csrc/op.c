@@ -38,6 +38,30 @@ const char *cfs_op_kind_name(cfs_op_kind k)
     return "unknown";
 }
 
+int cfs_range_resolve(const cfs_range *r, int64_t size, int64_t *start, int64_t *end)
+{
+    *start = 0;
+    *end = size;
+    switch (r->kind) {
+    case CFS_RANGE_NONE:
+        return 0;
+    case CFS_RANGE_SUFFIX:
+        *start = r->length < size ? size - r->length : 0;
+        return 0;
+    case CFS_RANGE_BOUNDED:
+    case CFS_RANGE_FROM:
+        if (r->start >= size && !(r->start == 0 && size == 0))
+            return -1;
+        *start = r->start;
+        if (r->kind == CFS_RANGE_BOUNDED && r->end < size)
+            *end = r->end;
+        if (*end < *start)
+            *end = *start;
+        return 0;
+    }
+    return 0;
+}
+
 int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir)
 {
     if (e->len == e->cap) {

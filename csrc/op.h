@@ -51,6 +51,11 @@ typedef struct cfs_range {
     int64_t length;    /* SUFFIX */
 } cfs_range;
 
+/* The bytes [*start, *end) a range selects from an object of `size` bytes. Returns 0,
+ * or -1 when the range starts past the end (HTTP's 416; an empty object still reads
+ * empty from offset 0). */
+int cfs_range_resolve(const cfs_range *r, int64_t size, int64_t *start, int64_t *end);
+
 typedef struct cfs_entry {
     char *name;        /* key relative to the store root (LIST) */
     int64_t size;      /* -1 when unknown */
