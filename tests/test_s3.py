@@ -105,6 +105,19 @@ def test_written_by_botocore_read_by_us(s3, moto_server):
     assert s3.getitems(keys) == {k: k.encode() for k in keys}
 
 
+def test_virtual_hosted_addressing(moto_server):
+    """bucket.localhost:PORT (libcurl resolves every *.localhost to the loopback)."""
+    endpoint = moto_server.endpoint.replace("127.0.0.1", "localhost")
+    prefix = _unique()
+    s = CloudFilesStore(moto_server.url(prefix), **moto_server.store_options(
+        endpoint_url=endpoint, addressing_style="virtual"))
+    s["dir/k y"] = b"virtual"
+    assert s["dir/k y"] == b"virtual"
+    assert list(s) == ["dir/k y"]
+    c = moto_server.client()
+    assert c.get_object(Bucket=moto_server.bucket, Key=f"{prefix}/dir/k y")["Body"].read() == b"virtual"
+
+
 def test_missing_bucket_is_not_a_missing_key(moto_server):
     s = CloudFilesStore("s3://no-such-bucket-here/x", **moto_server.store_options())
     with pytest.raises(errors.CloudFilesError) as ei:
