@@ -36,9 +36,13 @@ extern const cfs_backend_ops cfs_gcs_backend;
 #define DEFAULT_METADATA_HOST "169.254.169.254"
 #define METADATA_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
 #define LIST_PAGE_SIZE 1000
-#define REFRESH_MARGIN 300.0  /* refresh a token this long before it expires... */
-#define EXPIRY_MARGIN 60.0    /* ...and stop using it this long before */
+/* A token of lifetime L is refreshed (by one op) from min(300 s, L/2) before its expiry
+ * and no longer used from min(60 s, L/10) before it: 3300 s and 3540 s into Google's usual
+ * hour; a short-lived token (a metadata server's, near its own refresh) scales down. */
+#define REFRESH_MARGIN 300.0
+#define EXPIRY_MARGIN 60.0
 #define REFRESH_CLAIM_TIMEOUT 60.0 /* an op refreshing for longer than this has given up */
+#define MAX_TOKEN_FETCHES 4        /* per op: an endpoint that never gives a usable token */
 #define MAX_NAME_BYTES 1024
 
 typedef struct gcs_backend {
@@ -54,7 +58,8 @@ typedef struct gcs_backend {
 
     pthread_mutex_t lock;   /* guards the token cache below */
     char *token;            /* access token (secret), NULL if none yet */
-    double token_expiry;    /* monotonic seconds */
+    double token_usable_until; /* monotonic seconds */
+    double token_refresh_at;   /* monotonic seconds */
     double refresh_claimed; /* monotonic seconds an op began an early refresh, 0 if none */
     unsigned long token_gen;
 } gcs_backend;
@@ -62,6 +67,8 @@ typedef struct gcs_backend {
 /* Per-op state: which request of the op is in flight. */
 typedef struct gcs_state {
     int auth_step;          /* the current request fetches a token */
+    int just_fetched;       /* the last request fetched a token: use it */
+    int fetches;            /* tokens this op obtained */
     int reauthed;           /* already fetched a fresh token after a 401 */
     unsigned long token_gen; /* generation of the token the request carried */
     char *page_token;       /* LIST: where the next page starts */
@@ -350,10 +357,12 @@ static int token_decide(gcs_backend *g, gcs_state *st, char **token)
     }
     int rc;
     double now = now_mono();
+    int just_fetched = st->just_fetched;
+    st->just_fetched = 0;
     pthread_mutex_lock(&g->lock);
-    if (g->token && now < g->token_expiry - EXPIRY_MARGIN) {
+    if (g->token && (just_fetched || now < g->token_usable_until)) {
         int claim_free = g->refresh_claimed == 0 || now - g->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
-        if (now > g->token_expiry - REFRESH_MARGIN && claim_free) {
+        if (!just_fetched && now >= g->token_refresh_at && claim_free) {
             g->refresh_claimed = now; /* this op refreshes; the others keep the old token */
             rc = TOKEN_FETCH;
         } else {
@@ -420,15 +429,18 @@ static cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cf
             cfs_op_fail(op, CFS_EPROTOCOL, "token endpoint: %s", detail);
             return CFS_NEXT_DONE;
         }
-        double now = now_mono();
+        double now = now_mono(), life = (double)expires_in;
         pthread_mutex_lock(&g->lock);
         cfs_secret_free(g->token);
         g->token = token;
-        g->token_expiry = now + (double)expires_in;
+        g->token_usable_until = now + life - (life / 10 < EXPIRY_MARGIN ? life / 10 : EXPIRY_MARGIN);
+        g->token_refresh_at = now + life - (life / 2 < REFRESH_MARGIN ? life / 2 : REFRESH_MARGIN);
         g->refresh_claimed = 0;
         g->token_gen++;
         pthread_mutex_unlock(&g->lock);
         st->auth_step = 0;
+        st->just_fetched = 1;
+        st->fetches++;
         op->step++;
         return CFS_NEXT_AGAIN;
     }
@@ -472,8 +484,13 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (t < 0)
         goto oom;
     st->auth_step = t == TOKEN_FETCH;
-    if (st->auth_step)
+    if (st->auth_step) {
+        if (st->fetches >= MAX_TOKEN_FETCHES) {
+            cfs_op_fail(op, CFS_EAUTH, "no usable access token after %d tokens", st->fetches);
+            return -1;
+        }
         return build_token_request(g, op, req);
+    }
 
     size_t name_len = strlen(g->root) + strlen(op->key);
     if (!(name = dup_printf("%s%s", g->root, op->key)))
