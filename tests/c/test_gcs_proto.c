@@ -1,0 +1,198 @@
+// Unit tests of the GCS JSON API pieces (csrc/gcs_proto.c) and base64 (csrc/base64.c).
+// sources: csrc/gcs_proto.c csrc/base64.c csrc/keys.c csrc/buf.c csrc/op.c csrc/crc32c.c
+// pkg: libcjson
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "crc32c.h"
+#include "gcs_proto.h"
+
+static int failures = 0, checks = 0;
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        checks++;                                                                 \
+        if (!(cond)) {                                                            \
+            failures++;                                                           \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
+            fprintf(stderr, __VA_ARGS__);                                         \
+            fprintf(stderr, "\n");                                                \
+        }                                                                         \
+    } while (0)
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+#define STREQ(a, b) streq((a), (b))
+
+static void test_base64(void)
+{
+    static const struct { const char *in, *std, *url; } v[] = {
+        { "", "", "" }, { "f", "Zg==", "Zg" }, { "fo", "Zm8=", "Zm8" }, { "foo", "Zm9v", "Zm9v" },
+        { "foob", "Zm9vYg==", "Zm9vYg" }, { "fooba", "Zm9vYmE=", "Zm9vYmE" },
+        { "foobar", "Zm9vYmFy", "Zm9vYmFy" }, { "\xfb\xff\xbf", "+/+/", "-_-_" },
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        cfs_buf a = { 0 }, b = { 0 };
+        size_t n = strlen(v[i].in);
+        CHECK(cfs_base64_encode(&a, v[i].in, n, 0) == 0 && STREQ(a.data, v[i].std), "std %zu: %s", i, a.data);
+        CHECK(cfs_base64_encode(&b, v[i].in, n, 1) == 0 && STREQ(b.data, v[i].url), "url %zu: %s", i, b.data);
+        unsigned char out[16];
+        long k = cfs_base64_decode(v[i].std, strlen(v[i].std), out, sizeof out);
+        CHECK(k == (long)n && memcmp(out, v[i].in, n) == 0, "decode std %zu", i);
+        k = cfs_base64_decode(v[i].url, strlen(v[i].url), out, sizeof out);
+        CHECK(k == (long)n && memcmp(out, v[i].in, n) == 0, "decode url %zu", i);
+        cfs_buf_free(&a);
+        cfs_buf_free(&b);
+    }
+    unsigned char out[4];
+    CHECK(cfs_base64_decode("Zm9vYmFy", 8, out, 4) == -1, "too long for the room");
+    CHECK(cfs_base64_decode("Zm9v!", 5, out, 4) == -1, "bad character");
+    CHECK(cfs_base64_decode("Z", 1, out, 4) == -1, "one char group");
+    CHECK(cfs_base64_decode("Zh==", 4, out, 4) == -1, "non-canonical trailing bits");
+}
+
+static void test_urls(void)
+{
+    char *u = cfs_gcs_object_url("http://h:1", "bkt", "p/a b+c%/ü", strlen("p/a b+c%/ü"), "alt=media");
+    CHECK(STREQ(u, "http://h:1/storage/v1/b/bkt/o/p%2Fa%20b%2Bc%25%2F%C3%BC?alt=media"), "object url %s", u);
+    free(u);
+    u = cfs_gcs_object_url("http://h:1", "bkt", "k", 1, NULL);
+    CHECK(STREQ(u, "http://h:1/storage/v1/b/bkt/o/k"), "object url without query %s", u);
+    free(u);
+    u = cfs_gcs_list_url("https://e", "b", "root/d ir/", 0, NULL, 1000);
+    CHECK(STREQ(u, "https://e/storage/v1/b/b/o?prefix=root%2Fd%20ir%2F&delimiter=%2F&maxResults=1000"),
+          "list url %s", u);
+    free(u);
+    u = cfs_gcs_list_url("https://e", "b", "", 1, "tok+/=", 5);
+    CHECK(STREQ(u, "https://e/storage/v1/b/b/o?prefix=&pageToken=tok%2B%2F%3D&maxResults=5"), "list url %s", u);
+    free(u);
+    u = cfs_gcs_upload_url("https://e", "b", 1);
+    CHECK(STREQ(u, "https://e/upload/storage/v1/b/b/o?uploadType=multipart&ifGenerationMatch=0"), "upload %s", u);
+    free(u);
+}
+
+static void test_hash(void)
+{
+    cfs_goog_hash h;
+    /* "hello world": crc32c yZRlqg==, md5 XrY7u+Ae7tCTyyK7j1rNww== */
+    CHECK(cfs_gcs_parse_hash("crc32c=yZRlqg==,md5=XrY7u+Ae7tCTyyK7j1rNww==", &h) == 0, "parse both");
+    CHECK(h.has_crc32c && h.crc32c == 0xC99465AAu, "crc %08x", h.crc32c);
+    CHECK(h.has_md5 && h.md5[0] == 0x5e && h.md5[15] == 0xc3, "md5");
+    CHECK(cfs_gcs_parse_hash("md5=XrY7u+Ae7tCTyyK7j1rNww==, crc32c=yZRlqg==", &h) == 0 &&
+          h.has_crc32c && h.has_md5, "either order, spaces");
+    CHECK(cfs_gcs_parse_hash("crc32c=yZRlqg==", &h) == 0 && h.has_crc32c && !h.has_md5, "crc only");
+    CHECK(cfs_gcs_parse_hash("sha1=abc,crc32c=yZRlqg==", &h) == 0 && h.has_crc32c, "unknown skipped");
+    CHECK(cfs_gcs_parse_hash("crc32c=yZRl", &h) == -1, "short crc");
+    CHECK(cfs_gcs_parse_hash("md5=!!", &h) == -1, "bad md5");
+    CHECK(cfs_gcs_parse_hash("", &h) == 0 && !h.has_crc32c && !h.has_md5, "empty");
+}
+
+static const char PAGE[] =
+    "{\"kind\":\"storage#objects\",\"nextPageToken\":\"CgNhYmM=\","
+    "\"prefixes\":[\"root/dir/\",\"root/d\\u00fc/\"],"
+    "\"items\":[{\"name\":\"root/a\",\"size\":\"12\"},{\"name\":\"root/b \\\"q\\\"\",\"size\":7},"
+    "{\"name\":\"root/folder/\",\"size\":\"0\"},{\"name\":\"root/\",\"size\":\"0\"}]}";
+
+static void test_list(void)
+{
+    cfs_entries e = { 0 };
+    char *next = NULL, err[128];
+    int oom;
+    CHECK(cfs_gcs_parse_list(PAGE, strlen(PAGE), "root/", &e, &next, &oom, err, sizeof err) == 0, "%s", err);
+    CHECK(STREQ(next, "CgNhYmM="), "next %s", next);
+    CHECK(e.len == 4, "entries %zu", e.len);
+    if (e.len == 4) {
+        CHECK(STREQ(e.items[0].name, "a") && e.items[0].size == 12 && !e.items[0].is_dir, "a");
+        CHECK(STREQ(e.items[1].name, "b \"q\"") && e.items[1].size == 7, "b: %s", e.items[1].name);
+        CHECK(STREQ(e.items[2].name, "dir") && e.items[2].is_dir, "dir");
+        CHECK(STREQ(e.items[3].name, "d\xc3\xbc") && e.items[3].is_dir, "dü");
+    }
+    free(next);
+    cfs_entries_free(&e);
+
+    const char *last = "{\"kind\":\"storage#objects\"}";
+    CHECK(cfs_gcs_parse_list(last, strlen(last), "", &e, &next, &oom, err, sizeof err) == 0 &&
+          next == NULL && e.len == 0, "empty last page");
+    const char *bad[] = {
+        "[]", "{\"items\":{}}", "{\"items\":[{\"size\":\"1\"}]}", "{\"items\":[{\"name\":\"x/a\"}]}",
+        "{\"items\":[{\"name\":\"root/a\",\"size\":\"-1\"}]}", "{\"prefixes\":[1]}", "not json",
+        "{\"nextPageToken\":5}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(cfs_gcs_parse_list(bad[i], strlen(bad[i]), "root/", &e, &next, &oom, err, sizeof err) == -1 &&
+              !oom && next == NULL, "bad page %zu accepted", i);
+        cfs_entries_free(&e);
+    }
+    CHECK(cfs_gcs_parse_list(NULL, 0, "", &e, &next, &oom, err, sizeof err) == -1, "no body");
+}
+
+static void test_object_and_errors(void)
+{
+    int64_t size = 0;
+    cfs_goog_hash h;
+    const char *obj = "{\"name\":\"k\",\"size\":\"1234567890123\",\"crc32c\":\"yZRlqg==\"}";
+    CHECK(cfs_gcs_parse_object(obj, strlen(obj), &size, &h) == 0 && size == 1234567890123LL &&
+          h.has_crc32c && h.crc32c == 0xC99465AAu, "object");
+    CHECK(cfs_gcs_parse_object("{\"size\":\"x\"}", 12, &size, &h) == -1, "bad size");
+    CHECK(cfs_gcs_parse_object("{}", 2, &size, &h) == -1, "no size");
+
+    char msg[64];
+    const char *e1 = "{\"error\":{\"code\":403,\"message\":\"a@b does not have\\nstorage.objects.get access\"}}";
+    cfs_gcs_error_message(e1, strlen(e1), msg, sizeof msg);
+    CHECK(STREQ(msg, "a@b does not have storage.objects.get access"), "%s", msg);
+    const char *e2 = "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}";
+    cfs_gcs_error_message(e2, strlen(e2), msg, sizeof msg);
+    CHECK(STREQ(msg, "invalid_grant: Invalid JWT Signature."), "%s", msg);
+    cfs_gcs_error_message("Service Unavailable\r\n", 21, msg, sizeof msg);
+    CHECK(STREQ(msg, "Service Unavailable"), "%s", msg);
+    cfs_gcs_error_message(NULL, 0, msg, sizeof msg);
+    CHECK(msg[0] == '\0', "empty");
+    char tiny[8];
+    cfs_gcs_error_message(e1, strlen(e1), tiny, sizeof tiny);
+    CHECK(strlen(tiny) == 7, "truncated to the room: %s", tiny);
+}
+
+static void test_multipart(void)
+{
+    const char data[] = "payload\r\n--with a dash line";
+    uint32_t crc = cfs_crc32c(0, data, sizeof data - 1);
+    cfs_buf b = { 0 };
+    char boundary[64];
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "p/k\"ey", 6, data, sizeof data - 1, crc) == 0, "built");
+    CHECK(cfs_buf_terminate(&b) == 0, "terminate");
+    char expect_head[256];
+    snprintf(expect_head, sizeof expect_head, "--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+             "{\"name\":\"p/k\\\"ey\",\"crc32c\":", boundary);
+    CHECK(b.data && strncmp(b.data, expect_head, strlen(expect_head)) == 0, "head: %s", b.data);
+    char tail[128];
+    snprintf(tail, sizeof tail, "\r\n\r\n%s\r\n--%s--\r\n", data, boundary);
+    CHECK(b.len > strlen(tail) && strcmp(b.data + b.len - strlen(tail), tail) == 0, "tail");
+    CHECK(strstr(data, boundary) == NULL, "boundary not in data");
+    cfs_buf_free(&b);
+
+    /* data that holds the first boundary candidate gets another one */
+    char first[64];
+    CHECK(cfs_gcs_multipart_body(&b, first, "k", 1, "", 0, 7) == 0, "empty body");
+    cfs_buf_free(&b);
+    char tricky[128];
+    snprintf(tricky, sizeof tricky, "xx%syy", first);
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "k", 1, tricky, strlen(tricky), 7) == 0, "tricky");
+    CHECK(!STREQ(boundary, first), "boundary changed: %s", boundary);
+    cfs_buf_free(&b);
+}
+
+int main(void)
+{
+    test_base64();
+    test_urls();
+    test_hash();
+    test_list();
+    test_object_and_errors();
+    test_multipart();
+    printf("gcs_proto: %d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
