@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "base64.h"
@@ -56,7 +57,8 @@ typedef struct gcs_backend {
     char *scope;
     cfs_gcs_credentials cred;
 
-    pthread_mutex_t lock;   /* guards the token cache below */
+    pthread_mutex_t lock;   /* guards the token cache below (token_lock/token_unlock) */
+    pid_t lock_pid;         /* the process the lock belongs to (fork: see token_lock) */
     char *token;            /* access token (secret), NULL if none yet */
     double token_usable_until; /* monotonic seconds */
     double token_refresh_at;   /* monotonic seconds */
@@ -81,6 +83,25 @@ static void state_free(void *p)
     gcs_state *s = p;
     free(s->page_token);
     free(s);
+}
+
+/* The token cache lock. A child forked while the parent's transfer thread held it would
+ * find it locked forever: the first use in a new process makes a fresh lock (the child
+ * has one transfer thread, not yet running any other op) and forgets a refresh claim. */
+static void token_lock(gcs_backend *g)
+{
+    pid_t pid = getpid();
+    if (pid != g->lock_pid) {
+        pthread_mutex_init(&g->lock, NULL);
+        g->lock_pid = pid;
+        g->refresh_claimed = 0;
+    }
+    pthread_mutex_lock(&g->lock);
+}
+
+static void token_unlock(gcs_backend *g)
+{
+    pthread_mutex_unlock(&g->lock);
 }
 
 static double now_mono(void)
@@ -238,6 +259,7 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     }
     g->base.ops = &cfs_gcs_backend;
     g->verify = 1;
+    g->lock_pid = getpid();
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
         free(g);
         snprintf(err, errlen, "cannot create a mutex");
@@ -359,7 +381,7 @@ static int token_decide(gcs_backend *g, gcs_state *st, char **token)
     double now = now_mono();
     int just_fetched = st->just_fetched;
     st->just_fetched = 0;
-    pthread_mutex_lock(&g->lock);
+    token_lock(g);
     if (g->token && (just_fetched || now < g->token_usable_until)) {
         int claim_free = g->refresh_claimed == 0 || now - g->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
         if (!just_fetched && now >= g->token_refresh_at && claim_free) {
@@ -377,7 +399,7 @@ static int token_decide(gcs_backend *g, gcs_state *st, char **token)
          * store's concurrency and happens once per token lifetime at most. */
         rc = TOKEN_FETCH;
     }
-    pthread_mutex_unlock(&g->lock);
+    token_unlock(g);
     return rc;
 }
 
@@ -412,9 +434,9 @@ oom:
 
 static void release_claim(gcs_backend *g)
 {
-    pthread_mutex_lock(&g->lock);
+    token_lock(g);
     g->refresh_claimed = 0;
-    pthread_mutex_unlock(&g->lock);
+    token_unlock(g);
 }
 
 static cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp)
@@ -430,14 +452,14 @@ static cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cf
             return CFS_NEXT_DONE;
         }
         double now = now_mono(), life = (double)expires_in;
-        pthread_mutex_lock(&g->lock);
+        token_lock(g);
         cfs_secret_free(g->token);
         g->token = token;
         g->token_usable_until = now + life - (life / 10 < EXPIRY_MARGIN ? life / 10 : EXPIRY_MARGIN);
         g->token_refresh_at = now + life - (life / 2 < REFRESH_MARGIN ? life / 2 : REFRESH_MARGIN);
         g->refresh_claimed = 0;
         g->token_gen++;
-        pthread_mutex_unlock(&g->lock);
+        token_unlock(g);
         st->auth_step = 0;
         st->just_fetched = 1;
         st->fetches++;
@@ -642,12 +664,12 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 
     if (resp->status == 401 && g->cred.kind >= CFS_GCS_CRED_SERVICE_ACCOUNT && !st->reauthed) {
         /* the token was revoked or expired early: drop it (if still current), fetch anew */
-        pthread_mutex_lock(&g->lock);
+        token_lock(g);
         if (g->token && g->token_gen == st->token_gen) {
             cfs_secret_free(g->token);
             g->token = NULL;
         }
-        pthread_mutex_unlock(&g->lock);
+        token_unlock(g);
         st->reauthed = 1;
         op->step++;
         return CFS_NEXT_AGAIN;
