@@ -26,8 +26,9 @@ Order (the first source that has an access key wins, as in botocore):
    (``AWS_EC2_METADATA_SERVICE_ENDPOINT``, default http://169.254.169.254; off with
    ``AWS_EC2_METADATA_DISABLED=true``).
 
-Credentials from 4 and 5 are fetched once, when the store opens; they are not refreshed
-during the store's life yet.
+Credentials from 4 and 5 are fetched here when the store opens; the C backend refreshes
+them from the same endpoint before they expire (options ``credential_source``,
+``credential_url``, ``credential_token[_file]``, ``credential_expiration``).
 
 Region: option ``region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's
 ``region``, else us-east-1 (the C default). Endpoint: option ``endpoint_url``,
@@ -39,6 +40,7 @@ applies when the option is not given.
 from __future__ import annotations
 
 import configparser
+import datetime
 import json
 import os
 import shlex
@@ -150,6 +152,16 @@ def _credential_process(command, source):
     return _from_json(data, source)
 
 
+def _epoch(text):
+    try:
+        t = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp())
+
+
 def _from_json(data, source):
     key, secret = data.get("AccessKeyId"), data.get("SecretAccessKey")
     if not key or not secret:
@@ -176,9 +188,11 @@ def _container(environ):
         return None
     url = (_CONTAINER_HOST + rel) if rel else full
     headers = {}
+    refresh = {"credential_source": "container", "credential_url": url}
     token = _env("AWS_CONTAINER_AUTHORIZATION_TOKEN", environ)
     token_file = _env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", environ)
     if token_file:
+        refresh["credential_token_file"] = token_file
         try:
             with open(token_file, encoding="utf-8") as f:
                 token = f.read().strip()
@@ -188,9 +202,13 @@ def _container(environ):
         if "\r" in token or "\n" in token:
             raise OptionError("the container authorization token holds a line break")
         headers["Authorization"] = token
+        if not token_file:
+            refresh["credential_token"] = token
     try:
         body = _http("GET", url, headers, timeout=2.0)
-        return _from_json(json.loads(body), "container credentials endpoint")
+        creds = _from_json(json.loads(body), "container credentials endpoint")
+        creds["_refresh"] = refresh
+        return creds
     except (OSError, ValueError, urllib.error.URLError) as exc:
         raise OptionError(f"container credentials endpoint {url} failed: {exc}") from None
 
@@ -209,7 +227,9 @@ def _imds(environ):
         data = json.loads(_http("GET", base + "/latest/meta-data/iam/security-credentials/" + roles[0], h))
     except (OSError, ValueError, urllib.error.URLError):
         return None  # not on EC2 (or no role): no credentials from here
-    return _from_json(data, "instance metadata service")
+    creds = _from_json(data, "instance metadata service")
+    creds["_refresh"] = {"credential_source": "imds", "credential_url": base}
+    return creds
 
 
 def find_credentials(options=None, environ=None):
@@ -301,4 +321,9 @@ def s3_backend_options(url, options):
         opts["secret_access_key"] = creds["secret_access_key"]
         if creds.get("session_token"):
             opts["session_token"] = creds["session_token"]
+        if creds.get("_refresh"):  # temporary: the C backend refreshes them from there
+            opts.update(creds["_refresh"])
+            expiration = _epoch(creds.get("_expiration")) if creds.get("_expiration") else None
+            if expiration:
+                opts["credential_expiration"] = str(expiration)
     return opts

@@ -4,13 +4,22 @@
  * for a custom endpoint_url (http://host:port/bucket/key) unless addressing_style says
  * otherwise. Requests are signed with SigV4 (sigv4.c) unless anon; listings are
  * ListObjectsV2 pages parsed by s3_xml.c; S3 error bodies map to op statuses with the S3
- * code in op->message.
+ * code in op->message. A DELETE looks first (HEAD) so that a missing key is reported; a
+ * PUT at or above multipart_threshold goes up in parts, one after another, and is aborted
+ * on failure.
+ *
+ * Credentials arrive as options (the Python layer, cloudfiles_store/_aws.py, finds them the
+ * AWS way). Temporary ones from the container endpoint or the instance metadata service
+ * (credential_source = container | imds, credential_url, credential_expiration...) are
+ * refreshed here before they expire: the fetch is one more step of the op that needs it,
+ * sent through the engine like any request; one op refreshes ahead of time while the
+ * others keep signing with the current key.
  *
  * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
  * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), verify_etag (check
- * whole-object GETs against a plain-MD5 ETag), ca_bundle, verify. Credentials are found by
- * the Python layer (cloudfiles_store/_aws.py) and arrive here as options. */
+ * whole-object GETs against a plain-MD5 ETag), multipart_threshold, multipart_chunksize,
+ * ca_bundle, verify, and the credential_* options above. */
 #include <openssl/evp.h>
 #include <limits.h>
 #include <pthread.h>
@@ -21,6 +30,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "aws_creds.h"
 #include "backend.h"
 #include "engine.h"
 #include "keys.h"
@@ -35,6 +45,21 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MAX_PARTS 10000
 #define MIB (1024L * 1024L)
 
+/* Temporary credentials: one op refreshes them from ADVISORY_MARGIN seconds before their
+ * expiry (the others keep using them); from MANDATORY_MARGIN on, they are not used. */
+#define ADVISORY_MARGIN 600
+#define MANDATORY_MARGIN 60
+#define REFRESH_CLAIM_TIMEOUT 60.0  /* an op refreshing longer than this has given up */
+#define REFRESH_BACKOFF 30          /* after a failed early refresh, seconds before the next */
+#define MAX_CRED_FETCHES 3          /* per op */
+#define IMDS_TOKEN_TTL "21600"
+
+typedef enum cred_source {
+    CRED_STATIC,        /* given as options (or none: anonymous) */
+    CRED_CONTAINER,     /* GET credential_url (+ Authorization from a token or token file) */
+    CRED_IMDS,          /* IMDSv2: PUT token, GET role, GET role credentials */
+} cred_source;
+
 typedef struct s3_backend {
     cfs_backend base;
     char *url;              /* s3://bucket[/prefix]: repr, pickling, errors */
@@ -44,9 +69,6 @@ typedef struct s3_backend {
     char *host;             /* the Host header (authority of origin) */
     char *path_base;        /* raw path before root+key: "/bucket/" (path-style) or "/" */
     char *region;
-    char *access_key_id;
-    char *secret_access_key;
-    char *session_token;
     char *ca_bundle;
     int anon;
     int requester_pays;
@@ -55,8 +77,19 @@ typedef struct s3_backend {
     int verify;
     size_t mpu_threshold;   /* PUT bodies this large go up in parts */
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
-    pthread_mutex_t key_lock;  /* guards the signing key cache */
-    char key_date[9];
+    cred_source source;
+    char *cred_url;         /* container: the full URL; IMDS: the base URL */
+    char *cred_auth;        /* container: the Authorization value (secret), or NULL */
+    char *cred_auth_file;   /* container: a file holding it, read at each refresh */
+
+    pthread_mutex_t lock;   /* guards everything below */
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;
+    int64_t expiration;     /* epoch seconds; 0: the credentials do not expire */
+    double refresh_claimed; /* monotonic time an op began an early refresh; 0 if none */
+    int64_t refresh_not_before; /* epoch: no early refresh before (after a failed one) */
+    char key_date[9];       /* the signing key below is for this date and credentials */
     unsigned char signing_key[CFS_SHA256_LEN];
 } s3_backend;
 
@@ -96,6 +129,7 @@ static int add_header_line(cfs_request *req, const char *name, const char *value
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
+    OPENSSL_cleanse(line, strlen(line)); /* may hold a token */
     free(line);
     if (!l)
         return -1;
@@ -107,6 +141,13 @@ static int md5_of(const void *data, size_t n, unsigned char out[MD5_LEN])
 {
     unsigned int len = 0;
     return EVP_Digest(data, n, out, &len, EVP_md5(), NULL) == 1 && len == MD5_LEN ? 0 : -1;
+}
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* A bucket name that can be a DNS label of a virtual host (and a TLS wildcard match). */
@@ -133,6 +174,14 @@ static int valid_bucket(const char *bucket)
     return 1;
 }
 
+static int header_safe(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 /* --------------------------------------------------------------------- open */
 
 static void s3_close(cfs_backend *b)
@@ -147,12 +196,15 @@ static void s3_close(cfs_backend *b)
     free(s->host);
     free(s->path_base);
     free(s->region);
+    free(s->ca_bundle);
+    free(s->cred_url);
+    free_secret(s->cred_auth);
+    free(s->cred_auth_file);
     free(s->access_key_id);
     free_secret(s->secret_access_key);
     free_secret(s->session_token);
-    free(s->ca_bundle);
     OPENSSL_cleanse(s->signing_key, sizeof s->signing_key);
-    pthread_mutex_destroy(&s->key_lock);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -205,6 +257,53 @@ static int take_string(cfs_options *opts, const char *name, char **dst)
     return *dst ? 1 : -1;
 }
 
+/* The credential_* options: where temporary credentials are refreshed from. */
+static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t errlen)
+{
+    const char *src = cfs_options_take(opts, "credential_source");
+    const char *exp = cfs_options_take(opts, "credential_expiration");
+    if (take_string(opts, "credential_url", &s->cred_url) < 0 ||
+        take_string(opts, "credential_token", &s->cred_auth) < 0 ||
+        take_string(opts, "credential_token_file", &s->cred_auth_file) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!src || !*src || !strcmp(src, "static")) {
+        if (s->cred_url || s->cred_auth || s->cred_auth_file) {
+            snprintf(err, errlen, "credential_url/credential_token need credential_source");
+            return -1;
+        }
+        s->source = CRED_STATIC;
+    } else if (!strcmp(src, "container") || !strcmp(src, "imds")) {
+        s->source = !strcmp(src, "container") ? CRED_CONTAINER : CRED_IMDS;
+        if (!s->cred_url || strncmp(s->cred_url, "http", 4) != 0 || strpbrk(s->cred_url, " \r\n")) {
+            snprintf(err, errlen, "credential_source=%s needs an http(s) credential_url", src);
+            return -1;
+        }
+        if (!header_safe(s->cred_auth)) {
+            snprintf(err, errlen, "credential_token has characters a header cannot carry");
+            return -1;
+        }
+        if (s->anon) {
+            snprintf(err, errlen, "anon=True takes no credentials");
+            return -1;
+        }
+    } else {
+        snprintf(err, errlen, "credential_source must be container or imds, not %.40s", src);
+        return -1;
+    }
+    if (exp && *exp) {
+        char *end;
+        long long v = strtoll(exp, &end, 10);
+        if (*end || v < 0) {
+            snprintf(err, errlen, "credential_expiration must be epoch seconds");
+            return -1;
+        }
+        s->expiration = (int64_t)v;
+    }
+    return 0;
+}
+
 static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_t errlen)
 {
     s3_backend *s = calloc(1, sizeof *s);
@@ -217,7 +316,7 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->sign_payload = 1;
     s->verify_etag = 1;
     s->verify = 1;
-    if (pthread_mutex_init(&s->key_lock, NULL) != 0) {
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
         free(s);
         snprintf(err, errlen, "cannot create a mutex");
         return NULL;
@@ -250,13 +349,11 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         goto oom;
 
     /* Options. */
-    int rc;
-    if ((rc = take_string(opts, "endpoint_url", &endpoint)) < 0 ||
-        (rc = take_string(opts, "region", &s->region)) < 0 ||
-        (rc = take_string(opts, "access_key_id", &s->access_key_id)) < 0 ||
-        (rc = take_string(opts, "secret_access_key", &s->secret_access_key)) < 0 ||
-        (rc = take_string(opts, "session_token", &s->session_token)) < 0 ||
-        (rc = take_string(opts, "ca_bundle", &s->ca_bundle)) < 0)
+    if (take_string(opts, "endpoint_url", &endpoint) < 0 || take_string(opts, "region", &s->region) < 0 ||
+        take_string(opts, "access_key_id", &s->access_key_id) < 0 ||
+        take_string(opts, "secret_access_key", &s->secret_access_key) < 0 ||
+        take_string(opts, "session_token", &s->session_token) < 0 ||
+        take_string(opts, "ca_bundle", &s->ca_bundle) < 0)
         goto oom;
     if (cfs_options_take_bool(opts, "anon", &s->anon, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "requester_pays", &s->requester_pays, err, errlen) < 0 ||
@@ -270,6 +367,8 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         goto fail;
     s->mpu_threshold = (size_t)threshold;
     s->mpu_chunksize = (size_t)chunk;
+    if (open_cred_source(s, opts, err, errlen) < 0)
+        goto fail;
     const char *style = cfs_options_take(opts, "addressing_style");
     if (style && strcmp(style, "auto") && strcmp(style, "path") && strcmp(style, "virtual")) {
         snprintf(err, errlen, "addressing_style must be auto, path or virtual, not %.40s", style);
@@ -296,6 +395,9 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
                      : "no AWS credentials: give access_key_id and secret_access_key (or set "
                        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or anon=True "
                        "for a public bucket");
+        goto fail;
+    } else if (!header_safe(s->access_key_id) || !header_safe(s->session_token)) {
+        snprintf(err, errlen, "credentials hold characters a header cannot carry");
         goto fail;
     }
 
@@ -340,54 +442,76 @@ fail:
     return NULL;
 }
 
-/* ------------------------------------------------------------------- state */
+/* ---------------------------------------------------------------- op state */
 
-/* PUT: hashes of the body, computed once per op (retries reuse them). */
-typedef struct put_state {
+/* Everything one op carries between its requests. */
+typedef struct s3_state {
+    /* credential fetch: a sub-step before the op's own request */
+    int cred_step;          /* 0: none; container: 1; IMDS: 1 token, 2 role, 3 credentials */
+    int claimed;            /* holds the backend's early-refresh claim */
+    int fetched;            /* fetched credentials for this op: use them, do not refresh again */
+    int fetches;
+    char *imds_token;       /* secret */
+    char *imds_role;
+    /* LIST: the token of the next page (NULL for the first) */
+    char *list_token;
+    /* PUT: hashes of the body (single PUT) or of part hashed_part (multipart) */
+    int put_hashed;
+    size_t hashed_part;
     char md5_b64[MD5_B64_LEN + 1];
     char sha256[CFS_SHA256_HEX_LEN + 1];
-} put_state;
-
-/* LIST: the token of the next page (NULL for the first). */
-typedef struct list_state {
-    char *token;
-} list_state;
-
-/* Multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
- * n_parts+2 abort (only after a failure, which is kept here meanwhile). */
-typedef struct mpu_state {
+    /* multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
+     * n_parts+2 abort (only after a failure, which is kept here meanwhile) */
     char *upload_id;
     size_t part_size;
     size_t n_parts;
-    char **etags;               /* per part, as the server gave them */
-    size_t hashed_part;         /* the part md5/sha256 belong to (0: none) */
-    char md5_b64[MD5_B64_LEN + 1];
-    char sha256[CFS_SHA256_HEX_LEN + 1];
-    cfs_buf complete;           /* the CompleteMultipartUpload body */
+    char **etags;
+    cfs_buf complete;
     cfs_status fail_status;
     char fail_message[sizeof(((cfs_op *)0)->message)];
-} mpu_state;
+} s3_state;
 
-static void list_state_free(void *p)
+static void state_free(void *p)
 {
-    list_state *l = p;
-    if (l) {
-        free(l->token);
-        free(l);
-    }
+    s3_state *st = p;
+    if (!st)
+        return;
+    free_secret(st->imds_token);
+    free(st->imds_role);
+    free(st->list_token);
+    free(st->upload_id);
+    for (size_t i = 0; st->etags && i < st->n_parts; i++)
+        free(st->etags[i]);
+    free(st->etags);
+    cfs_buf_free(&st->complete);
+    free(st);
 }
 
-static void mpu_state_free(void *p)
+static int is_multipart(const s3_backend *s, const cfs_op *op)
 {
-    mpu_state *m = p;
-    if (!m)
-        return;
-    free(m->upload_id);
-    for (size_t i = 0; m->etags && i < m->n_parts; i++)
-        free(m->etags[i]);
-    free(m->etags);
-    cfs_buf_free(&m->complete);
-    free(m);
+    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+}
+
+static s3_state *state_of(s3_backend *s, cfs_op *op)
+{
+    if (op->backend_state)
+        return op->backend_state;
+    s3_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    if (is_multipart(s, op)) {
+        st->part_size = s->mpu_chunksize;
+        if (op->body_len / st->part_size >= MAX_PARTS)
+            st->part_size = op->body_len / MAX_PARTS + 1;
+        st->n_parts = (op->body_len + st->part_size - 1) / st->part_size;
+        if (!(st->etags = calloc(st->n_parts, sizeof *st->etags))) {
+            free(st);
+            return NULL;
+        }
+    }
+    op->backend_state = st;
+    op->free_backend_state = state_free;
+    return st;
 }
 
 static int hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5_B64_LEN + 1],
@@ -404,46 +528,243 @@ static int hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5
     return cfs_sha256_hex(body ? body : "", n, sha256);
 }
 
-static put_state *put_hashes(s3_backend *s, cfs_op *op)
+/* ------------------------------------------------------------- credentials */
+
+/* What one request is signed with: copies taken under the lock. */
+typedef struct creds_view {
+    char *access_key_id;
+    char *session_token;    /* secret, may be NULL */
+    unsigned char key[CFS_SHA256_LEN];
+    char amz_date[17];
+    int64_t now;
+} creds_view;
+
+static void creds_view_clear(creds_view *v)
 {
-    if (op->backend_state)
-        return op->backend_state;
-    put_state *ps = calloc(1, sizeof *ps);
-    if (!ps)
-        return NULL;
-    if (hash_body(s, op->body, op->body_len, ps->md5_b64, ps->sha256) < 0) {
-        free(ps);
-        return NULL;
-    }
-    op->backend_state = ps;
-    op->free_backend_state = free;
-    return ps;
+    free(v->access_key_id);
+    free_secret(v->session_token);
+    OPENSSL_cleanse(v->key, sizeof v->key);
+    memset(v, 0, sizeof *v);
 }
 
-static int is_multipart(const s3_backend *s, const cfs_op *op)
+enum { CREDS_USE, CREDS_FETCH, CREDS_ERROR };
+
+/* Sign with the current credentials, or fetch new ones first (this op). Under the lock:
+ * copies the key id, token and today's signing key into *v. */
+static int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
 {
-    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+    memset(v, 0, sizeof *v);
+    v->now = (int64_t)time(NULL);
+    if (cfs_sigv4_format_time(v->now, v->amz_date) < 0) {
+        cfs_op_fail(op, CFS_EINVALID, "system clock out of range");
+        return CREDS_ERROR;
+    }
+    int rc = CREDS_USE;
+    pthread_mutex_lock(&s->lock);
+    if (s->source != CRED_STATIC && !st->fetched) {
+        int usable = s->access_key_id && (s->expiration == 0 || v->now < s->expiration - MANDATORY_MARGIN);
+        double mono = now_mono();
+        int claim_free = s->refresh_claimed == 0 || mono - s->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
+        if (!usable) {
+            rc = CREDS_FETCH;
+        } else if (s->expiration && v->now >= s->expiration - ADVISORY_MARGIN && claim_free &&
+                   v->now >= s->refresh_not_before) {
+            s->refresh_claimed = mono; /* this op refreshes; the others keep the current key */
+            st->claimed = 1;
+            rc = CREDS_FETCH;
+        }
+    }
+    if (rc == CREDS_USE) {
+        if (s->source != CRED_STATIC && s->expiration && v->now >= s->expiration) {
+            cfs_op_fail(op, CFS_EAUTH, "the credentials from %s expired", s->cred_url);
+            rc = CREDS_ERROR;
+        } else if (strncmp(s->key_date, v->amz_date, 8) != 0) {
+            char date8[9];
+            memcpy(date8, v->amz_date, 8);
+            date8[8] = '\0';
+            if (cfs_sigv4_derive_key(s->secret_access_key, date8, s->region, "s3", s->signing_key) == 0) {
+                memcpy(s->key_date, date8, sizeof date8);
+            } else {
+                s->key_date[0] = '\0';
+                cfs_op_fail(op, CFS_EINVALID, "cannot derive the signing key");
+                rc = CREDS_ERROR;
+            }
+        }
+        if (rc == CREDS_USE) {
+            memcpy(v->key, s->signing_key, CFS_SHA256_LEN);
+            v->access_key_id = strdup(s->access_key_id);
+            v->session_token = s->session_token ? strdup(s->session_token) : NULL;
+            if (!v->access_key_id || (s->session_token && !v->session_token)) {
+                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+                rc = CREDS_ERROR;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc != CREDS_USE)
+        creds_view_clear(v);
+    return rc;
 }
 
-static mpu_state *mpu_get(s3_backend *s, cfs_op *op)
+static void release_claim(s3_backend *s, s3_state *st, int failed)
 {
-    if (op->backend_state)
-        return op->backend_state;
-    mpu_state *m = calloc(1, sizeof *m);
-    if (!m)
+    if (!st->claimed)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->refresh_claimed = 0;
+    if (failed)
+        s->refresh_not_before = (int64_t)time(NULL) + REFRESH_BACKOFF;
+    pthread_mutex_unlock(&s->lock);
+    st->claimed = 0;
+}
+
+/* Read the container authorization token file (rotated by the platform). */
+static char *read_token_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
         return NULL;
-    m->part_size = s->mpu_chunksize;
-    if (op->body_len / m->part_size >= MAX_PARTS)
-        m->part_size = op->body_len / MAX_PARTS + 1;
-    m->n_parts = (op->body_len + m->part_size - 1) / m->part_size;
-    m->etags = calloc(m->n_parts ? m->n_parts : 1, sizeof *m->etags);
-    if (!m->etags) {
-        free(m);
-        return NULL;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    char *t = header_safe(buf) && n ? strdup(buf) : NULL;
+    OPENSSL_cleanse(buf, sizeof buf);
+    return t;
+}
+
+/* The request of credential sub-step st->cred_step. */
+static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req)
+{
+    req->method = "GET";
+    if (s->source == CRED_CONTAINER) {
+        req->url = strdup(s->cred_url);
+        if (!req->url)
+            goto oom;
+        if (s->cred_auth_file) {
+            char *t = read_token_file(s->cred_auth_file);
+            if (!t) {
+                cfs_op_fail(op, CFS_EAUTH, "cannot read the container authorization token file %.200s",
+                            s->cred_auth_file);
+                return -1;
+            }
+            int rc = add_header_line(req, "Authorization", t);
+            free_secret(t);
+            if (rc < 0)
+                goto oom;
+        } else if (s->cred_auth && add_header_line(req, "Authorization", s->cred_auth) < 0) {
+            goto oom;
+        }
+    } else if (st->cred_step == 1) {
+        req->method = "PUT";
+        req->body = "";
+        req->body_len = 0;
+        req->url = dup_printf("%s/latest/api/token", s->cred_url);
+        if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL) < 0)
+            goto oom;
+    } else {
+        req->url = st->cred_step == 2
+                       ? dup_printf("%s/latest/meta-data/iam/security-credentials/", s->cred_url)
+                       : dup_printf("%s/latest/meta-data/iam/security-credentials/%s", s->cred_url, st->imds_role);
+        if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token", st->imds_token) < 0)
+            goto oom;
     }
-    op->backend_state = m;
-    op->free_backend_state = mpu_state_free;
-    return m;
+    if (cfs_op_set_where(op, req->url) < 0)
+        goto oom;
+    return 0;
+oom:
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a credentials request");
+    return -1;
+}
+
+static cfs_next next_step(cfs_op *op, int step);
+
+/* The answer to a credential sub-step. */
+static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp)
+{
+    cfs_buf *body = resp->body;
+    char detail[160] = "";
+    int last = s->source == CRED_CONTAINER || st->cred_step == 3;
+    if (resp->status < 200 || resp->status >= 300) {
+        snprintf(detail, sizeof detail, "HTTP %ld", resp->status);
+        goto failed;
+    }
+    if (!last) {
+        /* IMDS token (step 1) or role list (step 2, the first line) */
+        size_t n = body->len;
+        const char *d = body->data ? body->data : "";
+        if (st->cred_step == 2)
+            n = strcspn(d, "\r\n") < n ? strcspn(d, "\r\n") : n;
+        char *v = strndup(d, n);
+        if (!v || !n || !header_safe(v) || (st->cred_step == 2 && strchr(v, '/'))) {
+            free_secret(v);
+            snprintf(detail, sizeof detail, "%s", st->cred_step == 1 ? "bad IMDS token" : "no IAM role");
+            goto failed;
+        }
+        if (st->cred_step == 1) {
+            free_secret(st->imds_token);
+            st->imds_token = v;
+        } else {
+            free(st->imds_role);
+            st->imds_role = v;
+        }
+        if (body->data)
+            OPENSSL_cleanse(body->data, body->len);
+        st->cred_step++;
+        return next_step(op, op->step);
+    }
+    cfs_aws_creds c;
+    int rc = cfs_aws_creds_parse(body->data, body->len, &c, detail, sizeof detail);
+    if (body->data)
+        OPENSSL_cleanse(body->data, body->len);
+    if (rc < 0)
+        goto failed;
+    int64_t now = (int64_t)time(NULL);
+    if (c.expiration && now >= c.expiration - MANDATORY_MARGIN) {
+        cfs_aws_creds_clear(&c);
+        snprintf(detail, sizeof detail, "the credentials given expire at once");
+        goto failed;
+    }
+    pthread_mutex_lock(&s->lock);
+    free(s->access_key_id);
+    free_secret(s->secret_access_key);
+    free_secret(s->session_token);
+    s->access_key_id = c.access_key_id;
+    s->secret_access_key = c.secret_access_key;
+    s->session_token = c.session_token;
+    s->expiration = c.expiration;
+    s->key_date[0] = '\0'; /* new secret: derive the signing key again */
+    pthread_mutex_unlock(&s->lock);
+    memset(&c, 0, sizeof c); /* moved into the backend */
+    release_claim(s, st, 0);
+    st->fetched = 1;
+    st->cred_step = 0;
+    free_secret(st->imds_token);
+    st->imds_token = NULL;
+    return next_step(op, op->step); /* now the op's own request */
+
+failed:
+    /* An early refresh that failed: carry on with the current credentials. */
+    if (st->claimed) {
+        release_claim(s, st, 1);
+        pthread_mutex_lock(&s->lock);
+        int usable = s->access_key_id &&
+                     (s->expiration == 0 || (int64_t)time(NULL) < s->expiration - MANDATORY_MARGIN);
+        pthread_mutex_unlock(&s->lock);
+        if (usable) {
+            st->cred_step = 0;
+            st->fetched = 1;
+            return next_step(op, op->step);
+        }
+    }
+    if (resp->status >= 500 || resp->status == 429 || resp->status == 408) {
+        cfs_op_fail(op, CFS_ETRANSIENT, "credentials from %s: %s", s->cred_url, detail);
+        return CFS_NEXT_RETRY;
+    }
+    cfs_op_fail(op, CFS_EAUTH, "credentials from %s refused: %s", s->cred_url, detail);
+    return CFS_NEXT_DONE;
 }
 
 /* ------------------------------------------------------------------- build */
@@ -491,28 +812,9 @@ static int append_query(cfs_buf *u, const cfs_sigv4_pair *q, size_t n)
     return 0;
 }
 
-/* The signing key for today, derived once a day. */
-static void signing_key_for(s3_backend *s, const char *amz_date, unsigned char key[CFS_SHA256_LEN], int *ok)
-{
-    pthread_mutex_lock(&s->key_lock);
-    if (strncmp(s->key_date, amz_date, 8) != 0) {
-        char date8[9];
-        memcpy(date8, amz_date, 8);
-        date8[8] = '\0';
-        if (cfs_sigv4_derive_key(s->secret_access_key, date8, s->region, "s3", s->signing_key) == 0)
-            memcpy(s->key_date, date8, sizeof date8);
-        else
-            s->key_date[0] = '\0';
-    }
-    *ok = s->key_date[0] != '\0';
-    if (*ok)
-        memcpy(key, s->signing_key, CFS_SHA256_LEN);
-    pthread_mutex_unlock(&s->key_lock);
-}
-
 /* Sign the spec (unless anonymous) and fill the engine's request. 0, or -1 after
  * cfs_op_fail(). */
-static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r)
+static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r, const creds_view *cv)
 {
     cfs_buf u = {0};
     cfs_sigv4_output sig;
@@ -529,15 +831,7 @@ static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r
         if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 || append_query(&u, r->query, r->nq) < 0)
             goto oom;
     } else {
-        char err[160] = "", amz_date[17];
-        unsigned char key[CFS_SHA256_LEN];
-        int key_ok = 0;
-        int64_t now = (int64_t)time(NULL);
-        if (cfs_sigv4_format_time(now, amz_date) < 0) {
-            cfs_op_fail(op, CFS_EINVALID, "system clock out of range");
-            goto fail;
-        }
-        signing_key_for(s, amz_date, key, &key_ok);
+        char err[160] = "";
         cfs_sigv4_input in = {
             .method = r->method,
             .path = r->path.data,
@@ -548,17 +842,14 @@ static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r
             .n_headers = r->nh,
             .payload_hash = r->payload ? r->payload : CFS_SIGV4_EMPTY_SHA256,
             .content_sha256_header = 1,
-            .time = now,
+            .time = cv->now,
             .region = s->region,
             .service = "s3",
-            .access_key_id = s->access_key_id,
-            .secret_access_key = s->secret_access_key,
-            .session_token = s->session_token,
-            .signing_key = key_ok ? key : NULL,
+            .access_key_id = cv->access_key_id,
+            .session_token = cv->session_token,
+            .signing_key = cv->key,
         };
-        int rc = cfs_sigv4_sign(&in, &sig, err, sizeof err);
-        OPENSSL_cleanse(key, sizeof key);
-        if (rc < 0) {
+        if (cfs_sigv4_sign(&in, &sig, err, sizeof err) < 0) {
             cfs_op_fail(op, CFS_EINVALID, "cannot sign the request: %s", err);
             goto fail;
         }
@@ -595,52 +886,49 @@ fail:
     return -1;
 }
 
-/* The next request of a multipart PUT (see mpu_state). */
-static int spec_multipart(s3_backend *s, cfs_op *op, req_spec *r)
+/* The next request of a multipart PUT (see s3_state). */
+static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
-    mpu_state *m = mpu_get(s, op);
-    if (!m)
-        return -1;
     size_t step = (size_t)op->step;
     if (step == 0) {
         r->method = "POST";
         r->body = "";
         add_q(r, "uploads", "");
         add_h(r, "Content-Type", "application/octet-stream");
-    } else if (step <= m->n_parts) {
-        size_t off = (step - 1) * m->part_size;
-        size_t len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
-        if (m->hashed_part != step) {
-            if (hash_body(s, op->body + off, len, m->md5_b64, m->sha256) < 0)
+    } else if (step <= st->n_parts) {
+        size_t off = (step - 1) * st->part_size;
+        size_t len = op->body_len - off < st->part_size ? op->body_len - off : st->part_size;
+        if (st->hashed_part != step) {
+            if (hash_body(s, op->body + off, len, st->md5_b64, st->sha256) < 0)
                 return -1;
-            m->hashed_part = step;
+            st->hashed_part = step;
         }
         r->method = "PUT";
         r->body = op->body + off;
         r->body_len = len;
-        r->payload = m->sha256;
+        r->payload = st->sha256;
         snprintf(r->part_number, sizeof r->part_number, "%zu", step);
         add_q(r, "partNumber", r->part_number);
-        add_q(r, "uploadId", m->upload_id);
-        add_h(r, "Content-MD5", m->md5_b64);
-    } else if (step == m->n_parts + 1) {
-        if (!m->complete.len && cfs_s3_complete_body(&m->complete, m->etags, m->n_parts) < 0)
+        add_q(r, "uploadId", st->upload_id);
+        add_h(r, "Content-MD5", st->md5_b64);
+    } else if (step == st->n_parts + 1) {
+        if (!st->complete.len && cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0)
             return -1;
-        if (hash_body(s, m->complete.data, m->complete.len, m->md5_b64, m->sha256) < 0)
+        if (hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
             return -1;
-        m->hashed_part = 0;
+        st->hashed_part = 0;
         r->method = "POST";
-        r->body = m->complete.data;
-        r->body_len = m->complete.len;
-        r->payload = m->sha256;
-        add_q(r, "uploadId", m->upload_id);
+        r->body = st->complete.data;
+        r->body_len = st->complete.len;
+        r->payload = st->sha256;
+        add_q(r, "uploadId", st->upload_id);
         add_h(r, "Content-Type", "application/xml");
-        add_h(r, "Content-MD5", m->md5_b64);
+        add_h(r, "Content-MD5", st->md5_b64);
         if (op->if_none_match)
             add_h(r, "If-None-Match", "*");
     } else {
         r->method = "DELETE";
-        add_q(r, "uploadId", m->upload_id);
+        add_q(r, "uploadId", st->upload_id);
     }
     return 0;
 }
@@ -648,6 +936,37 @@ static int spec_multipart(s3_backend *s, cfs_op *op, req_spec *r)
 static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     s3_backend *s = (s3_backend *)b;
+    if (op->kind == CFS_OP_RMDIR) {
+        /* A flat namespace has no directories to remove: complete at once, no request
+         * (the engine finishes an op whose build() fails with whatever status it has). */
+        op->status = CFS_OK;
+        return -1;
+    }
+    s3_state *st = state_of(s, op);
+    if (!st) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return -1;
+    }
+    creds_view cv;
+    memset(&cv, 0, sizeof cv);
+    if (!s->anon) {
+        if (!st->cred_step) {
+            int d = creds_decide(s, st, &cv, op);
+            if (d == CREDS_ERROR)
+                return -1;
+            if (d == CREDS_FETCH) {
+                if (++st->fetches > MAX_CRED_FETCHES) {
+                    release_claim(s, st, 1);
+                    cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s", s->cred_url);
+                    return -1;
+                }
+                st->cred_step = 1;
+            }
+        }
+        if (st->cred_step)
+            return build_cred_request(s, op, st, req);
+    }
+
     req_spec r;
     memset(&r, 0, sizeof r);
     add_h(&r, "Host", s->host);
@@ -680,19 +999,21 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         break;
     case CFS_OP_PUT:
         if (is_multipart(s, op)) {
-            if (spec_multipart(s, op, &r) < 0)
+            if (spec_multipart(s, op, st, &r) < 0)
                 goto oom;
             break;
         }
-        put_state *ps = put_hashes(s, op);
-        if (!ps)
-            goto oom;
+        if (!st->put_hashed) {
+            if (hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0)
+                goto oom;
+            st->put_hashed = 1;
+        }
         r.method = "PUT";
         r.body = op->body ? op->body : "";
         r.body_len = op->body_len;
-        r.payload = ps->sha256;
+        r.payload = st->sha256;
         add_h(&r, "Content-Type", "application/octet-stream");
-        add_h(&r, "Content-MD5", ps->md5_b64);
+        add_h(&r, "Content-MD5", st->md5_b64);
         if (op->if_none_match)
             add_h(&r, "If-None-Match", "*");
         break;
@@ -701,20 +1022,7 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         r.method = op->step == 0 ? "HEAD" : "DELETE";
         r.no_body = op->step == 0;
         break;
-    case CFS_OP_RMDIR:
-        /* A flat namespace has no directories to remove: complete at once, no request
-         * (the engine finishes an op whose build() fails with whatever status it has). */
-        cfs_buf_free(&r.path);
-        op->status = CFS_OK;
-        return -1;
-    case CFS_OP_LIST: {
-        list_state *ls = op->backend_state;
-        if (!ls) {
-            if (!(ls = calloc(1, sizeof *ls)))
-                goto oom;
-            op->backend_state = ls;
-            op->free_backend_state = list_state_free;
-        }
+    case CFS_OP_LIST:
         if (!(r.scratch = dup_printf("%s%s", s->prefix, op->key)))
             goto oom;
         r.method = "GET";
@@ -723,18 +1031,21 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         add_q(&r, "encoding-type", "url");
         if (!op->recursive)
             add_q(&r, "delimiter", "/");
-        if (ls->token)
-            add_q(&r, "continuation-token", ls->token);
+        if (st->list_token)
+            add_q(&r, "continuation-token", st->list_token);
         break;
+    case CFS_OP_RMDIR:
+        break; /* handled above */
     }
-    }
-    int rc = emit_request(s, op, req, &r);
+    int rc = emit_request(s, op, req, &r, &cv);
     cfs_buf_free(&r.path);
     free(r.scratch);
+    creds_view_clear(&cv);
     return rc;
 oom:
     cfs_buf_free(&r.path);
     free(r.scratch);
+    creds_view_clear(&cv);
     cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
     return -1;
 }
@@ -841,11 +1152,9 @@ static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
     return CFS_NEXT_DONE;
 }
 
-static cfs_next next_step(cfs_op *op, int step);
-
 static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
-    list_state *ls = op->backend_state;
+    s3_state *st = op->backend_state;
     cfs_s3_list_page page;
     char err[200];
     if (cfs_s3_parse_list(resp->body->data, resp->body->len, &page, err, sizeof err) < 0) {
@@ -878,8 +1187,8 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         }
     }
     if (page.is_truncated) {
-        free(ls->token);
-        ls->token = page.next_token;
+        free(st->list_token);
+        st->list_token = page.next_token;
         page.next_token = NULL;
         cfs_buf_free(&name);
         cfs_s3_list_page_free(&page);
@@ -907,7 +1216,7 @@ static int last_attempt(const cfs_op *op)
 }
 
 /* A multipart step failed for good: keep the failure and abort the upload. */
-static cfs_next mpu_abort(cfs_op *op, mpu_state *m)
+static cfs_next mpu_abort(cfs_op *op, s3_state *m)
 {
     m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
     memcpy(m->fail_message, op->message, sizeof m->fail_message);
@@ -917,7 +1226,7 @@ static cfs_next mpu_abort(cfs_op *op, mpu_state *m)
 static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
     (void)s;
-    mpu_state *m = op->backend_state;
+    s3_state *m = op->backend_state;
     size_t step = (size_t)op->step;
     if (step == m->n_parts + 2) { /* the abort is done (or not): report the failure */
         op->status = m->fail_status;
@@ -970,6 +1279,9 @@ static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
 static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     s3_backend *s = (s3_backend *)b;
+    s3_state *st = op->backend_state;
+    if (st && st->cred_step)
+        return finish_cred(s, op, st, resp);
     if (is_multipart(s, op))
         return mpu_finish(s, op, resp);
     if (resp->status < 200 || resp->status >= 300)

@@ -166,6 +166,8 @@ class _Metadata(http.server.ThreadingHTTPServer):
         self.requests = []
         self.creds = {"AccessKeyId": "ASIAMETA", "SecretAccessKey": "metasecret", "Token": "metatoken",
                       "Expiration": "2099-01-01T00:00:00Z"}
+        self.answers = []  # (status, creds dict) to give before self.creds, oldest first
+        self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -186,6 +188,14 @@ class _MetadataHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _next_creds(self):
+        with self.server.lock:
+            if self.server.answers:
+                status, creds = self.server.answers.pop(0)
+            else:
+                status, creds = 200, self.server.creds
+        return status, json.dumps(creds) if creds is not None else ""
+
     def do_PUT(self):
         self.server.requests.append(("PUT", self.path, dict(self.headers)))
         if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
@@ -197,7 +207,7 @@ class _MetadataHandler(http.server.BaseHTTPRequestHandler):
         if self.path == "/ecs/creds":
             if self.headers.get("Authorization") != "container-secret":
                 return self._send(401, "")
-            return self._send(200, json.dumps(self.server.creds))
+            return self._send(*self._next_creds())
         if self.path.startswith("/latest/meta-data/iam/security-credentials/"):
             if self.headers.get("X-aws-ec2-metadata-token") != "imds-token":
                 return self._send(401, "")
@@ -205,7 +215,10 @@ class _MetadataHandler(http.server.BaseHTTPRequestHandler):
             if not role:
                 return self._send(200, "the-role\n")
             if role == "the-role":
-                return self._send(200, json.dumps({"Code": "Success", **self.server.creds}))
+                status, body = self._next_creds()
+                if status == 200:
+                    body = json.dumps({"Code": "Success", **json.loads(body)})
+                return self._send(status, body)
         return self._send(404, "")
 
 
@@ -271,3 +284,115 @@ def test_resolved_options_open_a_signed_store(clean_env, tmp_path):
         wrong = dict(opts, secret_access_key="wrong")
         with pytest.raises(errors.AuthenticationError):
             CloudFilesStore(url, **wrong)["k"]
+
+
+# ------------------------------------------------------ refresh before expiry (in C)
+
+def _iso(t):
+    import datetime
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def moto_auth():
+    srv = MotoServer(auth=True).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _second_key(srv):
+    """The access key of a new moto IAM user allowed s3:*, and an IAM client."""
+    import uuid
+
+    import botocore.session
+    iam = botocore.session.get_session().create_client(
+        "iam", region_name=srv.region, endpoint_url=srv.endpoint,
+        aws_access_key_id=srv.access_key_id, aws_secret_access_key=srv.secret_access_key)
+    user = f"u-{uuid.uuid4().hex[:12]}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return iam, key
+
+
+def _fresh_bucket(srv):
+    import uuid
+    bucket = f"refresh-{uuid.uuid4().hex[:16]}"
+    srv.client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}"
+
+
+@pytest.mark.parametrize("source", ["container", "imds"])
+def test_credentials_refreshed_before_expiry(clean_env, metadata, moto_auth, tmp_path, source):
+    import time
+    iam, k1 = _second_key(moto_auth)
+    _, k2 = _second_key(moto_auth)
+    now = time.time()
+    # K1 expires in 2 minutes (inside the early-refresh window), K2 in an hour.
+    metadata.answers = [(200, {"AccessKeyId": k1["AccessKeyId"], "SecretAccessKey": k1["SecretAccessKey"],
+                               "Expiration": _iso(now + 120)})]
+    metadata.creds = {"AccessKeyId": k2["AccessKeyId"], "SecretAccessKey": k2["SecretAccessKey"],
+                      "Expiration": _iso(now + 3600)}
+    if source == "container":
+        clean_env.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", metadata.url + "/ecs/creds")
+        clean_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-secret")
+    else:
+        clean_env.setenv("AWS_EC2_METADATA_DISABLED", "false")
+        clean_env.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.url)
+    url = _fresh_bucket(moto_auth)
+    opts = s3_backend_options(url, {"endpoint_url": moto_auth.endpoint})
+    assert opts["access_key_id"] == k1["AccessKeyId"]
+    assert opts["credential_source"] == source
+    assert abs(int(opts["credential_expiration"]) - (now + 120)) <= 2
+    fetches = len([r for r in metadata.requests if r[0] == "GET" and not r[1].endswith("/")])
+    assert fetches == 1
+    # K1 stops working now: only a refreshed key can succeed.
+    iam.delete_access_key(UserName=k1["UserName"], AccessKeyId=k1["AccessKeyId"])
+    s = CloudFilesStore(url, **opts)
+    s["k"] = b"signed with the refreshed key"
+    s.setitems({f"more/{i}": b"x" for i in range(50)})
+    assert s["k"] == b"signed with the refreshed key"
+    assert len(s) == 51
+    fetches = len([r for r in metadata.requests if r[0] == "GET" and not r[1].endswith("/")])
+    assert fetches == 2, "one refresh, by one op, while K2 is far from expiry"
+    if source == "imds":
+        gets = [{k.lower(): v for k, v in h.items()} for m, p, h in metadata.requests if m == "GET"]
+        assert all(h.get("x-aws-ec2-metadata-token") == "imds-token" for h in gets), gets
+        assert [m for m, _, _ in metadata.requests].count("PUT") == 2
+
+
+def test_failed_early_refresh_keeps_the_current_key(clean_env, metadata, moto_auth):
+    import time
+    _, k1 = _second_key(moto_auth)
+    now = time.time()
+    metadata.answers = [(200, {"AccessKeyId": k1["AccessKeyId"], "SecretAccessKey": k1["SecretAccessKey"],
+                               "Expiration": _iso(now + 300)}),
+                        (500, None)]
+    clean_env.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", metadata.url + "/ecs/creds")
+    clean_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-secret")
+    url = _fresh_bucket(moto_auth)
+    s = CloudFilesStore(url, **s3_backend_options(url, {"endpoint_url": moto_auth.endpoint}))
+    s["a"] = b"still signed with K1"
+    s["b"] = b"no second refresh within the back-off"
+    assert s["a"] == b"still signed with K1"
+    gets = [r for r in metadata.requests if r[0] == "GET"]
+    assert len(gets) == 2  # the resolve, and one failed early refresh
+
+
+def test_expired_credentials_and_a_refusing_endpoint(clean_env, metadata, moto_auth):
+    import time
+    _, k1 = _second_key(moto_auth)
+    metadata.answers = [(200, {"AccessKeyId": k1["AccessKeyId"], "SecretAccessKey": k1["SecretAccessKey"],
+                               "Expiration": _iso(time.time() + 30)})]
+    metadata.creds = None  # then: 200 with an empty body
+    clean_env.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", metadata.url + "/ecs/creds")
+    clean_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-secret")
+    url = _fresh_bucket(moto_auth)
+    s = CloudFilesStore(url, **s3_backend_options(url, {"endpoint_url": moto_auth.endpoint}))
+    with pytest.raises(errors.AuthenticationError) as ei:
+        s["a"] = b"x"
+    assert "ecs/creds" in str(ei.value)
+    assert k1["SecretAccessKey"] not in str(ei.value)

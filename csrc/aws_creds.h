@@ -1,0 +1,28 @@
+/* AWS temporary credentials as the container credentials endpoint and the EC2 instance
+ * metadata service (IMDS) hand them out: the JSON document and its expiry time. Pure; the
+ * requests themselves go through the engine (backend_s3.c). Tested in
+ * tests/c/test_aws_creds.c. */
+#ifndef CFS_AWS_CREDS_H
+#define CFS_AWS_CREDS_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cfs_aws_creds {
+    char *access_key_id;
+    char *secret_access_key;    /* secret */
+    char *session_token;        /* secret, NULL if none */
+    int64_t expiration;         /* epoch seconds, 0 if the document gave none */
+} cfs_aws_creds;
+
+/* Parse {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", ["Code"]}. A "Code"
+ * other than "Success" is a failure. Returns 0, or -1 with a reason in err that never
+ * quotes a secret. */
+int cfs_aws_creds_parse(const char *json, size_t len, cfs_aws_creds *out, char *err, size_t errlen);
+/* Wipe and free the fields, and zero the struct. */
+void cfs_aws_creds_clear(cfs_aws_creds *c);
+
+/* "2026-11-25T15:00:00Z" (fractional seconds and a numeric offset allowed) to epoch
+ * seconds. Returns 0 or -1. */
+int cfs_aws_parse_time(const char *s, int64_t *out);
+
+#endif
