@@ -1,7 +1,9 @@
 /* gs://bucket/prefix: Google Cloud Storage through its JSON API.
  *
  * GET: media download (alt=media), whole or by Range; a whole object is checked against
- * x-goog-hash (crc32c, else md5) and a mismatch is retried like a transient failure.
+ * x-goog-hash (crc32c, else md5) and a mismatch is retried like a transient failure. Whole
+ * reads accept gzip, so an object stored gzip-encoded comes as stored, matches its hash,
+ * and is decompressed here (the server's transcoding would not match the hash).
  * HEAD: the object resource (its size). PUT: a multipart upload whose metadata carries the
  * object's crc32c, so the server verifies the bytes; create-if-absent with
  * ifGenerationMatch=0 (412 -> CFS_EEXISTS). DELETE. LIST: pages of prefix/delimiter
@@ -532,6 +534,11 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         req->url = cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, "alt=media");
         if (!req->url || cfs_request_range(req, &op->range) < 0)
             goto oom;
+        /* An object stored gzip-encoded comes as stored (its x-goog-hash is of those bytes),
+         * not decompressed by the server: checked, then decompressed here. A range of such
+         * an object is served decompressed, whole, and is not checked. */
+        if (op->range.kind == CFS_RANGE_NONE && cfs_request_header(req, "Accept-Encoding: gzip") < 0)
+            goto oom;
         break;
     case CFS_OP_HEAD:
         req->method = "GET"; /* the object resource: JSON with its size */
@@ -675,16 +682,31 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return CFS_NEXT_AGAIN;
     }
 
-    /* a whole object (or a server that ignored Range) is checked before any slicing */
-    if (op->kind == CFS_OP_GET && resp->status == 200) {
+    /* a whole object is checked as received, before decompression */
+    int gzipped = 0;
+    if (op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE) {
         int ok = verify_download(op, resp);
         if (ok == 0)
             return CFS_NEXT_RETRY;
         if (ok < 0)
             return CFS_NEXT_DONE;
+        gzipped = resp->content_encoding && strcasecmp(resp->content_encoding, "gzip") == 0;
     }
 
     cfs_next next = cfs_http_status_outcome(op, resp);
+    if (gzipped && op->status == CFS_OK) {
+        cfs_buf plain = { 0 };
+        int rc = cfs_gcs_gunzip(resp->body->data, resp->body->len, &plain);
+        if (rc < 0) {
+            cfs_buf_free(&plain);
+            cfs_op_fail(op, rc == -2 ? CFS_ENOMEM : CFS_EPROTOCOL,
+                        "the gzip-encoded object does not decompress");
+            return CFS_NEXT_DONE;
+        }
+        cfs_buf_free(resp->body);
+        *resp->body = plain;
+        op->size = (int64_t)plain.len;
+    }
     if (op->status != CFS_OK) {
         describe_failure(op, resp);
         if (op->kind == CFS_OP_PUT && resp->status == 400 &&

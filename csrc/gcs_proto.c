@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,5 +319,47 @@ out:
     cJSON_free(json);
     free(name_copy);
     cfs_buf_free(&crc);
+    return rc;
+}
+
+int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out)
+{
+    const unsigned char *p = in;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (!d)
+        return -2;
+    int rc = 0;
+    while (len > 0) {
+        if (len < 18) { /* header 10 + empty deflate 2 + trailer 8, at the least */
+            rc = -1;
+            break;
+        }
+        /* ISIZE, the member's size mod 2^32, is a good first guess of the room needed */
+        size_t guess = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
+                       (size_t)p[len - 1] << 24;
+        size_t room = guess > 0 ? guess : 4096;
+        for (;;) {
+            if (cfs_buf_reserve(out, room) < 0) {
+                rc = -2;
+                goto done;
+            }
+            size_t in_used = 0, produced = 0;
+            enum libdeflate_result r = libdeflate_gzip_decompress_ex(
+                d, p, len, out->data + out->len, room, &in_used, &produced);
+            if (r == LIBDEFLATE_SUCCESS) {
+                out->len += produced;
+                p += in_used;
+                len -= in_used;
+                break;
+            }
+            if (r != LIBDEFLATE_INSUFFICIENT_SPACE || room > ((size_t)-1) / 4) {
+                rc = -1;
+                goto done;
+            }
+            room *= 2;
+        }
+    }
+done:
+    libdeflate_free_decompressor(d);
     return rc;
 }

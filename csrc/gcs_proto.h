@@ -56,4 +56,9 @@ void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n);
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
                            const void *data, size_t len, uint32_t crc32c);
 
+/* Decompress a gzip body (one or more members), as GCS sends an object stored with
+ * Content-Encoding: gzip to a client that accepts gzip. Appends to out. Returns 0, -1 if
+ * the data is not valid gzip, -2 if out of memory. */
+int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out);
+
 #endif

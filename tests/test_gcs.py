@@ -193,6 +193,32 @@ def test_range_past_the_end(gs):
     assert gs.get_range("small", 50, 60) == b""  # the emulator's 416, as every backend
 
 
+def _upload_gzip_encoded(gcs_server, name, plain):
+    """Store `plain` gzip-compressed with Content-Encoding: gzip (as `gsutil cp -Z` does)."""
+    import gzip
+    meta = json.dumps({"name": name, "contentEncoding": "gzip", "contentType": "text/plain"})
+    body = (b"--bb\r\nContent-Type: application/json\r\n\r\n" + meta.encode()
+            + b"\r\n--bb\r\nContent-Type: text/plain\r\n\r\n" + gzip.compress(plain)
+            + b"\r\n--bb--\r\n")
+    req = urllib.request.Request(
+        f"{gcs_server.url}/upload/storage/v1/b/{GCS_BUCKET}/o?uploadType=multipart", data=body,
+        headers={"Content-Type": "multipart/related; boundary=bb"}, method="POST")
+    urllib.request.urlopen(req).read()
+
+
+def test_gzip_encoded_object_is_checked_and_decompressed(gs, gcs_server):
+    """Its x-goog-hash is of the stored (compressed) bytes: they are fetched as stored,
+    checked, and decompressed, instead of failing the check on the server's transcoding."""
+    prefix = gs.url.split("/", 3)[3]
+    plain = b"hello zarr " * 5000
+    _upload_gzip_encoded(gcs_server, f"{prefix}/z", plain)
+    before = engine_stats()["retries"]
+    assert gs["z"] == plain
+    assert gs.getitems(["z"]) == {"z": plain}
+    assert engine_stats()["retries"] == before
+    assert gs.get_range("z", 6, 10) == plain[6:10]  # served decompressed by the server
+
+
 def test_missing_bucket_is_not_a_missing_key(gcs_server):
     s = CloudFilesStore(f"gs://no-such-bucket-{_unique()[:8]}/p", endpoint_url=gcs_server.url,
                         retry_base=0.01)
@@ -330,6 +356,22 @@ def test_corrupted_bytes_never_reach_getitems(fault_server):
     failed = {e.key for e in ei.value.errors}
     assert failed == {"k3"}
     assert all(isinstance(e, errors.ChecksumError) for e in ei.value.errors)
+
+
+def test_corrupted_gzip_encoded_download_is_retried(fault_server):
+    import gzip
+    prefix = _unique()
+    plain = os.urandom(1000) * 3
+    stored = gzip.compress(plain)
+    path = _object_path(prefix, "k")
+    fault_server.put(path, stored, headers=[("Content-Encoding", "gzip"),
+                                            ("X-Goog-Hash", goog_hash(stored))])
+    fault_server.add_faults(path, ["corrupt"])
+    s = _fault_store(fault_server, prefix, anon=True)
+    assert s["k"] == plain
+    reqs = fault_server.requests(path, method="GET")
+    assert [r.fault for r in reqs] == ["corrupt", None]
+    assert fault_server.header(reqs[0], "Accept-Encoding") == "gzip"
 
 
 def test_ranges_are_not_checked_against_the_whole_hash(fault_server):

@@ -1,6 +1,6 @@
 // Unit tests of the GCS JSON API pieces (csrc/gcs_proto.c) and base64 (csrc/base64.c).
 // sources: csrc/gcs_proto.c csrc/base64.c csrc/keys.c csrc/buf.c csrc/op.c csrc/crc32c.c
-// pkg: libcjson
+// pkg: libcjson libdeflate
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,8 +185,39 @@ static void test_multipart(void)
     cfs_buf_free(&b);
 }
 
+static void test_gunzip(void)
+{
+    /* printf 'hello hello hello hello' | gzip -cn (and twice: two members) */
+    static const unsigned char gz[] = {
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9,
+        0xc9, 0x57, 0xc8, 0x40, 0x27, 0x01, 0xe3, 0x51, 0x3d, 0x8d, 0x17, 0x00, 0x00, 0x00,
+    };
+    cfs_buf out = { 0 };
+    CHECK(cfs_gcs_gunzip(gz, sizeof gz, &out) == 0 && out.len == 23 &&
+          memcmp(out.data, "hello hello hello hello", 23) == 0, "one member");
+    cfs_buf_reset(&out);
+    unsigned char two[2 * sizeof gz];
+    memcpy(two, gz, sizeof gz);
+    memcpy(two + sizeof gz, gz, sizeof gz);
+    CHECK(cfs_gcs_gunzip(two, sizeof two, &out) == 0 && out.len == 46, "two members: %zu", out.len);
+    cfs_buf_reset(&out);
+    unsigned char bad[sizeof gz];
+    memcpy(bad, gz, sizeof gz);
+    bad[12] ^= 0x55;
+    CHECK(cfs_gcs_gunzip(bad, sizeof bad, &out) == -1, "damaged");
+    cfs_buf_reset(&out);
+    memcpy(bad, gz, sizeof gz);
+    bad[sizeof gz - 4] = 0; /* a wrong ISIZE: the room guess is wrong, the data is not */
+    CHECK(cfs_gcs_gunzip(bad, sizeof bad, &out) == -1, "ISIZE mismatch is an error");
+    cfs_buf_reset(&out);
+    CHECK(cfs_gcs_gunzip(gz, 10, &out) == -1, "truncated");
+    CHECK(cfs_gcs_gunzip("", 0, &out) == 0 && out.len == 0, "empty");
+    cfs_buf_free(&out);
+}
+
 int main(void)
 {
+    test_gunzip();
     test_base64();
     test_urls();
     test_hash();
