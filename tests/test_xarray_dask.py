@@ -18,6 +18,8 @@ import dask  # noqa: E402
 
 from cloudfiles_store import ZarrStore  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
+
 
 def _dataset(n_time=48, ny=20, nx=30):
     rng = np.random.default_rng(7)
