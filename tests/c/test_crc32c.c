@@ -80,6 +80,33 @@ int main(void)
     CHECK(cfs_crc32c(0, data, 4096) == cfs_crc32c_portable(0, data, 4096), "4096 bytes");
     free(data);
 
+    /* the three-stream paths (blocks of 3 x 256 and 3 x 8192 bytes) and their edges */
+    big = 3 * 8192 * 3 + 4096;
+    data = malloc(big);
+    if (!data) {
+        fprintf(stderr, "out of memory\n");
+        return 2;
+    }
+    for (size_t i = 0; i < big; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (unsigned char)(x >> 16);
+    }
+    static const size_t lens[] = { 767, 768, 769, 1536, 3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1,
+                                   3 * 8192 + 768, 2 * 3 * 8192 + 5, 3 * 8192 * 3 };
+    mismatches = 0;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (size_t off = 0; off < 9; off++)
+            if (cfs_crc32c(0, data + off, lens[i]) != cfs_crc32c_portable(0, data + off, lens[i]))
+                mismatches++;
+    for (int r = 0; r < 200; r++) {
+        x = x * 1103515245u + 12345u;
+        size_t off = (x >> 8) % 64, len = (x >> 12) % (big - 64);
+        if (cfs_crc32c(0, data + off, len) != cfs_crc32c_portable(0, data + off, len))
+            mismatches++;
+    }
+    CHECK(mismatches == 0, "%d mismatches on long inputs", mismatches);
+    free(data);
+
     printf("crc32c: hardware=%d, %d checks, %d failures\n", cfs_crc32c_hardware(), checks, failures);
     return failures ? 1 : 0;
 }
