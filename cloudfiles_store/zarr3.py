@@ -70,7 +70,11 @@ def _queue(loop: asyncio.AbstractEventLoop) -> _core.Completions:
         if q is None:
             # drop the queues of closed loops (their selectors, and so the readers, are gone)
             for old in [lp for lp in _completions if lp.is_closed()]:
-                del _completions[old]
+                stale = _completions.pop(old)
+                try:
+                    stale.drain()  # free ops that finished after their loop closed
+                except Exception:
+                    pass  # their futures' loop is closed: nobody is waiting
             q = _core.Completions()
             loop.add_reader(q.fileno(), q.drain)
             _completions[loop] = q

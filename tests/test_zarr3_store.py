@@ -270,6 +270,29 @@ def test_completions_one_per_loop_and_dropped_with_closed_loops():
     assert q1.in_flight == 0
 
 
+def test_op_finishing_after_its_loop_closed_is_freed(fault_server):
+    prefix = f"/late-{time.time_ns()}"
+    fault_server.put(f"{prefix}/k", b"v")
+    fault_server.add_faults(f"{prefix}/k", ["delay:0.4"])
+    store = ZarrStore(fault_server.url + prefix)
+
+    async def leave_one_behind():
+        asyncio.ensure_future(store.get("k", PROTO))
+        await asyncio.sleep(0.05)
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(leave_one_behind())  # closes the loop with the get in flight
+    q = zarr3_module._completions[loop]
+    time.sleep(1.0)  # the server answers after 0.4 s
+    assert q.in_flight == 1  # finished, but its loop will never drain it
+
+    async def again():
+        return (await store.get("k", PROTO)).to_bytes()
+
+    assert asyncio.run(again()) == b"v"  # a new loop: the stale queue is swept and drained
+    assert q.in_flight == 0 and loop not in zarr3_module._completions
+
+
 def test_no_thread_per_call_and_loop_stays_responsive(fault_server):
     """300 gets that each take 0.3 s on the server: all in flight at once on one loop,
     no new thread, and the loop ticks every few ms meanwhile."""
