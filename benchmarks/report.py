@@ -160,6 +160,11 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
              f"at start, {', '.join(f'{x:.1f}' for x in m.get('loadavg_end', m['loadavg_start']))} at end); nginx, "
              "the client and those builds share 2 cores, so absolute figures swing by 2x between runs: "
              "read the ratios, which compare clients within the same round.")
+    t = m.get("tree") or {}
+    if t:
+        L.append(f"- Measured build: commit {t.get('commit', '?')}"
+                 + (" with uncommitted changes in csrc/" if t.get("csrc_dirty") else "")
+                 + (f", extension built {t['core_built']}" if t.get("core_built") else "") + ".")
     L.append(f"- Rounds: {doc['runs']} (median reported, min..max shown); "
              f"concurrency: {', '.join(map(str, doc['concurrency']))}; "
              f"elapsed {doc.get('elapsed_s', 0) / 60:.1f} min.")

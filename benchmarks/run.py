@@ -114,7 +114,23 @@ def machine_info():
         pass
     ngx = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True)
     curl = subprocess.run(["pkg-config", "--modversion", "libcurl"], capture_output=True, text=True)
+    # which build of ours was measured: the tree's commit, whether csrc/ had uncommitted
+    # changes, and when the extension module was built (the lead rebuilds it in place)
+    tree = {}
+    try:
+        tree["commit"] = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip()
+        tree["csrc_dirty"] = bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "csrc"],
+                                                 capture_output=True, text=True).stdout.strip())
+        import glob
+
+        so = glob.glob(os.path.join(REPO, "cloudfiles_store", "_core*.so"))
+        if so:
+            tree["core_built"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(so[0])))
+    except Exception:  # noqa: BLE001
+        pass
     return {
+        "tree": tree,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "mem_mib": mem,
