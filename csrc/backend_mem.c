@@ -178,6 +178,8 @@ static void mem_list(mem_bucket *b, cfs_op *op)
             }
         }
     }
+    if (!op->recursive)
+        cfs_entries_sort_unique(&op->entries); /* a directory is seen once per key below it */
 }
 
 static void mem_execute(cfs_backend *be, cfs_op *op)

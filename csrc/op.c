@@ -81,6 +81,26 @@ int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t s
     return 0;
 }
 
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cfs_entry *)a)->name, ((const cfs_entry *)b)->name);
+}
+
+void cfs_entries_sort_unique(cfs_entries *e)
+{
+    if (e->len < 2)
+        return;
+    qsort(e->items, e->len, sizeof e->items[0], entry_cmp);
+    size_t kept = 1;
+    for (size_t i = 1; i < e->len; i++) {
+        if (strcmp(e->items[i].name, e->items[kept - 1].name) == 0)
+            free(e->items[i].name);
+        else
+            e->items[kept++] = e->items[i];
+    }
+    e->len = kept;
+}
+
 void cfs_entries_free(cfs_entries *e)
 {
     for (size_t i = 0; i < e->len; i++)

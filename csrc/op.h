@@ -69,6 +69,8 @@ typedef struct cfs_entries {
 
 int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir);
 void cfs_entries_free(cfs_entries *e);
+/* Sort by name and drop repeated names. */
+void cfs_entries_sort_unique(cfs_entries *e);
 
 struct cfs_backend;
 struct cfs_op;

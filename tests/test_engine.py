@@ -103,3 +103,22 @@ async def test_async_op_keeps_its_store_alive(nginx_url):
         assert all(v == b"v" * 100_000 for v in await asyncio.gather(*futures))
     finally:
         loop.remove_reader(comp.fileno())
+
+
+async def test_async_list_dir_names_each_directory_once(store):
+    store.setitems({"foo/zarr.json": b"1", "foo/c/0": b"2", "foo/c/1": b"3", "x": b""})
+    raw = _core.Store(store.url, **store.options)
+    loop = asyncio.get_running_loop()
+    comp = _core.Completions()
+    loop.add_reader(comp.fileno(), comp.drain)
+    try:
+        f = loop.create_future()
+        comp.list_dir(raw, "", f)
+        top = sorted((name, is_dir) for name, _, is_dir in await f)
+        assert top == [("foo", True), ("x", False)]
+        f = loop.create_future()
+        comp.list_dir(raw, "foo/", f)
+        assert sorted((name, is_dir) for name, _, is_dir in await f) == [
+            ("foo/c", True), ("foo/zarr.json", False)]
+    finally:
+        loop.remove_reader(comp.fileno())
