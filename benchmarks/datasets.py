@@ -28,8 +28,8 @@ MiB = 1024 * KiB
 
 # name -> (object size, full-run count, quick-run count, key width)
 OBJECT_SETS = {
-    "o64k": (64 * KiB, 10_000, 4_000, 6),
-    "o16k": (16 * KiB, 20_000, 8_000, 6),
+    "o64k": (64 * KiB, 10_000, 3_000, 6),
+    "o16k": (16 * KiB, 20_000, 6_000, 6),
     "o1m": (1 * MiB, 256, 64, 4),
     "o64m": (64 * MiB, 8, 2, 2),
 }

@@ -206,7 +206,7 @@ def parse_args(argv):
     ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; quick: 1)")
     ap.add_argument("--clients", default=None, help="comma list of: " + ",".join(ALL_CLIENTS))
     ap.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
-    ap.add_argument("--wrk-duration", type=float, default=None, help="seconds per wrk run (default 5; quick 2)")
+    ap.add_argument("--wrk-duration", type=float, default=None, help="seconds per wrk run (default 5; quick 1)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds before a client run is killed")
     ap.add_argument("--report", default=None, help="markdown output (default BENCHMARKS.md; quick: results/quick.md)")
     ap.add_argument("--no-install", action="store_true", help="no venv/pip: use this interpreter as is")
@@ -231,7 +231,7 @@ def main(argv=None):
     concs = [int(c) for c in (args.concurrency or ("64" if quick else "16,64,256")).split(",")]
     runs = args.runs or (1 if quick else 3)
     clients = args.clients.split(",") if args.clients else list(ALL_CLIENTS)
-    wrk_duration = args.wrk_duration or (2.0 if quick else 5.0)
+    wrk_duration = args.wrk_duration or (1.0 if quick else 5.0)
     shown = []
     skip_next = False
     for a in argv:  # the command as the user typed it (without the internal --setup-notes)
