@@ -208,3 +208,27 @@ def chunk_checksum(path):
 
 
 Data.ensure_zarr3 = _zarr3_ensure
+
+
+LIST_FULL = 100_000
+LIST_QUICK = 20_000
+
+
+def _listing_ensure(self, n, log=print):
+    """A directory bucket/list/<n>/ of n empty files; returns (dir, crc of the sorted names)."""
+    d = os.path.join(self.bucket, "list", str(n))
+    names = [f"k{i:06d}" for i in range(n)]
+    entry = self.manifest.get(f"list-{n}")
+    if not entry or not os.path.isdir(d) or len(os.listdir(d)) != n:
+        log(f"  data: creating {n:,} empty files in {d}")
+        os.makedirs(d, exist_ok=True)
+        for k in names:
+            p = os.path.join(d, k)
+            if not os.path.exists(p):
+                open(p, "wb").close()
+        self.manifest[f"list-{n}"] = {"n": n}
+        self._save()
+    return d, zlib.crc32("\n".join(sorted(names)).encode())
+
+
+Data.ensure_listing = _listing_ensure

@@ -61,6 +61,8 @@ WORKLOADS = {
     # zarr 3 end to end: one uint8 array, 1 MiB uncompressed chunks, 1 GiB (quick 128 MiB)
     "zarr3_read": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_read"},
     "zarr3_write": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_write"},
+    # one directory of 100,000 keys (quick 20,000) listed through nginx's JSON autoindex, 5 times
+    "list100k": {"set": "list", "passes": (1, 1), "op": "list", "listings": (5, 2)},
 }
 DEFAULT_WORKLOADS = list(WORKLOADS)
 
@@ -260,7 +262,14 @@ def main(argv=None):
     wl_items = {}
     for w in workloads:
         spec = WORKLOADS[w]
-        if spec["set"] == "zarr3":
+        if spec["set"] == "list":
+            nkeys = datasets.LIST_QUICK if quick else datasets.LIST_FULL
+            ldir, lcrc = data.ensure_listing(nkeys, log=log)
+            nl = spec["listings"][1 if quick else 0]
+            wl_items[w] = {"n": nl * nkeys, "listings": nl, "nkeys": nkeys, "payload": 0, "object_size": 0,
+                           "op": "list", "expected": lcrc, "url_path": f"/bucket/list/{nkeys}",
+                           "desc": f"listing {nkeys:,} keys (nginx JSON index), {nl} times"}
+        elif spec["set"] == "zarr3":
             z = data.ensure_zarr3("quick" if quick else "full", log=log)
             verb = "read" if spec["op"] == "zarr3_read" else "write"
             wl_items[w] = {"zarr": z, "n": z["nchunks"], "payload": z["nbytes"], "object_size": MiB,
@@ -356,8 +365,21 @@ def main(argv=None):
                                 na = worker.CLIENTS[c].no_stream
                             elif c == LIMIT and it.get("op") == "stream":
                                 na = "wrk keeps no bodies: its limit is the GET row"
+                            if c in worker.CLIENTS and op == "list":
+                                na = worker.CLIENTS[c].no_list
                             if na:
                                 r = {"client": c, "na": na}
+                            elif op == "list" and c == LIMIT:  # wrk: GET the index again and again
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, [it["url_path"] + "/"],
+                                                   1, wrk_duration, 0)
+                                if not r.get("fatal"):
+                                    r["objects"] = r["requests"] * it["nkeys"]
+                                    r["bytes"] = r["wire_bytes"]
+                            elif op == "list":
+                                lspec = {"client": c, "op": "list", "base_url": srv.url + it["url_path"],
+                                         "concurrency": conc, "listings": it["listings"], "expect": it["nkeys"],
+                                         "warmup": 1, "passes": 1}
+                                r = run_worker(py, lspec, tmp, args.timeout)
                             elif op in ("zarr3_read", "zarr3_write") and c != LIMIT:
                                 z = it["zarr"]
                                 zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],

@@ -49,6 +49,12 @@ class Client:
     def stream(self, keys):
         raise NotImplementedError(self.no_stream)
 
+    # listing one directory of the server: names; no_list says why a client cannot
+    no_list = "cannot list nginx's JSON directory index"
+
+    def list_names(self):
+        raise NotImplementedError(self.no_list)
+
     # zarr 3: a zarr.abc.store.Store for url, or no_zarr3 says why not
     no_zarr3 = "no zarr 3 store"
 
@@ -88,6 +94,11 @@ class CloudFilesStoreClient(Client):
 
     def stream(self, keys):
         return self.s.iter_get(keys)
+
+    no_list = None
+
+    def list_names(self):
+        return self.s.listdir()
 
     no_zarr3 = None
 
@@ -134,6 +145,15 @@ class Urllib3Client(Client):
     def put_many(self, mapping):
         for _ in self.ex.map(self._put, mapping.items()):
             pass
+
+    no_list = None
+
+    def list_names(self):
+        """GET the directory URL, parse nginx's `autoindex_format json`."""
+        r = self.pm.request("GET", self.base + "/", preload_content=True)
+        if r.status != 200:
+            raise RuntimeError(f"GET {self.base}/: HTTP {r.status}")
+        return [e["name"] for e in json.loads(r.data)]
 
     no_stream = None
 
@@ -190,6 +210,7 @@ class FsspecClient(Client):
     """fsspec's HTTPFileSystem (aiohttp): `cat(urls, batch_size=C)`, aiohttp connector limit C."""
 
     name = "fsspec_http"
+    no_list = "HTTPFileSystem.ls scrapes links from an HTML index; nginx here serves a JSON index"
 
     def __init__(self, base, conc):
         import aiohttp
@@ -241,6 +262,7 @@ class ObstoreClient(Client):
     """obstore's HTTPStore, driven from asyncio: one get per key, a Semaphore(C) bounding it."""
 
     name = "obstore"
+    no_list = "HTTPStore lists with WebDAV PROPFIND, which nginx's dav module does not implement"
 
     def __init__(self, base, conc):
         import asyncio
@@ -316,6 +338,7 @@ class CloudFilesClient(Client):
 
     name = "cloud-files"
     no_put = "cloud-files' http(s) backend is read-only"
+    no_list = "cloud-files' http(s) backend cannot list"
 
     def __init__(self, base, conc):
         from cloudfiles import CloudFiles
@@ -347,6 +370,7 @@ class TensorStoreClient(Client):
 
     name = "tensorstore"
     no_put = "TensorStore's http kvstore driver is read-only"
+    no_list = "TensorStore's http kvstore driver cannot list"
     no_zarr3 = None  # reads through its own zarr3 driver (read_zarr3 below); writes: no_put
 
     def __init__(self, base, conc):
@@ -500,6 +524,16 @@ def run(spec):
         def fetch(sub):
             cli.put_many({k: values[k] for k in sub})
             return []  # checked afterwards on the server's disk by the orchestrator
+    elif spec.get("op") == "list":
+        items = [None] * spec.get("listings", 1)  # one listing per item
+
+        def fetch(sub):
+            n = s = 0
+            for _ in sub:
+                names = cli.list_names()
+                n += len(names)
+                s = zlib.crc32("\n".join(sorted(names)).encode())
+            return ("list", n, s)
     elif spec.get("op") == "stream":
         # keys may repeat (the set streamed more than once); checksums computed inside the
         # timed loop, since the point is to drop each body once consumed (same cost for all)
@@ -560,6 +594,14 @@ def run(spec):
         if err is not None:
             errors += len(items)
             first_error = first_error or f"{type(err).__name__}: {err}"[:500]
+            continue
+        if spec.get("op") == "list":
+            _, n, s = got
+            nobj += n
+            checksums.append(s)
+            if n != spec["expect"] * len(items):
+                errors += 1
+                first_error = first_error or f"listed {n} names, expected {spec['expect'] * len(items)}"
             continue
         if spec.get("op") == "stream":
             _, n, nb, s = got
