@@ -460,6 +460,8 @@ typedef struct s3_state {
     size_t hashed_part;
     char md5_b64[MD5_B64_LEN + 1];
     char sha256[CFS_SHA256_HEX_LEN + 1];
+    /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
+    char etag_md5[33];
     /* multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
      * n_parts+2 abort (only after a failure, which is kept here meanwhile) */
     char *upload_id;
@@ -490,6 +492,11 @@ static void state_free(void *p)
 static int is_multipart(const s3_backend *s, const cfs_op *op)
 {
     return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+}
+
+static int looks_before_delete(const cfs_op *op)
+{
+    return op->kind == CFS_OP_DELETE && op->step == 0 && !op->missing_ok;
 }
 
 static s3_state *state_of(s3_backend *s, cfs_op *op)
@@ -1018,9 +1025,10 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             add_h(&r, "If-None-Match", "*");
         break;
     case CFS_OP_DELETE:
-        /* S3 answers 204 for a missing key too: look first, so a missing key is reported */
-        r.method = op->step == 0 ? "HEAD" : "DELETE";
-        r.no_body = op->step == 0;
+        /* S3 answers 204 for a missing key too: look first, so a missing key is reported,
+         * unless the caller ignores missing keys */
+        r.method = looks_before_delete(op) ? "HEAD" : "DELETE";
+        r.no_body = looks_before_delete(op);
         break;
     case CFS_OP_LIST:
         if (!(r.scratch = dup_printf("%s%s", s->prefix, op->key)))
@@ -1126,12 +1134,26 @@ static int etag_md5(const char *etag, char out[33])
     return 1;
 }
 
+/* A whole-object GET whose ETag is a plain MD5: hash the body on a worker thread. */
 static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
     char want[33];
     if (!s->verify_etag || op->range.kind != CFS_RANGE_NONE || resp->status != 200 ||
         !etag_md5(resp->etag, want))
         return CFS_NEXT_DONE;
+    s3_state *st = state_of(s, op);
+    if (!st) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return CFS_NEXT_DONE;
+    }
+    memcpy(st->etag_md5, want, sizeof want);
+    return CFS_NEXT_VERIFY;
+}
+
+static cfs_next s3_verify(cfs_backend *b, cfs_op *op)
+{
+    (void)b;
+    const char *want = ((s3_state *)op->backend_state)->etag_md5;
     unsigned char md5[MD5_LEN];
     char got[33];
     if (md5_of(op->data.data ? op->data.data : "", op->data.len, md5) < 0) {
@@ -1293,7 +1315,7 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     case CFS_OP_GET:
         return check_etag(s, op, resp);
     case CFS_OP_DELETE:
-        if (op->step == 0)
+        if (looks_before_delete(op))
             return next_step(op, 1); /* it exists: now delete it */
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
@@ -1328,6 +1350,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .close = s3_close,
     .build = s3_build,
     .finish = s3_finish,
+    .verify = s3_verify,
     .configure_handle = s3_configure_handle,
     .url = s3_url,
 };

@@ -92,6 +92,7 @@ static int submit_item(BatchObject *b, PyObject *obj)
         return -1;
     }
     op->caller = it;
+    op->missing_ok = b->kind == BATCH_DELETE; /* delitems, rmdir, clear ignore missing keys */
     if (b->kind == BATCH_RANGE && cfs_py_range(start, end, &op->range) < 0)
         goto fail;
     if (value) {

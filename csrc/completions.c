@@ -151,6 +151,7 @@ static PyObject *submit_simple(CompletionsObject *c, PyObject *args, cfs_op_kind
     if (!op)
         return NULL;
     op->recursive = recursive;
+    op->missing_ok = kind == CFS_OP_DELETE; /* resolves to None either way */
     return submit(c, (StoreObject *)store, op, future, NULL);
 }
 
@@ -161,7 +162,7 @@ static PyObject *completions_head(CompletionsObject *c, PyObject *args)
 
 static PyObject *completions_delete(CompletionsObject *c, PyObject *args)
 {
-    return submit_simple(c, args, CFS_OP_DELETE, 0, 0, "delete");
+    return submit_simple(c, args, CFS_OP_DELETE, 0, 0, "delete"); /* sets missing_ok */
 }
 
 static PyObject *completions_list(CompletionsObject *c, PyObject *args)

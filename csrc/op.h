@@ -85,6 +85,8 @@ typedef struct cfs_op {
     const char *body;           /* PUT: borrowed, alive until completion */
     size_t body_len;
     int if_none_match;          /* PUT: create only if absent */
+    int missing_ok;             /* DELETE: the caller ignores a missing key, so a backend
+                                 * need not look before it deletes */
     int recursive;              /* LIST: every key below, or one level with directories */
 
     /* --- result: set by the backend / engine --- */

@@ -10,7 +10,7 @@
 /* Option names whose values never appear in a repr. */
 static const char *const SECRET_OPTIONS[] = {
     "secret_access_key", "session_token", "bearer_token", "password", "token", "private_key",
-    NULL,
+    "credential_token", "refresh_token", "client_secret", NULL,
 };
 
 int cfs_store_check_open(StoreObject *s)
@@ -60,6 +60,23 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
     return 0;
 }
 
+/* cloudfiles_store._resolve_options(url, options) -> dict */
+static PyObject *resolve_options(PyObject *url, PyObject *kwargs)
+{
+    PyObject *pkg = PyImport_ImportModule("cloudfiles_store");
+    if (!pkg)
+        return NULL;
+    PyObject *given = kwargs ? Py_NewRef(kwargs) : PyDict_New();
+    PyObject *r = given ? PyObject_CallMethod(pkg, "_resolve_options", "OO", url, given) : NULL;
+    Py_DECREF(pkg);
+    Py_XDECREF(given);
+    if (r && !PyDict_Check(r)) {
+        PyErr_SetString(PyExc_TypeError, "_resolve_options must return a dict");
+        Py_CLEAR(r);
+    }
+    return r;
+}
+
 static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *url;
@@ -83,7 +100,14 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     cfs_transfer_config cfg = CFS_TRANSFER_DEFAULT;
     char err[256] = "";
     int rc = -1;
-    if (cfs_py_options(kwargs, &opts) < 0)
+    /* What the backend opens with: the options given plus what Python discovers
+     * (credentials, region). Only the options given are kept for repr and pickling. */
+    PyObject *resolved = resolve_options(url, kwargs);
+    if (!resolved)
+        goto out;
+    int converted = cfs_py_options(resolved, &opts);
+    Py_DECREF(resolved);
+    if (converted < 0)
         goto out;
     if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0) {
         PyErr_SetString(cfs_err.option, err);

@@ -19,6 +19,11 @@ import pytest
 
 from servers import FaultServer, NginxServer
 
+# Traffic stays on this machine: an S3 store made without credentials would otherwise try
+# the EC2 instance metadata service at 169.254.169.254. Tests of that flow point it at a
+# local stand-in explicitly.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 
 # ----------------------------------------------------------------------------- servers
 

@@ -631,3 +631,38 @@ def test_multipart_transient_failures_outlasting_retries_abort(canned):
         s["big"] = b"x" * (6 * MiB)
     calls = [m for m, p, _, _ in canned.full_log if p == "/bkt/root/big"]
     assert calls == ["POST", "PUT", "PUT", "DELETE"]
+
+
+def test_credentials_found_in_the_environment_sign_requests(moto_auth, monkeypatch, tmp_path):
+    """A store given no credentials finds them the AWS way (here the environment and a
+    profile file) and signs with them; they stay out of its repr and its pickle."""
+    bucket = f"auth-{_unique()[:20]}"
+    moto_auth.client().create_bucket(Bucket=bucket)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_auth.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_auth.secret_access_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_auth.endpoint)
+    monkeypatch.setenv("AWS_REGION", moto_auth.region)
+    s = CloudFilesStore(f"s3://{bucket}")
+    s["k"] = b"from the environment"
+    assert s["k"] == b"from the environment"
+    assert moto_auth.secret_access_key not in repr(s)
+    blob = pickle.dumps(s)
+    assert moto_auth.secret_access_key.encode() not in blob
+    assert pickle.loads(blob)["k"] == b"from the environment"  # rediscovered on load
+
+    # a profile file instead of the environment
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[bench]\naws_access_key_id = {moto_auth.access_key_id}\n"
+                     f"aws_secret_access_key = {moto_auth.secret_access_key}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent-config"))
+    assert CloudFilesStore(f"s3://{bucket}", profile="bench")["k"] == b"from the environment"
+    # and a wrong one is refused, not silently anonymous
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_auth.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(errors.AuthenticationError):
+        CloudFilesStore(f"s3://{bucket}", retries=1)["k"]
