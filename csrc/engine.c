@@ -23,6 +23,9 @@
 #define WORKER_THREADS 8
 #define HEADER_VALUE_MAX 512
 #define IDLE_POLL_MS 1000
+/* How often the bytes moved by each transfer are sampled: a stall is seen at most about
+ * two intervals after its timeout. */
+#define STALL_SAMPLE_MS 250
 
 struct cfs_limiter {
     cfs_transfer_config cfg;
@@ -52,7 +55,7 @@ typedef struct transfer {
     struct timespec retry_at;
     struct transfer *next_retry;
     /* stall detection (libcurl's LOW_SPEED averages over seconds, too slow to notice):
-     * the transfer thread samples the bytes moved about once a second */
+     * the transfer thread samples the bytes moved every STALL_SAMPLE_MS */
     curl_off_t moved;
     struct timespec last_move;
     int stalled;
@@ -586,14 +589,15 @@ static void retry_verify_failures(engine *e)
     }
 }
 
-/* Fail, for a retry, every transfer that has moved no byte for its stall timeout. */
+/* Fail, for a retry, every transfer that has moved no byte for its stall timeout
+ * (sampled every STALL_SAMPLE_MS). */
 static void check_stalls(engine *e)
 {
     struct timespec now = now_mono();
     if (now.tv_sec < e->next_stall_check.tv_sec ||
         (now.tv_sec == e->next_stall_check.tv_sec && now.tv_nsec < e->next_stall_check.tv_nsec))
         return;
-    e->next_stall_check = after_seconds(1.0);
+    e->next_stall_check = after_seconds(STALL_SAMPLE_MS / 1000.0);
     transfer *t = e->active;
     while (t) {
         transfer *next = t->next_active; /* t may leave the list below */
@@ -714,7 +718,7 @@ static void *transfer_main(void *arg)
             start_request(e, op);
         }
 
-        long timeout_ms = IDLE_POLL_MS;
+        long timeout_ms = e->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
         retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
         check_stalls(e);
