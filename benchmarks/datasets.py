@@ -232,3 +232,40 @@ def _listing_ensure(self, n, log=print):
 
 
 Data.ensure_listing = _listing_ensure
+
+
+# zarr 2 format array for the zarr 2.18 read (our mapping vs FSStore): 512 MiB (quick 128 MiB),
+# same 1 MiB uncompressed uint8 chunks; written by zarr 3 with zarr_format=2.
+ZARR2_SHAPES = {"full": (16384, 32768), "quick": (8192, 16384)}
+
+
+def _zarr2_ensure(self, which, log=print):
+    import zarr
+    from zarr.storage import LocalStore
+
+    shape = ZARR2_SHAPES[which]
+    path = os.path.join(self.bucket, "zarr2", which)
+    entry = self.manifest.get("zarr2-" + which)
+    if entry and entry.get("shape") == list(shape) and os.path.exists(os.path.join(path, ".zarray")):
+        return entry
+    log(f"  data: writing the zarr 2 format array {shape} uint8, chunks {ZARR3_CHUNKS}, into {path}")
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR3_CHUNKS, dtype="uint8",
+                            compressors=None, fill_value=0, zarr_format=2)
+    rows = ZARR3_CHUNKS[0]
+    c = zlib.crc32(b"array")
+    for i in range(shape[0] // rows):
+        block = np.frombuffer(_gen("zarr2", i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
+        arr[i * rows:(i + 1) * rows, :] = block
+        c = zlib.crc32(block, c)
+    nchunks = (shape[0] // ZARR3_CHUNKS[0]) * (shape[1] // ZARR3_CHUNKS[1])
+    entry = {"shape": list(shape), "chunks": list(ZARR3_CHUNKS), "path": path, "crc": c,
+             "nchunks": nchunks, "nbytes": shape[0] * shape[1]}
+    self.manifest["zarr2-" + which] = entry
+    self._save()
+    return entry
+
+
+Data.ensure_zarr2 = _zarr2_ensure

@@ -61,6 +61,8 @@ WORKLOADS = {
     # zarr 3 end to end: one uint8 array, 1 MiB uncompressed chunks, 1 GiB (quick 128 MiB)
     "zarr3_read": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_read"},
     "zarr3_write": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_write"},
+    # zarr 2.18 (its own venv) reading a zarr 2 format array: our mapping vs FSStore (+ TensorStore)
+    "zarr2_read": {"set": "zarr2", "passes": (1, 1), "op": "zarr2_read"},
     # one directory of 100,000 keys (quick 20,000) listed through nginx's JSON autoindex, 5 times
     "list100k": {"set": "list", "passes": (1, 1), "op": "list", "listings": (5, 2)},
 }
@@ -182,6 +184,32 @@ def run_worker(py, spec, tmpdir, timeout):
                 "fatal": f"worker exited {p.returncode} without a result: {p.stderr[-1500:]}"}
 
 
+ZARR2_CLIENTS = (OURS, "fsspec_http", "tensorstore")
+
+
+def zarr2_env(args):
+    """(python, None) of a venv with zarr 2.18 + fsspec/aiohttp, made by the project's
+    .ci/zarr2-env into benchmarks/.venv-zarr2; or (None, reason)."""
+    script = os.path.join(REPO, ".ci", "zarr2-env")
+    if not os.path.exists(script):
+        return None, ".ci/zarr2-env not found"
+    env = dict(os.environ, CFS_ZARR2_VENV=os.path.join(HERE, ".venv-zarr2"))
+    if in_venv():  # make the zarr 2 venv from the base interpreter, not from ours
+        env["PYTHON"] = os.path.join(sys.base_prefix, "bin", "python3")
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        return None, "zarr2-env failed: " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    zpy = p.stdout.strip().splitlines()[-1]
+    if subprocess.run([zpy, "-c", "import fsspec, aiohttp"], capture_output=True).returncode != 0:
+        if args.no_install:
+            return None, "fsspec/aiohttp missing in the zarr 2 venv (--no-install)"
+        q = subprocess.run([zpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "fsspec", "aiohttp"],
+                           capture_output=True, text=True)
+        if q.returncode != 0:
+            return None, "pip install fsspec aiohttp failed: " + (q.stderr.strip().splitlines() or ["?"])[-1]
+    return zpy, None
+
+
 def stored_checksum(directory, keys):
     """Checksum of what a PUT run left on the server's disk (missing files count as wrong)."""
     crcs = []
@@ -262,7 +290,13 @@ def main(argv=None):
     wl_items = {}
     for w in workloads:
         spec = WORKLOADS[w]
-        if spec["set"] == "list":
+        if spec["set"] == "zarr2":
+            z = data.ensure_zarr2("quick" if quick else "full", log=log)
+            wl_items[w] = {"zarr": z, "n": z["nchunks"], "payload": z["nbytes"], "object_size": MiB,
+                           "op": "zarr2_read", "expected": z["crc"],
+                           "desc": f"zarr 2.18 read, {z['nbytes'] / 2**30:.2f} GiB uint8 array, "
+                                   f"{z['nchunks']:,} x 1 MiB uncompressed chunks"}
+        elif spec["set"] == "list":
             nkeys = datasets.LIST_QUICK if quick else datasets.LIST_FULL
             ldir, lcrc = data.ensure_listing(nkeys, log=log)
             nl = spec["listings"][1 if quick else 0]
@@ -312,6 +346,10 @@ def main(argv=None):
 
     # PUT targets: bucket/put/run-PID/<client>-c<C>-r<round>, removed after each measurement;
     # one directory per benchmark process, so two runs never delete each other's objects
+    zarr2_py, zarr2_note = None, None
+    if "zarr2_read" in workloads:
+        zarr2_py, zarr2_note = zarr2_env(args)
+        log(f"zarr 2 environment: {zarr2_py or zarr2_note}")
     put_base = os.path.join(data.bucket, "put")
     os.makedirs(put_base, exist_ok=True)
     os.chmod(put_base, 0o777)  # nginx's workers (nobody) create the objects
@@ -367,6 +405,13 @@ def main(argv=None):
                                 na = "wrk keeps no bodies: its limit is the GET row"
                             if c in worker.CLIENTS and op == "list":
                                 na = worker.CLIENTS[c].no_list
+                            if op == "zarr2_read" and c in worker.CLIENTS:
+                                if c not in ZARR2_CLIENTS:
+                                    na = "no zarr 2 store"
+                                elif c != "tensorstore" and zarr2_py is None:
+                                    na = f"no zarr 2 environment: {zarr2_note}"
+                            if op == "zarr2_read" and c == LIMIT:
+                                op = "zarr3_read"  # wrk: the same GETs of every chunk file
                             if na:
                                 r = {"client": c, "na": na}
                             elif op == "list" and c == LIMIT:  # wrk: GET the index again and again
@@ -380,6 +425,12 @@ def main(argv=None):
                                          "concurrency": conc, "listings": it["listings"], "expect": it["nkeys"],
                                          "warmup": 1, "passes": 1}
                                 r = run_worker(py, lspec, tmp, args.timeout)
+                            elif op == "zarr2_read":
+                                z = it["zarr"]
+                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
+                                         "nchunks": z["nchunks"], "nbytes": z["nbytes"],
+                                         "url": f"{srv.url}/bucket/zarr2/{os.path.basename(z['path'])}"}
+                                r = run_worker(py if c == "tensorstore" else zarr2_py, zspec, tmp, args.timeout)
                             elif op in ("zarr3_read", "zarr3_write") and c != LIMIT:
                                 z = it["zarr"]
                                 zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
@@ -391,8 +442,10 @@ def main(argv=None):
                                     r["checksums"] = [datasets.chunk_checksum(put_dir)]
                             elif op == "zarr3_read":  # wrk: GET every chunk file
                                 z = it["zarr"]
+                                cdir = os.path.join(z["path"], "c")
                                 paths = sorted("/" + os.path.relpath(os.path.join(d, f), data.root)
-                                               for d, _, fs in os.walk(os.path.join(z["path"], "c")) for f in fs)
+                                               for d, _, fs in os.walk(cdir if os.path.isdir(cdir) else z["path"])
+                                               for f in fs if not f.startswith("."))
                                 r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
                                                    min(conc, len(paths)), wrk_duration, MiB)
                             elif c == LIMIT and is_put:

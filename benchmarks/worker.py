@@ -417,6 +417,36 @@ def read_zarr3(client_cls, url, conc, region=None):
     return arr[region] if region else arr[...]
 
 
+def read_zarr2(client_cls, url, conc, region=None):
+    """zarr 2.18 (run in the zarr 2 venv): our mapping vs FSStore; TensorStore's zarr (v2) driver."""
+    if client_cls is TensorStoreClient:
+        import tensorstore as ts
+
+        ctx = ts.Context({"http_request_concurrency": {"limit": conc}})
+        t = ts.open({"driver": "zarr", "kvstore": {"driver": "http", "base_url": url.rstrip("/") + "/"}},
+                    context=ctx, read=True).result()
+        return (t[region] if region else t).read().result()
+    import zarr
+
+    if client_cls is CloudFilesStoreClient:
+        from cloudfiles_store import CloudFilesStore
+
+        store = CloudFilesStore(url, concurrency=conc)
+    elif client_cls is FsspecClient:
+        import aiohttp
+        import fsspec
+
+        async def get_client(**kw):
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+
+        fsspec.config.conf["gather_batch_size"] = conc  # FSMap.getitems -> fs.cat batch size
+        store = zarr.storage.FSStore(url, mode="r", get_client=get_client)
+    else:
+        raise NotImplementedError(client_cls.name)
+    arr = zarr.open_array(store=store, mode="r")
+    return arr[region] if region else arr[...]
+
+
 def write_zarr3(client_cls, url, conc, data, chunks):
     import zarr
 
@@ -460,11 +490,19 @@ def run_zarr3(spec):
     """zarr 3 end to end: read the whole array, or write it (values read locally first)."""
     cls = CLIENTS[spec["client"]]
     out = {"client": spec["client"], "version": cls.version()}
+    try:
+        import zarr
+
+        out["zarr_version"] = zarr.__version__
+    except ImportError:
+        pass
     conc = spec["concurrency"]
     import numpy as np
 
     nchunks = spec["nchunks"]
-    if spec["op"] == "zarr3_write":
+    if spec["op"] == "zarr2_read":
+        read_zarr2(cls, spec["url"], conc, (slice(0, spec["chunks"][0]), slice(0, spec["chunks"][1])))
+    elif spec["op"] == "zarr3_write":
         import zarr
         from zarr.storage import LocalStore
 
@@ -481,6 +519,8 @@ def run_zarr3(spec):
         if spec["op"] == "zarr3_write":
             write_zarr3(cls, spec["url"], conc, data, spec["chunks"])
             result = None
+        elif spec["op"] == "zarr2_read":
+            result = read_zarr2(cls, spec["url"], conc)
         else:
             result = read_zarr3(cls, spec["url"], conc)
     except Exception as e:
@@ -503,7 +543,7 @@ def run_zarr3(spec):
 
 
 def run(spec):
-    if spec.get("op", "").startswith("zarr3"):
+    if spec.get("op", "").startswith(("zarr3", "zarr2")):
         return run_zarr3(spec)
     cls = CLIENTS[spec["client"]]
     out = {"client": spec["client"]}
