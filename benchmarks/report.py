@@ -304,6 +304,11 @@ def merge(docs):
     out["elapsed_s"] = sum(d.get("elapsed_s", 0) for d in docs)
     m = dict(out["machine"])
     m["loadavg_end"] = docs[-1]["machine"].get("loadavg_end", m["loadavg_start"])
+    trees = [d["machine"].get("tree") for d in docs if d["machine"].get("tree")]
+    if trees:  # several runs: name every build measured (runs before this was recorded say nothing)
+        m["tree"] = {"commit": ", ".join(dict.fromkeys(t.get("commit", "?") for t in trees)),
+                     "csrc_dirty": any(t.get("csrc_dirty") for t in trees),
+                     "core_built": ", ".join(dict.fromkeys(t["core_built"] for t in trees if t.get("core_built")))}
     out["machine"] = m
     return out
 
