@@ -105,9 +105,12 @@ def plots(doc, agg, plot_dir):
     clients = _sorted_clients({c for (w, k), a in agg.items() for c in a["clients"]})
     colors = {c: f"C{i}" for i, c in enumerate(ORDER)}
     for w in workloads:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        concs = sorted({k for (ww, k) in agg if ww == w})
+        big = (doc["workloads"][w].get("object_size") or 0) >= 2**20
+        cpu_metric = ("cpu_per_gb", "client CPU s per GB") if big else ("cpu_per_1k", "client CPU s per 1,000 requests")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
         for metric, ax, label in (("mbs", axes[0], "MB/s (median, bar = min..max)"),
-                                  ("cpu_per_1k", axes[1], "client CPU s per 1,000 requests")):
+                                  (cpu_metric[0], axes[1], cpu_metric[1])):
             width = 0.8 / max(1, len(clients))
             for i, c in enumerate(clients):
                 xs, ys, lo, hi = [], [], [], []
@@ -129,11 +132,12 @@ def plots(doc, agg, plot_dir):
             ax.set_xticklabels([f"concurrency {k}" for k in concs])
             ax.set_ylabel(label)
             ax.grid(axis="y", alpha=0.3)
-        axes[0].set_title(f"{doc['workloads'][w]['desc']}: throughput")
-        axes[1].set_title("client CPU cost (lower is better)")
+        fig.suptitle(doc["workloads"][w]["desc"], fontsize=11)
+        axes[0].set_title("throughput (higher is better)", fontsize=10)
+        axes[1].set_title("client CPU cost (lower is better)", fontsize=10)
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fig.tight_layout(rect=(0, 0.07, 1, 0.95))
         p = os.path.join(plot_dir, f"{w}.png")
         fig.savefig(p, dpi=90)
         plt.close(fig)
