@@ -53,6 +53,7 @@ typedef struct cfs_backend cfs_backend;
 typedef struct cfs_backend_ops {
     const char *name;               /* "http", "file", "mem", ... */
     const char *const *schemes;     /* URL schemes handled, NULL-terminated */
+    size_t delete_many_max;         /* keys per CFS_OP_DELETE_MANY; 0: one DELETE per key */
 
     /* Parse the URL and take the options this backend understands (cfs_options_take);
      * the caller rejects whatever remains. On failure returns NULL and writes `err`. */
@@ -60,7 +61,8 @@ typedef struct cfs_backend_ops {
     void (*close)(cfs_backend *b);
 
     /* Remote backends. build() may be called several times per op (retries, paging);
-     * it must be pure with respect to op->step. Return 0, or -1 after cfs_op_fail(). */
+     * it must be pure with respect to op->step. Return 0 to send the request, 1 when the
+     * op is complete without one (op->status says how), or -1 after cfs_op_fail(). */
     int (*build)(cfs_backend *b, cfs_op *op, cfs_request *req);
     cfs_next (*finish)(cfs_backend *b, cfs_op *op, const cfs_response *resp);
     /* Options for the transfer itself (TLS, CA bundle, auth) applied to every handle. */

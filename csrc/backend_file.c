@@ -357,6 +357,9 @@ static void file_execute(cfs_backend *b, cfs_op *op)
     case CFS_OP_RMDIR:
         remove_empty_dirs(path, op->key[0] == '\0');
         break;
+    case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
+        cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
+        break;
     }
     free(path);
 }

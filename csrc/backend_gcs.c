@@ -498,7 +498,7 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (op->kind == CFS_OP_RMDIR) {
         /* a flat namespace has no directories to remove: complete at once, no request */
         op->status = CFS_OK;
-        return -1;
+        return 1;
     }
     gcs_state *st = state_of(op);
     char *token = NULL, *name = NULL;
@@ -578,6 +578,7 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             goto oom;
         break;
     case CFS_OP_RMDIR:
+    case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
         break;
     }
     if (cfs_op_set_where(op, req->url) < 0)

@@ -194,6 +194,9 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             goto oom;
         path = ((list_state *)op->backend_state)->current;
         break;
+    case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
+        cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
+        return -1;
     }
     req->url = object_url(h, path);
     if (!req->url || cfs_op_set_where(op, req->url) < 0)

@@ -205,7 +205,7 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         memcpy(copy, op->body, op->body_len);
     }
     pthread_mutex_lock(&b->lock);
-    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR) ? NULL : find_slot(b, op->key, h);
+    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR || op->kind == CFS_OP_DELETE_MANY) ? NULL : find_slot(b, op->key, h);
     switch (op->kind) {
     case CFS_OP_GET:
     case CFS_OP_HEAD:
@@ -254,6 +254,9 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         break;
     case CFS_OP_RMDIR:
         break; /* no directories in a flat namespace */
+    case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
+        cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
+        break;
     }
     pthread_mutex_unlock(&b->lock);
     free(copy);

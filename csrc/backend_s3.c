@@ -462,6 +462,8 @@ typedef struct s3_state {
     char sha256[CFS_SHA256_HEX_LEN + 1];
     /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
     char etag_md5[33];
+    /* DELETE_MANY: the <Delete> document (hashes in md5_b64/sha256 once put_hashed) */
+    cfs_buf delete_body;
     /* multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
      * n_parts+2 abort (only after a failure, which is kept here meanwhile) */
     char *upload_id;
@@ -486,6 +488,7 @@ static void state_free(void *p)
         free(st->etags[i]);
     free(st->etags);
     cfs_buf_free(&st->complete);
+    cfs_buf_free(&st->delete_body);
     free(st);
 }
 
@@ -940,14 +943,28 @@ static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     return 0;
 }
 
+/* The DeleteObjects document for op->keys (full object keys: the store's prefix added). */
+static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
+{
+    char **full = calloc(op->n_keys, sizeof *full);
+    int rc = full ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < op->n_keys; i++)
+        if (!(full[i] = dup_printf("%s%s", s->prefix, op->keys[i])))
+            rc = -1;
+    if (rc == 0)
+        rc = cfs_s3_delete_body(out, (const char *const *)full, op->n_keys);
+    for (size_t i = 0; full && i < op->n_keys; i++)
+        free(full[i]);
+    free(full);
+    return rc;
+}
+
 static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     s3_backend *s = (s3_backend *)b;
     if (op->kind == CFS_OP_RMDIR) {
-        /* A flat namespace has no directories to remove: complete at once, no request
-         * (the engine finishes an op whose build() fails with whatever status it has). */
-        op->status = CFS_OK;
-        return -1;
+        op->status = CFS_OK; /* a flat namespace has no directories to remove */
+        return 1;
     }
     s3_state *st = state_of(s, op);
     if (!st) {
@@ -979,9 +996,9 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     add_h(&r, "Host", s->host);
     if (cfs_buf_append_str(&r.path, s->path_base) < 0)
         goto oom;
-    if (op->kind == CFS_OP_LIST) {
+    if (op->kind == CFS_OP_LIST || op->kind == CFS_OP_DELETE_MANY) {
         if (r.path.len > 1)
-            r.path.len--; /* path-style bucket listing is "/bucket", not "/bucket/" */
+            r.path.len--; /* path-style bucket requests are "/bucket", not "/bucket/" */
     } else if (cfs_buf_append_str(&r.path, s->prefix) < 0 || cfs_buf_append_str(&r.path, op->key) < 0) {
         goto oom;
     }
@@ -1044,6 +1061,21 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         break;
     case CFS_OP_RMDIR:
         break; /* handled above */
+    case CFS_OP_DELETE_MANY:
+        if (!st->put_hashed) {
+            if (delete_document(s, op, &st->delete_body) < 0 ||
+                hash_body(s, st->delete_body.data, st->delete_body.len, st->md5_b64, st->sha256) < 0)
+                goto oom;
+            st->put_hashed = 1;
+        }
+        r.method = "POST";
+        add_q(&r, "delete", "");
+        r.body = st->delete_body.data;
+        r.body_len = st->delete_body.len;
+        r.payload = st->sha256;
+        add_h(&r, "Content-Type", "application/xml");
+        add_h(&r, "Content-MD5", st->md5_b64); /* DeleteObjects requires it */
+        break;
     }
     int rc = emit_request(s, op, req, &r, &cv);
     cfs_buf_free(&r.path);
@@ -1298,6 +1330,36 @@ static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
     return CFS_NEXT_DONE;
 }
 
+typedef struct delete_errors {
+    cfs_op *op;
+    size_t prefix_len;
+} delete_errors;
+
+static int note_delete_error(void *ctx, const char *key, const char *code, const char *message)
+{
+    cfs_op *op = ((delete_errors *)ctx)->op;
+    size_t plen = ((delete_errors *)ctx)->prefix_len;
+    char detail[sizeof op->message];
+    snprintf(detail, sizeof detail, "%s: %s", code[0] ? code : "error", message[0] ? message : "no message");
+    cfs_status st = code_is(code, AUTH_CODES) ? CFS_EAUTH
+                  : code_is(code, RETRY_CODES) ? CFS_ETRANSIENT : CFS_EHTTP;
+    /* the server names full object keys: report them as the store's keys */
+    const char *rel = strlen(key) >= plen ? key + plen : key;
+    return cfs_entries_add_failure(&op->entries, rel, st, detail);
+}
+
+/* DeleteObjects answers 200 with the keys it could not delete (quiet mode). */
+static cfs_next delete_result(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    char err[200];
+    delete_errors ctx = { op, strlen(s->prefix) };
+    cfs_entries_free(&op->entries);
+    if (cfs_s3_parse_delete_result(resp->body->data ? resp->body->data : "", resp->body->len,
+                                   note_delete_error, &ctx, err, sizeof err) < 0)
+        cfs_op_fail(op, CFS_EPROTOCOL, "bad DeleteObjects response: %s", err);
+    return CFS_NEXT_DONE;
+}
+
 static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     s3_backend *s = (s3_backend *)b;
@@ -1320,6 +1382,8 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
         return list_page(s, op, resp);
+    case CFS_OP_DELETE_MANY:
+        return delete_result(s, op, resp);
     default:
         return CFS_NEXT_DONE;
     }
@@ -1346,6 +1410,7 @@ static const char *const s3_schemes[] = {"s3", NULL};
 const cfs_backend_ops cfs_s3_backend = {
     .name = "s3",
     .schemes = s3_schemes,
+    .delete_many_max = 1000, /* DeleteObjects' limit */
     .open = s3_open,
     .close = s3_close,
     .build = s3_build,

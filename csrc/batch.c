@@ -3,6 +3,8 @@
  * and raises BatchError at the end if any key failed. */
 #include "batch.h"
 
+#include <string.h>
+
 #include "pyutil.h"
 
 struct BatchObject {
@@ -122,9 +124,85 @@ fail:
     return -1;
 }
 
+/* Submit one multi-key delete for the keys in `keys` (a list of validated str). */
+static int submit_group(BatchObject *b, PyObject *keys)
+{
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    const char *first = PyUnicode_AsUTF8(PyList_GET_ITEM(keys, 0));
+    cfs_op *op = first ? cfs_op_new(CFS_OP_DELETE_MANY, b->store->backend, first, strlen(first)) : NULL;
+    batch_item *it = op ? PyMem_Calloc(1, sizeof *it) : NULL;
+    if (!it) {
+        cfs_op_free(op);
+        PyErr_NoMemory();
+        return -1;
+    }
+    it->key = Py_NewRef(keys);
+    it->index = b->next_index;
+    op->caller = it;
+    op->keys = calloc((size_t)n, sizeof *op->keys);
+    if (!op->keys)
+        goto oom;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        op->keys[i] = strdup(PyUnicode_AsUTF8(PyList_GET_ITEM(keys, i))); /* UTF-8 cached */
+        if (!op->keys[i])
+            goto oom;
+        op->n_keys++;
+    }
+    op->limiter = b->store->limiter;
+    op->on_done = cfs_waiter_done;
+    op->ctx = b->waiter;
+    if (cfs_engine_submit(op) < 0) {
+        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
+        cfs_batch_release(op);
+        return -1;
+    }
+    b->in_flight++;
+    b->next_index += n;
+    return 0;
+oom:
+    cfs_batch_release(op);
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* Deletes on a backend that takes many keys per request: pull groups of up to
+ * delete_many_max keys. A bad key ends the input; the keys before it still go. */
+static void refill_groups(BatchObject *b, size_t group_max)
+{
+    while (b->iter && !b->interrupted && b->in_flight < b->window) {
+        PyObject *keys = PyList_New(0);
+        if (!keys) {
+            b->input_exc = cfs_exc_take();
+            Py_CLEAR(b->iter);
+            return;
+        }
+        while (b->iter && (size_t)PyList_GET_SIZE(keys) < group_max) {
+            PyObject *obj = PyIter_Next(b->iter);
+            const char *k;
+            Py_ssize_t klen;
+            if (!obj || cfs_py_key(obj, 0, &k, &klen) < 0 || PyList_Append(keys, obj) < 0) {
+                if (PyErr_Occurred())
+                    b->input_exc = cfs_exc_take();
+                Py_CLEAR(b->iter);
+            }
+            Py_XDECREF(obj);
+        }
+        if (PyList_GET_SIZE(keys) > 0 && submit_group(b, keys) < 0 && !b->input_exc) {
+            b->input_exc = cfs_exc_take();
+            Py_CLEAR(b->iter);
+        }
+        Py_DECREF(keys);
+    }
+}
+
 /* Pull items until the window is full or the input ends. */
 static void refill(BatchObject *b)
 {
+    size_t group_max = b->store->backend->ops->delete_many_max;
+    if (b->kind == BATCH_DELETE && group_max > 1) {
+        refill_groups(b, group_max);
+        return;
+    }
     while (b->iter && !b->interrupted && b->in_flight < b->window) {
         PyObject *obj = PyIter_Next(b->iter);
         if (!obj) {
@@ -173,15 +251,45 @@ cfs_op *cfs_batch_next(BatchObject *b)
     }
 }
 
-int cfs_batch_record_failure(BatchObject *b, const cfs_op *op)
+static int append_failure(BatchObject *b, PyObject *exc)
 {
-    batch_item *it = op->caller;
-    PyObject *exc = cfs_py_op_error(op, it ? it->key : NULL);
     if (!exc)
         return -1;
     int rc = PyList_Append(b->failures, exc);
     Py_DECREF(exc);
     return rc;
+}
+
+int cfs_batch_record_failure(BatchObject *b, const cfs_op *op)
+{
+    batch_item *it = op->caller;
+    if (op->kind != CFS_OP_DELETE_MANY)
+        return append_failure(b, cfs_py_op_error(op, it ? it->key : NULL));
+    /* a group: the request failed for all its keys, or the server named those it kept */
+    if (op->status != CFS_OK) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(it->key); i++)
+            if (append_failure(b, cfs_py_op_error(op, PyList_GET_ITEM(it->key, i))) < 0)
+                return -1;
+        return 0;
+    }
+    for (size_t i = 0; i < op->entries.len; i++) {
+        const cfs_entry *e = &op->entries.items[i];
+        PyObject *key = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        if (!key)
+            return -1;
+        int rc = append_failure(b, cfs_py_key_error(op, key, e->status, e->detail ? e->detail : ""));
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cfs_batch_op_failed(const cfs_op *op, int missing_ok)
+{
+    if (op->status != CFS_OK)
+        return !(missing_ok && op->status == CFS_ENOTFOUND);
+    return op->kind == CFS_OP_DELETE_MANY && op->entries.len > 0;
 }
 
 int cfs_batch_finish(BatchObject *b, const char *what)

@@ -19,7 +19,7 @@ typedef enum batch_kind {
 
 /* What one op carries for its caller. */
 typedef struct batch_item {
-    PyObject *key;
+    PyObject *key;          /* a list of keys for a multi-key delete */
     Py_ssize_t index;       /* position in the input */
     Py_buffer view;         /* PUT value, held until completion */
     int has_view;
@@ -37,7 +37,9 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
 cfs_op *cfs_batch_next(BatchObject *b);
 void cfs_batch_release(cfs_op *op);
 
-/* Record a failed op's exception for the final BatchError. Returns 0 or -1. */
+/* Did the op fail (some of its keys, for a multi-key delete)? */
+int cfs_batch_op_failed(const cfs_op *op, int missing_ok);
+/* Record a failed op's exception(s) for the final BatchError. Returns 0 or -1. */
 int cfs_batch_record_failure(BatchObject *b, const cfs_op *op);
 /* After the last op: raise the input error or a BatchError naming every failed key and
  * return -1, or return 0 if all went well. */

@@ -214,6 +214,8 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
         if (st == CFS_OK)
             Py_RETURN_NONE;
         break;
+    case CFS_OP_DELETE_MANY: /* batches only */
+        break;
     case CFS_OP_LIST:
         if (st == CFS_OK) {
             PyObject *list = PyList_New((Py_ssize_t)op->entries.len);

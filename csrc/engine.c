@@ -397,7 +397,7 @@ static void start_request(engine *e, cfs_op *op)
     op->engine_priv = t;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
-    if (b->ops->build(b, op, &t->req) < 0) {
+    if (b->ops->build(b, op, &t->req) != 0) { /* failed, or complete without a request */
         transfer_free(e, t);
         finish_op(e, op);
         return;

@@ -34,6 +34,7 @@ const char *cfs_op_kind_name(cfs_op_kind k)
     case CFS_OP_DELETE: return "delete";
     case CFS_OP_LIST: return "list";
     case CFS_OP_RMDIR: return "rmdir";
+    case CFS_OP_DELETE_MANY: return "delete";
     }
     return "unknown";
 }
@@ -77,7 +78,19 @@ int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t s
         return -1;
     memcpy(copy, name, name_len);
     copy[name_len] = '\0';
-    e->items[e->len++] = (cfs_entry){ copy, size, is_dir };
+    e->items[e->len++] = (cfs_entry){ .name = copy, .size = size, .is_dir = is_dir };
+    return 0;
+}
+
+int cfs_entries_add_failure(cfs_entries *e, const char *name, cfs_status status, const char *detail)
+{
+    char *d = strdup(detail ? detail : "");
+    if (!d || cfs_entries_add(e, name, strlen(name), -1, 0) < 0) {
+        free(d);
+        return -1;
+    }
+    e->items[e->len - 1].status = status;
+    e->items[e->len - 1].detail = d;
     return 0;
 }
 
@@ -93,8 +106,10 @@ void cfs_entries_sort_unique(cfs_entries *e)
     qsort(e->items, e->len, sizeof e->items[0], entry_cmp);
     size_t kept = 1;
     for (size_t i = 1; i < e->len; i++) {
-        if (strcmp(e->items[i].name, e->items[kept - 1].name) == 0)
+        if (strcmp(e->items[i].name, e->items[kept - 1].name) == 0) {
             free(e->items[i].name);
+            free(e->items[i].detail);
+        }
         else
             e->items[kept++] = e->items[i];
     }
@@ -103,8 +118,10 @@ void cfs_entries_sort_unique(cfs_entries *e)
 
 void cfs_entries_free(cfs_entries *e)
 {
-    for (size_t i = 0; i < e->len; i++)
+    for (size_t i = 0; i < e->len; i++) {
         free(e->items[i].name);
+        free(e->items[i].detail);
+    }
     free(e->items);
     e->items = NULL;
     e->len = e->cap = 0;
@@ -133,6 +150,9 @@ void cfs_op_free(cfs_op *op)
     if (!op)
         return;
     free(op->key);
+    for (size_t i = 0; i < op->n_keys; i++)
+        free(op->keys[i]);
+    free(op->keys);
     cfs_buf_free(&op->data);
     cfs_entries_free(&op->entries);
     free(op->where);

@@ -15,6 +15,8 @@ typedef enum cfs_op_kind {
     CFS_OP_LIST,       /* keys under a prefix, recursive or one level */
     CFS_OP_RMDIR,      /* after a prefix's keys are deleted: remove what is left of it
                         * (empty directories); a no-op for flat object stores */
+    CFS_OP_DELETE_MANY, /* several keys in one request (S3 DeleteObjects), for backends
+                         * with delete_many_max > 0; missing keys are not failures */
 } cfs_op_kind;
 
 /* The outcome of an operation; CFS_OK and CFS_ENOTFOUND are the only "normal" ones. */
@@ -57,9 +59,11 @@ typedef struct cfs_range {
 int cfs_range_resolve(const cfs_range *r, int64_t size, int64_t *start, int64_t *end);
 
 typedef struct cfs_entry {
-    char *name;        /* key relative to the store root (LIST) */
-    int64_t size;      /* -1 when unknown */
-    int is_dir;        /* a common prefix, only when listing one level */
+    char *name;        /* key relative to the store root */
+    int64_t size;      /* LIST: -1 when unknown */
+    int is_dir;        /* LIST: a common prefix, only when listing one level */
+    cfs_status status; /* DELETE_MANY: why this key failed */
+    char *detail;      /* DELETE_MANY: the server's word on it, or NULL */
 } cfs_entry;
 
 typedef struct cfs_entries {
@@ -68,6 +72,8 @@ typedef struct cfs_entries {
 } cfs_entries;
 
 int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir);
+/* A key that failed (DELETE_MANY). Returns 0 or -1. */
+int cfs_entries_add_failure(cfs_entries *e, const char *name, cfs_status status, const char *detail);
 void cfs_entries_free(cfs_entries *e);
 /* Sort by name and drop repeated names. */
 void cfs_entries_sort_unique(cfs_entries *e);
@@ -88,6 +94,8 @@ typedef struct cfs_op {
     int missing_ok;             /* DELETE: the caller ignores a missing key, so a backend
                                  * need not look before it deletes */
     int recursive;              /* LIST: every key below, or one level with directories */
+    char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
+    size_t n_keys;
 
     /* --- result: set by the backend / engine --- */
     cfs_status status;
@@ -95,7 +103,7 @@ typedef struct cfs_op {
     int attempts;               /* transfers tried, retries included */
     cfs_buf data;               /* GET body */
     int64_t size;               /* HEAD: object size; GET: total size if known */
-    cfs_entries entries;        /* LIST */
+    cfs_entries entries;        /* LIST: what is there; DELETE_MANY: the keys that failed */
     char *where;                /* URL or path named in errors, never a secret; owned */
     char message[256];          /* human detail for a failure */
 

@@ -121,12 +121,17 @@ static PyObject *error_class(cfs_status s)
 
 PyObject *cfs_py_op_error(const cfs_op *op, PyObject *key)
 {
-    if (op->status == CFS_ENOMEM)
+    return cfs_py_key_error(op, key, op->status, op->message);
+}
+
+PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, const char *message)
+{
+    if (status == CFS_ENOMEM)
         return PyObject_CallNoArgs(PyExc_MemoryError);
     const char *where = op->where ? op->where : "";
     PyObject *msg = PyUnicode_FromFormat("%s %R failed (%s): %s [%s]", cfs_op_kind_name(op->kind),
-                                         key ? key : Py_None, cfs_status_name(op->status),
-                                         op->message, where);
+                                         key ? key : Py_None, cfs_status_name(status),
+                                         message, where);
     if (!msg)
         return NULL;
     PyObject *args = PyTuple_Pack(1, msg);
@@ -134,9 +139,9 @@ PyObject *cfs_py_op_error(const cfs_op *op, PyObject *key)
     PyObject *kw = args ? Py_BuildValue("{s:s,s:O,s:s,s:l,s:s,s:i}", "operation",
                                         cfs_op_kind_name(op->kind), "key", key ? key : Py_None,
                                         "url", where, "status", op->http_status, "reason",
-                                        cfs_status_name(op->status), "attempts", op->attempts)
+                                        cfs_status_name(status), "attempts", op->attempts)
                         : NULL;
-    PyObject *exc = kw ? PyObject_Call(error_class(op->status), args, kw) : NULL;
+    PyObject *exc = kw ? PyObject_Call(error_class(status), args, kw) : NULL;
     Py_XDECREF(args);
     Py_XDECREF(kw);
     return exc;

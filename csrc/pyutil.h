@@ -43,6 +43,8 @@ int cfs_py_options(PyObject *kwargs, cfs_options *out);
 
 /* The exception instance for a failed op (status != OK), naming operation, key, URL. */
 PyObject *cfs_py_op_error(const cfs_op *op, PyObject *key);
+/* The same for one key of a multi-key op, with that key's own status and message. */
+PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, const char *message);
 /* Raise it (KeyError for a missing key). Always returns NULL. */
 PyObject *cfs_py_raise_op(const cfs_op *op, PyObject *key);
 

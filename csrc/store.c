@@ -416,8 +416,7 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     int ok = 1;
     cfs_op *op;
     while ((op = cfs_batch_next(b))) {
-        if (op->status != CFS_OK && !(missing_ok && op->status == CFS_ENOTFOUND) &&
-            cfs_batch_record_failure(b, op) < 0)
+        if (cfs_batch_op_failed(op, missing_ok) && cfs_batch_record_failure(b, op) < 0)
             ok = 0;
         cfs_batch_release(op);
     }

@@ -360,7 +360,7 @@ def test_delete_of_a_missing_key(fault_server):
     with pytest.raises(KeyError):
         del s["nothing"]
     assert fault_server.requests(f"/bkt/{prefix}/nothing", "DELETE") == []
-    s.delitems(["nothing"])  # a batch delete ignores missing keys
+    # batch deletes (DeleteObjects, which ignores missing keys) are tested on moto
 
 
 # ---------------------------------------------------------- canned S3 error responses
@@ -666,3 +666,27 @@ def test_credentials_found_in_the_environment_sign_requests(moto_auth, monkeypat
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     with pytest.raises(errors.AuthenticationError):
         CloudFilesStore(f"s3://{bucket}", retries=1)["k"]
+
+
+def test_delitems_rmdir_clear_use_delete_objects(s3):
+    keys = [f"d/{i:04d}" for i in range(2500)]
+    s3.setitems({k: b"x" for k in keys})
+    s3["keep"] = b"kept"
+    before = engine_stats()["requests"]
+    s3.delitems(keys[:2100] + ["d/missing"])  # a missing key is not a failure
+    used = engine_stats()["requests"] - before
+    assert used == 3, f"2,101 keys in {used} requests: DeleteObjects takes 1,000 at a time"
+    assert sorted(s3) == sorted(keys[2100:] + ["keep"])
+    before = engine_stats()["requests"]
+    s3.rmdir("d")
+    assert engine_stats()["requests"] - before <= 2  # one listing page, one DeleteObjects
+    assert list(s3) == ["keep"]
+    s3.clear()
+    assert list(s3) == []
+
+
+def test_delitems_stops_at_a_bad_key_and_keeps_what_came_before(s3):
+    s3.setitems({f"b/{i}": b"x" for i in range(5)})
+    with pytest.raises(errors.InvalidKeyError):
+        s3.delitems(["b/0", "b/1", "../escape", "b/2"])
+    assert sorted(s3) == ["b/2", "b/3", "b/4"]
