@@ -9,7 +9,7 @@ import sys
 
 OURS = "cloudfiles_store"
 LIMIT = "wrk"
-ORDER = [LIMIT, OURS, "urllib3_threads", "fsspec_http", "obstore", "cloud-files", "tensorstore"]
+ORDER = [LIMIT, OURS, "urllib3_threads", "fsspec_http", "obstore", "cloud-files", "tensorstore", "s3fs"]
 
 
 def _med(xs):
@@ -258,6 +258,10 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
         "- **urllib3_threads**: `ThreadPoolExecutor(C)` + one `urllib3.PoolManager(maxsize=C, block=True)`.\n"
         "- **fsspec_http**: `HTTPFileSystem.cat(urls, batch_size=C)` / `cat_ranges`, aiohttp connector limit C.\n"
         "- **obstore**: `HTTPStore`, `get_async` / `get_range_async` per item under `asyncio.Semaphore(C)`.\n"
+        "- **S3 GET row**: the same nginx and objects through the S3 protocol (path-style, SigV4-signed with a "
+        "dummy key that nginx ignores): `CloudFilesStore('s3://bucket/o64k', endpoint_url=...)`, s3fs "
+        "`S3FileSystem(endpoint_url=..., config_kwargs={'max_pool_connections': C}).cat(paths, batch_size=C)`, "
+        "obstore `S3Store`, TensorStore's s3 kvstore (`s3_request_concurrency` C).\n"
         "- **cloud-files**: `CloudFiles(url, num_threads=C, green=False).get(paths, raw=True)`.\n"
         "- **tensorstore**: http kvstore with `http_request_concurrency` limit C, all reads issued at once.\n"
         "- **cloudfiles_store**: `CloudFilesStore(url, concurrency=C).getitems(keys)` / `get_ranges`.\n"

@@ -39,10 +39,11 @@ from datasets import KiB, MiB  # noqa: E402
 OURS = "cloudfiles_store"
 LIMIT = "wrk"
 BASELINE = "urllib3_threads"
-ALL_CLIENTS = [LIMIT, OURS, BASELINE, "fsspec_http", "obstore", "cloud-files", "tensorstore"]
+ALL_CLIENTS = [LIMIT, OURS, BASELINE, "fsspec_http", "s3fs", "obstore", "cloud-files", "tensorstore"]
 # pip requirement(s) and import probe per optional peer
 PEERS = {
     "fsspec_http": (["fsspec", "aiohttp"], "import fsspec, aiohttp"),
+    "s3fs": (["s3fs"], "import s3fs"),
     "obstore": (["obstore"], "import obstore"),
     "cloud-files": (["cloud-files"], "import cloudfiles"),
     "tensorstore": (["tensorstore"], "import tensorstore"),
@@ -51,6 +52,9 @@ PEERS = {
 # name -> (object set or "shard", description template, passes full/quick)
 WORKLOADS = {
     "get64k": {"set": "o64k", "passes": (1, 1)},
+    # the same 64 KiB objects through the S3 protocol: path-style GETs signed with SigV4 (nginx
+    # ignores the signature), for the clients that speak S3 (s3fs is one of them)
+    "s3get64k": {"set": "o64k", "passes": (1, 1), "op": "s3get"},
     "get16k": {"set": "o16k", "passes": (1, 1)},
     "get1m": {"set": "o1m", "passes": (4, 2)},
     "get64m": {"set": "o64m", "passes": (2, 1)},
@@ -326,6 +330,8 @@ def main(argv=None):
             op = spec.get("op", "get")
             reps = spec.get("reps", 1)
             desc = f"{n:,} x {label} {op.upper()}"
+            if op == "s3get":
+                desc = f"{n:,} x {label} GET over S3 (SigV4, path-style)"
             if op == "stream":
                 desc = f"{reps} x {n:,} x {label} streamed ({reps * n * size / 2**30:.2f} GiB)"
             wl_items[w] = {"keys": keys * reps, "expected": datasets.combine(crcs * reps), "n": n * reps,
@@ -405,6 +411,10 @@ def main(argv=None):
                                 na = "wrk keeps no bodies: its limit is the GET row"
                             if c in worker.CLIENTS and op == "list":
                                 na = worker.CLIENTS[c].no_list
+                            if c in worker.CLIENTS and op == "s3get":
+                                na = worker.CLIENTS[c].no_s3
+                            elif c in worker.CLIENTS and worker.CLIENTS[c].no_http:
+                                na = worker.CLIENTS[c].no_http
                             if op == "zarr2_read" and c in worker.CLIENTS:
                                 if c not in ZARR2_CLIENTS:
                                     na = "no zarr 2 store"
@@ -475,6 +485,9 @@ def main(argv=None):
                                     spec["keys"] = it["keys"]
                                 if it.get("op") == "stream":
                                     spec["op"] = "stream"
+                                if op == "s3get":
+                                    spec["s3"] = {"endpoint": srv.url, "bucket": "bucket", "prefix": WORKLOADS[w]["set"],
+                                                  "region": "us-east-1", "key": "benchkey", "secret": "benchsecret"}
                                 if is_put:
                                     spec.update(op="put", source_dir=src_dir,
                                                 base_url=f"{srv.url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}")

@@ -38,6 +38,11 @@ class Client:
     """
 
     latencies = None
+    # S3 protocol (path-style GETs signed with SigV4 against the same nginx, which ignores the
+    # signature): None if the client's constructor takes s3={endpoint, bucket, prefix, ...}
+    no_s3 = "no S3 client"
+    # a client that speaks only S3 (s3fs): why it has no row in the plain-HTTP workloads
+    no_http = None
     # None if the client can PUT; else why not (the workload records it as not applicable)
     no_put = None
     # None if the client streams results with bounded memory; else why it is not measured
@@ -76,10 +81,17 @@ def _zarr3_async_concurrency(conc):
 class CloudFilesStoreClient(Client):
     name = "cloudfiles_store"
 
-    def __init__(self, base, conc):
+    no_s3 = None
+
+    def __init__(self, base, conc, s3=None):
         from cloudfiles_store import CloudFilesStore
 
-        self.s = CloudFilesStore(base, concurrency=conc)
+        if s3:
+            self.s = CloudFilesStore(f"s3://{s3['bucket']}/{s3['prefix']}", concurrency=conc,
+                                     endpoint_url=s3["endpoint"], region=s3["region"],
+                                     access_key_id=s3["key"], secret_access_key=s3["secret"])
+        else:
+            self.s = CloudFilesStore(base, concurrency=conc)
 
     def get_many(self, keys):
         return self.s.getitems(keys)
@@ -264,14 +276,21 @@ class ObstoreClient(Client):
     name = "obstore"
     no_list = "HTTPStore lists with WebDAV PROPFIND, which nginx's dav module does not implement"
 
-    def __init__(self, base, conc):
+    no_s3 = None
+
+    def __init__(self, base, conc, s3=None):
         import asyncio
 
         import obstore
-        from obstore.store import HTTPStore
+        from obstore.store import HTTPStore, S3Store
 
         self.obs = obstore
-        self.store = HTTPStore.from_url(base.rstrip("/") + "/", client_options={"allow_http": True})
+        if s3:
+            self.store = S3Store(s3["bucket"], prefix=s3["prefix"], endpoint=s3["endpoint"], region=s3["region"],
+                                 access_key_id=s3["key"], secret_access_key=s3["secret"],
+                                 virtual_hosted_style_request=False, client_options={"allow_http": True})
+        else:
+            self.store = HTTPStore.from_url(base.rstrip("/") + "/", client_options={"allow_http": True})
         self.conc = conc
         self.loop = asyncio.new_event_loop()
         self.latencies = []
@@ -340,6 +359,10 @@ class CloudFilesClient(Client):
     no_put = "cloud-files' http(s) backend is read-only"
     no_list = "cloud-files' http(s) backend cannot list"
 
+    # Tried: s3://http://host/bucket/... reaches nginx, but cloud-files checks the ETag as an MD5
+    # and nginx's ETag ("mtime-size") fails that check; endpoint= raises TypeError in 6.4.3.
+    no_s3 = "checks the ETag as an MD5 and nginx's ETag (mtime-size) is not one: MD5IntegrityError"
+
     def __init__(self, base, conc):
         from cloudfiles import CloudFiles
 
@@ -364,6 +387,38 @@ class CloudFilesClient(Client):
         return version("cloud-files")
 
 
+# ---------------------------------------------------------------- s3fs (S3 only)
+class S3fsClient(Client):
+    """s3fs (aiobotocore): `cat(paths, batch_size=C)`, max_pool_connections C."""
+
+    name = "s3fs"
+    no_s3 = None
+    no_http = "S3 protocol only: see the S3 GET row"
+
+    def __init__(self, base, conc, s3=None):
+        import s3fs
+
+        if not s3:
+            raise NotImplementedError(self.no_http)
+        self.conc = conc
+        self.prefix = f"{s3['bucket']}/{s3['prefix']}"
+        self.fs = s3fs.S3FileSystem(key=s3["key"], secret=s3["secret"], endpoint_url=s3["endpoint"],
+                                    client_kwargs={"region_name": s3["region"]},
+                                    config_kwargs={"max_pool_connections": conc}, skip_instance_cache=True)
+
+    def get_many(self, keys):
+        paths = [f"{self.prefix}/{k}" for k in keys]
+        out = self.fs.cat(paths, batch_size=self.conc, on_error="raise")
+        return {k: out[p] for k, p in zip(keys, paths)}
+
+    @staticmethod
+    def version():
+        import aiobotocore
+        import s3fs
+
+        return f"s3fs {s3fs.__version__}, aiobotocore {aiobotocore.__version__}"
+
+
 # ---------------------------------------------------------------- TensorStore
 class TensorStoreClient(Client):
     """TensorStore's http kvstore, `http_request_concurrency` limit C, all reads issued at once."""
@@ -373,11 +428,21 @@ class TensorStoreClient(Client):
     no_list = "TensorStore's http kvstore driver cannot list"
     no_zarr3 = None  # reads through its own zarr3 driver (read_zarr3 below); writes: no_put
 
-    def __init__(self, base, conc):
+    no_s3 = None
+
+    def __init__(self, base, conc, s3=None):
         import tensorstore as ts
 
-        ctx = ts.Context({"http_request_concurrency": {"limit": conc}})
-        self.kv = ts.KvStore.open({"driver": "http", "base_url": base.rstrip("/") + "/"}, context=ctx).result()
+        if s3:
+            os.environ["AWS_ACCESS_KEY_ID"] = s3["key"]
+            os.environ["AWS_SECRET_ACCESS_KEY"] = s3["secret"]
+            ctx = ts.Context({"s3_request_concurrency": {"limit": conc}})
+            self.kv = ts.KvStore.open({"driver": "s3", "bucket": s3["bucket"], "path": s3["prefix"] + "/",
+                                       "endpoint": s3["endpoint"], "aws_region": s3["region"],
+                                       "aws_credentials": {"type": "environment"}}, context=ctx).result()
+        else:
+            ctx = ts.Context({"http_request_concurrency": {"limit": conc}})
+            self.kv = ts.KvStore.open({"driver": "http", "base_url": base.rstrip("/") + "/"}, context=ctx).result()
 
     def _collect(self, futs):
         out = []
@@ -456,7 +521,7 @@ def write_zarr3(client_cls, url, conc, data, chunks):
     arr[...] = data
 
 
-CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, ObstoreClient,
+CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, S3fsClient, ObstoreClient,
                                CloudFilesClient, TensorStoreClient)}
 
 
@@ -548,7 +613,7 @@ def run(spec):
     cls = CLIENTS[spec["client"]]
     out = {"client": spec["client"]}
     t_import = time.perf_counter()
-    cli = cls(spec["base_url"], spec["concurrency"])
+    cli = cls(spec["base_url"], spec["concurrency"], **({"s3": spec["s3"]} if spec.get("s3") else {}))
     out["version"] = cls.version()
     out["setup_s"] = time.perf_counter() - t_import
     ranges = spec.get("ranges")
