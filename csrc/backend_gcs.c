@@ -78,6 +78,9 @@ typedef struct gcs_state {
     char *page_token;       /* LIST: where the next page starts */
     int have_crc;           /* PUT: crc32c of the body computed */
     uint32_t crc;
+    /* GET of a whole object: what gcs_verify checks and undoes on a worker thread */
+    cfs_goog_hash want;     /* the server's x-goog-hash */
+    int gzipped;            /* stored gzip-encoded: decompress after the check */
 } gcs_state;
 
 static void state_free(void *p)
@@ -597,18 +600,13 @@ oom:
 
 /* ---------- responses ---------- */
 
-/* Check a whole object's bytes against x-goog-hash. Returns 1 if they match (or the server
- * gave no hash), 0 on a mismatch (op failed), -1 on a malformed header (op failed). */
-static int verify_download(cfs_op *op, const cfs_response *resp)
+/* Check a whole object's bytes (op->data) against the server's x-goog-hash. Returns 1 if
+ * they match (or the server gave none), 0 on a mismatch (op failed), -1 if the hash cannot
+ * be computed (op failed). */
+static int verify_download(cfs_op *op, const cfs_goog_hash *want)
 {
-    if (!resp->goog_hash)
-        return 1;
-    cfs_goog_hash h;
-    if (cfs_gcs_parse_hash(resp->goog_hash, &h) < 0) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
-        return -1;
-    }
-    const cfs_buf *body = resp->body;
+    const cfs_goog_hash h = *want;
+    const cfs_buf *body = &op->data;
     if (h.has_crc32c) {
         uint32_t got = cfs_crc32c(0, body->data, body->len);
         if (got != h.crc32c) {
@@ -683,31 +681,20 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return CFS_NEXT_AGAIN;
     }
 
-    /* a whole object is checked as received, before decompression */
-    int gzipped = 0;
-    if (op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE) {
-        int ok = verify_download(op, resp);
-        if (ok == 0)
-            return CFS_NEXT_RETRY;
-        if (ok < 0)
+    /* a whole object is checked as received, then decompressed: both on a worker thread */
+    int whole = op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE;
+    if (whole) {
+        memset(&st->want, 0, sizeof st->want);
+        if (resp->goog_hash && cfs_gcs_parse_hash(resp->goog_hash, &st->want) < 0) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
             return CFS_NEXT_DONE;
-        gzipped = resp->content_encoding && strcasecmp(resp->content_encoding, "gzip") == 0;
+        }
+        st->gzipped = resp->content_encoding && strcasecmp(resp->content_encoding, "gzip") == 0;
     }
 
     cfs_next next = cfs_http_status_outcome(op, resp);
-    if (gzipped && op->status == CFS_OK) {
-        cfs_buf plain = { 0 };
-        int rc = cfs_gcs_gunzip(resp->body->data, resp->body->len, &plain);
-        if (rc < 0) {
-            cfs_buf_free(&plain);
-            cfs_op_fail(op, rc == -2 ? CFS_ENOMEM : CFS_EPROTOCOL,
-                        "the gzip-encoded object does not decompress");
-            return CFS_NEXT_DONE;
-        }
-        cfs_buf_free(resp->body);
-        *resp->body = plain;
-        op->size = (int64_t)plain.len;
-    }
+    if (whole && op->status == CFS_OK && (st->want.has_crc32c || st->want.has_md5 || st->gzipped))
+        return CFS_NEXT_VERIFY;
     if (op->status != CFS_OK) {
         describe_failure(op, resp);
         if (op->kind == CFS_OP_PUT && resp->status == 400 &&
@@ -757,6 +744,29 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     return next;
 }
 
+static cfs_next gcs_verify(cfs_backend *b, cfs_op *op)
+{
+    (void)b;
+    gcs_state *st = op->backend_state;
+    int ok = verify_download(op, &st->want);
+    if (ok == 0)
+        return CFS_NEXT_RETRY;
+    if (ok < 0 || !st->gzipped)
+        return CFS_NEXT_DONE;
+    cfs_buf plain = { 0 };
+    int rc = cfs_gcs_gunzip(op->data.data, op->data.len, &plain);
+    if (rc < 0) {
+        cfs_buf_free(&plain);
+        cfs_op_fail(op, rc == -2 ? CFS_ENOMEM : CFS_EPROTOCOL,
+                    "the gzip-encoded object does not decompress");
+        return CFS_NEXT_DONE;
+    }
+    cfs_buf_free(&op->data);
+    op->data = plain;
+    op->size = (int64_t)plain.len;
+    return CFS_NEXT_DONE;
+}
+
 static int gcs_configure_handle(cfs_backend *b, CURL *easy)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -782,6 +792,7 @@ const cfs_backend_ops cfs_gcs_backend = {
     .close = gcs_close,
     .build = gcs_build,
     .finish = gcs_finish,
+    .verify = gcs_verify,
     .configure_handle = gcs_configure_handle,
     .url = gcs_url,
 };
