@@ -50,6 +50,15 @@ typedef enum cfs_next {
 
 typedef struct cfs_backend cfs_backend;
 
+/* What build() did. */
+enum {
+    CFS_BUILD_FAILED = -1,  /* after cfs_op_fail() */
+    CFS_BUILD_SEND = 0,     /* the request is ready */
+    CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
+    CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
+                             * ask again shortly, without counting an attempt */
+};
+
 typedef struct cfs_backend_ops {
     const char *name;               /* "http", "file", "mem", ... */
     const char *const *schemes;     /* URL schemes handled, NULL-terminated */
@@ -61,8 +70,7 @@ typedef struct cfs_backend_ops {
     void (*close)(cfs_backend *b);
 
     /* Remote backends. build() may be called several times per op (retries, paging);
-     * it must be pure with respect to op->step. Return 0 to send the request, 1 when the
-     * op is complete without one (op->status says how), or -1 after cfs_op_fail(). */
+     * it must be pure with respect to op->step. Returns one of CFS_BUILD_*. */
     int (*build)(cfs_backend *b, cfs_op *op, cfs_request *req);
     cfs_next (*finish)(cfs_backend *b, cfs_op *op, const cfs_response *resp);
     /* Options for the transfer itself (TLS, CA bundle, auth) applied to every handle. */

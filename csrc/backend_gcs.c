@@ -366,7 +366,7 @@ static int add_bearer(cfs_request *req, const char *token)
     return 0;
 }
 
-enum { TOKEN_NONE, TOKEN_USE, TOKEN_FETCH };
+enum { TOKEN_NONE, TOKEN_USE, TOKEN_FETCH, TOKEN_WAIT };
 
 /* What the next request of `op` carries: nothing (anonymous), a token (copied into
  * *token), or it must first fetch one. */
@@ -397,11 +397,10 @@ static int token_decide(gcs_backend *g, gcs_state *st, char **token)
             st->token_gen = g->token_gen;
             rc = *token ? TOKEN_USE : -1;
         }
+    } else if (g->refresh_claimed != 0 && now - g->refresh_claimed <= REFRESH_CLAIM_TIMEOUT) {
+        rc = TOKEN_WAIT; /* no usable token and another op is fetching one: wait for it */
     } else {
-        /* No usable token: this op fetches one. Ops started at the same moment (the first
-         * window of a batch) each fetch too: the engine has no way to park an op until
-         * another completes, and one token request per admitted op is bounded by the
-         * store's concurrency and happens once per token lifetime at most. */
+        g->refresh_claimed = now; /* no usable token: this op fetches it for everyone */
         rc = TOKEN_FETCH;
     }
     token_unlock(g);
@@ -510,13 +509,19 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     int t = token_decide(g, st, &token);
     if (t < 0)
         goto oom;
+    if (t == TOKEN_WAIT)
+        return CFS_BUILD_WAIT;
     st->auth_step = t == TOKEN_FETCH;
     if (st->auth_step) {
         if (st->fetches >= MAX_TOKEN_FETCHES) {
+            release_claim(g);
             cfs_op_fail(op, CFS_EAUTH, "no usable access token after %d tokens", st->fetches);
-            return -1;
+            return CFS_BUILD_FAILED;
         }
-        return build_token_request(g, op, req);
+        int rc = build_token_request(g, op, req);
+        if (rc != CFS_BUILD_SEND)
+            release_claim(g);
+        return rc;
     }
 
     size_t name_len = strlen(g->root) + strlen(op->key);

@@ -26,6 +26,8 @@
 /* How often the bytes moved by each transfer are sampled: a stall is seen at most about
  * two intervals after its timeout. */
 #define STALL_SAMPLE_MS 250
+/* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
+#define BUILD_WAIT_S 0.005
 
 struct cfs_limiter {
     cfs_transfer_config cfg;
@@ -397,7 +399,16 @@ static void start_request(engine *e, cfs_op *op)
     op->engine_priv = t;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
-    if (b->ops->build(b, op, &t->req) != 0) { /* failed, or complete without a request */
+    int built = b->ops->build(b, op, &t->req);
+    if (built == CFS_BUILD_WAIT) {
+        /* parked with the retries (no attempt counted), to be built again shortly */
+        cfs_request_clear(&t->req);
+        t->retry_at = after_seconds(BUILD_WAIT_S);
+        t->next_retry = e->retries;
+        e->retries = t;
+        return;
+    }
+    if (built != CFS_BUILD_SEND) {
         transfer_free(e, t);
         finish_op(e, op);
         return;

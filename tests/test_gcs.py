@@ -666,3 +666,20 @@ def test_url_forms(gcs_server):
     with pytest.raises(errors.CloudFilesError) as ei:
         s["a\nb"] = b"x"  # GCS names cannot hold CR or LF
     assert not isinstance(ei.value, KeyError)
+
+
+def test_cold_start_fetches_one_token_for_a_whole_batch(fault_server, oauth, service_account):
+    """The first window of a batch finds no token: one op fetches it while the others wait
+    for it (CFS_BUILD_WAIT), instead of one token request per op in flight."""
+    prefix = _unique()
+    keys = [f"k{i}" for i in range(60)]
+    for k in keys:
+        fault_server.put(_object_path(prefix, k), b"v")
+    oauth.expires_in = 3600
+    before = len(oauth.issued)
+    s = _fault_store(fault_server, prefix, credentials=str(service_account), concurrency=32)
+    assert s.getitems(keys) == {k: b"v" for k in keys}
+    assert len(oauth.issued) - before == 1
+    first = oauth.issued[-1]
+    seen = {t for k in keys for t in _bearer_tokens(fault_server, _object_path(prefix, k))}
+    assert seen == {f"Bearer {first}"}
