@@ -4,17 +4,31 @@
     python3 benchmarks/run.py [--quick] [--workloads get64k,get16k,...] [--concurrency 16,64,256]
                               [--runs N] [--clients ...] [--no-install]
 
+Workloads (full sizes; --quick uses fewer objects, one round, concurrency 64, ~1-2 minutes):
+  get64k      10,000 x 64 KiB GETs              get16k     20,000 x 16 KiB GETs
+  s3get64k    the 64 KiB GETs over S3 (SigV4)   ranges     2,000 ranges of 1-64 KiB in a 256 MiB shard
+  get1m       256 x 1 MiB (4 passes)            get64m     8 x 64 MiB (2 passes)
+  put64k      10,000 x 64 KiB PUTs              stream64k  1.25 GiB of 64 KiB objects via iter_get (RSS)
+  zarr3_read / zarr3_write  a 1 GiB zarr 3 array, 1 MiB uncompressed chunks
+  zarr2_read  zarr 2.18 reading a 512 MiB array (own venv, made by .ci/zarr2-env)
+  list100k    listing 100,000 keys through nginx's JSON index
+Clients: wrk, cloudfiles_store, urllib3_threads, fsspec_http, s3fs, obstore, cloud-files, tensorstore.
+Every workload at 16, 64 and 256 with 3 rounds takes an hour or more on 2 busy cores; the
+figures in BENCHMARKS.md came from several narrower runs merged with benchmarks/report.py.
+
 What it does:
 1. Set-up: a virtualenv benchmarks/.venv (with the system site-packages, so the installed
    cloudfiles_store and urllib3 are seen) into which pip installs matplotlib and the peers
-   (fsspec+aiohttp, obstore, cloud-files, tensorstore); each one that fails is skipped with
-   the reason printed. Then the script re-runs itself with that interpreter.
-2. Data: objects written directly as files under benchmarks/.data (gitignored, reused).
+   (fsspec+aiohttp, s3fs, obstore, cloud-files, tensorstore); each one that fails is skipped
+   with the reason printed. Then the script re-runs itself with that interpreter.
+2. Data: objects written directly as files under benchmarks/.data (gitignored, reused;
+   about 3.7 GB once every workload has run in both sizes).
 3. nginx on 127.0.0.1 (tests/servers/nginx.py) serving that directory; loopback only.
 4. Every client runs every workload at every concurrency, each measurement in a fresh process;
    rounds are interleaved (client order rotated per round) so machine-load drift hits everyone.
 5. Results: JSON under benchmarks/results/ (gitignored); BENCHMARKS.md (full runs) or
-   benchmarks/results/quick.md (--quick); PNG plots.
+   benchmarks/results/quick.md (--quick); PNG plots (benchmarks/plots, or results/plots-quick).
+   Findings written by hand live in benchmarks/NOTES.md and are included in BENCHMARKS.md.
 """
 import argparse
 import json
