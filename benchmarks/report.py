@@ -154,8 +154,8 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
              "nginx and the same objects, each measurement in a fresh process, rounds interleaved.")
     L.append("")
     if doc.get("commands"):
-        L.append("- Commands (results merged with `python3 benchmarks/report.py --merge`): "
-                 + "; ".join(f"`{c}`" for c in doc["commands"]))
+        L.append("- Commands: " + "; ".join(f"`{c}`" for c in doc["commands"])
+                 + (f"; merged by `{doc['merge_command']}`" if doc.get("merge_command") else ""))
     else:
         L.append(f"- Command: `{doc['command']}`")
     L.append(f"- Machine: {m['nproc']} cores ({m['cpu']}), {m.get('mem_mib') or '?'} MiB RAM, Linux "
@@ -342,5 +342,10 @@ if __name__ == "__main__":
     for p in a.results:
         with open(p) as f:
             docs.append(json.load(f))
-    write(merge(docs), a.out, a.plots)
+    doc = merge(docs)
+    if len(docs) > 1:
+        rel = lambda p: os.path.relpath(os.path.abspath(p), os.path.dirname(here))  # noqa: E731
+        doc["merge_command"] = ("python3 benchmarks/report.py " + " ".join(rel(p) for p in a.results)
+                                + f" --out {rel(a.out)} --plots {rel(a.plots)}")
+    write(doc, a.out, a.plots)
     print(a.out)
