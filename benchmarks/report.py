@@ -290,7 +290,8 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
 
 def merge(docs):
     """One document from several runs (e.g. a concurrency sweep of the small GETs and a
-    single-concurrency run of the rest): results and workloads side by side, every command kept."""
+    single-concurrency run of the rest): results side by side, every command kept. Where two
+    documents measured the same workload at the same concurrency, the first one's rounds count."""
     if len(docs) == 1:
         return docs[0]
     out = dict(docs[0])
@@ -298,12 +299,15 @@ def merge(docs):
     out["command"] = " ; ".join(out["commands"])
     out["workloads"], out["results"], out["skipped"], out["versions"] = {}, [], {}, {}
     conc = set()
+    taken = set()
     for d in docs:
         for w, wd in d["workloads"].items():
-            if w in out["workloads"]:  # the same workload in two documents: keep the first's results only
-                continue
-            out["workloads"][w] = wd
-            out["results"] += [r for r in d["results"] if r["workload"] == w]
+            out["workloads"].setdefault(w, wd)
+            # a (workload, concurrency) measured in two documents: the first document's rounds only
+            mine = {(r["workload"], r["concurrency"]) for r in d["results"] if r["workload"] == w}
+            out["results"] += [r for r in d["results"] if r["workload"] == w
+                               and (r["workload"], r["concurrency"]) not in taken]
+            taken |= mine
         out["skipped"].update(d.get("skipped", {}))
         out["versions"].update(d.get("versions", {}))
         conc.update(d["concurrency"])
