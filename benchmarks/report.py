@@ -1,11 +1,10 @@
 """Turn a results document (benchmarks/results/*.json) into markdown tables and PNG plots.
 
-    python3 benchmarks/report.py RESULTS.json [OUT.md] [PLOT_DIR]   # re-render without re-running
+    python3 benchmarks/report.py RESULTS.json [MORE.json ...] [--out OUT.md] [--plots DIR]   # re-render, merge
 """
 import json
 import os
 import statistics
-import sys
 
 OURS = "cloudfiles_store"
 LIMIT = "wrk"
