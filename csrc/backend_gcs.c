@@ -135,18 +135,6 @@ static void gcs_close(cfs_backend *b)
     free(g);
 }
 
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
 /* An endpoint from an option or STORAGE_EMULATOR_HOST ("host:port" or a URL). */
 static char *normalize_endpoint(const char *e)
 {
@@ -155,7 +143,7 @@ static char *normalize_endpoint(const char *e)
         n--;
     if (strstr(e, "://"))
         return strndup(e, n);
-    return dup_printf("http://%.*s", (int)n, e);
+    return cfs_asprintf("http://%.*s", (int)n, e);
 }
 
 /* Running on Google Compute Engine (or GKE, Cloud Run...): the DMI product name says so,
@@ -185,18 +173,18 @@ static char *adc_well_known_path(void)
 {
     const char *dir = getenv("CLOUDSDK_CONFIG");
     if (dir && *dir)
-        return dup_printf("%s/application_default_credentials.json", dir);
+        return cfs_asprintf("%s/application_default_credentials.json", dir);
     const char *home = getenv("HOME");
     if (!home || !*home)
         return NULL;
-    return dup_printf("%s/.config/gcloud/application_default_credentials.json", home);
+    return cfs_asprintf("%s/.config/gcloud/application_default_credentials.json", home);
 }
 
 static int setup_metadata(gcs_backend *g, const char *host, char *err, size_t errlen)
 {
     g->cred.kind = CFS_GCS_CRED_METADATA;
     char *base = normalize_endpoint(host);
-    if (!base || !(g->cred.token_uri = dup_printf("%s" METADATA_TOKEN_PATH, base))) {
+    if (!base || !(g->cred.token_uri = cfs_asprintf("%s" METADATA_TOKEN_PATH, base))) {
         free(base);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -296,9 +284,9 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         snprintf(err, errlen, "invalid prefix in %s: %s", url, why);
         goto fail;
     }
-    g->root = plen ? dup_printf("%.*s/", (int)plen, prefix) : strdup("");
-    g->url = plen ? dup_printf("gs://%s/%.*s", g->bucket, (int)plen, prefix)
-                  : dup_printf("gs://%s", g->bucket);
+    g->root = plen ? cfs_asprintf("%.*s/", (int)plen, prefix) : strdup("");
+    g->url = plen ? cfs_asprintf("gs://%s/%.*s", g->bucket, (int)plen, prefix)
+                  : cfs_asprintf("gs://%s", g->bucket);
     if (!g->root || !g->url)
         goto oom;
 
@@ -354,7 +342,7 @@ fail:
 /* Add "Authorization: Bearer <token>" (tokens may be longer than a short header line). */
 static int add_bearer(cfs_request *req, const char *token)
 {
-    char *line = dup_printf("Authorization: Bearer %s", token);
+    char *line = cfs_asprintf("Authorization: Bearer %s", token);
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
@@ -525,7 +513,7 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     }
 
     size_t name_len = strlen(g->root) + strlen(op->key);
-    if (!(name = dup_printf("%s%s", g->root, op->key)))
+    if (!(name = cfs_asprintf("%s%s", g->root, op->key)))
         goto oom;
     if (op->kind != CFS_OP_LIST) {
         if (name_len > MAX_NAME_BYTES || strpbrk(name, "\r\n")) {

@@ -103,29 +103,10 @@ static void free_secret(char *s)
     }
 }
 
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 /* Header lines of any length (session tokens can be long), straight onto the list. */
 static int add_header_line(cfs_request *req, const char *name, const char *value)
 {
-    char *line = dup_printf("%s: %s", name, value);
+    char *line = cfs_asprintf("%s: %s", name, value);
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
@@ -343,8 +324,8 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         snprintf(err, errlen, "invalid prefix in %.200s: %s", url, kerr);
         goto fail;
     }
-    s->prefix = rlen ? dup_printf("%.*s/", (int)rlen, root) : strdup("");
-    s->url = rlen ? dup_printf("s3://%s/%.*s", s->bucket, (int)rlen, root) : dup_printf("s3://%s", s->bucket);
+    s->prefix = rlen ? cfs_asprintf("%.*s/", (int)rlen, root) : strdup("");
+    s->url = rlen ? cfs_asprintf("s3://%s/%.*s", s->bucket, (int)rlen, root) : cfs_asprintf("s3://%s", s->bucket);
     if (!s->prefix || !s->url)
         goto oom;
 
@@ -408,7 +389,7 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
             goto fail;
         virtual_host = style && !strcmp(style, "virtual");
     } else {
-        if (!(scheme = strdup("https")) || !(authority = dup_printf("s3.%s.amazonaws.com", s->region)))
+        if (!(scheme = strdup("https")) || !(authority = cfs_asprintf("s3.%s.amazonaws.com", s->region)))
             goto oom;
         virtual_host = style ? (!strcmp(style, "virtual") ||
                                 (!strcmp(style, "auto") && dns_compatible(s->bucket)))
@@ -419,13 +400,13 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         goto fail;
     }
     if (virtual_host) {
-        s->host = dup_printf("%s.%s", s->bucket, authority);
+        s->host = cfs_asprintf("%s.%s", s->bucket, authority);
         s->path_base = strdup("/");
     } else {
         s->host = strdup(authority);
-        s->path_base = dup_printf("/%s/", s->bucket);
+        s->path_base = cfs_asprintf("/%s/", s->bucket);
     }
-    if (!s->host || !s->path_base || !(s->origin = dup_printf("%s://%s", scheme, s->host)))
+    if (!s->host || !s->path_base || !(s->origin = cfs_asprintf("%s://%s", scheme, s->host)))
         goto oom;
     free(scheme);
     free(authority);
@@ -671,13 +652,13 @@ static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_reque
         req->method = "PUT";
         req->body = "";
         req->body_len = 0;
-        req->url = dup_printf("%s/latest/api/token", s->cred_url);
+        req->url = cfs_asprintf("%s/latest/api/token", s->cred_url);
         if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL) < 0)
             goto oom;
     } else {
         req->url = st->cred_step == 2
-                       ? dup_printf("%s/latest/meta-data/iam/security-credentials/", s->cred_url)
-                       : dup_printf("%s/latest/meta-data/iam/security-credentials/%s", s->cred_url, st->imds_role);
+                       ? cfs_asprintf("%s/latest/meta-data/iam/security-credentials/", s->cred_url)
+                       : cfs_asprintf("%s/latest/meta-data/iam/security-credentials/%s", s->cred_url, st->imds_role);
         if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token", st->imds_token) < 0)
             goto oom;
     }
@@ -949,7 +930,7 @@ static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
     char **full = calloc(op->n_keys, sizeof *full);
     int rc = full ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < op->n_keys; i++)
-        if (!(full[i] = dup_printf("%s%s", s->prefix, op->keys[i])))
+        if (!(full[i] = cfs_asprintf("%s%s", s->prefix, op->keys[i])))
             rc = -1;
     if (rc == 0)
         rc = cfs_s3_delete_body(out, (const char *const *)full, op->n_keys);
@@ -1048,7 +1029,7 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         r.no_body = looks_before_delete(op);
         break;
     case CFS_OP_LIST:
-        if (!(r.scratch = dup_printf("%s%s", s->prefix, op->key)))
+        if (!(r.scratch = cfs_asprintf("%s%s", s->prefix, op->key)))
             goto oom;
         r.method = "GET";
         add_q(&r, "list-type", "2");
@@ -1220,7 +1201,7 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
     for (size_t i = 0; i < page.entries.len; i++) {
         const cfs_entry *e = &page.entries.items[i];
         cfs_buf_reset(&name);
-        int rc = page.url_encoded ? cfs_s3_url_decode(&name, e->name, strlen(e->name))
+        int rc = page.url_encoded ? cfs_url_decode(&name, e->name, strlen(e->name), 1)
                                   : cfs_buf_append_str(&name, e->name);
         if (rc < 0) {
             cfs_op_fail(op, CFS_EPROTOCOL, "bad URL encoding in a listed key");

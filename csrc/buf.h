@@ -17,6 +17,9 @@ int cfs_buf_append_str(cfs_buf *b, const char *s);
 int cfs_buf_terminate(cfs_buf *b);
 void cfs_buf_reset(cfs_buf *b);
 void cfs_buf_free(cfs_buf *b);
+/* A new string from a printf format (the caller frees it), or NULL on out-of-memory. */
+char *cfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Hand the storage to the caller (who frees it) and leave the buffer empty. */
 char *cfs_buf_steal(cfs_buf *b, size_t *len);
 

@@ -76,13 +76,13 @@ static int hexval(char c)
     return -1;
 }
 
-int cfs_url_decode(cfs_buf *out, const char *s, size_t len)
+int cfs_url_decode(cfs_buf *out, const char *s, size_t len, int plus_is_space)
 {
     if (cfs_buf_reserve(out, len + 1) < 0)
         return -1;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '%') {
-            out->data[out->len++] = s[i];
+            out->data[out->len++] = plus_is_space && s[i] == '+' ? ' ' : s[i];
             continue;
         }
         if (i + 2 >= len)

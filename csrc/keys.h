@@ -16,8 +16,9 @@ int cfs_prefix_check(const char *prefix, size_t len, char *err, size_t errlen);
  * keep_slash: the form S3, GCS and plain HTTP servers all decode back exactly. */
 int cfs_url_encode(cfs_buf *out, const char *s, size_t len, int keep_slash);
 
-/* Decode %XX escapes (and nothing else) into out. Returns 0, or -1 if malformed. */
-int cfs_url_decode(cfs_buf *out, const char *s, size_t len);
+/* Decode %XX escapes into out, and '+' into a space when plus_is_space (the form
+ * S3 listings use with encoding-type=url). Returns 0, or -1 if malformed. */
+int cfs_url_decode(cfs_buf *out, const char *s, size_t len, int plus_is_space);
 
 /* Join base and key with exactly one '/' between them into a fresh string. */
 char *cfs_path_join(const char *base, const char *key);

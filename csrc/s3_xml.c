@@ -290,42 +290,6 @@ int cfs_s3_parse_error(const char *xml, size_t len, cfs_s3_error *out)
     return 0;
 }
 
-/* -------------------------------------------------------------------- url decode */
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int cfs_s3_url_decode(cfs_buf *out, const char *s, size_t n)
-{
-    if (cfs_buf_reserve(out, n + 1) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        out->data[out->len++] = c;
-    }
-    out->data[out->len] = '\0';
-    return 0;
-}
-
 /* ----------------------------------------------------------------- DeleteObjects */
 
 static int xml_escape(cfs_buf *out, const char *s)

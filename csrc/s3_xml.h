@@ -10,7 +10,7 @@
 #include "op.h"
 
 /* One page of ListObjectsV2. Names are as the XML holds them (URL-encoded when
- * url_encoded: decode with cfs_s3_url_decode). */
+ * url_encoded: decode with cfs_url_decode, '+' as a space). */
 typedef struct cfs_s3_list_page {
     cfs_entries entries;        /* <Contents><Key>, <Size> (is_dir 0) and
                                  * <CommonPrefixes><Prefix> (is_dir 1, size -1) */
@@ -32,10 +32,6 @@ typedef struct cfs_s3_error {
 
 /* Returns 0 if the body is an <Error> document (fields filled), -1 otherwise. */
 int cfs_s3_parse_error(const char *xml, size_t len, cfs_s3_error *out);
-
-/* Decode S3's encoding-type=url form: %XX escapes, '+' is a space. Appends to out.
- * Returns 0, or -1 on a malformed escape or out of memory. */
-int cfs_s3_url_decode(cfs_buf *out, const char *s, size_t n);
 
 /* A <Delete> request body for DeleteObjects (Quiet mode: only failures come back). Keys are
  * full object keys (UTF-8), XML-escaped here. Returns 0 or -1 (out of memory, or a key

@@ -365,25 +365,6 @@ void cfs_sigv4_output_free(cfs_sigv4_output *out)
     memset(out, 0, sizeof *out);
 }
 
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *dup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static char *buf_string(cfs_buf *b)
 {
     if (cfs_buf_terminate(b) < 0)
@@ -452,8 +433,8 @@ int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, 
     unsigned char key[CFS_SHA256_LEN], sig[CFS_SHA256_LEN];
     const unsigned char *skey = in->signing_key;
 
-    scope = dup_printf("%s/%s/%s/aws4_request", date8, in->region, in->service);
-    credential = dup_printf("%s/%s", in->access_key_id, scope ? scope : "");
+    scope = cfs_asprintf("%s/%s/%s/aws4_request", date8, in->region, in->service);
+    credential = cfs_asprintf("%s/%s", in->access_key_id, scope ? scope : "");
     if (!scope || !credential)
         goto oom;
 
@@ -571,7 +552,7 @@ int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, 
     char creq_hash[CFS_SHA256_HEX_LEN + 1];
     if (cfs_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash) < 0)
         goto crypto;
-    if (!(out->string_to_sign = dup_printf(ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope, creq_hash)))
+    if (!(out->string_to_sign = cfs_asprintf(ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope, creq_hash)))
         goto oom;
 
     /* Signature. */
@@ -601,16 +582,16 @@ int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, 
             cfs_buf_append_str(&b, out->signature) < 0 || !(out->presigned_query = buf_string(&b)))
             goto oom;
     } else {
-        if (!(out->authorization = dup_printf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
+        if (!(out->authorization = cfs_asprintf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
                                               credential, out->signed_headers, out->signature)))
             goto oom;
-        if (!(out->extra_headers[out->n_extra_headers++] = dup_printf("X-Amz-Date: %s", out->amz_date)))
+        if (!(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Date: %s", out->amz_date)))
             goto oom;
         if (token && !(out->extra_headers[out->n_extra_headers++] =
-                           dup_printf("X-Amz-Security-Token: %s", token)))
+                           cfs_asprintf("X-Amz-Security-Token: %s", token)))
             goto oom;
         if (in->content_sha256_header &&
-            !(out->extra_headers[out->n_extra_headers++] = dup_printf("x-amz-content-sha256: %s", payload)))
+            !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("x-amz-content-sha256: %s", payload)))
             goto oom;
     }
     rc = 0;

@@ -6,18 +6,7 @@
 
 #include "aws_creds.h"
 
-static int failures = 0, checks = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        checks++;                                                                 \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 #define STREQ(a, b) ((a) && (b) && strcmp((a), (b)) == 0)
 

@@ -15,18 +15,7 @@
 #include "base64.h"
 #include "gcs_auth.h"
 
-static int failures = 0, checks = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        checks++;                                                                 \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 static int streq(const char *a, const char *b)
 {

@@ -10,18 +10,7 @@
 #include "keys.h"
 #include "retry.h"
 
-static int failures = 0, checks = 0;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                  \
-            fputc('\n', stderr);                           \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 static int key_ok(const char *k, size_t n)
 {
@@ -68,7 +57,7 @@ static void test_encoding(void)
         CHECK(cfs_url_encode(&b, cases[i].in, strlen(cases[i].in), cases[i].keep_slash) == 0, "encode");
         CHECK(strcmp(b.data, cases[i].out) == 0, "encode(%s) = %s, want %s", cases[i].in, b.data, cases[i].out);
         cfs_buf d = { 0 };
-        CHECK(cfs_url_decode(&d, b.data, b.len) == 0, "decode");
+        CHECK(cfs_url_decode(&d, b.data, b.len, 0) == 0, "decode");
         CHECK(d.len == strlen(cases[i].in) && memcmp(d.data, cases[i].in, d.len) == 0,
               "decode(encode(%s)) round trip", cases[i].in);
         cfs_buf_free(&b);
@@ -77,7 +66,7 @@ static void test_encoding(void)
     const char *malformed[] = { "%", "%4", "%G0", "a%2", NULL };
     for (const char **m = malformed; *m; m++) {
         cfs_buf d = { 0 };
-        CHECK(cfs_url_decode(&d, *m, strlen(*m)) < 0, "decode(%s) must fail", *m);
+        CHECK(cfs_url_decode(&d, *m, strlen(*m), 0) < 0, "decode(%s) must fail", *m);
         cfs_buf_free(&d);
     }
     char *j = cfs_path_join("/root/", "/a/b");

@@ -1,24 +1,14 @@
 // Unit tests of the S3 XML parsers and writers (csrc/s3_xml.c).
-// sources: csrc/s3_xml.c csrc/op.c csrc/buf.c
+// sources: csrc/s3_xml.c csrc/keys.c csrc/op.c csrc/buf.c
 // pkg: expat
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "keys.h"
 #include "s3_xml.h"
 
-static int failures = 0, checks = 0;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        checks++;                                                                 \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 #define STREQ(a, b) ((a) && (b) && strcmp((a), (b)) == 0)
 
@@ -75,7 +65,7 @@ static void test_list(void)
     if (page.entries.len == 1) {
         cfs_buf b = {0};
         const char *n = page.entries.items[0].name;
-        CHECK(cfs_s3_url_decode(&b, n, strlen(n)) == 0, "decode");
+        CHECK(cfs_url_decode(&b, n, strlen(n), 1) == 0, "decode");
         CHECK(b.data && b.len == strlen("k+plus space\xc3\xbc") && !memcmp(b.data, "k+plus space\xc3\xbc", b.len),
               "decoded: %s", b.data ? b.data : "(null)");
         cfs_buf_free(&b);
@@ -142,15 +132,15 @@ static void test_list(void)
 static void test_url_decode(void)
 {
     cfs_buf b = {0};
-    CHECK(cfs_s3_url_decode(&b, "a%2", 3) == -1, "short escape");
+    CHECK(cfs_url_decode(&b, "a%2", 3, 1) == -1, "short escape");
     cfs_buf_reset(&b);
-    CHECK(cfs_s3_url_decode(&b, "a%zz", 4) == -1, "bad escape");
+    CHECK(cfs_url_decode(&b, "a%zz", 4, 1) == -1, "bad escape");
     cfs_buf_reset(&b);
-    CHECK(cfs_s3_url_decode(&b, "%", 1) == -1, "lone percent");
+    CHECK(cfs_url_decode(&b, "%", 1, 1) == -1, "lone percent");
     cfs_buf_reset(&b);
-    CHECK(cfs_s3_url_decode(&b, "", 0) == 0 && b.len == 0, "empty");
+    CHECK(cfs_url_decode(&b, "", 0, 1) == 0 && b.len == 0, "empty");
     cfs_buf_reset(&b);
-    CHECK(cfs_s3_url_decode(&b, "%00%41", 6) == 0 && b.len == 2 && b.data[0] == 0 && b.data[1] == 'A', "nul");
+    CHECK(cfs_url_decode(&b, "%00%41", 6, 1) == 0 && b.len == 2 && b.data[0] == 0 && b.data[1] == 'A', "nul");
     cfs_buf_free(&b);
 }
 
