@@ -16,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
 #include <curl/curl.h>
 
 #include "backend.h"
@@ -73,6 +76,10 @@ typedef struct engine {
     pthread_t workers[WORKER_THREADS];
     int workers_started;
     atomic_int wake_pending;        /* a wakeup is on its way to the transfer thread */
+    int epfd;                       /* the transfer thread's epoll: sockets and wake_fd */
+    int wake_fd;                    /* eventfd other threads write to wake it */
+    struct timespec curl_deadline;  /* when libcurl wants its timeout handled */
+    int curl_timer_set;
     cfs_limiter *limiters;
     cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
     cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
@@ -161,8 +168,11 @@ static void wake(engine *e)
 {
     if (t_is_transfer_thread)
         return; /* it admits again before it next sleeps */
-    if (!atomic_exchange(&e->wake_pending, 1))
-        curl_multi_wakeup(e->multi);
+    if (!atomic_exchange(&e->wake_pending, 1)) {
+        uint64_t one = 1;
+        ssize_t rc = write(e->wake_fd, &one, sizeof one); /* fails only if already readable */
+        (void)rc;
+    }
 }
 
 /* Local ops never pass through the transfer thread: they are admitted here, at
@@ -712,11 +722,58 @@ static cfs_op *admit_locked(engine *e)
     return remote;
 }
 
+/* libcurl's socket callback: keep epoll's interest in step with what each socket waits
+ * for. Event-driven, libcurl touches only the sockets that are ready (curl_multi_perform
+ * polls every transfer's socket on every call: 13 poll() calls per request here). */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    engine *e = userp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+        curl_multi_assign(e->multi, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = { .events = 0, .data.fd = fd };
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    if (socketp) {
+        epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
+    } else if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        curl_multi_assign(e->multi, fd, e); /* any non-NULL mark: "registered" */
+    }
+    return 0;
+}
+
+/* libcurl's timer callback: when to call it back with CURL_SOCKET_TIMEOUT (-1: never). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    engine *e = userp;
+    e->curl_timer_set = timeout_ms >= 0;
+    if (e->curl_timer_set)
+        e->curl_deadline = after_seconds((double)timeout_ms / 1000.0);
+    return 0;
+}
+
+static void drain_messages(engine *e)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(e->multi, &left)))
+        if (msg->msg == CURLMSG_DONE)
+            on_transfer_done(e, msg->easy_handle, msg->data.result);
+}
+
 static void *transfer_main(void *arg)
 {
     engine *e = arg;
     t_is_transfer_thread = 1;
     pthread_setname_np(pthread_self(), "cfs-transfer");
+    struct epoll_event events[256];
+    int running = 0;
     for (;;) {
         atomic_store(&e->wake_pending, 0); /* before admitting: later submits wake us again */
         pthread_mutex_lock(&e->lock);
@@ -733,26 +790,35 @@ static void *transfer_main(void *arg)
         retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
         check_stalls(e);
-
-        int running = 0;
-        curl_multi_perform(e->multi, &running);
-        CURLMsg *msg;
-        int left, finished = 0;
-        while ((msg = curl_multi_info_read(e->multi, &left))) {
-            if (msg->msg == CURLMSG_DONE) {
-                on_transfer_done(e, msg->easy_handle, msg->data.result);
-                finished++;
-            }
+        if (e->curl_timer_set) {
+            long ms = ms_until(e->curl_deadline);
+            if (ms < timeout_ms)
+                timeout_ms = ms;
         }
-        if (finished)
-            continue; /* completions free slots and may start new requests: go round now */
 
-        long curl_timeout = -1;
-        curl_multi_timeout(e->multi, &curl_timeout);
-        if (curl_timeout >= 0 && curl_timeout < timeout_ms)
-            timeout_ms = curl_timeout;
-        if (timeout_ms > 0)
-            curl_multi_poll(e->multi, NULL, 0, (int)timeout_ms, NULL);
+        int n = epoll_wait(e->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == e->wake_fd) {
+                uint64_t count;
+                ssize_t rc = read(e->wake_fd, &count, sizeof count);
+                (void)rc;
+                continue;
+            }
+            int flags = 0;
+            if (events[i].events & EPOLLIN)
+                flags |= CURL_CSELECT_IN;
+            if (events[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (events[i].events & (EPOLLERR | EPOLLHUP))
+                flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(e->multi, fd, flags, &running);
+        }
+        if (e->curl_timer_set && ms_until(e->curl_deadline) == 0) {
+            e->curl_timer_set = 0;
+            curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        drain_messages(e);
     }
     return NULL;
 }
@@ -766,8 +832,8 @@ static engine *get_engine(void)
     if (!g_curl_ok)
         return NULL;
     pthread_mutex_lock(&g_engine_lock);
-    engine *e = g_engine;
-    if (e && e->pid == getpid()) {
+    engine *e = g_engine; /* a forked child finds NULL here (after_fork_child) */
+    if (e) {
         pthread_mutex_unlock(&g_engine_lock);
         return e;
     }
@@ -779,10 +845,19 @@ static engine *get_engine(void)
         goto fail_free;
     if (pthread_cond_init(&e->work_cv, NULL) != 0)
         goto fail_mutex;
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event wake_ev = { .events = EPOLLIN, .data.fd = e->wake_fd };
+    if (e->epfd < 0 || e->wake_fd < 0 || epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wake_fd, &wake_ev) < 0)
+        goto fail_fds;
     e->multi = curl_multi_init();
     if (!e->multi)
-        goto fail_cond;
+        goto fail_fds;
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -806,7 +881,11 @@ fail_running:
     return e;
 fail_multi:
     curl_multi_cleanup(e->multi);
-fail_cond:
+fail_fds:
+    if (e->epfd >= 0)
+        close(e->epfd);
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
     pthread_cond_destroy(&e->work_cv);
 fail_mutex:
     pthread_mutex_destroy(&e->lock);
