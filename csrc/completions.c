@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "blob.h"
 #include "pyutil.h"
 #include "store.h"
 
@@ -188,7 +189,7 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
     switch (op->kind) {
     case CFS_OP_GET:
         if (st == CFS_OK)
-            return PyBytes_FromStringAndSize(op->data.data, (Py_ssize_t)op->data.len);
+            return cfs_blob_from_buf(&op->data); /* no copy */
         if (st == CFS_ENOTFOUND)
             Py_RETURN_NONE;
         if (st == CFS_ERANGE)
@@ -340,8 +341,8 @@ static void completions_dealloc(CompletionsObject *c)
 
 static PyMethodDef completions_methods[] = {
     { "get", (PyCFunction)(void (*)(void))completions_get, METH_VARARGS | METH_KEYWORDS,
-      "get(store, key, future, start=None, end=None): resolves to bytes, None if missing, "
-      "b'' for a range past the end." },
+      "get(store, key, future, start=None, end=None): resolves to a Blob (the bytes, "
+      "without a copy), None if missing, b'' for a range past the end." },
     { "put", (PyCFunction)(void (*)(void))completions_put, METH_VARARGS | METH_KEYWORDS,
       "put(store, key, value, future, if_absent=False): resolves to True, or False when "
       "if_absent found the key present." },

@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include "batch.h"
+#include "blob.h"
 #include "engine.h"
 #include "pyutil.h"
 #include "store.h"
@@ -39,14 +40,15 @@ PyMODINIT_FUNC PyInit__core(void)
     if (cfs_errors_load() < 0)
         return NULL;
     if (PyType_Ready(&cfs_StoreType) < 0 || PyType_Ready(&cfs_BatchType) < 0 ||
-        PyType_Ready(&cfs_CompletionsType) < 0)
+        PyType_Ready(&cfs_CompletionsType) < 0 || PyType_Ready(&cfs_BlobType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (!m)
         return NULL;
     if (PyModule_AddObjectRef(m, "Store", (PyObject *)&cfs_StoreType) < 0 ||
         PyModule_AddObjectRef(m, "Batch", (PyObject *)&cfs_BatchType) < 0 ||
-        PyModule_AddObjectRef(m, "Completions", (PyObject *)&cfs_CompletionsType) < 0) {
+        PyModule_AddObjectRef(m, "Completions", (PyObject *)&cfs_CompletionsType) < 0 ||
+        PyModule_AddObjectRef(m, "Blob", (PyObject *)&cfs_BlobType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
