@@ -7,6 +7,9 @@
 
 #include "pyutil.h"
 
+/* How long a batch waits before it looks for a pending signal (Ctrl-C). */
+#define SIGNAL_CHECK_MS 200
+
 struct BatchObject {
     PyObject_HEAD
     StoreObject *store;
@@ -235,9 +238,18 @@ cfs_op *cfs_batch_next(BatchObject *b)
         }
         if (b->in_flight == 0)
             return NULL;
+        /* Wake for a quarter of the window at a time, not for every completion: the engine
+         * keeps the rest of the window busy meanwhile. A straggler holds the others back
+         * for SIGNAL_CHECK_MS at most. */
+        int want = b->window / 4;
+        if (want > b->in_flight)
+            want = b->in_flight;
+        if (want < 1)
+            want = 1;
         cfs_op *done;
         Py_BEGIN_ALLOW_THREADS
-        done = cfs_waiter_take(b->waiter, 1);
+        /* bounded, so a Ctrl-C is seen while a transfer stalls */
+        done = cfs_waiter_take(b->waiter, want, SIGNAL_CHECK_MS);
         Py_END_ALLOW_THREADS
         b->ready = done;
         if (!b->interrupted && PyErr_CheckSignals() < 0) {
@@ -367,7 +379,7 @@ static void drain(BatchObject *b)
             break;
         cfs_op *done;
         Py_BEGIN_ALLOW_THREADS
-        done = cfs_waiter_take(b->waiter, 1);
+        done = cfs_waiter_take(b->waiter, 1, -1);
         Py_END_ALLOW_THREADS
         b->ready = done;
     }

@@ -975,6 +975,8 @@ struct cfs_waiter {
     pthread_mutex_t lock;
     pthread_cond_t cv;
     cfs_op *done;
+    int n_done;
+    int want;       /* the waiting caller's min_done: signal once n_done reaches it */
 };
 
 cfs_waiter *cfs_waiter_new(void)
@@ -1009,17 +1011,34 @@ void cfs_waiter_done(cfs_op *op, void *ctx)
     pthread_mutex_lock(&w->lock);
     op->next = w->done;
     w->done = op;
-    pthread_cond_signal(&w->cv);
+    if (++w->n_done == w->want)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->lock);
 }
 
-cfs_op *cfs_waiter_take(cfs_waiter *w, int block)
+cfs_op *cfs_waiter_take(cfs_waiter *w, int min_done, long timeout_ms)
 {
+    struct timespec until;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long ns = until.tv_nsec + timeout_ms * 1000000LL;
+        until.tv_sec += ns / 1000000000LL;
+        until.tv_nsec = ns % 1000000000LL;
+    }
     pthread_mutex_lock(&w->lock);
-    while (block && !w->done)
-        pthread_cond_wait(&w->cv, &w->lock);
+    if (w->n_done < min_done) {
+        w->want = min_done;
+        while (w->n_done < min_done) {
+            if (timeout_ms < 0)
+                pthread_cond_wait(&w->cv, &w->lock);
+            else if (pthread_cond_timedwait(&w->cv, &w->lock, &until) == ETIMEDOUT)
+                break;
+        }
+        w->want = 0;
+    }
     cfs_op *list = w->done;
     w->done = NULL;
+    w->n_done = 0;
     pthread_mutex_unlock(&w->lock);
     return list;
 }

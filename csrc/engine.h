@@ -40,9 +40,11 @@ typedef struct cfs_waiter cfs_waiter;
 cfs_waiter *cfs_waiter_new(void);
 void cfs_waiter_free(cfs_waiter *w);
 void cfs_waiter_done(cfs_op *op, void *waiter);
-/* Block until at least one op has completed and return the completed ones as a list
- * (linked by op->next), or NULL at once if `pending` is 0. */
-cfs_op *cfs_waiter_take(cfs_waiter *w, int block);
+/* Wait until at least `min_done` ops have completed, or `timeout_ms` passed (< 0: no
+ * limit), and return every completed op as a list linked by op->next (NULL if none).
+ * Waiting for several at once spares the caller a wakeup per completion; min_done must
+ * not exceed the ops still in flight. */
+cfs_op *cfs_waiter_take(cfs_waiter *w, int min_done, long timeout_ms);
 
 /* Count and statistics, for tests and benchmarks. */
 typedef struct cfs_engine_stats {

@@ -193,7 +193,7 @@ int cfs_store_run(StoreObject *s, cfs_op *op)
         return -1;
     }
     Py_BEGIN_ALLOW_THREADS
-    cfs_waiter_take(w, 1);
+    cfs_waiter_take(w, 1, -1);
     Py_END_ALLOW_THREADS
     cfs_waiter_free(w);
     return 0;
