@@ -38,6 +38,8 @@ typedef struct cfs_response {
     const char *content_type;
     const char *content_encoding;
     const char *goog_hash;      /* x-goog-hash */
+    const char *location;       /* Location (a resumable upload's session URI) */
+    const char *range;          /* Range (what a resumable upload's server has: "bytes=0-N") */
 } cfs_response;
 
 /* What finish() tells the engine to do next. */

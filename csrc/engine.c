@@ -56,6 +56,8 @@ typedef struct transfer {
     char content_type[HEADER_VALUE_MAX];
     char content_encoding[HEADER_VALUE_MAX];
     char goog_hash[HEADER_VALUE_MAX];
+    char location[2048];        /* session URIs are long */
+    char range[HEADER_VALUE_MAX];
     char curl_error[CURL_ERROR_SIZE];
     struct timespec retry_at;
     struct transfer *next_retry;
@@ -219,6 +221,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         t->retry_after = -1;
         t->etag[0] = t->content_range[0] = t->content_type[0] = '\0';
         t->content_encoding[0] = t->goog_hash[0] = '\0';
+        t->location[0] = t->range[0] = '\0';
         return len;
     }
     if (len <= 2) { /* end of headers: choose where the body goes */
@@ -254,6 +257,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         dst = t->content_type;
     else if (IS("content-encoding"))
         dst = t->content_encoding;
+    else if (IS("location")) {
+        if (vlen < sizeof t->location) {
+            memcpy(t->location, v, vlen);
+            t->location[vlen] = '\0';
+        }
+        return len;
+    } else if (IS("range"))
+        dst = t->range;
     else if (IS("x-goog-hash")) {
         /* GCS sends crc32c and md5 as two headers: keep both, comma-separated */
         size_t have = strlen(t->goog_hash);
@@ -559,6 +570,8 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
             .content_type = t->content_type[0] ? t->content_type : NULL,
             .content_encoding = t->content_encoding[0] ? t->content_encoding : NULL,
             .goog_hash = t->goog_hash[0] ? t->goog_hash : NULL,
+            .location = t->location[0] ? t->location : NULL,
+            .range = t->range[0] ? t->range : NULL,
         };
         op->http_status = t->status;
         op->status = CFS_OK;
