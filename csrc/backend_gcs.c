@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "base64.h"
 #include "crc32c.h"
+#include "engine.h"
 #include "gcs_auth.h"
 #include "gcs_proto.h"
 #include "keys.h"
@@ -47,6 +48,8 @@ extern const cfs_backend_ops cfs_gcs_backend;
 #define REFRESH_CLAIM_TIMEOUT 60.0 /* an op refreshing for longer than this has given up */
 #define MAX_TOKEN_FETCHES 4        /* per op: an endpoint that never gives a usable token */
 #define MAX_NAME_BYTES 1024
+#define MIB (1024L * 1024L)
+#define RESUMABLE_QUANTUM (256L * 1024L) /* a session's chunks are multiples of this */
 
 typedef struct gcs_backend {
     cfs_backend base;
@@ -58,6 +61,8 @@ typedef struct gcs_backend {
     int verify;
     char *scope;
     cfs_gcs_credentials cred;
+    size_t resumable_threshold; /* PUTs of at least this many bytes go up in a session */
+    size_t resumable_chunk;     /* bytes per request of a session */
 
     pthread_mutex_t lock;   /* guards the token cache below (token_lock/token_unlock) */
     pid_t lock_pid;         /* the process the lock belongs to (fork: see token_lock) */
@@ -81,12 +86,27 @@ typedef struct gcs_state {
     /* GET of a whole object: what gcs_verify checks and undoes on a worker thread */
     cfs_goog_hash want;     /* the server's x-goog-hash */
     int gzipped;            /* stored gzip-encoded: decompress after the check */
+    /* resumable PUT: a session (its URI is a capability: never in messages) */
+    int rs_phase;           /* RS_START: ask for a session; RS_SEND: send bytes */
+    char *session;          /* the session URI */
+    size_t rs_offset;       /* bytes the server holds */
+    size_t rs_sent_end;     /* end of the chunk in flight */
+    int rs_query;           /* the next request asks the server what it holds */
+    int rs_querying;        /* the request in flight is such a query */
+    int rs_in_flight;       /* a request of the session was built and not answered: if it
+                             * is built again, the transfer failed and the server may hold
+                             * some of it */
+    int rs_chunks;          /* chunk requests sent */
+    int rs_restarts;        /* sessions started over from the first byte */
 } gcs_state;
+
+enum { RS_START = 0, RS_SEND = 1 };
 
 static void state_free(void *p)
 {
     gcs_state *s = p;
     free(s->page_token);
+    free(s->session);
     free(s);
 }
 
@@ -295,6 +315,18 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         goto oom;
     if (cfs_options_take_bool(opts, "verify", &g->verify, err, errlen) < 0)
         goto fail;
+    long threshold = 8 * MIB, chunk = 8 * MIB;
+    if (cfs_options_take_long(opts, "resumable_threshold", 1, LONG_MAX, &threshold, err, errlen) < 0 ||
+        cfs_options_take_long(opts, "resumable_chunksize", RESUMABLE_QUANTUM, 1024 * MIB, &chunk,
+                              err, errlen) < 0)
+        goto fail;
+    if (chunk % RESUMABLE_QUANTUM != 0) {
+        snprintf(err, errlen, "resumable_chunksize must be a multiple of 256 KiB (%ld), not %ld",
+                 RESUMABLE_QUANTUM, chunk);
+        goto fail;
+    }
+    g->resumable_threshold = (size_t)threshold;
+    g->resumable_chunk = (size_t)chunk;
     int anon = 0;
     int anon_set = cfs_options_take_bool(opts, "anon", &anon, err, errlen);
     if (anon_set < 0)
@@ -482,6 +514,70 @@ static gcs_state *state_of(cfs_op *op)
     return op->backend_state;
 }
 
+static int is_resumable(const gcs_backend *g, const cfs_op *op)
+{
+    return op->kind == CFS_OP_PUT && op->body_len > 0 && op->body_len >= g->resumable_threshold;
+}
+
+/* Does the session URI belong to the endpoint (so it may carry our token)? */
+static int session_on_endpoint(const gcs_backend *g, const char *session)
+{
+    size_t n = strlen(g->endpoint);
+    return strncmp(session, g->endpoint, n) == 0 && session[n] == '/';
+}
+
+/* The next request of a resumable PUT: start a session (JSON metadata with the whole
+ * object's crc32c), send the next chunk from what the server holds, or, when the last
+ * request failed and the server may hold part of it, ask what it holds. Sets *where_set
+ * (op->where names the start URL, never the session URI) and *may_auth. Returns 0 or -1
+ * (out of memory). */
+static int build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req,
+                           const char *name, size_t name_len, int *may_auth)
+{
+    *may_auth = 1;
+    if (st->rs_phase == RS_START) {
+        st->rs_in_flight = 0;
+        req->method = "POST";
+        req->url = cfs_gcs_resumable_url(g->endpoint, g->bucket, name, name_len, op->if_none_match);
+        if (!req->url || cfs_op_set_where(op, req->url) < 0 ||
+            cfs_gcs_upload_metadata(&req->body_owned, name, name_len, st->crc) < 0 ||
+            cfs_request_header(req, "Content-Type: application/json; charset=UTF-8") < 0 ||
+            cfs_request_header(req, "X-Upload-Content-Type: application/octet-stream") < 0 ||
+            cfs_request_header(req, "X-Upload-Content-Length: %zu", op->body_len) < 0)
+            return -1;
+        req->body = req->body_owned.data;
+        req->body_len = req->body_owned.len;
+        return 0;
+    }
+    if (st->rs_in_flight)
+        st->rs_query = 1; /* the last request got no answer: what did the server keep? */
+    char range[96];
+    req->method = "PUT";
+    if (!(req->url = strdup(st->session)))
+        return -1;
+    *may_auth = session_on_endpoint(g, st->session);
+    if (st->rs_query) {
+        st->rs_querying = 1;
+        req->body = "";
+        req->body_len = 0;
+        cfs_gcs_content_range(range, sizeof range, 0, 0, op->body_len);
+    } else {
+        st->rs_querying = 0;
+        size_t left = op->body_len - st->rs_offset;
+        size_t len = left < g->resumable_chunk ? left : g->resumable_chunk;
+        req->body = op->body + st->rs_offset;
+        req->body_len = len;
+        st->rs_sent_end = st->rs_offset + len;
+        st->rs_chunks++;
+        cfs_gcs_content_range(range, sizeof range, st->rs_offset, len, op->body_len);
+    }
+    if (cfs_request_header(req, "Content-Range: %s", range) < 0 ||
+        cfs_request_header(req, "Content-Type: application/octet-stream") < 0)
+        return -1;
+    st->rs_in_flight = 1;
+    return 0;
+}
+
 static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -543,14 +639,24 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             goto oom;
         break;
     case CFS_OP_PUT: {
-        req->method = "POST";
-        req->url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
-        if (!req->url)
-            goto oom;
         if (!st->have_crc) {
             st->crc = cfs_crc32c(0, op->body, op->body_len);
             st->have_crc = 1;
         }
+        if (is_resumable(g, op)) {
+            int may_auth = 1;
+            if (build_resumable(g, op, st, req, name, name_len, &may_auth) < 0)
+                goto oom;
+            if (token && may_auth && add_bearer(req, token) < 0)
+                goto oom;
+            cfs_secret_free(token);
+            free(name);
+            return CFS_BUILD_SEND;
+        }
+        req->method = "POST";
+        req->url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
+        if (!req->url)
+            goto oom;
         char boundary[64];
         if (cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body,
                                    op->body_len, st->crc) < 0 ||
@@ -654,6 +760,114 @@ static cfs_next finish_list(cfs_op *op, gcs_state *st, const char *root, const c
     return CFS_NEXT_DONE;
 }
 
+/* Move a multi-step op on after progress. The engine's retry budget counts op->attempts:
+ * starting it again gives each chunk of a session the full number of tries. */
+static cfs_next next_step(cfs_op *op)
+{
+    op->step++;
+    op->attempts = 0;
+    return CFS_NEXT_AGAIN;
+}
+
+/* Start the session over (it is gone, or it made an object that is not ours): from the
+ * first byte, with a retry counted. Each chunk gets the full retry budget (next_step), so
+ * the restarts have their own: at most max_attempts of them, then the failure stands. */
+static cfs_next restart_session(cfs_op *op, gcs_state *st)
+{
+    if (++st->rs_restarts >= cfs_limiter_config(op->limiter)->retry.max_attempts)
+        return CFS_NEXT_DONE;
+    free(st->session);
+    st->session = NULL;
+    st->rs_phase = RS_START;
+    st->rs_offset = 0;
+    st->rs_query = st->rs_querying = st->rs_in_flight = 0;
+    return CFS_NEXT_RETRY;
+}
+
+/* The object resource that completes a session (or a simple upload): is it what we sent?
+ * Returns 1 if so (or the server said nothing checkable), 0 after failing the op. */
+static int check_stored(cfs_op *op, const gcs_state *st, const cfs_response *resp)
+{
+    cfs_goog_hash h;
+    int64_t size = -1;
+    if (cfs_gcs_parse_object(resp->body->data, resp->body->len, &size, &h) == 0) {
+        if ((h.has_crc32c && h.crc32c != st->crc) || (size >= 0 && (size_t)size != op->body_len)) {
+            cfs_op_fail(op, CFS_ECHECKSUM, "the server stored %lld bytes with crc32c %08x; "
+                        "%zu bytes with crc32c %08x were sent", (long long)size, h.crc32c,
+                        op->body_len, st->crc);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *resp)
+{
+    long code = resp->status;
+    st->rs_in_flight = 0;
+    if (st->rs_phase == RS_START) {
+        if (code >= 200 && code < 300) {
+            const char *loc = resp->location;
+            if (!loc || (strncmp(loc, "http://", 7) != 0 && strncmp(loc, "https://", 8) != 0)) {
+                cfs_op_fail(op, CFS_EPROTOCOL, "resumable upload started without a session URI");
+                return CFS_NEXT_DONE;
+            }
+            free(st->session);
+            if (!(st->session = strdup(loc))) {
+                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+                return CFS_NEXT_DONE;
+            }
+            st->rs_phase = RS_SEND;
+            st->rs_offset = 0;
+            st->rs_query = 0;
+            return next_step(op);
+        }
+        cfs_next next = cfs_http_status_outcome(op, resp);
+        describe_failure(op, resp);
+        return next;
+    }
+
+    int querying = st->rs_querying;
+    st->rs_querying = 0;
+    if (code == 308) { /* incomplete: the Range header says how much the server holds */
+        int64_t have = 0;
+        if (cfs_gcs_parse_upload_range(resp->range, &have) < 0 || (uint64_t)have > op->body_len) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "resumable upload: bad Range in a 308 answer: %.80s",
+                        resp->range ? resp->range : "");
+            return CFS_NEXT_DONE;
+        }
+        size_t before = st->rs_offset;
+        st->rs_offset = (size_t)have; /* may be less than sent: resend from there */
+        st->rs_query = 0;
+        if (querying || st->rs_offset > before)
+            return next_step(op);
+        /* a chunk the server kept nothing of: try it again, counted */
+        cfs_op_fail(op, CFS_ETRANSIENT, "resumable upload: the server kept none of bytes %zu-%zu",
+                    before, st->rs_sent_end);
+        return CFS_NEXT_RETRY;
+    }
+    if (code == 200 || code == 201) { /* complete: is it ours? */
+        if (!check_stored(op, st, resp))
+            return restart_session(op, st);
+        op->status = CFS_OK;
+        return CFS_NEXT_DONE;
+    }
+    cfs_next next = cfs_http_status_outcome(op, resp);
+    describe_failure(op, resp);
+    if (code == 404 || code == 410) {
+        /* the session expired or was cancelled: start again (counted as a retry) */
+        cfs_op_fail(op, CFS_ETRANSIENT, "resumable upload session gone (HTTP %ld)", code);
+        return restart_session(op, st);
+    }
+    if (code == 400 && (strstr(op->message, "CRC32C") || strstr(op->message, "MD5"))) {
+        op->status = CFS_ECHECKSUM; /* the whole did not match our crc32c: send it again */
+        return restart_session(op, st);
+    }
+    if (next == CFS_NEXT_RETRY)
+        st->rs_query = 1; /* the server may hold part of the chunk: ask before resending */
+    return next;
+}
+
 static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -670,9 +884,12 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         }
         token_unlock(g);
         st->reauthed = 1;
+        st->rs_in_flight = 0; /* refused: the server kept nothing of it */
         op->step++;
         return CFS_NEXT_AGAIN;
     }
+    if (is_resumable(g, op))
+        return finish_resumable(op, st, resp);
 
     /* a whole object is checked as received, then decompressed: both on a worker thread */
     int whole = op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE;
@@ -716,19 +933,10 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         op->size = size;
         break;
     }
-    case CFS_OP_PUT: {
-        cfs_goog_hash h;
-        int64_t size = -1;
-        if (cfs_gcs_parse_object(resp->body->data, resp->body->len, &size, &h) == 0) {
-            if ((h.has_crc32c && h.crc32c != st->crc) || (size >= 0 && (size_t)size != op->body_len)) {
-                cfs_op_fail(op, CFS_ECHECKSUM, "the server stored %lld bytes with crc32c %08x; "
-                            "%zu bytes with crc32c %08x were sent", (long long)size, h.crc32c,
-                            op->body_len, st->crc);
-                return CFS_NEXT_RETRY;
-            }
-        }
+    case CFS_OP_PUT:
+        if (!check_stored(op, st, resp))
+            return CFS_NEXT_RETRY;
         break;
-    }
     case CFS_OP_LIST:
         return finish_list(op, st, g->root, resp);
     default:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libdeflate.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,30 @@ void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n)
     copy_text(out, n, body, len < 200 ? len : 200);
 }
 
+/* {"name": ..., "crc32c": ..., "contentType": ...} as a fresh string (cJSON_free), or NULL. */
+static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c)
+{
+    unsigned char be[4] = { (unsigned char)(crc32c >> 24), (unsigned char)(crc32c >> 16),
+                            (unsigned char)(crc32c >> 8), (unsigned char)crc32c };
+    cfs_buf crc = { 0 };
+    char *json = NULL, *name_copy = NULL;
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta || cfs_base64_encode(&crc, be, 4, 0) < 0)
+        goto out;
+    if (!(name_copy = strndup(name, name_len)))
+        goto out;
+    if (!cJSON_AddStringToObject(meta, "name", name_copy) ||
+        !cJSON_AddStringToObject(meta, "crc32c", crc.data) ||
+        !cJSON_AddStringToObject(meta, "contentType", "application/octet-stream"))
+        goto out;
+    json = cJSON_PrintUnformatted(meta);
+out:
+    cJSON_Delete(meta);
+    free(name_copy);
+    cfs_buf_free(&crc);
+    return json;
+}
+
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
                            const void *data, size_t len, uint32_t crc32c)
 {
@@ -287,21 +312,9 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
             break;
         salt = salt * 6364136223846793005ull + 1442695040888963407ull + (uint64_t)tries;
     }
-    unsigned char be[4] = { (unsigned char)(crc32c >> 24), (unsigned char)(crc32c >> 16),
-                            (unsigned char)(crc32c >> 8), (unsigned char)crc32c };
-    cfs_buf crc = { 0 };
-    char *json = NULL, *name_copy = NULL;
-    cJSON *meta = cJSON_CreateObject();
     int rc = -1;
-    if (!meta || cfs_base64_encode(&crc, be, 4, 0) < 0)
-        goto out;
-    if (!(name_copy = strndup(name, name_len)))
-        goto out;
-    if (!cJSON_AddStringToObject(meta, "name", name_copy) ||
-        !cJSON_AddStringToObject(meta, "crc32c", crc.data) ||
-        !cJSON_AddStringToObject(meta, "contentType", "application/octet-stream"))
-        goto out;
-    if (!(json = cJSON_PrintUnformatted(meta)))
+    char *json = metadata_json(name, name_len, crc32c);
+    if (!json)
         goto out;
     if (len > (size_t)-1 - 4096 - strlen(json) || cfs_buf_reserve(out, len + strlen(json) + 512) < 0)
         goto out;
@@ -315,11 +328,61 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
         goto out;
     rc = 0;
 out:
-    cJSON_Delete(meta);
     cJSON_free(json);
-    free(name_copy);
-    cfs_buf_free(&crc);
     return rc;
+}
+
+char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char *name,
+                            size_t name_len, int if_generation_match_zero)
+{
+    cfs_buf u = { 0 };
+    int ok = cfs_buf_append_str(&u, endpoint) == 0 &&
+             cfs_buf_append_str(&u, "/upload/storage/v1/b/") == 0 &&
+             append_enc(&u, bucket, strlen(bucket)) == 0 &&
+             cfs_buf_append_str(&u, "/o?uploadType=resumable&name=") == 0 &&
+             append_enc(&u, name, name_len) == 0;
+    if (ok && if_generation_match_zero)
+        ok = cfs_buf_append_str(&u, "&ifGenerationMatch=0") == 0;
+    return finish_url(&u, ok);
+}
+
+int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c)
+{
+    char *json = metadata_json(name, name_len, crc32c);
+    int rc = json && cfs_buf_append_str(out, json) == 0 ? 0 : -1;
+    cJSON_free(json);
+    return rc;
+}
+
+int cfs_gcs_parse_upload_range(const char *range, int64_t *persisted)
+{
+    *persisted = 0;
+    if (!range)
+        return 0;
+    while (*range == ' ' || *range == '\t')
+        range++;
+    if (strncmp(range, "bytes=0-", 8) != 0)
+        return -1;
+    const char *p = range + 8;
+    if (*p < '0' || *p > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long last = strtoll(p, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno || *end || last < 0 || last == LLONG_MAX)
+        return -1;
+    *persisted = (int64_t)last + 1;
+    return 0;
+}
+
+void cfs_gcs_content_range(char *out, size_t n, uint64_t offset, uint64_t len, uint64_t total)
+{
+    if (len == 0)
+        snprintf(out, n, "bytes */%" PRIu64, total);
+    else
+        snprintf(out, n, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, offset, offset + len - 1, total);
 }
 
 int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out)

@@ -56,6 +56,27 @@ void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n);
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
                            const void *data, size_t len, uint32_t crc32c);
 
+/* Resumable uploads. The URL that starts a session for object `name`:
+ * {endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name={name}
+ * [&ifGenerationMatch=0]. Returns a fresh string or NULL (no memory). */
+char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char *name,
+                            size_t name_len, int if_generation_match_zero);
+
+/* The JSON metadata that starts a session: {"name", "crc32c" (base64 of big-endian),
+ * "contentType"}, so the server checks the whole object when it is complete. Appends to
+ * out. Returns 0 or -1 (out of memory). */
+int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c);
+
+/* How many bytes a session holds, from the Range header of a 308 answer: "bytes=0-N"
+ * means N+1; no header (NULL) means none yet (0). Returns 0, or -1 if malformed (another
+ * start than 0, N not a decimal, trailing text). */
+int cfs_gcs_parse_upload_range(const char *range, int64_t *persisted);
+
+/* The Content-Range of one request of a session: "bytes A-B/TOTAL" for the len bytes from
+ * offset (len > 0), or "bytes * /TOTAL" (no space) for a status query (len == 0). Writes a
+ * NUL-terminated value into out (n >= 64). */
+void cfs_gcs_content_range(char *out, size_t n, uint64_t offset, uint64_t len, uint64_t total);
+
 /* Decompress a gzip body (one or more members), as GCS sends an object stored with
  * Content-Encoding: gzip to a client that accepts gzip. Appends to out. Returns 0, -1 if
  * the data is not valid gzip, -2 if out of memory. */
