@@ -839,8 +839,17 @@ static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *
         size_t before = st->rs_offset;
         st->rs_offset = (size_t)have; /* may be less than sent: resend from there */
         st->rs_query = 0;
-        if (querying || st->rs_offset > before)
-            return next_step(op);
+        if (st->rs_offset > before)
+            return next_step(op); /* progress: the next chunk has every try */
+        if (querying) {
+            /* after a failed chunk: resend it now (the backoff was before the query). The
+             * query is not a try of the chunk: the budget counts the chunk's sends, so a
+             * chunk that always fails ends after max_attempts of them. */
+            if (op->attempts > 0)
+                op->attempts--;
+            op->step++;
+            return CFS_NEXT_AGAIN;
+        }
         /* a chunk the server kept nothing of: try it again, counted */
         cfs_op_fail(op, CFS_ETRANSIENT, "resumable upload: the server kept none of bytes %zu-%zu",
                     before, st->rs_sent_end);

