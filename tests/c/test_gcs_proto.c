@@ -204,8 +204,51 @@ static void test_gunzip(void)
     cfs_buf_free(&out);
 }
 
+static void test_resumable(void)
+{
+    char *u = cfs_gcs_resumable_url("http://h:1", "b", "p/a b+/ü", strlen("p/a b+/ü"), 0);
+    CHECK(STREQ(u, "http://h:1/upload/storage/v1/b/b/o?uploadType=resumable&name=p%2Fa%20b%2B%2F%C3%BC"),
+          "resumable url: %s", u);
+    free(u);
+    u = cfs_gcs_resumable_url("https://e", "b", "k", 1, 1);
+    CHECK(STREQ(u, "https://e/upload/storage/v1/b/b/o?uploadType=resumable&name=k&ifGenerationMatch=0"),
+          "conditional: %s", u);
+    free(u);
+
+    cfs_buf m = { 0 };
+    CHECK(cfs_gcs_upload_metadata(&m, "d/\"q\"", 5, 0xE3069283u) == 0 && cfs_buf_terminate(&m) == 0,
+          "metadata");
+    CHECK(m.data && strstr(m.data, "\"name\":\"d/\\\"q\\\"\"") && strstr(m.data, "\"crc32c\":\"4waSgw==\"") &&
+              strstr(m.data, "\"contentType\":\"application/octet-stream\""),
+          "metadata: %s", m.data);
+    cfs_buf_free(&m);
+
+    int64_t have = -5;
+    CHECK(cfs_gcs_parse_upload_range(NULL, &have) == 0 && have == 0, "no Range: nothing held");
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-0", &have) == 0 && have == 1, "one byte: %lld", (long long)have);
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-262143", &have) == 0 && have == 262144, "%lld", (long long)have);
+    CHECK(cfs_gcs_parse_upload_range(" bytes=0-8388607 ", &have) == 0 && have == 8388608, "spaces");
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-9223372036854775806", &have) == 0 &&
+              have == INT64_MAX, "largest");
+    static const char *const bad[] = {
+        "", "bytes=", "bytes=0-", "bytes=1-5", "bytes=0-x", "bytes=0--1", "bytes=0-5,7-9",
+        "bytes 0-5", "bytes=0-9223372036854775807", "bytes=0-99999999999999999999", "items=0-5",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(cfs_gcs_parse_upload_range(bad[i], &have) == -1, "malformed accepted: %s", bad[i]);
+
+    char cr[64];
+    cfs_gcs_content_range(cr, sizeof cr, 0, 262144, 20971525);
+    CHECK(STREQ(cr, "bytes 0-262143/20971525"), "%s", cr);
+    cfs_gcs_content_range(cr, sizeof cr, 20971520, 5, 20971525);
+    CHECK(STREQ(cr, "bytes 20971520-20971524/20971525"), "%s", cr);
+    cfs_gcs_content_range(cr, sizeof cr, 7, 0, 20971525);
+    CHECK(STREQ(cr, "bytes */20971525"), "query: %s", cr);
+}
+
 int main(void)
 {
+    test_resumable();
     test_gunzip();
     test_base64();
     test_urls();
