@@ -29,6 +29,9 @@
 /* How often the bytes moved by each transfer are sampled: a stall is seen at most about
  * two intervals after its timeout. */
 #define STALL_SAMPLE_MS 250
+/* Idle connections older than this are not reused: servers close theirs (S3 after about
+ * 20 s, nginx 75 s) and a request sent on a closed one fails. */
+#define MAX_IDLE_CONNECTION_S 20L
 /* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
 #define BUILD_WAIT_S 0.005
 
@@ -452,6 +455,8 @@ static void start_request(engine *e, cfs_op *op)
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
     SET(CURLOPT_BUFFERSIZE, cfg->buffer_size);
     SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
+    SET(CURLOPT_FRESH_CONNECT, (long)op->fresh_connection);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -554,6 +559,9 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
                         op->limiter->cfg.stall_timeout_s);
             next = CFS_NEXT_RETRY;
         } else if (curl_error_is_transient(rc)) {
+            /* a reused connection the server had closed: do not pick another stale one */
+            op->fresh_connection = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+                                   rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_FAIL_REWIND;
             cfs_op_fail(op, CFS_ETRANSIENT, "%s", why);
             next = CFS_NEXT_RETRY;
         } else {
@@ -575,6 +583,7 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
         };
         op->http_status = t->status;
         op->status = CFS_OK;
+        op->fresh_connection = 0;
         next = b->ops->finish(b, op, &resp);
     }
 

@@ -120,6 +120,7 @@ typedef struct cfs_op {
 
     /* --- engine private --- */
     void *engine_priv;
+    int fresh_connection;       /* the last try failed on its connection: use a new one */
     struct cfs_op *next;
 } cfs_op;
 
