@@ -399,3 +399,21 @@ def test_basic_auth_sent(target):
     expected = "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
     assert target.server.header(r, "Authorization") == expected
     assert SECRET not in repr(s)
+
+
+def test_retry_after_a_broken_connection_takes_a_fresh_one(target):
+    """After a connection broke mid-response, the retry opens a new connection rather than
+    trying another kept-alive one the server may also have closed. (A close before any
+    answer libcurl retries by itself.)"""
+    values = {f"f/{i}": b"v" * 100_000 for i in range(8)}
+    for k, v in values.items():
+        target.put(k, v)
+    s = target.store(concurrency=4)
+    assert s.getitems(list(values)) == values  # four connections kept alive
+    opened = {r.conn for k in values for r in target.requests(k)}
+    target.faults("f/0", ["reset"])
+    assert s["f/0"] == b"v" * 100_000
+    first, retry = target.requests("f/0")[-2:]
+    assert first.fault == "reset" and retry.fault is None
+    assert first.conn in opened, "the first try reused a kept-alive connection"
+    assert retry.conn not in opened | {first.conn}, "the retry took a fresh connection"
