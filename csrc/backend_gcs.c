@@ -98,6 +98,9 @@ typedef struct gcs_state {
                              * some of it */
     int rs_chunks;          /* chunk requests sent */
     int rs_restarts;        /* sessions started over from the first byte */
+    /* DELETE_MANY: the keys still to delete (a batch retried for transient part failures
+     * carries only those) */
+    unsigned char *pending;
 } gcs_state;
 
 enum { RS_START = 0, RS_SEND = 1 };
@@ -107,6 +110,7 @@ static void state_free(void *p)
     gcs_state *s = p;
     free(s->page_token);
     free(s->session);
+    free(s->pending);
     free(s);
 }
 
@@ -578,6 +582,55 @@ static int build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_reques
     return 0;
 }
 
+/* A batch request deleting the keys of a DELETE_MANY op still pending (part i+1 for key
+ * i). Returns CFS_BUILD_SEND, CFS_BUILD_DONE (nothing left), or -1 (out of memory). */
+static int build_batch_delete(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req)
+{
+    if (!st->pending) {
+        if (!(st->pending = malloc(op->n_keys ? op->n_keys : 1)))
+            return -1;
+        memset(st->pending, 1, op->n_keys);
+    }
+    size_t n = 0, rlen = strlen(g->root);
+    char **names = calloc(op->n_keys ? op->n_keys : 1, sizeof *names);
+    size_t *lens = calloc(op->n_keys ? op->n_keys : 1, sizeof *lens);
+    size_t *ids = calloc(op->n_keys ? op->n_keys : 1, sizeof *ids);
+    int rc = -1;
+    if (!names || !lens || !ids)
+        goto out;
+    for (size_t i = 0; i < op->n_keys; i++) {
+        if (!st->pending[i])
+            continue;
+        if (!(names[n] = cfs_asprintf("%s%s", g->root, op->keys[i])))
+            goto out;
+        lens[n] = rlen + strlen(op->keys[i]);
+        ids[n] = i + 1;
+        n++;
+    }
+    if (n == 0) {
+        op->status = CFS_OK;
+        rc = CFS_BUILD_DONE;
+        goto out;
+    }
+    req->method = "POST";
+    if (!(req->url = cfs_asprintf("%s/batch/storage/v1", g->endpoint)) ||
+        cfs_op_set_where(op, req->url) < 0 ||
+        cfs_gcs_batch_delete_body(&req->body_owned, g->bucket, (const char *const *)names, lens,
+                                  ids, n) < 0 ||
+        cfs_request_header(req, "Content-Type: multipart/mixed; boundary=\"" CFS_GCS_BATCH_BOUNDARY "\"") < 0)
+        goto out;
+    req->body = req->body_owned.data;
+    req->body_len = req->body_owned.len;
+    rc = CFS_BUILD_SEND;
+out:
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+    free(lens);
+    free(ids);
+    return rc;
+}
+
 static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -608,6 +661,15 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         return rc;
     }
 
+    if (op->kind == CFS_OP_DELETE_MANY) {
+        int rc = build_batch_delete(g, op, st, req);
+        if (rc < 0)
+            goto oom;
+        if (rc == CFS_BUILD_SEND && token && add_bearer(req, token) < 0)
+            goto oom;
+        cfs_secret_free(token);
+        return rc;
+    }
     size_t name_len = strlen(g->root) + strlen(op->key);
     if (!(name = cfs_asprintf("%s%s", g->root, op->key)))
         goto oom;
@@ -680,7 +742,7 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             goto oom;
         break;
     case CFS_OP_RMDIR:
-    case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
+    case CFS_OP_DELETE_MANY: /* built above */
         break;
     }
     if (cfs_op_set_where(op, req->url) < 0)
@@ -877,6 +939,90 @@ static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *
     return next;
 }
 
+typedef struct batch_ctx {
+    cfs_op *op;
+    gcs_state *st;
+    int last;               /* the op's last try: transient part failures are final */
+    int retry;              /* some part failed transiently: send those keys again */
+} batch_ctx;
+
+static int is_transient_status(long code)
+{
+    return code == 408 || code == 429 || code >= 500;
+}
+
+static int batch_part(void *vctx, long id, long status, const char *body, size_t len)
+{
+    batch_ctx *c = vctx;
+    cfs_op *op = c->op;
+    if (id < 1 || (size_t)id > op->n_keys || !c->st->pending[id - 1])
+        return 0; /* not a part we asked for (or answered twice): ignore it */
+    size_t i = (size_t)id - 1;
+    if ((status >= 200 && status < 300) || status == 404) { /* gone, or never there */
+        c->st->pending[i] = 0;
+        return 0;
+    }
+    if (is_transient_status(status) && !c->last) {
+        c->retry = 1;
+        return 0;
+    }
+    c->st->pending[i] = 0;
+    char msg[200], detail[240];
+    cfs_gcs_error_message(body, len, msg, sizeof msg);
+    snprintf(detail, sizeof detail, "HTTP %ld: %s", status, msg[0] ? msg : "no message");
+    cfs_status why = status == 401 || status == 403 ? CFS_EAUTH
+                   : is_transient_status(status) ? CFS_ETRANSIENT
+                   : status == 412 ? CFS_EEXISTS : CFS_EHTTP;
+    return cfs_entries_add_failure(&op->entries, op->keys[i], why, detail) < 0 ? -2 : 0;
+}
+
+/* A batch of deletes answered: one HTTP status per part, matched by Content-ID. Parts that
+ * failed transiently (or got no answer) are sent again after a backoff, the others are
+ * done; what failed for good is in op->entries. */
+static cfs_next finish_batch_delete(cfs_op *op, gcs_state *st, const cfs_response *resp)
+{
+    if (resp->status != 200) {
+        cfs_next next = cfs_http_status_outcome(op, resp);
+        if (op->status == CFS_OK) /* another 2xx: not a batch response */
+            cfs_op_fail(op, CFS_EPROTOCOL, "batch request answered HTTP %ld", resp->status);
+        else
+            describe_failure(op, resp);
+        return next;
+    }
+    batch_ctx c = { op, st, op->attempts >= cfs_limiter_config(op->limiter)->retry.max_attempts, 0 };
+    char err[160];
+    int rc = cfs_gcs_parse_batch(resp->content_type, resp->body->data, resp->body->len, batch_part,
+                                 &c, err, sizeof err);
+    if (rc == -2) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory reading a batch response");
+        return CFS_NEXT_DONE;
+    }
+    if (rc < 0) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "bad batch response: %s", err);
+        return CFS_NEXT_DONE;
+    }
+    for (size_t i = 0; i < op->n_keys; i++) {
+        if (!st->pending[i])
+            continue;
+        if (!c.last) { /* no answer for it, or a transient one: again */
+            c.retry = 1;
+            continue;
+        }
+        st->pending[i] = 0;
+        if (cfs_entries_add_failure(&op->entries, op->keys[i], CFS_ETRANSIENT,
+                                    "no answer for this key in the batch response") < 0) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            return CFS_NEXT_DONE;
+        }
+    }
+    if (c.retry) {
+        cfs_op_fail(op, CFS_ETRANSIENT, "some deletes of the batch failed transiently");
+        return CFS_NEXT_RETRY;
+    }
+    op->status = CFS_OK;
+    return CFS_NEXT_DONE;
+}
+
 static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -899,6 +1045,8 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     }
     if (is_resumable(g, op))
         return finish_resumable(op, st, resp);
+    if (op->kind == CFS_OP_DELETE_MANY)
+        return finish_batch_delete(op, st, resp);
 
     /* a whole object is checked as received, then decompressed: both on a worker thread */
     int whole = op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE;
@@ -998,6 +1146,7 @@ static const char *const gcs_schemes[] = { "gs", NULL };
 const cfs_backend_ops cfs_gcs_backend = {
     .name = "gcs",
     .schemes = gcs_schemes,
+    .delete_many_max = CFS_GCS_BATCH_MAX, /* parts per batch request */
     .open = gcs_open,
     .close = gcs_close,
     .build = gcs_build,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base64.h"
 #include "keys.h"
@@ -383,6 +384,151 @@ void cfs_gcs_content_range(char *out, size_t n, uint64_t offset, uint64_t len, u
         snprintf(out, n, "bytes */%" PRIu64, total);
     else
         snprintf(out, n, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, offset, offset + len - 1, total);
+}
+
+int cfs_gcs_batch_delete_body(cfs_buf *out, const char *bucket, const char *const *names,
+                              const size_t *lens, const size_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char head[160];
+        snprintf(head, sizeof head, "--" CFS_GCS_BATCH_BOUNDARY "\r\nContent-Type: application/http\r\n"
+                 "Content-ID: <%zu>\r\n\r\nDELETE ", ids[i]);
+        char *path = cfs_gcs_object_url("", bucket, names[i], lens[i], NULL);
+        int ok = path && cfs_buf_append_str(out, head) == 0 && cfs_buf_append_str(out, path) == 0 &&
+                 cfs_buf_append_str(out, " HTTP/1.1\r\n\r\n\r\n") == 0;
+        free(path);
+        if (!ok)
+            return -1;
+    }
+    return cfs_buf_append_str(out, "--" CFS_GCS_BATCH_BOUNDARY "--\r\n");
+}
+
+/* The boundary parameter of a multipart Content-Type, into out. Returns 0 or -1. */
+static int content_type_boundary(const char *ct, char *out, size_t n)
+{
+    const char *p = ct ? strcasestr(ct, "boundary=") : NULL;
+    if (!p)
+        return -1;
+    p += 9;
+    size_t len;
+    if (*p == '"') {
+        p++;
+        const char *q = strchr(p, '"');
+        if (!q)
+            return -1;
+        len = (size_t)(q - p);
+    } else {
+        len = strcspn(p, "; \t\r\n");
+    }
+    if (len == 0 || len >= n)
+        return -1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 0;
+}
+
+/* The end of the line at p (before CRLF or LF) and the start of the next one. */
+static const char *line_end(const char *p, const char *end, const char **next)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *e = nl ? nl : end;
+    *next = nl ? nl + 1 : end;
+    if (e > p && e[-1] == '\r')
+        e--;
+    return e;
+}
+
+int cfs_gcs_parse_batch(const char *content_type, const char *body, size_t len,
+                        int (*part)(void *ctx, long id, long status, const char *body, size_t len),
+                        void *ctx, char *err, size_t errlen)
+{
+    char boundary[128], delim[132];
+    if (content_type_boundary(content_type, boundary, sizeof boundary) < 0) {
+        snprintf(err, errlen, "batch response without a multipart boundary");
+        return -1;
+    }
+    snprintf(delim, sizeof delim, "--%s", boundary);
+    size_t dlen = strlen(delim);
+    const char *end = body ? body + len : NULL;
+    const char *p = body ? memmem(body, len, delim, dlen) : NULL;
+    int parts = 0;
+    while (p) {
+        p += dlen;
+        if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+            break; /* the closing delimiter */
+        const char *next_delim = memmem(p, (size_t)(end - p), delim, dlen);
+        const char *stop = next_delim ? next_delim : end;
+        const char *q, *e;
+        line_end(p, stop, &q); /* the rest of the delimiter line */
+        /* the part's headers */
+        long id = -1;
+        for (;;) {
+            if (q >= stop) {
+                snprintf(err, errlen, "batch response part without a body");
+                return -1;
+            }
+            const char *nq;
+            e = line_end(q, stop, &nq);
+            if (e == q) {
+                q = nq;
+                break;
+            }
+            if ((size_t)(e - q) > 11 && strncasecmp(q, "content-id:", 11) == 0) {
+                const char *v = q + 11;
+                while (v < e && (*v == ' ' || *v == '\t' || *v == '<'))
+                    v++;
+                if ((size_t)(e - v) > 9 && strncmp(v, "response-", 9) == 0)
+                    v += 9;
+                long n = 0;
+                const char *d = v;
+                while (d < e && *d >= '0' && *d <= '9' && n < 100000000)
+                    n = n * 10 + (*d++ - '0');
+                if (d > v && (d == e || *d == '>'))
+                    id = n;
+            }
+            q = nq;
+        }
+        /* the inner response: status line, headers, blank line, body */
+        const char *nq;
+        e = line_end(q, stop, &nq);
+        long status = 0;
+        if ((size_t)(e - q) < 12 || strncmp(q, "HTTP/", 5) != 0) {
+            snprintf(err, errlen, "batch response part without a status line");
+            return -1;
+        }
+        const char *sp = memchr(q, ' ', (size_t)(e - q));
+        if (!sp || e - sp < 4 || sp[1] < '1' || sp[1] > '5' || sp[2] < '0' || sp[2] > '9' ||
+            sp[3] < '0' || sp[3] > '9') {
+            snprintf(err, errlen, "batch response part with a malformed status line");
+            return -1;
+        }
+        status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+        q = nq;
+        while (q < stop) { /* the inner headers, up to a blank line */
+            e = line_end(q, stop, &nq);
+            int blank = e == q;
+            q = nq;
+            if (blank)
+                break;
+        }
+        size_t blen = (size_t)(stop - q);
+        if (blen >= 2 && q[blen - 2] == '\r' && q[blen - 1] == '\n')
+            blen -= 2; /* the line break before the next delimiter belongs to it */
+        else if (blen >= 1 && q[blen - 1] == '\n')
+            blen -= 1;
+        parts++;
+        if (id >= 0) {
+            int rc = part(ctx, id, status, q, blen);
+            if (rc)
+                return rc;
+        }
+        p = next_delim;
+    }
+    if (!parts) {
+        snprintf(err, errlen, "batch response without parts");
+        return -1;
+    }
+    return 0;
 }
 
 int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out)

@@ -77,6 +77,27 @@ int cfs_gcs_parse_upload_range(const char *range, int64_t *persisted);
  * NUL-terminated value into out (n >= 64). */
 void cfs_gcs_content_range(char *out, size_t n, uint64_t offset, uint64_t len, uint64_t total);
 
+/* Batch requests (POST {endpoint}/batch/storage/v1, multipart/mixed). The boundary of the
+ * bodies we build: '=' is percent-encoded in every object path, so it never occurs in one. */
+#define CFS_GCS_BATCH_BOUNDARY "==cfs-batch=="
+#define CFS_GCS_BATCH_MAX 100 /* parts per batch request, GCS's limit */
+
+/* A batch body of n DELETE parts, part i for object names[i] (names[i] bytes, not
+ * NUL-terminated necessarily: lens[i]) with Content-ID <ids[i]>. Appends to out. Returns 0
+ * or -1 (out of memory). */
+int cfs_gcs_batch_delete_body(cfs_buf *out, const char *bucket, const char *const *names,
+                              const size_t *lens, const size_t *ids, size_t n);
+
+/* Read a batch response: content_type carries its boundary; each part is
+ * "Content-ID: <response-ID>" and an HTTP response (status line, headers, body). Calls
+ * part(ctx, id, status, body, body_len) for each part with a Content-ID of a decimal ID
+ * (parts without one are skipped); a nonzero return from part stops the parse with that
+ * value. Returns 0, the callback's value, or -1 with a reason in err (no boundary, no
+ * parts, a part without a status line). */
+int cfs_gcs_parse_batch(const char *content_type, const char *body, size_t len,
+                        int (*part)(void *ctx, long id, long status, const char *body, size_t len),
+                        void *ctx, char *err, size_t errlen);
+
 /* Decompress a gzip body (one or more members), as GCS sends an object stored with
  * Content-Encoding: gzip to a client that accepts gzip. Appends to out. Returns 0, -1 if
  * the data is not valid gzip, -2 if out of memory. */
