@@ -335,6 +335,7 @@ class GcsFaultProxy:
         self.requests = []
         self.chunk_faults = {}
         self.chunks_seen = 0
+        self.path_faults = {}
         self.session_range = {}       # upload_id -> last Range the emulator gave (or None),
                                       # or (status, headers, body) once it completed
         self._httpd = None
@@ -343,6 +344,12 @@ class GcsFaultProxy:
     @property
     def url(self):
         return f"http://{self.host}:{self.port}"
+
+    def fail_path(self, path, statuses):
+        """The next requests to `path` are answered with these statuses (one each, in
+        order), without reaching the emulator."""
+        with self.lock:
+            self.path_faults[path] = [int(x) for x in statuses]
 
     def fail_chunks(self, faults):
         with self.lock:
@@ -401,6 +408,8 @@ class GcsFaultProxy:
                     if is_chunk:
                         fault = proxy.chunk_faults.pop(proxy.chunks_seen, None)
                         proxy.chunks_seen += 1
+                    elif proxy.path_faults.get(split.path):
+                        fault = str(proxy.path_faults[split.path].pop(0))
                     proxy.requests.append({
                         "method": self.command, "path": split.path, "query": query,
                         "headers": dict(self.headers.items()), "body_size": len(body),
@@ -413,6 +422,9 @@ class GcsFaultProxy:
                     return self._reply(308, hdrs, b"")
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "connection", "content-length")}
+                if fault and fault.isdigit() and fault != "503":
+                    return self._reply(int(fault), [("Content-Type", "application/json")],
+                                       b'{"error": {"code": %s, "message": "injected"}}' % fault.encode())
                 if fault == "503":
                     return self._reply(503, [("Content-Type", "application/json")],
                                        b'{"error": {"code": 503, "message": "injected"}}')
