@@ -246,8 +246,97 @@ static void test_resumable(void)
     CHECK(STREQ(cr, "bytes */20971525"), "query: %s", cr);
 }
 
+typedef struct seen_parts {
+    int n;
+    long id[8], status[8];
+    char body[8][128];
+} seen_parts;
+
+static int note_part(void *ctx, long id, long status, const char *body, size_t len)
+{
+    seen_parts *sp = ctx;
+    if (sp->n >= 8)
+        return 7;
+    sp->id[sp->n] = id;
+    sp->status[sp->n] = status;
+    snprintf(sp->body[sp->n], sizeof sp->body[0], "%.*s", (int)len, body);
+    sp->n++;
+    return 0;
+}
+
+static void test_batch(void)
+{
+    const char *names[] = { "p/a b", "p/ü=?" };
+    size_t lens[] = { 5, strlen("p/ü=?") };
+    size_t ids[] = { 3, 17 };
+    cfs_buf b = { 0 };
+    CHECK(cfs_gcs_batch_delete_body(&b, "bk", names, lens, ids, 2) == 0 && cfs_buf_terminate(&b) == 0,
+          "batch body");
+    const char *want =
+        "--==cfs-batch==\r\nContent-Type: application/http\r\nContent-ID: <3>\r\n\r\n"
+        "DELETE /storage/v1/b/bk/o/p%2Fa%20b HTTP/1.1\r\n\r\n\r\n"
+        "--==cfs-batch==\r\nContent-Type: application/http\r\nContent-ID: <17>\r\n\r\n"
+        "DELETE /storage/v1/b/bk/o/p%2F%C3%BC%3D%3F HTTP/1.1\r\n\r\n\r\n"
+        "--==cfs-batch==--\r\n";
+    CHECK(STREQ(b.data, want), "batch body:\n%s", b.data);
+    cfs_buf_free(&b);
+
+    /* as fake-gcs-server answers (CRLF, Content-Id <response-N>) */
+    const char *r1 =
+        "--B1\r\nContent-Id: <response-3>\r\nContent-Type: application/http\r\n\r\n"
+        "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n\r\n"
+        "--B1\r\nContent-Type: application/http\r\nContent-ID: <response-17>\r\n\r\n"
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n"
+        "{\"error\":{\"code\":404,\"message\":\"Not Found\"}}\r\n\r\n"
+        "--B1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\r\n" /* no id: skipped */
+        "--B1\r\nContent-ID: <response-4>\r\n\r\nHTTP/1.1 503 Service Unavailable\r\n\r\nbusy\r\n"
+        "--B1--\r\n";
+    seen_parts sp = { 0 };
+    char err[160] = "";
+    int rc = cfs_gcs_parse_batch("multipart/mixed; boundary=B1", r1, strlen(r1), note_part, &sp,
+                                 err, sizeof err);
+    CHECK(rc == 0 && sp.n == 3, "parse: rc %d, %d parts, %s", rc, sp.n, err);
+    CHECK(sp.id[0] == 3 && sp.status[0] == 204 && STREQ(sp.body[0], ""), "part 0: %ld %ld '%s'",
+          sp.id[0], sp.status[0], sp.body[0]);
+    CHECK(sp.id[1] == 17 && sp.status[1] == 404 &&
+              STREQ(sp.body[1], "{\"error\":{\"code\":404,\"message\":\"Not Found\"}}\r\n"),
+          "part 1: '%s'", sp.body[1]);
+    CHECK(sp.id[2] == 4 && sp.status[2] == 503 && STREQ(sp.body[2], "busy"), "part 2: '%s'", sp.body[2]);
+
+    /* a quoted boundary, LF line ends, a preamble, <N> ids */
+    const char *r2 = "preamble\n--\"odd\n--x\"\nContent-ID: <2>\n\nHTTP/1.1 403 Forbidden\n\n{\"error\":{\"message\":\"no\"}}\n--x--";
+    memset(&sp, 0, sizeof sp);
+    rc = cfs_gcs_parse_batch("multipart/mixed; boundary=\"x\"", r2, strlen(r2), note_part, &sp, err, sizeof err);
+    CHECK(rc == 0 && sp.n == 1 && sp.id[0] == 2 && sp.status[0] == 403 &&
+              STREQ(sp.body[0], "{\"error\":{\"message\":\"no\"}}"),
+          "quoted: rc %d n %d id %ld status %ld '%s' %s", rc, sp.n, sp.id[0], sp.status[0], sp.body[0], err);
+
+    /* the callback stops the parse */
+    memset(&sp, 0, sizeof sp);
+    sp.n = 8;
+    CHECK(cfs_gcs_parse_batch("multipart/mixed; boundary=B1", r1, strlen(r1), note_part, &sp, err,
+                              sizeof err) == 7, "callback value returned");
+
+    static const struct { const char *ct, *body; } bad[] = {
+        { "multipart/mixed", "--B1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n--B1--" },           /* no boundary */
+        { "multipart/mixed; boundary=B1", "" },                                      /* no parts */
+        { "multipart/mixed; boundary=B1", "--B1--\r\n" },                            /* no parts */
+        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n\r\nnot http\r\n--B1--" },
+        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n\r\nHTTP/1.1 2x0 OK\r\n--B1--" },
+        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n" },           /* truncated */
+        { "multipart/mixed; boundary=\"B1", "--B1\r\n" },                            /* unclosed quote */
+        { NULL, "--B1\r\n" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&sp, 0, sizeof sp);
+        CHECK(cfs_gcs_parse_batch(bad[i].ct, bad[i].body, strlen(bad[i].body), note_part, &sp, err,
+                                  sizeof err) == -1, "malformed batch %zu accepted", i);
+    }
+}
+
 int main(void)
 {
+    test_batch();
     test_resumable();
     test_gunzip();
     test_base64();
