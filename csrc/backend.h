@@ -101,6 +101,19 @@ const cfs_backend_ops *cfs_backend_for_url(const char *url);
 /* The schemes known, comma-separated, for error messages. */
 void cfs_backend_schemes(char *out, size_t n);
 
+/* TLS settings every HTTPS backend takes: the options ca_bundle (a CA file) and verify
+ * (False turns certificate checks off). */
+typedef struct cfs_tls {
+    char *ca_bundle;
+    int verify;
+} cfs_tls;
+
+/* Take the options (verify defaults to on). Returns 0, or -1 with err written. */
+int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errlen);
+/* Apply them to a transfer handle. Returns 0 or -1. */
+int cfs_tls_configure(const cfs_tls *tls, CURL *easy);
+void cfs_tls_free(cfs_tls *tls);
+
 /* Helpers for remote backends (http_common.c). */
 /* Add the Range header for op->range (nothing for a whole-object read). */
 int cfs_request_range(cfs_request *req, const cfs_range *r);

@@ -13,8 +13,7 @@ extern const cfs_backend_ops cfs_http_backend;
 typedef struct http_backend {
     cfs_backend base;
     char *url;          /* scheme://host[:port]/path, no credentials, no trailing '/' */
-    char *ca_bundle;
-    int verify;
+    cfs_tls tls;
     char *bearer_token;
     char *userpwd;      /* "user:password" for basic auth */
 } http_backend;
@@ -59,7 +58,7 @@ static void http_close(cfs_backend *b)
     if (!h)
         return;
     free(h->url);
-    free(h->ca_bundle);
+    cfs_tls_free(&h->tls);
     free(h->bearer_token);
     if (h->userpwd) {
         memset(h->userpwd, 0, strlen(h->userpwd));
@@ -76,7 +75,6 @@ static cfs_backend *http_open(const char *url, cfs_options *opts, char *err, siz
         return NULL;
     }
     h->base.ops = &cfs_http_backend;
-    h->verify = 1;
 
     /* Credentials in the URL (user:pass@host) become basic auth and leave the URL. */
     const char *scheme_end = strstr(url, "://") + 3;
@@ -105,9 +103,7 @@ static cfs_backend *http_open(const char *url, cfs_options *opts, char *err, siz
     }
 
     const char *v;
-    if ((v = cfs_options_take(opts, "ca_bundle")) && !(h->ca_bundle = strdup(v)))
-        goto oom_h;
-    if (cfs_options_take_bool(opts, "verify", &h->verify, err, errlen) < 0)
+    if (cfs_tls_take_options(&h->tls, opts, err, errlen) < 0)
         goto fail;
     if ((v = cfs_options_take(opts, "bearer_token")) && !(h->bearer_token = strdup(v)))
         goto oom_h;
@@ -315,10 +311,7 @@ static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp
 static int http_configure_handle(cfs_backend *b, CURL *easy)
 {
     http_backend *h = (http_backend *)b;
-    if (h->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, h->ca_bundle) != CURLE_OK)
-        return -1;
-    if (!h->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
-                       curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+    if (cfs_tls_configure(&h->tls, easy) < 0)
         return -1;
     if (h->userpwd && (curl_easy_setopt(easy, CURLOPT_USERPWD, h->userpwd) != CURLE_OK ||
                        curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) != CURLE_OK))

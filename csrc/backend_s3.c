@@ -69,12 +69,11 @@ typedef struct s3_backend {
     char *host;             /* the Host header (authority of origin) */
     char *path_base;        /* raw path before root+key: "/bucket/" (path-style) or "/" */
     char *region;
-    char *ca_bundle;
+    cfs_tls tls;
     int anon;
     int requester_pays;
     int sign_payload;
     int verify_etag;
-    int verify;
     size_t mpu_threshold;   /* PUT bodies this large go up in parts */
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
     cred_source source;
@@ -177,7 +176,7 @@ static void s3_close(cfs_backend *b)
     free(s->host);
     free(s->path_base);
     free(s->region);
-    free(s->ca_bundle);
+    cfs_tls_free(&s->tls);
     free(s->cred_url);
     free_secret(s->cred_auth);
     free(s->cred_auth_file);
@@ -296,7 +295,6 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->base.ops = &cfs_s3_backend;
     s->sign_payload = 1;
     s->verify_etag = 1;
-    s->verify = 1;
     if (pthread_mutex_init(&s->lock, NULL) != 0) {
         free(s);
         snprintf(err, errlen, "cannot create a mutex");
@@ -333,14 +331,14 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     if (take_string(opts, "endpoint_url", &endpoint) < 0 || take_string(opts, "region", &s->region) < 0 ||
         take_string(opts, "access_key_id", &s->access_key_id) < 0 ||
         take_string(opts, "secret_access_key", &s->secret_access_key) < 0 ||
-        take_string(opts, "session_token", &s->session_token) < 0 ||
-        take_string(opts, "ca_bundle", &s->ca_bundle) < 0)
+        take_string(opts, "session_token", &s->session_token) < 0)
         goto oom;
+    if (cfs_tls_take_options(&s->tls, opts, err, errlen) < 0)
+        goto fail;
     if (cfs_options_take_bool(opts, "anon", &s->anon, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "requester_pays", &s->requester_pays, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "sign_payload", &s->sign_payload, err, errlen) < 0 ||
-        cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0 ||
-        cfs_options_take_bool(opts, "verify", &s->verify, err, errlen) < 0)
+        cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0)
         goto fail;
     long threshold = 128 * MIB, chunk = 64 * MIB;
     if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
@@ -1372,13 +1370,7 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 
 static int s3_configure_handle(cfs_backend *b, CURL *easy)
 {
-    s3_backend *s = (s3_backend *)b;
-    if (s->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, s->ca_bundle) != CURLE_OK)
-        return -1;
-    if (!s->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
-                       curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
-        return -1;
-    return 0;
+    return cfs_tls_configure(&((s3_backend *)b)->tls, easy);
 }
 
 static const char *s3_url(cfs_backend *b)

@@ -96,3 +96,30 @@ cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp)
     }
     return CFS_NEXT_DONE;
 }
+
+int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errlen)
+{
+    tls->verify = 1;
+    const char *ca = cfs_options_take(opts, "ca_bundle");
+    if (ca && !(tls->ca_bundle = strdup(ca))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return cfs_options_take_bool(opts, "verify", &tls->verify, err, errlen) < 0 ? -1 : 0;
+}
+
+int cfs_tls_configure(const cfs_tls *tls, CURL *easy)
+{
+    if (tls->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_bundle) != CURLE_OK)
+        return -1;
+    if (!tls->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
+                         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+        return -1;
+    return 0;
+}
+
+void cfs_tls_free(cfs_tls *tls)
+{
+    free(tls->ca_bundle);
+    tls->ca_bundle = NULL;
+}
