@@ -1,9 +1,11 @@
-/* The transfer engine: one libcurl multi handle driven by one thread per process, and a
- * small pool of worker threads for local backends.
+/* The transfer engine: one libcurl multi handle driven from epoll by one thread per
+ * process (curl_multi_socket_action), and a small pool of worker threads that run the
+ * local backends and the backends' verify() steps (hashing, decompression).
  *
  * Locking: `engine.lock` guards the limiter list, each limiter's queue and active count,
- * and the worker queue. Everything about transfers in flight (easy handles, the retry
- * list) belongs to the transfer thread alone. */
+ * the worker queue and the verify-failed list. Everything about transfers in flight
+ * (easy handles, the active and retry lists, libcurl's timer) belongs to the transfer
+ * thread alone. */
 #include "engine.h"
 
 #include <errno.h>
@@ -129,11 +131,13 @@ static struct timespec now_mono(void)
     return ts;
 }
 
+/* Milliseconds until t, rounded up (0 once t has passed): waiting that long never wakes
+ * before t, so a deadline is not polled for in a busy loop. */
 static long ms_until(struct timespec t)
 {
     struct timespec n = now_mono();
-    long ms = (long)(t.tv_sec - n.tv_sec) * 1000 + (t.tv_nsec - n.tv_nsec) / 1000000;
-    return ms < 0 ? 0 : ms;
+    long long ns = (long long)(t.tv_sec - n.tv_sec) * 1000000000LL + (t.tv_nsec - n.tv_nsec);
+    return ns <= 0 ? 0 : (long)((ns + 999999) / 1000000);
 }
 
 static struct timespec after_seconds(double s)
