@@ -6,7 +6,13 @@
  * and is decompressed here (the server's transcoding would not match the hash).
  * HEAD: the object resource (its size). PUT: a multipart upload whose metadata carries the
  * object's crc32c, so the server verifies the bytes; create-if-absent with
- * ifGenerationMatch=0 (412 -> CFS_EEXISTS). DELETE. LIST: pages of prefix/delimiter
+ * ifGenerationMatch=0 (412 -> CFS_EEXISTS). A PUT of resumable_threshold bytes or more goes
+ * up in a resumable session instead: a POST with the same metadata returns the session URI
+ * (Location), then chunks of resumable_chunksize with Content-Range; a 308's Range says
+ * what the server holds (send on from there); after a failed chunk a status query
+ * (Content-Range: bytes * /N) asks before resending; a session gone (404/410) or an object
+ * that does not match starts over. DELETE. DELETE_MANY: up to 100 DELETEs in one batch
+ * request (multipart/mixed), per-key status by Content-ID. LIST: pages of prefix/delimiter
  * listings followed through nextPageToken (CFS_NEXT_AGAIN).
  *
  * Auth: a bearer token option, anonymous, or OAuth2 access tokens from a service-account
