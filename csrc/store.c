@@ -231,8 +231,9 @@ static PyObject *bytes_of(cfs_op *op)
 
 /* ---------- listing ---------- */
 
-/* Entries under `prefix` ("" or ending in '/' for a directory), recursive or one level:
- * a sorted list of unique names relative to `strip` characters of the key. */
+/* The names under `prefix`, recursive or one level, sorted and unique: relative to the
+ * prefix when it names a directory ("" or ending in '/'), whole keys for a partial prefix.
+ * With want_sizes, *total_size gets the sum of the objects' sizes. */
 static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int want_sizes,
                             int64_t *total_size)
 {
@@ -246,7 +247,7 @@ static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int
     size_t strip = strlen(op->key);
     if (strip && op->key[strip - 1] != '/')
         strip = 0; /* a partial prefix: names are whole keys */
-    PyObject *names = PySet_New(NULL);
+    PyObject *names = PyList_New(0);
     if (!names)
         goto out;
     int64_t total = 0;
@@ -258,17 +259,31 @@ static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int
         if (want_sizes && !e->is_dir && e->size > 0)
             total += e->size;
         PyObject *n = PyUnicode_DecodeUTF8(e->name + strip, (Py_ssize_t)(len - strip), "surrogateescape");
-        if (!n || PySet_Add(names, n) < 0) {
+        if (!n || PyList_Append(names, n) < 0) {
             Py_XDECREF(n);
             Py_DECREF(names);
             goto out;
         }
         Py_DECREF(n);
     }
-    result = PySequence_List(names);
-    Py_DECREF(names);
-    if (result && PyList_Sort(result) < 0)
-        Py_CLEAR(result);
+    /* sorted, then repeats (a directory seen again, a key listed twice) dropped */
+    if (PyList_Sort(names) < 0) {
+        Py_DECREF(names);
+        goto out;
+    }
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+        PyObject *n = PyList_GET_ITEM(names, i);
+        if (kept > 0 && PyUnicode_Compare(PyList_GET_ITEM(names, kept - 1), n) == 0)
+            continue;
+        Py_INCREF(n);
+        PyList_SetItem(names, kept++, n); /* releases the item it replaces */
+    }
+    if (PyList_SetSlice(names, kept, PyList_GET_SIZE(names), NULL) < 0) {
+        Py_DECREF(names);
+        goto out;
+    }
+    result = names;
     if (total_size)
         *total_size = total;
 out:
