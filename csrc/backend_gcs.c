@@ -63,8 +63,7 @@ typedef struct gcs_backend {
     char *endpoint;         /* scheme://host[:port], no trailing '/' */
     char *bucket;
     char *root;             /* "prefix/" or "" */
-    char *ca_bundle;
-    int verify;
+    cfs_tls tls;
     char *scope;
     cfs_gcs_credentials cred;
     size_t resumable_threshold; /* PUTs of at least this many bytes go up in a session */
@@ -157,7 +156,7 @@ static void gcs_close(cfs_backend *b)
     free(g->endpoint);
     free(g->bucket);
     free(g->root);
-    free(g->ca_bundle);
+    cfs_tls_free(&g->tls);
     free(g->scope);
     cfs_gcs_credentials_clear(&g->cred);
     cfs_secret_free(g->token);
@@ -281,7 +280,6 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         return NULL;
     }
     g->base.ops = &cfs_gcs_backend;
-    g->verify = 1;
     g->lock_pid = getpid();
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
         free(g);
@@ -320,10 +318,7 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     if (!g->root || !g->url)
         goto oom;
 
-    const char *v;
-    if ((v = cfs_options_take(opts, "ca_bundle")) && !(g->ca_bundle = strdup(v)))
-        goto oom;
-    if (cfs_options_take_bool(opts, "verify", &g->verify, err, errlen) < 0)
+    if (cfs_tls_take_options(&g->tls, opts, err, errlen) < 0)
         goto fail;
     long threshold = 8 * MIB, chunk = 8 * MIB;
     if (cfs_options_take_long(opts, "resumable_threshold", 1, LONG_MAX, &threshold, err, errlen) < 0 ||
@@ -1133,13 +1128,7 @@ static cfs_next gcs_verify(cfs_backend *b, cfs_op *op)
 
 static int gcs_configure_handle(cfs_backend *b, CURL *easy)
 {
-    gcs_backend *g = (gcs_backend *)b;
-    if (g->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_bundle) != CURLE_OK)
-        return -1;
-    if (!g->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
-                       curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
-        return -1;
-    return 0;
+    return cfs_tls_configure(&((gcs_backend *)b)->tls, easy);
 }
 
 static const char *gcs_url(cfs_backend *b)
