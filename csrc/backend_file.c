@@ -326,6 +326,25 @@ static void remove_empty_dirs(const char *path, int is_root)
         rmdir(path); /* fails, harmlessly, if something is left */
 }
 
+/* COPY: read the source, then write it like a PUT (temp file, rename). */
+static void file_copy(file_backend *f, cfs_op *op, char *dst_path)
+{
+    char *src_path = cfs_path_join(f->root, op->source);
+    if (!src_path) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return;
+    }
+    file_get(op, src_path, 0);
+    free(src_path);
+    if (op->status != CFS_OK)
+        return;
+    op->body = op->data.data ? op->data.data : "";
+    op->body_len = op->data.len;
+    file_put(op, dst_path);
+    op->body = NULL;
+    op->body_len = 0;
+}
+
 static void file_execute(cfs_backend *b, cfs_op *op)
 {
     file_backend *f = (file_backend *)b;
@@ -359,6 +378,9 @@ static void file_execute(cfs_backend *b, cfs_op *op)
         break;
     case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
         cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
+        break;
+    case CFS_OP_COPY:
+        file_copy(f, op, path);
         break;
     }
     free(path);

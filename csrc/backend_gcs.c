@@ -86,6 +86,7 @@ typedef struct gcs_state {
     int reauthed;           /* already fetched a fresh token after a 401 */
     unsigned long token_gen; /* generation of the token the request carried */
     char *page_token;       /* LIST: where the next page starts */
+    char *rewrite_token;    /* COPY: where the next rewrite call continues */
     int have_crc;           /* PUT: crc32c of the body computed */
     uint32_t crc;
     /* GET of a whole object: what gcs_verify checks and undoes on a worker thread */
@@ -114,6 +115,7 @@ static void state_free(void *p)
 {
     gcs_state *s = p;
     free(s->page_token);
+    free(s->rewrite_token);
     free(s->session);
     free(s->pending);
     free(s);
@@ -632,6 +634,31 @@ out:
     return rc;
 }
 
+/* {endpoint}/storage/v1/b/B/o/SOURCE/rewriteTo/b/B/o/DEST[?rewriteToken=T] */
+static char *rewrite_url(const gcs_backend *g, const char *source, const char *dest,
+                         size_t dest_len, const char *token)
+{
+    char *src_name = cfs_asprintf("%s%s", g->root, source);
+    char *src_url = src_name ? cfs_gcs_object_url(g->endpoint, g->bucket, src_name, strlen(src_name), NULL) : NULL;
+    cfs_buf u = { 0 };
+    int rc = src_url ? 0 : -1;
+    if (rc == 0)
+        rc = cfs_buf_append_str(&u, src_url) < 0 || cfs_buf_append_str(&u, "/rewriteTo/b/") < 0 ||
+                     cfs_url_encode(&u, g->bucket, strlen(g->bucket), 0) < 0 ||
+                     cfs_buf_append_str(&u, "/o/") < 0 || cfs_url_encode(&u, dest, dest_len, 0) < 0 ? -1 : 0;
+    if (rc == 0 && token)
+        rc = cfs_buf_append_str(&u, "?rewriteToken=") < 0 || cfs_url_encode(&u, token, strlen(token), 0) < 0 ? -1 : 0;
+    if (rc == 0)
+        rc = cfs_buf_terminate(&u);
+    free(src_name);
+    free(src_url);
+    if (rc < 0) {
+        cfs_buf_free(&u);
+        return NULL;
+    }
+    return cfs_buf_steal(&u, NULL);
+}
+
 static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -741,6 +768,15 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
                                     LIST_PAGE_SIZE);
         if (!req->url)
             goto oom;
+        break;
+    case CFS_OP_COPY:
+        /* rewrite: the server copies, in as many calls as it needs (rewriteToken) */
+        req->method = "POST";
+        req->url = rewrite_url(g, op->source, name, name_len, st->rewrite_token);
+        if (!req->url || cfs_request_header(req, "Content-Type: application/json") < 0)
+            goto oom;
+        req->body = "{}";
+        req->body_len = 2;
         break;
     case CFS_OP_RMDIR:
     case CFS_OP_DELETE_MANY: /* built above */
@@ -1024,6 +1060,29 @@ static cfs_next finish_batch_delete(cfs_op *op, gcs_state *st, const cfs_respons
     return CFS_NEXT_DONE;
 }
 
+/* A rewrite answers {"done": true} or a rewriteToken to call again with. */
+static cfs_next finish_rewrite(cfs_op *op, gcs_state *st, const cfs_response *resp)
+{
+    cJSON *root = cJSON_ParseWithLength(resp->body->data ? resp->body->data : "", resp->body->len);
+    const cJSON *done = cJSON_GetObjectItemCaseSensitive(root, "done");
+    const cJSON *token = cJSON_GetObjectItemCaseSensitive(root, "rewriteToken");
+    cfs_next next = CFS_NEXT_DONE;
+    if (!cJSON_IsBool(done)) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "rewrite response without \"done\"");
+    } else if (!cJSON_IsTrue(done)) {
+        free(st->rewrite_token);
+        st->rewrite_token = cJSON_IsString(token) ? strdup(token->valuestring) : NULL;
+        if (!st->rewrite_token) {
+            cfs_op_fail(op, CFS_EPROTOCOL, "unfinished rewrite without a rewriteToken");
+        } else {
+            op->step++;
+            next = CFS_NEXT_AGAIN;
+        }
+    }
+    cJSON_Delete(root);
+    return next;
+}
+
 static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -1097,6 +1156,8 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         break;
     case CFS_OP_LIST:
         return finish_list(op, st, g->root, resp);
+    case CFS_OP_COPY:
+        return finish_rewrite(op, st, resp);
     default:
         break;
     }

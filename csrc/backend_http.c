@@ -193,13 +193,23 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
         cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
         return -1;
+    case CFS_OP_COPY: /* a plain server has no copy: read the source, then write it */
+        if (op->step == 0) {
+            req->method = "GET";
+            path = op->source;
+        } else {
+            req->method = "PUT";
+            req->body = op->data.data ? op->data.data : "";
+            req->body_len = op->data.len;
+        }
+        break;
     }
     req->url = object_url(h, path);
     if (!req->url || cfs_op_set_where(op, req->url) < 0)
         goto oom;
     if (op->kind == CFS_OP_GET && cfs_request_range(req, &op->range) < 0)
         goto oom;
-    if (op->kind == CFS_OP_PUT) {
+    if (op->kind == CFS_OP_PUT || (op->kind == CFS_OP_COPY && op->step == 1)) {
         if (cfs_request_header(req, "Content-Type: application/octet-stream") < 0)
             goto oom;
         if (op->if_none_match && cfs_request_header(req, "If-None-Match: *") < 0)
@@ -295,6 +305,13 @@ static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp
         /* cleanup only: a server without collections (or the directory gone) is fine */
         op->status = CFS_OK;
         op->message[0] = '\0';
+    }
+    if (op->kind == CFS_OP_COPY && op->step == 0 && next == CFS_NEXT_DONE && op->status == CFS_OK) {
+        cfs_buf_free(&op->data); /* the source's bytes, to be written next */
+        op->data = *resp->body;
+        memset(resp->body, 0, sizeof *resp->body);
+        op->step = 1;
+        return CFS_NEXT_AGAIN;
     }
     if (op->kind == CFS_OP_LIST) {
         if (op->status == CFS_ENOTFOUND) { /* a missing directory lists as empty */

@@ -182,6 +182,42 @@ static void mem_list(mem_bucket *b, cfs_op *op)
         cfs_entries_sort_unique(&op->entries); /* a directory is seen once per key below it */
 }
 
+/* COPY under the bucket lock: the source's bytes become the destination's. */
+static void mem_copy(mem_bucket *b, cfs_op *op, uint64_t dst_hash)
+{
+    mem_object *src = *find_slot(b, op->source, hash_key(op->source));
+    if (!src) {
+        cfs_op_fail(op, CFS_ENOTFOUND, "no such key");
+        return;
+    }
+    char *data = malloc(src->len ? src->len : 1);
+    if (!data) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(data, src->data, src->len);
+    mem_object **pp = find_slot(b, op->key, dst_hash);
+    if (*pp) {
+        free((*pp)->data);
+        (*pp)->data = data;
+        (*pp)->len = src->len;
+        return;
+    }
+    mem_object *o = calloc(1, sizeof *o);
+    char *key = strdup(op->key);
+    if (!o || !key) {
+        free(o);
+        free(key);
+        free(data);
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return;
+    }
+    *o = (mem_object){ key, data, src->len, dst_hash, NULL };
+    *pp = o;
+    if (++b->count > b->n_slots)
+        grow(b);
+}
+
 static void mem_execute(cfs_backend *be, cfs_op *op)
 {
     mem_backend *m = (mem_backend *)be;
@@ -205,7 +241,8 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         memcpy(copy, op->body, op->body_len);
     }
     pthread_mutex_lock(&b->lock);
-    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR || op->kind == CFS_OP_DELETE_MANY) ? NULL : find_slot(b, op->key, h);
+    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR || op->kind == CFS_OP_DELETE_MANY ||
+                        op->kind == CFS_OP_COPY) ? NULL : find_slot(b, op->key, h);
     switch (op->kind) {
     case CFS_OP_GET:
     case CFS_OP_HEAD:
@@ -256,6 +293,9 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         break; /* no directories in a flat namespace */
     case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
         cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
+        break;
+    case CFS_OP_COPY:
+        mem_copy(b, op, h);
         break;
     }
     pthread_mutex_unlock(&b->lock);

@@ -922,6 +922,24 @@ static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     return 0;
 }
 
+/* x-amz-copy-source: "/bucket/key", the key URL-encoded. */
+static char *copy_source(const s3_backend *s, const char *source)
+{
+    cfs_buf v = {0};
+    char *key = cfs_asprintf("%s%s", s->prefix, source);
+    int rc = key ? 0 : -1;
+    if (rc == 0)
+        rc = cfs_buf_append(&v, "/", 1) < 0 || cfs_buf_append_str(&v, s->bucket) < 0 ||
+                     cfs_buf_append(&v, "/", 1) < 0 || cfs_aws_uri_encode(&v, key, strlen(key), 1) < 0 ||
+                     cfs_buf_terminate(&v) < 0 ? -1 : 0;
+    free(key);
+    if (rc < 0) {
+        cfs_buf_free(&v);
+        return NULL;
+    }
+    return cfs_buf_steal(&v, NULL);
+}
+
 /* The DeleteObjects document for op->keys (full object keys: the store's prefix added). */
 static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
 {
@@ -1040,6 +1058,12 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         break;
     case CFS_OP_RMDIR:
         break; /* handled above */
+    case CFS_OP_COPY:
+        r.method = "PUT";
+        if (!(r.scratch = copy_source(s, op->source)))
+            goto oom;
+        add_h(&r, "x-amz-copy-source", r.scratch);
+        break;
     case CFS_OP_DELETE_MANY:
         if (!st->put_hashed) {
             if (delete_document(s, op, &st->delete_body) < 0 ||
@@ -1339,6 +1363,18 @@ static cfs_next delete_result(s3_backend *s, cfs_op *op, const cfs_response *res
     return CFS_NEXT_DONE;
 }
 
+/* CopyObject can fail after its 200 has been sent: the body is then an <Error>. */
+static cfs_next copy_result(cfs_op *op, const cfs_response *resp)
+{
+    cfs_s3_error e;
+    if (!resp->body->len || cfs_s3_parse_error(resp->body->data, resp->body->len, &e) < 0 || !e.code[0])
+        return CFS_NEXT_DONE;
+    cfs_status st = code_is(e.code, RETRY_CODES) ? CFS_ETRANSIENT
+                  : code_is(e.code, AUTH_CODES) ? CFS_EAUTH : CFS_EHTTP;
+    cfs_op_fail(op, st, "%s: %s (in a 200 answer)", e.code, e.message[0] ? e.message : "no message");
+    return st == CFS_ETRANSIENT ? CFS_NEXT_RETRY : CFS_NEXT_DONE;
+}
+
 static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 {
     s3_backend *s = (s3_backend *)b;
@@ -1363,6 +1399,8 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return list_page(s, op, resp);
     case CFS_OP_DELETE_MANY:
         return delete_result(s, op, resp);
+    case CFS_OP_COPY:
+        return copy_result(op, resp);
     default:
         return CFS_NEXT_DONE;
     }

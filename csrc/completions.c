@@ -216,6 +216,7 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
             Py_RETURN_NONE;
         break;
     case CFS_OP_DELETE_MANY: /* batches only */
+    case CFS_OP_COPY:        /* Store.copy only */
         break;
     case CFS_OP_LIST:
         if (st == CFS_OK) {

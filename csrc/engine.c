@@ -328,6 +328,8 @@ static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
     transfer *t = userp;
     size_t room = size * n, left = t->req.body_len - t->upload_pos;
     size_t k = left < room ? left : room;
+    if (k == 0)
+        return 0;
     memcpy(dst, t->req.body + t->upload_pos, k);
     t->upload_pos += k;
     return k;

@@ -35,6 +35,7 @@ const char *cfs_op_kind_name(cfs_op_kind k)
     case CFS_OP_LIST: return "list";
     case CFS_OP_RMDIR: return "rmdir";
     case CFS_OP_DELETE_MANY: return "delete";
+    case CFS_OP_COPY: return "copy";
     }
     return "unknown";
 }
@@ -150,6 +151,7 @@ void cfs_op_free(cfs_op *op)
     if (!op)
         return;
     free(op->key);
+    free(op->source);
     for (size_t i = 0; i < op->n_keys; i++)
         free(op->keys[i]);
     free(op->keys);

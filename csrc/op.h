@@ -17,6 +17,7 @@ typedef enum cfs_op_kind {
                         * (empty directories); a no-op for flat object stores */
     CFS_OP_DELETE_MANY, /* several keys in one request (S3 DeleteObjects), for backends
                          * with delete_many_max > 0; missing keys are not failures */
+    CFS_OP_COPY,        /* op->source to op->key, on the server where it can */
 } cfs_op_kind;
 
 /* The outcome of an operation; CFS_OK and CFS_ENOTFOUND are the only "normal" ones. */
@@ -94,6 +95,7 @@ typedef struct cfs_op {
     int missing_ok;             /* DELETE: the caller ignores a missing key, so a backend
                                  * need not look before it deletes */
     int recursive;              /* LIST: every key below, or one level with directories */
+    char *source;               /* COPY: the key copied (op->key is the destination); owned */
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
 

@@ -524,6 +524,29 @@ static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwarg
     return r;
 }
 
+static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "source", "destination", NULL };
+    PyObject *source, *dest;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:copy", kwlist, &source, &dest))
+        return NULL;
+    const char *src;
+    Py_ssize_t src_len;
+    if (cfs_py_key(source, 0, &src, &src_len) < 0)
+        return NULL;
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_COPY, dest, 0);
+    if (!op)
+        return NULL;
+    op->source = strndup(src, (size_t)src_len);
+    PyObject *r = NULL;
+    if (!op->source)
+        PyErr_NoMemory();
+    else if (run_key_op(s, op, source, 0) == 0) /* KeyError names the missing source */
+        r = Py_NewRef(Py_None);
+    cfs_op_free(op);
+    return r;
+}
+
 /* ---------- directories ---------- */
 
 static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
@@ -796,6 +819,9 @@ static PyMethodDef store_methods[] = {
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
       "entries(prefix='') -> sorted [(key, size)] of every key starting with prefix "
       "(size -1 where the listing does not give it)." },
+    { "copy", (PyCFunction)(void (*)(void))store_copy, METH_VARARGS | METH_KEYWORDS,
+      "copy(source, destination): copy an object within the store, on the server where it "
+      "can (S3 CopyObject, GCS rewrite); KeyError if source is missing." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir(path='') -> sorted names one level below path." },
     { "rmdir", (PyCFunction)(void (*)(void))store_rmdir, METH_VARARGS | METH_KEYWORDS,

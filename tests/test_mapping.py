@@ -11,10 +11,10 @@ import time
 import pytest
 
 try:
-    from cloudfiles_store import CloudFilesStore, errors
+    from cloudfiles_store import CloudFilesStore, engine_stats, errors
     _IMPORT_ERROR = None
 except ImportError as exc:  # the store is not built: every test here fails, loudly
-    CloudFilesStore = errors = None
+    CloudFilesStore = engine_stats = errors = None
     _IMPORT_ERROR = exc
 
 
@@ -663,3 +663,34 @@ def test_secrets_stay_out_of_repr_and_errors(nginx_url, opts):
     _no_secret(str(ei.value))
     s.close()
     clone.close()
+
+
+def test_copy(store):
+    """copy() within a store: on the server for S3 (CopyObject) and GCS (rewrite), by
+    reading and writing for the others; the source stays, a missing source is KeyError."""
+    value = os.urandom(300_000)
+    store["src/a b+é"] = value
+    store["dst/old"] = b"old"
+    store.copy("src/a b+é", "dst/new copy")
+    store.copy("src/a b+é", "dst/old")  # replaces
+    assert store["dst/new copy"] == value and store["dst/old"] == value
+    assert store["src/a b+é"] == value
+    with pytest.raises(KeyError):
+        store.copy("src/missing", "dst/x")
+    assert "dst/x" not in store
+    with pytest.raises(errors.InvalidKeyError):
+        store.copy("src/a b+é", "../out")
+
+
+def test_copy_runs_on_the_server_where_it_can(store, backend):
+    store["big"] = os.urandom(1_000_000)
+    before = engine_stats()["requests"]
+    store.copy("big", "big2")
+    requests = engine_stats()["requests"] - before
+    if backend.name.startswith("s3") or backend.name == "gs":
+        assert requests == 1, "one CopyObject / rewrite call, no bytes through the client"
+    elif backend.name in ("http", "https"):
+        assert requests == 2, "a plain server: a GET and a PUT"
+    else:
+        assert requests == 0, "local backends make no HTTP request"
+    assert store["big2"] == store["big"]
