@@ -444,6 +444,16 @@ static void start_request(engine *e, cfs_op *op)
         return;
     }
     CURL *c = take_easy(e);
+    if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, cfg->buffer_size) != CURLE_OK) {
+        /* libcurl refuses to resize the receive buffer of some reused handles (after
+         * HTTP/2): start from a fresh one */
+        curl_easy_cleanup(c);
+        c = curl_easy_init();
+        if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, cfg->buffer_size) != CURLE_OK) {
+            curl_easy_cleanup(c);
+            c = NULL;
+        }
+    }
     if (!c) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
         transfer_free(e, t);
@@ -452,14 +462,21 @@ static void start_request(engine *e, cfs_op *op)
     }
     t->easy = c;
     CURLcode rc = CURLE_OK;
+    const char *failed = NULL; /* what could not be set, for the error message */
 #define SET(opt, val) \
-    do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
+    do { if (rc == CURLE_OK && (rc = curl_easy_setopt(c, opt, val)) != CURLE_OK) failed = #opt; } while (0)
     SET(CURLOPT_PRIVATE, t);
     SET(CURLOPT_URL, t->req.url);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    if (cfg->http2) {
+        /* HTTP/2 where TLS negotiates it; wait for a stream on a connection being set up
+         * rather than opening one connection per request */
+        SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        SET(CURLOPT_PIPEWAIT, 1L);
+    } else {
+        SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
-    SET(CURLOPT_BUFFERSIZE, cfg->buffer_size);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
     SET(CURLOPT_FRESH_CONNECT, (long)op->fresh_connection);
@@ -493,13 +510,19 @@ static void start_request(engine *e, cfs_op *op)
         }
     }
 #undef SET
-    if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0)
+    if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0) {
         rc = CURLE_BAD_FUNCTION_ARGUMENT;
-    if (rc == CURLE_OK && curl_multi_add_handle(e->multi, c) != CURLM_OK)
-        rc = CURLE_OUT_OF_MEMORY;
+        failed = "the backend's handle options";
+    }
+    CURLMcode mrc = CURLM_OK;
+    if (rc == CURLE_OK && (mrc = curl_multi_add_handle(e->multi, c)) != CURLM_OK) {
+        rc = CURLE_FAILED_INIT;
+        failed = curl_multi_strerror(mrc);
+    }
     if (rc != CURLE_OK) {
         if (op->status == CFS_OK)
-            cfs_op_fail(op, CFS_EINVALID, "cannot set up the transfer: %s", curl_easy_strerror(rc));
+            cfs_op_fail(op, CFS_EINVALID, "cannot set up the transfer (%s): %s",
+                        failed ? failed : "?", curl_easy_strerror(rc));
         t->easy = NULL;
         give_easy(e, c);
         transfer_free(e, t);

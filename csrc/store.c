@@ -57,6 +57,8 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
         return -1;
     if (rc)
         cfg->buffer_size = v;
+    if (cfs_options_take_bool(o, "http2", &cfg->http2, err, n) < 0)
+        return -1;
     return 0;
 }
 

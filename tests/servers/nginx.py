@@ -239,7 +239,7 @@ class NginxServer:
         if self.tls:
             tls_server = f"""
     server {{
-        listen {self.host}:{self.tls_port} ssl;
+        listen {self.host}:{self.tls_port} ssl http2;
         server_name localhost;
         ssl_certificate {self._pki['server_cert']};
         ssl_certificate_key {self._pki['server_key']};
