@@ -161,7 +161,7 @@ def markdown(doc, agg, plot_files, plot_note, md_path):
              f"{m['kernel']}, Python {m['python']}, {m['nginx']}, {m['curl']}. **Shared machine**: other "
              f"people's builds ran at the same time (load average {', '.join(f'{x:.1f}' for x in m['loadavg_start'])} "
              f"at start, {', '.join(f'{x:.1f}' for x in m.get('loadavg_end', m['loadavg_start']))} at end); nginx, "
-             "the client and those builds share 2 cores, so absolute figures swing by 2x between runs: "
+             "the client and those builds share 2 cores, so absolute figures swing by 2x or more between rounds: "
              "read the ratios, which compare clients within the same round.")
     t = m.get("tree") or {}
     if t:
