@@ -51,7 +51,6 @@ static cfs_op_kind op_kind(batch_kind k)
     case BATCH_RANGE: return CFS_OP_GET;
     case BATCH_PUT: return CFS_OP_PUT;
     case BATCH_DELETE: return CFS_OP_DELETE;
-    case BATCH_HEAD: return CFS_OP_HEAD;
     }
     return CFS_OP_GET;
 }

@@ -14,7 +14,6 @@ typedef enum batch_kind {
     BATCH_RANGE,    /* items: (key, start, end-or-None); start < 0 reads a suffix */
     BATCH_PUT,      /* items: (key, value) */
     BATCH_DELETE,   /* items: key */
-    BATCH_HEAD,     /* items: key */
 } batch_kind;
 
 /* What one op carries for its caller. */
@@ -28,7 +27,7 @@ typedef struct batch_item {
 typedef struct BatchObject BatchObject;
 extern PyTypeObject cfs_BatchType;
 
-/* A new batch over `iterable`; `yield_kind` decides what iteration returns (see batch.c). */
+/* A new batch over `iterable`, its items shaped as `kind` says. */
 BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind kind);
 
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
