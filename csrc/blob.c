@@ -9,8 +9,9 @@
 
 typedef struct BlobObject {
     PyObject_HEAD
-    char *data;         /* malloc'd by the engine; freed here */
+    char *data;         /* the engine's body buffer; given back to its pool here */
     Py_ssize_t len;
+    size_t cap;
 } BlobObject;
 
 PyTypeObject cfs_BlobType;
@@ -20,6 +21,7 @@ PyObject *cfs_blob_from_buf(cfs_buf *b)
     BlobObject *o = PyObject_New(BlobObject, &cfs_BlobType);
     if (!o)
         return NULL;
+    o->cap = b->cap;
     size_t len;
     o->data = cfs_buf_steal(b, &len);
     o->len = (Py_ssize_t)len;
@@ -28,7 +30,7 @@ PyObject *cfs_blob_from_buf(cfs_buf *b)
 
 static void blob_dealloc(BlobObject *o)
 {
-    free(o->data);
+    cfs_buf_pool_put(o->data, o->cap);
     PyObject_Free(o);
 }
 

@@ -20,6 +20,10 @@ void cfs_buf_free(cfs_buf *b);
 /* A new string from a printf format (the caller frees it), or NULL on out-of-memory. */
 char *cfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Free a buffer's storage (data, cap) as cfs_buf_free does: a large one goes back to the
+ * pool of body buffers. */
+void cfs_buf_pool_put(char *data, size_t cap);
+
 /* Hand the storage to the caller (who frees it) and leave the buffer empty. */
 char *cfs_buf_steal(cfs_buf *b, size_t *len);
 
