@@ -138,7 +138,34 @@ def _b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-class OAuthServer:
+class _ThreadedHttpServer:
+    """A stdlib HTTP server on 127.0.0.1 in a daemon thread (for the servers below)."""
+
+    _httpd = None
+
+    def _serve(self, handler, name):
+        self._httpd = http.server.ThreadingHTTPServer((self.host, 0), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name=name)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(10)
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class OAuthServer(_ThreadedHttpServer):
     """Token endpoint (POST /token) and metadata server (GET /computeMetadata/...)."""
 
     METADATA_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
@@ -282,29 +309,10 @@ class OAuthServer:
                 self._send(200, {"access_token": tok, "expires_in": server.expires_in,
                                  "token_type": "Bearer"})
 
-        self._httpd = http.server.ThreadingHTTPServer((self.host, 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="cfs-oauth-server")
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._thread.join(10)
-            self._httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self._serve(Handler, "cfs-oauth-server")
 
 
-class GcsFaultProxy:
+class GcsFaultProxy(_ThreadedHttpServer):
     """A recording, fault-injecting HTTP proxy in front of fake-gcs-server, for resumable
     uploads (the project's fault server does not speak the session protocol, and
     fake-gcs-server cannot inject faults). Every request is forwarded to the emulator and
@@ -448,23 +456,4 @@ class GcsFaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = _handle
 
-        self._httpd = http.server.ThreadingHTTPServer((self.host, 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="cfs-gcs-proxy")
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._thread.join(10)
-            self._httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self._serve(Handler, "cfs-gcs-proxy")
