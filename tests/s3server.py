@@ -40,7 +40,44 @@ _S3_ALL = json.dumps({
 })
 
 
-class MotoServer:
+class S3TestServer:
+    """What every S3 server of the tests offers (needs endpoint, region, bucket and the
+    access key pair): a botocore client, store options and URLs, a context manager."""
+
+    @staticmethod
+    def _session():
+        import botocore.session
+        return botocore.session.get_session()
+
+    def client(self, **kwargs):
+        """A botocore S3 client on this server (path-style), for set-up and checks."""
+        import botocore.config
+        cfg = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                                     request_checksum_calculation="when_required",
+                                     response_checksum_validation="when_required")
+        args = dict(region_name=self.region, endpoint_url=self.endpoint,
+                    aws_access_key_id=self.access_key_id,
+                    aws_secret_access_key=self.secret_access_key, config=cfg)
+        args.update(kwargs)
+        return self._session().create_client("s3", **args)
+
+    def store_options(self, **extra):
+        opts = {"endpoint_url": self.endpoint, "region": self.region,
+                "access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
+        opts.update(extra)
+        return opts
+
+    def url(self, prefix=""):
+        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class MotoServer(S3TestServer):
     def __init__(self, auth=False, region="us-east-1", bucket=None):
         self.auth = auth
         self.region = region
@@ -128,34 +165,3 @@ class MotoServer:
 
     # --------------------------------------------------------------------- access
 
-    @staticmethod
-    def _session():
-        import botocore.session
-        return botocore.session.get_session()
-
-    def client(self, **kwargs):
-        """A botocore S3 client on this server (path-style), for set-up and checks."""
-        import botocore.config
-        cfg = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                                     request_checksum_calculation="when_required",
-                                     response_checksum_validation="when_required")
-        args = dict(region_name=self.region, endpoint_url=self.endpoint,
-                    aws_access_key_id=self.access_key_id,
-                    aws_secret_access_key=self.secret_access_key, config=cfg)
-        args.update(kwargs)
-        return self._session().create_client("s3", **args)
-
-    def store_options(self, **extra):
-        opts = {"endpoint_url": self.endpoint, "region": self.region,
-                "access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
-        opts.update(extra)
-        return opts
-
-    def url(self, prefix=""):
-        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -39,6 +39,7 @@ import tempfile
 import time
 import uuid
 
+from s3server import S3TestServer
 from servers import ServerStartError
 
 
@@ -106,7 +107,7 @@ def _http_answers(host, port):
         return False
 
 
-class SeaweedFSServer:
+class SeaweedFSServer(S3TestServer):
     def __init__(self, region="us-east-1", bucket=None):
         self.region = region
         self.bucket = bucket or f"bucket-{uuid.uuid4().hex[:12]}"
@@ -231,33 +232,3 @@ class SeaweedFSServer:
         except (OSError, AttributeError):
             return "(no log)"
         return text[-tail:] if tail else text
-
-    # --------------------------------------------------------------------- access
-
-    def client(self, **kwargs):
-        """A botocore S3 client on this server (path-style), for set-up and checks."""
-        import botocore.config
-        import botocore.session
-        cfg = botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                                     request_checksum_calculation="when_required",
-                                     response_checksum_validation="when_required")
-        args = dict(region_name=self.region, endpoint_url=self.endpoint,
-                    aws_access_key_id=self.access_key_id,
-                    aws_secret_access_key=self.secret_access_key, config=cfg)
-        args.update(kwargs)
-        return botocore.session.get_session().create_client("s3", **args)
-
-    def store_options(self, **extra):
-        opts = {"endpoint_url": self.endpoint, "region": self.region,
-                "access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
-        opts.update(extra)
-        return opts
-
-    def url(self, prefix=""):
-        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
