@@ -42,7 +42,21 @@ _S3_ALL = json.dumps({
 
 class S3TestServer:
     """What every S3 server of the tests offers (needs endpoint, region, bucket and the
-    access key pair): a botocore client, store options and URLs, a context manager."""
+    access key pair, and _start_once/stop): start with retries, a botocore client, store
+    options and URLs, a context manager."""
+
+    start_timeout = 60.0
+
+    def start(self, timeout=None):
+        last = None
+        for _ in range(3):  # a free port can be taken between choosing and binding it
+            try:
+                self._start_once(self.start_timeout if timeout is None else timeout)
+                return self
+            except ServerStartError as exc:
+                last = exc
+                self.stop()
+        raise last
 
     @staticmethod
     def _session():
@@ -91,17 +105,6 @@ class MotoServer(S3TestServer):
         self.secret_access_key = "testing"
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self, timeout=60.0):
-        last = None
-        for _ in range(3):  # a free port can be taken between choosing and binding it
-            try:
-                self._start_once(timeout)
-                return self
-            except ServerStartError as exc:
-                last = exc
-                self.stop()
-        raise last
 
     def _start_once(self, timeout):
         self.port = free_port()

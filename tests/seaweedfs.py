@@ -108,6 +108,8 @@ def _http_answers(host, port):
 
 
 class SeaweedFSServer(S3TestServer):
+    start_timeout = 30.0
+
     def __init__(self, region="us-east-1", bucket=None):
         self.region = region
         self.bucket = bucket or f"bucket-{uuid.uuid4().hex[:12]}"
@@ -122,17 +124,6 @@ class SeaweedFSServer(S3TestServer):
         self.startup_seconds = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    def start(self, timeout=30.0):
-        last = None
-        for _ in range(3):  # a port can be taken between choosing and binding it
-            try:
-                self._start_once(timeout)
-                return self
-            except ServerStartError as exc:
-                last = exc
-                self.stop()
-        raise last
 
     def _start_once(self, timeout):
         binary = weed_binary()
