@@ -786,6 +786,33 @@ static inline uint64_t load64(const unsigned char *p)
     return v;
 }
 
+#ifdef __x86_64__
+/* While 3 blocks remain: three interleaved streams of `block` bytes, joined by shifting
+ * the first two over the blocks that follow them (`shift`: that block size's table). */
+__attribute__((target("sse4.2"))) static inline uint64_t
+crc32c_three_streams(uint64_t c0, const unsigned char **pp, size_t *len, size_t block,
+                     const uint32_t shift[4][256])
+{
+    const unsigned char *p = *pp;
+    while (*len >= 3 * block) {
+        uint64_t c1 = 0, c2 = 0;
+        const unsigned char *end = p + block;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + block));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * block));
+            p += 8;
+        } while (p < end);
+        c0 = shift_crc(shift, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = shift_crc(shift, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * block;
+        *len -= 3 * block;
+    }
+    *pp = p;
+    return c0;
+}
+#endif
+
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t len)
 {
@@ -797,34 +824,8 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t len)
     }
 #ifdef __x86_64__
     uint64_t c0 = c;
-    while (len >= 3 * LONG_BLOCK) {
-        uint64_t c1 = 0, c2 = 0;
-        const unsigned char *end = p + LONG_BLOCK;
-        do {
-            c0 = _mm_crc32_u64(c0, load64(p));
-            c1 = _mm_crc32_u64(c1, load64(p + LONG_BLOCK));
-            c2 = _mm_crc32_u64(c2, load64(p + 2 * LONG_BLOCK));
-            p += 8;
-        } while (p < end);
-        c0 = shift_crc(crc32c_long, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = shift_crc(crc32c_long, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * LONG_BLOCK;
-        len -= 3 * LONG_BLOCK;
-    }
-    while (len >= 3 * SHORT_BLOCK) {
-        uint64_t c1 = 0, c2 = 0;
-        const unsigned char *end = p + SHORT_BLOCK;
-        do {
-            c0 = _mm_crc32_u64(c0, load64(p));
-            c1 = _mm_crc32_u64(c1, load64(p + SHORT_BLOCK));
-            c2 = _mm_crc32_u64(c2, load64(p + 2 * SHORT_BLOCK));
-            p += 8;
-        } while (p < end);
-        c0 = shift_crc(crc32c_short, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = shift_crc(crc32c_short, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * SHORT_BLOCK;
-        len -= 3 * SHORT_BLOCK;
-    }
+    c0 = crc32c_three_streams(c0, &p, &len, LONG_BLOCK, crc32c_long);
+    c0 = crc32c_three_streams(c0, &p, &len, SHORT_BLOCK, crc32c_short);
     while (len >= 8) {
         c0 = _mm_crc32_u64(c0, load64(p));
         p += 8;
