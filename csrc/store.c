@@ -293,9 +293,11 @@ out:
     return result;
 }
 
-/* "" stays ""; "a" and "a/" become "a/". */
+/* None or absent, and "", are the root ""; "a" and "a/" become "a/". */
 static PyObject *dir_prefix(PyObject *path)
 {
+    if (!path || path == Py_None)
+        return PyUnicode_FromString("");
     if (!PyUnicode_Check(path)) {
         PyErr_Format(cfs_err.invalid_key, "paths must be str, not %.100s", Py_TYPE(path)->tp_name);
         return NULL;
@@ -589,7 +591,7 @@ static PyObject *store_listdir(StoreObject *s, PyObject *args, PyObject *kwargs)
     PyObject *path = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:listdir", kwlist, &path))
         return NULL;
-    PyObject *prefix = path && path != Py_None ? dir_prefix(path) : PyUnicode_FromString("");
+    PyObject *prefix = dir_prefix(path);
     if (!prefix)
         return NULL;
     PyObject *r = list_names(s, prefix, 0, 0, NULL);
@@ -603,7 +605,7 @@ static PyObject *store_rmdir(StoreObject *s, PyObject *args, PyObject *kwargs)
     PyObject *path = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:rmdir", kwlist, &path))
         return NULL;
-    PyObject *prefix = path && path != Py_None ? dir_prefix(path) : PyUnicode_FromString("");
+    PyObject *prefix = dir_prefix(path);
     if (!prefix)
         return NULL;
     PyObject *names = list_names(s, prefix, 1, 0, NULL);
@@ -664,7 +666,7 @@ static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
         if (rc < 0 || r)
             return r;
     }
-    PyObject *prefix = path && path != Py_None ? dir_prefix(path) : PyUnicode_FromString("");
+    PyObject *prefix = dir_prefix(path);
     if (!prefix)
         return NULL;
     int64_t total = 0;
