@@ -48,6 +48,9 @@ typedef enum cfs_next {
     CFS_NEXT_AGAIN,     /* build() and send the next request of a multi-step op now */
     CFS_NEXT_RETRY,     /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
     CFS_NEXT_VERIFY,    /* run verify() on a worker thread (hashing a body), then done or retry */
+    CFS_NEXT_CHILDREN,  /* run the ops attached to op->children, each its own transfer, in
+                         * parallel (the parts of a multipart upload); child_done() hears
+                         * of each as it completes */
 } cfs_next;
 
 typedef struct cfs_backend cfs_backend;
@@ -83,6 +86,14 @@ typedef struct cfs_backend_ops {
      * thread after finish() returned CFS_NEXT_VERIFY; returns CFS_NEXT_DONE, or
      * CFS_NEXT_RETRY after cfs_op_fail() (e.g. CFS_ECHECKSUM). */
     cfs_next (*verify)(cfs_backend *b, cfs_op *op);
+
+    /* Remote backends whose finish() returns CFS_NEXT_CHILDREN: called on the transfer
+     * thread as each child of `parent` completes; the backend takes the child (and frees
+     * it). Children run outside admission control (their parent holds the slot) with
+     * their own retries. Children attached to parent->children here start at once; the
+     * answer counts once no child is running: what the parent does next, CFS_NEXT_AGAIN
+     * or CFS_NEXT_DONE (CFS_NEXT_CHILDREN while children run). */
+    cfs_next (*child_done)(cfs_backend *b, cfs_op *parent, cfs_op *child);
 
     /* Local backends: run the whole op synchronously. */
     void (*execute)(cfs_backend *b, cfs_op *op);

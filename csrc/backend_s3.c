@@ -5,8 +5,8 @@
  * otherwise. Requests are signed with SigV4 (sigv4.c) unless anon; listings are
  * ListObjectsV2 pages parsed by s3_xml.c; S3 error bodies map to op statuses with the S3
  * code in op->message. A DELETE looks first (HEAD) so that a missing key is reported; a
- * PUT at or above multipart_threshold goes up in parts, one after another, and is aborted
- * on failure.
+ * PUT at or above multipart_threshold goes up in parts, multipart_concurrency at once (each
+ * part a child op of the PUT, with its own retries), and is aborted on failure.
  *
  * Credentials arrive as options (the Python layer, cloudfiles_store/_aws.py, finds them the
  * AWS way). Temporary ones from the container endpoint or the instance metadata service
@@ -19,7 +19,7 @@
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
  * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), verify_etag (check
  * whole-object GETs against a plain-MD5 ETag), multipart_threshold, multipart_chunksize,
- * ca_bundle, verify, and the credential_* options above. */
+ * multipart_concurrency, ca_bundle, verify, and the credential_* options above. */
 #include <openssl/evp.h>
 #include <limits.h>
 #include <pthread.h>
@@ -76,6 +76,7 @@ typedef struct s3_backend {
     int verify_etag;
     size_t mpu_threshold;   /* PUT bodies this large go up in parts */
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
+    int mpu_concurrency;    /* parts of one upload in flight at once */
     cred_source source;
     char *cred_url;         /* container: the full URL; IMDS: the base URL */
     char *cred_auth;        /* container: the Authorization value (secret), or NULL */
@@ -340,12 +341,14 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         cfs_options_take_bool(opts, "sign_payload", &s->sign_payload, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0)
         goto fail;
-    long threshold = 128 * MIB, chunk = 64 * MIB;
+    long threshold = 128 * MIB, chunk = 16 * MIB, parts_at_once = 8;
     if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
-        cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0)
+        cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_concurrency", 1, 256, &parts_at_once, err, errlen) < 0)
         goto fail;
     s->mpu_threshold = (size_t)threshold;
     s->mpu_chunksize = (size_t)chunk;
+    s->mpu_concurrency = (int)parts_at_once;
     if (open_cred_source(s, opts, err, errlen) < 0)
         goto fail;
     const char *style = cfs_options_take(opts, "addressing_style");
@@ -434,25 +437,38 @@ typedef struct s3_state {
     char *imds_role;
     /* LIST: the token of the next page (NULL for the first) */
     char *list_token;
-    /* PUT: hashes of the body (single PUT) or of part hashed_part (multipart) */
+    /* PUT: hashes of the body (a single PUT or one part; the complete document) */
     int put_hashed;
-    size_t hashed_part;
     char md5_b64[MD5_B64_LEN + 1];
     char sha256[CFS_SHA256_HEX_LEN + 1];
     /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
     char etag_md5[33];
     /* DELETE_MANY: the <Delete> document (hashes in md5_b64/sha256 once put_hashed) */
     cfs_buf delete_body;
-    /* multipart PUT. Steps: 0 initiate, 1..n_parts upload part, n_parts+1 complete,
-     * n_parts+2 abort (only after a failure, which is kept here meanwhile) */
+    /* multipart PUT (steps: enum mpu_step): the parts go up as child ops */
     char *upload_id;
     size_t part_size;
     size_t n_parts;
-    char **etags;
+    size_t parts_started;
+    char **etags;           /* of each part, by part number - 1 */
     cfs_buf complete;
-    cfs_status fail_status;
+    cfs_status fail_status; /* the first failure, kept while the upload is aborted */
+    long fail_http_status;
+    int fail_attempts;
+    char *fail_where;       /* the URL that failed, when not the PUT's own */
     char fail_message[sizeof(((cfs_op *)0)->message)];
+    /* one part (a child op): its number, the upload's state (its parent's), its ETag */
+    size_t part_number;
+    const struct s3_state *upload;
+    char *part_etag;
 } s3_state;
+
+enum mpu_step {
+    MPU_INITIATE,   /* CreateMultipartUpload */
+    MPU_PARTS,      /* the parts, as child ops: no request of the PUT's own */
+    MPU_COMPLETE,   /* CompleteMultipartUpload */
+    MPU_ABORT,      /* AbortMultipartUpload, after a failure */
+};
 
 static void state_free(void *p)
 {
@@ -466,14 +482,22 @@ static void state_free(void *p)
     for (size_t i = 0; st->etags && i < st->n_parts; i++)
         free(st->etags[i]);
     free(st->etags);
+    free(st->part_etag);
+    free(st->fail_where);
     cfs_buf_free(&st->complete);
     cfs_buf_free(&st->delete_body);
     free(st);
 }
 
+static int is_part(const cfs_op *op)
+{
+    const s3_state *st = op->backend_state;
+    return st && st->upload;
+}
+
 static int is_multipart(const s3_backend *s, const cfs_op *op)
 {
-    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold && !is_part(op);
 }
 
 static int looks_before_delete(const cfs_op *op)
@@ -875,37 +899,21 @@ fail:
     return -1;
 }
 
-/* The next request of a multipart PUT (see s3_state). */
+/* The PUT's own requests of a multipart upload (see enum mpu_step). */
 static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
-    size_t step = (size_t)op->step;
-    if (step == 0) {
+    if (op->step == MPU_INITIATE) {
         r->method = "POST";
         r->body = "";
         add_q(r, "uploads", "");
         add_h(r, "Content-Type", "application/octet-stream");
-    } else if (step <= st->n_parts) {
-        size_t off = (step - 1) * st->part_size;
-        size_t len = op->body_len - off < st->part_size ? op->body_len - off : st->part_size;
-        if (st->hashed_part != step) {
-            if (hash_body(s, op->body + off, len, st->md5_b64, st->sha256) < 0)
+    } else if (op->step == MPU_COMPLETE) {
+        if (!st->put_hashed) {
+            if (cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0 ||
+                hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
                 return -1;
-            st->hashed_part = step;
+            st->put_hashed = 1;
         }
-        r->method = "PUT";
-        r->body = op->body + off;
-        r->body_len = len;
-        r->payload = st->sha256;
-        snprintf(r->part_number, sizeof r->part_number, "%zu", step);
-        add_q(r, "partNumber", r->part_number);
-        add_q(r, "uploadId", st->upload_id);
-        add_h(r, "Content-MD5", st->md5_b64);
-    } else if (step == st->n_parts + 1) {
-        if (!st->complete.len && cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0)
-            return -1;
-        if (hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
-            return -1;
-        st->hashed_part = 0;
         r->method = "POST";
         r->body = st->complete.data;
         r->body_len = st->complete.len;
@@ -915,10 +923,31 @@ static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
         add_h(r, "Content-MD5", st->md5_b64);
         if (op->if_none_match)
             add_h(r, "If-None-Match", "*");
-    } else {
+    } else if (op->step == MPU_ABORT) {
         r->method = "DELETE";
         add_q(r, "uploadId", st->upload_id);
+    } else {
+        return -1; /* MPU_PARTS: the parts are child ops; the PUT itself sends nothing */
     }
+    return 0;
+}
+
+/* UploadPart: a child op holding one slice of its parent's body. */
+static int spec_part(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
+{
+    if (!st->put_hashed) {
+        if (hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0)
+            return -1;
+        st->put_hashed = 1;
+    }
+    r->method = "PUT";
+    r->body = op->body;
+    r->body_len = op->body_len;
+    r->payload = st->sha256;
+    snprintf(r->part_number, sizeof r->part_number, "%zu", st->part_number);
+    add_q(r, "partNumber", r->part_number);
+    add_q(r, "uploadId", st->upload->upload_id);
+    add_h(r, "Content-MD5", st->md5_b64);
     return 0;
 }
 
@@ -1019,8 +1048,8 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         r.no_body = 1;
         break;
     case CFS_OP_PUT:
-        if (is_multipart(s, op)) {
-            if (spec_multipart(s, op, st, &r) < 0)
+        if (is_part(op) || is_multipart(s, op)) {
+            if ((is_part(op) ? spec_part(s, op, st, &r) : spec_multipart(s, op, st, &r)) < 0)
                 goto oom;
             break;
         }
@@ -1272,29 +1301,69 @@ static int last_attempt(const cfs_op *op)
     return op->attempts >= cfs_limiter_config(op->limiter)->retry.max_attempts;
 }
 
-/* A multipart step failed for good: keep the failure and abort the upload. */
+/* A multipart upload failed for good: keep the first failure (op's own, unless one was
+ * kept already) and abort the upload. */
 static cfs_next mpu_abort(cfs_op *op, s3_state *m)
 {
-    m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
-    memcpy(m->fail_message, op->message, sizeof m->fail_message);
-    return next_step(op, (int)m->n_parts + 2);
+    if (!m->fail_status) {
+        m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
+        m->fail_http_status = op->http_status;
+        m->fail_attempts = op->attempts;
+        memcpy(m->fail_message, op->message, sizeof m->fail_message);
+        if (op->where && !(m->fail_where = strdup(op->where)))
+            m->fail_status = CFS_ENOMEM;
+    }
+    return next_step(op, MPU_ABORT);
 }
 
+/* Attach the next parts as child ops, up to multipart_concurrency in flight. On
+ * out-of-memory the failure is kept and no more parts start. */
+static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
+{
+    int in_flight = op->children_running;
+    for (cfs_op *c = op->children; c; c = c->next)
+        in_flight++;
+    while (!m->fail_status && in_flight < s->mpu_concurrency && m->parts_started < m->n_parts) {
+        size_t off = m->parts_started * m->part_size;
+        cfs_op *part = cfs_op_new(CFS_OP_PUT, op->backend, op->key, strlen(op->key));
+        s3_state *ps = part ? calloc(1, sizeof *ps) : NULL;
+        if (!ps) {
+            cfs_op_free(part);
+            m->fail_status = CFS_ENOMEM;
+            snprintf(m->fail_message, sizeof m->fail_message, "out of memory starting part %zu",
+                     m->parts_started + 1);
+            return;
+        }
+        part->body = op->body + off;
+        part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
+        ps->part_number = ++m->parts_started;
+        ps->upload = m;
+        part->backend_state = ps;
+        part->free_backend_state = state_free;
+        part->next = op->children;
+        op->children = part;
+        in_flight++;
+    }
+}
+
+/* The PUT's own requests of a multipart upload: initiate, complete, abort. */
 static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
-    (void)s;
     s3_state *m = op->backend_state;
-    size_t step = (size_t)op->step;
-    if (step == m->n_parts + 2) { /* the abort is done (or not): report the failure */
+    if (op->step == MPU_ABORT) { /* the abort is done (or not): report the failure */
         op->status = m->fail_status;
+        op->http_status = m->fail_http_status;
+        op->attempts = m->fail_attempts;
         memcpy(op->message, m->fail_message, sizeof m->fail_message);
+        if (m->fail_where && cfs_op_set_where(op, m->fail_where) < 0)
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return CFS_NEXT_DONE;
     }
     int ok = resp->status >= 200 && resp->status < 300;
     cfs_s3_error e;
     memset(&e, 0, sizeof e);
     /* CompleteMultipartUpload can answer 200 with an <Error> body */
-    if (ok && step == m->n_parts + 1 && resp->body && resp->body->len &&
+    if (ok && op->step == MPU_COMPLETE && resp->body && resp->body->len &&
         cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0])
         ok = 0;
     if (!ok) {
@@ -1303,34 +1372,63 @@ static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
             cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
         if (resp->status >= 200 && resp->status < 300 && !strcmp(e.code, "InternalError"))
             next = CFS_NEXT_RETRY;
-        if (step == 0)
+        if (op->step == MPU_INITIATE)
             return next; /* nothing uploaded yet: nothing to abort */
         if (next == CFS_NEXT_RETRY && !last_attempt(op))
             return CFS_NEXT_RETRY;
         return mpu_abort(op, m);
     }
+    if (op->step == MPU_COMPLETE)
+        return CFS_NEXT_DONE;
     char err[200];
-    if (step == 0) {
-        if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
-            cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
-            return CFS_NEXT_DONE;
-        }
-        return next_step(op, 1);
+    if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
+        return CFS_NEXT_DONE;
     }
-    if (step <= m->n_parts) {
-        if (!resp->etag) {
-            cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", step);
-            return mpu_abort(op, m);
-        }
-        free(m->etags[step - 1]);
-        if (!(m->etags[step - 1] = strdup(resp->etag))) {
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-            return mpu_abort(op, m);
-        }
-        return next_step(op, (int)step + 1);
+    op->step = MPU_PARTS;
+    attach_parts(s, op, m);
+    return op->children ? CFS_NEXT_CHILDREN : mpu_abort(op, m);
+}
+
+/* UploadPart's answer, for the part's child op. */
+static cfs_next part_finish(cfs_op *op, const cfs_response *resp)
+{
+    s3_state *st = op->backend_state;
+    if (resp->status < 200 || resp->status >= 300)
+        return s3_error(op, resp);
+    if (!resp->etag) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", st->part_number);
+        return CFS_NEXT_DONE;
     }
-    op->status = CFS_OK; /* completed */
+    free(st->part_etag);
+    if (!(st->part_etag = strdup(resp->etag)))
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
     return CFS_NEXT_DONE;
+}
+
+/* A part is back: keep its ETag (or the first failure), start the next parts; once all
+ * are back, complete the upload (or abort it). */
+static cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
+{
+    s3_backend *s = (s3_backend *)b;
+    s3_state *m = op->backend_state, *ps = part->backend_state;
+    if (part->status == CFS_OK) {
+        m->etags[ps->part_number - 1] = ps->part_etag;
+        ps->part_etag = NULL;
+    } else if (!m->fail_status) {
+        m->fail_status = part->status;
+        m->fail_http_status = part->http_status;
+        m->fail_attempts = part->attempts;
+        snprintf(m->fail_message, sizeof m->fail_message, "part %zu of %zu: %.200s", ps->part_number,
+                 m->n_parts, part->message);
+        m->fail_where = part->where; /* reported once the upload is aborted */
+        part->where = NULL;
+    }
+    cfs_op_free(part);
+    attach_parts(s, op, m);
+    if (op->children || op->children_running)
+        return CFS_NEXT_CHILDREN;
+    return m->fail_status ? mpu_abort(op, m) : next_step(op, MPU_COMPLETE);
 }
 
 typedef struct delete_errors {
@@ -1381,6 +1479,8 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     s3_state *st = op->backend_state;
     if (st && st->cred_step)
         return finish_cred(s, op, st, resp);
+    if (is_part(op))
+        return part_finish(op, resp);
     if (is_multipart(s, op))
         return mpu_finish(s, op, resp);
     if (resp->status < 200 || resp->status >= 300)
@@ -1427,6 +1527,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .build = s3_build,
     .finish = s3_finish,
     .verify = s3_verify,
+    .child_done = s3_child_done,
     .configure_handle = s3_configure_handle,
     .url = s3_url,
 };

@@ -2,8 +2,12 @@
  * process (curl_multi_socket_action), and a small pool of worker threads that run the
  * local backends and the backends' verify() steps (hashing, decompression).
  *
+ * An op may fan out into child ops (the parts of a multipart upload): each child is a
+ * transfer of its own, outside admission control, and goes back to its parent's backend
+ * (child_done) on the transfer thread when it completes.
+ *
  * Locking: `engine.lock` guards the limiter list, each limiter's queue and active count,
- * the worker queue and the verify-failed list. Everything about transfers in flight
+ * the worker queue, the verify-failed list and the list of completed children. Everything about transfers in flight
  * (easy handles, the active and retry lists, libcurl's timer) belongs to the transfer
  * thread alone. */
 #include "engine.h"
@@ -90,6 +94,7 @@ typedef struct engine {
     cfs_limiter *limiters;
     cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
     cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
+    cfs_op *children_done;          /* completed child ops, for the transfer thread */
     /* transfer-thread only */
     transfer *active;               /* transfers in the multi handle */
     struct timespec next_stall_check;
@@ -205,6 +210,16 @@ static int is_local(const cfs_op *op)
 
 static void complete(engine *e, cfs_op *op)
 {
+    if (op->parent) {
+        /* a child: its parent's backend hears of it on the transfer thread, never here
+         * (this may be a worker thread, or the middle of starting the parent's children) */
+        pthread_mutex_lock(&e->lock);
+        op->next = e->children_done;
+        e->children_done = op;
+        pthread_mutex_unlock(&e->lock);
+        wake(e);
+        return;
+    }
     int local = is_local(op);
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;
@@ -554,6 +569,9 @@ static int curl_error_is_transient(CURLcode rc)
     }
 }
 
+static void continue_op(engine *e, cfs_op *op, cfs_next next);
+static void start_children(engine *e, cfs_op *op);
+
 static void schedule_retry(engine *e, transfer *t)
 {
     cfs_op *op = t->op;
@@ -623,8 +641,19 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
     if (next == CFS_NEXT_RETRY && op->status == CFS_OK)
         cfs_op_fail(op, CFS_ETRANSIENT, "still failing after %d attempts", op->attempts);
     transfer_free(e, t);
+    continue_op(e, op, next);
+}
+
+/* Do what a backend's finish() or child_done() asked of an op that has no transfer. */
+static void continue_op(engine *e, cfs_op *op, cfs_next next)
+{
     if (next == CFS_NEXT_AGAIN) {
         start_request(e, op);
+        return;
+    }
+    if (next == CFS_NEXT_CHILDREN) {
+        op->engine_priv = NULL;
+        start_children(e, op);
         return;
     }
     if (next == CFS_NEXT_VERIFY) {
@@ -635,6 +664,72 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
         return;
     }
     finish_op(e, op);
+}
+
+/* Start the children attached to op->children. Each completes through complete(), which
+ * queues it for run_children_done(), so none is handed back while this loop runs. */
+static void start_children(engine *e, cfs_op *op)
+{
+    cfs_op *list = op->children;
+    op->children = NULL;
+    if (!list && op->children_running == 0) {
+        if (op->status == CFS_OK)
+            cfs_op_fail(op, CFS_EPROTOCOL, "internal error: %s waits for no child op",
+                        cfs_op_kind_name(op->kind));
+        finish_op(e, op);
+        return;
+    }
+    while (list) {
+        cfs_op *child = list;
+        list = child->next;
+        child->next = NULL;
+        child->parent = op;
+        child->backend = op->backend;
+        child->limiter = op->limiter;
+        op->children_running++;
+        start_request(e, child);
+    }
+}
+
+/* Give each completed child to its parent's backend, and move the parents on. */
+static void hand_back_children(engine *e, cfs_op *list)
+{
+    while (list) {
+        cfs_op *child = list;
+        list = child->next;
+        child->next = NULL;
+        child->engine_priv = NULL;
+        cfs_op *parent = child->parent;
+        cfs_backend *b = parent->backend;
+        parent->children_running--;
+        cfs_next next = b->ops->child_done(b, parent, child); /* child is the backend's now */
+        if (parent->children) {
+            start_children(e, parent); /* more parts: they start at once */
+            continue;
+        }
+        if (parent->children_running > 0)
+            continue; /* the parent moves on once every child is back */
+        if (next == CFS_NEXT_RETRY) {
+            cfs_op_fail(parent, CFS_EPROTOCOL, "internal error: a retry asked after child ops");
+            next = CFS_NEXT_DONE;
+        }
+        continue_op(e, parent, next);
+    }
+}
+
+/* Hand completed children back to their parents' backends. */
+static void run_children_done(engine *e)
+{
+    for (;;) {
+        /* again until none is left: children started below may complete at once */
+        pthread_mutex_lock(&e->lock);
+        cfs_op *list = e->children_done;
+        e->children_done = NULL;
+        pthread_mutex_unlock(&e->lock);
+        if (!list)
+            return;
+        hand_back_children(e, list);
+    }
 }
 
 /* Verified ops that failed come back here to back off and try again. */
@@ -838,6 +933,7 @@ static void *transfer_main(void *arg)
         }
 
         long timeout_ms = e->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
+        run_children_done(e);
         retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
         check_stalls(e);

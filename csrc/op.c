@@ -158,6 +158,11 @@ void cfs_op_free(cfs_op *op)
     cfs_buf_free(&op->data);
     cfs_entries_free(&op->entries);
     free(op->where);
+    while (op->children) { /* attached but never started */
+        cfs_op *child = op->children;
+        op->children = child->next;
+        cfs_op_free(child);
+    }
     if (op->backend_state && op->free_backend_state)
         op->free_backend_state(op->backend_state);
     free(op);

@@ -113,6 +113,8 @@ typedef struct cfs_op {
     int step;
     void *backend_state;
     void (*free_backend_state)(void *);
+    struct cfs_op *children;    /* CFS_NEXT_CHILDREN: new ops for the engine to run, linked
+                                 * by next (kind, key, body set; the engine sets the rest) */
 
     /* --- completion --- */
     cfs_done_fn on_done;
@@ -123,6 +125,8 @@ typedef struct cfs_op {
     /* --- engine private --- */
     void *engine_priv;
     int fresh_connection;       /* the last try failed on its connection: use a new one */
+    struct cfs_op *parent;      /* a child op: the op it runs for */
+    int children_running;       /* a parent op: its children not yet handed back */
     struct cfs_op *next;
 } cfs_op;
 

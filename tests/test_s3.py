@@ -368,7 +368,12 @@ def test_delete_of_a_missing_key(fault_server):
 class CannedS3(http.server.ThreadingHTTPServer):
     """Answers each request with the next canned (status, body[, headers]) of its path, else
     200 with the path's default body; records (method, path) of every request (and the
-    query and body size in full_log)."""
+    query and body size in full_log).
+
+    Multipart parts (a partNumber in the query) take their answers from the queue of
+    "PATH#partN", else 200 with the MD5 of the body as ETag, after `part_delay` seconds;
+    `max_parts_in_flight` is how many parts the server held at once. POST bodies (the
+    CompleteMultipartUpload documents) are kept in `posted`."""
     daemon_threads = True
 
     def __init__(self):
@@ -378,6 +383,9 @@ class CannedS3(http.server.ThreadingHTTPServer):
         self.defaults = {}
         self.log = []
         self.full_log = []  # (method, path, query, body length)
+        self.posted = []
+        self.part_delay = 0.0
+        self.parts_in_flight = self.max_parts_in_flight = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -406,15 +414,27 @@ class _CannedHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         n = int(self.headers.get("Content-Length") or 0)
-        if n:
-            self.rfile.read(n)
+        data = self.rfile.read(n) if n else b""
         path, _, query = self.path.partition("?")
+        part = urllib.parse.parse_qs(query).get("partNumber")
         srv = self.server
         with srv.lock:
             srv.log.append((self.command, path))
             srv.full_log.append((self.command, path, query, n))
-            q = srv.queues.get(path)
-            answer = q.pop(0) if q else srv.defaults.get(path, (200, b"ok"))
+            if self.command == "POST":
+                srv.posted.append(data)
+            if part:
+                srv.parts_in_flight += 1
+                srv.max_parts_in_flight = max(srv.max_parts_in_flight, srv.parts_in_flight)
+                q = srv.queues.get(f"{path}#part{part[0]}")
+                answer = q.pop(0) if q else (200, b"", {"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+            else:
+                q = srv.queues.get(path)
+                answer = q.pop(0) if q else srv.defaults.get(path, (200, b"ok"))
+        if part:
+            time.sleep(srv.part_delay)
+            with srv.lock:
+                srv.parts_in_flight -= 1
         status, body, headers = answer if len(answer) == 3 else (*answer, {})
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -534,6 +554,8 @@ def test_option_errors(monkeypatch):
         ("s3:///x", {**ep, **keys}),
         ("s3://bkt/a/../b", {**ep, **keys}),
         ("s3://bkt/x", {**ep, **keys, "no_such_option": 1}),
+        ("s3://bkt/x", {**ep, **keys, "multipart_concurrency": 0}),
+        ("s3://bkt/x", {**ep, **keys, "multipart_chunksize": 1024}),
     ]
     for url, opts in bad:
         with pytest.raises(errors.OptionError) as ei:
@@ -586,39 +608,92 @@ def test_multipart_upload(s3, moto_server):
 _INIT = (200, b'<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>root/big</Key>'
               b'<UploadId>up/id+1</UploadId></InitiateMultipartUploadResult>')
 _COMPLETE = (200, b'<CompleteMultipartUploadResult><ETag>"x-2"</ETag></CompleteMultipartUploadResult>')
+_UPLOAD_Q = "uploadId=up%2Fid%2B1"
 
 
-def _part(n):
-    return (200, b"", {"ETag": f'"{n:032x}"'})
+def _calls(canned):
+    """(method, partNumber or the first query item, body size) of each request to the object."""
+    out = []
+    for m, p, q, n in canned.full_log:
+        if p == "/bkt/root/big":
+            qs = urllib.parse.parse_qs(q, keep_blank_values=True)
+            out.append((m, f"part{qs['partNumber'][0]}" if "partNumber" in qs else q.split("&")[0], n))
+    return out
+
+
+def _completed_parts(document):
+    """[(PartNumber, ETag)] of a CompleteMultipartUpload document."""
+    import xml.etree.ElementTree as ET
+    root = ET.fromstring(document)
+    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    return [(int(p.find(f"{ns}PartNumber").text), p.find(f"{ns}ETag").text.strip('"'))
+            for p in root.iter(f"{ns}Part")]
+
+
+def test_multipart_parts_go_in_parallel(canned):
+    """Parts go up multipart_concurrency at once, each the right slice, and the completion
+    lists every part's own ETag in order."""
+    import os
+    canned.queue("/bkt/root/big", _INIT, _COMPLETE)
+    canned.part_delay = 0.3
+    data = os.urandom(30 * MiB + 1)
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
+                      multipart_concurrency=3)
+    s["big"] = data
+    assert canned.max_parts_in_flight == 3
+    calls = _calls(canned)
+    assert calls[0][:2] == ("POST", "uploads=") and calls[-1][:2] == ("POST", _UPLOAD_Q)
+    assert sorted(c for c in calls[1:-1]) == sorted(
+        ("PUT", f"part{i}", 5 * MiB if i < 7 else 1) for i in range(1, 8))
+    slices = [data[i * 5 * MiB:(i + 1) * 5 * MiB] for i in range(7)]
+    assert _completed_parts(canned.posted[-1]) == [
+        (i + 1, hashlib.md5(part).hexdigest()) for i, part in enumerate(slices)]
 
 
 def test_multipart_retries_a_part_and_completes(canned):
     s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, retries=2)
-    canned.queue("/bkt/root/big", _INIT, _part(1), (503, _err("SlowDown")), _part(2), _COMPLETE)
+    canned.queue("/bkt/root/big", _INIT, _COMPLETE)
+    canned.queue("/bkt/root/big#part2", (503, _err("SlowDown")))
     s["big"] = b"x" * (6 * MiB)
-    calls = [(m, q, n) for m, p, q, n in canned.full_log if p == "/bkt/root/big"]
-    assert [(m, q.split("&")[0]) for m, q, _ in calls] == [
-        ("POST", "uploads="), ("PUT", "partNumber=1"), ("PUT", "partNumber=2"), ("PUT", "partNumber=2"),
-        ("POST", "uploadId=up%2Fid%2B1")]
-    assert [n for _, _, n in calls[1:4]] == [5 * MiB, MiB, MiB]
-    assert all("uploadId=up%2Fid%2B1" in q for _, q, _ in calls[1:])
+    calls = _calls(canned)
+    assert calls[0][:2] == ("POST", "uploads=") and calls[-1][:2] == ("POST", _UPLOAD_Q)
+    assert sorted(calls[1:-1]) == [("PUT", "part1", 5 * MiB), ("PUT", "part2", MiB), ("PUT", "part2", MiB)]
+    assert all(_UPLOAD_Q in q for m, p, q, _ in canned.full_log[1:])
+    assert [n for n, _ in _completed_parts(canned.posted[-1])] == [1, 2]
 
 
 def test_multipart_failure_aborts_the_upload(canned):
-    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
-    canned.queue("/bkt/root/big", _INIT, _part(1), (400, _err("InvalidPart", "bad part")), (204, b""))
+    """A part that fails for good: the parts already going finish, none starts after it,
+    the upload is aborted, and the error names the part and its URL."""
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
+                      multipart_concurrency=1)
+    canned.queue("/bkt/root/big", _INIT, (204, b""))
+    canned.queue("/bkt/root/big#part2", (400, _err("InvalidPart", "bad part")))
     with pytest.raises(errors.RequestError) as ei:
         s["big"] = b"x" * (11 * MiB)
-    assert "InvalidPart" in str(ei.value)
-    calls = [(m, q) for m, p, q, _ in canned.full_log if p == "/bkt/root/big"]
-    assert calls[-1] == ("DELETE", "uploadId=up%2Fid%2B1")
-    assert [m for m, _ in calls] == ["POST", "PUT", "PUT", "DELETE"]
+    assert "InvalidPart" in str(ei.value) and "part 2 of 3" in str(ei.value)
+    assert "partNumber=2" in ei.value.url and ei.value.status == 400
+    assert [c[:2] for c in _calls(canned)] == [
+        ("POST", "uploads="), ("PUT", "part1"), ("PUT", "part2"), ("DELETE", _UPLOAD_Q)]
+
+
+def test_multipart_failure_in_parallel_waits_for_the_parts_in_flight(canned):
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    canned.queue("/bkt/root/big", _INIT, (204, b""))
+    canned.queue("/bkt/root/big#part1", (403, _err("AccessDenied", "no")))
+    canned.part_delay = 0.2
+    with pytest.raises(errors.AuthenticationError) as ei:
+        s["big"] = b"x" * (11 * MiB)
+    assert "AccessDenied" in str(ei.value) and "part 1 of 3" in str(ei.value)
+    calls = _calls(canned)
+    assert calls[-1][:2] == ("DELETE", _UPLOAD_Q) and "POST" not in [m for m, *_ in calls[1:]]
+    assert sorted(c[1] for c in calls[1:-1]) == ["part1", "part2", "part3"]
+    assert canned.parts_in_flight == 0  # every part was answered before the abort went
 
 
 def test_multipart_complete_with_an_error_in_a_200(canned):
     s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
-    canned.queue("/bkt/root/big", _INIT, _part(1), _part(2),
-                 (200, _err("InternalError", "try again")), _COMPLETE)
+    canned.queue("/bkt/root/big", _INIT, (200, _err("InternalError", "try again")), _COMPLETE)
     s["big"] = b"x" * (6 * MiB)
     calls = [m for m, p, _, _ in canned.full_log if p == "/bkt/root/big"]
     assert calls == ["POST", "PUT", "PUT", "POST", "POST"]
@@ -626,11 +701,14 @@ def test_multipart_complete_with_an_error_in_a_200(canned):
 
 def test_multipart_transient_failures_outlasting_retries_abort(canned):
     s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, retries=2)
-    canned.queue("/bkt/root/big", _INIT, (500, _err("InternalError")), (500, _err("InternalError")), (204, b""))
-    with pytest.raises(errors.TransientError):
+    canned.queue("/bkt/root/big", _INIT, (204, b""))
+    canned.queue("/bkt/root/big#part1", (500, _err("InternalError")), (500, _err("InternalError")))
+    with pytest.raises(errors.TransientError) as ei:
         s["big"] = b"x" * (6 * MiB)
-    calls = [m for m, p, _, _ in canned.full_log if p == "/bkt/root/big"]
-    assert calls == ["POST", "PUT", "PUT", "DELETE"]
+    assert ei.value.attempts == 2
+    calls = _calls(canned)
+    assert calls[0][:2] == ("POST", "uploads=") and calls[-1][:2] == ("DELETE", _UPLOAD_Q)
+    assert sorted(c[1] for c in calls[1:-1]) == ["part1", "part1", "part2"]
 
 
 def test_credentials_found_in_the_environment_sign_requests(moto_auth, monkeypatch, tmp_path):
