@@ -62,6 +62,8 @@ enum {
     CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
     CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
                              * ask again shortly, without counting an attempt */
+    CFS_BUILD_PREPARE = 3,  /* run prepare() on a worker thread first (hashing a large body
+                             * would stall every other transfer), then build again */
 };
 
 typedef struct cfs_backend_ops {
@@ -86,6 +88,10 @@ typedef struct cfs_backend_ops {
      * thread after finish() returned CFS_NEXT_VERIFY; returns CFS_NEXT_DONE, or
      * CFS_NEXT_RETRY after cfs_op_fail() (e.g. CFS_ECHECKSUM). */
     cfs_next (*verify)(cfs_backend *b, cfs_op *op);
+
+    /* Remote backends whose build() returns CFS_BUILD_PREPARE: the work done once before
+     * the op's request, on a worker thread. Returns 0, or -1 after cfs_op_fail(). */
+    int (*prepare)(cfs_backend *b, cfs_op *op);
 
     /* Remote backends whose finish() returns CFS_NEXT_CHILDREN: called on the transfer
      * thread as each child of `parent` completes; the backend takes the child (and frees

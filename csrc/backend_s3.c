@@ -44,6 +44,9 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MAX_SIGNED_HEADERS 8
 #define MAX_PARTS 10000
 #define MIB (1024L * 1024L)
+/* PUT bodies this large are hashed on a worker thread (MD5 runs at about 700 MB/s: 90 us
+ * for this much, which the transfer thread can afford inline) */
+#define HASH_INLINE_MAX (64 * 1024)
 
 /* Temporary credentials: one op refreshes them from ADVISORY_MARGIN seconds before their
  * expiry (the others keep using them); from MANDATORY_MARGIN on, they are not used. */
@@ -933,13 +936,8 @@ static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 }
 
 /* UploadPart: a child op holding one slice of its parent's body. */
-static int spec_part(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
+static int spec_part(s3_state *st, cfs_op *op, req_spec *r)
 {
-    if (!st->put_hashed) {
-        if (hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0)
-            return -1;
-        st->put_hashed = 1;
-    }
     r->method = "PUT";
     r->body = op->body;
     r->body_len = op->body_len;
@@ -985,6 +983,19 @@ static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
     return rc;
 }
 
+/* Hash a PUT body (a single PUT or one part) for Content-MD5 and the payload hash. */
+static int s3_prepare(cfs_backend *b, cfs_op *op)
+{
+    s3_backend *s = (s3_backend *)b;
+    s3_state *st = state_of(s, op);
+    if (!st || hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
+        return -1;
+    }
+    st->put_hashed = 1;
+    return 0;
+}
+
 static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     s3_backend *s = (s3_backend *)b;
@@ -996,6 +1007,12 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (!st) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return -1;
+    }
+    if (op->kind == CFS_OP_PUT && !st->put_hashed && !is_multipart(s, op)) { /* a PUT or a part */
+        if (op->body_len > HASH_INLINE_MAX)
+            return CFS_BUILD_PREPARE;
+        if (s3_prepare(b, op) < 0)
+            return -1;
     }
     creds_view cv;
     memset(&cv, 0, sizeof cv);
@@ -1049,14 +1066,9 @@ static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         break;
     case CFS_OP_PUT:
         if (is_part(op) || is_multipart(s, op)) {
-            if ((is_part(op) ? spec_part(s, op, st, &r) : spec_multipart(s, op, st, &r)) < 0)
+            if ((is_part(op) ? spec_part(st, op, &r) : spec_multipart(s, op, st, &r)) < 0)
                 goto oom;
             break;
-        }
-        if (!st->put_hashed) {
-            if (hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0)
-                goto oom;
-            st->put_hashed = 1;
         }
         r.method = "PUT";
         r.body = op->body ? op->body : "";
@@ -1528,6 +1540,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .finish = s3_finish,
     .verify = s3_verify,
     .child_done = s3_child_done,
+    .prepare = s3_prepare,
     .configure_handle = s3_configure_handle,
     .url = s3_url,
 };

@@ -7,7 +7,8 @@
  * (child_done) on the transfer thread when it completes.
  *
  * Locking: `engine.lock` guards the limiter list, each limiter's queue and active count,
- * the worker queue, the verify-failed list and the list of completed children. Everything about transfers in flight
+ * the worker queue, the verify-failed and prepared lists and the list of completed
+ * children. Everything about transfers in flight
  * (easy handles, the active and retry lists, libcurl's timer) belongs to the transfer
  * thread alone. */
 #include "engine.h"
@@ -40,6 +41,9 @@
 #define MAX_IDLE_CONNECTION_S 20L
 /* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
 #define BUILD_WAIT_S 0.005
+
+/* What a worker thread does with a remote op (op->worker_job); local ops it executes. */
+enum { JOB_VERIFY, JOB_PREPARE };
 
 struct cfs_limiter {
     cfs_transfer_config cfg;
@@ -94,6 +98,7 @@ typedef struct engine {
     cfs_limiter *limiters;
     cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
     cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
+    cfs_op *prepared;               /* prepared ops to build again, for the transfer thread */
     cfs_op *children_done;          /* completed child ops, for the transfer thread */
     /* transfer-thread only */
     transfer *active;               /* transfers in the multi handle */
@@ -453,6 +458,15 @@ static void start_request(engine *e, cfs_op *op)
         e->retries = t;
         return;
     }
+    if (built == CFS_BUILD_PREPARE) {
+        transfer_free(e, t);
+        op->engine_priv = NULL;
+        op->worker_job = JOB_PREPARE;
+        pthread_mutex_lock(&e->lock);
+        push_work_locked(e, op);
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
     if (built != CFS_BUILD_SEND) {
         transfer_free(e, t);
         finish_op(e, op);
@@ -658,6 +672,7 @@ static void continue_op(engine *e, cfs_op *op, cfs_next next)
     }
     if (next == CFS_NEXT_VERIFY) {
         op->engine_priv = NULL;
+        op->worker_job = JOB_VERIFY;
         pthread_mutex_lock(&e->lock);
         push_work_locked(e, op);
         pthread_mutex_unlock(&e->lock);
@@ -729,6 +744,21 @@ static void run_children_done(engine *e)
         if (!list)
             return;
         hand_back_children(e, list);
+    }
+}
+
+/* Prepared ops come back here for their request. */
+static void start_prepared(engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    cfs_op *list = e->prepared;
+    e->prepared = NULL;
+    pthread_mutex_unlock(&e->lock);
+    while (list) {
+        cfs_op *op = list;
+        list = op->next;
+        op->next = NULL;
+        start_request(e, op);
     }
 }
 
@@ -828,6 +858,15 @@ static void *worker_main(void *arg)
         if (is_local(op)) {
             op->attempts++;
             ops->execute(op->backend, op);
+        } else if (op->worker_job == JOB_PREPARE) {
+            if (ops->prepare(op->backend, op) == 0) {
+                pthread_mutex_lock(&e->lock);
+                op->next = e->prepared;
+                e->prepared = op;
+                pthread_mutex_unlock(&e->lock);
+                wake(e);
+                continue;
+            }
         } else if (ops->verify(op->backend, op) == CFS_NEXT_RETRY &&
                    op->attempts < op->limiter->cfg.retry.max_attempts) {
             pthread_mutex_lock(&e->lock);
@@ -934,6 +973,7 @@ static void *transfer_main(void *arg)
 
         long timeout_ms = e->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
         run_children_done(e);
+        start_prepared(e);
         retry_verify_failures(e);
         start_due_retries(e, &timeout_ms);
         check_stalls(e);

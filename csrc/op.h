@@ -125,6 +125,7 @@ typedef struct cfs_op {
     /* --- engine private --- */
     void *engine_priv;
     int fresh_connection;       /* the last try failed on its connection: use a new one */
+    int worker_job;             /* a remote op on the worker queue: prepare or verify */
     struct cfs_op *parent;      /* a child op: the op it runs for */
     int children_running;       /* a parent op: its children not yet handed back */
     struct cfs_op *next;

@@ -265,10 +265,11 @@ def _fault_store(fault_server, prefix, **extra):
     return CloudFilesStore(f"s3://bkt/{prefix}", **opts)
 
 
-def test_put_headers(fault_server):
+@pytest.mark.parametrize("repeat", [100, 30_000])  # hashed inline / on a worker thread
+def test_put_headers(fault_server, repeat):
     prefix = _unique()
     s = _fault_store(fault_server, prefix, session_token=TOKEN, requester_pays=True)
-    body = b"some bytes \x00\xff" * 100
+    body = b"some bytes \x00\xff" * repeat
     s["dir/the key+!"] = body
     path = f"/bkt/{prefix}/dir/the key+!"
     (req,) = fault_server.requests(path, "PUT")
