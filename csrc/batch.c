@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "blob.h"
 #include "pyutil.h"
 
 /* How long a batch waits before it looks for a pending signal (Ctrl-C). */
@@ -419,7 +420,7 @@ static PyObject *batch_iternext(BatchObject *b)
         batch_item *it = op->caller;
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
-            PyObject *data = PyBytes_FromStringAndSize(op->data.data, (Py_ssize_t)op->data.len);
+            PyObject *data = cfs_bytes_from_buf(&op->data); /* pages moved, if large */
             result = data ? PyTuple_Pack(2, it->key, data) : NULL;
             Py_XDECREF(data);
         } else if (op->status == CFS_ENOTFOUND) {

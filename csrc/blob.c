@@ -1,4 +1,7 @@
-/* The Blob type: an object's bytes as the engine received them, handed to Python without
+/* cfs_bytes_from_buf: a bytes object of a body; large ones get the body's pages moved in
+ * rather than copied (buf.h explains the layout that makes that possible).
+ *
+ * The Blob type: an object's bytes as the engine received them, handed to Python without
  * a copy. Read-only buffer protocol (numpy.frombuffer, memoryview, zarr's buffers take it
  * as is), len(), bytes(), and equality with any bytes-like object. The asyncio path uses
  * it: a copy of every chunk into a new bytes object was most of the CPU of a zarr read. */
@@ -21,11 +24,36 @@ PyObject *cfs_blob_from_buf(cfs_buf *b)
     BlobObject *o = PyObject_New(BlobObject, &cfs_BlobType);
     if (!o)
         return NULL;
-    o->cap = b->cap;
     size_t len;
-    o->data = cfs_buf_steal(b, &len);
+    o->data = cfs_buf_take(b, &len, &o->cap);
     o->len = (Py_ssize_t)len;
     return (PyObject *)o;
+}
+
+PyObject *cfs_bytes_from_buf(cfs_buf *b)
+{
+    if (b->len > (size_t)PY_SSIZE_T_MAX)
+        return PyErr_NoMemory();
+    PyObject *o = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
+    if (!o || b->len == 0)
+        return o;
+    char *dst = PyBytes_AS_STRING(o);
+    size_t skip = 0, n = cfs_buf_movable_pages(b, dst, &skip);
+    if (n) {
+        /* the parts of pages around the moved ones first, while b is whole */
+        memcpy(dst, b->data, skip);
+        memcpy(dst + skip + n, b->data + skip + n, b->len - skip - n);
+        int rc = cfs_buf_move_pages(b, dst, skip, n);
+        if (rc == 0)
+            return o;
+        if (rc == -2) {
+            /* its memory has a hole: never freed, never seen (cannot happen short of the
+             * process's limit of mappings) */
+            return PyErr_NoMemory();
+        }
+    }
+    memcpy(dst, b->data, b->len);
+    return o;
 }
 
 static void blob_dealloc(BlobObject *o)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "blob.h"
 #include "pyutil.h"
 
 /* Option names whose values never appear in a repr. */
@@ -226,9 +227,10 @@ static int run_key_op(StoreObject *s, cfs_op *op, PyObject *key, int missing_ok)
     return -1;
 }
 
+/* The body as bytes; a large body's pages move into it (op->data is then empty). */
 static PyObject *bytes_of(cfs_op *op)
 {
-    return PyBytes_FromStringAndSize(op->data.data, (Py_ssize_t)op->data.len);
+    return cfs_bytes_from_buf(&op->data);
 }
 
 /* ---------- listing ---------- */
