@@ -204,6 +204,23 @@ def test_right_key_works_with_signature_checking(moto_auth):
     assert list(s) == []
 
 
+def test_multipart_upload_with_signature_checking(moto_auth):
+    """Every request of a parallel multipart upload (initiate, parts, complete) is signed
+    the way a checking server accepts; a wrong secret fails at the first and leaves nothing."""
+    import os
+    opts = dict(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, multipart_concurrency=4)
+    s = _auth_store(moto_auth, **opts)
+    data = os.urandom(16 * MiB + 7)
+    s["big"] = data
+    assert s["big"] == data
+    bad = CloudFilesStore(s.url, **moto_auth.store_options(secret_access_key="not-the-secret", **opts),
+                          retries=2)
+    with pytest.raises(errors.AuthenticationError):
+        bad["big2"] = data
+    assert "big2" not in s
+    assert not moto_auth.client().list_multipart_uploads(Bucket=s.url[5:]).get("Uploads")
+
+
 def test_wrong_secret_is_an_authentication_error(moto_auth):
     good = _auth_store(moto_auth)
     good["a"] = b"x"
