@@ -36,6 +36,7 @@
 #include "base64.h"
 #include "crc32c.h"
 #include "engine.h"
+#include "fork_mutex.h"
 #include "gcs_auth.h"
 #include "gcs_proto.h"
 #include "keys.h"
@@ -69,8 +70,7 @@ typedef struct gcs_backend {
     size_t resumable_threshold; /* PUTs of at least this many bytes go up in a session */
     size_t resumable_chunk;     /* bytes per request of a session */
 
-    pthread_mutex_t lock;   /* guards the token cache below (token_lock/token_unlock) */
-    pid_t lock_pid;         /* the process the lock belongs to (fork: see token_lock) */
+    cfs_fork_mutex lock;    /* guards the token cache below (token_lock/token_unlock) */
     char *token;            /* access token (secret), NULL if none yet */
     double token_usable_until; /* monotonic seconds */
     double token_refresh_at;   /* monotonic seconds */
@@ -121,23 +121,17 @@ static void state_free(void *p)
     free(s);
 }
 
-/* The token cache lock. A child forked while the parent's transfer thread held it would
- * find it locked forever: the first use in a new process makes a fresh lock (the child
- * has one transfer thread, not yet running any other op) and forgets a refresh claim. */
+/* Lock the token cache. In a forked child the refresh a parent's thread had claimed will
+ * never finish there: forget the claim. */
 static void token_lock(gcs_backend *g)
 {
-    pid_t pid = getpid();
-    if (pid != g->lock_pid) {
-        pthread_mutex_init(&g->lock, NULL);
-        g->lock_pid = pid;
+    if (cfs_fork_mutex_lock(&g->lock))
         g->refresh_claimed = 0;
-    }
-    pthread_mutex_lock(&g->lock);
 }
 
 static void token_unlock(gcs_backend *g)
 {
-    pthread_mutex_unlock(&g->lock);
+    cfs_fork_mutex_unlock(&g->lock);
 }
 
 static double now_mono(void)
@@ -162,7 +156,7 @@ static void gcs_close(cfs_backend *b)
     free(g->scope);
     cfs_gcs_credentials_clear(&g->cred);
     cfs_secret_free(g->token);
-    pthread_mutex_destroy(&g->lock);
+    cfs_fork_mutex_destroy(&g->lock);
     free(g);
 }
 
@@ -282,8 +276,7 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         return NULL;
     }
     g->base.ops = &cfs_gcs_backend;
-    g->lock_pid = getpid();
-    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+    if (cfs_fork_mutex_init(&g->lock) < 0) {
         free(g);
         snprintf(err, errlen, "cannot create a mutex");
         return NULL;

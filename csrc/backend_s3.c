@@ -33,6 +33,7 @@
 #include "aws_creds.h"
 #include "backend.h"
 #include "engine.h"
+#include "fork_mutex.h"
 #include "keys.h"
 #include "s3_xml.h"
 #include "sigv4.h"
@@ -85,7 +86,7 @@ typedef struct s3_backend {
     char *cred_auth;        /* container: the Authorization value (secret), or NULL */
     char *cred_auth_file;   /* container: a file holding it, read at each refresh */
 
-    pthread_mutex_t lock;   /* guards everything below */
+    cfs_fork_mutex lock;    /* guards everything below (creds_lock) */
     char *access_key_id;
     char *secret_access_key;
     char *session_token;
@@ -104,6 +105,14 @@ static void free_secret(char *s)
         OPENSSL_cleanse(s, strlen(s));
         free(s);
     }
+}
+
+/* Lock the credentials. In a forked child the early refresh a parent's thread had
+ * claimed will never finish there: forget the claim. */
+static void creds_lock(s3_backend *s)
+{
+    if (cfs_fork_mutex_lock(&s->lock))
+        s->refresh_claimed = 0;
 }
 
 /* Header lines of any length (session tokens can be long), straight onto the list. */
@@ -188,7 +197,7 @@ static void s3_close(cfs_backend *b)
     free_secret(s->secret_access_key);
     free_secret(s->session_token);
     OPENSSL_cleanse(s->signing_key, sizeof s->signing_key);
-    pthread_mutex_destroy(&s->lock);
+    cfs_fork_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -299,7 +308,7 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->base.ops = &cfs_s3_backend;
     s->sign_payload = 1;
     s->verify_etag = 1;
-    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    if (cfs_fork_mutex_init(&s->lock) < 0) {
         free(s);
         snprintf(err, errlen, "cannot create a mutex");
         return NULL;
@@ -576,7 +585,7 @@ static int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
         return CREDS_ERROR;
     }
     int rc = CREDS_USE;
-    pthread_mutex_lock(&s->lock);
+    creds_lock(s);
     if (s->source != CRED_STATIC && !st->fetched) {
         int usable = s->access_key_id && (s->expiration == 0 || v->now < s->expiration - MANDATORY_MARGIN);
         double mono = now_mono();
@@ -616,7 +625,7 @@ static int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
             }
         }
     }
-    pthread_mutex_unlock(&s->lock);
+    cfs_fork_mutex_unlock(&s->lock);
     if (rc != CREDS_USE)
         creds_view_clear(v);
     return rc;
@@ -626,11 +635,11 @@ static void release_claim(s3_backend *s, s3_state *st, int failed)
 {
     if (!st->claimed)
         return;
-    pthread_mutex_lock(&s->lock);
+    creds_lock(s);
     s->refresh_claimed = 0;
     if (failed)
         s->refresh_not_before = (int64_t)time(NULL) + REFRESH_BACKOFF;
-    pthread_mutex_unlock(&s->lock);
+    cfs_fork_mutex_unlock(&s->lock);
     st->claimed = 0;
 }
 
@@ -743,7 +752,7 @@ static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_r
         snprintf(detail, sizeof detail, "the credentials given expire at once");
         goto failed;
     }
-    pthread_mutex_lock(&s->lock);
+    creds_lock(s);
     free(s->access_key_id);
     free_secret(s->secret_access_key);
     free_secret(s->session_token);
@@ -752,7 +761,7 @@ static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_r
     s->session_token = c.session_token;
     s->expiration = c.expiration;
     s->key_date[0] = '\0'; /* new secret: derive the signing key again */
-    pthread_mutex_unlock(&s->lock);
+    cfs_fork_mutex_unlock(&s->lock);
     memset(&c, 0, sizeof c); /* moved into the backend */
     release_claim(s, st, 0);
     st->fetched = 1;
@@ -765,10 +774,10 @@ failed:
     /* An early refresh that failed: carry on with the current credentials. */
     if (st->claimed) {
         release_claim(s, st, 1);
-        pthread_mutex_lock(&s->lock);
+        creds_lock(s);
         int usable = s->access_key_id &&
                      (s->expiration == 0 || (int64_t)time(NULL) < s->expiration - MANDATORY_MARGIN);
-        pthread_mutex_unlock(&s->lock);
+        cfs_fork_mutex_unlock(&s->lock);
         if (usable) {
             st->cred_step = 0;
             st->fetched = 1;

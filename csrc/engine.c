@@ -1,16 +1,24 @@
-/* The transfer engine: one libcurl multi handle driven from epoll by one thread per
- * process (curl_multi_socket_action), and a small pool of worker threads that run the
- * local backends and the backends' verify() steps (hashing, decompression).
+/* The transfer engine: a few lanes per process, each one transfer thread driving its own
+ * libcurl multi handle from epoll (curl_multi_socket_action), and a small pool of worker
+ * threads that run the local backends and the backends' prepare() and verify() steps
+ * (hashing, decompression).
+ *
+ * Lanes: one transfer thread moves about 1 GB/s of large bodies, or 30,000 small
+ * responses a second, and is then the limit; a lane per core (up to MAX_LANES) spreads
+ * that work. An admitted op is given to the lane where its store has the fewest ops in
+ * flight, so a store with concurrency C keeps at most about C/lanes connections per lane
+ * (libcurl cannot share connections between multi handles across threads), and runs on
+ * that lane to the end: its retries, its prepare()/verify() round trips and its child ops'
+ * completions come back there.
  *
  * An op may fan out into child ops (the parts of a multipart upload): each child is a
- * transfer of its own, outside admission control, and goes back to its parent's backend
- * (child_done) on the transfer thread when it completes.
+ * transfer of its own, outside admission control, spread over the lanes, and goes back
+ * to its parent's backend (child_done) on the parent's lane when it completes.
  *
- * Locking: `engine.lock` guards the limiter list, each limiter's queue and active count,
- * the worker queue, the verify-failed and prepared lists and the list of completed
- * children. Everything about transfers in flight
- * (easy handles, the active and retry lists, libcurl's timer) belongs to the transfer
- * thread alone. */
+ * Locking: `engine.lock` guards the limiter list, each limiter's queue and counts, the
+ * worker queue and each lane's inbound lists (ready, verify_failed, children_done).
+ * Everything about a lane's transfers in flight (easy handles, the active and retry lists,
+ * libcurl's timer) belongs to that lane's thread alone. */
 #include "engine.h"
 
 #include <errno.h>
@@ -31,6 +39,7 @@
 #include "backend.h"
 
 #define WORKER_THREADS 8
+#define MAX_LANES 4
 #define HEADER_VALUE_MAX 512
 #define IDLE_POLL_MS 1000
 /* How often the bytes moved by each transfer are sampled: a stall is seen at most about
@@ -49,11 +58,12 @@ struct cfs_limiter {
     cfs_transfer_config cfg;
     pid_t owner_pid;            /* the engine generation this limiter is registered with */
     int active;                 /* admitted and not yet completed */
+    int lane_active[MAX_LANES]; /* ... of which on each lane */
     cfs_op *q_head, *q_tail;    /* submitted, waiting for admission */
     cfs_limiter *next;
 };
 
-/* One HTTP transfer in flight (transfer-thread only). */
+/* One HTTP transfer in flight (its lane's thread only). */
 typedef struct transfer {
     cfs_op *op;
     CURL *easy;
@@ -79,33 +89,44 @@ typedef struct transfer {
     curl_off_t moved;
     struct timespec last_move;
     int stalled;
-    struct transfer *prev_active, *next_active; /* in engine.active while in the multi */
+    struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
 } transfer;
 
-typedef struct engine {
-    pthread_mutex_t lock;
-    pthread_cond_t work_cv;
-    pid_t pid;
+struct engine;
+
+/* One transfer thread and its multi handle. */
+typedef struct lane {
+    struct engine *e;
+    int index;
     CURLM *multi;
     pthread_t thread;
-    pthread_t workers[WORKER_THREADS];
-    int workers_started;
-    atomic_int wake_pending;        /* a wakeup is on its way to the transfer thread */
-    int epfd;                       /* the transfer thread's epoll: sockets and wake_fd */
+    atomic_int wake_pending;        /* a wakeup is on its way to the lane's thread */
+    int epfd;                       /* the lane's epoll: sockets and wake_fd */
     int wake_fd;                    /* eventfd other threads write to wake it */
+    /* under engine.lock: work other threads hand to this lane */
+    cfs_op *ready_head, *ready_tail; /* admitted, prepared, or child ops to start */
+    cfs_op *verify_failed;          /* verified ops to back off and retry */
+    cfs_op *children_done;          /* completed children of this lane's ops */
+    /* the lane's thread only */
     struct timespec curl_deadline;  /* when libcurl wants its timeout handled */
     int curl_timer_set;
-    cfs_limiter *limiters;
-    cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to verify */
-    cfs_op *verify_failed;          /* verified ops to retry, for the transfer thread */
-    cfs_op *prepared;               /* prepared ops to build again, for the transfer thread */
-    cfs_op *children_done;          /* completed child ops, for the transfer thread */
-    /* transfer-thread only */
     transfer *active;               /* transfers in the multi handle */
     struct timespec next_stall_check;
     transfer *retries;
     CURL *idle_easy[64];
     int n_idle_easy;
+} lane;
+
+typedef struct engine {
+    pthread_mutex_t lock;
+    pthread_cond_t work_cv;
+    pid_t pid;
+    pthread_t workers[WORKER_THREADS];
+    int workers_started;
+    cfs_limiter *limiters;
+    cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to prepare or verify */
+    lane lanes[MAX_LANES];
+    int n_lanes;
 } engine;
 
 static pthread_mutex_t g_engine_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,7 +135,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_curl_ok;
 
 static atomic_uint_fast64_t g_requests, g_retries, g_connections;
-static _Thread_local int t_is_transfer_thread;
+static _Thread_local lane *t_lane; /* the lane this thread runs, if any */
 
 /* ---------- fork ---------- */
 
@@ -182,16 +203,35 @@ static void push_work_locked(engine *e, cfs_op *op)
     pthread_cond_signal(&e->work_cv);
 }
 
-/* Wake the transfer thread unless a wakeup is already on its way, or we are it. */
-static void wake(engine *e)
+/* Wake a lane's thread unless a wakeup is already on its way, or we are it. */
+static void wake(lane *ln)
 {
-    if (t_is_transfer_thread)
-        return; /* it admits again before it next sleeps */
-    if (!atomic_exchange(&e->wake_pending, 1)) {
+    if (t_lane == ln)
+        return; /* it looks at its lists again before it next sleeps */
+    if (!atomic_exchange(&ln->wake_pending, 1)) {
         uint64_t one = 1;
-        ssize_t rc = write(e->wake_fd, &one, sizeof one); /* fails only if already readable */
+        ssize_t rc = write(ln->wake_fd, &one, sizeof one); /* fails only if already readable */
         (void)rc;
     }
+}
+
+/* A slot freed or ops submitted: have a lane admit (any lane admits for all of them),
+ * unless this thread is a lane, which admits before it next sleeps. */
+static void wake_admission(engine *e)
+{
+    if (!t_lane)
+        wake(&e->lanes[0]);
+}
+
+/* Hand an op to a lane's thread (under e->lock); the caller wakes the lane. */
+static void push_ready_locked(lane *ln, cfs_op *op)
+{
+    op->next = NULL;
+    if (ln->ready_tail)
+        ln->ready_tail->next = op;
+    else
+        ln->ready_head = op;
+    ln->ready_tail = op;
 }
 
 /* Local ops never pass through the transfer thread: they are admitted here, at
@@ -216,13 +256,15 @@ static int is_local(const cfs_op *op)
 static void complete(engine *e, cfs_op *op)
 {
     if (op->parent) {
-        /* a child: its parent's backend hears of it on the transfer thread, never here
-         * (this may be a worker thread, or the middle of starting the parent's children) */
+        /* a child: its parent's backend hears of it on the parent's lane, never here
+         * (this may be a worker thread, another lane, or the middle of starting the
+         * parent's children) */
+        lane *home = &e->lanes[op->parent->lane];
         pthread_mutex_lock(&e->lock);
-        op->next = e->children_done;
-        e->children_done = op;
+        op->next = home->children_done;
+        home->children_done = op;
         pthread_mutex_unlock(&e->lock);
-        wake(e);
+        wake(home);
         return;
     }
     int local = is_local(op);
@@ -230,9 +272,11 @@ static void complete(engine *e, cfs_op *op)
     op->limiter->active--;
     if (local)
         admit_local_locked(e, op->limiter);
+    else
+        op->limiter->lane_active[op->lane]--;
     pthread_mutex_unlock(&e->lock);
     if (!local)
-        wake(e);                 /* a slot is free: admit more */
+        wake_admission(e);       /* a slot is free: admit more */
     op->on_done(op, op->ctx);    /* may free op: touch nothing after */
 }
 
@@ -374,50 +418,50 @@ static int on_open_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
     return CURL_SOCKOPT_OK;
 }
 
-static CURL *take_easy(engine *e)
+static CURL *take_easy(lane *ln)
 {
-    if (e->n_idle_easy > 0) {
-        CURL *c = e->idle_easy[--e->n_idle_easy];
+    if (ln->n_idle_easy > 0) {
+        CURL *c = ln->idle_easy[--ln->n_idle_easy];
         curl_easy_reset(c);
         return c;
     }
     return curl_easy_init();
 }
 
-static void give_easy(engine *e, CURL *c)
+static void give_easy(lane *ln, CURL *c)
 {
-    if (e->n_idle_easy < (int)(sizeof e->idle_easy / sizeof e->idle_easy[0]))
-        e->idle_easy[e->n_idle_easy++] = c;
+    if (ln->n_idle_easy < (int)(sizeof ln->idle_easy / sizeof ln->idle_easy[0]))
+        ln->idle_easy[ln->n_idle_easy++] = c;
     else
         curl_easy_cleanup(c);
 }
 
-static void link_active(engine *e, transfer *t)
+static void link_active(lane *ln, transfer *t)
 {
     t->prev_active = NULL;
-    t->next_active = e->active;
-    if (e->active)
-        e->active->prev_active = t;
-    e->active = t;
+    t->next_active = ln->active;
+    if (ln->active)
+        ln->active->prev_active = t;
+    ln->active = t;
 }
 
-static void unlink_active(engine *e, transfer *t)
+static void unlink_active(lane *ln, transfer *t)
 {
     if (t->prev_active)
         t->prev_active->next_active = t->next_active;
-    else if (e->active == t)
-        e->active = t->next_active;
+    else if (ln->active == t)
+        ln->active = t->next_active;
     if (t->next_active)
         t->next_active->prev_active = t->prev_active;
     t->prev_active = t->next_active = NULL;
 }
 
-static void transfer_free(engine *e, transfer *t)
+static void transfer_free(lane *ln, transfer *t)
 {
-    unlink_active(e, t);
+    unlink_active(ln, t);
     if (t->easy) {
-        curl_multi_remove_handle(e->multi, t->easy);
-        give_easy(e, t->easy);
+        curl_multi_remove_handle(ln->multi, t->easy);
+        give_easy(ln, t->easy);
     }
     cfs_request_clear(&t->req);
     cfs_buf_free(&t->scratch);
@@ -425,21 +469,21 @@ static void transfer_free(engine *e, transfer *t)
 }
 
 /* Finish an op whose transfer (if any) is already released. */
-static void finish_op(engine *e, cfs_op *op)
+static void finish_op(lane *ln, cfs_op *op)
 {
     op->engine_priv = NULL;
-    complete(e, op);
+    complete(ln->e, op);
 }
 
 /* Build and start the next request of an op. On failure the op completes. */
-static void start_request(engine *e, cfs_op *op)
+static void start_request(lane *ln, cfs_op *op)
 {
     const cfs_transfer_config *cfg = &op->limiter->cfg;
     cfs_backend *b = op->backend;
     transfer *t = calloc(1, sizeof *t);
     if (!t) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory starting a transfer");
-        finish_op(e, op);
+        finish_op(ln, op);
         return;
     }
     t->op = op;
@@ -454,25 +498,25 @@ static void start_request(engine *e, cfs_op *op)
         /* parked with the retries (no attempt counted), to be built again shortly */
         cfs_request_clear(&t->req);
         t->retry_at = after_seconds(BUILD_WAIT_S);
-        t->next_retry = e->retries;
-        e->retries = t;
+        t->next_retry = ln->retries;
+        ln->retries = t;
         return;
     }
     if (built == CFS_BUILD_PREPARE) {
-        transfer_free(e, t);
+        transfer_free(ln, t);
         op->engine_priv = NULL;
         op->worker_job = JOB_PREPARE;
-        pthread_mutex_lock(&e->lock);
-        push_work_locked(e, op);
-        pthread_mutex_unlock(&e->lock);
+        pthread_mutex_lock(&ln->e->lock);
+        push_work_locked(ln->e, op);
+        pthread_mutex_unlock(&ln->e->lock);
         return;
     }
     if (built != CFS_BUILD_SEND) {
-        transfer_free(e, t);
-        finish_op(e, op);
+        transfer_free(ln, t);
+        finish_op(ln, op);
         return;
     }
-    CURL *c = take_easy(e);
+    CURL *c = take_easy(ln);
     if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, cfg->buffer_size) != CURLE_OK) {
         /* libcurl refuses to resize the receive buffer of some reused handles (after
          * HTTP/2): start from a fresh one */
@@ -485,8 +529,8 @@ static void start_request(engine *e, cfs_op *op)
     }
     if (!c) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
-        transfer_free(e, t);
-        finish_op(e, op);
+        transfer_free(ln, t);
+        finish_op(ln, op);
         return;
     }
     t->easy = c;
@@ -544,7 +588,7 @@ static void start_request(engine *e, cfs_op *op)
         failed = "the backend's handle options";
     }
     CURLMcode mrc = CURLM_OK;
-    if (rc == CURLE_OK && (mrc = curl_multi_add_handle(e->multi, c)) != CURLM_OK) {
+    if (rc == CURLE_OK && (mrc = curl_multi_add_handle(ln->multi, c)) != CURLM_OK) {
         rc = CURLE_FAILED_INIT;
         failed = curl_multi_strerror(mrc);
     }
@@ -553,12 +597,12 @@ static void start_request(engine *e, cfs_op *op)
             cfs_op_fail(op, CFS_EINVALID, "cannot set up the transfer (%s): %s",
                         failed ? failed : "?", curl_easy_strerror(rc));
         t->easy = NULL;
-        give_easy(e, c);
-        transfer_free(e, t);
-        finish_op(e, op);
+        give_easy(ln, c);
+        transfer_free(ln, t);
+        finish_op(ln, op);
         return;
     }
-    link_active(e, t);
+    link_active(ln, t);
     op->attempts++;
     atomic_fetch_add(&g_requests, 1);
 }
@@ -583,28 +627,28 @@ static int curl_error_is_transient(CURLcode rc)
     }
 }
 
-static void continue_op(engine *e, cfs_op *op, cfs_next next);
-static void start_children(engine *e, cfs_op *op);
+static void continue_op(lane *ln, cfs_op *op, cfs_next next);
+static void start_children(lane *ln, cfs_op *op);
 
-static void schedule_retry(engine *e, transfer *t)
+static void schedule_retry(lane *ln, transfer *t)
 {
     cfs_op *op = t->op;
     const cfs_retry_policy *p = &op->limiter->cfg.retry;
     double delay = cfs_retry_delay(p, op->attempts, random01(), t->retry_after);
     atomic_fetch_add(&g_retries, 1);
     /* keep the failure text: it is what the caller sees if every retry fails */
-    unlink_active(e, t);
+    unlink_active(ln, t);
     if (t->easy) {
-        curl_multi_remove_handle(e->multi, t->easy);
-        give_easy(e, t->easy);
+        curl_multi_remove_handle(ln->multi, t->easy);
+        give_easy(ln, t->easy);
         t->easy = NULL;
     }
     t->retry_at = after_seconds(delay);
-    t->next_retry = e->retries;
-    e->retries = t;
+    t->next_retry = ln->retries;
+    ln->retries = t;
 }
 
-static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
+static void on_transfer_done(lane *ln, CURL *easy, CURLcode rc)
 {
     transfer *t = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
@@ -649,49 +693,51 @@ static void on_transfer_done(engine *e, CURL *easy, CURLcode rc)
     }
 
     if (next == CFS_NEXT_RETRY && op->attempts < p->max_attempts) {
-        schedule_retry(e, t);
+        schedule_retry(ln, t);
         return;
     }
     if (next == CFS_NEXT_RETRY && op->status == CFS_OK)
         cfs_op_fail(op, CFS_ETRANSIENT, "still failing after %d attempts", op->attempts);
-    transfer_free(e, t);
-    continue_op(e, op, next);
+    transfer_free(ln, t);
+    continue_op(ln, op, next);
 }
 
 /* Do what a backend's finish() or child_done() asked of an op that has no transfer. */
-static void continue_op(engine *e, cfs_op *op, cfs_next next)
+static void continue_op(lane *ln, cfs_op *op, cfs_next next)
 {
     if (next == CFS_NEXT_AGAIN) {
-        start_request(e, op);
+        start_request(ln, op);
         return;
     }
     if (next == CFS_NEXT_CHILDREN) {
         op->engine_priv = NULL;
-        start_children(e, op);
+        start_children(ln, op);
         return;
     }
     if (next == CFS_NEXT_VERIFY) {
         op->engine_priv = NULL;
         op->worker_job = JOB_VERIFY;
-        pthread_mutex_lock(&e->lock);
-        push_work_locked(e, op);
-        pthread_mutex_unlock(&e->lock);
+        pthread_mutex_lock(&ln->e->lock);
+        push_work_locked(ln->e, op);
+        pthread_mutex_unlock(&ln->e->lock);
         return;
     }
-    finish_op(e, op);
+    finish_op(ln, op);
 }
 
-/* Start the children attached to op->children. Each completes through complete(), which
- * queues it for run_children_done(), so none is handed back while this loop runs. */
-static void start_children(engine *e, cfs_op *op)
+/* Start the children attached to op->children, spread over the lanes from this one on.
+ * Each completes through complete(), which queues it for run_children_done() on this
+ * lane, so none is handed back while this loop runs. */
+static void start_children(lane *ln, cfs_op *op)
 {
+    engine *e = ln->e;
     cfs_op *list = op->children;
     op->children = NULL;
     if (!list && op->children_running == 0) {
         if (op->status == CFS_OK)
             cfs_op_fail(op, CFS_EPROTOCOL, "internal error: %s waits for no child op",
                         cfs_op_kind_name(op->kind));
-        finish_op(e, op);
+        finish_op(ln, op);
         return;
     }
     while (list) {
@@ -701,13 +747,22 @@ static void start_children(engine *e, cfs_op *op)
         child->parent = op;
         child->backend = op->backend;
         child->limiter = op->limiter;
+        child->lane = (ln->index + op->children_running) % e->n_lanes;
         op->children_running++;
-        start_request(e, child);
+        if (child->lane == ln->index) {
+            start_request(ln, child);
+        } else {
+            lane *other = &e->lanes[child->lane];
+            pthread_mutex_lock(&e->lock);
+            push_ready_locked(other, child);
+            pthread_mutex_unlock(&e->lock);
+            wake(other);
+        }
     }
 }
 
 /* Give each completed child to its parent's backend, and move the parents on. */
-static void hand_back_children(engine *e, cfs_op *list)
+static void hand_back_children(lane *ln, cfs_op *list)
 {
     while (list) {
         cfs_op *child = list;
@@ -719,7 +774,7 @@ static void hand_back_children(engine *e, cfs_op *list)
         parent->children_running--;
         cfs_next next = b->ops->child_done(b, parent, child); /* child is the backend's now */
         if (parent->children) {
-            start_children(e, parent); /* more parts: they start at once */
+            start_children(ln, parent); /* more parts: they start at once */
             continue;
         }
         if (parent->children_running > 0)
@@ -728,47 +783,48 @@ static void hand_back_children(engine *e, cfs_op *list)
             cfs_op_fail(parent, CFS_EPROTOCOL, "internal error: a retry asked after child ops");
             next = CFS_NEXT_DONE;
         }
-        continue_op(e, parent, next);
+        continue_op(ln, parent, next);
     }
 }
 
 /* Hand completed children back to their parents' backends. */
-static void run_children_done(engine *e)
+static void run_children_done(lane *ln)
 {
     for (;;) {
         /* again until none is left: children started below may complete at once */
-        pthread_mutex_lock(&e->lock);
-        cfs_op *list = e->children_done;
-        e->children_done = NULL;
-        pthread_mutex_unlock(&e->lock);
+        pthread_mutex_lock(&ln->e->lock);
+        cfs_op *list = ln->children_done;
+        ln->children_done = NULL;
+        pthread_mutex_unlock(&ln->e->lock);
         if (!list)
             return;
-        hand_back_children(e, list);
+        hand_back_children(ln, list);
     }
 }
 
-/* Prepared ops come back here for their request. */
-static void start_prepared(engine *e)
+/* Start what other threads handed to this lane: admitted ops, prepared ones (for their
+ * request), children of another lane's op. */
+static void start_ready(lane *ln)
 {
-    pthread_mutex_lock(&e->lock);
-    cfs_op *list = e->prepared;
-    e->prepared = NULL;
-    pthread_mutex_unlock(&e->lock);
+    pthread_mutex_lock(&ln->e->lock);
+    cfs_op *list = ln->ready_head;
+    ln->ready_head = ln->ready_tail = NULL;
+    pthread_mutex_unlock(&ln->e->lock);
     while (list) {
         cfs_op *op = list;
         list = op->next;
         op->next = NULL;
-        start_request(e, op);
+        start_request(ln, op);
     }
 }
 
 /* Verified ops that failed come back here to back off and try again. */
-static void retry_verify_failures(engine *e)
+static void retry_verify_failures(lane *ln)
 {
-    pthread_mutex_lock(&e->lock);
-    cfs_op *list = e->verify_failed;
-    e->verify_failed = NULL;
-    pthread_mutex_unlock(&e->lock);
+    pthread_mutex_lock(&ln->e->lock);
+    cfs_op *list = ln->verify_failed;
+    ln->verify_failed = NULL;
+    pthread_mutex_unlock(&ln->e->lock);
     while (list) {
         cfs_op *op = list;
         list = op->next;
@@ -776,26 +832,26 @@ static void retry_verify_failures(engine *e)
         transfer *t = calloc(1, sizeof *t);
         if (!t) {
             cfs_op_fail(op, CFS_ENOMEM, "out of memory retrying");
-            finish_op(e, op);
+            finish_op(ln, op);
             continue;
         }
         t->op = op;
         t->retry_after = -1;
         op->engine_priv = t;
-        schedule_retry(e, t);
+        schedule_retry(ln, t);
     }
 }
 
 /* Fail, for a retry, every transfer that has moved no byte for its stall timeout
  * (sampled every STALL_SAMPLE_MS). */
-static void check_stalls(engine *e)
+static void check_stalls(lane *ln)
 {
     struct timespec now = now_mono();
-    if (now.tv_sec < e->next_stall_check.tv_sec ||
-        (now.tv_sec == e->next_stall_check.tv_sec && now.tv_nsec < e->next_stall_check.tv_nsec))
+    if (now.tv_sec < ln->next_stall_check.tv_sec ||
+        (now.tv_sec == ln->next_stall_check.tv_sec && now.tv_nsec < ln->next_stall_check.tv_nsec))
         return;
-    e->next_stall_check = after_seconds(STALL_SAMPLE_MS / 1000.0);
-    transfer *t = e->active;
+    ln->next_stall_check = after_seconds(STALL_SAMPLE_MS / 1000.0);
+    transfer *t = ln->active;
     while (t) {
         transfer *next = t->next_active; /* t may leave the list below */
         curl_off_t down = 0, up = 0;
@@ -809,16 +865,16 @@ static void check_stalls(engine *e)
                           (double)(now.tv_nsec - t->last_move.tv_nsec) / 1e9;
             if (idle >= (double)t->op->limiter->cfg.stall_timeout_s) {
                 t->stalled = 1;
-                on_transfer_done(e, t->easy, CURLE_OPERATION_TIMEDOUT);
+                on_transfer_done(ln, t->easy, CURLE_OPERATION_TIMEDOUT);
             }
         }
         t = next;
     }
 }
 
-static void start_due_retries(engine *e, long *timeout_ms)
+static void start_due_retries(lane *ln, long *timeout_ms)
 {
-    transfer **pp = &e->retries;
+    transfer **pp = &ln->retries;
     while (*pp) {
         transfer *t = *pp;
         long ms = ms_until(t->retry_at);
@@ -833,8 +889,8 @@ static void start_due_retries(engine *e, long *timeout_ms)
         /* a retry rebuilds the request (fresh signature, date) and clears old results */
         op->status = CFS_OK;
         op->message[0] = '\0';
-        transfer_free(e, t);
-        start_request(e, op);
+        transfer_free(ln, t);
+        start_request(ln, op);
     }
 }
 
@@ -859,21 +915,22 @@ static void *worker_main(void *arg)
             op->attempts++;
             ops->execute(op->backend, op);
         } else if (op->worker_job == JOB_PREPARE) {
-            if (ops->prepare(op->backend, op) == 0) {
+            if (ops->prepare(op->backend, op) == 0) { /* back to its lane for the request */
+                lane *ln = &e->lanes[op->lane];
                 pthread_mutex_lock(&e->lock);
-                op->next = e->prepared;
-                e->prepared = op;
+                push_ready_locked(ln, op);
                 pthread_mutex_unlock(&e->lock);
-                wake(e);
+                wake(ln);
                 continue;
             }
         } else if (ops->verify(op->backend, op) == CFS_NEXT_RETRY &&
                    op->attempts < op->limiter->cfg.retry.max_attempts) {
+            lane *ln = &e->lanes[op->lane];
             pthread_mutex_lock(&e->lock);
-            op->next = e->verify_failed;
-            e->verify_failed = op;
+            op->next = ln->verify_failed;
+            ln->verify_failed = op;
             pthread_mutex_unlock(&e->lock);
-            wake(e);
+            wake(ln);
             continue;
         }
         complete(e, op);
@@ -884,10 +941,11 @@ static void *worker_main(void *arg)
 /* ---------- admission ---------- */
 
 /* Move admissible ops out of the limiter queues (under the lock). Local ones go to the
- * worker queue; remote ones are returned for the transfer thread to start. */
-static cfs_op *admit_locked(engine *e)
+ * worker queue; each remote one to the lane where its store has the fewest ops. Returns
+ * the lanes given ops (a bit per lane) for the caller to wake. */
+static unsigned admit_locked(engine *e)
 {
-    cfs_op *remote = NULL, **tail = &remote;
+    unsigned given = 0;
     for (cfs_limiter *l = e->limiters; l; l = l->next) {
         while (l->q_head && l->active < l->cfg.concurrency) {
             cfs_op *op = l->q_head;
@@ -898,13 +956,19 @@ static cfs_op *admit_locked(engine *e)
             l->active++;
             if (op->backend->ops->execute) {
                 push_work_locked(e, op);
-            } else {
-                *tail = op;
-                tail = &op->next;
+                continue;
             }
+            int best = 0;
+            for (int i = 1; i < e->n_lanes; i++)
+                if (l->lane_active[i] < l->lane_active[best])
+                    best = i;
+            l->lane_active[best]++;
+            op->lane = best;
+            push_ready_locked(&e->lanes[best], op);
+            given |= 1u << best;
         }
     }
-    return remote;
+    return given;
 }
 
 /* libcurl's socket callback: keep epoll's interest in step with what each socket waits
@@ -913,10 +977,10 @@ static cfs_op *admit_locked(engine *e)
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy;
-    engine *e = userp;
+    lane *ln = userp;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
-        curl_multi_assign(e->multi, fd, NULL);
+        epoll_ctl(ln->epfd, EPOLL_CTL_DEL, fd, NULL);
+        curl_multi_assign(ln->multi, fd, NULL);
         return 0;
     }
     struct epoll_event ev = { .events = 0, .data.fd = fd };
@@ -925,9 +989,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what & CURL_POLL_OUT)
         ev.events |= EPOLLOUT;
     if (socketp) {
-        epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
-    } else if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
-        curl_multi_assign(e->multi, fd, e); /* any non-NULL mark: "registered" */
+        epoll_ctl(ln->epfd, EPOLL_CTL_MOD, fd, &ev);
+    } else if (epoll_ctl(ln->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        curl_multi_assign(ln->multi, fd, ln); /* any non-NULL mark: "registered" */
     }
     return 0;
 }
@@ -936,59 +1000,57 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    engine *e = userp;
-    e->curl_timer_set = timeout_ms >= 0;
-    if (e->curl_timer_set)
-        e->curl_deadline = after_seconds((double)timeout_ms / 1000.0);
+    lane *ln = userp;
+    ln->curl_timer_set = timeout_ms >= 0;
+    if (ln->curl_timer_set)
+        ln->curl_deadline = after_seconds((double)timeout_ms / 1000.0);
     return 0;
 }
 
-static void drain_messages(engine *e)
+static void drain_messages(lane *ln)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(e->multi, &left)))
+    while ((msg = curl_multi_info_read(ln->multi, &left)))
         if (msg->msg == CURLMSG_DONE)
-            on_transfer_done(e, msg->easy_handle, msg->data.result);
+            on_transfer_done(ln, msg->easy_handle, msg->data.result);
 }
 
 static void *transfer_main(void *arg)
 {
-    engine *e = arg;
-    t_is_transfer_thread = 1;
+    lane *ln = arg;
+    engine *e = ln->e;
+    t_lane = ln;
     pthread_setname_np(pthread_self(), "cfs-transfer");
     struct epoll_event events[256];
     int running = 0;
     for (;;) {
-        atomic_store(&e->wake_pending, 0); /* before admitting: later submits wake us again */
+        atomic_store(&ln->wake_pending, 0); /* before admitting: later submits wake us again */
         pthread_mutex_lock(&e->lock);
-        cfs_op *ready = admit_locked(e);
+        unsigned given = admit_locked(e);
         pthread_mutex_unlock(&e->lock);
-        while (ready) {
-            cfs_op *op = ready;
-            ready = op->next;
-            op->next = NULL;
-            start_request(e, op);
-        }
+        for (int i = 0; i < e->n_lanes; i++)
+            if (given & (1u << i))
+                wake(&e->lanes[i]); /* not this one: it starts its own below */
 
-        long timeout_ms = e->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
-        run_children_done(e);
-        start_prepared(e);
-        retry_verify_failures(e);
-        start_due_retries(e, &timeout_ms);
-        check_stalls(e);
-        if (e->curl_timer_set) {
-            long ms = ms_until(e->curl_deadline);
+        long timeout_ms = ln->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
+        start_ready(ln);
+        run_children_done(ln);
+        retry_verify_failures(ln);
+        start_due_retries(ln, &timeout_ms);
+        check_stalls(ln);
+        if (ln->curl_timer_set) {
+            long ms = ms_until(ln->curl_deadline);
             if (ms < timeout_ms)
                 timeout_ms = ms;
         }
 
-        int n = epoll_wait(e->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
+        int n = epoll_wait(ln->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
-            if (fd == e->wake_fd) {
+            if (fd == ln->wake_fd) {
                 uint64_t count;
-                ssize_t rc = read(e->wake_fd, &count, sizeof count);
+                ssize_t rc = read(ln->wake_fd, &count, sizeof count);
                 (void)rc;
                 continue;
             }
@@ -999,18 +1061,59 @@ static void *transfer_main(void *arg)
                 flags |= CURL_CSELECT_OUT;
             if (events[i].events & (EPOLLERR | EPOLLHUP))
                 flags |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(e->multi, fd, flags, &running);
+            curl_multi_socket_action(ln->multi, fd, flags, &running);
         }
-        if (e->curl_timer_set && ms_until(e->curl_deadline) == 0) {
-            e->curl_timer_set = 0;
-            curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (ln->curl_timer_set && ms_until(ln->curl_deadline) == 0) {
+            ln->curl_timer_set = 0;
+            curl_multi_socket_action(ln->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
-        drain_messages(e);
+        drain_messages(ln);
     }
     return NULL;
 }
 
 /* ---------- lifecycle ---------- */
+
+static void lane_close(lane *ln)
+{
+    if (ln->multi)
+        curl_multi_cleanup(ln->multi);
+    if (ln->epfd >= 0)
+        close(ln->epfd);
+    if (ln->wake_fd >= 0)
+        close(ln->wake_fd);
+    ln->multi = NULL;
+    ln->epfd = ln->wake_fd = -1;
+}
+
+/* A lane's epoll, eventfd and multi handle (its thread not started). 0, or -1 with
+ * nothing left open. */
+static int lane_open(engine *e, lane *ln, int index)
+{
+    ln->e = e;
+    ln->index = index;
+    ln->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ln->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event wake_ev = { .events = EPOLLIN, .data.fd = ln->wake_fd };
+    if (ln->epfd < 0 || ln->wake_fd < 0 || epoll_ctl(ln->epfd, EPOLL_CTL_ADD, ln->wake_fd, &wake_ev) < 0 ||
+        !(ln->multi = curl_multi_init())) {
+        lane_close(ln);
+        return -1;
+    }
+    curl_multi_setopt(ln->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETDATA, ln);
+    curl_multi_setopt(ln->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(ln->multi, CURLMOPT_TIMERDATA, ln);
+    return 0;
+}
+
+/* A lane per online core, up to MAX_LANES. */
+static int lanes_wanted(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_LANES ? MAX_LANES : (int)n;
+}
 
 /* The engine of this process, started on first use. NULL if it cannot start. */
 static engine *get_engine(void)
@@ -1032,47 +1135,45 @@ static engine *get_engine(void)
         goto fail_free;
     if (pthread_cond_init(&e->work_cv, NULL) != 0)
         goto fail_mutex;
-    e->epfd = epoll_create1(EPOLL_CLOEXEC);
-    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct epoll_event wake_ev = { .events = EPOLLIN, .data.fd = e->wake_fd };
-    if (e->epfd < 0 || e->wake_fd < 0 || epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wake_fd, &wake_ev) < 0)
-        goto fail_fds;
-    e->multi = curl_multi_init();
-    if (!e->multi)
-        goto fail_fds;
-    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 1024L);
-    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
-    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+    int opened = 0, wanted = lanes_wanted();
+    while (opened < wanted && lane_open(e, &e->lanes[opened], opened) == 0)
+        opened++;
+    if (opened == 0)
+        goto fail_cond;
+    /* n_lanes is read by the lanes (under the lock) as soon as they run */
+    pthread_mutex_lock(&e->lock);
+    e->n_lanes = opened;
+    pthread_mutex_unlock(&e->lock);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&e->thread, &attr, transfer_main, e) != 0) {
-        pthread_attr_destroy(&attr);
-        goto fail_multi;
+    int started = 0;
+    while (started < opened && pthread_create(&e->lanes[started].thread, &attr, transfer_main,
+                                              &e->lanes[started]) == 0)
+        started++;
+    if (started < opened) {
+        /* fewer lanes: nothing was submitted yet, so nothing waits on the others */
+        pthread_mutex_lock(&e->lock);
+        e->n_lanes = started;
+        pthread_mutex_unlock(&e->lock);
+        for (int i = started; i < opened; i++)
+            lane_close(&e->lanes[i]);
+        if (started == 0) {
+            pthread_attr_destroy(&attr);
+            goto fail_cond;
+        }
     }
     for (int i = 0; i < WORKER_THREADS; i++)
         if (pthread_create(&e->workers[i], &attr, worker_main, e) == 0)
             e->workers_started++;
     pthread_attr_destroy(&attr);
-    if (e->workers_started == 0)
-        goto fail_running; /* the transfer thread is running: the engine must stay */
+    /* its lanes are running, so the engine stays even if no worker could start (out of
+     * threads): remote ops then still work, local ones and prepare/verify steps wait */
     g_engine = e;
     pthread_mutex_unlock(&g_engine_lock);
     return e;
 
-fail_running:
-    g_engine = e; /* usable for remote ops only; keep it rather than free a live thread */
-    pthread_mutex_unlock(&g_engine_lock);
-    return e;
-fail_multi:
-    curl_multi_cleanup(e->multi);
-fail_fds:
-    if (e->epfd >= 0)
-        close(e->epfd);
-    if (e->wake_fd >= 0)
-        close(e->wake_fd);
+fail_cond:
     pthread_cond_destroy(&e->work_cv);
 fail_mutex:
     pthread_mutex_destroy(&e->lock);
@@ -1131,6 +1232,7 @@ int cfs_engine_submit(cfs_op *op)
         /* first use, or first use in a forked child: (re)register with this engine */
         l->owner_pid = e->pid;
         l->active = 0;
+        memset(l->lane_active, 0, sizeof l->lane_active);
         l->q_head = l->q_tail = NULL;
         l->next = e->limiters;
         e->limiters = l;
@@ -1145,7 +1247,7 @@ int cfs_engine_submit(cfs_op *op)
         admit_local_locked(e, l);
     pthread_mutex_unlock(&e->lock);
     if (!local)
-        wake(e);
+        wake_admission(e);
     return 0;
 }
 
@@ -1154,6 +1256,15 @@ void cfs_engine_get_stats(cfs_engine_stats *out)
     out->requests = atomic_load(&g_requests);
     out->retries = atomic_load(&g_retries);
     out->connections = atomic_load(&g_connections);
+    out->lanes = 0;
+    pthread_mutex_lock(&g_engine_lock);
+    engine *e = g_engine;
+    pthread_mutex_unlock(&g_engine_lock);
+    if (e) {
+        pthread_mutex_lock(&e->lock);
+        out->lanes = e->n_lanes;
+        pthread_mutex_unlock(&e->lock);
+    }
 }
 
 /* ---------- waiter ---------- */

@@ -1,5 +1,5 @@
-/* The transfer engine: one thread per process owning a libcurl multi handle, plus a few
- * worker threads for local backends. Callers on any thread submit ops; completion calls
+/* The transfer engine: a lane per core (up to four), each a thread owning a libcurl multi
+ * handle, plus a few worker threads for local backends and hashing. Callers on any thread submit ops; completion calls
  * op->on_done on an engine thread (which must not block: it signals a waiter or schedules
  * a future). The engine knows no protocol: it drives backend build()/finish()/execute().
  *
@@ -52,6 +52,7 @@ typedef struct cfs_engine_stats {
     uint64_t requests;          /* HTTP transfers started */
     uint64_t retries;
     uint64_t connections;       /* new connections opened */
+    int lanes;                  /* transfer threads (0 until the engine starts) */
 } cfs_engine_stats;
 void cfs_engine_get_stats(cfs_engine_stats *out);
 

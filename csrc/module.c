@@ -16,14 +16,15 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
     (void)unused;
     cfs_engine_stats st;
     cfs_engine_get_stats(&st);
-    return Py_BuildValue("{s:K,s:K,s:K}", "requests", (unsigned long long)st.requests, "retries",
+    return Py_BuildValue("{s:K,s:K,s:K,s:i}", "requests", (unsigned long long)st.requests, "retries",
                          (unsigned long long)st.retries, "connections",
-                         (unsigned long long)st.connections);
+                         (unsigned long long)st.connections, "lanes", st.lanes);
 }
 
 static PyMethodDef module_methods[] = {
     { "engine_stats", engine_stats, METH_NOARGS,
-      "Counters of this process's engine: HTTP requests, retries, connections opened." },
+      "Counters of this process's engine: HTTP requests, retries, connections opened; and\n"
+      "lanes, its transfer threads (0 before its first transfer)." },
     { NULL },
 };
 

@@ -126,6 +126,7 @@ typedef struct cfs_op {
     void *engine_priv;
     int fresh_connection;       /* the last try failed on its connection: use a new one */
     int worker_job;             /* a remote op on the worker queue: prepare or verify */
+    int lane;                   /* the engine lane a remote op runs on */
     struct cfs_op *parent;      /* a child op: the op it runs for */
     int children_running;       /* a parent op: its children not yet handed back */
     struct cfs_op *next;
