@@ -54,12 +54,47 @@
 /* What a worker thread does with a remote op (op->worker_job); local ops it executes. */
 enum { JOB_VERIFY, JOB_PREPARE };
 
+/* A first-in first-out list of ops, linked by op->next. */
+typedef struct op_queue {
+    cfs_op *head, *tail;
+} op_queue;
+
+static void queue_push(op_queue *q, cfs_op *op)
+{
+    op->next = NULL;
+    if (q->tail)
+        q->tail->next = op;
+    else
+        q->head = op;
+    q->tail = op;
+}
+
+static cfs_op *queue_pop(op_queue *q)
+{
+    cfs_op *op = q->head;
+    if (op) {
+        q->head = op->next;
+        if (!q->head)
+            q->tail = NULL;
+        op->next = NULL;
+    }
+    return op;
+}
+
+/* Everything queued, as a list linked by op->next; the queue is left empty. */
+static cfs_op *queue_take_all(op_queue *q)
+{
+    cfs_op *list = q->head;
+    q->head = q->tail = NULL;
+    return list;
+}
+
 struct cfs_limiter {
     cfs_transfer_config cfg;
     pid_t owner_pid;            /* the engine generation this limiter is registered with */
     int active;                 /* admitted and not yet completed */
     int lane_active[MAX_LANES]; /* ... of which on each lane */
-    cfs_op *q_head, *q_tail;    /* submitted, waiting for admission */
+    op_queue waiting;           /* submitted, waiting for admission */
     cfs_limiter *next;
 };
 
@@ -104,9 +139,9 @@ typedef struct lane {
     int epfd;                       /* the lane's epoll: sockets and wake_fd */
     int wake_fd;                    /* eventfd other threads write to wake it */
     /* under engine.lock: work other threads hand to this lane */
-    cfs_op *ready_head, *ready_tail; /* admitted, prepared, or child ops to start */
-    cfs_op *verify_failed;          /* verified ops to back off and retry */
-    cfs_op *children_done;          /* completed children of this lane's ops */
+    op_queue ready;                 /* admitted, prepared, or child ops to start */
+    op_queue verify_failed;         /* verified ops to back off and retry */
+    op_queue children_done;         /* completed children of this lane's ops */
     /* the lane's thread only */
     struct timespec curl_deadline;  /* when libcurl wants its timeout handled */
     int curl_timer_set;
@@ -124,7 +159,7 @@ typedef struct engine {
     pthread_t workers[WORKER_THREADS];
     int workers_started;
     cfs_limiter *limiters;
-    cfs_op *work_head, *work_tail;  /* local ops to execute, remote ops to prepare or verify */
+    op_queue work;                  /* local ops to execute, remote ops to prepare or verify */
     lane lanes[MAX_LANES];
     int n_lanes;
 } engine;
@@ -194,12 +229,7 @@ static double random01(void)
 /* Queue an op for a worker thread (under e->lock). */
 static void push_work_locked(engine *e, cfs_op *op)
 {
-    op->next = NULL;
-    if (e->work_tail)
-        e->work_tail->next = op;
-    else
-        e->work_head = op;
-    e->work_tail = op;
+    queue_push(&e->work, op);
     pthread_cond_signal(&e->work_cv);
 }
 
@@ -215,6 +245,24 @@ static void wake(lane *ln)
     }
 }
 
+/* Give an op to one of a lane's inbound queues and wake the lane. */
+static void hand_to_lane(engine *e, lane *ln, op_queue *q, cfs_op *op)
+{
+    pthread_mutex_lock(&e->lock);
+    queue_push(q, op);
+    pthread_mutex_unlock(&e->lock);
+    wake(ln);
+}
+
+/* Everything in one of a lane's inbound queues (on the lane's thread). */
+static cfs_op *take_inbound(lane *ln, op_queue *q)
+{
+    pthread_mutex_lock(&ln->e->lock);
+    cfs_op *list = queue_take_all(q);
+    pthread_mutex_unlock(&ln->e->lock);
+    return list;
+}
+
 /* A slot freed or ops submitted: have a lane admit (any lane admits for all of them),
  * unless this thread is a lane, which admits before it next sleeps. */
 static void wake_admission(engine *e)
@@ -223,28 +271,13 @@ static void wake_admission(engine *e)
         wake(&e->lanes[0]);
 }
 
-/* Hand an op to a lane's thread (under e->lock); the caller wakes the lane. */
-static void push_ready_locked(lane *ln, cfs_op *op)
-{
-    op->next = NULL;
-    if (ln->ready_tail)
-        ln->ready_tail->next = op;
-    else
-        ln->ready_head = op;
-    ln->ready_tail = op;
-}
-
 /* Local ops never pass through the transfer thread: they are admitted here, at
  * submission and as each one completes (under e->lock). */
 static void admit_local_locked(engine *e, cfs_limiter *l)
 {
-    while (l->q_head && l->active < l->cfg.concurrency) {
-        cfs_op *op = l->q_head;
-        l->q_head = op->next;
-        if (!l->q_head)
-            l->q_tail = NULL;
+    while (l->waiting.head && l->active < l->cfg.concurrency) {
         l->active++;
-        push_work_locked(e, op);
+        push_work_locked(e, queue_pop(&l->waiting));
     }
 }
 
@@ -260,11 +293,7 @@ static void complete(engine *e, cfs_op *op)
          * (this may be a worker thread, another lane, or the middle of starting the
          * parent's children) */
         lane *home = &e->lanes[op->parent->lane];
-        pthread_mutex_lock(&e->lock);
-        op->next = home->children_done;
-        home->children_done = op;
-        pthread_mutex_unlock(&e->lock);
-        wake(home);
+        hand_to_lane(e, home, &home->children_done, op);
         return;
     }
     int local = is_local(op);
@@ -753,10 +782,7 @@ static void start_children(lane *ln, cfs_op *op)
             start_request(ln, child);
         } else {
             lane *other = &e->lanes[child->lane];
-            pthread_mutex_lock(&e->lock);
-            push_ready_locked(other, child);
-            pthread_mutex_unlock(&e->lock);
-            wake(other);
+            hand_to_lane(e, other, &other->ready, child);
         }
     }
 }
@@ -792,10 +818,7 @@ static void run_children_done(lane *ln)
 {
     for (;;) {
         /* again until none is left: children started below may complete at once */
-        pthread_mutex_lock(&ln->e->lock);
-        cfs_op *list = ln->children_done;
-        ln->children_done = NULL;
-        pthread_mutex_unlock(&ln->e->lock);
+        cfs_op *list = take_inbound(ln, &ln->children_done);
         if (!list)
             return;
         hand_back_children(ln, list);
@@ -806,10 +829,7 @@ static void run_children_done(lane *ln)
  * request), children of another lane's op. */
 static void start_ready(lane *ln)
 {
-    pthread_mutex_lock(&ln->e->lock);
-    cfs_op *list = ln->ready_head;
-    ln->ready_head = ln->ready_tail = NULL;
-    pthread_mutex_unlock(&ln->e->lock);
+    cfs_op *list = take_inbound(ln, &ln->ready);
     while (list) {
         cfs_op *op = list;
         list = op->next;
@@ -821,10 +841,7 @@ static void start_ready(lane *ln)
 /* Verified ops that failed come back here to back off and try again. */
 static void retry_verify_failures(lane *ln)
 {
-    pthread_mutex_lock(&ln->e->lock);
-    cfs_op *list = ln->verify_failed;
-    ln->verify_failed = NULL;
-    pthread_mutex_unlock(&ln->e->lock);
+    cfs_op *list = take_inbound(ln, &ln->verify_failed);
     while (list) {
         cfs_op *op = list;
         list = op->next;
@@ -902,14 +919,10 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), "cfs-worker");
     for (;;) {
         pthread_mutex_lock(&e->lock);
-        while (!e->work_head)
+        while (!e->work.head)
             pthread_cond_wait(&e->work_cv, &e->lock);
-        cfs_op *op = e->work_head;
-        e->work_head = op->next;
-        if (!e->work_head)
-            e->work_tail = NULL;
+        cfs_op *op = queue_pop(&e->work);
         pthread_mutex_unlock(&e->lock);
-        op->next = NULL;
         const cfs_backend_ops *ops = op->backend->ops;
         if (is_local(op)) {
             op->attempts++;
@@ -917,20 +930,13 @@ static void *worker_main(void *arg)
         } else if (op->worker_job == JOB_PREPARE) {
             if (ops->prepare(op->backend, op) == 0) { /* back to its lane for the request */
                 lane *ln = &e->lanes[op->lane];
-                pthread_mutex_lock(&e->lock);
-                push_ready_locked(ln, op);
-                pthread_mutex_unlock(&e->lock);
-                wake(ln);
+                hand_to_lane(e, ln, &ln->ready, op);
                 continue;
             }
         } else if (ops->verify(op->backend, op) == CFS_NEXT_RETRY &&
                    op->attempts < op->limiter->cfg.retry.max_attempts) {
             lane *ln = &e->lanes[op->lane];
-            pthread_mutex_lock(&e->lock);
-            op->next = ln->verify_failed;
-            ln->verify_failed = op;
-            pthread_mutex_unlock(&e->lock);
-            wake(ln);
+            hand_to_lane(e, ln, &ln->verify_failed, op);
             continue;
         }
         complete(e, op);
@@ -947,12 +953,8 @@ static unsigned admit_locked(engine *e)
 {
     unsigned given = 0;
     for (cfs_limiter *l = e->limiters; l; l = l->next) {
-        while (l->q_head && l->active < l->cfg.concurrency) {
-            cfs_op *op = l->q_head;
-            l->q_head = op->next;
-            if (!l->q_head)
-                l->q_tail = NULL;
-            op->next = NULL;
+        while (l->waiting.head && l->active < l->cfg.concurrency) {
+            cfs_op *op = queue_pop(&l->waiting);
             l->active++;
             if (op->backend->ops->execute) {
                 push_work_locked(e, op);
@@ -964,7 +966,7 @@ static unsigned admit_locked(engine *e)
                     best = i;
             l->lane_active[best]++;
             op->lane = best;
-            push_ready_locked(&e->lanes[best], op);
+            queue_push(&e->lanes[best].ready, op); /* the caller wakes the lane */
             given |= 1u << best;
         }
     }
@@ -1226,22 +1228,17 @@ int cfs_engine_submit(cfs_op *op)
     if (!e)
         return -1;
     cfs_limiter *l = op->limiter;
-    op->next = NULL;
     pthread_mutex_lock(&e->lock);
     if (l->owner_pid != e->pid) {
         /* first use, or first use in a forked child: (re)register with this engine */
         l->owner_pid = e->pid;
         l->active = 0;
         memset(l->lane_active, 0, sizeof l->lane_active);
-        l->q_head = l->q_tail = NULL;
+        l->waiting.head = l->waiting.tail = NULL;
         l->next = e->limiters;
         e->limiters = l;
     }
-    if (l->q_tail)
-        l->q_tail->next = op;
-    else
-        l->q_head = op;
-    l->q_tail = op;
+    queue_push(&l->waiting, op);
     int local = is_local(op);
     if (local)
         admit_local_locked(e, l);
