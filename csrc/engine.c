@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1110,10 +1111,12 @@ static int lane_open(engine *e, lane *ln, int index)
     return 0;
 }
 
-/* A lane per online core, up to MAX_LANES. */
+/* A lane per core this process may run on (its CPU affinity), up to MAX_LANES. */
 static int lanes_wanted(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t cpus;
+    long n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                           : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > MAX_LANES ? MAX_LANES : (int)n;
 }
 

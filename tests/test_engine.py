@@ -11,6 +11,8 @@ import threading
 import urllib.parse
 import uuid
 
+import pytest
+
 import cloudfiles_store
 from cloudfiles_store import CloudFilesStore, _core
 
@@ -125,6 +127,34 @@ async def test_async_list_dir_names_each_directory_once(store):
             ("foo/c", True), ("foo/zarr.json", False)]
     finally:
         loop.remove_reader(comp.fileno())
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_lane_per_core_the_process_may_use(nginx_url, cores):
+    """The engine runs a transfer thread (lane) per core in the process's CPU affinity, up
+    to 4; each store's ops spread over the lanes without exceeding its concurrency, and a
+    batch comes back whole either way. Fresh processes: the engine starts on first use."""
+    if len(os.sched_getaffinity(0)) < cores:
+        pytest.fail(f"this test needs {cores} cores, the machine has {len(os.sched_getaffinity(0))}")
+    s = CloudFilesStore(nginx_url, concurrency=8)
+    values = {f"lanes/{i}": os.urandom(3000) for i in range(400)}
+    s.setitems(values)
+    child = (
+        "import os, sys, cloudfiles_store as c\n"
+        "os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:int(sys.argv[2])])\n"
+        "s = c.CloudFilesStore(sys.argv[1], concurrency=8)\n"
+        "keys = [f'lanes/{i}' for i in range(400)]\n"
+        "got = s.getitems(keys)\n"
+        "print(c.engine_stats()['lanes'], c.engine_stats()['connections'], len(got),\n"
+        "      sum(len(v) for v in got.values()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child, nginx_url, str(cores)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lanes, connections, n, total = map(int, run.stdout.split())
+    assert lanes == cores
+    assert (n, total) == (400, 400 * 3000)
+    assert 1 <= connections <= 8  # the store's concurrency, however many lanes
 
 
 def test_http2_multiplexes_on_one_connection(nginx):
