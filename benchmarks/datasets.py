@@ -162,35 +162,43 @@ class Data:
 # Uncompressed on purpose: with compression the codec's CPU (the same for every store) would
 # dominate on 2 cores and hide the stores' differences.
 ZARR3_SHAPES = {"full": (32768, 32768), "quick": (8192, 16384)}
-ZARR3_CHUNKS = (1024, 1024)
+# zarr 2 format array for the zarr 2.18 read (our mapping vs FSStore): 512 MiB (quick 128 MiB),
+# same 1 MiB uncompressed uint8 chunks; written by zarr 3 with zarr_format=2.
+ZARR2_SHAPES = {"full": (16384, 32768), "quick": (8192, 16384)}
+ZARR_CHUNKS = (1024, 1024)
 
 
-def _zarr3_ensure(self, which, log=print):
-    """Write the source array under bucket/zarr3/<which> (once); return its description."""
+def _zarr_ensure(self, fmt, which, log=print):
+    """Write the source array of zarr format `fmt` (2 or 3) under bucket/zarr<fmt>/<which>
+    (once); return its description."""
+    import shutil
+
     import zarr
     from zarr.storage import LocalStore
 
-    shape = ZARR3_SHAPES[which]
-    path = os.path.join(self.bucket, "zarr3", which)
-    entry = self.manifest.get("zarr3-" + which)
-    if entry and entry.get("shape") == list(shape) and os.path.exists(os.path.join(path, "zarr.json")):
+    name = f"zarr{fmt}"
+    shape = (ZARR3_SHAPES if fmt == 3 else ZARR2_SHAPES)[which]
+    path = os.path.join(self.bucket, name, which)
+    marker = "zarr.json" if fmt == 3 else ".zarray"
+    entry = self.manifest.get(f"{name}-{which}")
+    if entry and entry.get("shape") == list(shape) and os.path.exists(os.path.join(path, marker)):
         return entry
-    log(f"  data: writing the zarr 3 array {shape} uint8, chunks {ZARR3_CHUNKS}, into {path}")
-    import shutil
-
+    log(f"  data: writing the zarr {fmt} format array {shape} uint8, chunks {ZARR_CHUNKS}, into {path}")
     shutil.rmtree(path, ignore_errors=True)
-    arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR3_CHUNKS, dtype="uint8",
-                            compressors=None, fill_value=0)
-    rows = ZARR3_CHUNKS[0]
+    arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR_CHUNKS, dtype="uint8",
+                            compressors=None, fill_value=0, zarr_format=fmt)
+    rows = ZARR_CHUNKS[0]
     c = zlib.crc32(b"array")
     for i in range(shape[0] // rows):
-        block = np.frombuffer(_gen("zarr3", i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
+        block = np.frombuffer(_gen(name, i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
         arr[i * rows:(i + 1) * rows, :] = block
         c = zlib.crc32(block, c)
-    nchunks = (shape[0] // ZARR3_CHUNKS[0]) * (shape[1] // ZARR3_CHUNKS[1])
-    entry = {"shape": list(shape), "chunks": list(ZARR3_CHUNKS), "path": path, "crc": c,
-             "nchunks": nchunks, "nbytes": shape[0] * shape[1], "chunk_crcs": chunk_checksum(path)}
-    self.manifest["zarr3-" + which] = entry
+    nchunks = (shape[0] // ZARR_CHUNKS[0]) * (shape[1] // ZARR_CHUNKS[1])
+    entry = {"shape": list(shape), "chunks": list(ZARR_CHUNKS), "path": path, "crc": c,
+             "nchunks": nchunks, "nbytes": shape[0] * shape[1]}
+    if fmt == 3:
+        entry["chunk_crcs"] = chunk_checksum(path)
+    self.manifest[f"{name}-{which}"] = entry
     self._save()
     return entry
 
@@ -207,7 +215,8 @@ def chunk_checksum(path):
     return combine(crcs)
 
 
-Data.ensure_zarr3 = _zarr3_ensure
+Data.ensure_zarr3 = lambda self, which, log=print: _zarr_ensure(self, 3, which, log)
+Data.ensure_zarr2 = lambda self, which, log=print: _zarr_ensure(self, 2, which, log)
 
 
 LIST_FULL = 100_000
@@ -232,40 +241,3 @@ def _listing_ensure(self, n, log=print):
 
 
 Data.ensure_listing = _listing_ensure
-
-
-# zarr 2 format array for the zarr 2.18 read (our mapping vs FSStore): 512 MiB (quick 128 MiB),
-# same 1 MiB uncompressed uint8 chunks; written by zarr 3 with zarr_format=2.
-ZARR2_SHAPES = {"full": (16384, 32768), "quick": (8192, 16384)}
-
-
-def _zarr2_ensure(self, which, log=print):
-    import zarr
-    from zarr.storage import LocalStore
-
-    shape = ZARR2_SHAPES[which]
-    path = os.path.join(self.bucket, "zarr2", which)
-    entry = self.manifest.get("zarr2-" + which)
-    if entry and entry.get("shape") == list(shape) and os.path.exists(os.path.join(path, ".zarray")):
-        return entry
-    log(f"  data: writing the zarr 2 format array {shape} uint8, chunks {ZARR3_CHUNKS}, into {path}")
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-    arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR3_CHUNKS, dtype="uint8",
-                            compressors=None, fill_value=0, zarr_format=2)
-    rows = ZARR3_CHUNKS[0]
-    c = zlib.crc32(b"array")
-    for i in range(shape[0] // rows):
-        block = np.frombuffer(_gen("zarr2", i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
-        arr[i * rows:(i + 1) * rows, :] = block
-        c = zlib.crc32(block, c)
-    nchunks = (shape[0] // ZARR3_CHUNKS[0]) * (shape[1] // ZARR3_CHUNKS[1])
-    entry = {"shape": list(shape), "chunks": list(ZARR3_CHUNKS), "path": path, "crc": c,
-             "nchunks": nchunks, "nbytes": shape[0] * shape[1]}
-    self.manifest["zarr2-" + which] = entry
-    self._save()
-    return entry
-
-
-Data.ensure_zarr2 = _zarr2_ensure
