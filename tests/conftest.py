@@ -109,6 +109,17 @@ def moto_server():
         srv.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_auth():
+    """A second moto with signature checking on (an IAM user made through its API)."""
+    from s3server import MotoServer
+    srv = MotoServer(auth=True).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 def _s3_backend(request, unique):
     srv = request.getfixturevalue("moto_server")
     return Backend("s3", srv.url(unique), srv.store_options(), srv)

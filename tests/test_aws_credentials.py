@@ -293,15 +293,6 @@ def _iso(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture(scope="module")
-def moto_auth():
-    srv = MotoServer(auth=True).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def _second_key(srv):
     """The access key of a new moto IAM user allowed s3:*, and an IAM client."""
     import uuid

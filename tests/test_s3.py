@@ -24,7 +24,6 @@ import uuid
 import pytest
 
 from cloudfiles_store import CloudFilesStore, engine_stats, errors
-from s3server import MotoServer
 
 AKID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -42,15 +41,6 @@ def s3(moto_server):
     s = CloudFilesStore(moto_server.url(prefix), **moto_server.store_options())
     yield s
     s.close()
-
-
-@pytest.fixture(scope="module")
-def moto_auth():
-    srv = MotoServer(auth=True).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 # ----------------------------------------------------------------------- moto: basics
