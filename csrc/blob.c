@@ -7,6 +7,7 @@
  * it: a copy of every chunk into a new bytes object was most of the CPU of a zarr read. */
 #include "blob.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,11 +31,55 @@ PyObject *cfs_blob_from_buf(cfs_buf *b)
     return (PyObject *)o;
 }
 
+/* Bodies larger than this become bytes objects where they lie when they can: below it
+ * CPython's own small-object allocator would hold the bytes, and a copy costs little. */
+#define BYTES_IN_PLACE_MIN 512
+
+/* Whether a bytes object's memory is freed with free(): CPython frees bytes objects
+ * through PyObject_Free, which hands any block outside its small-object arenas to
+ * free() under the default allocators ("pymalloc", "malloc"). Not under debug hooks,
+ * tracemalloc (whose accounting would miss the block), mimalloc or a custom allocator. */
+static int bytes_freed_with_free(void)
+{
+#if PY_VERSION_HEX < 0x030D0000
+    if (offsetof(PyBytesObject, ob_sval) != CFS_BUF_HEAP_HEADER)
+        return 0;
+    const char *name = _PyMem_GetCurrentAllocatorName();
+    return name && (strcmp(name, "pymalloc") == 0 || strcmp(name, "malloc") == 0);
+#else
+    return 0; /* the allocator's name is no longer public */
+#endif
+}
+
+/* A bytes object made of a heap buffer's own block (cfs_buf_release_heap), whose first
+ * CFS_BUF_HEAP_HEADER bytes become the object's header: no copy, no fresh memory. */
+static PyObject *bytes_in_place(char *block, size_t len)
+{
+    PyBytesObject *o = (PyBytesObject *)block;
+    (void)PyObject_InitVar((PyVarObject *)o, &PyBytes_Type, (Py_ssize_t)len);
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* ob_shash, 3.12 */
+#endif
+    o->ob_shash = -1;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    o->ob_sval[len] = '\0';
+    return (PyObject *)o;
+}
+
 PyObject *cfs_bytes_from_buf(cfs_buf *b)
 {
     if (b->len > (size_t)PY_SSIZE_T_MAX)
         return PyErr_NoMemory();
-    PyObject *o = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
+    size_t len = b->len;
+    if (len > BYTES_IN_PLACE_MIN && bytes_freed_with_free()) {
+        char *block = cfs_buf_release_heap(b);
+        if (block)
+            return bytes_in_place(block, len);
+    }
+    PyObject *o = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (!o || b->len == 0)
         return o;
     char *dst = PyBytes_AS_STRING(o);

@@ -75,6 +75,12 @@ static char *map_grow(char *data, size_t cap, size_t want, size_t *new_cap)
     return base + CFS_BUF_MAP_OFFSET;
 }
 
+/* The malloc'd block behind a heap buffer's data (see CFS_BUF_HEAP_HEADER). */
+static char *heap_block(char *data)
+{
+    return data - CFS_BUF_HEAP_HEADER;
+}
+
 static void storage_free(char *data, size_t cap)
 {
     if (!data)
@@ -82,7 +88,7 @@ static void storage_free(char *data, size_t cap)
     if (is_mapped(cap))
         map_free(data, cap);
     else
-        free(data);
+        free(heap_block(data));
 }
 
 static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -162,9 +168,16 @@ int cfs_buf_reserve(cfs_buf *b, size_t need)
             return 0;
         }
     }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < want)
-        cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+    size_t cap;
+    if (!b->data) {
+        /* a first reservation is mostly a body of known length: exactly that, so that
+         * the body can become a bytes object as it lies (cfs_buf_release_heap) */
+        cap = want < 256 ? 256 : want;
+    } else {
+        cap = b->cap;
+        while (cap < want)
+            cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+    }
     if (cap >= CFS_BUF_MAP_MIN) {
         /* every mapped buffer holds CFS_BUF_MAP_MIN bytes or more (is_mapped) */
         char *p;
@@ -176,7 +189,7 @@ int cfs_buf_reserve(cfs_buf *b, size_t need)
             p = map_grow(b->data, b->cap, cap, &cap);
         else if ((p = map_new(cap, &cap, 0)) != NULL) {
             memcpy(p, b->data, b->len);
-            free(b->data);
+            free(heap_block(b->data));
         }
         if (!p)
             return -1;
@@ -184,10 +197,12 @@ int cfs_buf_reserve(cfs_buf *b, size_t need)
         b->cap = cap;
         return 0;
     }
-    char *p = realloc(b->data, cap);
+    if (cap > SIZE_MAX - CFS_BUF_HEAP_HEADER)
+        return -1;
+    char *p = realloc(b->data ? heap_block(b->data) : NULL, cap + CFS_BUF_HEAP_HEADER);
     if (!p)
         return -1;
-    b->data = p;
+    b->data = p + CFS_BUF_HEAP_HEADER;
     b->cap = cap;
     return 0;
 }
@@ -244,8 +259,8 @@ char *cfs_buf_steal(cfs_buf *b, size_t *len)
     char *p = b->data;
     if (len)
         *len = b->len;
+    /* callers free() what they steal: give them the start of a malloc'd block */
     if (p && is_mapped(b->cap)) {
-        /* callers free() what they steal: give them malloc'd memory */
         char *copy = malloc(b->len + 1);
         if (copy) {
             memcpy(copy, p, b->len);
@@ -253,10 +268,30 @@ char *cfs_buf_steal(cfs_buf *b, size_t *len)
         }
         map_free(p, b->cap);
         p = copy;
+    } else if (p) {
+        p = memmove(heap_block(p), p, b->len); /* the header's room holds the NUL */
+        p[b->len] = '\0';
     }
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+char *cfs_buf_release_heap(cfs_buf *b)
+{
+    if (!b->data || is_mapped(b->cap) || b->cap == b->len)
+        return NULL;
+    char *block = heap_block(b->data);
+    size_t used = CFS_BUF_HEAP_HEADER + b->len + 1;
+    if (b->cap - b->len - 1 > b->len / 8) {
+        /* shrinking leaves the block where it is (glibc splits it, or mremaps a large one) */
+        char *p = realloc(block, used);
+        if (p)
+            block = p;
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return block;
 }
 
 char *cfs_buf_take(cfs_buf *b, size_t *len, size_t *cap)

@@ -31,6 +31,16 @@ char *cfs_buf_steal(cfs_buf *b, size_t *len);
  * cap); the buffer is left empty. */
 char *cfs_buf_take(cfs_buf *b, size_t *len, size_t *cap);
 
+/* Smaller buffers are malloc'd blocks whose data starts CFS_BUF_HEAP_HEADER bytes in: the
+ * size of CPython's PyBytesObject header, so that a body can become a bytes object where it
+ * lies, without a copy (blob.c checks the layout and the allocator). */
+#define CFS_BUF_HEAP_HEADER (4 * sizeof(void *))
+
+/* The malloc'd block holding a heap buffer whose data (at CFS_BUF_HEAP_HEADER) has room
+ * for a NUL after it, trimmed if it holds much more than that; b is left empty and the
+ * caller owns the block (free() it). NULL, b untouched, for any other buffer. */
+char *cfs_buf_release_heap(cfs_buf *b);
+
 /* Buffers of CFS_BUF_MAP_MIN bytes or more are anonymous mappings of their own whose data
  * starts CFS_BUF_MAP_OFFSET bytes into a page: where glibc's malloc puts the data of a
  * bytes object that large (a 2-word chunk header, then CPython's 4-word PyBytesObject

@@ -333,8 +333,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         t->status = code;
         t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300) ? &t->op->data
                                                                             : &t->scratch;
+        /* + 1: room for the NUL that ends the bytes object the body may become */
         if (t->content_length > 0 && !t->req.no_body &&
-            cfs_buf_reserve(t->body, (size_t)t->content_length) < 0)
+            cfs_buf_reserve(t->body, (size_t)t->content_length + 1) < 0)
             return 0; /* out of memory: abort the transfer */
         return len;
     }
