@@ -1,7 +1,12 @@
-"""Large bodies (4 MiB and more) reach Python as bytes whose whole pages were moved from the
-engine's buffer (buf.h: CFS_BUF_MAP_MIN); sizes around the page and threshold boundaries
-must come back byte for byte through every read path, on every backend."""
+"""Bodies reach Python as bytes objects without a copy: a body below 4 MiB becomes the bytes
+object where it lies (its buffer keeps room for the object's header, buf.h:
+CFS_BUF_HEAP_HEADER), a larger one has its whole pages moved into one (CFS_BUF_MAP_MIN).
+Sizes around the page and threshold boundaries must come back byte for byte, as complete
+bytes objects, through every read path, on every backend."""
+import ctypes
 import os
+import sys
+import tracemalloc
 
 import pytest
 
@@ -28,3 +33,69 @@ def test_many_large_values_at_once(store):
     store.setitems(values)
     got = store.getitems(list(values) * 2)
     assert got == values
+
+
+# around pymalloc's threshold (512), a page, 64 KiB and the 4 MiB of mapped buffers
+IN_PLACE_SIZES = [1, 512, 513, 4096 - 33, 4096, 65535, 65536, 65537, MiB, 4 * MiB - 33]
+
+
+def _without_nul(size):
+    return os.urandom(size).replace(b"\0", b"\x01")
+
+
+def _assert_whole_bytes(got, value):
+    """A bytes object indistinguishable from a copy of value: C sees it end with a NUL
+    right after its last byte (ctypes.string_at reads up to the first NUL), hash and size
+    are those of any bytes object with that content."""
+    assert type(got) is bytes and got == value
+    assert ctypes.string_at(got) == value
+    assert hash(got) == hash(bytes(bytearray(value)))
+    assert sys.getsizeof(got) == sys.getsizeof(value)
+
+
+@pytest.mark.parametrize("size", IN_PLACE_SIZES)
+def test_values_are_whole_bytes_objects(store, size):
+    value = _without_nul(size)
+    store["v"] = value
+    got = [store["v"], store.getitems(["v"])["v"], next(iter(store.iter_get(["v"])))[1]]
+    store.close()  # values outlive their store
+    for v in got:
+        _assert_whole_bytes(v, value)
+
+
+@pytest.mark.parametrize("size", [1, 513, 600_000, 5 * MiB + 7])
+def test_bodies_of_unknown_length_become_bytes_of_their_size(fault_server, size):
+    """A chunked response grows its buffer as it comes; the value keeps no more memory than
+    its size (the buffer is trimmed before it becomes the bytes object)."""
+    from cloudfiles_store import CloudFilesStore
+
+    value = _without_nul(size)
+    path = f"/chunked{size}/c"
+    fault_server.put(path, value)
+    fault_server.add_faults(path, ["chunked", "chunked"])
+    with CloudFilesStore(fault_server.url + f"/chunked{size}") as store:
+        got = store["c"]
+        many = store.getitems(["c"])
+    assert [r.fault for r in fault_server.requests(path)] == ["chunked", "chunked"]
+    malloc_usable_size = ctypes.CDLL(None).malloc_usable_size
+    malloc_usable_size.restype = ctypes.c_size_t
+    for v in (got, many["c"]):
+        _assert_whole_bytes(v, value)
+        if size > 512:  # (shorter ones may be CPython's own, not malloc'd)
+            assert malloc_usable_size(ctypes.c_void_p(id(v))) <= sys.getsizeof(v) + size // 8 + 4096
+
+
+def test_values_are_counted_by_tracemalloc(store):
+    """Under tracemalloc (an allocator hook) values are copies into memory Python allocated,
+    so that tracemalloc accounts for them."""
+    value = os.urandom(256 * 1024)
+    store["t"] = value
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        got = [store["t"], store.getitems(["t"])["t"]]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert got == [value, value]
+    assert grown >= 2 * len(value)

@@ -27,6 +27,8 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "corrupt": the full body with one byte flipped (its middle byte).
 - "close": close the connection without answering.
 - "delay:S": sleep S seconds, then answer normally.
+- "chunked": the full body with `Transfer-Encoding: chunked` (pieces of up to 64 KiB), no
+  Content-Length: a body whose length the client learns only at its end.
 
 No pytest here: benchmarks may import this module too.
 """
@@ -80,7 +82,7 @@ def parse_fault(spec):
     value = float(arg) if arg else None
     if name.isdigit() and len(name) == 3:
         return ("status", int(name), value)
-    if name in ("reset", "short", "corrupt", "close"):
+    if name in ("reset", "short", "corrupt", "close", "chunked"):
         if arg:
             raise ValueError(f"fault {spec!r} takes no argument")
         return (name, None, None)
@@ -100,14 +102,17 @@ class _Response:
         self.body = body
         self.send_body = send_body
 
-    def head_bytes(self, content_length=None, keep_alive=True):
+    def head_bytes(self, content_length=None, keep_alive=True, chunked=False):
         lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Status')}"]
         lines.append(f"Date: {_http_date(time.time())}")
         lines.append("Server: cfs-faultserver")
         names = {k.lower() for k, _ in self.headers}
         for k, v in self.headers:
-            lines.append(f"{k}: {v}")
-        if "content-length" not in names:
+            if not (chunked and k.lower() == "content-length"):
+                lines.append(f"{k}: {v}")
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        elif "content-length" not in names:
             n = len(self.body) if content_length is None else content_length
             lines.append(f"Content-Length: {n}")
         lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
@@ -526,6 +531,15 @@ class FaultServer:
             if writer.is_closing():
                 return False
             writer.write(body[half:])
+            await writer.drain()
+            return keep_alive
+        if kind == "chunked" and response.send_body:
+            writer.write(response.head_bytes(keep_alive=keep_alive, chunked=True))
+            for i in range(0, len(body), 64 * 1024):
+                piece = body[i:i + 64 * 1024]
+                writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
             await writer.drain()
             return keep_alive
         if kind == "corrupt" and body:
