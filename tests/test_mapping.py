@@ -464,13 +464,18 @@ def test_use_after_close_is_an_error_not_a_crash(make_store):
 
 # --------------------------------------------------------------- concurrency and fork
 
-def test_gil_released_during_getitems(store):
-    """While getitems of 2,000 objects runs, another Python thread keeps running.
+def test_gil_released_during_getitems(make_store):
+    """While getitems runs, another Python thread keeps running.
 
     The switch interval is made huge so the other thread only runs when the caller lets
-    the GIL go by itself; the counter thread hands the GIL back often (sleep(0))."""
-    keys = [f"gil/{i}" for i in range(2000)]
-    store.setitems({k: b"x" * 4096 for k in keys})
+    the GIL go by itself; the counter thread hands the GIL back often (sleep(0)). One
+    transfer at a time, of 1 MiB: every wait of the caller is long enough, and leaves a
+    core free, for the other thread to be scheduled and take the GIL (with many fast
+    local transfers in flight the caller's waits were shorter than that thread's wake-up
+    on 2 busy cores, and it sometimes never got its turn)."""
+    store = make_store(concurrency=1)
+    keys = [f"gil/{i}" for i in range(64)]
+    store.setitems({k: b"x" * (1 << 20) for k in keys})
     counter = [0]
     stop = threading.Event()
     started = threading.Event()
