@@ -4,7 +4,9 @@ CFS_BUF_HEAP_HEADER), a larger one has its whole pages moved into one (CFS_BUF_M
 Sizes around the page and threshold boundaries must come back byte for byte, as complete
 bytes objects, through every read path, on every backend."""
 import ctypes
+import json
 import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -99,3 +101,28 @@ def test_values_are_counted_by_tracemalloc(store):
         tracemalloc.stop()
     assert got == [value, value]
     assert grown >= 2 * len(value)
+
+
+_READ_BACK = """
+import json, os, sys
+from cloudfiles_store import CloudFilesStore
+s = CloudFilesStore(sys.argv[1], **json.loads(sys.argv[2]))
+values = {f"k{i}": os.urandom(n) for i, n in enumerate([600, 4096, 65536, 1 << 20, 5 << 20])}
+s.setitems(values)
+for _ in range(3):
+    assert s.getitems(list(values)) == values
+    assert all(s[k] == v for k, v in values.items())
+    assert dict(s.iter_get(list(values))) == values
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("allocator", ["debug", "pymalloc_debug", "malloc", "malloc_debug"])
+def test_values_under_other_allocators(backend, allocator):
+    """Under CPython's debug hooks a bytes object is not a plain malloc'd block: the values
+    must be copies there (a block of ours freed through the hooks aborts the process);
+    under PYTHONMALLOC=malloc they may become bytes where they lie."""
+    env = {**os.environ, "PYTHONMALLOC": allocator}
+    r = subprocess.run([sys.executable, "-c", _READ_BACK, backend.url, json.dumps(backend.options)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
