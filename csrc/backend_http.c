@@ -239,56 +239,99 @@ static cfs_next next_dir_or_done(cfs_op *op)
     return CFS_NEXT_AGAIN;
 }
 
-/* Read one nginx JSON index: [{"name": "...", "type": "file"|"directory", "size": N}, ...] */
-static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
+static const char *skip_json_space(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* One entry of an index: its file, or its directory to descend into. 0, or -1 with op
+ * failed. */
+static int index_entry(cfs_op *op, const cJSON *item, const char *want, cfs_buf *path)
 {
     list_state *s = op->backend_state;
     const char *dir = s->current;
-    size_t dir_len = strlen(dir);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(item, "size");
+    if (!cJSON_IsString(name) || !cJSON_IsString(type)) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "directory index entry without name or type");
+        return -1;
+    }
+    const char *n = name->valuestring;
+    size_t n_len = strlen(n), want_len = strlen(want);
+    if (strncmp(n, want, n_len < want_len ? n_len : want_len) != 0 || n_len < want_len)
+        return 0;
+    int is_dir = strcmp(type->valuestring, "directory") == 0;
+    cfs_buf_reset(path);
+    if (cfs_buf_append(path, dir, strlen(dir)) < 0 || cfs_buf_append(path, n, n_len) < 0)
+        goto oom;
+    if (is_dir && op->recursive) {
+        if (cfs_buf_append(path, "/", 1) < 0 || list_state_push(s, path->data, path->len) < 0)
+            goto oom;
+    } else if (is_dir || strcmp(type->valuestring, "file") == 0) {
+        int64_t sz = cJSON_IsNumber(size) ? (int64_t)size->valuedouble : -1;
+        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : sz, is_dir) < 0)
+            goto oom;
+    }
+    return 0;
+oom:
+    cfs_op_fail(op, CFS_ENOMEM, "out of memory reading a directory index");
+    return -1;
+}
+
+/* Read one nginx JSON index: [{"name": "...", "type": "file"|"directory", "size": N}, ...]
+ *
+ * cJSON makes a node and strings for every value: a whole index of 100,000 entries is a
+ * million allocations, freed together, and malloc then spent most of a listing merging
+ * them. So the array is read one element at a time (cJSON parses each and says where it
+ * ended): each element's few nodes are freed before the next is parsed, and reused. */
+static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
+{
+    list_state *s = op->backend_state;
+    size_t dir_len = strlen(s->current);
     size_t key_len = strlen(op->key);
     /* the part of the prefix inside this directory ("" below the prefix's own directory) */
     const char *want = dir_len < key_len ? op->key + dir_len : "";
-    size_t want_len = strlen(want);
-    cJSON *root = cJSON_ParseWithLength(body->data ? body->data : "", body->len);
-    if (!cJSON_IsArray(root)) {
-        cJSON_Delete(root);
-        cfs_op_fail(op, CFS_EPROTOCOL, "directory index is not a JSON array");
-        return CFS_NEXT_DONE;
-    }
+    const char *p = body->data ? body->data : "", *end = p + body->len;
     cfs_buf path = { 0 };
-    const cJSON *item;
-    cJSON_ArrayForEach(item, root) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
-        const cJSON *size = cJSON_GetObjectItemCaseSensitive(item, "size");
-        if (!cJSON_IsString(name) || !cJSON_IsString(type)) {
-            cfs_op_fail(op, CFS_EPROTOCOL, "directory index entry without name or type");
-            goto done;
-        }
-        const char *n = name->valuestring;
-        size_t n_len = strlen(n);
-        if (strncmp(n, want, n_len < want_len ? n_len : want_len) != 0 || n_len < want_len)
-            continue;
-        int is_dir = strcmp(type->valuestring, "directory") == 0;
-        cfs_buf_reset(&path);
-        if (cfs_buf_append(&path, dir, dir_len) < 0 || cfs_buf_append(&path, n, n_len) < 0)
-            goto oom;
-        if (is_dir && op->recursive) {
-            if (cfs_buf_append(&path, "/", 1) < 0 || list_state_push(s, path.data, path.len) < 0)
-                goto oom;
-        } else if (is_dir || strcmp(type->valuestring, "file") == 0) {
-            int64_t sz = cJSON_IsNumber(size) ? (int64_t)size->valuedouble : -1;
-            if (cfs_entries_add(&op->entries, path.data, path.len, is_dir ? -1 : sz, is_dir) < 0)
-                goto oom;
+    p = skip_json_space(p, end);
+    if (p == end || *p != '[')
+        goto not_array;
+    p = skip_json_space(p + 1, end);
+    if (p < end && *p == ']') {
+        p++;
+    } else {
+        for (;;) {
+            const char *item_end = NULL;
+            cJSON *item = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &item_end, 0);
+            if (!item)
+                goto not_array;
+            int rc = index_entry(op, item, want, &path);
+            cJSON_Delete(item);
+            if (rc < 0)
+                goto done;
+            p = skip_json_space(item_end, end);
+            if (p < end && *p == ',') {
+                p = skip_json_space(p + 1, end);
+                continue;
+            }
+            if (p < end && *p == ']') {
+                p++;
+                break;
+            }
+            goto not_array;
         }
     }
+    if (skip_json_space(p, end) != end)
+        goto not_array;
     op->status = CFS_OK;
     goto done;
-oom:
-    cfs_op_fail(op, CFS_ENOMEM, "out of memory reading a directory index");
+not_array:
+    cfs_op_fail(op, CFS_EPROTOCOL, "directory index is not a JSON array");
 done:
     cfs_buf_free(&path);
-    cJSON_Delete(root);
     return next_dir_or_done(op);
 }
 

@@ -280,6 +280,54 @@ def test_listing_from_fault_server(target):
     assert sorted(s.listdir("d")) == ["e", "f"]
 
 
+_FILE = '{"name": "%s", "type": "file", "mtime": "Wed, 25 Nov 2026 10:00:00 GMT", "size": %d}'
+
+
+@pytest.mark.parametrize("body, names", [
+    (b"[]", []),
+    (b" \n[ \r\n\t]\n", []),
+    (("[\n" + ",\n".join(_FILE % (f"k{i}", i) for i in range(3)) + "\n]\n").encode(),
+     ["k0", "k1", "k2"]),
+    (("[" + ",".join(_FILE % (f"k{i}", i) for i in range(3)) + "]").encode(), ["k0", "k1", "k2"]),
+    # names with the array's own punctuation, entries with nested values of their own
+    (b'[{"name": "a],[b", "type": "file", "size": 1, "extra": [1, {"x": "]"}]},'
+     b'{"name": "c\\"d", "type": "file", "size": 2}, {"type": "directory", "name": "sub"}]',
+     ["a],[b", 'c"d', "sub"]),
+    # a type neither file nor directory (a symlink, say) is left out
+    (b'[{"name": "l", "type": "other"}, {"name": "f", "type": "file", "size": 0}]', ["f"]),
+])
+def test_directory_index_read(target, body, names):
+    target.server.set_listing(target.prefix + "/", body)
+    assert sorted(target.store().listdir()) == sorted(names)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"{}", b"null", b"[", b"[,]", b"[1,]", b"]",
+    b'[{"name": "a", "type": "file"},]',
+    b'[{"name": "a", "type": "file"} {"name": "b", "type": "file"}]',
+    b'[{"name": "a", "type": "file"}] x',
+    b'[{"name": "a", "type": "file"}, {"name": "b"',
+    b'[{"name": "a", "type": "file"}, 7]',
+    b'[{"name": 1, "type": "file"}]',
+])
+def test_malformed_directory_index(target, body):
+    from cloudfiles_store import errors
+
+    target.server.set_listing(target.prefix + "/", body)
+    with pytest.raises(errors.ProtocolError) as e:
+        target.store().listdir()
+    assert target.url in str(e.value)
+
+
+def test_large_directory_index(target):
+    n = 20000
+    target.server.set_listing(target.prefix + "/", ("[" + ",\n".join(
+        _FILE % (f"key-{i:06d}", i) for i in range(n)) + "]").encode())
+    s = target.store()
+    assert s.listdir() == [f"key-{i:06d}" for i in range(n)]
+    assert s.getsize() == n * (n - 1) // 2
+
+
 # ------------------------------------------------------------------------- batches
 
 def test_getitems_each_key_faulted_once(target):

@@ -130,6 +130,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._objects = {}       # normalized path -> (bytes, mtime)
         self._extra_headers = {} # normalized path -> [(name, value)] set by put(headers=)
+        self._listings = {}      # normalized directory path -> listing body set by set_listing
         self._faults = collections.defaultdict(collections.deque)
         self._requests = []
         self._loop = None
@@ -227,6 +228,12 @@ class FaultServer:
             if headers:
                 self._extra_headers[p] = list(headers)
 
+    def set_listing(self, path, body):
+        """Answer GETs of the directory `path` (ending in "/") with `body` as it is, in
+        place of the JSON listing made from the objects (a malformed index, say)."""
+        with self._lock:
+            self._listings[normalize_path(path)] = bytes(body)
+
     def get(self, path):
         """Stored bytes at `path`, or None."""
         with self._lock:
@@ -299,6 +306,7 @@ class FaultServer:
         with self._lock:
             self._objects.clear()
             self._extra_headers.clear()
+            self._listings.clear()
             self._faults.clear()
             self._requests.clear()
             self._spans.clear()
@@ -406,6 +414,9 @@ class FaultServer:
             return None
         mutate = fault is None or fault[0] == "delay"
         if method in ("GET", "HEAD"):
+            if path in self._listings:
+                return _Response(200, [("Content-Type", "application/json")],
+                                 self._listings[path], send_body=(method == "GET"))
             if path.endswith("/"):
                 return self._listing(method, path)
             item = self._objects.get(path)
