@@ -23,7 +23,7 @@ typedef struct cfs_transfer_config {
     int http2;                  /* offer HTTP/2 over TLS and multiplex on few connections */
 } cfs_transfer_config;
 
-#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 64 * 1024, 0 }
+#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0 }
 
 /* Create a limiter (registers it with the engine). NULL on out-of-memory. */
 cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);
