@@ -123,6 +123,6 @@ def test_values_under_other_allocators(backend, allocator):
     must be copies there (a block of ours freed through the hooks aborts the process);
     under PYTHONMALLOC=malloc they may become bytes where they lie."""
     env = {**os.environ, "PYTHONMALLOC": allocator}
-    r = subprocess.run([sys.executable, "-c", _READ_BACK, backend.url, json.dumps(backend.options)], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", _READ_BACK, backend.url, json.dumps(backend.options)],
+                       env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
