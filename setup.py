@@ -60,7 +60,7 @@ setup(
             sources=sorted(glob.glob("csrc/*.c")),
             depends=sorted(glob.glob("csrc/*.h")),
             extra_compile_args=cflags + extra_compile,
-            extra_link_args=libs + ["-lpthread"] + extra_link,
+            extra_link_args=libs + ["-lpthread", "-ldl"] + extra_link,
         )
     ],
 )

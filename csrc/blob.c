@@ -7,6 +7,8 @@
  * it: a copy of every chunk into a new bytes object was most of the CPU of a zarr read. */
 #include "blob.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,20 +37,39 @@ PyObject *cfs_blob_from_buf(cfs_buf *b)
  * CPython's own small-object allocator would hold the bytes, and a copy costs little. */
 #define BYTES_IN_PLACE_MIN 512
 
+#if PY_VERSION_HEX < 0x030D0000
+static const char *allocator_name(void)
+{
+    return _PyMem_GetCurrentAllocatorName();
+}
+#else
+/* Python 3.13 no longer declares _PyMem_GetCurrentAllocatorName but still exports it:
+ * looked up once, so that an interpreter without it only means copies. */
+static const char *(*g_allocator_name)(void);
+static pthread_once_t g_allocator_name_once = PTHREAD_ONCE_INIT;
+
+static void find_allocator_name(void)
+{
+    *(void **)&g_allocator_name = dlsym(RTLD_DEFAULT, "_PyMem_GetCurrentAllocatorName");
+}
+
+static const char *allocator_name(void)
+{
+    pthread_once(&g_allocator_name_once, find_allocator_name);
+    return g_allocator_name ? g_allocator_name() : NULL;
+}
+#endif
+
 /* Whether a bytes object's memory is freed with free(): CPython frees bytes objects
  * through PyObject_Free, which hands any block outside its small-object arenas to
  * free() under the default allocators ("pymalloc", "malloc"). Not under debug hooks,
  * tracemalloc (whose accounting would miss the block), mimalloc or a custom allocator. */
 static int bytes_freed_with_free(void)
 {
-#if PY_VERSION_HEX < 0x030D0000
     if (offsetof(PyBytesObject, ob_sval) != CFS_BUF_HEAP_HEADER)
         return 0;
-    const char *name = _PyMem_GetCurrentAllocatorName();
+    const char *name = allocator_name();
     return name && (strcmp(name, "pymalloc") == 0 || strcmp(name, "malloc") == 0);
-#else
-    return 0; /* the allocator's name is no longer public */
-#endif
 }
 
 /* A bytes object made of a heap buffer's own block (cfs_buf_release_heap), whose first

@@ -312,7 +312,8 @@ static PyObject *completions_get_in_flight(CompletionsObject *c, void *closure)
 
 static PyObject *completions_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    if (!_PyArg_NoPositional("Completions", args) || !_PyArg_NoKeywords("Completions", kwargs))
+    static char *kwlist[] = { NULL };
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, ":Completions", kwlist))
         return NULL;
     CompletionsObject *c = (CompletionsObject *)type->tp_alloc(type, 0);
     if (!c)
