@@ -92,6 +92,12 @@ async def test_async_completions_resolve_on_the_loop(store):
         loop.remove_reader(comp.fileno())
 
 
+def test_completions_take_no_arguments():
+    for args, kwargs in [((1,), {}), ((), {"loop": None})]:
+        with pytest.raises(TypeError, match="Completions"):
+            _core.Completions(*args, **kwargs)
+
+
 async def test_async_op_keeps_its_store_alive(nginx_url):
     loop = asyncio.get_running_loop()
     comp = _core.Completions()
