@@ -1,5 +1,6 @@
-/* cfs_bytes_from_buf: a bytes object of a body; large ones get the body's pages moved in
- * rather than copied (buf.h explains the layout that makes that possible).
+/* cfs_bytes_from_buf: a bytes object of a body without a copy where the interpreter allows
+ * it: a heap body becomes the bytes object where it lies, a mapped one has its pages moved
+ * in (buf.h explains both layouts).
  *
  * The Blob type: an object's bytes as the engine received them, handed to Python without
  * a copy. Read-only buffer protocol (numpy.frombuffer, memoryview, zarr's buffers take it
