@@ -82,6 +82,17 @@ static cfs_op *queue_pop(op_queue *q)
     return op;
 }
 
+/* The first op of a list linked by op->next, unlinked (NULL when the list is empty). */
+static cfs_op *list_pop(cfs_op **list)
+{
+    cfs_op *op = *list;
+    if (op) {
+        *list = op->next;
+        op->next = NULL;
+    }
+    return op;
+}
+
 /* Everything queued, as a list linked by op->next; the queue is left empty. */
 static cfs_op *queue_take_all(op_queue *q)
 {
@@ -232,6 +243,16 @@ static void push_work_locked(engine *e, cfs_op *op)
 {
     queue_push(&e->work, op);
     pthread_cond_signal(&e->work_cv);
+}
+
+/* Give a remote op without a transfer to a worker thread, for its prepare() or verify(). */
+static void hand_to_worker(engine *e, cfs_op *op, int job)
+{
+    op->engine_priv = NULL;
+    op->worker_job = job;
+    pthread_mutex_lock(&e->lock);
+    push_work_locked(e, op);
+    pthread_mutex_unlock(&e->lock);
 }
 
 /* Wake a lane's thread unless a wakeup is already on its way, or we are it. */
@@ -535,11 +556,7 @@ static void start_request(lane *ln, cfs_op *op)
     }
     if (built == CFS_BUILD_PREPARE) {
         transfer_free(ln, t);
-        op->engine_priv = NULL;
-        op->worker_job = JOB_PREPARE;
-        pthread_mutex_lock(&ln->e->lock);
-        push_work_locked(ln->e, op);
-        pthread_mutex_unlock(&ln->e->lock);
+        hand_to_worker(ln->e, op, JOB_PREPARE);
         return;
     }
     if (built != CFS_BUILD_SEND) {
@@ -746,11 +763,7 @@ static void continue_op(lane *ln, cfs_op *op, cfs_next next)
         return;
     }
     if (next == CFS_NEXT_VERIFY) {
-        op->engine_priv = NULL;
-        op->worker_job = JOB_VERIFY;
-        pthread_mutex_lock(&ln->e->lock);
-        push_work_locked(ln->e, op);
-        pthread_mutex_unlock(&ln->e->lock);
+        hand_to_worker(ln->e, op, JOB_VERIFY);
         return;
     }
     finish_op(ln, op);
@@ -771,10 +784,8 @@ static void start_children(lane *ln, cfs_op *op)
         finish_op(ln, op);
         return;
     }
-    while (list) {
-        cfs_op *child = list;
-        list = child->next;
-        child->next = NULL;
+    cfs_op *child;
+    while ((child = list_pop(&list))) {
         child->parent = op;
         child->backend = op->backend;
         child->limiter = op->limiter;
@@ -792,10 +803,8 @@ static void start_children(lane *ln, cfs_op *op)
 /* Give each completed child to its parent's backend, and move the parents on. */
 static void hand_back_children(lane *ln, cfs_op *list)
 {
-    while (list) {
-        cfs_op *child = list;
-        list = child->next;
-        child->next = NULL;
+    cfs_op *child;
+    while ((child = list_pop(&list))) {
         child->engine_priv = NULL;
         cfs_op *parent = child->parent;
         cfs_backend *b = parent->backend;
@@ -832,10 +841,8 @@ static void run_children_done(lane *ln)
 static void start_ready(lane *ln)
 {
     cfs_op *list = take_inbound(ln, &ln->ready);
-    while (list) {
-        cfs_op *op = list;
-        list = op->next;
-        op->next = NULL;
+    cfs_op *op;
+    while ((op = list_pop(&list))) {
         start_request(ln, op);
     }
 }
@@ -844,10 +851,8 @@ static void start_ready(lane *ln)
 static void retry_verify_failures(lane *ln)
 {
     cfs_op *list = take_inbound(ln, &ln->verify_failed);
-    while (list) {
-        cfs_op *op = list;
-        list = op->next;
-        op->next = NULL;
+    cfs_op *op;
+    while ((op = list_pop(&list))) {
         transfer *t = calloc(1, sizeof *t);
         if (!t) {
             cfs_op_fail(op, CFS_ENOMEM, "out of memory retrying");
