@@ -1,6 +1,5 @@
 /* cfs_bytes_from_buf: a bytes object of a body without a copy where the interpreter allows
- * it: a heap body becomes the bytes object where it lies, a mapped one has its pages moved
- * in (buf.h explains both layouts).
+ * it: the body's block becomes the bytes object where it lies (buf.h explains the layout).
  *
  * The Blob type: an object's bytes as the engine received them, handed to Python without
  * a copy. Read-only buffer protocol (numpy.frombuffer, memoryview, zarr's buffers take it
@@ -101,26 +100,7 @@ PyObject *cfs_bytes_from_buf(cfs_buf *b)
         if (block)
             return bytes_in_place(block, len);
     }
-    PyObject *o = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
-    if (!o || b->len == 0)
-        return o;
-    char *dst = PyBytes_AS_STRING(o);
-    size_t skip = 0, n = cfs_buf_movable_pages(b, dst, &skip);
-    if (n) {
-        /* the parts of pages around the moved ones first, while b is whole */
-        memcpy(dst, b->data, skip);
-        memcpy(dst + skip + n, b->data + skip + n, b->len - skip - n);
-        int rc = cfs_buf_move_pages(b, dst, skip, n);
-        if (rc == 0)
-            return o;
-        if (rc == -2) {
-            /* its memory has a hole: never freed, never seen (cannot happen short of the
-             * process's limit of mappings) */
-            return PyErr_NoMemory();
-        }
-    }
-    memcpy(dst, b->data, b->len);
-    return o;
+    return PyBytes_FromStringAndSize(b->data, (Py_ssize_t)len);
 }
 
 static void blob_dealloc(BlobObject *o)

@@ -1,7 +1,6 @@
-"""Bodies reach Python as bytes objects without a copy: a body below 4 MiB becomes the bytes
-object where it lies (its buffer keeps room for the object's header, buf.h:
-CFS_BUF_HEAP_HEADER), a larger one has its whole pages moved into one (CFS_BUF_MAP_MIN).
-Sizes around the page and threshold boundaries must come back byte for byte, as complete
+"""Bodies reach Python as bytes objects without a copy: a body becomes the bytes object where
+it lies (its buffer keeps room for the object's header, buf.h: CFS_BUF_HEAP_HEADER); one of
+4 MiB or more is faulted in at once first. Sizes around the page and threshold boundaries must come back byte for byte, as complete
 bytes objects, through every read path, on every backend."""
 import ctypes
 import json
@@ -37,8 +36,10 @@ def test_many_large_values_at_once(store):
     assert got == values
 
 
-# around pymalloc's threshold (512), a page, 64 KiB and the 4 MiB of mapped buffers
-IN_PLACE_SIZES = [1, 512, 513, 4096 - 33, 4096, 65535, 65536, 65537, MiB, 4 * MiB - 33]
+# around pymalloc's threshold (512), a page, 64 KiB, the 4 MiB of prefaulted buffers, and
+# above glibc's largest mmap threshold (32 MiB)
+IN_PLACE_SIZES = [1, 512, 513, 4096 - 33, 4096, 65535, 65536, 65537, MiB, 4 * MiB - 33, 4 * MiB,
+                  33 * MiB + 5]
 
 
 def _without_nul(size):
@@ -65,7 +66,7 @@ def test_values_are_whole_bytes_objects(store, size):
         _assert_whole_bytes(v, value)
 
 
-@pytest.mark.parametrize("size", [1, 513, 600_000, 5 * MiB + 7])
+@pytest.mark.parametrize("size", [1, 513, 600_000, 5 * MiB + 7, 40 * MiB + 3])
 def test_bodies_of_unknown_length_become_bytes_of_their_size(fault_server, size):
     """A chunked response grows its buffer as it comes; the value keeps no more memory than
     its size (the buffer is trimmed before it becomes the bytes object)."""
