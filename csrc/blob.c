@@ -72,7 +72,7 @@ static int bytes_freed_with_free(void)
     return name && (strcmp(name, "pymalloc") == 0 || strcmp(name, "malloc") == 0);
 }
 
-/* A bytes object made of a heap buffer's own block (cfs_buf_release_heap), whose first
+/* A bytes object made of a buffer's own block (cfs_buf_release_block), whose first
  * CFS_BUF_HEAP_HEADER bytes become the object's header: no copy, no fresh memory. */
 static PyObject *bytes_in_place(char *block, size_t len)
 {
@@ -96,7 +96,7 @@ PyObject *cfs_bytes_from_buf(cfs_buf *b)
         return PyErr_NoMemory();
     size_t len = b->len;
     if (len > BYTES_IN_PLACE_MIN && bytes_freed_with_free()) {
-        char *block = cfs_buf_release_heap(b);
+        char *block = cfs_buf_release_block(b);
         if (block)
             return bytes_in_place(block, len);
     }

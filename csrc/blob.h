@@ -11,9 +11,9 @@ extern PyTypeObject cfs_BlobType;
 /* A Blob that takes over b's storage (b is left empty). NULL with an exception set. */
 PyObject *cfs_blob_from_buf(cfs_buf *b);
 
-/* A bytes object with b's contents, without a copy where possible, b then left empty: a
- * heap body becomes the bytes object where it lies, a mapped one has its pages moved into
- * it. Otherwise b is copied and left as it was. NULL with an exception set. */
+/* A bytes object with b's contents: where possible b's block becomes the bytes object
+ * where it lies and b is left empty; otherwise b is copied and left as it was. NULL with
+ * an exception set. */
 PyObject *cfs_bytes_from_buf(cfs_buf *b);
 
 #endif

@@ -34,7 +34,7 @@ static void prefault(char *block, size_t len)
         (void)madvise((void *)first, end - first, MADV_POPULATE_WRITE); /* a hint */
 }
 
-/* The malloc'd block behind a heap buffer's data (see CFS_BUF_HEAP_HEADER). */
+/* The malloc'd block behind a buffer's data (see CFS_BUF_HEAP_HEADER). */
 static char *heap_block(char *data)
 {
     return data - CFS_BUF_HEAP_HEADER;
@@ -126,7 +126,7 @@ int cfs_buf_reserve(cfs_buf *b, size_t need)
     size_t cap;
     if (!b->data) {
         /* a first reservation is mostly a body of known length: exactly that, so that
-         * the body can become a bytes object as it lies (cfs_buf_release_heap) */
+         * the body can become a bytes object as it lies (cfs_buf_release_block) */
         cap = want < 256 ? 256 : want;
     } else {
         cap = b->cap;
@@ -207,7 +207,7 @@ char *cfs_buf_steal(cfs_buf *b, size_t *len)
     return p;
 }
 
-char *cfs_buf_release_heap(cfs_buf *b)
+char *cfs_buf_release_block(cfs_buf *b)
 {
     if (!b->data || b->cap == b->len)
         return NULL;

@@ -41,6 +41,6 @@ char *cfs_buf_take(cfs_buf *b, size_t *len, size_t *cap);
 /* The malloc'd block holding the buffer, whose data (at CFS_BUF_HEAP_HEADER) has room for
  * a NUL after it, trimmed if it holds much more than that; b is left empty and the caller
  * owns the block (free() it). NULL, b untouched, for an empty or full buffer. */
-char *cfs_buf_release_heap(cfs_buf *b);
+char *cfs_buf_release_block(cfs_buf *b);
 
 #endif
