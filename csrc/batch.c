@@ -8,9 +8,6 @@
 #include "blob.h"
 #include "pyutil.h"
 
-/* How long a batch waits before it looks for a pending signal (Ctrl-C). */
-#define SIGNAL_CHECK_MS 200
-
 struct BatchObject {
     PyObject_HEAD
     StoreObject *store;
@@ -115,6 +112,7 @@ static int submit_item(BatchObject *b, PyObject *obj)
     op->limiter = b->store->limiter;
     op->on_done = cfs_waiter_done;
     op->ctx = b->waiter;
+    op->cancel = cfs_waiter_cancel_flag(b->waiter);
     if (cfs_engine_submit(op) < 0) {
         PyErr_SetString(cfs_err.base, "the transfer engine could not start");
         goto fail;
@@ -154,6 +152,7 @@ static int submit_group(BatchObject *b, PyObject *keys)
     op->limiter = b->store->limiter;
     op->on_done = cfs_waiter_done;
     op->ctx = b->waiter;
+    op->cancel = cfs_waiter_cancel_flag(b->waiter);
     if (cfs_engine_submit(op) < 0) {
         PyErr_SetString(cfs_err.base, "the transfer engine could not start");
         cfs_batch_release(op);
@@ -240,7 +239,7 @@ cfs_op *cfs_batch_next(BatchObject *b)
             return NULL;
         /* Wake for a quarter of the window at a time, not for every completion: the engine
          * keeps the rest of the window busy meanwhile. A straggler holds the others back
-         * for SIGNAL_CHECK_MS at most. */
+         * for CFS_SIGNAL_CHECK_MS at most. */
         int want = b->window / 4;
         if (want > b->in_flight)
             want = b->in_flight;
@@ -249,12 +248,14 @@ cfs_op *cfs_batch_next(BatchObject *b)
         cfs_op *done;
         Py_BEGIN_ALLOW_THREADS
         /* bounded, so a Ctrl-C is seen while a transfer stalls */
-        done = cfs_waiter_take(b->waiter, want, SIGNAL_CHECK_MS);
+        done = cfs_waiter_take(b->waiter, want, CFS_SIGNAL_CHECK_MS);
         Py_END_ALLOW_THREADS
         b->ready = done;
         if (!b->interrupted && PyErr_CheckSignals() < 0) {
-            /* Ctrl-C: submit nothing more; what is in flight still completes */
+            /* Ctrl-C: submit nothing more, give up what can be given up (engine.h); the
+             * rest completes as usual */
             b->interrupted = 1;
+            cfs_waiter_cancel(b->waiter);
             if (!b->input_exc)
                 b->input_exc = cfs_exc_take();
             else
@@ -364,10 +365,13 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
     return b;
 }
 
-/* Wait out whatever is still in flight: its buffers and waiter belong to this batch. */
+/* Wait out whatever is still in flight: its buffers and waiter belong to this batch. No
+ * one wants the results any more: what can be given up is. */
 static void drain(BatchObject *b)
 {
     Py_CLEAR(b->iter);
+    if (b->in_flight > 0)
+        cfs_waiter_cancel(b->waiter);
     while (b->in_flight > 0) {
         while (b->ready) {
             cfs_op *op = b->ready;
@@ -420,7 +424,7 @@ static PyObject *batch_iternext(BatchObject *b)
         batch_item *it = op->caller;
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
-            PyObject *data = cfs_bytes_from_buf(&op->data); /* pages moved, if large */
+            PyObject *data = cfs_bytes_from_buf(&op->data); /* no copy where it can */
             result = data ? PyTuple_Pack(2, it->key, data) : NULL;
             Py_XDECREF(data);
         } else if (op->status == CFS_ENOTFOUND) {

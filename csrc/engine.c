@@ -136,6 +136,7 @@ typedef struct transfer {
     curl_off_t moved;
     struct timespec last_move;
     int stalled;
+    int cancelled;              /* given up mid-transfer (cfs_waiter_cancel) */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
 } transfer;
 
@@ -160,6 +161,7 @@ typedef struct lane {
     transfer *active;               /* transfers in the multi handle */
     struct timespec next_stall_check;
     transfer *retries;
+    unsigned cancel_gen;            /* g_cancel_gen when the lane last looked for cancelled ops */
     CURL *idle_easy[64];
     int n_idle_easy;
 } lane;
@@ -182,6 +184,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_curl_ok;
 
 static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+static atomic_uint g_cancel_gen; /* bumped by each cfs_waiter_cancel: lanes then look */
 static _Thread_local lane *t_lane; /* the lane this thread runs, if any */
 
 /* ---------- fork ---------- */
@@ -527,9 +530,33 @@ static void finish_op(lane *ln, cfs_op *op)
     complete(ln->e, op);
 }
 
+/* Whether an op whose caller gave up may be dropped now without leaving anything half
+ * done (the rule engine.h states): a read at any point, a part of a multipart upload (its
+ * parent aborts the upload), any other op while it is not on the wire and has not gone
+ * past its first step. */
+static int may_give_up(const cfs_op *op, int on_the_wire)
+{
+    const cfs_op *owner = op->parent ? op->parent : op;
+    if (!owner->cancel || !atomic_load_explicit(owner->cancel, memory_order_relaxed))
+        return 0;
+    if (op->parent || op->kind == CFS_OP_GET || op->kind == CFS_OP_HEAD || op->kind == CFS_OP_LIST)
+        return 1;
+    return !on_the_wire && op->step == 0;
+}
+
+static void fail_cancelled(cfs_op *op)
+{
+    cfs_op_fail(op, CFS_ECANCELLED, "given up: the call was interrupted");
+}
+
 /* Build and start the next request of an op. On failure the op completes. */
 static void start_request(lane *ln, cfs_op *op)
 {
+    if (may_give_up(op, 0)) {
+        fail_cancelled(op);
+        finish_op(ln, op);
+        return;
+    }
     const cfs_transfer_config *cfg = &op->limiter->cfg;
     cfs_backend *b = op->backend;
     transfer *t = calloc(1, sizeof *t);
@@ -707,7 +734,10 @@ static void on_transfer_done(lane *ln, CURL *easy, CURLcode rc)
 
     if (rc != CURLE_OK) {
         const char *why = t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
-        if (t->stalled) {
+        if (t->cancelled) {
+            fail_cancelled(op);
+            next = CFS_NEXT_DONE;
+        } else if (t->stalled) {
             cfs_op_fail(op, CFS_ETRANSIENT, "stalled: no data for %ld s",
                         op->limiter->cfg.stall_timeout_s);
             next = CFS_NEXT_RETRY;
@@ -896,6 +926,38 @@ static void check_stalls(lane *ln)
     }
 }
 
+/* After a cfs_waiter_cancel: drop what may be given up among the transfers on the wire
+ * and those waiting to retry. (Ops about to start are checked in start_request.) */
+static void give_up_cancelled(lane *ln)
+{
+    unsigned gen = atomic_load(&g_cancel_gen);
+    if (gen == ln->cancel_gen)
+        return;
+    ln->cancel_gen = gen;
+    transfer *t = ln->active;
+    while (t) {
+        transfer *next = t->next_active; /* t leaves the list below */
+        if (may_give_up(t->op, 1)) {
+            t->cancelled = 1;
+            on_transfer_done(ln, t->easy, CURLE_ABORTED_BY_CALLBACK);
+        }
+        t = next;
+    }
+    transfer **pp = &ln->retries;
+    while (*pp) {
+        t = *pp;
+        if (!may_give_up(t->op, 0)) {
+            pp = &t->next_retry;
+            continue;
+        }
+        *pp = t->next_retry;
+        cfs_op *op = t->op;
+        transfer_free(ln, t);
+        fail_cancelled(op);
+        finish_op(ln, op);
+    }
+}
+
 static void start_due_retries(lane *ln, long *timeout_ms)
 {
     transfer **pp = &ln->retries;
@@ -931,7 +993,9 @@ static void *worker_main(void *arg)
         cfs_op *op = queue_pop(&e->work);
         pthread_mutex_unlock(&e->lock);
         const cfs_backend_ops *ops = op->backend->ops;
-        if (is_local(op)) {
+        if ((is_local(op) || op->worker_job == JOB_PREPARE) && may_give_up(op, 0)) {
+            fail_cancelled(op); /* not executed, or not sent once prepared */
+        } else if (is_local(op)) {
             op->attempts++;
             ops->execute(op->backend, op);
         } else if (op->worker_job == JOB_PREPARE) {
@@ -1046,6 +1110,7 @@ static void *transfer_main(void *arg)
         start_ready(ln);
         run_children_done(ln);
         retry_verify_failures(ln);
+        give_up_cancelled(ln);
         start_due_retries(ln, &timeout_ms);
         check_stalls(ln);
         if (ln->curl_timer_set) {
@@ -1281,6 +1346,7 @@ struct cfs_waiter {
     cfs_op *done;
     int n_done;
     int want;       /* the waiting caller's min_done: signal once n_done reaches it */
+    atomic_int cancelled; /* op->cancel of its ops */
 };
 
 cfs_waiter *cfs_waiter_new(void)
@@ -1297,6 +1363,7 @@ cfs_waiter *cfs_waiter_new(void)
         free(w);
         return NULL;
     }
+    atomic_init(&w->cancelled, 0);
     return w;
 }
 
@@ -1345,4 +1412,23 @@ cfs_op *cfs_waiter_take(cfs_waiter *w, int min_done, long timeout_ms)
     w->n_done = 0;
     pthread_mutex_unlock(&w->lock);
     return list;
+}
+
+const atomic_int *cfs_waiter_cancel_flag(cfs_waiter *w)
+{
+    return &w->cancelled;
+}
+
+void cfs_waiter_cancel(cfs_waiter *w)
+{
+    if (atomic_exchange(&w->cancelled, 1))
+        return;
+    atomic_fetch_add(&g_cancel_gen, 1);
+    pthread_mutex_lock(&g_engine_lock);
+    engine *e = g_engine;
+    pthread_mutex_unlock(&g_engine_lock);
+    if (!e || e->pid != getpid())
+        return;
+    for (int i = 0; i < e->n_lanes; i++)
+        wake(&e->lanes[i]); /* each drops its cancelled transfers before it next sleeps */
 }

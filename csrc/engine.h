@@ -46,6 +46,14 @@ void cfs_waiter_done(cfs_op *op, void *waiter);
  * Waiting for several at once spares the caller a wakeup per completion; min_done must
  * not exceed the ops still in flight. */
 cfs_op *cfs_waiter_take(cfs_waiter *w, int min_done, long timeout_ms);
+/* The flag for op->cancel of the ops this waiter collects. */
+const atomic_int *cfs_waiter_cancel_flag(cfs_waiter *w);
+/* Give up this waiter's ops where that leaves nothing half done (a Ctrl-C, results no
+ * longer wanted): reads at any point, parts of a multipart upload (whose upload is then
+ * aborted), any other op before its first request goes out or while it waits to retry
+ * it. They complete soon, with CFS_ECANCELLED; the others (a write on the wire, the
+ * later steps of an upload) complete as usual. */
+void cfs_waiter_cancel(cfs_waiter *w);
 
 /* Count and statistics, for tests and benchmarks. */
 typedef struct cfs_engine_stats {

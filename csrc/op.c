@@ -21,6 +21,7 @@ const char *cfs_status_name(cfs_status s)
     case CFS_EIO: return "I/O error";
     case CFS_EINVALID: return "invalid request";
     case CFS_ENOMEM: return "out of memory";
+    case CFS_ECANCELLED: return "cancelled";
     }
     return "unknown";
 }

@@ -2,6 +2,7 @@
  * requests (or executes locally), and what the engine completes. Shared by every layer. */
 #ifndef CFS_OP_H
 #define CFS_OP_H
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -35,6 +36,7 @@ typedef enum cfs_status {
     CFS_EIO,           /* local filesystem error */
     CFS_EINVALID,      /* bad input caught late (by the backend) */
     CFS_ENOMEM,
+    CFS_ECANCELLED,    /* given up because its caller was interrupted (engine.h) */
 } cfs_status;
 
 const char *cfs_status_name(cfs_status s);
@@ -98,6 +100,8 @@ typedef struct cfs_op {
     char *source;               /* COPY: the key copied (op->key is the destination); owned */
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
+    const atomic_int *cancel;   /* nonzero once the caller gives up (cfs_waiter_cancel); NULL:
+                                 * never. Read by the engine's threads */
 
     /* --- result: set by the backend / engine --- */
     cfs_status status;

@@ -7,6 +7,9 @@
 #include "op.h"
 #include "options.h"
 
+/* How long a blocking call waits before it looks for a pending signal (Ctrl-C). */
+#define CFS_SIGNAL_CHECK_MS 200
+
 /* The package's exception classes (cloudfiles_store.errors), loaded at module init and
  * never changed afterwards. */
 typedef struct cfs_errors {

@@ -190,16 +190,31 @@ int cfs_store_run(StoreObject *s, cfs_op *op)
     op->limiter = s->limiter;
     op->on_done = cfs_waiter_done;
     op->ctx = w;
+    op->cancel = cfs_waiter_cancel_flag(w);
     if (cfs_engine_submit(op) < 0) {
         cfs_waiter_free(w);
         PyErr_SetString(cfs_err.base, "the transfer engine could not start");
         return -1;
     }
-    Py_BEGIN_ALLOW_THREADS
-    cfs_waiter_take(w, 1, -1);
-    Py_END_ALLOW_THREADS
+    int interrupted = 0;
+    for (;;) {
+        cfs_op *done;
+        /* bounded while no signal came, so that a Ctrl-C is seen while a transfer stalls */
+        long wait_ms = interrupted ? -1 : CFS_SIGNAL_CHECK_MS;
+        Py_BEGIN_ALLOW_THREADS
+        done = cfs_waiter_take(w, 1, wait_ms);
+        Py_END_ALLOW_THREADS
+        if (done)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            /* the signal's exception stays set; the op is given up if it can be (engine.h)
+             * and waited for, since it uses the caller's buffers */
+            interrupted = 1;
+            cfs_waiter_cancel(w);
+        }
+    }
     cfs_waiter_free(w);
-    return 0;
+    return interrupted ? -1 : 0;
 }
 
 cfs_op *cfs_store_key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
@@ -227,7 +242,7 @@ static int run_key_op(StoreObject *s, cfs_op *op, PyObject *key, int missing_ok)
     return -1;
 }
 
-/* The body as bytes; a large body's pages move into it (op->data is then empty). */
+/* The body as bytes, without a copy where it can (op->data is then empty). */
 static PyObject *bytes_of(cfs_op *op)
 {
     return cfs_bytes_from_buf(&op->data);

@@ -685,6 +685,22 @@ def test_multipart_failure_aborts_the_upload(canned):
         ("POST", "uploads="), ("PUT", "part1"), ("PUT", "part2"), ("DELETE", _UPLOAD_Q)]
 
 
+def test_interrupted_multipart_upload_is_aborted(canned):
+    """A signal (Ctrl-C) during the parts: the part on the wire is given up, no other part
+    starts, and the upload is aborted rather than left half done on the server."""
+    from test_interrupt import Interrupted, interrupt_after
+    s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
+                      multipart_concurrency=1, stall_timeout=120)
+    canned.queue("/bkt/root/big", _INIT, (204, b""))
+    canned.part_delay = 5
+    t0 = time.monotonic()
+    with interrupt_after(0.5), pytest.raises(Interrupted):
+        s["big"] = b"x" * (11 * MiB)
+    assert time.monotonic() - t0 < 4
+    assert [c[:2] for c in _calls(canned)] == [
+        ("POST", "uploads="), ("PUT", "part1"), ("DELETE", _UPLOAD_Q)]
+
+
 def test_multipart_failure_in_parallel_waits_for_the_parts_in_flight(canned):
     s = _canned_store(canned, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     canned.queue("/bkt/root/big", _INIT, (204, b""))
