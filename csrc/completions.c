@@ -19,15 +19,77 @@ typedef struct CompletionsObject {
     pthread_mutex_t lock;   /* guards done */
     cfs_op *done;           /* finished, waiting for drain() */
     Py_ssize_t in_flight;   /* submitted and not yet drained (loop thread only) */
+    /* the future methods called per op, interned once */
+    PyObject *add_done_callback, *remove_done_callback, *done_name, *set_result, *set_exception;
 } CompletionsObject;
 
 /* What an async op carries for its caller. */
 typedef struct async_item {
     PyObject *future;
     PyObject *store;        /* its backend and limiter must outlive the op */
+    PyObject *on_cancel;    /* the future's done callback that gives the op up (watch_cancel) */
     Py_buffer view;
     int has_view;
 } async_item;
+
+#define CANCEL_FLAG_CAPSULE "cloudfiles_store cancel flag"
+
+static void free_cancel_flag(PyObject *capsule)
+{
+    PyMem_Free(PyCapsule_GetPointer(capsule, CANCEL_FLAG_CAPSULE));
+}
+
+/* The future's done callback: a cancelled future gives up its op (engine.h). */
+static PyObject *on_future_done(PyObject *capsule, PyObject *future)
+{
+    PyObject *cancelled = PyObject_CallMethod(future, "cancelled", NULL);
+    if (!cancelled)
+        return NULL;
+    int yes = PyObject_IsTrue(cancelled);
+    Py_DECREF(cancelled);
+    if (yes < 0)
+        return NULL;
+    if (yes) {
+        atomic_int *flag = PyCapsule_GetPointer(capsule, CANCEL_FLAG_CAPSULE);
+        if (!flag)
+            return NULL;
+        atomic_store(flag, 1);
+        cfs_engine_notice_cancel();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef on_future_done_def = {
+    "on_future_done", (PyCFunction)on_future_done, METH_O, NULL,
+};
+
+/* Point op->cancel at a flag that a done callback on the future sets if the future is
+ * cancelled. The flag lives in a capsule, the callback's self, which the item holds until
+ * drain (while the engine may read the flag). drain() takes the callback off before it
+ * resolves the future, so only a cancellation costs the loop a callback. */
+static int watch_cancel(CompletionsObject *c, async_item *it, cfs_op *op)
+{
+    atomic_int *flag = PyMem_Malloc(sizeof *flag);
+    if (!flag) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    atomic_init(flag, 0);
+    PyObject *capsule = PyCapsule_New(flag, CANCEL_FLAG_CAPSULE, free_cancel_flag);
+    if (!capsule) {
+        PyMem_Free(flag);
+        return -1;
+    }
+    it->on_cancel = PyCFunction_New(&on_future_done_def, capsule);
+    Py_DECREF(capsule);
+    PyObject *r = it->on_cancel ? PyObject_CallMethodOneArg(it->future, c->add_done_callback, it->on_cancel)
+                                : NULL;
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    op->cancel = flag;
+    return 0;
+}
 
 PyTypeObject cfs_CompletionsType;
 
@@ -51,6 +113,7 @@ static void item_free(async_item *it)
 {
     Py_XDECREF(it->future);
     Py_XDECREF(it->store);
+    Py_XDECREF(it->on_cancel);
     if (it->has_view)
         PyBuffer_Release(&it->view);
     PyMem_Free(it);
@@ -68,6 +131,8 @@ static PyObject *submit(CompletionsObject *c, StoreObject *s, cfs_op *op, PyObje
     it->future = Py_NewRef(future);
     it->store = Py_NewRef((PyObject *)s);
     op->caller = it;
+    if (watch_cancel(c, it, op) < 0)
+        goto fail;
     if (value) {
         if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {
             PyErr_Format(PyExc_TypeError, "value must support the buffer protocol, not %.100s",
@@ -245,17 +310,17 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
 }
 
 /* Resolve one future, unless it was cancelled meanwhile. */
-static int resolve(PyObject *future, PyObject *value, PyObject *exc)
+static int resolve(CompletionsObject *c, PyObject *future, PyObject *value, PyObject *exc)
 {
-    PyObject *done = PyObject_CallMethod(future, "done", NULL);
+    PyObject *done = PyObject_CallMethodNoArgs(future, c->done_name);
     if (!done)
         return -1;
     int is_done = PyObject_IsTrue(done);
     Py_DECREF(done);
     if (is_done)
         return 0;
-    PyObject *r = exc ? PyObject_CallMethod(future, "set_exception", "O", exc)
-                      : PyObject_CallMethod(future, "set_result", "O", value);
+    PyObject *r = exc ? PyObject_CallMethodOneArg(future, c->set_exception, exc)
+                      : PyObject_CallMethodOneArg(future, c->set_result, value);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -282,7 +347,14 @@ static PyObject *completions_drain(CompletionsObject *c, PyObject *unused)
             if (!exc)
                 failed = 1;
         }
-        if (resolve(it->future, value, exc) < 0)
+        /* the cancel watch is done with (were this to fail, for lack of memory, the
+         * callback would only find the future resolved, not cancelled) */
+        PyObject *r = PyObject_CallMethodOneArg(it->future, c->remove_done_callback, it->on_cancel);
+        if (r)
+            Py_DECREF(r);
+        else
+            PyErr_Clear();
+        if (resolve(c, it->future, value, exc) < 0)
             failed = 1;
         Py_XDECREF(value);
         Py_XDECREF(exc);
@@ -329,6 +401,14 @@ static PyObject *completions_new(PyTypeObject *type, PyObject *args, PyObject *k
         Py_DECREF(c);
         return NULL;
     }
+    if (!(c->add_done_callback = PyUnicode_InternFromString("add_done_callback")) ||
+        !(c->remove_done_callback = PyUnicode_InternFromString("remove_done_callback")) ||
+        !(c->done_name = PyUnicode_InternFromString("done")) ||
+        !(c->set_result = PyUnicode_InternFromString("set_result")) ||
+        !(c->set_exception = PyUnicode_InternFromString("set_exception"))) {
+        Py_DECREF(c);
+        return NULL;
+    }
     return (PyObject *)c;
 }
 
@@ -338,6 +418,11 @@ static void completions_dealloc(CompletionsObject *c)
     if (c->efd >= 0)
         close(c->efd);
     pthread_mutex_destroy(&c->lock);
+    Py_XDECREF(c->add_done_callback);
+    Py_XDECREF(c->remove_done_callback);
+    Py_XDECREF(c->done_name);
+    Py_XDECREF(c->set_result);
+    Py_XDECREF(c->set_exception);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 

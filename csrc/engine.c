@@ -136,7 +136,7 @@ typedef struct transfer {
     curl_off_t moved;
     struct timespec last_move;
     int stalled;
-    int cancelled;              /* given up mid-transfer (cfs_waiter_cancel) */
+    int cancelled;              /* given up mid-transfer (cfs_engine_notice_cancel) */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
 } transfer;
 
@@ -184,7 +184,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_curl_ok;
 
 static atomic_uint_fast64_t g_requests, g_retries, g_connections;
-static atomic_uint g_cancel_gen; /* bumped by each cfs_waiter_cancel: lanes then look */
+static atomic_uint g_cancel_gen; /* bumped by each cfs_engine_notice_cancel: lanes then look */
 static _Thread_local lane *t_lane; /* the lane this thread runs, if any */
 
 /* ---------- fork ---------- */
@@ -926,8 +926,8 @@ static void check_stalls(lane *ln)
     }
 }
 
-/* After a cfs_waiter_cancel: drop what may be given up among the transfers on the wire
- * and those waiting to retry. (Ops about to start are checked in start_request.) */
+/* After a cfs_engine_notice_cancel: drop what may be given up among the transfers on
+ * the wire and those waiting to retry (ops about to start are checked in start_request). */
 static void give_up_cancelled(lane *ln)
 {
     unsigned gen = atomic_load(&g_cancel_gen);
@@ -1421,8 +1421,12 @@ const atomic_int *cfs_waiter_cancel_flag(cfs_waiter *w)
 
 void cfs_waiter_cancel(cfs_waiter *w)
 {
-    if (atomic_exchange(&w->cancelled, 1))
-        return;
+    if (!atomic_exchange(&w->cancelled, 1))
+        cfs_engine_notice_cancel();
+}
+
+void cfs_engine_notice_cancel(void)
+{
     atomic_fetch_add(&g_cancel_gen, 1);
     pthread_mutex_lock(&g_engine_lock);
     engine *e = g_engine;

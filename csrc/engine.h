@@ -48,12 +48,16 @@ void cfs_waiter_done(cfs_op *op, void *waiter);
 cfs_op *cfs_waiter_take(cfs_waiter *w, int min_done, long timeout_ms);
 /* The flag for op->cancel of the ops this waiter collects. */
 const atomic_int *cfs_waiter_cancel_flag(cfs_waiter *w);
-/* Give up this waiter's ops where that leaves nothing half done (a Ctrl-C, results no
- * longer wanted): reads at any point, parts of a multipart upload (whose upload is then
- * aborted), any other op before its first request goes out or while it waits to retry
- * it. They complete soon, with CFS_ECANCELLED; the others (a write on the wire, the
- * later steps of an upload) complete as usual. */
+/* Set that flag and tell the engine (cfs_engine_notice_cancel). */
 void cfs_waiter_cancel(cfs_waiter *w);
+
+/* Once the flag an op's `cancel` points to is set (the caller gave up: a Ctrl-C, a
+ * cancelled future, results no longer wanted): have the engine give up at once what
+ * leaves nothing half done: reads at any point, parts of a multipart upload (whose upload
+ * is then aborted), any other op before its first request goes out or while it waits to
+ * retry it. Those complete soon, with CFS_ECANCELLED; the others (a write on the wire,
+ * the later steps of an upload) complete as usual. */
+void cfs_engine_notice_cancel(void);
 
 /* Count and statistics, for tests and benchmarks. */
 typedef struct cfs_engine_stats {

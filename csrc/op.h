@@ -100,8 +100,8 @@ typedef struct cfs_op {
     char *source;               /* COPY: the key copied (op->key is the destination); owned */
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
-    const atomic_int *cancel;   /* nonzero once the caller gives up (cfs_waiter_cancel); NULL:
-                                 * never. Read by the engine's threads */
+    const atomic_int *cancel;   /* nonzero once the caller gives up (engine.h:
+                                 * cfs_engine_notice_cancel); NULL: never */
 
     /* --- result: set by the backend / engine --- */
     cfs_status status;

@@ -27,7 +27,9 @@ int cfs_store_check_open(StoreObject *s);
 cfs_op *cfs_store_key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix);
 
 /* Submit one op against this store and wait for it with the GIL released.
- * Returns 0 (look at op->status), or -1 with an exception set. */
+ * Returns 0 (look at op->status), or -1 with an exception set: the engine could not
+ * start, or a signal's handler raised (the op was then given up if it could be, and has
+ * completed either way). */
 int cfs_store_run(StoreObject *s, cfs_op *op);
 
 #endif

@@ -131,3 +131,29 @@ def test_abandoned_iter_get_does_not_wait_for_stalled_reads(fault_server):
     del it  # drops the batch: the 7 stalled reads are given up
     assert time.monotonic() - t0 < 5
     assert store.getitems(list(values)) == values
+
+
+def test_cancelled_future_gives_up_its_read(fault_server):
+    """asyncio (ZarrStore): a read whose task is cancelled, here by wait_for's timeout, is
+    given up, so it no longer holds the store's only slot: the next read goes at once."""
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    from cloudfiles_store import ZarrStore
+
+    root = "/interrupt-async"
+    values = _seed(fault_server, root, 2, None)
+    fault_server.add_faults(f"{root}/k0", [f"stall:{STALL}"])
+    store = ZarrStore(fault_server.url + root, concurrency=1, stall_timeout=120)
+
+    async def main():
+        proto = default_buffer_prototype()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(store.get("k0", proto), 0.5)
+        t0 = time.monotonic()
+        got = await store.get("k1", proto)
+        return time.monotonic() - t0, got.to_bytes()
+
+    elapsed, got = asyncio.run(main())
+    assert got == values["k1"] and elapsed < 5
