@@ -392,7 +392,7 @@ static PyObject *completions_new(PyTypeObject *type, PyObject *args, PyObject *k
         return NULL;
     c->efd = -1;
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
-        Py_DECREF(c);
+        type->tp_free((PyObject *)c); /* not the dealloc: it destroys the lock */
         return PyErr_NoMemory();
     }
     c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
