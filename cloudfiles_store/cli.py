@@ -148,6 +148,10 @@ def main(argv=None) -> int:
     except CloudFilesError as e:
         print(f"cloudfiles-store: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # the transfers that could be were given up before this was raised
+        print("cloudfiles-store: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     return 0
 
 

@@ -45,3 +45,24 @@ def test_errors_are_one_line_and_exit_1(url):
     assert run.returncode == 1 and b"unsupported URL" in run.stderr
     run = cli("-o", "bogus=1", "ls", url)
     assert run.returncode == 1 and b"unknown option bogus" in run.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line(fault_server):
+    """SIGINT while a read stalls: the tool gives the read up and exits at once with 130."""
+    import signal
+    import time
+
+    fault_server.put("/cli-int/k", b"x" * 100_000)
+    fault_server.add_faults("/cli-int/k", ["stall:30"])
+    proc = subprocess.Popen([sys.executable, "-m", "cloudfiles_store", "cat",
+                             fault_server.url + "/cli-int", "k"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not fault_server.requests("/cli-int/k") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fault_server.requests("/cli-int/k"), "the tool never sent its request"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n" and out == b""
