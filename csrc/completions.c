@@ -82,8 +82,9 @@ static int watch_cancel(CompletionsObject *c, async_item *it, cfs_op *op)
     }
     it->on_cancel = PyCFunction_New(&on_future_done_def, capsule);
     Py_DECREF(capsule);
-    PyObject *r = it->on_cancel ? PyObject_CallMethodOneArg(it->future, c->add_done_callback, it->on_cancel)
-                                : NULL;
+    PyObject *r = NULL;
+    if (it->on_cancel)
+        r = PyObject_CallMethodOneArg(it->future, c->add_done_callback, it->on_cancel);
     if (!r)
         return -1;
     Py_DECREF(r);

@@ -1,7 +1,7 @@
 """A signal (Ctrl-C) during a blocking call: the call raises what the signal's handler
 raises, promptly, and gives up what can be given up without leaving anything half done
-(engine.h, cfs_waiter_cancel): reads on the wire or waiting to retry, and ops not sent
-yet. A write already on the wire completes. Against the fault server, whose "stall" and
+(engine.h, cfs_engine_notice_cancel): reads on the wire or waiting to retry, and ops not
+sent yet. A write already on the wire completes. Against the fault server, whose "stall" and
 "delay" faults hold a response back for longer than any of these tests may take."""
 import contextlib
 import os
@@ -48,7 +48,7 @@ def _seed(fault_server, root, n, fault):
 
 
 def _requests(fault_server, root, method):
-    return [r for r in fault_server.requests() if r.path.startswith(root + "/") and r.method == method]
+    return [r for r in fault_server.requests(method=method) if r.path.startswith(root + "/")]
 
 
 def _store(fault_server, root, **options):

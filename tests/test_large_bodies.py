@@ -1,7 +1,8 @@
 """Bodies reach Python as bytes objects without a copy: a body becomes the bytes object where
 it lies (its buffer keeps room for the object's header, buf.h: CFS_BUF_HEAP_HEADER); one of
-4 MiB or more is faulted in at once first. Sizes around the page and threshold boundaries must come back byte for byte, as complete
-bytes objects, through every read path, on every backend."""
+4 MiB or more is faulted in at once first. Sizes around the page and threshold boundaries
+must come back byte for byte, as complete bytes objects, through every read path, on every
+backend."""
 import ctypes
 import json
 import os
