@@ -333,8 +333,15 @@ def write(doc, md_path, plot_dir):
 
 if __name__ == "__main__":
     import argparse
+    import importlib.util
+    import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
+    venv_python = os.path.join(here, ".venv", "bin", "python")
+    if importlib.util.find_spec("matplotlib") is None and os.path.exists(venv_python) \
+            and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(here, ".venv")):
+        # the plots need matplotlib, which run.py installs into benchmarks/.venv only
+        os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
     ap = argparse.ArgumentParser(description="re-render results JSON into markdown + plots")
     ap.add_argument("results", nargs="+", help="results JSON files (several: merged, first wins per workload)")
     ap.add_argument("--merge", action="store_true", help="(documentation only: several files are always merged)")
