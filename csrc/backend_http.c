@@ -246,9 +246,10 @@ static const char *skip_json_space(const char *p, const char *end)
     return p;
 }
 
-/* One entry of an index: its file, or its directory to descend into. 0, or -1 with op
- * failed. */
-static int index_entry(cfs_op *op, const cJSON *item, const char *want, cfs_buf *path)
+/* One entry of an index: its file, or its directory to descend into. `want` is the part
+ * of the prefix inside the directory. 0, or -1 with op failed. */
+static int index_entry(cfs_op *op, const cJSON *item, const char *want, size_t want_len,
+                       cfs_buf *path)
 {
     list_state *s = op->backend_state;
     const char *dir = s->current;
@@ -260,12 +261,12 @@ static int index_entry(cfs_op *op, const cJSON *item, const char *want, cfs_buf 
         return -1;
     }
     const char *n = name->valuestring;
-    size_t n_len = strlen(n), want_len = strlen(want);
+    size_t n_len = strlen(n);
     if (strncmp(n, want, n_len < want_len ? n_len : want_len) != 0 || n_len < want_len)
         return 0;
     int is_dir = strcmp(type->valuestring, "directory") == 0;
     cfs_buf_reset(path);
-    if (cfs_buf_append(path, dir, strlen(dir)) < 0 || cfs_buf_append(path, n, n_len) < 0)
+    if (cfs_buf_append_str(path, dir) < 0 || cfs_buf_append(path, n, n_len) < 0)
         goto oom;
     if (is_dir && op->recursive) {
         if (cfs_buf_append(path, "/", 1) < 0 || list_state_push(s, path->data, path->len) < 0)
@@ -294,6 +295,7 @@ static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
     size_t key_len = strlen(op->key);
     /* the part of the prefix inside this directory ("" below the prefix's own directory) */
     const char *want = dir_len < key_len ? op->key + dir_len : "";
+    size_t want_len = strlen(want);
     const char *p = body->data ? body->data : "", *end = p + body->len;
     cfs_buf path = { 0 };
     p = skip_json_space(p, end);
@@ -308,7 +310,7 @@ static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
             cJSON *item = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &item_end, 0);
             if (!item)
                 goto not_array;
-            int rc = index_entry(op, item, want, &path);
+            int rc = index_entry(op, item, want, want_len, &path);
             cJSON_Delete(item);
             if (rc < 0)
                 goto done;
