@@ -1,4 +1,8 @@
-"""Build the C extension cloudfiles_store._core from every file in csrc/.
+"""Build the C extension cloudfiles_store._core from every C file under csrc/.
+
+The folders are the layers: csrc/core (engine), csrc/backends/<name> (protocols),
+csrc/util (pure helpers), csrc/python (the CPython types); includes name a header by its
+path under csrc/ ("core/op.h").
 
 Native libraries are found with pkg-config; a missing one stops the build with the
 Debian package that provides it.
@@ -57,8 +61,9 @@ setup(
     ext_modules=[
         Extension(
             "cloudfiles_store._core",
-            sources=sorted(glob.glob("csrc/*.c")),
-            depends=sorted(glob.glob("csrc/*.h")),
+            sources=sorted(glob.glob("csrc/**/*.c", recursive=True)),
+            depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),
+            include_dirs=["csrc"],
             extra_compile_args=cflags + extra_compile,
             extra_link_args=libs + ["-lpthread", "-ldl"] + extra_link,
         )

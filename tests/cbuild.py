@@ -13,7 +13,7 @@ C_DIR = ROOT / "tests" / "c"
 
 WARNINGS = ["-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes", "-Wno-missing-field-initializers",
             "-Werror"]
-BASE = ["-std=c11", "-D_GNU_SOURCE", "-g", f"-I{ROOT / 'csrc'}"]
+BASE = ["-std=c11", "-D_GNU_SOURCE", "-g", f"-I{ROOT / 'csrc'}", f"-I{C_DIR}"]
 VARIANTS = {
     "plain": ["-O2"],
     "asan-ubsan": ["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",

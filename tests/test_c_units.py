@@ -1,10 +1,10 @@
 """Compile and run the pure C unit tests in tests/c/.
 
-Every tests/c/test_*.c is picked up. Its header comment names what it links:
+Every tests/c/**/test_*.c is picked up (the folders mirror csrc/). Its header comment names what it links:
 
-    // sources: csrc/sigv4.c csrc/buf.c      (paths relative to the repository root)
+    // sources: csrc/backends/s3/sigv4.c csrc/core/buf.c   (paths relative to the repository root)
     // pkg: libcrypto libcjson               (pkg-config names; optional)
-    // args: ../shared/testdata/aws-sigv4    (command-line arguments; optional)
+    // args: tests/data/aws-sigv4           (command-line arguments; optional)
 
 Each test is built twice, warnings as errors: once plainly, once with AddressSanitizer and
 UndefinedBehaviorSanitizer (leak checking on). It runs from the repository root; a non-zero
@@ -16,11 +16,12 @@ import pytest
 
 import cbuild
 
-C_TESTS = sorted(cbuild.C_DIR.glob("test_*.c"))
+C_TESTS = sorted(cbuild.C_DIR.rglob("test_*.c"))
+C_TEST_IDS = [str(p.relative_to(cbuild.C_DIR).with_suffix("")) for p in C_TESTS]
 
 
 @pytest.mark.parametrize("variant", sorted(cbuild.VARIANTS))
-@pytest.mark.parametrize("source", C_TESTS, ids=[p.stem for p in C_TESTS])
+@pytest.mark.parametrize("source", C_TESTS, ids=C_TEST_IDS)
 def test_c_unit(source, variant, tmp_path):
     try:
         exe = cbuild.build(source, tmp_path, variant)
@@ -37,4 +38,4 @@ def test_c_unit(source, variant, tmp_path):
 
 
 def test_c_units_found():
-    assert C_TESTS, "no tests/c/test_*.c found"
+    assert C_TESTS, "no tests/c/**/test_*.c found"

@@ -417,7 +417,7 @@ def test_batch_delete_transient_outer_failure_is_retried(gcs_proxy):
 def test_batch_delete_part_failures_are_per_key(gcs_proxy):
     """A batch refused as a whole (403): every key of it in the BatchError, as an
     authentication error. Part-level statuses (one part 403, another 503) cannot be made
-    by fake-gcs-server: their mapping is tested on fixed responses in test_gcs_proto.c."""
+    by fake-gcs-server: their mapping is tested on fixed responses in tests/c/backends/gcs/test_proto.c."""
     s = _proxied_store(gcs_proxy, retries=2)
     s.setitems({f"k{i}": b"v" for i in range(3)})
     gcs_proxy.fail_path("/batch/storage/v1", ["403"])

@@ -2,7 +2,7 @@
 
 botocore builds and signs real S3 requests (its serializer encodes the key, its S3 signer
 signs); a `before-send` hook captures each request and stops it before any network I/O.
-The C signer (through the test-only program tests/c/sigv4_cli.c) signs the same request
+The C signer (through the test-only program tests/c/backends/s3/sigv4_cli.c) signs the same request
 from the raw key, and must produce the same path, query and Authorization header.
 """
 import base64
@@ -61,7 +61,7 @@ def _capture(request, **kwargs):
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
     """A running sigv4_cli (sanitizers on): sign(dict) -> dict."""
-    exe = cbuild.build("sigv4_cli.c", tmp_path_factory.mktemp("sigv4cli"), "asan-ubsan")
+    exe = cbuild.build("backends/s3/sigv4_cli.c", tmp_path_factory.mktemp("sigv4cli"), "asan-ubsan")
     proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, encoding="utf-8",
                             env=cbuild.sanitizer_env())

@@ -1,0 +1,141 @@
+/* The backend interface: the one struct of operations every storage protocol implements.
+ *
+ * A remote backend turns an op into HTTP requests (`build`) and interprets each response
+ * (`finish`); the engine does the transfer, retries and completion without knowing the
+ * protocol. A local backend executes the op itself (`execute`) on an engine worker thread.
+ * Exactly one of {build+finish, execute} is set. Backends never start threads or touch
+ * Python. */
+#ifndef CFS_BACKEND_H
+#define CFS_BACKEND_H
+#include <curl/curl.h>
+
+#include "core/buf.h"
+#include "core/op.h"
+#include "core/options.h"
+
+/* One HTTP request, filled by a backend's build(); the engine owns and frees it. */
+typedef struct cfs_request {
+    const char *method;         /* static string: "GET", "PUT", ... */
+    char *url;                  /* owned, fully encoded */
+    struct curl_slist *headers; /* owned */
+    const char *body;           /* borrowed (op->body or body_owned.data) */
+    size_t body_len;
+    cfs_buf body_owned;         /* a body the backend built (XML, JSON) */
+    int no_body;                /* HEAD: no response body expected */
+} cfs_request;
+
+/* Add a header line "Name: value". Returns 0 or -1. */
+int cfs_request_header(cfs_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfs_request_clear(cfs_request *req);
+
+/* What came back for one request. */
+typedef struct cfs_response {
+    long status;
+    cfs_buf *body;              /* points at op->data for GET, else a scratch buffer */
+    int64_t content_length;     /* -1 if absent */
+    const char *etag;           /* header values, NULL if absent; valid during finish() */
+    const char *content_range;
+    const char *content_type;
+    const char *content_encoding;
+    const char *goog_hash;      /* x-goog-hash */
+    const char *location;       /* Location (a resumable upload's session URI) */
+    const char *range;          /* Range (what a resumable upload's server has: "bytes=0-N") */
+} cfs_response;
+
+/* What finish() tells the engine to do next. */
+typedef enum cfs_next {
+    CFS_NEXT_DONE,      /* op->status is final */
+    CFS_NEXT_AGAIN,     /* build() and send the next request of a multi-step op now */
+    CFS_NEXT_RETRY,     /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
+    CFS_NEXT_VERIFY,    /* run verify() on a worker thread (hashing a body), then done or retry */
+    CFS_NEXT_CHILDREN,  /* run the ops attached to op->children, each its own transfer, in
+                         * parallel (the parts of a multipart upload); child_done() hears
+                         * of each as it completes */
+} cfs_next;
+
+typedef struct cfs_backend cfs_backend;
+
+/* What build() did. */
+enum {
+    CFS_BUILD_FAILED = -1,  /* after cfs_op_fail() */
+    CFS_BUILD_SEND = 0,     /* the request is ready */
+    CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
+    CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
+                             * ask again shortly, without counting an attempt */
+    CFS_BUILD_PREPARE = 3,  /* run prepare() on a worker thread first (hashing a large body
+                             * would stall every other transfer), then build again */
+};
+
+typedef struct cfs_backend_ops {
+    const char *name;               /* "http", "file", "mem", ... */
+    const char *const *schemes;     /* URL schemes handled, NULL-terminated */
+    size_t delete_many_max;         /* keys per CFS_OP_DELETE_MANY; 0: one DELETE per key */
+
+    /* Parse the URL and take the options this backend understands (cfs_options_take);
+     * the caller rejects whatever remains. On failure returns NULL and writes `err`. */
+    cfs_backend *(*open)(const char *url, cfs_options *opts, char *err, size_t errlen);
+    void (*close)(cfs_backend *b);
+
+    /* Remote backends. build() may be called several times per op (retries, paging);
+     * it must be pure with respect to op->step. Returns one of CFS_BUILD_*. */
+    int (*build)(cfs_backend *b, cfs_op *op, cfs_request *req);
+    cfs_next (*finish)(cfs_backend *b, cfs_op *op, const cfs_response *resp);
+    /* Options for the transfer itself (TLS, CA bundle, auth) applied to every handle. */
+    int (*configure_handle)(cfs_backend *b, CURL *easy);
+
+    /* Remote backends, optional: check a received body off the transfer thread (MD5,
+     * CRC32C of large objects would stall every other transfer). Called on a worker
+     * thread after finish() returned CFS_NEXT_VERIFY; returns CFS_NEXT_DONE, or
+     * CFS_NEXT_RETRY after cfs_op_fail() (e.g. CFS_ECHECKSUM). */
+    cfs_next (*verify)(cfs_backend *b, cfs_op *op);
+
+    /* Remote backends whose build() returns CFS_BUILD_PREPARE: the work done once before
+     * the op's request, on a worker thread. Returns 0, or -1 after cfs_op_fail(). */
+    int (*prepare)(cfs_backend *b, cfs_op *op);
+
+    /* Remote backends whose finish() returns CFS_NEXT_CHILDREN: called on the transfer
+     * thread as each child of `parent` completes; the backend takes the child (and frees
+     * it). Children run outside admission control (their parent holds the slot) with
+     * their own retries. Children attached to parent->children here start at once; the
+     * answer counts once no child is running: what the parent does next, CFS_NEXT_AGAIN
+     * or CFS_NEXT_DONE (CFS_NEXT_CHILDREN while children run). */
+    cfs_next (*child_done)(cfs_backend *b, cfs_op *parent, cfs_op *child);
+
+    /* Local backends: run the whole op synchronously. */
+    void (*execute)(cfs_backend *b, cfs_op *op);
+
+    /* The canonical URL for repr/pickle/errors: never holds a secret. */
+    const char *(*url)(cfs_backend *b);
+} cfs_backend_ops;
+
+/* Every backend object begins with this header so generic code can find its ops. */
+struct cfs_backend {
+    const cfs_backend_ops *ops;
+};
+
+/* The registry (backends.c): the backend for a URL's scheme, NULL if none. */
+const cfs_backend_ops *cfs_backend_for_url(const char *url);
+/* The schemes known, comma-separated, for error messages. */
+void cfs_backend_schemes(char *out, size_t n);
+
+/* TLS settings every HTTPS backend takes: the options ca_bundle (a CA file) and verify
+ * (False turns certificate checks off). */
+typedef struct cfs_tls {
+    char *ca_bundle;
+    int verify;
+} cfs_tls;
+
+/* Take the options (verify defaults to on). Returns 0, or -1 with err written. */
+int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errlen);
+/* Apply them to a transfer handle. Returns 0 or -1. */
+int cfs_tls_configure(const cfs_tls *tls, CURL *easy);
+void cfs_tls_free(cfs_tls *tls);
+
+/* Helpers for remote backends (http_common.c). */
+/* Add the Range header for op->range (nothing for a whole-object read). */
+int cfs_request_range(cfs_request *req, const cfs_range *r);
+/* Map an HTTP status to an op status for the simple cases (2xx, 404, 401/403, 412, 416,
+ * other 4xx); returns CFS_NEXT_RETRY for statuses worth retrying. */
+cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp);
+
+#endif

@@ -1,0 +1,189 @@
+#include "core/op.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cfs_status_name(cfs_status s)
+{
+    switch (s) {
+    case CFS_OK: return "ok";
+    case CFS_ENOTFOUND: return "not found";
+    case CFS_EEXISTS: return "already exists";
+    case CFS_EAUTH: return "not authorized";
+    case CFS_ERANGE: return "range not satisfiable";
+    case CFS_EHTTP: return "request refused";
+    case CFS_ETRANSIENT: return "failed after retries";
+    case CFS_ECHECKSUM: return "checksum mismatch";
+    case CFS_EPROTOCOL: return "malformed response";
+    case CFS_ENETWORK: return "network error";
+    case CFS_EIO: return "I/O error";
+    case CFS_EINVALID: return "invalid request";
+    case CFS_ENOMEM: return "out of memory";
+    case CFS_ECANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+const char *cfs_op_kind_name(cfs_op_kind k)
+{
+    switch (k) {
+    case CFS_OP_GET: return "get";
+    case CFS_OP_HEAD: return "head";
+    case CFS_OP_PUT: return "put";
+    case CFS_OP_DELETE: return "delete";
+    case CFS_OP_LIST: return "list";
+    case CFS_OP_RMDIR: return "rmdir";
+    case CFS_OP_DELETE_MANY: return "delete";
+    case CFS_OP_COPY: return "copy";
+    }
+    return "unknown";
+}
+
+int cfs_range_resolve(const cfs_range *r, int64_t size, int64_t *start, int64_t *end)
+{
+    *start = 0;
+    *end = size;
+    switch (r->kind) {
+    case CFS_RANGE_NONE:
+        return 0;
+    case CFS_RANGE_SUFFIX:
+        *start = r->length < size ? size - r->length : 0;
+        return 0;
+    case CFS_RANGE_BOUNDED:
+    case CFS_RANGE_FROM:
+        if (r->start >= size && !(r->start == 0 && size == 0))
+            return -1;
+        *start = r->start;
+        if (r->kind == CFS_RANGE_BOUNDED && r->end < size)
+            *end = r->end;
+        if (*end < *start)
+            *end = *start;
+        return 0;
+    }
+    return 0;
+}
+
+int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir)
+{
+    if (e->len == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        cfs_entry *p = realloc(e->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        e->items = p;
+        e->cap = cap;
+    }
+    char *copy = malloc(name_len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    e->items[e->len++] = (cfs_entry){ .name = copy, .size = size, .is_dir = is_dir };
+    return 0;
+}
+
+int cfs_entries_add_failure(cfs_entries *e, const char *name, cfs_status status, const char *detail)
+{
+    char *d = strdup(detail ? detail : "");
+    if (!d || cfs_entries_add(e, name, strlen(name), -1, 0) < 0) {
+        free(d);
+        return -1;
+    }
+    e->items[e->len - 1].status = status;
+    e->items[e->len - 1].detail = d;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cfs_entry *)a)->name, ((const cfs_entry *)b)->name);
+}
+
+void cfs_entries_sort_unique(cfs_entries *e)
+{
+    if (e->len < 2)
+        return;
+    qsort(e->items, e->len, sizeof e->items[0], entry_cmp);
+    size_t kept = 1;
+    for (size_t i = 1; i < e->len; i++) {
+        if (strcmp(e->items[i].name, e->items[kept - 1].name) == 0) {
+            free(e->items[i].name);
+            free(e->items[i].detail);
+        }
+        else
+            e->items[kept++] = e->items[i];
+    }
+    e->len = kept;
+}
+
+void cfs_entries_free(cfs_entries *e)
+{
+    for (size_t i = 0; i < e->len; i++) {
+        free(e->items[i].name);
+        free(e->items[i].detail);
+    }
+    free(e->items);
+    e->items = NULL;
+    e->len = e->cap = 0;
+}
+
+cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *key, size_t key_len)
+{
+    cfs_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->backend = backend;
+    op->size = -1;
+    op->key = malloc(key_len + 1);
+    if (!op->key) {
+        free(op);
+        return NULL;
+    }
+    memcpy(op->key, key, key_len);
+    op->key[key_len] = '\0';
+    return op;
+}
+
+void cfs_op_free(cfs_op *op)
+{
+    if (!op)
+        return;
+    free(op->key);
+    free(op->source);
+    for (size_t i = 0; i < op->n_keys; i++)
+        free(op->keys[i]);
+    free(op->keys);
+    cfs_buf_free(&op->data);
+    cfs_entries_free(&op->entries);
+    free(op->where);
+    while (op->children) { /* attached but never started */
+        cfs_op *child = op->children;
+        op->children = child->next;
+        cfs_op_free(child);
+    }
+    if (op->backend_state && op->free_backend_state)
+        op->free_backend_state(op->backend_state);
+    free(op);
+}
+
+void cfs_op_fail(cfs_op *op, cfs_status status, const char *fmt, ...)
+{
+    op->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->message, sizeof op->message, fmt, ap);
+    va_end(ap);
+}
+
+int cfs_op_set_where(cfs_op *op, const char *where)
+{
+    char *copy = strdup(where);
+    if (!copy)
+        return -1;
+    free(op->where);
+    op->where = copy;
+    return 0;
+}

@@ -1,0 +1,148 @@
+/* One storage operation: what the Python layer asks for, what a backend turns into
+ * requests (or executes locally), and what the engine completes. Shared by every layer. */
+#ifndef CFS_OP_H
+#define CFS_OP_H
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+
+typedef enum cfs_op_kind {
+    CFS_OP_GET,        /* whole object or a byte range */
+    CFS_OP_HEAD,       /* existence and size */
+    CFS_OP_PUT,        /* whole object */
+    CFS_OP_DELETE,     /* one key; deleting a missing key is not an error */
+    CFS_OP_LIST,       /* keys under a prefix, recursive or one level */
+    CFS_OP_RMDIR,      /* after a prefix's keys are deleted: remove what is left of it
+                        * (empty directories); a no-op for flat object stores */
+    CFS_OP_DELETE_MANY, /* several keys in one request (S3 DeleteObjects), for backends
+                         * with delete_many_max > 0; missing keys are not failures */
+    CFS_OP_COPY,        /* op->source to op->key, on the server where it can */
+} cfs_op_kind;
+
+/* The outcome of an operation; CFS_OK and CFS_ENOTFOUND are the only "normal" ones. */
+typedef enum cfs_status {
+    CFS_OK = 0,
+    CFS_ENOTFOUND,     /* 404 / no such file: a KeyError, never retried */
+    CFS_EEXISTS,       /* conditional create lost (412) */
+    CFS_EAUTH,         /* 401 / 403 */
+    CFS_ERANGE,        /* 416: the range starts past the end */
+    CFS_EHTTP,         /* another 4xx the server gave */
+    CFS_ETRANSIENT,    /* 5xx / 429 / 408 / network error, still failing after every retry */
+    CFS_ECHECKSUM,     /* body did not match the server's checksum, after every retry */
+    CFS_EPROTOCOL,     /* malformed response */
+    CFS_ENETWORK,      /* a transfer failure not worth retrying (TLS verification...) */
+    CFS_EIO,           /* local filesystem error */
+    CFS_EINVALID,      /* bad input caught late (by the backend) */
+    CFS_ENOMEM,
+    CFS_ECANCELLED,    /* given up because its caller was interrupted (engine.h) */
+} cfs_status;
+
+const char *cfs_status_name(cfs_status s);
+const char *cfs_op_kind_name(cfs_op_kind k);
+
+typedef enum cfs_range_kind {
+    CFS_RANGE_NONE,    /* whole object */
+    CFS_RANGE_BOUNDED, /* [start, end) */
+    CFS_RANGE_FROM,    /* [start, EOF) */
+    CFS_RANGE_SUFFIX,  /* the last `length` bytes */
+} cfs_range_kind;
+
+typedef struct cfs_range {
+    cfs_range_kind kind;
+    int64_t start;     /* BOUNDED, FROM */
+    int64_t end;       /* BOUNDED: exclusive */
+    int64_t length;    /* SUFFIX */
+} cfs_range;
+
+/* The bytes [*start, *end) a range selects from an object of `size` bytes. Returns 0,
+ * or -1 when the range starts past the end (HTTP's 416; an empty object still reads
+ * empty from offset 0). */
+int cfs_range_resolve(const cfs_range *r, int64_t size, int64_t *start, int64_t *end);
+
+typedef struct cfs_entry {
+    char *name;        /* key relative to the store root */
+    int64_t size;      /* LIST: -1 when unknown */
+    int is_dir;        /* LIST: a common prefix, only when listing one level */
+    cfs_status status; /* DELETE_MANY: why this key failed */
+    char *detail;      /* DELETE_MANY: the server's word on it, or NULL */
+} cfs_entry;
+
+typedef struct cfs_entries {
+    cfs_entry *items;
+    size_t len, cap;
+} cfs_entries;
+
+int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t size, int is_dir);
+/* A key that failed (DELETE_MANY). Returns 0 or -1. */
+int cfs_entries_add_failure(cfs_entries *e, const char *name, cfs_status status, const char *detail);
+void cfs_entries_free(cfs_entries *e);
+/* Sort by name and drop repeated names. */
+void cfs_entries_sort_unique(cfs_entries *e);
+
+struct cfs_backend;
+struct cfs_op;
+typedef void (*cfs_done_fn)(struct cfs_op *op, void *ctx);
+
+typedef struct cfs_op {
+    /* --- request: set by the caller before submission --- */
+    cfs_op_kind kind;
+    struct cfs_backend *backend;
+    char *key;                  /* owned; GET/HEAD/PUT/DELETE; the prefix for LIST */
+    cfs_range range;            /* GET */
+    const char *body;           /* PUT: borrowed, alive until completion */
+    size_t body_len;
+    int if_none_match;          /* PUT: create only if absent */
+    int missing_ok;             /* DELETE: the caller ignores a missing key, so a backend
+                                 * need not look before it deletes */
+    int recursive;              /* LIST: every key below, or one level with directories */
+    char *source;               /* COPY: the key copied (op->key is the destination); owned */
+    char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
+    size_t n_keys;
+    const atomic_int *cancel;   /* nonzero once the caller gives up (engine.h:
+                                 * cfs_engine_notice_cancel); NULL: never */
+
+    /* --- result: set by the backend / engine --- */
+    cfs_status status;
+    long http_status;           /* last HTTP status seen, 0 for local backends */
+    int attempts;               /* transfers tried, retries included */
+    cfs_buf data;               /* GET body */
+    int64_t size;               /* HEAD: object size; GET: total size if known */
+    cfs_entries entries;        /* LIST: what is there; DELETE_MANY: the keys that failed */
+    char *where;                /* URL or path named in errors, never a secret; owned */
+    char message[256];          /* human detail for a failure */
+
+    /* --- backend scratch: multi-step operations (paging, multipart) --- */
+    int step;
+    void *backend_state;
+    void (*free_backend_state)(void *);
+    struct cfs_op *children;    /* CFS_NEXT_CHILDREN: new ops for the engine to run, linked
+                                 * by next (kind, key, body set; the engine sets the rest) */
+
+    /* --- completion --- */
+    cfs_done_fn on_done;
+    void *ctx;
+    void *caller;               /* the submitter's own per-op data (Python objects...) */
+    struct cfs_limiter *limiter; /* admission control this op counts against */
+
+    /* --- engine private --- */
+    void *engine_priv;
+    int fresh_connection;       /* the last try failed on its connection: use a new one */
+    int worker_job;             /* a remote op on the worker queue: prepare or verify */
+    int lane;                   /* the engine lane a remote op runs on */
+    struct cfs_op *parent;      /* a child op: the op it runs for */
+    int children_running;       /* a parent op: its children not yet handed back */
+    struct cfs_op *next;
+} cfs_op;
+
+/* Allocate a zeroed op; key is copied. Returns NULL on out-of-memory. */
+cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *key, size_t key_len);
+void cfs_op_free(cfs_op *op);
+/* Record a failure with a printf-style message. */
+void cfs_op_fail(cfs_op *op, cfs_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Replace op->where (copied). Returns 0 or -1. */
+int cfs_op_set_where(cfs_op *op, const char *where);
+
+#endif

@@ -1,0 +1,125 @@
+/* Pieces every HTTP-speaking backend shares: request headers, Range, status outcomes. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/retry.h"
+
+int cfs_request_header(cfs_request *req, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return -1;
+    struct curl_slist *l = curl_slist_append(req->headers, line);
+    if (!l)
+        return -1;
+    req->headers = l;
+    return 0;
+}
+
+void cfs_request_clear(cfs_request *req)
+{
+    free(req->url);
+    curl_slist_free_all(req->headers);
+    cfs_buf_free(&req->body_owned);
+    memset(req, 0, sizeof *req);
+}
+
+int cfs_request_range(cfs_request *req, const cfs_range *r)
+{
+    switch (r->kind) {
+    case CFS_RANGE_NONE:
+        return 0;
+    case CFS_RANGE_BOUNDED:
+        return cfs_request_header(req, "Range: bytes=%" PRId64 "-%" PRId64, r->start, r->end - 1);
+    case CFS_RANGE_FROM:
+        return cfs_request_header(req, "Range: bytes=%" PRId64 "-", r->start);
+    case CFS_RANGE_SUFFIX:
+        return cfs_request_header(req, "Range: bytes=-%" PRId64, r->length);
+    }
+    return -1;
+}
+
+/* A server that ignored Range sent the whole object with 200: cut the asked-for part. */
+static void slice_whole_body(cfs_op *op, cfs_buf *body)
+{
+    int64_t size = (int64_t)body->len, start, end;
+    if (cfs_range_resolve(&op->range, size, &start, &end) < 0)
+        start = end = size;
+    if (end > start)
+        memmove(body->data, body->data + start, (size_t)(end - start));
+    body->len = (size_t)(end - start);
+    op->size = size;
+}
+
+cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp)
+{
+    long s = resp->status;
+    if (s >= 200 && s < 300) {
+        op->status = CFS_OK;
+        if (op->kind == CFS_OP_GET && s == 200 && op->range.kind != CFS_RANGE_NONE)
+            slice_whole_body(op, resp->body);
+        else if (op->kind == CFS_OP_HEAD || (op->kind == CFS_OP_GET && s == 200))
+            op->size = resp->content_length >= 0 ? resp->content_length
+                                                 : (op->kind == CFS_OP_GET ? (int64_t)resp->body->len : -1);
+        return CFS_NEXT_DONE;
+    }
+    if (cfs_retry_status_is_transient(s)) {
+        cfs_op_fail(op, CFS_ETRANSIENT, "HTTP %ld", s);
+        return CFS_NEXT_RETRY;
+    }
+    switch (s) {
+    case 404:
+    case 410:
+        cfs_op_fail(op, CFS_ENOTFOUND, "HTTP %ld", s);
+        break;
+    case 401:
+    case 403:
+        cfs_op_fail(op, CFS_EAUTH, "HTTP %ld", s);
+        break;
+    case 412:
+        cfs_op_fail(op, CFS_EEXISTS, "HTTP %ld", s);
+        break;
+    case 416:
+        cfs_op_fail(op, CFS_ERANGE, "HTTP %ld", s);
+        break;
+    default:
+        cfs_op_fail(op, CFS_EHTTP, "HTTP %ld", s);
+        break;
+    }
+    return CFS_NEXT_DONE;
+}
+
+int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errlen)
+{
+    tls->verify = 1;
+    const char *ca = cfs_options_take(opts, "ca_bundle");
+    if (ca && !(tls->ca_bundle = strdup(ca))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return cfs_options_take_bool(opts, "verify", &tls->verify, err, errlen) < 0 ? -1 : 0;
+}
+
+int cfs_tls_configure(const cfs_tls *tls, CURL *easy)
+{
+    if (tls->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_bundle) != CURLE_OK)
+        return -1;
+    if (!tls->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
+                         curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
+        return -1;
+    return 0;
+}
+
+void cfs_tls_free(cfs_tls *tls)
+{
+    free(tls->ca_bundle);
+    tls->ca_bundle = NULL;
+}

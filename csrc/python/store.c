@@ -1,0 +1,897 @@
+/* The Store type: the zarr-compatible mapping over one backend. Every method that waits
+ * does so with the GIL released; batches go through batch.c. */
+#include "python/store.h"
+
+#include <string.h>
+
+#include "python/batch.h"
+#include "python/blob.h"
+#include "python/pyutil.h"
+
+/* Option names whose values never appear in a repr. */
+static const char *const SECRET_OPTIONS[] = {
+    "secret_access_key", "session_token", "bearer_token", "password", "token", "private_key",
+    "credential_token", "refresh_token", "client_secret", NULL,
+};
+
+int cfs_store_check_open(StoreObject *s)
+{
+    if (s->closed || !s->backend) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on a closed store");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------- construction ---------- */
+
+static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char *err, size_t n)
+{
+    long v;
+    double d;
+    int rc;
+    if ((rc = cfs_options_take_long(o, "concurrency", 1, 4096, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->concurrency = (int)v;
+    if ((rc = cfs_options_take_long(o, "retries", 1, 100, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->retry.max_attempts = (int)v;
+    if ((rc = cfs_options_take_double(o, "retry_base", 0, 3600, &d, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->retry.base_seconds = d;
+    if ((rc = cfs_options_take_double(o, "retry_cap", 0, 3600, &d, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->retry.cap_seconds = d;
+    if ((rc = cfs_options_take_double(o, "connect_timeout", 0.001, 3600, &d, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->connect_timeout_ms = (long)(d * 1000);
+    if ((rc = cfs_options_take_long(o, "stall_timeout", 1, 3600, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->stall_timeout_s = v;
+    if ((rc = cfs_options_take_long(o, "buffer_size", 1024, 10 * 1024 * 1024, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->buffer_size = v;
+    if (cfs_options_take_bool(o, "http2", &cfg->http2, err, n) < 0)
+        return -1;
+    return 0;
+}
+
+/* cloudfiles_store._resolve_options(url, options) -> dict */
+static PyObject *resolve_options(PyObject *url, PyObject *kwargs)
+{
+    PyObject *pkg = PyImport_ImportModule("cloudfiles_store");
+    if (!pkg)
+        return NULL;
+    PyObject *given = kwargs ? Py_NewRef(kwargs) : PyDict_New();
+    PyObject *r = given ? PyObject_CallMethod(pkg, "_resolve_options", "OO", url, given) : NULL;
+    Py_DECREF(pkg);
+    Py_XDECREF(given);
+    if (r && !PyDict_Check(r)) {
+        PyErr_SetString(PyExc_TypeError, "_resolve_options must return a dict");
+        Py_CLEAR(r);
+    }
+    return r;
+}
+
+static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *url;
+    if (!PyArg_ParseTuple(args, "U:CloudFilesStore", &url))
+        return -1;
+    if (self->backend) {
+        PyErr_SetString(PyExc_RuntimeError, "CloudFilesStore.__init__ called twice");
+        return -1;
+    }
+    const char *u = PyUnicode_AsUTF8(url);
+    if (!u)
+        return -1;
+    const cfs_backend_ops *ops = cfs_backend_for_url(u);
+    if (!ops) {
+        char schemes[256];
+        cfs_backend_schemes(schemes, sizeof schemes);
+        PyErr_Format(cfs_err.scheme, "unsupported URL %R: known schemes are %s", url, schemes);
+        return -1;
+    }
+    cfs_options opts = { 0 };
+    cfs_transfer_config cfg = CFS_TRANSFER_DEFAULT;
+    char err[256] = "";
+    int rc = -1;
+    /* What the backend opens with: the options given plus what Python discovers
+     * (credentials, region). Only the options given are kept for repr and pickling. */
+    PyObject *resolved = resolve_options(url, kwargs);
+    if (!resolved)
+        goto out;
+    int converted = cfs_py_options(resolved, &opts);
+    Py_DECREF(resolved);
+    if (converted < 0)
+        goto out;
+    if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0) {
+        PyErr_SetString(cfs_err.option, err);
+        goto out;
+    }
+    cfs_backend *b = ops->open(u, &opts, err, sizeof err);
+    if (!b) {
+        PyErr_Format(cfs_err.option, "cannot open %s store: %s", ops->name, err);
+        goto out;
+    }
+    const char *unknown = cfs_options_unknown(&opts);
+    if (unknown) {
+        PyErr_Format(cfs_err.option, "unknown option %s for a %s store", unknown, ops->name);
+        ops->close(b);
+        goto out;
+    }
+    self->limiter = cfs_limiter_new(&cfg);
+    if (!self->limiter) {
+        ops->close(b);
+        PyErr_NoMemory();
+        goto out;
+    }
+    self->backend = b;
+    self->url = Py_NewRef(url);
+    self->options = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!self->options)
+        goto out;
+    rc = 0;
+out:
+    cfs_options_free(&opts);
+    return rc;
+}
+
+static void store_release(StoreObject *self)
+{
+    if (self->backend) {
+        self->backend->ops->close(self->backend);
+        self->backend = NULL;
+    }
+    cfs_limiter_free(self->limiter);
+    self->limiter = NULL;
+}
+
+static void store_dealloc(StoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    store_release(self);
+    Py_CLEAR(self->url);
+    Py_CLEAR(self->options);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int store_traverse(StoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->url);
+    Py_VISIT(self->options);
+    return 0;
+}
+
+static int store_clear_refs(StoreObject *self)
+{
+    Py_CLEAR(self->options);
+    return 0;
+}
+
+/* ---------- running ops ---------- */
+
+int cfs_store_run(StoreObject *s, cfs_op *op)
+{
+    cfs_waiter *w = cfs_waiter_new();
+    if (!w) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    op->limiter = s->limiter;
+    op->on_done = cfs_waiter_done;
+    op->ctx = w;
+    op->cancel = cfs_waiter_cancel_flag(w);
+    if (cfs_engine_submit(op) < 0) {
+        cfs_waiter_free(w);
+        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
+        return -1;
+    }
+    int interrupted = 0;
+    for (;;) {
+        cfs_op *done;
+        /* bounded while no signal came, so that a Ctrl-C is seen while a transfer stalls */
+        long wait_ms = interrupted ? -1 : CFS_SIGNAL_CHECK_MS;
+        Py_BEGIN_ALLOW_THREADS
+        done = cfs_waiter_take(w, 1, wait_ms);
+        Py_END_ALLOW_THREADS
+        if (done)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            /* the signal's exception stays set; the op is given up if it can be (engine.h)
+             * and waited for, since it uses the caller's buffers */
+            interrupted = 1;
+            cfs_waiter_cancel(w);
+        }
+    }
+    cfs_waiter_free(w);
+    return interrupted ? -1 : 0;
+}
+
+cfs_op *cfs_store_key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
+{
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    const char *k;
+    Py_ssize_t n;
+    if (cfs_py_key(key, prefix, &k, &n) < 0)
+        return NULL;
+    cfs_op *op = cfs_op_new(kind, s->backend, k, (size_t)n);
+    if (!op)
+        PyErr_NoMemory();
+    return op;
+}
+
+/* Run one op; on failure raise (KeyError for a missing key unless missing_ok). */
+static int run_key_op(StoreObject *s, cfs_op *op, PyObject *key, int missing_ok)
+{
+    if (cfs_store_run(s, op) < 0)
+        return -1;
+    if (op->status == CFS_OK || (missing_ok && op->status == CFS_ENOTFOUND))
+        return 0;
+    cfs_py_raise_op(op, key);
+    return -1;
+}
+
+/* The body as bytes, without a copy where it can (op->data is then empty). */
+static PyObject *bytes_of(cfs_op *op)
+{
+    return cfs_bytes_from_buf(&op->data);
+}
+
+/* ---------- listing ---------- */
+
+/* The names under `prefix`, recursive or one level, sorted and unique: relative to the
+ * prefix when it names a directory ("" or ending in '/'), whole keys for a partial prefix.
+ * With want_sizes, *total_size gets the sum of the objects' sizes. */
+static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int want_sizes,
+                            int64_t *total_size)
+{
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix, 1);
+    if (!op)
+        return NULL;
+    op->recursive = recursive;
+    PyObject *result = NULL;
+    if (run_key_op(s, op, prefix, 0) < 0)
+        goto out;
+    size_t strip = strlen(op->key);
+    if (strip && op->key[strip - 1] != '/')
+        strip = 0; /* a partial prefix: names are whole keys */
+    PyObject *names = PyList_New(0);
+    if (!names)
+        goto out;
+    int64_t total = 0;
+    for (size_t i = 0; i < op->entries.len; i++) {
+        const cfs_entry *e = &op->entries.items[i];
+        size_t len = strlen(e->name);
+        if (len <= strip)
+            continue;
+        if (want_sizes && !e->is_dir && e->size > 0)
+            total += e->size;
+        PyObject *n = PyUnicode_DecodeUTF8(e->name + strip, (Py_ssize_t)(len - strip), "surrogateescape");
+        if (!n || PyList_Append(names, n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(names);
+            goto out;
+        }
+        Py_DECREF(n);
+    }
+    /* sorted, then repeats (a directory seen again, a key listed twice) dropped */
+    if (PyList_Sort(names) < 0) {
+        Py_DECREF(names);
+        goto out;
+    }
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+        PyObject *n = PyList_GET_ITEM(names, i);
+        if (kept > 0 && PyUnicode_Compare(PyList_GET_ITEM(names, kept - 1), n) == 0)
+            continue;
+        Py_INCREF(n);
+        PyList_SetItem(names, kept++, n); /* releases the item it replaces */
+    }
+    if (PyList_SetSlice(names, kept, PyList_GET_SIZE(names), NULL) < 0) {
+        Py_DECREF(names);
+        goto out;
+    }
+    result = names;
+    if (total_size)
+        *total_size = total;
+out:
+    cfs_op_free(op);
+    return result;
+}
+
+/* None or absent, and "", are the root ""; "a" and "a/" become "a/". */
+static PyObject *dir_prefix(PyObject *path)
+{
+    if (!path || path == Py_None)
+        return PyUnicode_FromString("");
+    if (!PyUnicode_Check(path)) {
+        PyErr_Format(cfs_err.invalid_key, "paths must be str, not %.100s", Py_TYPE(path)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(path);
+    if (n == 0 || PyUnicode_READ_CHAR(path, n - 1) == '/')
+        return Py_NewRef(path);
+    return PyUnicode_FromFormat("%U/", path);
+}
+
+/* ---------- mapping protocol ---------- */
+
+static PyObject *store_getitem(StoreObject *s, PyObject *key)
+{
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_GET, key, 0);
+    if (!op)
+        return NULL;
+    PyObject *r = run_key_op(s, op, key, 0) < 0 ? NULL : bytes_of(op);
+    cfs_op_free(op);
+    return r;
+}
+
+static int store_setitem(StoreObject *s, PyObject *key, PyObject *value)
+{
+    cfs_op *op = cfs_store_key_op(s, value ? CFS_OP_PUT : CFS_OP_DELETE, key, 0);
+    if (!op)
+        return -1;
+    Py_buffer view;
+    if (value) {
+        if (PyObject_GetBuffer(value, &view, PyBUF_CONTIG_RO) < 0) {
+            cfs_op_free(op);
+            PyErr_Format(PyExc_TypeError,
+                         "value for key %R must support the buffer protocol (bytes, bytearray, "
+                         "memoryview, numpy array), not %.100s", key, Py_TYPE(value)->tp_name);
+            return -1;
+        }
+        op->body = view.buf;
+        op->body_len = (size_t)view.len;
+    }
+    int rc = run_key_op(s, op, key, 0);
+    if (value)
+        PyBuffer_Release(&view);
+    cfs_op_free(op);
+    return rc;
+}
+
+static int store_contains(StoreObject *s, PyObject *key)
+{
+    if (!PyUnicode_Check(key))
+        return 0;
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, key, 0);
+    if (!op) {
+        if (PyErr_ExceptionMatches(cfs_err.invalid_key)) {
+            PyErr_Clear(); /* no such key can exist */
+            return 0;
+        }
+        return -1;
+    }
+    int rc = run_key_op(s, op, key, 1);
+    if (rc == 0)
+        rc = op->status == CFS_OK;
+    cfs_op_free(op);
+    return rc;
+}
+
+static PyObject *store_keys(StoreObject *s, PyObject *unused)
+{
+    (void)unused;
+    PyObject *empty = PyUnicode_FromString("");
+    if (!empty)
+        return NULL;
+    PyObject *r = list_names(s, empty, 1, 0, NULL);
+    Py_DECREF(empty);
+    return r;
+}
+
+static PyObject *store_iter(StoreObject *s)
+{
+    PyObject *keys = store_keys(s, NULL);
+    if (!keys)
+        return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static Py_ssize_t store_len(StoreObject *s)
+{
+    PyObject *keys = store_keys(s, NULL);
+    if (!keys)
+        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    Py_DECREF(keys);
+    return n;
+}
+
+/* ---------- batches ---------- */
+
+static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "keys", "contexts", NULL };
+    PyObject *keys, *contexts = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O:getitems", kwlist, &keys, &contexts))
+        return NULL;
+    BatchObject *b = cfs_batch_new(s, keys, BATCH_GET);
+    if (!b)
+        return NULL;
+    PyObject *out = PyDict_New();
+    cfs_op *op;
+    while (out && (op = cfs_batch_next(b))) {
+        batch_item *it = op->caller;
+        if (op->status == CFS_OK) {
+            PyObject *data = bytes_of(op);
+            if (!data || PyDict_SetItem(out, it->key, data) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(data);
+        } else if (op->status != CFS_ENOTFOUND && cfs_batch_record_failure(b, op) < 0) {
+            Py_CLEAR(out);
+        }
+        cfs_batch_release(op);
+    }
+    if (out && (PyErr_Occurred() || cfs_batch_finish(b, "getitems") < 0))
+        Py_CLEAR(out);
+    Py_DECREF(b);
+    return out;
+}
+
+/* Run a batch whose results are only successes or failures (put, delete). */
+static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind, int missing_ok,
+                                const char *what)
+{
+    BatchObject *b = cfs_batch_new(s, items, kind);
+    if (!b)
+        return NULL;
+    int ok = 1;
+    cfs_op *op;
+    while ((op = cfs_batch_next(b))) {
+        if (cfs_batch_op_failed(op, missing_ok) && cfs_batch_record_failure(b, op) < 0)
+            ok = 0;
+        cfs_batch_release(op);
+    }
+    if (PyErr_Occurred() || !ok || cfs_batch_finish(b, what) < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    Py_DECREF(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_setitems(StoreObject *s, PyObject *values)
+{
+    PyObject *items = values;
+    if (PyDict_Check(values) || PyObject_HasAttrString(values, "items")) {
+        items = PyObject_CallMethod(values, "items", NULL);
+        if (!items)
+            return NULL;
+    } else {
+        Py_INCREF(items);
+    }
+    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems");
+    Py_DECREF(items);
+    return r;
+}
+
+static PyObject *store_delitems(StoreObject *s, PyObject *keys)
+{
+    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems");
+}
+
+static PyObject *store_iter_get(StoreObject *s, PyObject *keys)
+{
+    return (PyObject *)cfs_batch_new(s, keys, BATCH_GET);
+}
+
+static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
+{
+    BatchObject *b = cfs_batch_new(s, ranges, BATCH_RANGE);
+    if (!b)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    cfs_op *op;
+    while (out && (op = cfs_batch_next(b))) {
+        batch_item *it = op->caller;
+        PyObject *v = NULL;
+        if (op->status == CFS_OK)
+            v = bytes_of(op);
+        else if (op->status == CFS_ERANGE)
+            v = PyBytes_FromStringAndSize(NULL, 0);
+        else if (op->status == CFS_ENOTFOUND)
+            v = Py_NewRef(Py_None);
+        else if (cfs_batch_record_failure(b, op) == 0)
+            v = Py_NewRef(Py_None);
+        /* results arrive out of order: grow the list to the index and place it */
+        while (v && PyList_GET_SIZE(out) <= it->index)
+            if (PyList_Append(out, Py_None) < 0)
+                Py_CLEAR(v);
+        if (!v || PyList_SetItem(out, it->index, v) < 0)
+            Py_CLEAR(out);
+        cfs_batch_release(op);
+    }
+    if (out && (PyErr_Occurred() || cfs_batch_finish(b, "get_ranges") < 0))
+        Py_CLEAR(out);
+    Py_DECREF(b);
+    return out;
+}
+
+static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "key", "start", "end", NULL };
+    PyObject *key, *start, *end = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:get_range", kwlist, &key, &start, &end))
+        return NULL;
+    PyObject *item = Py_BuildValue("((OOO))", key, start, end);
+    if (!item)
+        return NULL;
+    PyObject *list = store_get_ranges(s, item);
+    Py_DECREF(item);
+    if (!list)
+        return NULL;
+    PyObject *r = PyList_GET_ITEM(list, 0);
+    if (r == Py_None) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        r = NULL;
+    } else {
+        Py_INCREF(r);
+    }
+    Py_DECREF(list);
+    return r;
+}
+
+static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "source", "destination", NULL };
+    PyObject *source, *dest;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:copy", kwlist, &source, &dest))
+        return NULL;
+    const char *src;
+    Py_ssize_t src_len;
+    if (cfs_py_key(source, 0, &src, &src_len) < 0)
+        return NULL;
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_COPY, dest, 0);
+    if (!op)
+        return NULL;
+    op->source = strndup(src, (size_t)src_len);
+    PyObject *r = NULL;
+    if (!op->source)
+        PyErr_NoMemory();
+    else if (run_key_op(s, op, source, 0) == 0) /* KeyError names the missing source */
+        r = Py_NewRef(Py_None);
+    cfs_op_free(op);
+    return r;
+}
+
+/* ---------- directories ---------- */
+
+static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "prefix", NULL };
+    PyObject *prefix = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U:entries", kwlist, &prefix))
+        return NULL;
+    PyObject *empty = prefix ? NULL : PyUnicode_FromString("");
+    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix ? prefix : empty, 1);
+    PyObject *out = NULL;
+    if (!op)
+        goto done;
+    op->recursive = 1;
+    if (run_key_op(s, op, prefix ? prefix : empty, 0) < 0)
+        goto done;
+    out = PyList_New((Py_ssize_t)op->entries.len);
+    for (size_t i = 0; out && i < op->entries.len; i++) {
+        const cfs_entry *e = &op->entries.items[i];
+        PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        PyObject *t = name ? Py_BuildValue("(NL)", name, (long long)e->size) : NULL;
+        if (!t)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, (Py_ssize_t)i, t);
+    }
+    if (out && PyList_Sort(out) < 0)
+        Py_CLEAR(out);
+done:
+    cfs_op_free(op);
+    Py_XDECREF(empty);
+    return out;
+}
+
+static PyObject *store_listdir(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "path", NULL };
+    PyObject *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:listdir", kwlist, &path))
+        return NULL;
+    PyObject *prefix = dir_prefix(path);
+    if (!prefix)
+        return NULL;
+    PyObject *r = list_names(s, prefix, 0, 0, NULL);
+    Py_DECREF(prefix);
+    return r;
+}
+
+static PyObject *store_rmdir(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "path", NULL };
+    PyObject *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:rmdir", kwlist, &path))
+        return NULL;
+    PyObject *prefix = dir_prefix(path);
+    if (!prefix)
+        return NULL;
+    PyObject *names = list_names(s, prefix, 1, 0, NULL);
+    PyObject *keys = NULL, *r = NULL;
+    if (!names)
+        goto out;
+    keys = PyList_New(PyList_GET_SIZE(names));
+    if (!keys)
+        goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+        PyObject *k = PyUnicode_Concat(prefix, PyList_GET_ITEM(names, i));
+        if (!k)
+            goto out;
+        PyList_SET_ITEM(keys, i, k);
+    }
+    r = store_delitems(s, keys);
+    if (r) {
+        cfs_op *op = cfs_store_key_op(s, CFS_OP_RMDIR, prefix, 1);
+        if (!op || run_key_op(s, op, prefix, 1) < 0)
+            Py_CLEAR(r);
+        cfs_op_free(op);
+    }
+out:
+    Py_DECREF(prefix);
+    Py_XDECREF(names);
+    Py_XDECREF(keys);
+    return r;
+}
+
+static PyObject *store_clear(StoreObject *s, PyObject *unused)
+{
+    (void)unused;
+    PyObject *no_args = PyTuple_New(0);
+    if (!no_args)
+        return NULL;
+    PyObject *r = store_rmdir(s, no_args, NULL);
+    Py_DECREF(no_args);
+    return r;
+}
+
+static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "path", NULL };
+    PyObject *path = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:getsize", kwlist, &path))
+        return NULL;
+    /* a key: its size; a directory: the total of the objects directly in it */
+    if (path && path != Py_None && PyUnicode_Check(path) && PyUnicode_GET_LENGTH(path) > 0 &&
+        PyUnicode_READ_CHAR(path, PyUnicode_GET_LENGTH(path) - 1) != '/') {
+        cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, path, 0);
+        if (!op)
+            return NULL;
+        int rc = run_key_op(s, op, path, 1);
+        PyObject *r = NULL;
+        if (rc == 0 && op->status == CFS_OK)
+            r = PyLong_FromLongLong(op->size);
+        cfs_op_free(op);
+        if (rc < 0 || r)
+            return r;
+    }
+    PyObject *prefix = dir_prefix(path);
+    if (!prefix)
+        return NULL;
+    int64_t total = 0;
+    PyObject *names = list_names(s, prefix, 0, 1, &total);
+    Py_DECREF(prefix);
+    if (!names)
+        return NULL;
+    Py_DECREF(names);
+    return PyLong_FromLongLong(total);
+}
+
+/* ---------- object protocol ---------- */
+
+static PyObject *store_close(StoreObject *s, PyObject *unused)
+{
+    (void)unused;
+    s->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_enter(StoreObject *s, PyObject *unused)
+{
+    (void)unused;
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    return Py_NewRef(s);
+}
+
+static PyObject *store_exit(StoreObject *s, PyObject *args)
+{
+    (void)args;
+    s->closed = 1;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *store_reduce(StoreObject *s, PyObject *unused)
+{
+    (void)unused;
+    PyObject *pkg = PyImport_ImportModule("cloudfiles_store");
+    if (!pkg)
+        return NULL;
+    PyObject *rebuild = PyObject_GetAttrString(pkg, "_rebuild");
+    Py_DECREF(pkg);
+    if (!rebuild)
+        return NULL;
+    PyObject *r = Py_BuildValue("N(OOO)", rebuild, (PyObject *)Py_TYPE(s), s->url, s->options);
+    return r;
+}
+
+static int is_secret_option(PyObject *name)
+{
+    const char *n = PyUnicode_AsUTF8(name);
+    if (!n) {
+        PyErr_Clear();
+        return 1;
+    }
+    for (const char *const *p = SECRET_OPTIONS; *p; p++)
+        if (strcmp(*p, n) == 0)
+            return 1;
+    return 0;
+}
+
+static PyObject *store_repr(StoreObject *s)
+{
+    if (!s->backend)
+        return PyUnicode_FromFormat("<%s (uninitialised)>", Py_TYPE(s)->tp_name);
+    PyObject *parts = PyList_New(0);
+    if (!parts)
+        return NULL;
+    PyObject *url = PyUnicode_FromString(s->backend->ops->url(s->backend));
+    PyObject *first = url ? PyUnicode_FromFormat("%R", url) : NULL;
+    Py_XDECREF(url);
+    if (!first || PyList_Append(parts, first) < 0)
+        goto fail_first;
+    Py_DECREF(first);
+    PyObject *name, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(s->options, &pos, &name, &value)) {
+        PyObject *p = is_secret_option(name) ? PyUnicode_FromFormat("%U='***'", name)
+                                             : PyUnicode_FromFormat("%U=%R", name, value);
+        if (!p || PyList_Append(parts, p) < 0) {
+            Py_XDECREF(p);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_DECREF(p);
+    }
+    PyObject *sep = PyUnicode_FromString(", ");
+    PyObject *joined = sep ? PyUnicode_Join(sep, parts) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(parts);
+    if (!joined)
+        return NULL;
+    PyObject *r = PyUnicode_FromFormat("%s(%U)", _PyType_Name(Py_TYPE(s)), joined);
+    Py_DECREF(joined);
+    return r;
+fail_first:
+    Py_XDECREF(first);
+    Py_DECREF(parts);
+    return NULL;
+}
+
+static PyObject *store_richcompare(StoreObject *a, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(other, &cfs_StoreType))
+        Py_RETURN_NOTIMPLEMENTED;
+    StoreObject *b = (StoreObject *)other;
+    int eq = Py_TYPE(a) == Py_TYPE(b) && a->backend && b->backend;
+    if (eq)
+        eq = strcmp(a->backend->ops->url(a->backend), b->backend->ops->url(b->backend)) == 0;
+    if (eq) {
+        eq = PyObject_RichCompareBool(a->options, b->options, Py_EQ);
+        if (eq < 0)
+            return NULL;
+    }
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static PyObject *store_get_url(StoreObject *s, void *closure)
+{
+    (void)closure;
+    if (!s->backend)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(s->backend->ops->url(s->backend));
+}
+
+static PyObject *store_get_options(StoreObject *s, void *closure)
+{
+    (void)closure;
+    return PyDict_Copy(s->options);
+}
+
+static PyObject *store_get_closed(StoreObject *s, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(s->closed);
+}
+
+static PyMethodDef store_methods[] = {
+    { "keys", (PyCFunction)store_keys, METH_NOARGS, "Every key in the store, sorted." },
+    { "getitems", (PyCFunction)(void (*)(void))store_getitems, METH_VARARGS | METH_KEYWORDS,
+      "getitems(keys, *, contexts=None) -> dict of the keys present, fetched in parallel." },
+    { "setitems", (PyCFunction)store_setitems, METH_O,
+      "setitems(mapping or iterable of (key, value)): write in parallel." },
+    { "delitems", (PyCFunction)store_delitems, METH_O,
+      "delitems(keys): delete in parallel; missing keys are ignored." },
+    { "iter_get", (PyCFunction)store_iter_get, METH_O,
+      "iter_get(keys) -> iterator of (key, bytes or None) as the transfers complete." },
+    { "get_range", (PyCFunction)(void (*)(void))store_get_range, METH_VARARGS | METH_KEYWORDS,
+      "get_range(key, start, end=None) -> bytes [start, end); start < 0 reads the last -start "
+      "bytes; a range past the end gives b''." },
+    { "get_ranges", (PyCFunction)store_get_ranges, METH_O,
+      "get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing key)." },
+    { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
+      "entries(prefix='') -> sorted [(key, size)] of every key starting with prefix "
+      "(size -1 where the listing does not give it)." },
+    { "copy", (PyCFunction)(void (*)(void))store_copy, METH_VARARGS | METH_KEYWORDS,
+      "copy(source, destination): copy an object within the store, on the server where it "
+      "can (S3 CopyObject, GCS rewrite); KeyError if source is missing." },
+    { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
+      "listdir(path='') -> sorted names one level below path." },
+    { "rmdir", (PyCFunction)(void (*)(void))store_rmdir, METH_VARARGS | METH_KEYWORDS,
+      "rmdir(path=''): delete every key below path." },
+    { "getsize", (PyCFunction)(void (*)(void))store_getsize, METH_VARARGS | METH_KEYWORDS,
+      "getsize(path='') -> size of a key, or the total of the objects directly under path." },
+    { "clear", (PyCFunction)store_clear, METH_NOARGS, "Delete every key." },
+    { "close", (PyCFunction)store_close, METH_NOARGS, "Close the store." },
+    { "__enter__", (PyCFunction)store_enter, METH_NOARGS, NULL },
+    { "__exit__", (PyCFunction)store_exit, METH_VARARGS, NULL },
+    { "__reduce__", (PyCFunction)store_reduce, METH_NOARGS, NULL },
+    { NULL },
+};
+
+static PyGetSetDef store_getset[] = {
+    { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
+    { "options", (getter)store_get_options, NULL, "The options given.", NULL },
+    { "closed", (getter)store_get_closed, NULL, "Whether close() was called.", NULL },
+    { NULL },
+};
+
+static PyMappingMethods store_as_mapping = {
+    .mp_length = (lenfunc)store_len,
+    .mp_subscript = (binaryfunc)store_getitem,
+    .mp_ass_subscript = (objobjargproc)store_setitem,
+};
+
+static PySequenceMethods store_as_sequence = {
+    .sq_contains = (objobjproc)store_contains,
+};
+
+PyTypeObject cfs_StoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cloudfiles_store._core.Store",
+    .tp_basicsize = sizeof(StoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Store(url, **options): a mapping of keys to bytes over one storage location.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)store_init,
+    .tp_dealloc = (destructor)store_dealloc,
+    .tp_traverse = (traverseproc)store_traverse,
+    .tp_clear = (inquiry)store_clear_refs,
+    .tp_repr = (reprfunc)store_repr,
+    .tp_richcompare = (richcmpfunc)store_richcompare,
+    .tp_iter = (getiterfunc)store_iter,
+    .tp_as_mapping = &store_as_mapping,
+    .tp_as_sequence = &store_as_sequence,
+    .tp_methods = store_methods,
+    .tp_getset = store_getset,
+    .tp_weaklistoffset = offsetof(StoreObject, weakreflist),
+    .tp_hash = PyObject_HashNotImplemented,
+};
