@@ -38,10 +38,6 @@ COALESCE_MAX = 64 << 20
 # _get_many, delete_dir: operations submitted ahead of the ones completed.
 WINDOW = 4096
 
-# Schemes whose create-if-absent the backend makes atomic. Elsewhere (a plain HTTP server
-# such as nginx ignores If-None-Match on PUT) set_if_not_exists checks first.
-_ATOMIC_IF_ABSENT = frozenset({"mem", "file", "s3", "gs", "gcs"})
-
 
 # ----------------------------------------------------------------------------- loops
 
@@ -164,8 +160,9 @@ class ZarrStore(Store):
         self._core = _core.Store(url, **options)
         self._url = url
         self._options = options
-        scheme = self._core.url.partition("://")[0] if "://" in self._core.url else "file"
-        self._atomic_if_absent = scheme in _ATOMIC_IF_ABSENT
+        # where the backend cannot create-if-absent atomically (a plain HTTP server such as
+        # nginx ignores If-None-Match on PUT), set_if_not_exists checks first
+        self._atomic_if_absent = "atomic_if_absent" in self._core.capabilities
 
     # -- identity -------------------------------------------------------------------
 

@@ -442,6 +442,23 @@ def test_repr(store, backend):
         assert backend.url.split("://", 1)[1].split("/", 1)[0] in r  # host:port
 
 
+# What each backend declares it can do (cfs_backend_ops.capabilities). zarr3.ZarrStore
+# checks before a create-if-absent where "atomic_if_absent" is missing.
+CAPABILITIES = {
+    "mem": {"atomic_if_absent"},
+    "file": {"atomic_if_absent"},
+    "http": set(),
+    "https": set(),
+    "s3": {"atomic_if_absent", "server_copy"},
+    "s3-seaweedfs": {"atomic_if_absent", "server_copy"},
+    "gs": {"atomic_if_absent", "server_copy"},
+}
+
+
+def test_capabilities(store, backend):
+    assert store.capabilities == frozenset(CAPABILITIES[backend.name])
+
+
 def test_context_manager_and_close(make_store):
     with make_store() as s:
         s["k"] = b"v"

@@ -396,6 +396,7 @@ static const char *const file_schemes[] = { "file", NULL };
 const cfs_backend_ops cfs_file_backend = {
     .name = "file",
     .schemes = file_schemes,
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT,
     .open = file_open,
     .close = file_close,
     .execute = file_execute,

@@ -388,9 +388,12 @@ static const char *http_url(cfs_backend *b)
 
 static const char *const http_schemes[] = { "http", "https", NULL };
 
+static const char *const http_secret_options[] = {"bearer_token", "password", NULL};
+
 const cfs_backend_ops cfs_http_backend = {
     .name = "http",
     .schemes = http_schemes,
+    .secret_options = http_secret_options, /* nginx ignores If-None-Match on PUT: not atomic */
     .open = http_open,
     .close = http_close,
     .build = http_build,

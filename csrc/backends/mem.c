@@ -313,6 +313,7 @@ static const char *const mem_schemes[] = { "mem", NULL };
 const cfs_backend_ops cfs_mem_backend = {
     .name = "mem",
     .schemes = mem_schemes,
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT,
     .open = mem_open,
     .close = mem_close,
     .execute = mem_execute,

@@ -43,3 +43,11 @@ void cfs_backend_schemes(char *out, size_t n)
             used += (size_t)k;
         }
 }
+
+int cfs_backend_is_secret_option(const cfs_backend_ops *ops, const char *option)
+{
+    for (const char *const *p = ops->secret_options; p && *p; p++)
+        if (strcmp(*p, option) == 0)
+            return 1;
+    return 0;
+}

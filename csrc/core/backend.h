@@ -28,6 +28,12 @@ typedef struct cfs_request {
 int cfs_request_header(cfs_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cfs_request_clear(cfs_request *req);
 
+/* Response headers beyond the common ones that a backend may ask the engine to keep
+ * (cfs_backend_ops.response_headers): at most CFS_CAPTURE_MAX names, each value at most
+ * CFS_CAPTURE_VALUE_MAX - 1 bytes (a longer one is dropped, as if absent). */
+#define CFS_CAPTURE_MAX 4
+#define CFS_CAPTURE_VALUE_MAX 2048
+
 /* What came back for one request. */
 typedef struct cfs_response {
     long status;
@@ -37,9 +43,9 @@ typedef struct cfs_response {
     const char *content_range;
     const char *content_type;
     const char *content_encoding;
-    const char *goog_hash;      /* x-goog-hash */
-    const char *location;       /* Location (a resumable upload's session URI) */
-    const char *range;          /* Range (what a resumable upload's server has: "bytes=0-N") */
+    /* The headers named in the backend's response_headers, in that order; a header sent
+     * more than once has its values joined by ','. NULL if absent. */
+    const char *captured[CFS_CAPTURE_MAX];
 } cfs_response;
 
 /* What finish() tells the engine to do next. */
@@ -66,10 +72,24 @@ enum {
                              * would stall every other transfer), then build again */
 };
 
+/* What a backend can do beyond reading and writing (cfs_backend_ops.capabilities), for
+ * the layers above to ask rather than keep a list of backends. */
+enum {
+    CFS_CAP_ATOMIC_IF_ABSENT = 1u << 0, /* a PUT with if_none_match is atomic on the server */
+    CFS_CAP_SERVER_COPY = 1u << 1,      /* CFS_OP_COPY runs on the server, no bytes through us */
+};
+
 typedef struct cfs_backend_ops {
     const char *name;               /* "http", "file", "mem", ... */
     const char *const *schemes;     /* URL schemes handled, NULL-terminated */
     size_t delete_many_max;         /* keys per CFS_OP_DELETE_MANY; 0: one DELETE per key */
+    unsigned capabilities;          /* CFS_CAP_* */
+    /* Options whose values are secrets, NULL-terminated (or NULL): masked wherever options
+     * are shown (repr, the options property). */
+    const char *const *secret_options;
+    /* Response headers to capture for finish() in cfs_response.captured, lower case,
+     * NULL-terminated (or NULL), at most CFS_CAPTURE_MAX. */
+    const char *const *response_headers;
 
     /* Parse the URL and take the options this backend understands (cfs_options_take);
      * the caller rejects whatever remains. On failure returns NULL and writes `err`. */
@@ -113,7 +133,22 @@ struct cfs_backend {
     const cfs_backend_ops *ops;
 };
 
-/* The registry (backends.c): the backend for a URL's scheme, NULL if none. */
+/* Retry facts for a backend's multi-step ops (engine.c keeps the budget). */
+/* Attempts a transient failure gets in all for the op's store (the retries option). */
+int cfs_op_max_attempts(const cfs_op *op);
+/* Whether a failure now would be the op's last try. */
+int cfs_op_last_attempt(const cfs_op *op);
+/* Move a multi-step op to `step` after progress: the retry budget starts over, so each
+ * step (a listing page, an upload part, a chunk) gets every try and errors report the
+ * tries of the step that failed. Returns CFS_NEXT_AGAIN. */
+cfs_next cfs_op_next_step(cfs_op *op, int step);
+/* A parent op (CFS_NEXT_CHILDREN): its children started and not yet handed back. */
+int cfs_op_children_running(const cfs_op *op);
+
+/* Whether `option` is one of the backend's secret_options. */
+int cfs_backend_is_secret_option(const cfs_backend_ops *ops, const char *option);
+
+/* The registry (backends/registry.c): the backend for a URL's scheme, NULL if none. */
 const cfs_backend_ops *cfs_backend_for_url(const char *url);
 /* The schemes known, comma-separated, for error messages. */
 void cfs_backend_schemes(char *out, size_t n);
@@ -131,7 +166,7 @@ int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errl
 int cfs_tls_configure(const cfs_tls *tls, CURL *easy);
 void cfs_tls_free(cfs_tls *tls);
 
-/* Helpers for remote backends (http_common.c). */
+/* Helpers for remote backends (core/request.c). */
 /* Add the Range header for op->range (nothing for a whole-object read). */
 int cfs_request_range(cfs_request *req, const cfs_range *r);
 /* Map an HTTP status to an op status for the simple cases (2xx, 404, 401/403, 412, 416,

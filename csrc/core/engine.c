@@ -125,9 +125,7 @@ typedef struct transfer {
     char content_range[HEADER_VALUE_MAX];
     char content_type[HEADER_VALUE_MAX];
     char content_encoding[HEADER_VALUE_MAX];
-    char goog_hash[HEADER_VALUE_MAX];
-    char location[2048];        /* session URIs are long */
-    char range[HEADER_VALUE_MAX];
+    char captured[CFS_CAPTURE_MAX][CFS_CAPTURE_VALUE_MAX]; /* the backend's response_headers */
     char curl_error[CURL_ERROR_SIZE];
     struct timespec retry_at;
     struct transfer *next_retry;
@@ -336,6 +334,27 @@ static void complete(engine *e, cfs_op *op)
 
 /* ---------- transfers ---------- */
 
+/* Keep a header the op's backend asked for (response_headers); a repeated one has its
+ * values joined by ','. Returns 1 if the name was one of them. */
+static int capture_header(transfer *t, const char *name, size_t name_len, const char *v, size_t vlen)
+{
+    const char *const *wanted = t->op->backend->ops->response_headers;
+    for (int i = 0; wanted && wanted[i] && i < CFS_CAPTURE_MAX; i++) {
+        if (strlen(wanted[i]) != name_len || strncasecmp(wanted[i], name, name_len) != 0)
+            continue;
+        char *dst = t->captured[i];
+        size_t have = strlen(dst), sep = have ? 1 : 0;
+        if (have + sep + vlen < CFS_CAPTURE_VALUE_MAX) {
+            if (sep)
+                dst[have] = ',';
+            memcpy(dst + have + sep, v, vlen);
+            dst[have + sep + vlen] = '\0';
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *userp)
 {
     transfer *t = userp;
@@ -345,8 +364,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         t->content_length = -1;
         t->retry_after = -1;
         t->etag[0] = t->content_range[0] = t->content_type[0] = '\0';
-        t->content_encoding[0] = t->goog_hash[0] = '\0';
-        t->location[0] = t->range[0] = '\0';
+        t->content_encoding[0] = '\0';
+        for (int i = 0; i < CFS_CAPTURE_MAX; i++)
+            t->captured[i][0] = '\0';
         return len;
     }
     if (len <= 2) { /* end of headers: choose where the body goes */
@@ -383,27 +403,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         dst = t->content_type;
     else if (IS("content-encoding"))
         dst = t->content_encoding;
-    else if (IS("location")) {
-        if (vlen < sizeof t->location) {
-            memcpy(t->location, v, vlen);
-            t->location[vlen] = '\0';
-        }
+    else if (capture_header(t, line, name_len, v, vlen))
         return len;
-    } else if (IS("range"))
-        dst = t->range;
-    else if (IS("x-goog-hash")) {
-        /* GCS sends crc32c and md5 as two headers: keep both, comma-separated */
-        size_t have = strlen(t->goog_hash);
-        if (have && have + 1 + vlen < HEADER_VALUE_MAX) {
-            t->goog_hash[have] = ',';
-            memcpy(t->goog_hash + have + 1, v, vlen);
-            t->goog_hash[have + 1 + vlen] = '\0';
-        } else if (!have && vlen < HEADER_VALUE_MAX) {
-            memcpy(t->goog_hash, v, vlen);
-            t->goog_hash[vlen] = '\0';
-        }
-        return len;
-    } else if (IS("content-length")) {
+    else if (IS("content-length")) {
         char tmp[32];
         if (vlen < sizeof tmp) {
             memcpy(tmp, v, vlen);
@@ -760,10 +762,9 @@ static void on_transfer_done(lane *ln, CURL *easy, CURLcode rc)
             .content_range = t->content_range[0] ? t->content_range : NULL,
             .content_type = t->content_type[0] ? t->content_type : NULL,
             .content_encoding = t->content_encoding[0] ? t->content_encoding : NULL,
-            .goog_hash = t->goog_hash[0] ? t->goog_hash : NULL,
-            .location = t->location[0] ? t->location : NULL,
-            .range = t->range[0] ? t->range : NULL,
         };
+        for (int i = 0; i < CFS_CAPTURE_MAX; i++)
+            resp.captured[i] = t->captured[i][0] ? t->captured[i] : NULL;
         op->http_status = t->status;
         op->status = CFS_OK;
         op->fresh_connection = 0;
@@ -1274,6 +1275,21 @@ cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg)
 const cfs_transfer_config *cfs_limiter_config(const cfs_limiter *l)
 {
     return &l->cfg;
+}
+
+int cfs_op_max_attempts(const cfs_op *op)
+{
+    return op->limiter->cfg.retry.max_attempts;
+}
+
+int cfs_op_last_attempt(const cfs_op *op)
+{
+    return op->attempts >= op->limiter->cfg.retry.max_attempts;
+}
+
+int cfs_op_children_running(const cfs_op *op)
+{
+    return op->children_running;
 }
 
 void cfs_limiter_free(cfs_limiter *l)

@@ -123,3 +123,10 @@ void cfs_tls_free(cfs_tls *tls)
     free(tls->ca_bundle);
     tls->ca_bundle = NULL;
 }
+
+cfs_next cfs_op_next_step(cfs_op *op, int step)
+{
+    op->step = step;
+    op->attempts = 0;
+    return CFS_NEXT_AGAIN;
+}

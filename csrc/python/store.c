@@ -9,11 +9,6 @@
 #include "python/pyutil.h"
 
 /* Option names whose values never appear in a repr. */
-static const char *const SECRET_OPTIONS[] = {
-    "secret_access_key", "session_token", "bearer_token", "password", "token", "private_key",
-    "credential_token", "refresh_token", "client_secret", NULL,
-};
-
 int cfs_store_check_open(StoreObject *s)
 {
     if (s->closed || !s->backend) {
@@ -733,17 +728,14 @@ static PyObject *store_reduce(StoreObject *s, PyObject *unused)
     return r;
 }
 
-static int is_secret_option(PyObject *name)
+static int is_secret_option(StoreObject *s, PyObject *name)
 {
     const char *n = PyUnicode_AsUTF8(name);
     if (!n) {
         PyErr_Clear();
         return 1;
     }
-    for (const char *const *p = SECRET_OPTIONS; *p; p++)
-        if (strcmp(*p, n) == 0)
-            return 1;
-    return 0;
+    return cfs_backend_is_secret_option(s->backend->ops, n);
 }
 
 static PyObject *store_repr(StoreObject *s)
@@ -762,7 +754,7 @@ static PyObject *store_repr(StoreObject *s)
     PyObject *name, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(s->options, &pos, &name, &value)) {
-        PyObject *p = is_secret_option(name) ? PyUnicode_FromFormat("%U='***'", name)
+        PyObject *p = is_secret_option(s, name) ? PyUnicode_FromFormat("%U='***'", name)
                                              : PyUnicode_FromFormat("%U=%R", name, value);
         if (!p || PyList_Append(parts, p) < 0) {
             Py_XDECREF(p);
@@ -857,10 +849,36 @@ static PyMethodDef store_methods[] = {
     { NULL },
 };
 
+/* What the backend can do (cfs_backend_ops.capabilities), as names. */
+static PyObject *store_get_capabilities(StoreObject *s, void *closure)
+{
+    (void)closure;
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    static const struct { unsigned flag; const char *name; } names[] = {
+        { CFS_CAP_ATOMIC_IF_ABSENT, "atomic_if_absent" },
+        { CFS_CAP_SERVER_COPY, "server_copy" },
+    };
+    PyObject *set = PyFrozenSet_New(NULL);
+    for (size_t i = 0; set && i < sizeof names / sizeof names[0]; i++) {
+        if (!(s->backend->ops->capabilities & names[i].flag))
+            continue;
+        PyObject *name = PyUnicode_FromString(names[i].name);
+        if (!name || PySet_Add(set, name) < 0)
+            Py_CLEAR(set);
+        Py_XDECREF(name);
+    }
+    return set;
+}
+
 static PyGetSetDef store_getset[] = {
     { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
     { "options", (getter)store_get_options, NULL, "The options given.", NULL },
     { "closed", (getter)store_get_closed, NULL, "Whether close() was called.", NULL },
+    { "capabilities", (getter)store_get_capabilities, NULL,
+      "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"
+      "is atomic on the server), 'server_copy' (copy() moves no bytes through this process).",
+      NULL },
     { NULL },
 };
 

@@ -35,7 +35,6 @@
 #include "core/backend.h"
 #include "util/base64.h"
 #include "util/crc32c.h"
-#include "core/engine.h"
 #include "core/fork_mutex.h"
 #include "backends/gcs/auth.h"
 #include "backends/gcs/proto.h"
@@ -140,6 +139,16 @@ static double now_mono(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+/* The response headers gcs_finish reads (cfs_response.captured, in this order). */
+enum { GCS_GOOG_HASH, GCS_LOCATION, GCS_RANGE };
+static const char *const gcs_response_headers[] = {
+    "x-goog-hash", /* crc32c and md5 of the object, two headers */
+    "location",    /* a resumable upload's session URI */
+    "range",       /* what a resumable upload's server has: "bytes=0-N" */
+    NULL,
+};
+static const char *const gcs_secret_options[] = {"token", NULL};
 
 /* ---------- open / close ---------- */
 
@@ -852,21 +861,12 @@ static cfs_next finish_list(cfs_op *op, gcs_state *st, const char *root, const c
     return CFS_NEXT_DONE;
 }
 
-/* Move a multi-step op on after progress. The engine's retry budget counts op->attempts:
- * starting it again gives each chunk of a session the full number of tries. */
-static cfs_next next_step(cfs_op *op)
-{
-    op->step++;
-    op->attempts = 0;
-    return CFS_NEXT_AGAIN;
-}
-
 /* Start the session over (it is gone, or it made an object that is not ours): from the
- * first byte, with a retry counted. Each chunk gets the full retry budget (next_step), so
+ * first byte, with a retry counted. Each chunk gets the full retry budget (cfs_op_next_step), so
  * the restarts have their own: at most max_attempts of them, then the failure stands. */
 static cfs_next restart_session(cfs_op *op, gcs_state *st)
 {
-    if (++st->rs_restarts >= cfs_limiter_config(op->limiter)->retry.max_attempts)
+    if (++st->rs_restarts >= cfs_op_max_attempts(op))
         return CFS_NEXT_DONE;
     free(st->session);
     st->session = NULL;
@@ -899,7 +899,7 @@ static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *
     st->rs_in_flight = 0;
     if (st->rs_phase == RS_START) {
         if (code >= 200 && code < 300) {
-            const char *loc = resp->location;
+            const char *loc = resp->captured[GCS_LOCATION];
             if (!loc || (strncmp(loc, "http://", 7) != 0 && strncmp(loc, "https://", 8) != 0)) {
                 cfs_op_fail(op, CFS_EPROTOCOL, "resumable upload started without a session URI");
                 return CFS_NEXT_DONE;
@@ -912,7 +912,7 @@ static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *
             st->rs_phase = RS_SEND;
             st->rs_offset = 0;
             st->rs_query = 0;
-            return next_step(op);
+            return cfs_op_next_step(op, op->step + 1);
         }
         cfs_next next = cfs_http_status_outcome(op, resp);
         describe_failure(op, resp);
@@ -923,16 +923,16 @@ static cfs_next finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *
     st->rs_querying = 0;
     if (code == 308) { /* incomplete: the Range header says how much the server holds */
         int64_t have = 0;
-        if (cfs_gcs_parse_upload_range(resp->range, &have) < 0 || (uint64_t)have > op->body_len) {
+        if (cfs_gcs_parse_upload_range(resp->captured[GCS_RANGE], &have) < 0 || (uint64_t)have > op->body_len) {
             cfs_op_fail(op, CFS_EPROTOCOL, "resumable upload: bad Range in a 308 answer: %.80s",
-                        resp->range ? resp->range : "");
+                        resp->captured[GCS_RANGE] ? resp->captured[GCS_RANGE] : "");
             return CFS_NEXT_DONE;
         }
         size_t before = st->rs_offset;
         st->rs_offset = (size_t)have; /* may be less than sent: resend from there */
         st->rs_query = 0;
         if (st->rs_offset > before)
-            return next_step(op); /* progress: the next chunk has every try */
+            return cfs_op_next_step(op, op->step + 1); /* progress: the next chunk has every try */
         if (querying) {
             /* after a failed chunk: resend it now (the backoff was before the query). The
              * query is not a try of the chunk: the budget counts the chunk's sends, so a
@@ -1019,7 +1019,7 @@ static cfs_next finish_batch_delete(cfs_op *op, gcs_state *st, const cfs_respons
             describe_failure(op, resp);
         return next;
     }
-    batch_ctx c = { op, st, op->attempts >= cfs_limiter_config(op->limiter)->retry.max_attempts, 0 };
+    batch_ctx c = { op, st, cfs_op_last_attempt(op), 0 };
     char err[160];
     int rc = cfs_gcs_parse_batch(resp->content_type, resp->body->data, resp->body->len, batch_part,
                                  &c, err, sizeof err);
@@ -1105,7 +1105,7 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     int whole = op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE;
     if (whole) {
         memset(&st->want, 0, sizeof st->want);
-        if (resp->goog_hash && cfs_gcs_parse_hash(resp->goog_hash, &st->want) < 0) {
+        if (resp->captured[GCS_GOOG_HASH] && cfs_gcs_parse_hash(resp->captured[GCS_GOOG_HASH], &st->want) < 0) {
             cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
             return CFS_NEXT_DONE;
         }
@@ -1196,6 +1196,9 @@ const cfs_backend_ops cfs_gcs_backend = {
     .name = "gcs",
     .schemes = gcs_schemes,
     .delete_many_max = CFS_GCS_BATCH_MAX, /* parts per batch request */
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
+    .secret_options = gcs_secret_options,
+    .response_headers = gcs_response_headers,
     .open = gcs_open,
     .close = gcs_close,
     .build = gcs_build,

@@ -32,7 +32,6 @@
 
 #include "backends/s3/credentials.h"
 #include "core/backend.h"
-#include "core/engine.h"
 #include "core/fork_mutex.h"
 #include "util/keys.h"
 #include "backends/s3/xml.h"
@@ -704,8 +703,6 @@ oom:
     return -1;
 }
 
-static cfs_next next_step(cfs_op *op, int step);
-
 /* The answer to a credential sub-step. */
 static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp)
 {
@@ -738,7 +735,7 @@ static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_r
         if (body->data)
             OPENSSL_cleanse(body->data, body->len);
         st->cred_step++;
-        return next_step(op, op->step);
+        return cfs_op_next_step(op, op->step);
     }
     cfs_aws_creds c;
     int rc = cfs_aws_creds_parse(body->data, body->len, &c, detail, sizeof detail);
@@ -768,7 +765,7 @@ static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_r
     st->cred_step = 0;
     free_secret(st->imds_token);
     st->imds_token = NULL;
-    return next_step(op, op->step); /* now the op's own request */
+    return cfs_op_next_step(op, op->step); /* now the op's own request */
 
 failed:
     /* An early refresh that failed: carry on with the current credentials. */
@@ -781,7 +778,7 @@ failed:
         if (usable) {
             st->cred_step = 0;
             st->fetched = 1;
-            return next_step(op, op->step);
+            return cfs_op_next_step(op, op->step);
         }
     }
     if (resp->status >= 500 || resp->status == 429 || resp->status == 408) {
@@ -1299,27 +1296,12 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         page.next_token = NULL;
         cfs_buf_free(&name);
         cfs_s3_list_page_free(&page);
-        return next_step(op, op->step + 1);
+        return cfs_op_next_step(op, op->step + 1);
     }
 done:
     cfs_buf_free(&name);
     cfs_s3_list_page_free(&page);
     return CFS_NEXT_DONE;
-}
-
-/* Move a multi-step op to its next step. The engine's retry budget counts op->attempts:
- * starting it again here gives each step (a listing page, an upload part) the full number
- * of tries, and errors report the tries of the step that failed. */
-static cfs_next next_step(cfs_op *op, int step)
-{
-    op->step = step;
-    op->attempts = 0;
-    return CFS_NEXT_AGAIN;
-}
-
-static int last_attempt(const cfs_op *op)
-{
-    return op->attempts >= cfs_limiter_config(op->limiter)->retry.max_attempts;
 }
 
 /* A multipart upload failed for good: keep the first failure (op's own, unless one was
@@ -1334,14 +1316,14 @@ static cfs_next mpu_abort(cfs_op *op, s3_state *m)
         if (op->where && !(m->fail_where = strdup(op->where)))
             m->fail_status = CFS_ENOMEM;
     }
-    return next_step(op, MPU_ABORT);
+    return cfs_op_next_step(op, MPU_ABORT);
 }
 
 /* Attach the next parts as child ops, up to multipart_concurrency in flight. On
  * out-of-memory the failure is kept and no more parts start. */
 static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
 {
-    int in_flight = op->children_running;
+    int in_flight = cfs_op_children_running(op);
     for (cfs_op *c = op->children; c; c = c->next)
         in_flight++;
     while (!m->fail_status && in_flight < s->mpu_concurrency && m->parts_started < m->n_parts) {
@@ -1395,7 +1377,7 @@ static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
             next = CFS_NEXT_RETRY;
         if (op->step == MPU_INITIATE)
             return next; /* nothing uploaded yet: nothing to abort */
-        if (next == CFS_NEXT_RETRY && !last_attempt(op))
+        if (next == CFS_NEXT_RETRY && !cfs_op_last_attempt(op))
             return CFS_NEXT_RETRY;
         return mpu_abort(op, m);
     }
@@ -1447,9 +1429,9 @@ static cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
     }
     cfs_op_free(part);
     attach_parts(s, op, m);
-    if (op->children || op->children_running)
+    if (op->children || cfs_op_children_running(op))
         return CFS_NEXT_CHILDREN;
-    return m->fail_status ? mpu_abort(op, m) : next_step(op, MPU_COMPLETE);
+    return m->fail_status ? mpu_abort(op, m) : cfs_op_next_step(op, MPU_COMPLETE);
 }
 
 typedef struct delete_errors {
@@ -1514,7 +1496,7 @@ static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return check_etag(s, op, resp);
     case CFS_OP_DELETE:
         if (looks_before_delete(op))
-            return next_step(op, 1); /* it exists: now delete it */
+            return cfs_op_next_step(op, 1); /* it exists: now delete it */
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
         return list_page(s, op, resp);
@@ -1539,10 +1521,15 @@ static const char *s3_url(cfs_backend *b)
 
 static const char *const s3_schemes[] = {"s3", NULL};
 
+static const char *const s3_secret_options[] = {"secret_access_key", "session_token", "credential_token",
+                                                NULL};
+
 const cfs_backend_ops cfs_s3_backend = {
     .name = "s3",
     .schemes = s3_schemes,
     .delete_many_max = 1000, /* DeleteObjects' limit */
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
+    .secret_options = s3_secret_options,
     .open = s3_open,
     .close = s3_close,
     .build = s3_build,
