@@ -1,22 +1,27 @@
-/* The backend registry: one line per storage protocol. */
+/* The backend registry: one line per storage protocol. A backend lives in its own file
+ * or folder under csrc/backends/ and defines `const cfs_backend_ops cfs_<name>_backend`;
+ * registering it is one X(<name>) line below (tests/test_layout.py checks that a new
+ * backend needs nothing more). */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/backend.h"
 
-extern const cfs_backend_ops cfs_http_backend;
-extern const cfs_backend_ops cfs_file_backend;
-extern const cfs_backend_ops cfs_mem_backend;
-extern const cfs_backend_ops cfs_s3_backend;
-extern const cfs_backend_ops cfs_gcs_backend;
+#define CFS_BACKENDS(X) \
+    X(http)             \
+    X(file)             \
+    X(mem)              \
+    X(s3)               \
+    X(gcs)              \
+    /* a new backend: one X(name) line above this one */
 
-static const cfs_backend_ops *const registry[] = {
-    &cfs_http_backend,
-    &cfs_file_backend,
-    &cfs_mem_backend,
-    &cfs_s3_backend,
-    &cfs_gcs_backend,
-};
+#define DECLARE(name) extern const cfs_backend_ops cfs_##name##_backend;
+CFS_BACKENDS(DECLARE)
+#undef DECLARE
+
+#define ENTRY(name) &cfs_##name##_backend,
+static const cfs_backend_ops *const registry[] = { CFS_BACKENDS(ENTRY) };
+#undef ENTRY
 
 const cfs_backend_ops *cfs_backend_for_url(const char *url)
 {
