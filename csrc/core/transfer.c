@@ -229,27 +229,26 @@ void cfs_transfer_free(lane *ln, transfer *t)
 
 /* ---------- starting a request ---------- */
 
-/* Build and start the next request of an op. On failure the op completes. */
-void cfs_transfer_start_request(lane *ln, cfs_op *op)
+/* A transfer for the op's next request, attached to the op (NULL on out-of-memory). */
+static transfer *transfer_new(cfs_op *op)
 {
-    if (cfs_engine_may_give_up(op, 0)) {
-        cfs_engine_fail_cancelled(op);
-        finish_op(ln, op);
-        return;
-    }
-    const cfs_transfer_config *cfg = &op->limiter->cfg;
-    cfs_backend *b = op->backend;
     transfer *t = calloc(1, sizeof *t);
-    if (!t) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory starting a transfer");
-        finish_op(ln, op);
-        return;
-    }
+    if (!t)
+        return NULL;
     t->op = op;
     t->last_move = now_mono();
     t->content_length = -1;
     t->retry_after = -1;
     op->engine_priv = t;
+    return t;
+}
+
+/* Have the op's backend build its next request into t->req. Returns 1 if it is to be
+ * sent; 0 if the op went elsewhere: parked to be built again, handed to a worker for its
+ * prepare(), or finished (done without a request, or failed). */
+static int build_request(lane *ln, cfs_op *op, transfer *t)
+{
+    cfs_backend *b = op->backend;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
     int built = b->ops->build(b, op, &t->req);
@@ -259,40 +258,49 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
         t->retry_at = after_seconds(BUILD_WAIT_S);
         t->next_retry = ln->retries;
         ln->retries = t;
-        return;
+        return 0;
     }
     if (built == CFS_BUILD_PREPARE) {
         cfs_transfer_free(ln, t);
         cfs_engine_hand_to_worker(ln->e, op, JOB_PREPARE);
-        return;
+        return 0;
     }
     if (built != CFS_BUILD_SEND) {
         cfs_transfer_free(ln, t);
         finish_op(ln, op);
-        return;
+        return 0;
     }
+    return 1;
+}
+
+/* An easy handle (one of the lane's idle ones if it has any) with the store's receive
+ * buffer size; NULL on out-of-memory. */
+static CURL *easy_with_buffer(lane *ln, long buffer_size)
+{
     CURL *c = take_easy(ln);
-    if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, cfg->buffer_size) != CURLE_OK) {
+    if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, buffer_size) != CURLE_OK) {
         /* libcurl refuses to resize the receive buffer of some reused handles (after
          * HTTP/2): start from a fresh one */
         curl_easy_cleanup(c);
         c = curl_easy_init();
-        if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, cfg->buffer_size) != CURLE_OK) {
+        if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, buffer_size) != CURLE_OK) {
             curl_easy_cleanup(c);
             c = NULL;
         }
     }
-    if (!c) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
-        cfs_transfer_free(ln, t);
-        finish_op(ln, op);
-        return;
-    }
-    t->easy = c;
-    CURLcode rc = CURLE_OK;
-    const char *failed = NULL; /* what could not be set, for the error message */
+    return c;
+}
+
+/* Set an option of t->easy unless an earlier one failed; *failed names the one that
+ * failed, for the error message. */
 #define SET(opt, val) \
-    do { if (rc == CURLE_OK && (rc = curl_easy_setopt(c, opt, val)) != CURLE_OK) failed = #opt; } while (0)
+    do { if (rc == CURLE_OK && (rc = curl_easy_setopt(t->easy, opt, val)) != CURLE_OK) *failed = #opt; } while (0)
+
+/* The options every request has: the engine's callbacks, the HTTP version, timeouts and
+ * connection reuse. */
+static CURLcode set_transfer_options(transfer *t, const cfs_transfer_config *cfg, const char **failed)
+{
+    CURLcode rc = CURLE_OK;
     SET(CURLOPT_PRIVATE, t);
     SET(CURLOPT_URL, t->req.url);
     SET(CURLOPT_NOSIGNAL, 1L);
@@ -307,7 +315,7 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
-    SET(CURLOPT_FRESH_CONNECT, (long)op->fresh_connection);
+    SET(CURLOPT_FRESH_CONNECT, (long)t->op->fresh_connection);
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, t);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -315,8 +323,15 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
     SET(CURLOPT_ERRORBUFFER, t->curl_error);
     SET(CURLOPT_SOCKOPTFUNCTION, on_open_socket);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    return rc;
+}
+
+/* The request's headers, method and body. */
+static CURLcode set_request_options(transfer *t, const char **failed)
+{
+    CURLcode rc = CURLE_OK;
     /* libcurl would add "Expect: 100-continue" to large uploads: one round trip lost */
-    if (rc == CURLE_OK && cfs_request_header(&t->req, "Expect:") < 0)
+    if (cfs_request_header(&t->req, "Expect:") < 0)
         rc = CURLE_OUT_OF_MEMORY;
     SET(CURLOPT_HTTPHEADER, t->req.headers);
     if (strcmp(t->req.method, "GET") == 0) {
@@ -337,7 +352,27 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
             SET(CURLOPT_POSTFIELDS, t->req.body);
         }
     }
+    return rc;
+}
 #undef SET
+
+/* Give a built transfer an easy handle set up for its request, and add that to the lane's
+ * multi handle. 0, or -1 with the op failed and t->easy NULL. */
+static int attach_handle(lane *ln, transfer *t)
+{
+    cfs_op *op = t->op;
+    cfs_backend *b = op->backend;
+    const cfs_transfer_config *cfg = &op->limiter->cfg;
+    CURL *c = easy_with_buffer(ln, cfg->buffer_size);
+    if (!c) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
+        return -1;
+    }
+    t->easy = c;
+    const char *failed = NULL; /* what could not be set, for the error message */
+    CURLcode rc = set_transfer_options(t, cfg, &failed);
+    if (rc == CURLE_OK)
+        rc = set_request_options(t, &failed);
     if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0) {
         rc = CURLE_BAD_FUNCTION_ARGUMENT;
         failed = "the backend's handle options";
@@ -353,6 +388,28 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
                         failed ? failed : "?", curl_easy_strerror(rc));
         t->easy = NULL;
         give_easy(ln, c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Build and start the next request of an op. On failure the op completes. */
+void cfs_transfer_start_request(lane *ln, cfs_op *op)
+{
+    if (cfs_engine_may_give_up(op, 0)) {
+        cfs_engine_fail_cancelled(op);
+        finish_op(ln, op);
+        return;
+    }
+    transfer *t = transfer_new(op);
+    if (!t) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory starting a transfer");
+        finish_op(ln, op);
+        return;
+    }
+    if (!build_request(ln, op, t))
+        return;
+    if (attach_handle(ln, t) < 0) {
         cfs_transfer_free(ln, t);
         finish_op(ln, op);
         return;
