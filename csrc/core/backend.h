@@ -133,7 +133,7 @@ struct cfs_backend {
     const cfs_backend_ops *ops;
 };
 
-/* Retry facts for a backend's multi-step ops (engine.c keeps the budget). */
+/* Retry facts for a backend's multi-step ops (the engine keeps the budget: admission.c). */
 /* Attempts a transient failure gets in all for the op's store (the retries option). */
 int cfs_op_max_attempts(const cfs_op *op);
 /* Whether a failure now would be the op's last try. */

@@ -1,0 +1,613 @@
+/* An op's requests on its lane's thread: libcurl's callbacks for a transfer (headers,
+ * body, upload), starting the op's next request (the backend builds it, then an easy handle
+ * is set up for it and added to the lane's multi handle), and finishing a transfer: the
+ * backend's finish(), a retry scheduled with backoff, or the op's next step (another
+ * request, a worker's verify(), child ops, done). Also the request, retry and connection
+ * counts. */
+#include "core/engine_internal.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Idle connections older than this are not reused: servers close theirs (S3 after about
+ * 20 s, nginx 75 s) and a request sent on a closed one fails. */
+#define MAX_IDLE_CONNECTION_S 20L
+/* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
+#define BUILD_WAIT_S 0.005
+
+static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+
+/* Thread-safe uniform [0,1) without global state. */
+static double random01(void)
+{
+    static _Thread_local unsigned int seed;
+    if (!seed)
+        seed = (unsigned int)(now_mono().tv_nsec ^ (long)getpid() ^ (long)(uintptr_t)&seed);
+    return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
+}
+
+/* ---------- libcurl callbacks ---------- */
+
+/* Keep a header the op's backend asked for (response_headers); a repeated one has its
+ * values joined by ','. Returns 1 if the name was one of them. */
+static int capture_header(transfer *t, const char *name, size_t name_len, const char *v, size_t vlen)
+{
+    const char *const *wanted = t->op->backend->ops->response_headers;
+    for (int i = 0; wanted && wanted[i] && i < CFS_CAPTURE_MAX; i++) {
+        if (strlen(wanted[i]) != name_len || strncasecmp(wanted[i], name, name_len) != 0)
+            continue;
+        char *dst = t->captured[i];
+        size_t have = strlen(dst), sep = have ? 1 : 0;
+        if (have + sep + vlen < CFS_CAPTURE_VALUE_MAX) {
+            if (sep)
+                dst[have] = ',';
+            memcpy(dst + have + sep, v, vlen);
+            dst[have + sep + vlen] = '\0';
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* a new response (after 100-continue): forget the previous headers */
+        t->content_length = -1;
+        t->retry_after = -1;
+        t->etag[0] = t->content_range[0] = t->content_type[0] = '\0';
+        t->content_encoding[0] = '\0';
+        for (int i = 0; i < CFS_CAPTURE_MAX; i++)
+            t->captured[i][0] = '\0';
+        return len;
+    }
+    if (len <= 2) { /* end of headers: choose where the body goes */
+        long code = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 100 && code < 200)
+            return len;
+        t->status = code;
+        t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300) ? &t->op->data
+                                                                            : &t->scratch;
+        /* + 1: room for the NUL that ends the bytes object the body may become */
+        if (t->content_length > 0 && !t->req.no_body &&
+            cfs_buf_reserve(t->body, (size_t)t->content_length + 1) < 0)
+            return 0; /* out of memory: abort the transfer */
+        return len;
+    }
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return len;
+    size_t name_len = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    char *dst = NULL;
+#define IS(name) (name_len == sizeof(name) - 1 && strncasecmp(line, name, name_len) == 0)
+    if (IS("etag"))
+        dst = t->etag;
+    else if (IS("content-range"))
+        dst = t->content_range;
+    else if (IS("content-type"))
+        dst = t->content_type;
+    else if (IS("content-encoding"))
+        dst = t->content_encoding;
+    else if (capture_header(t, line, name_len, v, vlen))
+        return len;
+    else if (IS("content-length")) {
+        char tmp[32];
+        if (vlen < sizeof tmp) {
+            memcpy(tmp, v, vlen);
+            tmp[vlen] = '\0';
+            char *ep;
+            long long cl = strtoll(tmp, &ep, 10);
+            if (*ep == '\0' && cl >= 0)
+                t->content_length = cl;
+        }
+        return len;
+    } else if (IS("retry-after")) {
+        char tmp[64];
+        if (vlen < sizeof tmp) {
+            memcpy(tmp, v, vlen);
+            tmp[vlen] = '\0';
+            t->retry_after = cfs_retry_after_parse(tmp, (int64_t)time(NULL));
+        }
+        return len;
+    }
+#undef IS
+    if (dst && vlen < HEADER_VALUE_MAX) {
+        memcpy(dst, v, vlen);
+        dst[vlen] = '\0';
+    }
+    return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t len = size * n;
+    if (!t->body)
+        t->body = &t->scratch;
+    if (cfs_buf_append(t->body, data, len) < 0)
+        return 0; /* CURLE_WRITE_ERROR */
+    return len;
+}
+
+static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
+{
+    transfer *t = userp;
+    size_t room = size * n, left = t->req.body_len - t->upload_pos;
+    size_t k = left < room ? left : room;
+    if (k == 0)
+        return 0;
+    memcpy(dst, t->req.body + t->upload_pos, k);
+    t->upload_pos += k;
+    return k;
+}
+
+/* libcurl rewinds an upload to resend it on a fresh connection. */
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    transfer *t = userp;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > t->req.body_len)
+        return CURL_SEEKFUNC_FAIL;
+    t->upload_pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static int on_open_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)clientp;
+    (void)fd;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        atomic_fetch_add(&g_connections, 1);
+    return CURL_SOCKOPT_OK;
+}
+
+/* ---------- easy handles and the active list ---------- */
+
+static CURL *take_easy(lane *ln)
+{
+    if (ln->n_idle_easy > 0) {
+        CURL *c = ln->idle_easy[--ln->n_idle_easy];
+        curl_easy_reset(c);
+        return c;
+    }
+    return curl_easy_init();
+}
+
+static void give_easy(lane *ln, CURL *c)
+{
+    if (ln->n_idle_easy < (int)(sizeof ln->idle_easy / sizeof ln->idle_easy[0]))
+        ln->idle_easy[ln->n_idle_easy++] = c;
+    else
+        curl_easy_cleanup(c);
+}
+
+static void link_active(lane *ln, transfer *t)
+{
+    t->prev_active = NULL;
+    t->next_active = ln->active;
+    if (ln->active)
+        ln->active->prev_active = t;
+    ln->active = t;
+}
+
+static void unlink_active(lane *ln, transfer *t)
+{
+    if (t->prev_active)
+        t->prev_active->next_active = t->next_active;
+    else if (ln->active == t)
+        ln->active = t->next_active;
+    if (t->next_active)
+        t->next_active->prev_active = t->prev_active;
+    t->prev_active = t->next_active = NULL;
+}
+
+void cfs_transfer_free(lane *ln, transfer *t)
+{
+    unlink_active(ln, t);
+    if (t->easy) {
+        curl_multi_remove_handle(ln->multi, t->easy);
+        give_easy(ln, t->easy);
+    }
+    cfs_request_clear(&t->req);
+    cfs_buf_free(&t->scratch);
+    free(t);
+}
+
+/* ---------- starting a request ---------- */
+
+/* A transfer for the op's next request, attached to the op (NULL on out-of-memory). */
+static transfer *transfer_new(cfs_op *op)
+{
+    transfer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->op = op;
+    t->last_move = now_mono();
+    t->content_length = -1;
+    t->retry_after = -1;
+    op->engine_priv = t;
+    return t;
+}
+
+/* Have the op's backend build its next request into t->req. Returns 1 if it is to be
+ * sent; 0 if the op went elsewhere: parked to be built again, handed to a worker for its
+ * prepare(), or finished (done without a request, or failed). */
+static int build_request(lane *ln, cfs_op *op, transfer *t)
+{
+    cfs_backend *b = op->backend;
+    if (op->kind == CFS_OP_GET)
+        cfs_buf_reset(&op->data);
+    int built = b->ops->build(b, op, &t->req);
+    if (built == CFS_BUILD_WAIT) {
+        /* parked with the retries (no attempt counted), to be built again shortly */
+        cfs_request_clear(&t->req);
+        t->retry_at = after_seconds(BUILD_WAIT_S);
+        t->next_retry = ln->retries;
+        ln->retries = t;
+        return 0;
+    }
+    if (built == CFS_BUILD_PREPARE) {
+        cfs_transfer_free(ln, t);
+        cfs_engine_hand_to_worker(ln->e, op, JOB_PREPARE);
+        return 0;
+    }
+    if (built != CFS_BUILD_SEND) {
+        cfs_transfer_free(ln, t);
+        finish_op(ln, op);
+        return 0;
+    }
+    return 1;
+}
+
+/* An easy handle (one of the lane's idle ones if it has any) with the store's receive
+ * buffer size; NULL on out-of-memory. */
+static CURL *easy_with_buffer(lane *ln, long buffer_size)
+{
+    CURL *c = take_easy(ln);
+    if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, buffer_size) != CURLE_OK) {
+        /* libcurl refuses to resize the receive buffer of some reused handles (after
+         * HTTP/2): start from a fresh one */
+        curl_easy_cleanup(c);
+        c = curl_easy_init();
+        if (c && curl_easy_setopt(c, CURLOPT_BUFFERSIZE, buffer_size) != CURLE_OK) {
+            curl_easy_cleanup(c);
+            c = NULL;
+        }
+    }
+    return c;
+}
+
+/* Set an option of t->easy unless an earlier one failed; *failed names the one that
+ * failed, for the error message. */
+#define SET(opt, val) \
+    do { if (rc == CURLE_OK && (rc = curl_easy_setopt(t->easy, opt, val)) != CURLE_OK) *failed = #opt; } while (0)
+
+/* The options every request has: the engine's callbacks, the HTTP version, timeouts and
+ * connection reuse. */
+static CURLcode set_transfer_options(transfer *t, const cfs_transfer_config *cfg, const char **failed)
+{
+    CURLcode rc = CURLE_OK;
+    SET(CURLOPT_PRIVATE, t);
+    SET(CURLOPT_URL, t->req.url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    if (cfg->http2) {
+        /* HTTP/2 where TLS negotiates it; wait for a stream on a connection being set up
+         * rather than opening one connection per request */
+        SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        SET(CURLOPT_PIPEWAIT, 1L);
+    } else {
+        SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
+    SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
+    SET(CURLOPT_FRESH_CONNECT, (long)t->op->fresh_connection);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_ERRORBUFFER, t->curl_error);
+    SET(CURLOPT_SOCKOPTFUNCTION, on_open_socket);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    return rc;
+}
+
+/* The request's headers, method and body. */
+static CURLcode set_request_options(transfer *t, const char **failed)
+{
+    CURLcode rc = CURLE_OK;
+    /* libcurl would add "Expect: 100-continue" to large uploads: one round trip lost */
+    if (cfs_request_header(&t->req, "Expect:") < 0)
+        rc = CURLE_OUT_OF_MEMORY;
+    SET(CURLOPT_HTTPHEADER, t->req.headers);
+    if (strcmp(t->req.method, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(t->req.method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (strcmp(t->req.method, "PUT") == 0) {
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_upload);
+        SET(CURLOPT_READDATA, t);
+        SET(CURLOPT_SEEKFUNCTION, on_seek);
+        SET(CURLOPT_SEEKDATA, t);
+        SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->req.body_len);
+    } else {
+        SET(CURLOPT_CUSTOMREQUEST, t->req.method);
+        if (t->req.body) {
+            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->req.body_len);
+            SET(CURLOPT_POSTFIELDS, t->req.body);
+        }
+    }
+    return rc;
+}
+#undef SET
+
+/* Give a built transfer an easy handle set up for its request, and add that to the lane's
+ * multi handle. 0, or -1 with the op failed and t->easy NULL. */
+static int attach_handle(lane *ln, transfer *t)
+{
+    cfs_op *op = t->op;
+    cfs_backend *b = op->backend;
+    const cfs_transfer_config *cfg = &op->limiter->cfg;
+    CURL *c = easy_with_buffer(ln, cfg->buffer_size);
+    if (!c) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory creating a transfer handle");
+        return -1;
+    }
+    t->easy = c;
+    const char *failed = NULL; /* what could not be set, for the error message */
+    CURLcode rc = set_transfer_options(t, cfg, &failed);
+    if (rc == CURLE_OK)
+        rc = set_request_options(t, &failed);
+    if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0) {
+        rc = CURLE_BAD_FUNCTION_ARGUMENT;
+        failed = "the backend's handle options";
+    }
+    CURLMcode mrc = CURLM_OK;
+    if (rc == CURLE_OK && (mrc = curl_multi_add_handle(ln->multi, c)) != CURLM_OK) {
+        rc = CURLE_FAILED_INIT;
+        failed = curl_multi_strerror(mrc);
+    }
+    if (rc != CURLE_OK) {
+        if (op->status == CFS_OK)
+            cfs_op_fail(op, CFS_EINVALID, "cannot set up the transfer (%s): %s",
+                        failed ? failed : "?", curl_easy_strerror(rc));
+        t->easy = NULL;
+        give_easy(ln, c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Build and start the next request of an op. On failure the op completes. */
+void cfs_transfer_start_request(lane *ln, cfs_op *op)
+{
+    if (cfs_engine_may_give_up(op, 0)) {
+        cfs_engine_fail_cancelled(op);
+        finish_op(ln, op);
+        return;
+    }
+    transfer *t = transfer_new(op);
+    if (!t) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory starting a transfer");
+        finish_op(ln, op);
+        return;
+    }
+    if (!build_request(ln, op, t))
+        return;
+    if (attach_handle(ln, t) < 0) {
+        cfs_transfer_free(ln, t);
+        finish_op(ln, op);
+        return;
+    }
+    link_active(ln, t);
+    op->attempts++;
+    atomic_fetch_add(&g_requests, 1);
+}
+
+/* ---------- finishing a transfer ---------- */
+
+static int curl_error_is_transient(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_FAIL_REWIND:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void continue_op(lane *ln, cfs_op *op, cfs_next next);
+static void start_children(lane *ln, cfs_op *op);
+
+/* Take a failed transfer out of the multi handle and park it with the lane's retries, due
+ * after the store's backoff (or the server's Retry-After). */
+void cfs_transfer_schedule_retry(lane *ln, transfer *t)
+{
+    cfs_op *op = t->op;
+    const cfs_retry_policy *p = &op->limiter->cfg.retry;
+    double delay = cfs_retry_delay(p, op->attempts, random01(), t->retry_after);
+    atomic_fetch_add(&g_retries, 1);
+    /* keep the failure text: it is what the caller sees if every retry fails */
+    unlink_active(ln, t);
+    if (t->easy) {
+        curl_multi_remove_handle(ln->multi, t->easy);
+        give_easy(ln, t->easy);
+        t->easy = NULL;
+    }
+    t->retry_at = after_seconds(delay);
+    t->next_retry = ln->retries;
+    ln->retries = t;
+}
+
+/* A transfer ended (rc from libcurl, or as the lane gave it up: stalled or cancelled):
+ * have the backend read the response, then retry or move the op on. */
+void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
+{
+    transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    cfs_op *op = t->op;
+    cfs_backend *b = op->backend;
+    const cfs_retry_policy *p = &op->limiter->cfg.retry;
+    cfs_next next;
+
+    if (rc != CURLE_OK) {
+        const char *why = t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
+        if (t->cancelled) {
+            cfs_engine_fail_cancelled(op);
+            next = CFS_NEXT_DONE;
+        } else if (t->stalled) {
+            cfs_op_fail(op, CFS_ETRANSIENT, "stalled: no data for %ld s",
+                        op->limiter->cfg.stall_timeout_s);
+            next = CFS_NEXT_RETRY;
+        } else if (curl_error_is_transient(rc)) {
+            /* a reused connection the server had closed: do not pick another stale one */
+            op->fresh_connection = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+                                   rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_FAIL_REWIND;
+            cfs_op_fail(op, CFS_ETRANSIENT, "%s", why);
+            next = CFS_NEXT_RETRY;
+        } else {
+            cfs_op_fail(op, CFS_ENETWORK, "%s", why);
+            next = CFS_NEXT_DONE;
+        }
+    } else {
+        cfs_response resp = {
+            .status = t->status,
+            .body = t->body ? t->body : &t->scratch,
+            .content_length = t->content_length,
+            .etag = t->etag[0] ? t->etag : NULL,
+            .content_range = t->content_range[0] ? t->content_range : NULL,
+            .content_type = t->content_type[0] ? t->content_type : NULL,
+            .content_encoding = t->content_encoding[0] ? t->content_encoding : NULL,
+        };
+        for (int i = 0; i < CFS_CAPTURE_MAX; i++)
+            resp.captured[i] = t->captured[i][0] ? t->captured[i] : NULL;
+        op->http_status = t->status;
+        op->status = CFS_OK;
+        op->fresh_connection = 0;
+        next = b->ops->finish(b, op, &resp);
+    }
+
+    if (next == CFS_NEXT_RETRY && op->attempts < p->max_attempts) {
+        cfs_transfer_schedule_retry(ln, t);
+        return;
+    }
+    if (next == CFS_NEXT_RETRY && op->status == CFS_OK)
+        cfs_op_fail(op, CFS_ETRANSIENT, "still failing after %d attempts", op->attempts);
+    cfs_transfer_free(ln, t);
+    continue_op(ln, op, next);
+}
+
+/* Do what a backend's finish() or child_done() asked of an op that has no transfer. */
+static void continue_op(lane *ln, cfs_op *op, cfs_next next)
+{
+    if (next == CFS_NEXT_AGAIN) {
+        cfs_transfer_start_request(ln, op);
+        return;
+    }
+    if (next == CFS_NEXT_CHILDREN) {
+        op->engine_priv = NULL;
+        start_children(ln, op);
+        return;
+    }
+    if (next == CFS_NEXT_VERIFY) {
+        cfs_engine_hand_to_worker(ln->e, op, JOB_VERIFY);
+        return;
+    }
+    finish_op(ln, op);
+}
+
+/* ---------- child ops ---------- */
+
+/* Start the children attached to op->children, spread over the lanes from this one on.
+ * Each completes through cfs_engine_complete(), which queues it for run_children_done()
+ * (lane.c) on this lane, so none is handed back while this loop runs. */
+static void start_children(lane *ln, cfs_op *op)
+{
+    engine *e = ln->e;
+    cfs_op *list = op->children;
+    op->children = NULL;
+    if (!list && op->children_running == 0) {
+        if (op->status == CFS_OK)
+            cfs_op_fail(op, CFS_EPROTOCOL, "internal error: %s waits for no child op",
+                        cfs_op_kind_name(op->kind));
+        finish_op(ln, op);
+        return;
+    }
+    cfs_op *child;
+    while ((child = list_pop(&list))) {
+        child->parent = op;
+        child->backend = op->backend;
+        child->limiter = op->limiter;
+        child->lane = (ln->index + op->children_running) % e->n_lanes;
+        op->children_running++;
+        if (child->lane == ln->index) {
+            cfs_transfer_start_request(ln, child);
+        } else {
+            lane *other = &e->lanes[child->lane];
+            cfs_lane_hand(e, other, &other->ready, child);
+        }
+    }
+}
+
+/* Give each completed child to its parent's backend, and move the parents on. */
+void cfs_transfer_hand_back_children(lane *ln, cfs_op *list)
+{
+    cfs_op *child;
+    while ((child = list_pop(&list))) {
+        child->engine_priv = NULL;
+        cfs_op *parent = child->parent;
+        cfs_backend *b = parent->backend;
+        parent->children_running--;
+        cfs_next next = b->ops->child_done(b, parent, child); /* child is the backend's now */
+        if (parent->children) {
+            start_children(ln, parent); /* more parts: they start at once */
+            continue;
+        }
+        if (parent->children_running > 0)
+            continue; /* the parent moves on once every child is back */
+        if (next == CFS_NEXT_RETRY) {
+            cfs_op_fail(parent, CFS_EPROTOCOL, "internal error: a retry asked after child ops");
+            next = CFS_NEXT_DONE;
+        }
+        continue_op(ln, parent, next);
+    }
+}
+
+int cfs_op_children_running(const cfs_op *op)
+{
+    return op->children_running;
+}
+
+/* ---------- counts ---------- */
+
+void cfs_transfer_counts(cfs_engine_stats *out)
+{
+    out->requests = atomic_load(&g_requests);
+    out->retries = atomic_load(&g_retries);
+    out->connections = atomic_load(&g_connections);
+}
