@@ -1,14 +1,33 @@
-/* file:// and plain paths: objects are files under a root directory. Writes go to a
- * temporary file in the target directory and are renamed into place, so a reader never
- * sees a partial object. Runs on engine worker threads. */
+/* file:// and plain paths: objects are files under a root directory. Runs on engine
+ * worker threads.
+ *
+ * Every path is resolved beneath the root with openat2(RESOLVE_BENEATH), so no key, and
+ * no symbolic link met on the way, reaches outside it; where openat2 is missing (Linux
+ * before 5.6) a walk with O_NOFOLLOW refuses every link instead. Links are:
+ * - followed by reads (get, getsize, ranges, the source of a copy) while their target lies
+ *   beneath the root; one leading outside is an error, never read;
+ * - never written through: a write makes a temporary file in the key's directory and
+ *   renames it onto the key's name, so a link at that name is replaced, not followed;
+ * - never followed by listing, delete or rmdir: a link is neither listed nor descended
+ *   into, and a key whose path crosses one is not deleted.
+ *
+ * Temporary files are named ".cfs-tmp-<pid>-<random>", never listed; rmdir and clear
+ * remove the ones left by a crashed writer, those untouched for stale_temp_seconds.
+ * durable=True fsyncs each file before its rename and its directory after. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/backend.h"
@@ -16,13 +35,16 @@
 
 /* Names of in-progress writes; never listed. */
 #define TEMP_PREFIX ".cfs-tmp-"
+#define STALE_TEMP_DEFAULT 3600L
 
 extern const cfs_backend_ops cfs_file_backend;
 
 typedef struct file_backend {
     cfs_backend base;
-    char *root;     /* absolute, no trailing '/' (except "/") */
-    char *url;      /* file:// + root */
+    char *root;              /* absolute, no trailing '/' (except "/") */
+    char *url;               /* file:// + root */
+    int durable;             /* fsync file and directory on every write */
+    long stale_temp_seconds; /* rmdir/clear remove temporary files idle this long */
 } file_backend;
 
 static void file_close(cfs_backend *b)
@@ -37,7 +59,6 @@ static void file_close(cfs_backend *b)
 
 static cfs_backend *file_open(const char *url, cfs_options *opts, char *err, size_t errlen)
 {
-    (void)opts;
     const char *path = url;
     if (strncmp(url, "file://", 7) == 0)
         path = url + 7;
@@ -49,6 +70,13 @@ static cfs_backend *file_open(const char *url, cfs_options *opts, char *err, siz
     if (!f)
         goto oom;
     f->base.ops = &cfs_file_backend;
+    f->stale_temp_seconds = STALE_TEMP_DEFAULT;
+    if (cfs_options_take_bool(opts, "durable", &f->durable, err, errlen) < 0 ||
+        cfs_options_take_long(opts, "stale_temp_seconds", 0, LONG_MAX, &f->stale_temp_seconds, err,
+                              errlen) < 0) {
+        file_close(&f->base);
+        return NULL;
+    }
     if (path[0] == '/') {
         f->root = strdup(path);
     } else {
@@ -76,39 +104,183 @@ oom:
     return NULL;
 }
 
+/* ---------- resolving beneath the root ---------- */
+
+enum { FOLLOW_BENEATH = 0, NO_SYMLINKS = 1 };
+
+/* 0 until openat2 answers ENOSYS once; then the walk is used. */
+static atomic_int g_no_openat2;
+
+/* After a failed open with O_NOFOLLOW: if `name` is a link, say so with ELOOP (as
+ * openat2 does; O_DIRECTORY reports ENOTDIR for it). */
+static void name_link_loop(int dirfd, const char *name)
+{
+    int e = errno;
+    struct stat st;
+    if (e == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        e = ELOOP;
+    errno = e;
+}
+
+/* The fallback: one component at a time, refusing every symbolic link. */
+static int walk_nofollow(int dirfd, const char *rel, int flags, mode_t mode)
+{
+    int cur = dirfd;
+    const char *p = rel;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        char name[NAME_MAX + 1];
+        size_t n = (size_t)(slash - p);
+        if (n == 0 || n > NAME_MAX) {
+            errno = n ? ENAMETOOLONG : ENOENT;
+            goto fail;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            name_link_loop(cur, name);
+            goto fail;
+        }
+        if (cur != dirfd)
+            close(cur);
+        cur = next;
+        p = slash + 1;
+    }
+    int fd = openat(cur, *p ? p : ".", flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        name_link_loop(cur, *p ? p : ".");
+    int e = errno;
+    if (cur != dirfd)
+        close(cur);
+    errno = e;
+    return fd;
+fail:
+    e = errno;
+    if (cur != dirfd)
+        close(cur);
+    errno = e;
+    return -1;
+}
+
+/* Open `rel` ("" for the directory itself) beneath `dirfd`. A link leading outside fails
+ * with EXDEV; any link fails with ELOOP under NO_SYMLINKS (and in the fallback). */
+static int open_beneath(int dirfd, const char *rel, int flags, mode_t mode, int how_links)
+{
+    if (!atomic_load(&g_no_openat2)) {
+        struct open_how how = {
+            .flags = (uint64_t)(flags | O_CLOEXEC),
+            .mode = (flags & O_CREAT) ? mode : 0,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+                       (how_links == NO_SYMLINKS ? RESOLVE_NO_SYMLINKS : 0),
+        };
+        int fd;
+        do
+            fd = (int)syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof how);
+        while (fd < 0 && (errno == EAGAIN || errno == EINTR));
+        if (fd >= 0 || errno != ENOSYS)
+            return fd;
+        atomic_store(&g_no_openat2, 1);
+    }
+    return walk_nofollow(dirfd, rel, flags, mode);
+}
+
+static int open_root(const file_backend *f)
+{
+    return open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 static cfs_status errno_status(int e)
 {
     return (e == ENOENT || e == ENOTDIR || e == EISDIR) ? CFS_ENOTFOUND : CFS_EIO;
 }
 
-/* mkdir -p for the directories above `path`, the root included. */
-static int make_parents(char *path)
+/* Record a failure to reach a path, saying so plainly when a link was the reason. A
+ * missing path is a missing key for reads and deletes, never for a write. */
+static void fail_resolve(cfs_op *op, int e, const char *what, int writing)
 {
-    for (char *p = path + 1; *p; p++) {
+    if (e == EXDEV)
+        cfs_op_fail(op, CFS_EIO, "cannot %s: a symbolic link leads outside the store's root", what);
+    else if (e == ELOOP)
+        cfs_op_fail(op, CFS_EIO, "cannot %s: the path crosses a symbolic link, not followed here", what);
+    else
+        cfs_op_fail(op, writing ? CFS_EIO : errno_status(e), "cannot %s: %s", what, strerror(e));
+}
+
+/* The directory part of a key ("" at the top level) and its last name. */
+static char *key_dir(const char *key, const char **name)
+{
+    const char *slash = strrchr(key, '/');
+    *name = slash ? slash + 1 : key;
+    return strndup(key, slash ? (size_t)(slash - key) : 0);
+}
+
+/* mkdir the directory dir[0:upto] in its parent, resolved beneath the root; an existing
+ * one (or a link, which open_beneath judges next) is fine. Returns 0 or -1. */
+static int make_dir_beneath(int root, const char *dir, size_t upto, int how_links)
+{
+    char *prefix = strndup(dir, upto);
+    const char *last;
+    char *parent = prefix ? key_dir(prefix, &last) : NULL;
+    int pfd = parent ? open_beneath(root, parent, O_PATH | O_DIRECTORY, 0, how_links) : -1;
+    int rc = pfd >= 0 && (mkdirat(pfd, last, 0777) == 0 || errno == EEXIST) ? 0 : -1;
+    int e = errno;
+    if (pfd >= 0)
+        close(pfd);
+    free(parent);
+    free(prefix);
+    errno = e;
+    return rc;
+}
+
+/* mkdir -p the root itself (a path the user gave: links in it are theirs to follow). */
+static int make_root(const file_backend *f)
+{
+    char *path = cfs_path_join(f->root, "");
+    if (!path)
+        return -1;
+    int rc = 0;
+    for (char *p = path + 1; *p && rc == 0; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        int rc = mkdir(path, 0777);
-        int e = errno;
+        if (mkdir(path, 0777) < 0 && errno != EEXIST)
+            rc = -1;
         *p = '/';
-        if (rc < 0 && e != EEXIST)
-            return -1;
     }
-    return 0;
+    free(path);
+    return rc;
 }
 
-/* Remove now-empty directories from `path`'s parent up to (not including) root. */
-static void prune_empty_parents(const char *root, char *path)
+/* Open the directory `dir` ("" for the root) beneath the root, for reading entries and
+ * *at calls; with `create`, make it (and the root) first. -1 with errno on failure. */
+static int open_dir(const file_backend *f, const char *dir, int create, int how_links)
 {
-    size_t root_len = strlen(root);
-    for (;;) {
-        char *slash = strrchr(path, '/');
-        if (!slash || (size_t)(slash - path) <= root_len)
-            return;
-        *slash = '\0';
-        if (rmdir(path) < 0)
-            return;
+    int root = open_root(f);
+    if (root < 0 && errno == ENOENT && create && make_root(f) == 0)
+        root = open_root(f);
+    if (root < 0)
+        return -1;
+    int fd = open_beneath(root, dir, O_RDONLY | O_DIRECTORY, 0, how_links);
+    if (fd < 0 && errno == ENOENT && create && *dir) {
+        int made = 0;
+        for (size_t at = 0;;) { /* one directory at a time, each beneath the root */
+            const char *slash = strchr(dir + at, '/');
+            size_t upto = slash ? (size_t)(slash - dir) : strlen(dir);
+            made = make_dir_beneath(root, dir, upto, how_links) == 0;
+            if (!made || !slash)
+                break;
+            at = upto + 1;
+        }
+        if (made)
+            fd = open_beneath(root, dir, O_RDONLY | O_DIRECTORY, 0, how_links);
     }
+    int e = errno;
+    close(root);
+    errno = e;
+    return fd;
 }
 
 static int read_all(int fd, char *dst, size_t n, off_t at)
@@ -139,11 +311,16 @@ static int write_all(int fd, const char *src, size_t n)
     return 0;
 }
 
-static void file_get(cfs_op *op, const char *path, int head_only)
+/* GET and HEAD: links are followed while they stay beneath the root. */
+static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int root = open_root(f);
+    int fd = root >= 0 ? open_beneath(root, key, O_RDONLY, 0, FOLLOW_BENEATH) : -1;
+    int e = errno;
+    if (root >= 0)
+        close(root);
     if (fd < 0) {
-        cfs_op_fail(op, errno_status(errno), "%s", strerror(errno));
+        fail_resolve(op, e, "read", 0);
         return;
     }
     struct stat st;
@@ -176,73 +353,144 @@ static void file_get(cfs_op *op, const char *path, int head_only)
     close(fd);
 }
 
-static void file_put(cfs_op *op, char *path)
+/* A new temporary file in `dirfd`, its name written to `name`: ".cfs-tmp-<pid>-<random>". */
+static int make_temp(int dirfd, char *name, size_t size)
 {
-    size_t plen = strlen(path);
-    char *slash = strrchr(path, '/');
-    size_t dir_len = (size_t)(slash - path);
-    char *tmp = malloc(plen + sizeof(TEMP_PREFIX) + 8);
-    if (!tmp) {
+    for (int tries = 0; tries < 16; tries++) {
+        static atomic_ulong seq;
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = ((uint64_t)time(NULL) << 20) ^ (uint64_t)atomic_fetch_add(&seq, 1);
+        snprintf(name, size, TEMP_PREFIX "%ld-%016llx", (long)getpid(), (unsigned long long)r);
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+/* Write the temporary file's bytes and, if durable, flush them. Returns 0 or an errno. */
+static int fill_temp(file_backend *f, int fd, const cfs_op *op)
+{
+    if (write_all(fd, op->body, op->body_len) < 0 || fchmod(fd, 0644) < 0 ||
+        (f->durable && fsync(fd) < 0)) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
+    return close(fd) < 0 ? errno : 0;
+}
+
+/* PUT: a temporary file in the key's directory renamed onto the key's name (a link there
+ * is replaced, not followed); link() for create-if-absent, which fails if the name exists. */
+static void file_put(file_backend *f, cfs_op *op, const char *key)
+{
+    const char *name;
+    char *dir = key_dir(key, &name);
+    if (!dir) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
-    snprintf(tmp, plen + sizeof(TEMP_PREFIX) + 8, "%.*s/" TEMP_PREFIX "XXXXXX", (int)dir_len, path);
-    int fd = -1;
-    /* A concurrent delete may prune the directory between mkdir and mkstemp: try again. */
+    char tmp[sizeof(TEMP_PREFIX) + 48];
+    int dfd = -1, fd = -1;
+    /* A concurrent delete may remove the emptied directory before the file is made in it */
     for (int tries = 0; tries < 5 && fd < 0; tries++) {
-        if (make_parents(tmp) < 0)
+        if (dfd >= 0)
+            close(dfd);
+        dfd = open_dir(f, dir, 1, FOLLOW_BENEATH);
+        if (dfd < 0)
             break;
-        memcpy(tmp + dir_len + 1 + sizeof(TEMP_PREFIX) - 1, "XXXXXX", 6);
-        fd = mkstemp(tmp);
+        fd = make_temp(dfd, tmp, sizeof tmp);
         if (fd < 0 && errno != ENOENT)
             break;
     }
     if (fd < 0) {
-        cfs_op_fail(op, CFS_EIO, "cannot create a file in %.*s: %s", (int)dir_len, path,
-                    strerror(errno));
-        free(tmp);
+        fail_resolve(op, errno, "create a file", 1);
+        if (dfd >= 0)
+            close(dfd);
+        free(dir);
         return;
     }
-    int ok = write_all(fd, op->body, op->body_len) == 0 && fchmod(fd, 0644) == 0;
-    int e = errno;
-    if (close(fd) < 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (ok) {
-        if (op->if_none_match) {
-            /* link() fails if the name exists: an atomic create-if-absent */
-            if (link(tmp, path) < 0) {
-                e = errno;
-                if (e == EEXIST)
-                    cfs_op_fail(op, CFS_EEXISTS, "already exists");
-                else
-                    cfs_op_fail(op, CFS_EIO, "cannot create: %s", strerror(e));
-            }
-            unlink(tmp);
-        } else if (rename(tmp, path) < 0) {
-            e = errno;
-            cfs_op_fail(op, CFS_EIO, "cannot rename into place: %s", strerror(e));
-            unlink(tmp);
-        }
-    } else {
+    int e = fill_temp(f, fd, op);
+    if (e) {
         cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(e));
-        unlink(tmp);
+    } else if (op->if_none_match) {
+        if (linkat(dfd, tmp, dfd, name, 0) < 0) {
+            e = errno;
+            if (e == EEXIST)
+                cfs_op_fail(op, CFS_EEXISTS, "already exists");
+            else
+                cfs_op_fail(op, CFS_EIO, "cannot create: %s", strerror(e));
+        }
+    } else if (renameat(dfd, tmp, dfd, name) < 0) {
+        e = errno;
+        cfs_op_fail(op, CFS_EIO, "cannot rename into place: %s", strerror(e));
+    } else {
+        tmp[0] = '\0'; /* renamed: nothing to remove */
     }
-    free(tmp);
+    if (tmp[0])
+        unlinkat(dfd, tmp, 0);
+    if (op->status == CFS_OK && f->durable && fsync(dfd) < 0)
+        cfs_op_fail(op, CFS_EIO, "cannot flush the directory: %s", strerror(errno));
+    close(dfd);
+    free(dir);
 }
 
-/* Walk `dir` (relative, "" or ending in '/'), adding entries whose relative path starts
- * with `prefix`. */
-static int walk(file_backend *f, cfs_op *op, cfs_buf *rel, const char *prefix, size_t prefix_len)
+/* Remove now-empty directories above a deleted key, up to (not including) the root. */
+static void prune_empty_parents(file_backend *f, const char *key)
 {
-    char *abs = cfs_path_join(f->root, rel->len ? rel->data : "");
-    if (!abs)
-        return -1;
-    DIR *d = opendir(abs);
-    free(abs);
-    if (!d)
-        return (errno == ENOENT || errno == ENOTDIR) ? 0 : -2;
+    char *dir = strdup(key);
+    while (dir) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        const char *last;
+        char *parent = key_dir(dir, &last);
+        int pfd = parent ? open_dir(f, parent, 0, NO_SYMLINKS) : -1;
+        int removed = pfd >= 0 && unlinkat(pfd, last, AT_REMOVEDIR) == 0;
+        if (pfd >= 0)
+            close(pfd);
+        free(parent);
+        if (!removed)
+            break;
+    }
+    free(dir);
+}
+
+/* DELETE: never through a link; a key that is itself a link removes the link. */
+static void file_delete(file_backend *f, cfs_op *op, const char *key)
+{
+    const char *name;
+    char *dir = key_dir(key, &name);
+    if (!dir) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return;
+    }
+    int dfd = open_dir(f, dir, 0, NO_SYMLINKS);
+    if (dfd < 0) {
+        fail_resolve(op, errno, "delete", 0);
+    } else if (unlinkat(dfd, name, 0) < 0) {
+        cfs_op_fail(op, errno_status(errno), "%s", strerror(errno));
+    } else {
+        close(dfd);
+        dfd = -1;
+        prune_empty_parents(f, key);
+    }
+    if (dfd >= 0)
+        close(dfd);
+    free(dir);
+}
+
+/* Walk the directory open as `dfd` (relative path `rel`, "" or ending in '/'), adding
+ * entries whose relative path starts with `prefix`. Links are skipped. Takes `dfd`. */
+static int walk(int dfd, cfs_op *op, cfs_buf *rel, const char *prefix, size_t prefix_len)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -2;
+    }
     int rc = 0;
     size_t base_len = rel->len;
     struct dirent *de;
@@ -265,10 +513,15 @@ static int walk(file_backend *f, cfs_op *op, cfs_buf *rel, const char *prefix, s
             continue; /* deleted meanwhile */
         if (S_ISDIR(st.st_mode)) {
             if (rel->len < prefix_len || op->recursive) {
-                if (cfs_buf_append(rel, "/", 1) < 0 || cfs_buf_terminate(rel) < 0)
+                int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0)
+                    continue; /* replaced or removed meanwhile */
+                if (cfs_buf_append(rel, "/", 1) < 0 || cfs_buf_terminate(rel) < 0) {
+                    close(sub);
                     rc = -1;
-                else
-                    rc = walk(f, op, rel, prefix, prefix_len);
+                } else {
+                    rc = walk(sub, op, rel, prefix, prefix_len);
+                }
             } else if (cfs_entries_add(&op->entries, rel->data, rel->len, -1, 1) < 0) {
                 rc = -1;
             }
@@ -282,6 +535,7 @@ static int walk(file_backend *f, cfs_op *op, cfs_buf *rel, const char *prefix, s
     return rc;
 }
 
+/* LIST: from the prefix's directory, which is reached without crossing a link. */
 static void file_list(file_backend *f, cfs_op *op)
 {
     const char *prefix = op->key;
@@ -293,8 +547,17 @@ static void file_list(file_backend *f, cfs_op *op)
         rc = -1;
     if (rc == 0 && cfs_buf_terminate(&rel) < 0)
         rc = -1;
-    if (rc == 0)
-        rc = walk(f, op, &rel, prefix, prefix_len);
+    if (rc == 0) {
+        char *dir = strndup(prefix, last ? (size_t)(last - prefix) : 0);
+        int dfd = dir ? open_dir(f, dir, 0, NO_SYMLINKS) : -1;
+        if (!dir)
+            rc = -1;
+        else if (dfd >= 0)
+            rc = walk(dfd, op, &rel, prefix, prefix_len);
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+            rc = -2; /* a missing directory, or a link, holds no keys */
+        free(dir);
+    }
     if (rc == -1)
         cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
     else if (rc == -2)
@@ -302,45 +565,75 @@ static void file_list(file_backend *f, cfs_op *op)
     cfs_buf_free(&rel);
 }
 
-/* Remove the empty directories in the tree at `path` (bottom-up), and `path` itself unless
- * it is the root. Directories that still hold something stay. */
-static void remove_empty_dirs(const char *path, int is_root)
+/* Whether the directory entry `name` is a temporary file left by a writer that crashed:
+ * one nobody has written to for `stale` seconds. */
+static int stale_temp(const char *name, const struct stat *st, long stale, time_t now)
 {
-    DIR *d = opendir(path);
-    if (!d)
+    return strncmp(name, TEMP_PREFIX, sizeof(TEMP_PREFIX) - 1) == 0 && S_ISREG(st->st_mode) &&
+           now - st->st_mtime >= stale;
+}
+
+/* RMDIR: below the directory open as `dfd`, remove stale temporary files and the
+ * directories left empty (bottom-up), never descending into a link. Takes `dfd`. */
+static void remove_empty_dirs(file_backend *f, int dfd, time_t now)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
         return;
+    }
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
+        const char *n = de->d_name;
         struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-            char *sub = cfs_path_join(path, de->d_name);
-            if (sub)
-                remove_empty_dirs(sub, 0);
-            free(sub);
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+            fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (stale_temp(n, &st, f->stale_temp_seconds, now)) {
+            unlinkat(dirfd(d), n, 0);
+        } else if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                remove_empty_dirs(f, sub, now);
+                unlinkat(dirfd(d), n, AT_REMOVEDIR); /* fails, harmlessly, if something is left */
+            }
         }
     }
     closedir(d);
-    if (!is_root)
-        rmdir(path); /* fails, harmlessly, if something is left */
+}
+
+static void file_rmdir(file_backend *f, cfs_op *op)
+{
+    int dfd = open_dir(f, op->key, 0, NO_SYMLINKS);
+    if (dfd < 0)
+        return; /* missing, or a link: nothing of the store's below it */
+    remove_empty_dirs(f, dfd, time(NULL));
+    size_t n = strlen(op->key);
+    while (n && op->key[n - 1] == '/')
+        n--;
+    if (!n)
+        return; /* the root stays */
+    char *dir = strndup(op->key, n);
+    const char *last;
+    char *parent = dir ? key_dir(dir, &last) : NULL;
+    int pfd = parent ? open_dir(f, parent, 0, NO_SYMLINKS) : -1;
+    if (pfd >= 0) {
+        unlinkat(pfd, last, AT_REMOVEDIR);
+        close(pfd);
+    }
+    free(parent);
+    free(dir);
 }
 
 /* COPY: read the source, then write it like a PUT (temp file, rename). */
-static void file_copy(file_backend *f, cfs_op *op, char *dst_path)
+static void file_copy(file_backend *f, cfs_op *op)
 {
-    char *src_path = cfs_path_join(f->root, op->source);
-    if (!src_path) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-        return;
-    }
-    file_get(op, src_path, 0);
-    free(src_path);
+    file_get(f, op, op->source, 0);
     if (op->status != CFS_OK)
         return;
     op->body = op->data.data ? op->data.data : "";
     op->body_len = op->data.len;
-    file_put(op, dst_path);
+    file_put(f, op, op->key);
     op->body = NULL;
     op->body_len = 0;
 }
@@ -349,41 +642,38 @@ static void file_execute(cfs_backend *b, cfs_op *op)
 {
     file_backend *f = (file_backend *)b;
     char *path = cfs_path_join(f->root, op->key);
-    if (!path || cfs_op_set_where(op, path) < 0) {
-        free(path);
+    int set = path ? cfs_op_set_where(op, path) : -1;
+    free(path);
+    if (set < 0) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
     switch (op->kind) {
     case CFS_OP_GET:
-        file_get(op, path, 0);
+        file_get(f, op, op->key, 0);
         break;
     case CFS_OP_HEAD:
-        file_get(op, path, 1);
+        file_get(f, op, op->key, 1);
         break;
     case CFS_OP_PUT:
-        file_put(op, path);
+        file_put(f, op, op->key);
         break;
     case CFS_OP_DELETE:
-        if (unlink(path) < 0)
-            cfs_op_fail(op, errno_status(errno), "%s", strerror(errno));
-        else
-            prune_empty_parents(f->root, path);
+        file_delete(f, op, op->key);
         break;
     case CFS_OP_LIST:
         file_list(f, op);
         break;
     case CFS_OP_RMDIR:
-        remove_empty_dirs(path, op->key[0] == '\0');
+        file_rmdir(f, op);
         break;
     case CFS_OP_DELETE_MANY: /* delete_many_max is 0: never submitted here */
         cfs_op_fail(op, CFS_EINVALID, "no multi-key delete");
         break;
     case CFS_OP_COPY:
-        file_copy(f, op, path);
+        file_copy(f, op);
         break;
     }
-    free(path);
 }
 
 static const char *file_url(cfs_backend *b)

@@ -2,6 +2,7 @@
  * or folder under csrc/backends/ and defines `const cfs_backend_ops cfs_<name>_backend`;
  * registering it is one X(<name>) line below (tests/test_layout.py checks that a new
  * backend needs nothing more). */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,15 +26,26 @@ static const cfs_backend_ops *const registry[] = { CFS_BACKENDS(ENTRY) };
 
 const cfs_backend_ops *cfs_backend_for_url(const char *url)
 {
-    const char *colon = strstr(url, "://");
-    if (!colon)
+    /* a scheme is a letter, then letters, digits, '+', '-', '.' (RFC 3986) */
+    size_t n = 0;
+    while (isalnum((unsigned char)url[n]) || (n && (url[n] == '+' || url[n] == '-' || url[n] == '.')))
+        n++;
+    if (n == 0 || !isalpha((unsigned char)url[0]) || strncmp(url + n, "://", 3) != 0)
         return &cfs_file_backend; /* a plain path */
-    size_t n = (size_t)(colon - url);
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
         for (const char *const *s = registry[i]->schemes; *s; s++)
             if (strlen(*s) == n && strncmp(*s, url, n) == 0)
                 return registry[i];
     return NULL;
+}
+
+int cfs_backend_scheme_known(const char *scheme)
+{
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        for (const char *const *s = registry[i]->schemes; *s; s++)
+            if (strcmp(*s, scheme) == 0)
+                return 1;
+    return 0;
 }
 
 void cfs_backend_schemes(char *out, size_t n)

@@ -150,6 +150,8 @@ int cfs_backend_is_secret_option(const cfs_backend_ops *ops, const char *option)
 
 /* The registry (backends/registry.c): the backend for a URL's scheme, NULL if none. */
 const cfs_backend_ops *cfs_backend_for_url(const char *url);
+/* Whether a lower-case scheme has a backend (a cfs_scheme_known_fn for cfs_url_normalize). */
+int cfs_backend_scheme_known(const char *scheme);
 /* The schemes known, comma-separated, for error messages. */
 void cfs_backend_schemes(char *out, size_t n);
 

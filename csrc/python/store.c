@@ -1,6 +1,7 @@
 /* The Store type: the zarr-compatible mapping over one backend. Every method that waits
  * does so with the GIL released; batches go through batch.c. */
 #include "python/store.h"
+#include "core/url.h"
 
 #include <string.h>
 
@@ -84,23 +85,35 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "CloudFilesStore.__init__ called twice");
         return -1;
     }
-    const char *u = PyUnicode_AsUTF8(url);
-    if (!u)
+    const char *given = PyUnicode_AsUTF8(url);
+    if (!given)
         return -1;
+    char err[256] = "";
+    char *u = cfs_url_normalize(given, cfs_backend_scheme_known, err, sizeof err);
+    if (!u) {
+        if (err[0]) {
+            char schemes[256];
+            cfs_backend_schemes(schemes, sizeof schemes);
+            PyErr_Format(cfs_err.scheme, "%s (known schemes: %s, or a plain path)", err, schemes);
+        } else {
+            PyErr_NoMemory();
+        }
+        return -1;
+    }
     const cfs_backend_ops *ops = cfs_backend_for_url(u);
-    if (!ops) {
-        char schemes[256];
-        cfs_backend_schemes(schemes, sizeof schemes);
-        PyErr_Format(cfs_err.scheme, "unsupported URL %R: known schemes are %s", url, schemes);
+    if (!ops) { /* normalisation admits known schemes only */
+        PyErr_SetString(cfs_err.scheme, "no backend for this URL's scheme");
+        free(u);
         return -1;
     }
     cfs_options opts = { 0 };
     cfs_transfer_config cfg = CFS_TRANSFER_DEFAULT;
-    char err[256] = "";
     int rc = -1;
     /* What the backend opens with: the options given plus what Python discovers
      * (credentials, region). Only the options given are kept for repr and pickling. */
-    PyObject *resolved = resolve_options(url, kwargs);
+    PyObject *canonical = PyUnicode_FromString(u);
+    PyObject *resolved = canonical ? resolve_options(canonical, kwargs) : NULL;
+    Py_XDECREF(canonical);
     if (!resolved)
         goto out;
     int converted = cfs_py_options(resolved, &opts);
@@ -136,6 +149,7 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     rc = 0;
 out:
     cfs_options_free(&opts);
+    free(u);
     return rc;
 }
 
