@@ -4,6 +4,8 @@ Retry-After, resets mid-body, short bodies and stalls; the tests assert the requ
 server saw and the bytes returned."""
 import base64
 import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -154,6 +156,34 @@ def test_stall_detected(target):
     assert got == data
     assert [r.fault for r in target.requests("k")] == ["stall:5", None]
     assert elapsed < 2.2, f"took {elapsed:.2f}s: the stall was not detected after ~1s"
+
+
+CLAIMED_LENGTH_CHILD = """
+import sys
+from cloudfiles_store import CloudFilesStore, errors
+s = CloudFilesStore(sys.argv[1], stall_timeout=1, retries=1, concurrency=4)
+try:
+    s.getitems(["k0", "k1", "k2", "k3"])
+except errors.BatchError as e:
+    assert len(e.errors) == 4, e.errors
+else:
+    raise AssertionError("four stalled bodies were answered")
+# VmHWM: this process's peak (ru_maxrss would count the parent's RSS at fork)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
+"""
+
+
+def test_claimed_length_costs_memory_only_as_bytes_arrive(target):
+    """A server announcing Content-Length: 1 GiB, then sending 10 bytes and nothing more,
+    for 4 keys at once: the client reserved (and faulted in) the 4 GiB claimed."""
+    for i in range(4):
+        target.put(f"k{i}", b"0123456789")
+        target.faults(f"k{i}", ["claim:1073741824"])
+    run = subprocess.run([sys.executable, "-c", CLAIMED_LENGTH_CHILD, target.url], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    peak_mib = int(run.stdout.split()[-1])
+    assert peak_mib < 200, f"peak RSS {peak_mib} MiB for 40 bytes received"
 
 
 def test_slow_but_moving_response_is_not_a_stall(target):

@@ -107,31 +107,18 @@ void cfs_buf_pool_put(char *data, size_t cap)
     storage_free(data);
 }
 
-int cfs_buf_reserve(cfs_buf *b, size_t need)
+/* Give the buffer exactly `cap` bytes of room in all (cap > b->cap), from the pool for a
+ * first block when one fits. Returns 0 or -1. */
+static int buf_grow(cfs_buf *b, size_t cap)
 {
-    if (need <= b->cap - b->len)
-        return 0;
-    if (need > SIZE_MAX - b->len)
-        return -1;
-    size_t want = b->len + need;
-    if (!b->data && want >= POOL_MIN_BLOCK) {
-        size_t cap;
-        char *pooled = pool_take(want, &cap);
+    if (!b->data && cap >= POOL_MIN_BLOCK) {
+        size_t pooled_cap;
+        char *pooled = pool_take(cap, &pooled_cap);
         if (pooled) {
             b->data = pooled;
-            b->cap = cap;
+            b->cap = pooled_cap;
             return 0;
         }
-    }
-    size_t cap;
-    if (!b->data) {
-        /* a first reservation is mostly a body of known length: exactly that, so that
-         * the body can become a bytes object as it lies (cfs_buf_release_block) */
-        cap = want < 256 ? 256 : want;
-    } else {
-        cap = b->cap;
-        while (cap < want)
-            cap = cap > SIZE_MAX / 2 ? want : cap * 2;
     }
     if (cap > SIZE_MAX - CFS_BUF_HEAP_HEADER)
         return -1;
@@ -143,6 +130,42 @@ int cfs_buf_reserve(cfs_buf *b, size_t need)
     b->data = p + CFS_BUF_HEAP_HEADER;
     b->cap = cap;
     return 0;
+}
+
+int cfs_buf_reserve(cfs_buf *b, size_t need)
+{
+    if (need <= b->cap - b->len)
+        return 0;
+    if (need > SIZE_MAX - b->len)
+        return -1;
+    size_t want = b->len + need, cap;
+    if (!b->data) {
+        /* a first reservation is mostly a body of known length: exactly that, so that
+         * the body can become a bytes object as it lies (cfs_buf_release_block) */
+        cap = want < 256 ? 256 : want;
+    } else {
+        cap = b->cap;
+        while (cap < want)
+            cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+    }
+    return buf_grow(b, cap);
+}
+
+int cfs_buf_reserve_expected(cfs_buf *b, size_t need, size_t expected)
+{
+    if (need <= b->cap - b->len)
+        return 0;
+    if (need > SIZE_MAX - b->len)
+        return -1;
+    size_t want = b->len + need;
+    if (want > expected)
+        return cfs_buf_reserve(b, need); /* more than announced: grow as for any buffer */
+    size_t cap = !b->data ? CFS_BUF_FIRST_RESERVE : b->cap > SIZE_MAX / 2 ? SIZE_MAX : b->cap * 2;
+    if (cap < want)
+        cap = want;
+    if (cap > expected)
+        cap = expected;
+    return buf_grow(b, cap);
 }
 
 int cfs_buf_append(cfs_buf *b, const void *p, size_t n)

@@ -11,6 +11,12 @@ typedef struct cfs_buf {
 
 /* Make room for at least `need` more bytes. Returns 0 or -1 (out of memory). */
 int cfs_buf_reserve(cfs_buf *b, size_t need);
+/* Make room for `need` more bytes of a body announced to end at `expected` bytes in all (its
+ * Content-Length, + 1 for a NUL): at most CFS_BUF_FIRST_RESERVE at first, then doubling as
+ * the bytes arrive, never past `expected` while they stay within it. A length a server
+ * claims thus costs memory only as its bytes come. Returns 0 or -1. */
+#define CFS_BUF_FIRST_RESERVE ((size_t)8 << 20)
+int cfs_buf_reserve_expected(cfs_buf *b, size_t need, size_t expected);
 int cfs_buf_append(cfs_buf *b, const void *p, size_t n);
 int cfs_buf_append_str(cfs_buf *b, const char *s);
 /* NUL-terminate without counting the NUL in len. */

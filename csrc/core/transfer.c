@@ -77,9 +77,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         t->status = code;
         t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300) ? &t->op->data
                                                                             : &t->scratch;
-        /* + 1: room for the NUL that ends the bytes object the body may become */
+        /* a first part of the announced length (+ 1: room for the NUL that ends the bytes
+         * object the body may become); the rest as it arrives (on_body) */
         if (t->content_length > 0 && !t->req.no_body &&
-            cfs_buf_reserve(t->body, (size_t)t->content_length + 1) < 0)
+            cfs_buf_reserve_expected(t->body, 1, (size_t)t->content_length + 1) < 0)
             return 0; /* out of memory: abort the transfer */
         return len;
     }
@@ -139,8 +140,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     size_t len = size * n;
     if (!t->body)
         t->body = &t->scratch;
-    if (cfs_buf_append(t->body, data, len) < 0)
+    if (t->content_length > 0 &&
+        cfs_buf_reserve_expected(t->body, len, (size_t)t->content_length + 1) < 0)
         return 0; /* CURLE_WRITE_ERROR */
+    if (cfs_buf_append(t->body, data, len) < 0)
+        return 0;
     return len;
 }
 

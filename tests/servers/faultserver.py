@@ -29,6 +29,8 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "delay:S": sleep S seconds, then answer normally.
 - "chunked": the full body with `Transfer-Encoding: chunked` (pieces of up to 64 KiB), no
   Content-Length: a body whose length the client learns only at its end.
+- "claim:N": a hostile length: `Content-Length: N`, the real (shorter) body, then nothing
+  until the client gives up (at most a minute).
 
 No pytest here: benchmarks may import this module too.
 """
@@ -86,6 +88,10 @@ def parse_fault(spec):
         if arg:
             raise ValueError(f"fault {spec!r} takes no argument")
         return (name, None, None)
+    if name == "claim":
+        if value is None or value != int(value) or value < 0:
+            raise ValueError(f"fault {spec!r} needs a byte count, e.g. claim:1073741824")
+        return (name, int(value), None)
     if name in ("stall", "delay"):
         if value is None:
             raise ValueError(f"fault {spec!r} needs seconds, e.g. {name}:2")
@@ -544,6 +550,15 @@ class FaultServer:
             writer.write(body[half:])
             await writer.drain()
             return keep_alive
+        if kind == "claim":
+            writer.write(response.head_bytes(fault[1], keep_alive) + body)
+            await writer.drain()
+            for _ in range(600):  # until the client closes the connection
+                if writer.is_closing() or writer.transport.get_extra_info("socket") is None:
+                    break
+                await asyncio.sleep(0.1)
+            writer.close()
+            return False
         if kind == "chunked" and response.send_body:
             writer.write(response.head_bytes(keep_alive=keep_alive, chunked=True))
             for i in range(0, len(body), 64 * 1024):
