@@ -1,6 +1,7 @@
 /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78): the checksum GCS keeps for every
  * object. Pure; uses the SSE4.2 crc32 instruction when the CPU has it, a slicing-by-8
- * table otherwise. Thread-safe (no mutable state). */
+ * table otherwise. Thread-safe: the tables are computed once, by the first call
+ * (pthread_once), and only read after. */
 #ifndef CFS_CRC32C_H
 #define CFS_CRC32C_H
 #include <stddef.h>

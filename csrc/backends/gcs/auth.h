@@ -1,6 +1,6 @@
 /* Google OAuth2 for GCS: credential files, the RS256-signed JWT of a service account,
  * token request bodies and token responses. No I/O besides reading a credentials file;
- * the token requests themselves go through the engine (backend_gcs.c). */
+ * the token requests themselves go through the engine (driver.c). */
 #ifndef CFS_GCS_AUTH_H
 #define CFS_GCS_AUTH_H
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* Google Cloud Storage JSON API: the pure pieces of the protocol, apart from I/O so they
- * are unit-tested on fixed inputs (tests/c/test_gcs_proto.c): request URLs, the
+ * are unit-tested on fixed inputs (tests/c/backends/gcs/test_proto.c): request URLs, the
  * x-goog-hash header, object and list responses, error bodies, multipart upload bodies. */
 #ifndef CFS_GCS_PROTO_H
 #define CFS_GCS_PROTO_H
