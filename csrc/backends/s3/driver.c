@@ -3,7 +3,7 @@
  * Addressing: virtual-hosted on AWS (https://bucket.s3.REGION.amazonaws.com/key), path-style
  * for a custom endpoint_url (http://host:port/bucket/key) unless addressing_style says
  * otherwise. Requests are signed with SigV4 (sigv4.c) unless anon; listings are
- * ListObjectsV2 pages parsed by s3_xml.c; S3 error bodies map to op statuses with the S3
+ * ListObjectsV2 pages parsed by xml.c; S3 error bodies map to op statuses with the S3
  * code in op->message. A DELETE looks first (HEAD) so that a missing key is reported; a
  * PUT at or above multipart_threshold goes up in parts, multipart_concurrency at once (each
  * part a child op of the PUT, with its own retries), and is aborted on failure.
@@ -19,11 +19,13 @@
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
  * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), verify_etag (check
  * whole-object GETs against a plain-MD5 ETag), multipart_threshold, multipart_chunksize,
- * multipart_concurrency, ca_bundle, verify, and the credential_* options above. */
+ * multipart_concurrency, ca_bundle, verify, and the credential_* options above.
+ *
+ * This file: opening (URL, options, addressing) and closing the backend, the per-op state,
+ * the credential refresh, and the ops table. Building requests is in request.c, reading
+ * answers in response.c, multipart uploads in multipart.c (s3_internal.h lists them). */
 #include <openssl/evp.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,22 +33,11 @@
 #include <time.h>
 
 #include "backends/s3/credentials.h"
-#include "core/backend.h"
-#include "core/fork_mutex.h"
+#include "backends/s3/s3_internal.h"
 #include "util/keys.h"
-#include "backends/s3/xml.h"
-#include "backends/s3/sigv4.h"
 
-extern const cfs_backend_ops cfs_s3_backend;
-
-#define MD5_LEN 16
-#define MD5_B64_LEN 24
-#define MAX_SIGNED_HEADERS 8
 #define MAX_PARTS 10000
 #define MIB (1024L * 1024L)
-/* PUT bodies this large are hashed on a worker thread (MD5 runs at about 700 MB/s: 90 us
- * for this much, which the transfer thread can afford inline) */
-#define HASH_INLINE_MAX (64 * 1024)
 
 /* Temporary credentials: one op refreshes them from ADVISORY_MARGIN seconds before their
  * expiry (the others keep using them); from MANDATORY_MARGIN on, they are not used. */
@@ -54,47 +45,7 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MANDATORY_MARGIN 60
 #define REFRESH_CLAIM_TIMEOUT 60.0  /* an op refreshing longer than this has given up */
 #define REFRESH_BACKOFF 30          /* after a failed early refresh, seconds before the next */
-#define MAX_CRED_FETCHES 3          /* per op */
 #define IMDS_TOKEN_TTL "21600"
-
-typedef enum cred_source {
-    CRED_STATIC,        /* given as options (or none: anonymous) */
-    CRED_CONTAINER,     /* GET credential_url (+ Authorization from a token or token file) */
-    CRED_IMDS,          /* IMDSv2: PUT token, GET role, GET role credentials */
-} cred_source;
-
-typedef struct s3_backend {
-    cfs_backend base;
-    char *url;              /* s3://bucket[/prefix]: repr, pickling, errors */
-    char *bucket;
-    char *prefix;           /* "" or "a/b/": the store root inside the bucket */
-    char *origin;           /* scheme://authority every request goes to */
-    char *host;             /* the Host header (authority of origin) */
-    char *path_base;        /* raw path before root+key: "/bucket/" (path-style) or "/" */
-    char *region;
-    cfs_tls tls;
-    int anon;
-    int requester_pays;
-    int sign_payload;
-    int verify_etag;
-    size_t mpu_threshold;   /* PUT bodies this large go up in parts */
-    size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
-    int mpu_concurrency;    /* parts of one upload in flight at once */
-    cred_source source;
-    char *cred_url;         /* container: the full URL; IMDS: the base URL */
-    char *cred_auth;        /* container: the Authorization value (secret), or NULL */
-    char *cred_auth_file;   /* container: a file holding it, read at each refresh */
-
-    cfs_fork_mutex lock;    /* guards everything below (creds_lock) */
-    char *access_key_id;
-    char *secret_access_key;
-    char *session_token;
-    int64_t expiration;     /* epoch seconds; 0: the credentials do not expire */
-    double refresh_claimed; /* monotonic time an op began an early refresh; 0 if none */
-    int64_t refresh_not_before; /* epoch: no early refresh before (after a failed one) */
-    char key_date[9];       /* the signing key below is for this date and credentials */
-    unsigned char signing_key[CFS_SHA256_LEN];
-} s3_backend;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -115,7 +66,7 @@ static void creds_lock(s3_backend *s)
 }
 
 /* Header lines of any length (session tokens can be long), straight onto the list. */
-static int add_header_line(cfs_request *req, const char *name, const char *value)
+int add_header_line(cfs_request *req, const char *name, const char *value)
 {
     char *line = cfs_asprintf("%s: %s", name, value);
     if (!line)
@@ -127,12 +78,6 @@ static int add_header_line(cfs_request *req, const char *name, const char *value
         return -1;
     req->headers = l;
     return 0;
-}
-
-static int md5_of(const void *data, size_t n, unsigned char out[MD5_LEN])
-{
-    unsigned int len = 0;
-    return EVP_Digest(data, n, out, &len, EVP_md5(), NULL) == 1 && len == MD5_LEN ? 0 : -1;
 }
 
 static double now_mono(void)
@@ -296,32 +241,24 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
     return 0;
 }
 
-static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_t errlen)
+static int open_oom(char *err, size_t errlen)
 {
-    s3_backend *s = calloc(1, sizeof *s);
-    char *scheme = NULL, *authority = NULL, *endpoint = NULL;
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    s->base.ops = &cfs_s3_backend;
-    s->sign_payload = 1;
-    s->verify_etag = 1;
-    if (cfs_fork_mutex_init(&s->lock) < 0) {
-        free(s);
-        snprintf(err, errlen, "cannot create a mutex");
-        return NULL;
-    }
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
 
-    /* s3://bucket[/prefix...] */
+/* s3://bucket[/prefix...]: the bucket, the store's root inside it ("" or "a/b/") and the
+ * canonical URL. */
+static int open_url(s3_backend *s, const char *url, char *err, size_t errlen)
+{
     const char *p = url + strlen("s3://");
     size_t blen = strcspn(p, "/");
     s->bucket = strndup(p, blen);
     if (!s->bucket)
-        goto oom;
+        return open_oom(err, errlen);
     if (!valid_bucket(s->bucket)) {
         snprintf(err, errlen, "invalid bucket name in %.200s", url);
-        goto fail;
+        return -1;
     }
     const char *root = p + blen;
     while (*root == '/')
@@ -332,50 +269,61 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     char kerr[128];
     if (rlen && cfs_key_check(root, rlen, kerr, sizeof kerr) < 0) {
         snprintf(err, errlen, "invalid prefix in %.200s: %s", url, kerr);
-        goto fail;
+        return -1;
     }
     s->prefix = rlen ? cfs_asprintf("%.*s/", (int)rlen, root) : strdup("");
     s->url = rlen ? cfs_asprintf("s3://%s/%.*s", s->bucket, (int)rlen, root) : cfs_asprintf("s3://%s", s->bucket);
     if (!s->prefix || !s->url)
-        goto oom;
+        return open_oom(err, errlen);
+    return 0;
+}
 
-    /* Options. */
-    if (take_string(opts, "endpoint_url", &endpoint) < 0 || take_string(opts, "region", &s->region) < 0 ||
+/* The options but addressing: strings, TLS, flags, multipart sizes, the credential source
+ * and the region. *endpoint (the caller frees it) and *style (borrowed from opts) are
+ * left for open_addressing(). */
+static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const char **style, char *err,
+                        size_t errlen)
+{
+    if (take_string(opts, "endpoint_url", endpoint) < 0 || take_string(opts, "region", &s->region) < 0 ||
         take_string(opts, "access_key_id", &s->access_key_id) < 0 ||
         take_string(opts, "secret_access_key", &s->secret_access_key) < 0 ||
         take_string(opts, "session_token", &s->session_token) < 0)
-        goto oom;
+        return open_oom(err, errlen);
     if (cfs_tls_take_options(&s->tls, opts, err, errlen) < 0)
-        goto fail;
+        return -1;
     if (cfs_options_take_bool(opts, "anon", &s->anon, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "requester_pays", &s->requester_pays, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "sign_payload", &s->sign_payload, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0)
-        goto fail;
+        return -1;
     long threshold = 128 * MIB, chunk = 16 * MIB, parts_at_once = 8;
     if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
         cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0 ||
         cfs_options_take_long(opts, "multipart_concurrency", 1, 256, &parts_at_once, err, errlen) < 0)
-        goto fail;
+        return -1;
     s->mpu_threshold = (size_t)threshold;
     s->mpu_chunksize = (size_t)chunk;
     s->mpu_concurrency = (int)parts_at_once;
     if (open_cred_source(s, opts, err, errlen) < 0)
-        goto fail;
-    const char *style = cfs_options_take(opts, "addressing_style");
-    if (style && strcmp(style, "auto") && strcmp(style, "path") && strcmp(style, "virtual")) {
-        snprintf(err, errlen, "addressing_style must be auto, path or virtual, not %.40s", style);
-        goto fail;
+        return -1;
+    *style = cfs_options_take(opts, "addressing_style");
+    if (*style && strcmp(*style, "auto") && strcmp(*style, "path") && strcmp(*style, "virtual")) {
+        snprintf(err, errlen, "addressing_style must be auto, path or virtual, not %.40s", *style);
+        return -1;
     }
     if (!s->region && !(s->region = strdup("us-east-1")))
-        goto oom;
+        return open_oom(err, errlen);
     for (const char *r = s->region; *r; r++)
         if (!((*r >= 'a' && *r <= 'z') || (*r >= '0' && *r <= '9') || *r == '-')) {
             snprintf(err, errlen, "invalid region %.60s", s->region);
-            goto fail;
+            return -1;
         }
+    return 0;
+}
 
-    /* Credentials: both halves, or anonymous. */
+/* Credentials: both halves, or anonymous. */
+static int open_credentials(s3_backend *s, char *err, size_t errlen)
+{
     if (s->anon) {
         free(s->access_key_id);
         free_secret(s->secret_access_key);
@@ -388,28 +336,37 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
                      : "no AWS credentials: give access_key_id and secret_access_key (or set "
                        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or anon=True "
                        "for a public bucket");
-        goto fail;
+        return -1;
     } else if (!header_safe(s->access_key_id) || !header_safe(s->session_token)) {
         snprintf(err, errlen, "credentials hold characters a header cannot carry");
-        goto fail;
+        return -1;
     }
+    return 0;
+}
 
-    /* Addressing. */
+/* Where requests go: the origin, the Host header and the path before the key, for a
+ * virtual-hosted or a path-style bucket. */
+static int open_addressing(s3_backend *s, const char *endpoint, const char *style, char *err, size_t errlen)
+{
+    char *scheme = NULL, *authority = NULL;
+    int rc = -1;
     int virtual_host;
     if (endpoint) {
         if (parse_endpoint(endpoint, &scheme, &authority, err, errlen) < 0)
-            goto fail;
+            goto done;
         virtual_host = style && !strcmp(style, "virtual");
     } else {
-        if (!(scheme = strdup("https")) || !(authority = cfs_asprintf("s3.%s.amazonaws.com", s->region)))
-            goto oom;
+        if (!(scheme = strdup("https")) || !(authority = cfs_asprintf("s3.%s.amazonaws.com", s->region))) {
+            open_oom(err, errlen);
+            goto done;
+        }
         virtual_host = style ? (!strcmp(style, "virtual") ||
                                 (!strcmp(style, "auto") && dns_compatible(s->bucket)))
                              : dns_compatible(s->bucket);
     }
     if (virtual_host && !dns_compatible(s->bucket) && strchr(s->bucket, '_')) {
         snprintf(err, errlen, "bucket %.100s cannot be a host name: use addressing_style='path'", s->bucket);
-        goto fail;
+        goto done;
     }
     if (virtual_host) {
         s->host = cfs_asprintf("%s.%s", s->bucket, authority);
@@ -418,70 +375,47 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         s->host = strdup(authority);
         s->path_base = cfs_asprintf("/%s/", s->bucket);
     }
-    if (!s->host || !s->path_base || !(s->origin = cfs_asprintf("%s://%s", scheme, s->host)))
-        goto oom;
+    if (!s->host || !s->path_base || !(s->origin = cfs_asprintf("%s://%s", scheme, s->host))) {
+        open_oom(err, errlen);
+        goto done;
+    }
+    rc = 0;
+done:
     free(scheme);
     free(authority);
+    return rc;
+}
+
+static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_t errlen)
+{
+    s3_backend *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &cfs_s3_backend;
+    s->sign_payload = 1;
+    s->verify_etag = 1;
+    if (cfs_fork_mutex_init(&s->lock) < 0) {
+        free(s);
+        snprintf(err, errlen, "cannot create a mutex");
+        return NULL;
+    }
+    char *endpoint = NULL;
+    const char *style = NULL;
+    if (open_url(s, url, err, errlen) < 0 || open_options(s, opts, &endpoint, &style, err, errlen) < 0 ||
+        open_credentials(s, err, errlen) < 0 || open_addressing(s, endpoint, style, err, errlen) < 0) {
+        free(endpoint);
+        s3_close(&s->base);
+        return NULL;
+    }
     free(endpoint);
     return &s->base;
-
-oom:
-    snprintf(err, errlen, "out of memory");
-fail:
-    free(scheme);
-    free(authority);
-    free(endpoint);
-    s3_close(&s->base);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- op state */
 
-/* Everything one op carries between its requests. */
-typedef struct s3_state {
-    /* credential fetch: a sub-step before the op's own request */
-    int cred_step;          /* 0: none; container: 1; IMDS: 1 token, 2 role, 3 credentials */
-    int claimed;            /* holds the backend's early-refresh claim */
-    int fetched;            /* fetched credentials for this op: use them, do not refresh again */
-    int fetches;
-    char *imds_token;       /* secret */
-    char *imds_role;
-    /* LIST: the token of the next page (NULL for the first) */
-    char *list_token;
-    /* PUT: hashes of the body (a single PUT or one part; the complete document) */
-    int put_hashed;
-    char md5_b64[MD5_B64_LEN + 1];
-    char sha256[CFS_SHA256_HEX_LEN + 1];
-    /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
-    char etag_md5[33];
-    /* DELETE_MANY: the <Delete> document (hashes in md5_b64/sha256 once put_hashed) */
-    cfs_buf delete_body;
-    /* multipart PUT (steps: enum mpu_step): the parts go up as child ops */
-    char *upload_id;
-    size_t part_size;
-    size_t n_parts;
-    size_t parts_started;
-    char **etags;           /* of each part, by part number - 1 */
-    cfs_buf complete;
-    cfs_status fail_status; /* the first failure, kept while the upload is aborted */
-    long fail_http_status;
-    int fail_attempts;
-    char *fail_where;       /* the URL that failed, when not the PUT's own */
-    char fail_message[sizeof(((cfs_op *)0)->message)];
-    /* one part (a child op): its number, the upload's state (its parent's), its ETag */
-    size_t part_number;
-    const struct s3_state *upload;
-    char *part_etag;
-} s3_state;
-
-enum mpu_step {
-    MPU_INITIATE,   /* CreateMultipartUpload */
-    MPU_PARTS,      /* the parts, as child ops: no request of the PUT's own */
-    MPU_COMPLETE,   /* CompleteMultipartUpload */
-    MPU_ABORT,      /* AbortMultipartUpload, after a failure */
-};
-
-static void state_free(void *p)
+void s3_state_free(void *p)
 {
     s3_state *st = p;
     if (!st)
@@ -500,30 +434,14 @@ static void state_free(void *p)
     free(st);
 }
 
-static int is_part(const cfs_op *op)
-{
-    const s3_state *st = op->backend_state;
-    return st && st->upload;
-}
-
-static int is_multipart(const s3_backend *s, const cfs_op *op)
-{
-    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold && !is_part(op);
-}
-
-static int looks_before_delete(const cfs_op *op)
-{
-    return op->kind == CFS_OP_DELETE && op->step == 0 && !op->missing_ok;
-}
-
-static s3_state *state_of(s3_backend *s, cfs_op *op)
+s3_state *s3_state_of(s3_backend *s, cfs_op *op)
 {
     if (op->backend_state)
         return op->backend_state;
     s3_state *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
-    if (is_multipart(s, op)) {
+    if (s3_is_multipart(s, op)) {
         st->part_size = s->mpu_chunksize;
         if (op->body_len / st->part_size >= MAX_PARTS)
             st->part_size = op->body_len / MAX_PARTS + 1;
@@ -534,36 +452,13 @@ static s3_state *state_of(s3_backend *s, cfs_op *op)
         }
     }
     op->backend_state = st;
-    op->free_backend_state = state_free;
+    op->free_backend_state = s3_state_free;
     return st;
-}
-
-static int hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5_B64_LEN + 1],
-                     char sha256[CFS_SHA256_HEX_LEN + 1])
-{
-    unsigned char md5[MD5_LEN];
-    if (md5_of(body ? body : "", n, md5) < 0 ||
-        EVP_EncodeBlock((unsigned char *)md5_b64, md5, MD5_LEN) != MD5_B64_LEN)
-        return -1;
-    if (!s->sign_payload) {
-        snprintf(sha256, CFS_SHA256_HEX_LEN + 1, "%s", CFS_SIGV4_UNSIGNED_PAYLOAD);
-        return 0;
-    }
-    return cfs_sha256_hex(body ? body : "", n, sha256);
 }
 
 /* ------------------------------------------------------------- credentials */
 
-/* What one request is signed with: copies taken under the lock. */
-typedef struct creds_view {
-    char *access_key_id;
-    char *session_token;    /* secret, may be NULL */
-    unsigned char key[CFS_SHA256_LEN];
-    char amz_date[17];
-    int64_t now;
-} creds_view;
-
-static void creds_view_clear(creds_view *v)
+void creds_view_clear(creds_view *v)
 {
     free(v->access_key_id);
     free_secret(v->session_token);
@@ -571,11 +466,9 @@ static void creds_view_clear(creds_view *v)
     memset(v, 0, sizeof *v);
 }
 
-enum { CREDS_USE, CREDS_FETCH, CREDS_ERROR };
-
 /* Sign with the current credentials, or fetch new ones first (this op). Under the lock:
  * copies the key id, token and today's signing key into *v. */
-static int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
+int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
 {
     memset(v, 0, sizeof *v);
     v->now = (int64_t)time(NULL);
@@ -630,7 +523,7 @@ static int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
     return rc;
 }
 
-static void release_claim(s3_backend *s, s3_state *st, int failed)
+void release_claim(s3_backend *s, s3_state *st, int failed)
 {
     if (!st->claimed)
         return;
@@ -660,7 +553,7 @@ static char *read_token_file(const char *path)
 }
 
 /* The request of credential sub-step st->cred_step. */
-static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req)
+int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req)
 {
     req->method = "GET";
     if (s->source == CRED_CONTAINER) {
@@ -704,7 +597,7 @@ oom:
 }
 
 /* The answer to a credential sub-step. */
-static cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp)
+cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp)
 {
     cfs_buf *body = resp->body;
     char detail[160] = "";
@@ -789,725 +682,7 @@ failed:
     return CFS_NEXT_DONE;
 }
 
-/* ------------------------------------------------------------------- build */
-
-/* What one request is, before signing: filled per op kind, then signed and sent by
- * emit_request(). Strings are borrowed (from the op, its state, or `scratch`). */
-typedef struct req_spec {
-    const char *method;
-    cfs_buf path;                       /* raw (unencoded) path */
-    cfs_sigv4_pair query[8];            /* raw names and values */
-    size_t nq;
-    cfs_sigv4_pair headers[MAX_SIGNED_HEADERS];
-    size_t nh;
-    const char *payload;                /* x-amz-content-sha256 */
-    const char *body;
-    size_t body_len;
-    int no_body;
-    char range[96];
-    char part_number[24];
-    char *scratch;                      /* owned: a string a pair points into */
-} req_spec;
-
-static void add_h(req_spec *r, const char *name, const char *value)
-{
-    if (r->nh < MAX_SIGNED_HEADERS)
-        r->headers[r->nh++] = (cfs_sigv4_pair){name, value};
-}
-
-static void add_q(req_spec *r, const char *name, const char *value)
-{
-    if (r->nq < sizeof r->query / sizeof r->query[0])
-        r->query[r->nq++] = (cfs_sigv4_pair){name, value};
-}
-
-/* Append the query pairs to a URL in the AWS encoding (for unsigned requests). */
-static int append_query(cfs_buf *u, const cfs_sigv4_pair *q, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (cfs_buf_append(u, i ? "&" : "?", 1) < 0 ||
-            cfs_aws_uri_encode(u, q[i].name, strlen(q[i].name), 0) < 0 ||
-            cfs_buf_append(u, "=", 1) < 0 ||
-            cfs_aws_uri_encode(u, q[i].value, strlen(q[i].value), 0) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Sign the spec (unless anonymous) and fill the engine's request. 0, or -1 after
- * cfs_op_fail(). */
-static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r, const creds_view *cv)
-{
-    cfs_buf u = {0};
-    cfs_sigv4_output sig;
-    memset(&sig, 0, sizeof sig);
-    req->method = r->method;
-    req->body = r->body;
-    req->body_len = r->body_len;
-    req->no_body = r->no_body;
-    if (s->requester_pays)
-        add_h(r, "x-amz-request-payer", "requester");
-    if (cfs_buf_terminate(&r->path) < 0 || cfs_buf_append_str(&u, s->origin) < 0)
-        goto oom;
-    if (s->anon) {
-        if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 || append_query(&u, r->query, r->nq) < 0)
-            goto oom;
-    } else {
-        char err[160] = "";
-        cfs_sigv4_input in = {
-            .method = r->method,
-            .path = r->path.data,
-            .path_mode = CFS_SIGV4_PATH_S3,
-            .query = r->query,
-            .n_query = r->nq,
-            .headers = r->headers,
-            .n_headers = r->nh,
-            .payload_hash = r->payload ? r->payload : CFS_SIGV4_EMPTY_SHA256,
-            .content_sha256_header = 1,
-            .time = cv->now,
-            .region = s->region,
-            .service = "s3",
-            .access_key_id = cv->access_key_id,
-            .session_token = cv->session_token,
-            .signing_key = cv->key,
-        };
-        if (cfs_sigv4_sign(&in, &sig, err, sizeof err) < 0) {
-            cfs_op_fail(op, CFS_EINVALID, "cannot sign the request: %s", err);
-            goto fail;
-        }
-        if (cfs_buf_append_str(&u, sig.canonical_path) < 0 ||
-            (sig.canonical_query[0] && (cfs_buf_append(&u, "?", 1) < 0 ||
-                                        cfs_buf_append_str(&u, sig.canonical_query) < 0)))
-            goto oom;
-    }
-    if (cfs_buf_terminate(&u) < 0)
-        goto oom;
-    req->url = cfs_buf_steal(&u, NULL);
-    if (cfs_op_set_where(op, req->url) < 0)
-        goto oom;
-    for (size_t i = 0; i < r->nh; i++)
-        if (add_header_line(req, r->headers[i].name, r->headers[i].value) < 0)
-            goto oom;
-    if (!s->anon) {
-        for (size_t i = 0; i < sig.n_extra_headers; i++) {
-            struct curl_slist *l = curl_slist_append(req->headers, sig.extra_headers[i]);
-            if (!l)
-                goto oom;
-            req->headers = l;
-        }
-        if (add_header_line(req, "Authorization", sig.authorization) < 0)
-            goto oom;
-    }
-    cfs_sigv4_output_free(&sig);
-    return 0;
-oom:
-    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
-fail:
-    cfs_sigv4_output_free(&sig);
-    cfs_buf_free(&u);
-    return -1;
-}
-
-/* The PUT's own requests of a multipart upload (see enum mpu_step). */
-static int spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
-{
-    if (op->step == MPU_INITIATE) {
-        r->method = "POST";
-        r->body = "";
-        add_q(r, "uploads", "");
-        add_h(r, "Content-Type", "application/octet-stream");
-    } else if (op->step == MPU_COMPLETE) {
-        if (!st->put_hashed) {
-            if (cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0 ||
-                hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
-                return -1;
-            st->put_hashed = 1;
-        }
-        r->method = "POST";
-        r->body = st->complete.data;
-        r->body_len = st->complete.len;
-        r->payload = st->sha256;
-        add_q(r, "uploadId", st->upload_id);
-        add_h(r, "Content-Type", "application/xml");
-        add_h(r, "Content-MD5", st->md5_b64);
-        if (op->if_none_match)
-            add_h(r, "If-None-Match", "*");
-    } else if (op->step == MPU_ABORT) {
-        r->method = "DELETE";
-        add_q(r, "uploadId", st->upload_id);
-    } else {
-        return -1; /* MPU_PARTS: the parts are child ops; the PUT itself sends nothing */
-    }
-    return 0;
-}
-
-/* UploadPart: a child op holding one slice of its parent's body. */
-static int spec_part(s3_state *st, cfs_op *op, req_spec *r)
-{
-    r->method = "PUT";
-    r->body = op->body;
-    r->body_len = op->body_len;
-    r->payload = st->sha256;
-    snprintf(r->part_number, sizeof r->part_number, "%zu", st->part_number);
-    add_q(r, "partNumber", r->part_number);
-    add_q(r, "uploadId", st->upload->upload_id);
-    add_h(r, "Content-MD5", st->md5_b64);
-    return 0;
-}
-
-/* x-amz-copy-source: "/bucket/key", the key URL-encoded. */
-static char *copy_source(const s3_backend *s, const char *source)
-{
-    cfs_buf v = {0};
-    char *key = cfs_asprintf("%s%s", s->prefix, source);
-    int rc = key ? 0 : -1;
-    if (rc == 0)
-        rc = cfs_buf_append(&v, "/", 1) < 0 || cfs_buf_append_str(&v, s->bucket) < 0 ||
-                     cfs_buf_append(&v, "/", 1) < 0 || cfs_aws_uri_encode(&v, key, strlen(key), 1) < 0 ||
-                     cfs_buf_terminate(&v) < 0 ? -1 : 0;
-    free(key);
-    if (rc < 0) {
-        cfs_buf_free(&v);
-        return NULL;
-    }
-    return cfs_buf_steal(&v, NULL);
-}
-
-/* The DeleteObjects document for op->keys (full object keys: the store's prefix added). */
-static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
-{
-    char **full = calloc(op->n_keys, sizeof *full);
-    int rc = full ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < op->n_keys; i++)
-        if (!(full[i] = cfs_asprintf("%s%s", s->prefix, op->keys[i])))
-            rc = -1;
-    if (rc == 0)
-        rc = cfs_s3_delete_body(out, (const char *const *)full, op->n_keys);
-    for (size_t i = 0; full && i < op->n_keys; i++)
-        free(full[i]);
-    free(full);
-    return rc;
-}
-
-/* Hash a PUT body (a single PUT or one part) for Content-MD5 and the payload hash. */
-static int s3_prepare(cfs_backend *b, cfs_op *op)
-{
-    s3_backend *s = (s3_backend *)b;
-    s3_state *st = state_of(s, op);
-    if (!st || hash_body(s, op->body, op->body_len, st->md5_b64, st->sha256) < 0) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
-        return -1;
-    }
-    st->put_hashed = 1;
-    return 0;
-}
-
-static int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
-{
-    s3_backend *s = (s3_backend *)b;
-    if (op->kind == CFS_OP_RMDIR) {
-        op->status = CFS_OK; /* a flat namespace has no directories to remove */
-        return 1;
-    }
-    s3_state *st = state_of(s, op);
-    if (!st) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-        return -1;
-    }
-    if (op->kind == CFS_OP_PUT && !st->put_hashed && !is_multipart(s, op)) { /* a PUT or a part */
-        if (op->body_len > HASH_INLINE_MAX)
-            return CFS_BUILD_PREPARE;
-        if (s3_prepare(b, op) < 0)
-            return -1;
-    }
-    creds_view cv;
-    memset(&cv, 0, sizeof cv);
-    if (!s->anon) {
-        if (!st->cred_step) {
-            int d = creds_decide(s, st, &cv, op);
-            if (d == CREDS_ERROR)
-                return -1;
-            if (d == CREDS_FETCH) {
-                if (++st->fetches > MAX_CRED_FETCHES) {
-                    release_claim(s, st, 1);
-                    cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s", s->cred_url);
-                    return -1;
-                }
-                st->cred_step = 1;
-            }
-        }
-        if (st->cred_step)
-            return build_cred_request(s, op, st, req);
-    }
-
-    req_spec r;
-    memset(&r, 0, sizeof r);
-    add_h(&r, "Host", s->host);
-    if (cfs_buf_append_str(&r.path, s->path_base) < 0)
-        goto oom;
-    if (op->kind == CFS_OP_LIST || op->kind == CFS_OP_DELETE_MANY) {
-        if (r.path.len > 1)
-            r.path.len--; /* path-style bucket requests are "/bucket", not "/bucket/" */
-    } else if (cfs_buf_append_str(&r.path, s->prefix) < 0 || cfs_buf_append_str(&r.path, op->key) < 0) {
-        goto oom;
-    }
-
-    switch (op->kind) {
-    case CFS_OP_GET:
-        r.method = "GET";
-        if (op->range.kind != CFS_RANGE_NONE) {
-            const cfs_range *g = &op->range;
-            if (g->kind == CFS_RANGE_BOUNDED)
-                snprintf(r.range, sizeof r.range, "bytes=%lld-%lld", (long long)g->start, (long long)g->end - 1);
-            else if (g->kind == CFS_RANGE_FROM)
-                snprintf(r.range, sizeof r.range, "bytes=%lld-", (long long)g->start);
-            else
-                snprintf(r.range, sizeof r.range, "bytes=-%lld", (long long)g->length);
-            add_h(&r, "Range", r.range);
-        }
-        break;
-    case CFS_OP_HEAD:
-        r.method = "HEAD";
-        r.no_body = 1;
-        break;
-    case CFS_OP_PUT:
-        if (is_part(op) || is_multipart(s, op)) {
-            if ((is_part(op) ? spec_part(st, op, &r) : spec_multipart(s, op, st, &r)) < 0)
-                goto oom;
-            break;
-        }
-        r.method = "PUT";
-        r.body = op->body ? op->body : "";
-        r.body_len = op->body_len;
-        r.payload = st->sha256;
-        add_h(&r, "Content-Type", "application/octet-stream");
-        add_h(&r, "Content-MD5", st->md5_b64);
-        if (op->if_none_match)
-            add_h(&r, "If-None-Match", "*");
-        break;
-    case CFS_OP_DELETE:
-        /* S3 answers 204 for a missing key too: look first, so a missing key is reported,
-         * unless the caller ignores missing keys */
-        r.method = looks_before_delete(op) ? "HEAD" : "DELETE";
-        r.no_body = looks_before_delete(op);
-        break;
-    case CFS_OP_LIST:
-        if (!(r.scratch = cfs_asprintf("%s%s", s->prefix, op->key)))
-            goto oom;
-        r.method = "GET";
-        add_q(&r, "list-type", "2");
-        add_q(&r, "prefix", r.scratch);
-        add_q(&r, "encoding-type", "url");
-        if (!op->recursive)
-            add_q(&r, "delimiter", "/");
-        if (st->list_token)
-            add_q(&r, "continuation-token", st->list_token);
-        break;
-    case CFS_OP_RMDIR:
-        break; /* handled above */
-    case CFS_OP_COPY:
-        r.method = "PUT";
-        if (!(r.scratch = copy_source(s, op->source)))
-            goto oom;
-        add_h(&r, "x-amz-copy-source", r.scratch);
-        break;
-    case CFS_OP_DELETE_MANY:
-        if (!st->put_hashed) {
-            if (delete_document(s, op, &st->delete_body) < 0 ||
-                hash_body(s, st->delete_body.data, st->delete_body.len, st->md5_b64, st->sha256) < 0)
-                goto oom;
-            st->put_hashed = 1;
-        }
-        r.method = "POST";
-        add_q(&r, "delete", "");
-        r.body = st->delete_body.data;
-        r.body_len = st->delete_body.len;
-        r.payload = st->sha256;
-        add_h(&r, "Content-Type", "application/xml");
-        add_h(&r, "Content-MD5", st->md5_b64); /* DeleteObjects requires it */
-        break;
-    }
-    int rc = emit_request(s, op, req, &r, &cv);
-    cfs_buf_free(&r.path);
-    free(r.scratch);
-    creds_view_clear(&cv);
-    return rc;
-oom:
-    cfs_buf_free(&r.path);
-    free(r.scratch);
-    creds_view_clear(&cv);
-    cfs_op_fail(op, CFS_ENOMEM, "out of memory building a request");
-    return -1;
-}
-
-/* ------------------------------------------------------------------- finish */
-
-static int code_is(const char *code, const char *const *list)
-{
-    for (; *list; list++)
-        if (!strcmp(code, *list))
-            return 1;
-    return 0;
-}
-
-static const char *const RETRY_CODES[] = {
-    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted",
-    "RequestTimeTooSkewed", "ThrottlingException", "Throttling", "TooManyRequests", NULL,
-};
-static const char *const AUTH_CODES[] = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AuthorizationHeaderMalformed", "InvalidSecurity", "AllAccessDisabled",
-    "AccountProblem", "MissingSecurityHeader", "InvalidClientTokenId", "UnrecognizedClientException",
-    "AuthFailure", "Unauthorized", NULL,
-};
-
-/* A non-2xx answer: status from the S3 error code if the body has one, else from HTTP. */
-static cfs_next s3_error(cfs_op *op, const cfs_response *resp)
-{
-    cfs_s3_error e;
-    int have = resp->body && resp->body->len &&
-               cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0];
-    cfs_next next = cfs_http_status_outcome(op, resp);
-    if (!have)
-        return next;
-    cfs_status st = op->status;
-    if (code_is(e.code, RETRY_CODES)) {
-        st = CFS_ETRANSIENT;
-        next = CFS_NEXT_RETRY;
-    } else if (code_is(e.code, AUTH_CODES)) {
-        st = CFS_EAUTH;
-        next = CFS_NEXT_DONE;
-    } else if (!strcmp(e.code, "NoSuchKey")) {
-        st = CFS_ENOTFOUND;
-    } else if (!strcmp(e.code, "NoSuchBucket")) {
-        st = CFS_EHTTP; /* not a missing key: the store itself is missing */
-    } else if (!strcmp(e.code, "PreconditionFailed")) {
-        st = CFS_EEXISTS;
-    } else if (!strcmp(e.code, "InvalidRange")) {
-        st = CFS_ERANGE;
-    }
-    cfs_op_fail(op, st, "%s: %s (HTTP %ld)", e.code, e.message[0] ? e.message : "no message", resp->status);
-    return next;
-}
-
-/* A quoted ETag that is a plain MD5 ("hex32"), lowercased into out; 0 if not one. */
-static int etag_md5(const char *etag, char out[33])
-{
-    if (!etag)
-        return 0;
-    if (!strncmp(etag, "W/", 2))
-        return 0;
-    size_t n = strlen(etag);
-    if (n == 34 && etag[0] == '"' && etag[33] == '"') {
-        etag++;
-        n = 32;
-    }
-    if (n != 32)
-        return 0;
-    for (size_t i = 0; i < 32; i++) {
-        char c = etag[i];
-        if (c >= 'A' && c <= 'F')
-            c = (char)(c + 32);
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return 0;
-        out[i] = c;
-    }
-    out[32] = '\0';
-    return 1;
-}
-
-/* A whole-object GET whose ETag is a plain MD5: hash the body on a worker thread. */
-static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
-{
-    char want[33];
-    if (!s->verify_etag || op->range.kind != CFS_RANGE_NONE || resp->status != 200 ||
-        !etag_md5(resp->etag, want))
-        return CFS_NEXT_DONE;
-    s3_state *st = state_of(s, op);
-    if (!st) {
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-        return CFS_NEXT_DONE;
-    }
-    memcpy(st->etag_md5, want, sizeof want);
-    return CFS_NEXT_VERIFY;
-}
-
-static cfs_next s3_verify(cfs_backend *b, cfs_op *op)
-{
-    (void)b;
-    const char *want = ((s3_state *)op->backend_state)->etag_md5;
-    unsigned char md5[MD5_LEN];
-    char got[33];
-    if (md5_of(op->data.data ? op->data.data : "", op->data.len, md5) < 0) {
-        cfs_op_fail(op, CFS_ENOMEM, "cannot compute an MD5");
-        return CFS_NEXT_DONE;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < MD5_LEN; i++) {
-        got[2 * i] = hex[md5[i] >> 4];
-        got[2 * i + 1] = hex[md5[i] & 15];
-    }
-    got[32] = '\0';
-    if (strcmp(got, want) != 0) {
-        cfs_op_fail(op, CFS_ECHECKSUM, "body MD5 %s does not match ETag %s (%zu bytes)", got, want,
-                    op->data.len);
-        return CFS_NEXT_RETRY;
-    }
-    return CFS_NEXT_DONE;
-}
-
-static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
-{
-    s3_state *st = op->backend_state;
-    cfs_s3_list_page page;
-    char err[200];
-    if (cfs_s3_parse_list(resp->body->data, resp->body->len, &page, err, sizeof err) < 0) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "bad ListObjectsV2 response: %s", err);
-        return CFS_NEXT_DONE;
-    }
-    size_t plen = strlen(s->prefix);
-    cfs_buf name = {0};
-    for (size_t i = 0; i < page.entries.len; i++) {
-        const cfs_entry *e = &page.entries.items[i];
-        cfs_buf_reset(&name);
-        int rc = page.url_encoded ? cfs_url_decode(&name, e->name, strlen(e->name), 1)
-                                  : cfs_buf_append_str(&name, e->name);
-        if (rc < 0) {
-            cfs_op_fail(op, CFS_EPROTOCOL, "bad URL encoding in a listed key");
-            goto done;
-        }
-        if (name.len < plen || memcmp(name.data, s->prefix, plen) != 0)
-            continue; /* outside the root: not ours */
-        const char *rel = name.data + plen;
-        size_t rlen = name.len - plen;
-        if (e->is_dir && rlen && rel[rlen - 1] == '/')
-            rlen--;
-        char kerr[64];
-        if (cfs_key_check(rel, rlen, kerr, sizeof kerr) < 0)
-            continue; /* directory markers ("a/"), keys this store cannot name */
-        if (cfs_entries_add(&op->entries, rel, rlen, e->size, e->is_dir) < 0) {
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
-            goto done;
-        }
-    }
-    if (page.is_truncated) {
-        free(st->list_token);
-        st->list_token = page.next_token;
-        page.next_token = NULL;
-        cfs_buf_free(&name);
-        cfs_s3_list_page_free(&page);
-        return cfs_op_next_step(op, op->step + 1);
-    }
-done:
-    cfs_buf_free(&name);
-    cfs_s3_list_page_free(&page);
-    return CFS_NEXT_DONE;
-}
-
-/* A multipart upload failed for good: keep the first failure (op's own, unless one was
- * kept already) and abort the upload. */
-static cfs_next mpu_abort(cfs_op *op, s3_state *m)
-{
-    if (!m->fail_status) {
-        m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
-        m->fail_http_status = op->http_status;
-        m->fail_attempts = op->attempts;
-        memcpy(m->fail_message, op->message, sizeof m->fail_message);
-        if (op->where && !(m->fail_where = strdup(op->where)))
-            m->fail_status = CFS_ENOMEM;
-    }
-    return cfs_op_next_step(op, MPU_ABORT);
-}
-
-/* Attach the next parts as child ops, up to multipart_concurrency in flight. On
- * out-of-memory the failure is kept and no more parts start. */
-static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
-{
-    int in_flight = cfs_op_children_running(op);
-    for (cfs_op *c = op->children; c; c = c->next)
-        in_flight++;
-    while (!m->fail_status && in_flight < s->mpu_concurrency && m->parts_started < m->n_parts) {
-        size_t off = m->parts_started * m->part_size;
-        cfs_op *part = cfs_op_new(CFS_OP_PUT, op->backend, op->key, strlen(op->key));
-        s3_state *ps = part ? calloc(1, sizeof *ps) : NULL;
-        if (!ps) {
-            cfs_op_free(part);
-            m->fail_status = CFS_ENOMEM;
-            snprintf(m->fail_message, sizeof m->fail_message, "out of memory starting part %zu",
-                     m->parts_started + 1);
-            return;
-        }
-        part->body = op->body + off;
-        part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
-        ps->part_number = ++m->parts_started;
-        ps->upload = m;
-        part->backend_state = ps;
-        part->free_backend_state = state_free;
-        part->next = op->children;
-        op->children = part;
-        in_flight++;
-    }
-}
-
-/* The PUT's own requests of a multipart upload: initiate, complete, abort. */
-static cfs_next mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
-{
-    s3_state *m = op->backend_state;
-    if (op->step == MPU_ABORT) { /* the abort is done (or not): report the failure */
-        op->status = m->fail_status;
-        op->http_status = m->fail_http_status;
-        op->attempts = m->fail_attempts;
-        memcpy(op->message, m->fail_message, sizeof m->fail_message);
-        if (m->fail_where && cfs_op_set_where(op, m->fail_where) < 0)
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-        return CFS_NEXT_DONE;
-    }
-    int ok = resp->status >= 200 && resp->status < 300;
-    cfs_s3_error e;
-    memset(&e, 0, sizeof e);
-    /* CompleteMultipartUpload can answer 200 with an <Error> body */
-    if (ok && op->step == MPU_COMPLETE && resp->body && resp->body->len &&
-        cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0])
-        ok = 0;
-    if (!ok) {
-        cfs_next next = s3_error(op, resp);
-        if (op->status == CFS_OK) /* a 200 with an error body */
-            cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
-        if (resp->status >= 200 && resp->status < 300 && !strcmp(e.code, "InternalError"))
-            next = CFS_NEXT_RETRY;
-        if (op->step == MPU_INITIATE)
-            return next; /* nothing uploaded yet: nothing to abort */
-        if (next == CFS_NEXT_RETRY && !cfs_op_last_attempt(op))
-            return CFS_NEXT_RETRY;
-        return mpu_abort(op, m);
-    }
-    if (op->step == MPU_COMPLETE)
-        return CFS_NEXT_DONE;
-    char err[200];
-    if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
-        return CFS_NEXT_DONE;
-    }
-    op->step = MPU_PARTS;
-    attach_parts(s, op, m);
-    return op->children ? CFS_NEXT_CHILDREN : mpu_abort(op, m);
-}
-
-/* UploadPart's answer, for the part's child op. */
-static cfs_next part_finish(cfs_op *op, const cfs_response *resp)
-{
-    s3_state *st = op->backend_state;
-    if (resp->status < 200 || resp->status >= 300)
-        return s3_error(op, resp);
-    if (!resp->etag) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", st->part_number);
-        return CFS_NEXT_DONE;
-    }
-    free(st->part_etag);
-    if (!(st->part_etag = strdup(resp->etag)))
-        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-    return CFS_NEXT_DONE;
-}
-
-/* A part is back: keep its ETag (or the first failure), start the next parts; once all
- * are back, complete the upload (or abort it). */
-static cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
-{
-    s3_backend *s = (s3_backend *)b;
-    s3_state *m = op->backend_state, *ps = part->backend_state;
-    if (part->status == CFS_OK) {
-        m->etags[ps->part_number - 1] = ps->part_etag;
-        ps->part_etag = NULL;
-    } else if (!m->fail_status) {
-        m->fail_status = part->status;
-        m->fail_http_status = part->http_status;
-        m->fail_attempts = part->attempts;
-        snprintf(m->fail_message, sizeof m->fail_message, "part %zu of %zu: %.200s", ps->part_number,
-                 m->n_parts, part->message);
-        m->fail_where = part->where; /* reported once the upload is aborted */
-        part->where = NULL;
-    }
-    cfs_op_free(part);
-    attach_parts(s, op, m);
-    if (op->children || cfs_op_children_running(op))
-        return CFS_NEXT_CHILDREN;
-    return m->fail_status ? mpu_abort(op, m) : cfs_op_next_step(op, MPU_COMPLETE);
-}
-
-typedef struct delete_errors {
-    cfs_op *op;
-    size_t prefix_len;
-} delete_errors;
-
-static int note_delete_error(void *ctx, const char *key, const char *code, const char *message)
-{
-    cfs_op *op = ((delete_errors *)ctx)->op;
-    size_t plen = ((delete_errors *)ctx)->prefix_len;
-    char detail[sizeof op->message];
-    snprintf(detail, sizeof detail, "%s: %s", code[0] ? code : "error", message[0] ? message : "no message");
-    cfs_status st = code_is(code, AUTH_CODES) ? CFS_EAUTH
-                  : code_is(code, RETRY_CODES) ? CFS_ETRANSIENT : CFS_EHTTP;
-    /* the server names full object keys: report them as the store's keys */
-    const char *rel = strlen(key) >= plen ? key + plen : key;
-    return cfs_entries_add_failure(&op->entries, rel, st, detail);
-}
-
-/* DeleteObjects answers 200 with the keys it could not delete (quiet mode). */
-static cfs_next delete_result(s3_backend *s, cfs_op *op, const cfs_response *resp)
-{
-    char err[200];
-    delete_errors ctx = { op, strlen(s->prefix) };
-    cfs_entries_free(&op->entries);
-    if (cfs_s3_parse_delete_result(resp->body->data ? resp->body->data : "", resp->body->len,
-                                   note_delete_error, &ctx, err, sizeof err) < 0)
-        cfs_op_fail(op, CFS_EPROTOCOL, "bad DeleteObjects response: %s", err);
-    return CFS_NEXT_DONE;
-}
-
-/* CopyObject can fail after its 200 has been sent: the body is then an <Error>. */
-static cfs_next copy_result(cfs_op *op, const cfs_response *resp)
-{
-    cfs_s3_error e;
-    if (!resp->body->len || cfs_s3_parse_error(resp->body->data, resp->body->len, &e) < 0 || !e.code[0])
-        return CFS_NEXT_DONE;
-    cfs_status st = code_is(e.code, RETRY_CODES) ? CFS_ETRANSIENT
-                  : code_is(e.code, AUTH_CODES) ? CFS_EAUTH : CFS_EHTTP;
-    cfs_op_fail(op, st, "%s: %s (in a 200 answer)", e.code, e.message[0] ? e.message : "no message");
-    return st == CFS_ETRANSIENT ? CFS_NEXT_RETRY : CFS_NEXT_DONE;
-}
-
-static cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
-{
-    s3_backend *s = (s3_backend *)b;
-    s3_state *st = op->backend_state;
-    if (st && st->cred_step)
-        return finish_cred(s, op, st, resp);
-    if (is_part(op))
-        return part_finish(op, resp);
-    if (is_multipart(s, op))
-        return mpu_finish(s, op, resp);
-    if (resp->status < 200 || resp->status >= 300)
-        return s3_error(op, resp);
-    cfs_next next = cfs_http_status_outcome(op, resp);
-    if (next != CFS_NEXT_DONE || op->status != CFS_OK)
-        return next;
-    switch (op->kind) {
-    case CFS_OP_GET:
-        return check_etag(s, op, resp);
-    case CFS_OP_DELETE:
-        if (looks_before_delete(op))
-            return cfs_op_next_step(op, 1); /* it exists: now delete it */
-        return CFS_NEXT_DONE;
-    case CFS_OP_LIST:
-        return list_page(s, op, resp);
-    case CFS_OP_DELETE_MANY:
-        return delete_result(s, op, resp);
-    case CFS_OP_COPY:
-        return copy_result(op, resp);
-    default:
-        return CFS_NEXT_DONE;
-    }
-}
+/* ---------------------------------------------------------------- ops table */
 
 static int s3_configure_handle(cfs_backend *b, CURL *easy)
 {

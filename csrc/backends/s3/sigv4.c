@@ -1,5 +1,11 @@
 /* AWS Signature Version 4 (see sigv4.h). Pure: every input comes in through the struct,
- * every result goes out through the output; OpenSSL libcrypto does SHA-256 and HMAC. */
+ * every result goes out through the output; OpenSSL libcrypto does SHA-256 and HMAC.
+ *
+ * cfs_sigv4_sign() runs the steps botocore's SigV4Auth names, one function each: the
+ * credential scope; the canonical request from the canonical URI, headers, signed headers,
+ * query and payload hash; the string to sign; the signature; then the Authorization header
+ * or, presigning, the X-Amz-* query. Above them: URI encoding, hashing, key derivation and
+ * the canonical forms of paths, queries and headers. */
 #include "backends/s3/sigv4.h"
 
 #include <stdarg.h>
@@ -372,13 +378,44 @@ static char *buf_string(cfs_buf *b)
     return cfs_buf_steal(b, NULL);
 }
 
-int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    int presign = in->expires > 0;
-    const char *token = in->session_token && *in->session_token ? in->session_token : NULL;
-    const char *payload = in->payload_hash ? in->payload_hash : CFS_SIGV4_EMPTY_SHA256;
+/* One signing in progress: the steps below read the input, fill the output and share the
+ * rest. Every step returns 0, or -1 with a message in err. */
+typedef struct signer {
+    const cfs_sigv4_input *in;
+    cfs_sigv4_output *out;
+    int presign;                /* query signing (X-Amz-* parameters), not a header */
+    const char *token;          /* the session token, NULL if none */
+    const char *payload;        /* the payload hash */
+    char date8[9];              /* "YYYYMMDD" of the request time */
+    char *scope;                /* date8/region/service/aws4_request */
+    char *credential;           /* access_key_id/scope */
+    canon_header *hdrs;         /* the headers to sign, sorted by name */
+    size_t n_hdrs;
+    enc_param *params;          /* the query, encoded and sorted (X-Amz-* ones included
+                                 * when presigning) */
+    size_t n_params;
+    unsigned char key[CFS_SHA256_LEN]; /* the signing key, when derived here (secret) */
+    cfs_buf b;                  /* scratch for each string being built */
+    char *err;
+    size_t errlen;
+} signer;
 
+static int oom(signer *g)
+{
+    set_err(g->err, g->errlen, "SigV4: out of memory");
+    return -1;
+}
+
+static int crypto_failure(signer *g)
+{
+    set_err(g->err, g->errlen, "SigV4: OpenSSL failure");
+    return -1;
+}
+
+/* What can be refused before any work: method, scope, credentials, payload hash, path. */
+static int check_input(const cfs_sigv4_input *in, const char *token, const char *payload, char *err,
+                       size_t errlen)
+{
     if (!in->method || !*in->method) {
         set_err(err, errlen, "SigV4: no method");
         return -1;
@@ -416,200 +453,261 @@ int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, 
                 return -1;
             }
     }
-    if (cfs_sigv4_format_time(in->time, out->amz_date) < 0) {
-        set_err(err, errlen, "SigV4: time out of range");
-        return -1;
-    }
-    char date8[9];
-    memcpy(date8, out->amz_date, 8);
-    date8[8] = '\0';
+    return 0;
+}
 
-    int rc = -1;
-    enc_param *params = NULL;
-    canon_header *hdrs = NULL;
-    size_t n_params = 0, n_hdrs = 0;
-    cfs_buf b = {0};
-    char *scope = NULL, *credential = NULL;
-    unsigned char key[CFS_SHA256_LEN], sig[CFS_SHA256_LEN];
-    const unsigned char *skey = in->signing_key;
+/* The credential scope "date/region/service/aws4_request", and the credential (the access
+ * key id before it). */
+static int credential_scope(signer *g)
+{
+    const cfs_sigv4_input *in = g->in;
+    g->scope = cfs_asprintf("%s/%s/%s/aws4_request", g->date8, in->region, in->service);
+    g->credential = cfs_asprintf("%s/%s", in->access_key_id, g->scope ? g->scope : "");
+    return g->scope && g->credential ? 0 : oom(g);
+}
 
-    scope = cfs_asprintf("%s/%s/%s/aws4_request", date8, in->region, in->service);
-    credential = cfs_asprintf("%s/%s", in->access_key_id, scope ? scope : "");
-    if (!scope || !credential)
-        goto oom;
+static int canonical_uri(signer *g)
+{
+    if (canonical_path(&g->b, g->in->path, g->in->path_mode) < 0 ||
+        !(g->out->canonical_path = buf_string(&g->b)))
+        return oom(g);
+    return 0;
+}
 
-    /* Path. */
-    if (canonical_path(&b, in->path, in->path_mode) < 0 ||
-        !(out->canonical_path = buf_string(&b)))
-        goto oom;
-
-    /* Headers. */
-    if (in->n_headers > SIZE_MAX / sizeof *hdrs - 4)
-        goto oom;
-    hdrs = calloc(in->n_headers + 4, sizeof *hdrs);
-    if (!hdrs)
-        goto oom;
+/* The headers to sign: the caller's (Host among them, none the signer sets), then
+ * X-Amz-Date, X-Amz-Security-Token and x-amz-content-sha256 unless presigning; lowercase
+ * names, trimmed values, sorted by name (a stable sort: repeated names keep their order). */
+static int canonical_headers(signer *g)
+{
+    const cfs_sigv4_input *in = g->in;
+    if (in->n_headers > SIZE_MAX / sizeof *g->hdrs - 4)
+        return oom(g);
+    g->hdrs = calloc(in->n_headers + 4, sizeof *g->hdrs);
+    if (!g->hdrs)
+        return oom(g);
     int have_host = 0;
     for (size_t i = 0; i < in->n_headers; i++) {
         const char *name = in->headers[i].name, *value = in->headers[i].value;
         if (!valid_token(name)) {
-            set_err(err, errlen, "SigV4: bad header name");
-            goto fail;
+            set_err(g->err, g->errlen, "SigV4: bad header name");
+            return -1;
         }
         if (!value || strpbrk(value, "\r\n")) {
-            set_err(err, errlen, "SigV4: bad value for header %s", name);
-            goto fail;
+            set_err(g->err, g->errlen, "SigV4: bad value for header %s", name);
+            return -1;
         }
-        if (add_header(hdrs, &n_hdrs, name, value) < 0)
-            goto oom;
-        if (reserved_header(hdrs[n_hdrs - 1].name)) {
-            set_err(err, errlen, "SigV4: header %s is set by the signer", name);
-            goto fail;
+        if (add_header(g->hdrs, &g->n_hdrs, name, value) < 0)
+            return oom(g);
+        if (reserved_header(g->hdrs[g->n_hdrs - 1].name)) {
+            set_err(g->err, g->errlen, "SigV4: header %s is set by the signer", name);
+            return -1;
         }
-        if (!strcmp(hdrs[n_hdrs - 1].name, "host"))
+        if (!strcmp(g->hdrs[g->n_hdrs - 1].name, "host"))
             have_host = 1;
     }
     if (!have_host) {
-        set_err(err, errlen, "SigV4: no Host header");
-        goto fail;
+        set_err(g->err, g->errlen, "SigV4: no Host header");
+        return -1;
     }
-    if (!presign) {
-        if (add_header(hdrs, &n_hdrs, "x-amz-date", out->amz_date) < 0)
-            goto oom;
-        if (token && !in->omit_session_token &&
-            add_header(hdrs, &n_hdrs, "x-amz-security-token", token) < 0)
-            goto oom;
-        if (in->content_sha256_header && add_header(hdrs, &n_hdrs, "x-amz-content-sha256", payload) < 0)
-            goto oom;
+    if (!g->presign) {
+        if (add_header(g->hdrs, &g->n_hdrs, "x-amz-date", g->out->amz_date) < 0)
+            return oom(g);
+        if (g->token && !in->omit_session_token &&
+            add_header(g->hdrs, &g->n_hdrs, "x-amz-security-token", g->token) < 0)
+            return oom(g);
+        if (in->content_sha256_header && add_header(g->hdrs, &g->n_hdrs, "x-amz-content-sha256", g->payload) < 0)
+            return oom(g);
     }
-    qsort(hdrs, n_hdrs, sizeof *hdrs, cmp_header);
+    qsort(g->hdrs, g->n_hdrs, sizeof *g->hdrs, cmp_header);
+    return 0;
+}
 
-    /* Signed headers list. */
-    for (size_t i = 0; i < n_hdrs; i++) {
-        if (i && !strcmp(hdrs[i].name, hdrs[i - 1].name))
+/* "host;x-amz-date;...": each name once. */
+static int signed_headers(signer *g)
+{
+    for (size_t i = 0; i < g->n_hdrs; i++) {
+        if (i && !strcmp(g->hdrs[i].name, g->hdrs[i - 1].name))
             continue;
-        if ((i && cfs_buf_append(&b, ";", 1) < 0) || cfs_buf_append_str(&b, hdrs[i].name) < 0)
-            goto oom;
+        if ((i && cfs_buf_append(&g->b, ";", 1) < 0) || cfs_buf_append_str(&g->b, g->hdrs[i].name) < 0)
+            return oom(g);
     }
-    if (!(out->signed_headers = buf_string(&b)))
-        goto oom;
+    if (!(g->out->signed_headers = buf_string(&g->b)))
+        return oom(g);
+    return 0;
+}
 
-    /* Query: the request's own parameters (for the URL), then the signing ones. */
-    if (in->n_query > SIZE_MAX / sizeof *params - 8)
-        goto oom;
-    params = calloc(in->n_query + 8, sizeof *params);
-    if (!params)
-        goto oom;
+/* The request's own query, encoded and sorted: what the URL carries. Room is left for
+ * the presigning parameters. */
+static int canonical_query(signer *g)
+{
+    const cfs_sigv4_input *in = g->in;
+    if (in->n_query > SIZE_MAX / sizeof *g->params - 8)
+        return oom(g);
+    g->params = calloc(in->n_query + 8, sizeof *g->params);
+    if (!g->params)
+        return oom(g);
     for (size_t i = 0; i < in->n_query; i++) {
         if (!in->query[i].name) {
-            set_err(err, errlen, "SigV4: query parameter without a name");
-            goto fail;
+            set_err(g->err, g->errlen, "SigV4: query parameter without a name");
+            return -1;
         }
-        if (add_param(params, &n_params, in->query[i].name, in->query[i].value) < 0)
-            goto oom;
+        if (add_param(g->params, &g->n_params, in->query[i].name, in->query[i].value) < 0)
+            return oom(g);
     }
-    qsort(params, n_params, sizeof *params, cmp_param);
-    if (join_params(&b, params, n_params) < 0 || !(out->canonical_query = buf_string(&b)))
-        goto oom;
-    if (presign) {
-        char expires[32];
-        snprintf(expires, sizeof expires, "%ld", in->expires);
-        if (add_param(params, &n_params, "X-Amz-Algorithm", ALGORITHM) < 0 ||
-            add_param(params, &n_params, "X-Amz-Credential", credential) < 0 ||
-            add_param(params, &n_params, "X-Amz-Date", out->amz_date) < 0 ||
-            add_param(params, &n_params, "X-Amz-Expires", expires) < 0 ||
-            add_param(params, &n_params, "X-Amz-SignedHeaders", out->signed_headers) < 0)
-            goto oom;
-        if (token && !in->omit_session_token &&
-            add_param(params, &n_params, "X-Amz-Security-Token", token) < 0)
-            goto oom;
-        qsort(params, n_params, sizeof *params, cmp_param);
-    }
+    qsort(g->params, g->n_params, sizeof *g->params, cmp_param);
+    if (join_params(&g->b, g->params, g->n_params) < 0 || !(g->out->canonical_query = buf_string(&g->b)))
+        return oom(g);
+    return 0;
+}
 
-    /* Canonical request. */
-    if (cfs_buf_append_str(&b, in->method) < 0 || cfs_buf_append(&b, "\n", 1) < 0 ||
-        cfs_buf_append_str(&b, out->canonical_path) < 0 || cfs_buf_append(&b, "\n", 1) < 0 ||
-        join_params(&b, params, n_params) < 0 || cfs_buf_append(&b, "\n", 1) < 0)
-        goto oom;
-    for (size_t i = 0; i < n_hdrs; i++) {
-        int first = i == 0 || strcmp(hdrs[i].name, hdrs[i - 1].name) != 0;
+/* Presigning signs the X-Amz-* parameters too (not the signature itself). */
+static int presign_params(signer *g)
+{
+    char expires[32];
+    snprintf(expires, sizeof expires, "%ld", g->in->expires);
+    if (add_param(g->params, &g->n_params, "X-Amz-Algorithm", ALGORITHM) < 0 ||
+        add_param(g->params, &g->n_params, "X-Amz-Credential", g->credential) < 0 ||
+        add_param(g->params, &g->n_params, "X-Amz-Date", g->out->amz_date) < 0 ||
+        add_param(g->params, &g->n_params, "X-Amz-Expires", expires) < 0 ||
+        add_param(g->params, &g->n_params, "X-Amz-SignedHeaders", g->out->signed_headers) < 0)
+        return oom(g);
+    if (g->token && !g->in->omit_session_token &&
+        add_param(g->params, &g->n_params, "X-Amz-Security-Token", g->token) < 0)
+        return oom(g);
+    qsort(g->params, g->n_params, sizeof *g->params, cmp_param);
+    return 0;
+}
+
+/* method \n canonical URI \n canonical query \n canonical headers (one "name:values" line
+ * each) \n \n signed headers \n payload hash */
+static int canonical_request(signer *g)
+{
+    cfs_buf *b = &g->b;
+    if (cfs_buf_append_str(b, g->in->method) < 0 || cfs_buf_append(b, "\n", 1) < 0 ||
+        cfs_buf_append_str(b, g->out->canonical_path) < 0 || cfs_buf_append(b, "\n", 1) < 0 ||
+        join_params(b, g->params, g->n_params) < 0 || cfs_buf_append(b, "\n", 1) < 0)
+        return oom(g);
+    for (size_t i = 0; i < g->n_hdrs; i++) {
+        /* a repeated name: its values joined with ',' on one line */
+        int first = i == 0 || strcmp(g->hdrs[i].name, g->hdrs[i - 1].name) != 0;
         if (first) {
-            if ((i && cfs_buf_append(&b, "\n", 1) < 0) || cfs_buf_append_str(&b, hdrs[i].name) < 0 ||
-                cfs_buf_append(&b, ":", 1) < 0)
-                goto oom;
-        } else if (cfs_buf_append(&b, ",", 1) < 0) {
-            goto oom;
+            if ((i && cfs_buf_append(b, "\n", 1) < 0) || cfs_buf_append_str(b, g->hdrs[i].name) < 0 ||
+                cfs_buf_append(b, ":", 1) < 0)
+                return oom(g);
+        } else if (cfs_buf_append(b, ",", 1) < 0) {
+            return oom(g);
         }
-        if (cfs_buf_append_str(&b, hdrs[i].value) < 0)
-            goto oom;
+        if (cfs_buf_append_str(b, g->hdrs[i].value) < 0)
+            return oom(g);
     }
-    if (cfs_buf_append(&b, "\n\n", 2) < 0 || cfs_buf_append_str(&b, out->signed_headers) < 0 ||
-        cfs_buf_append(&b, "\n", 1) < 0 || cfs_buf_append_str(&b, payload) < 0 ||
-        !(out->canonical_request = buf_string(&b)))
-        goto oom;
+    if (cfs_buf_append(b, "\n\n", 2) < 0 || cfs_buf_append_str(b, g->out->signed_headers) < 0 ||
+        cfs_buf_append(b, "\n", 1) < 0 || cfs_buf_append_str(b, g->payload) < 0 ||
+        !(g->out->canonical_request = buf_string(b)))
+        return oom(g);
+    return 0;
+}
 
-    /* String to sign. */
+/* ALGORITHM \n amz_date \n scope \n hex(SHA-256(canonical request)) */
+static int string_to_sign(signer *g)
+{
     char creq_hash[CFS_SHA256_HEX_LEN + 1];
-    if (cfs_sha256_hex(out->canonical_request, strlen(out->canonical_request), creq_hash) < 0)
-        goto crypto;
-    if (!(out->string_to_sign = cfs_asprintf(ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope, creq_hash)))
-        goto oom;
+    if (cfs_sha256_hex(g->out->canonical_request, strlen(g->out->canonical_request), creq_hash) < 0)
+        return crypto_failure(g);
+    if (!(g->out->string_to_sign = cfs_asprintf(ALGORITHM "\n%s\n%s\n%s", g->out->amz_date, g->scope, creq_hash)))
+        return oom(g);
+    return 0;
+}
 
-    /* Signature. */
+/* hex(HMAC(signing key, string to sign)), with the caller's signing key or one derived
+ * here from the secret. */
+static int signature(signer *g)
+{
+    const unsigned char *skey = g->in->signing_key;
+    unsigned char sig[CFS_SHA256_LEN];
     if (!skey) {
-        if (cfs_sigv4_derive_key(in->secret_access_key, date8, in->region, in->service, key) < 0)
-            goto crypto;
-        skey = key;
+        if (cfs_sigv4_derive_key(g->in->secret_access_key, g->date8, g->in->region, g->in->service, g->key) < 0)
+            return crypto_failure(g);
+        skey = g->key;
     }
-    if (hmac_sha256(skey, CFS_SHA256_LEN, out->string_to_sign, strlen(out->string_to_sign), sig) < 0)
-        goto crypto;
-    hex_lower(sig, sizeof sig, out->signature);
+    if (hmac_sha256(skey, CFS_SHA256_LEN, g->out->string_to_sign, strlen(g->out->string_to_sign), sig) < 0)
+        return crypto_failure(g);
+    hex_lower(sig, sizeof sig, g->out->signature);
+    return 0;
+}
 
-    if (presign) {
-        char expires[32];
-        snprintf(expires, sizeof expires, "%ld", in->expires);
-        if (cfs_buf_append_str(&b, "X-Amz-Algorithm=" ALGORITHM "&X-Amz-Credential=") < 0 ||
-            cfs_aws_uri_encode(&b, credential, strlen(credential), 0) < 0 ||
-            cfs_buf_append_str(&b, "&X-Amz-Date=") < 0 || cfs_buf_append_str(&b, out->amz_date) < 0 ||
-            cfs_buf_append_str(&b, "&X-Amz-SignedHeaders=") < 0 ||
-            cfs_aws_uri_encode(&b, out->signed_headers, strlen(out->signed_headers), 0) < 0 ||
-            cfs_buf_append_str(&b, "&X-Amz-Expires=") < 0 || cfs_buf_append_str(&b, expires) < 0)
-            goto oom;
-        if (token && (cfs_buf_append_str(&b, "&X-Amz-Security-Token=") < 0 ||
-                      cfs_aws_uri_encode(&b, token, strlen(token), 0) < 0))
-            goto oom;
-        if (cfs_buf_append_str(&b, "&X-Amz-Signature=") < 0 ||
-            cfs_buf_append_str(&b, out->signature) < 0 || !(out->presigned_query = buf_string(&b)))
-            goto oom;
-    } else {
-        if (!(out->authorization = cfs_asprintf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
-                                              credential, out->signed_headers, out->signature)))
-            goto oom;
-        if (!(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Date: %s", out->amz_date)))
-            goto oom;
-        if (token && !(out->extra_headers[out->n_extra_headers++] =
-                           cfs_asprintf("X-Amz-Security-Token: %s", token)))
-            goto oom;
-        if (in->content_sha256_header &&
-            !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("x-amz-content-sha256: %s", payload)))
-            goto oom;
+/* The X-Amz-* parameters to append to the URL, in the order AWS SDKs use, signature last. */
+static int presigned_query(signer *g)
+{
+    cfs_buf *b = &g->b;
+    const char *sh = g->out->signed_headers;
+    char expires[32];
+    snprintf(expires, sizeof expires, "%ld", g->in->expires);
+    if (cfs_buf_append_str(b, "X-Amz-Algorithm=" ALGORITHM "&X-Amz-Credential=") < 0 ||
+        cfs_aws_uri_encode(b, g->credential, strlen(g->credential), 0) < 0 ||
+        cfs_buf_append_str(b, "&X-Amz-Date=") < 0 || cfs_buf_append_str(b, g->out->amz_date) < 0 ||
+        cfs_buf_append_str(b, "&X-Amz-SignedHeaders=") < 0 || cfs_aws_uri_encode(b, sh, strlen(sh), 0) < 0 ||
+        cfs_buf_append_str(b, "&X-Amz-Expires=") < 0 || cfs_buf_append_str(b, expires) < 0)
+        return oom(g);
+    if (g->token && (cfs_buf_append_str(b, "&X-Amz-Security-Token=") < 0 ||
+                     cfs_aws_uri_encode(b, g->token, strlen(g->token), 0) < 0))
+        return oom(g);
+    if (cfs_buf_append_str(b, "&X-Amz-Signature=") < 0 || cfs_buf_append_str(b, g->out->signature) < 0 ||
+        !(g->out->presigned_query = buf_string(b)))
+        return oom(g);
+    return 0;
+}
+
+/* The Authorization header, and the signer's headers to send with it. */
+static int authorization_headers(signer *g)
+{
+    cfs_sigv4_output *out = g->out;
+    if (!(out->authorization = cfs_asprintf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
+                                          g->credential, out->signed_headers, out->signature)))
+        return oom(g);
+    if (!(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Date: %s", out->amz_date)))
+        return oom(g);
+    if (g->token &&
+        !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Security-Token: %s", g->token)))
+        return oom(g);
+    if (g->in->content_sha256_header &&
+        !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("x-amz-content-sha256: %s", g->payload)))
+        return oom(g);
+    return 0;
+}
+
+int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    signer g = {
+        .in = in,
+        .out = out,
+        .presign = in->expires > 0,
+        .token = in->session_token && *in->session_token ? in->session_token : NULL,
+        .payload = in->payload_hash ? in->payload_hash : CFS_SIGV4_EMPTY_SHA256,
+        .err = err,
+        .errlen = errlen,
+    };
+    if (check_input(in, g.token, g.payload, err, errlen) < 0)
+        return -1;
+    if (cfs_sigv4_format_time(in->time, out->amz_date) < 0) {
+        set_err(err, errlen, "SigV4: time out of range");
+        return -1;
     }
-    rc = 0;
-    goto done;
+    memcpy(g.date8, out->amz_date, 8);
+    g.date8[8] = '\0';
 
-oom:
-    set_err(err, errlen, "SigV4: out of memory");
-    goto fail;
-crypto:
-    set_err(err, errlen, "SigV4: OpenSSL failure");
-fail:
-    cfs_sigv4_output_free(out);
-done:
-    OPENSSL_cleanse(key, sizeof key);
-    free_params(params, n_params);
-    free_headers(hdrs, n_hdrs);
-    cfs_buf_free(&b);
-    free(scope);
-    free(credential);
-    return rc;
+    /* The steps of botocore's SigV4Auth; the headers are checked before the query. */
+    int failed = credential_scope(&g) < 0 || canonical_uri(&g) < 0 || canonical_headers(&g) < 0 ||
+                 signed_headers(&g) < 0 || canonical_query(&g) < 0 || (g.presign && presign_params(&g) < 0) ||
+                 canonical_request(&g) < 0 || string_to_sign(&g) < 0 || signature(&g) < 0 ||
+                 (g.presign ? presigned_query(&g) : authorization_headers(&g)) < 0;
+    if (failed)
+        cfs_sigv4_output_free(out);
+    OPENSSL_cleanse(g.key, sizeof g.key);
+    free_params(g.params, g.n_params);
+    free_headers(g.hdrs, g.n_hdrs);
+    cfs_buf_free(&g.b);
+    free(g.scope);
+    free(g.credential);
+    return failed ? -1 : 0;
 }

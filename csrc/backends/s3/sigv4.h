@@ -9,7 +9,8 @@
  *
  * Encoding follows AWS: the unreserved bytes A-Z a-z 0-9 - _ . ~ are kept, every other byte
  * becomes %XX (uppercase hex); '/' is kept in paths only. Tested against the aws-c-auth
- * vectors (tests/c/test_sigv4.c) and botocore's signer (tests/test_sigv4_botocore.py). */
+ * vectors (tests/c/backends/s3/test_sigv4.c) and botocore's signer
+ * (tests/test_sigv4_botocore.py). */
 #ifndef CFS_SIGV4_H
 #define CFS_SIGV4_H
 #include <stddef.h>

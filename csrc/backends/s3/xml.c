@@ -1,137 +1,12 @@
-/* S3 XML documents (see s3_xml.h), parsed with expat. One small walker keeps the stack of
- * element names and the text of the current element; each document type is a pair of
- * start/end handlers over it. */
+/* S3 XML documents (see xml.h): each document type read is a pair of start/end handlers
+ * over the generic expat walker (util/xml.h); the request bodies are written here. */
 #include "backends/s3/xml.h"
 
-#include <expat.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 16
-#define NAME_MAX_LEN 40
-#define NS_SEP '\x01'
-
-typedef struct walker walker;
-struct walker {
-    int depth;                              /* of the element being read (1 = root) */
-    char names[MAX_DEPTH + 1][NAME_MAX_LEN]; /* names[d]: local name at depth d */
-    cfs_buf text;                           /* character data since the last tag */
-    int (*on_start)(walker *w);             /* names[depth] just opened */
-    int (*on_end)(walker *w);               /* names[depth] about to close; text is its text */
-    void *ctx;
-    int failed;
-    char err[160];
-    int oom;
-};
-
-static void walker_fail(walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void walker_fail(walker *w, const char *fmt, ...)
-{
-    if (w->failed)
-        return;
-    w->failed = 1;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->err, sizeof w->err, fmt, ap);
-    va_end(ap);
-}
-
-static const char *local_name(const char *name)
-{
-    const char *sep = strrchr(name, NS_SEP);
-    return sep ? sep + 1 : name;
-}
-
-/* The name at depth d ("" beyond the tracked depth or for overlong names). */
-static const char *at(const walker *w, int d)
-{
-    return (d >= 1 && d <= MAX_DEPTH && d <= w->depth) ? w->names[d] : "";
-}
-
-static int is(const walker *w, int d, const char *name)
-{
-    return strcmp(at(w, d), name) == 0;
-}
-
-static void XMLCALL on_start_el(void *ud, const XML_Char *name, const XML_Char **attrs)
-{
-    (void)attrs;
-    walker *w = ud;
-    if (w->failed)
-        return;
-    w->depth++;
-    if (w->depth <= MAX_DEPTH) {
-        const char *ln = local_name(name);
-        if (strlen(ln) < NAME_MAX_LEN)
-            strcpy(w->names[w->depth], ln);
-        else
-            w->names[w->depth][0] = '\0';
-    }
-    cfs_buf_reset(&w->text);
-    if (w->on_start && w->on_start(w) < 0 && !w->failed)
-        walker_fail(w, "unexpected XML");
-}
-
-static void XMLCALL on_end_el(void *ud, const XML_Char *name)
-{
-    (void)name;
-    walker *w = ud;
-    if (w->failed)
-        return;
-    if (cfs_buf_terminate(&w->text) < 0) {
-        w->oom = 1;
-        walker_fail(w, "out of memory");
-        return;
-    }
-    if (w->on_end && w->on_end(w) < 0 && !w->failed)
-        walker_fail(w, "unexpected XML");
-    cfs_buf_reset(&w->text);
-    w->depth--;
-}
-
-static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
-{
-    walker *w = ud;
-    if (w->failed || len <= 0)
-        return;
-    if (cfs_buf_append(&w->text, s, (size_t)len) < 0) {
-        w->oom = 1;
-        walker_fail(w, "out of memory");
-    }
-}
-
-/* Run the walker over a document. Returns 0 or -1 (w->err says why). */
-static int walk(walker *w, const char *xml, size_t len)
-{
-    if (len > INT_MAX) {
-        walker_fail(w, "XML document too large");
-        return -1;
-    }
-    XML_Parser p = XML_ParserCreateNS(NULL, NS_SEP);
-    if (!p) {
-        w->oom = 1;
-        walker_fail(w, "out of memory");
-        return -1;
-    }
-    XML_SetUserData(p, w);
-    XML_SetElementHandler(p, on_start_el, on_end_el);
-    XML_SetCharacterDataHandler(p, on_text);
-    if (XML_Parse(p, xml ? xml : "", (int)len, 1) != XML_STATUS_OK && !w->failed)
-        walker_fail(w, "malformed XML (%s at line %lu)", XML_ErrorString(XML_GetErrorCode(p)),
-                    (unsigned long)XML_GetCurrentLineNumber(p));
-    XML_ParserFree(p);
-    cfs_buf_free(&w->text);
-    return w->failed ? -1 : 0;
-}
-
-static const char *text_of(const walker *w)
-{
-    return w->text.data ? w->text.data : "";
-}
+#include "util/xml.h"
 
 static void copy_trunc(char *dst, size_t n, const char *src)
 {
@@ -165,14 +40,14 @@ static int parse_size(const char *s, int64_t *out)
     return 0;
 }
 
-static int list_start(walker *w)
+static int list_start(cfs_xml_walker *w)
 {
     list_ctx *c = w->ctx;
-    if (w->depth == 1 && !is(w, 1, "ListBucketResult")) {
-        walker_fail(w, "not a ListBucketResult (root element <%s>)", at(w, 1));
+    if (w->depth == 1 && !cfs_xml_is(w, 1, "ListBucketResult")) {
+        cfs_xml_fail(w, "not a ListBucketResult (root element <%s>)", cfs_xml_name(w, 1));
         return -1;
     }
-    if (w->depth == 2 && (is(w, 2, "Contents") || is(w, 2, "CommonPrefixes"))) {
+    if (w->depth == 2 && (cfs_xml_is(w, 2, "Contents") || cfs_xml_is(w, 2, "CommonPrefixes"))) {
         cfs_buf_reset(&c->name);
         c->have_name = 0;
         c->size = -1;
@@ -180,48 +55,45 @@ static int list_start(walker *w)
     return 0;
 }
 
-static int list_end(walker *w)
+static int list_end(cfs_xml_walker *w)
 {
     list_ctx *c = w->ctx;
     cfs_s3_list_page *pg = c->page;
-    const char *t = text_of(w);
-    if (w->depth == 3 && ((is(w, 2, "Contents") && is(w, 3, "Key")) ||
-                          (is(w, 2, "CommonPrefixes") && is(w, 3, "Prefix")))) {
+    const char *t = cfs_xml_text(w);
+    if (w->depth == 3 && ((cfs_xml_is(w, 2, "Contents") && cfs_xml_is(w, 3, "Key")) ||
+                          (cfs_xml_is(w, 2, "CommonPrefixes") && cfs_xml_is(w, 3, "Prefix")))) {
         cfs_buf_reset(&c->name);
         if (cfs_buf_append(&c->name, t, w->text.len) < 0) {
-            w->oom = 1;
-            walker_fail(w, "out of memory");
+            cfs_xml_fail_oom(w);
             return -1;
         }
         c->have_name = 1;
-    } else if (w->depth == 3 && is(w, 2, "Contents") && is(w, 3, "Size")) {
+    } else if (w->depth == 3 && cfs_xml_is(w, 2, "Contents") && cfs_xml_is(w, 3, "Size")) {
         if (parse_size(t, &c->size) < 0) {
-            walker_fail(w, "bad <Size> in a listing: '%.40s'", t);
+            cfs_xml_fail(w, "bad <Size> in a listing: '%.40s'", t);
             return -1;
         }
-    } else if (w->depth == 2 && (is(w, 2, "Contents") || is(w, 2, "CommonPrefixes"))) {
-        int dir = is(w, 2, "CommonPrefixes");
+    } else if (w->depth == 2 && (cfs_xml_is(w, 2, "Contents") || cfs_xml_is(w, 2, "CommonPrefixes"))) {
+        int dir = cfs_xml_is(w, 2, "CommonPrefixes");
         if (!c->have_name) {
-            walker_fail(w, "listing entry without a %s", dir ? "<Prefix>" : "<Key>");
+            cfs_xml_fail(w, "listing entry without a %s", dir ? "<Prefix>" : "<Key>");
             return -1;
         }
         if (cfs_entries_add(&pg->entries, c->name.data ? c->name.data : "", c->name.len,
                             dir ? -1 : c->size, dir) < 0) {
-            w->oom = 1;
-            walker_fail(w, "out of memory");
+            cfs_xml_fail_oom(w);
             return -1;
         }
-    } else if (w->depth == 2 && is(w, 2, "IsTruncated")) {
+    } else if (w->depth == 2 && cfs_xml_is(w, 2, "IsTruncated")) {
         pg->is_truncated = strcmp(t, "true") == 0;
-    } else if (w->depth == 2 && is(w, 2, "NextContinuationToken")) {
+    } else if (w->depth == 2 && cfs_xml_is(w, 2, "NextContinuationToken")) {
         free(pg->next_token);
         pg->next_token = strdup(t);
         if (!pg->next_token) {
-            w->oom = 1;
-            walker_fail(w, "out of memory");
+            cfs_xml_fail_oom(w);
             return -1;
         }
-    } else if (w->depth == 2 && is(w, 2, "EncodingType")) {
+    } else if (w->depth == 2 && cfs_xml_is(w, 2, "EncodingType")) {
         pg->url_encoded = strcmp(t, "url") == 0;
     }
     return 0;
@@ -240,8 +112,8 @@ int cfs_s3_parse_list(const char *xml, size_t len, cfs_s3_list_page *page, char 
 {
     memset(page, 0, sizeof *page);
     list_ctx c = { .page = page };
-    walker w = { .on_start = list_start, .on_end = list_end, .ctx = &c };
-    int rc = walk(&w, xml, len);
+    cfs_xml_walker w = { .on_start = list_start, .on_end = list_end, .ctx = &c };
+    int rc = cfs_xml_walk(&w, xml, len);
     cfs_buf_free(&c.name);
     if (rc < 0) {
         if (err && errlen)
@@ -260,20 +132,20 @@ int cfs_s3_parse_list(const char *xml, size_t len, cfs_s3_list_page *page, char 
 
 /* ------------------------------------------------------------------------ errors */
 
-static int error_start(walker *w)
+static int error_start(cfs_xml_walker *w)
 {
-    if (w->depth == 1 && !is(w, 1, "Error"))
+    if (w->depth == 1 && !cfs_xml_is(w, 1, "Error"))
         return -1;
     return 0;
 }
 
-static int error_end(walker *w)
+static int error_end(cfs_xml_walker *w)
 {
     cfs_s3_error *e = w->ctx;
-    if (w->depth == 2 && is(w, 2, "Code"))
-        copy_trunc(e->code, sizeof e->code, text_of(w));
-    else if (w->depth == 2 && is(w, 2, "Message"))
-        copy_trunc(e->message, sizeof e->message, text_of(w));
+    if (w->depth == 2 && cfs_xml_is(w, 2, "Code"))
+        copy_trunc(e->code, sizeof e->code, cfs_xml_text(w));
+    else if (w->depth == 2 && cfs_xml_is(w, 2, "Message"))
+        copy_trunc(e->message, sizeof e->message, cfs_xml_text(w));
     return 0;
 }
 
@@ -282,8 +154,8 @@ int cfs_s3_parse_error(const char *xml, size_t len, cfs_s3_error *out)
     memset(out, 0, sizeof *out);
     if (!xml || len == 0)
         return -1;
-    walker w = { .on_start = error_start, .on_end = error_end, .ctx = out };
-    if (walk(&w, xml, len) < 0) {
+    cfs_xml_walker w = { .on_start = error_start, .on_end = error_end, .ctx = out };
+    if (cfs_xml_walk(&w, xml, len) < 0) {
         memset(out, 0, sizeof *out);
         return -1;
     }
@@ -341,39 +213,38 @@ typedef struct delete_ctx {
     char message[160];
 } delete_ctx;
 
-static int delete_start(walker *w)
+static int delete_start(cfs_xml_walker *w)
 {
     delete_ctx *c = w->ctx;
-    if (w->depth == 1 && !is(w, 1, "DeleteResult")) {
-        walker_fail(w, "not a DeleteResult (root element <%s>)", at(w, 1));
+    if (w->depth == 1 && !cfs_xml_is(w, 1, "DeleteResult")) {
+        cfs_xml_fail(w, "not a DeleteResult (root element <%s>)", cfs_xml_name(w, 1));
         return -1;
     }
-    if (w->depth == 2 && is(w, 2, "Error")) {
+    if (w->depth == 2 && cfs_xml_is(w, 2, "Error")) {
         cfs_buf_reset(&c->key);
         c->code[0] = c->message[0] = '\0';
     }
     return 0;
 }
 
-static int delete_end(walker *w)
+static int delete_end(cfs_xml_walker *w)
 {
     delete_ctx *c = w->ctx;
-    if (w->depth == 3 && is(w, 2, "Error")) {
-        if (is(w, 3, "Key")) {
+    if (w->depth == 3 && cfs_xml_is(w, 2, "Error")) {
+        if (cfs_xml_is(w, 3, "Key")) {
             cfs_buf_reset(&c->key);
-            if (cfs_buf_append(&c->key, text_of(w), w->text.len) < 0 || cfs_buf_terminate(&c->key) < 0) {
-                w->oom = 1;
-                walker_fail(w, "out of memory");
+            if (cfs_buf_append(&c->key, cfs_xml_text(w), w->text.len) < 0 || cfs_buf_terminate(&c->key) < 0) {
+                cfs_xml_fail_oom(w);
                 return -1;
             }
-        } else if (is(w, 3, "Code")) {
-            copy_trunc(c->code, sizeof c->code, text_of(w));
-        } else if (is(w, 3, "Message")) {
-            copy_trunc(c->message, sizeof c->message, text_of(w));
+        } else if (cfs_xml_is(w, 3, "Code")) {
+            copy_trunc(c->code, sizeof c->code, cfs_xml_text(w));
+        } else if (cfs_xml_is(w, 3, "Message")) {
+            copy_trunc(c->message, sizeof c->message, cfs_xml_text(w));
         }
-    } else if (w->depth == 2 && is(w, 2, "Error")) {
+    } else if (w->depth == 2 && cfs_xml_is(w, 2, "Error")) {
         if (c->cb(c->ctx, c->key.data ? c->key.data : "", c->code, c->message) != 0) {
-            walker_fail(w, "DeleteObjects error callback failed");
+            cfs_xml_fail(w, "DeleteObjects error callback failed");
             return -1;
         }
     }
@@ -384,8 +255,8 @@ int cfs_s3_parse_delete_result(const char *xml, size_t len, cfs_s3_delete_error_
                                char *err, size_t errlen)
 {
     delete_ctx c = { .cb = cb, .ctx = ctx };
-    walker w = { .on_start = delete_start, .on_end = delete_end, .ctx = &c };
-    int rc = walk(&w, xml, len);
+    cfs_xml_walker w = { .on_start = delete_start, .on_end = delete_end, .ctx = &c };
+    int rc = cfs_xml_walk(&w, xml, len);
     cfs_buf_free(&c.key);
     if (rc < 0 && err && errlen)
         snprintf(err, errlen, "%s", w.err);
@@ -398,24 +269,23 @@ typedef struct upload_ctx {
     char *upload_id;
 } upload_ctx;
 
-static int upload_start(walker *w)
+static int upload_start(cfs_xml_walker *w)
 {
-    if (w->depth == 1 && !is(w, 1, "InitiateMultipartUploadResult")) {
-        walker_fail(w, "not an InitiateMultipartUploadResult (root element <%s>)", at(w, 1));
+    if (w->depth == 1 && !cfs_xml_is(w, 1, "InitiateMultipartUploadResult")) {
+        cfs_xml_fail(w, "not an InitiateMultipartUploadResult (root element <%s>)", cfs_xml_name(w, 1));
         return -1;
     }
     return 0;
 }
 
-static int upload_end(walker *w)
+static int upload_end(cfs_xml_walker *w)
 {
     upload_ctx *c = w->ctx;
-    if (w->depth == 2 && is(w, 2, "UploadId")) {
+    if (w->depth == 2 && cfs_xml_is(w, 2, "UploadId")) {
         free(c->upload_id);
-        c->upload_id = strdup(text_of(w));
+        c->upload_id = strdup(cfs_xml_text(w));
         if (!c->upload_id) {
-            w->oom = 1;
-            walker_fail(w, "out of memory");
+            cfs_xml_fail_oom(w);
             return -1;
         }
     }
@@ -425,9 +295,9 @@ static int upload_end(walker *w)
 int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *err, size_t errlen)
 {
     upload_ctx c = { NULL };
-    walker w = { .on_start = upload_start, .on_end = upload_end, .ctx = &c };
+    cfs_xml_walker w = { .on_start = upload_start, .on_end = upload_end, .ctx = &c };
     *upload_id = NULL;
-    if (walk(&w, xml, len) < 0 || !c.upload_id || !*c.upload_id) {
+    if (cfs_xml_walk(&w, xml, len) < 0 || !c.upload_id || !*c.upload_id) {
         if (err && errlen)
             snprintf(err, errlen, "%s", w.failed ? w.err : "no UploadId in the answer");
         free(c.upload_id);

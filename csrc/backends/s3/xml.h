@@ -1,6 +1,6 @@
-/* S3's XML: ListObjectsV2 results, error bodies, DeleteObjects requests and results.
- * Pure functions over bytes, parsed with expat (no string searching); tested in
- * tests/c/test_s3_xml.c. */
+/* S3's XML: ListObjectsV2 results, error bodies, DeleteObjects requests and results,
+ * multipart upload documents. Pure functions over bytes, read with the expat walker of
+ * util/xml.h (no string searching); tested in tests/c/backends/s3/test_xml.c. */
 #ifndef CFS_S3_XML_H
 #define CFS_S3_XML_H
 #include <stddef.h>

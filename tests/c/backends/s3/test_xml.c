@@ -1,5 +1,5 @@
 // Unit tests of the S3 XML parsers and writers (csrc/backends/s3/xml.c).
-// sources: csrc/backends/s3/xml.c csrc/util/keys.c csrc/core/op.c csrc/core/buf.c
+// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/keys.c csrc/core/op.c csrc/core/buf.c
 // pkg: expat
 #include <stdio.h>
 #include <stdlib.h>

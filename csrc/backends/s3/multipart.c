@@ -1,0 +1,194 @@
+/* S3 multipart upload: a PUT at or above multipart_threshold goes up as
+ * CreateMultipartUpload, then its parts as child ops of the PUT (multipart_concurrency at
+ * once, each with its own retries), then CompleteMultipartUpload; after a failure, the
+ * upload is aborted (AbortMultipartUpload) and the first failure is reported. The steps
+ * are enum mpu_step (s3_internal.h); the part size is chosen when the op's state is made
+ * (s3_state_of, driver.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/s3/s3_internal.h"
+#include "backends/s3/xml.h"
+
+/* ----------------------------------------------------------------- requests */
+
+/* The PUT's own requests of a multipart upload (see enum mpu_step). */
+int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
+{
+    if (op->step == MPU_INITIATE) {
+        r->method = "POST";
+        r->body = "";
+        add_q(r, "uploads", "");
+        add_h(r, "Content-Type", "application/octet-stream");
+    } else if (op->step == MPU_COMPLETE) {
+        if (!st->put_hashed) {
+            if (cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0 ||
+                s3_hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
+                return -1;
+            st->put_hashed = 1;
+        }
+        r->method = "POST";
+        r->body = st->complete.data;
+        r->body_len = st->complete.len;
+        r->payload = st->sha256;
+        add_q(r, "uploadId", st->upload_id);
+        add_h(r, "Content-Type", "application/xml");
+        add_h(r, "Content-MD5", st->md5_b64);
+        if (op->if_none_match)
+            add_h(r, "If-None-Match", "*");
+    } else if (op->step == MPU_ABORT) {
+        r->method = "DELETE";
+        add_q(r, "uploadId", st->upload_id);
+    } else {
+        return -1; /* MPU_PARTS: the parts are child ops; the PUT itself sends nothing */
+    }
+    return 0;
+}
+
+/* UploadPart: a child op holding one slice of its parent's body. */
+int s3_spec_part(s3_state *st, cfs_op *op, req_spec *r)
+{
+    r->method = "PUT";
+    r->body = op->body;
+    r->body_len = op->body_len;
+    r->payload = st->sha256;
+    snprintf(r->part_number, sizeof r->part_number, "%zu", st->part_number);
+    add_q(r, "partNumber", r->part_number);
+    add_q(r, "uploadId", st->upload->upload_id);
+    add_h(r, "Content-MD5", st->md5_b64);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ answers */
+
+/* A multipart upload failed for good: keep the first failure (op's own, unless one was
+ * kept already) and abort the upload. */
+static cfs_next mpu_abort(cfs_op *op, s3_state *m)
+{
+    if (!m->fail_status) {
+        m->fail_status = op->status != CFS_OK ? op->status : CFS_EPROTOCOL;
+        m->fail_http_status = op->http_status;
+        m->fail_attempts = op->attempts;
+        memcpy(m->fail_message, op->message, sizeof m->fail_message);
+        if (op->where && !(m->fail_where = strdup(op->where)))
+            m->fail_status = CFS_ENOMEM;
+    }
+    return cfs_op_next_step(op, MPU_ABORT);
+}
+
+/* Attach the next parts as child ops, up to multipart_concurrency in flight. On
+ * out-of-memory the failure is kept and no more parts start. */
+static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
+{
+    int in_flight = cfs_op_children_running(op);
+    for (cfs_op *c = op->children; c; c = c->next)
+        in_flight++;
+    while (!m->fail_status && in_flight < s->mpu_concurrency && m->parts_started < m->n_parts) {
+        size_t off = m->parts_started * m->part_size;
+        cfs_op *part = cfs_op_new(CFS_OP_PUT, op->backend, op->key, strlen(op->key));
+        s3_state *ps = part ? calloc(1, sizeof *ps) : NULL;
+        if (!ps) {
+            cfs_op_free(part);
+            m->fail_status = CFS_ENOMEM;
+            snprintf(m->fail_message, sizeof m->fail_message, "out of memory starting part %zu",
+                     m->parts_started + 1);
+            return;
+        }
+        part->body = op->body + off;
+        part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
+        ps->part_number = ++m->parts_started;
+        ps->upload = m;
+        part->backend_state = ps;
+        part->free_backend_state = s3_state_free;
+        part->next = op->children;
+        op->children = part;
+        in_flight++;
+    }
+}
+
+/* The PUT's own requests of a multipart upload: initiate, complete, abort. */
+cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    s3_state *m = op->backend_state;
+    if (op->step == MPU_ABORT) { /* the abort is done (or not): report the failure */
+        op->status = m->fail_status;
+        op->http_status = m->fail_http_status;
+        op->attempts = m->fail_attempts;
+        memcpy(op->message, m->fail_message, sizeof m->fail_message);
+        if (m->fail_where && cfs_op_set_where(op, m->fail_where) < 0)
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return CFS_NEXT_DONE;
+    }
+    int ok = resp->status >= 200 && resp->status < 300;
+    cfs_s3_error e;
+    memset(&e, 0, sizeof e);
+    /* CompleteMultipartUpload can answer 200 with an <Error> body */
+    if (ok && op->step == MPU_COMPLETE && resp->body && resp->body->len &&
+        cfs_s3_parse_error(resp->body->data, resp->body->len, &e) == 0 && e.code[0])
+        ok = 0;
+    if (!ok) {
+        cfs_next next = s3_error(op, resp);
+        if (op->status == CFS_OK) /* a 200 with an error body */
+            cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
+        if (resp->status >= 200 && resp->status < 300 && !strcmp(e.code, "InternalError"))
+            next = CFS_NEXT_RETRY;
+        if (op->step == MPU_INITIATE)
+            return next; /* nothing uploaded yet: nothing to abort */
+        if (next == CFS_NEXT_RETRY && !cfs_op_last_attempt(op))
+            return CFS_NEXT_RETRY;
+        return mpu_abort(op, m);
+    }
+    if (op->step == MPU_COMPLETE)
+        return CFS_NEXT_DONE;
+    char err[200];
+    if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
+        return CFS_NEXT_DONE;
+    }
+    op->step = MPU_PARTS;
+    attach_parts(s, op, m);
+    return op->children ? CFS_NEXT_CHILDREN : mpu_abort(op, m);
+}
+
+/* UploadPart's answer, for the part's child op. */
+cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp)
+{
+    s3_state *st = op->backend_state;
+    if (resp->status < 200 || resp->status >= 300)
+        return s3_error(op, resp);
+    if (!resp->etag) {
+        cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", st->part_number);
+        return CFS_NEXT_DONE;
+    }
+    free(st->part_etag);
+    if (!(st->part_etag = strdup(resp->etag)))
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+    return CFS_NEXT_DONE;
+}
+
+/* A part is back: keep its ETag (or the first failure), start the next parts; once all
+ * are back, complete the upload (or abort it). */
+cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
+{
+    s3_backend *s = (s3_backend *)b;
+    s3_state *m = op->backend_state, *ps = part->backend_state;
+    if (part->status == CFS_OK) {
+        m->etags[ps->part_number - 1] = ps->part_etag;
+        ps->part_etag = NULL;
+    } else if (!m->fail_status) {
+        m->fail_status = part->status;
+        m->fail_http_status = part->http_status;
+        m->fail_attempts = part->attempts;
+        snprintf(m->fail_message, sizeof m->fail_message, "part %zu of %zu: %.200s", ps->part_number,
+                 m->n_parts, part->message);
+        m->fail_where = part->where; /* reported once the upload is aborted */
+        part->where = NULL;
+    }
+    cfs_op_free(part);
+    attach_parts(s, op, m);
+    if (op->children || cfs_op_children_running(op))
+        return CFS_NEXT_CHILDREN;
+    return m->fail_status ? mpu_abort(op, m) : cfs_op_next_step(op, MPU_COMPLETE);
+}
+

@@ -1,0 +1,223 @@
+/* The S3 backend's private header: the backend object, the state one op carries between
+ * its requests, the request spec that build fills, and the functions its files share.
+ *
+ * The backend's files:
+ *   driver.c     open/close and options, per-op state, the credential refresh, the ops table
+ *   request.c    build: an op's request, hashed and signed (SigV4, sigv4.c)
+ *   multipart.c  multipart upload: initiate, the parts as child ops, complete, abort
+ *   response.c   finish: status and error mapping, listings, deletes, ETag checks
+ *
+ * Only these files include it. Functions shared between them are prefixed s3_, except the
+ * credential refresh in driver.c and add_header_line, whose names are kept as they were. */
+#ifndef CFS_S3_INTERNAL_H
+#define CFS_S3_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/s3/sigv4.h"
+#include "core/backend.h"
+#include "core/buf.h"
+#include "core/fork_mutex.h"
+#include "core/op.h"
+
+extern const cfs_backend_ops cfs_s3_backend;
+
+#define MD5_LEN 16
+#define MD5_B64_LEN 24
+#define MAX_SIGNED_HEADERS 8
+#define MAX_CRED_FETCHES 3          /* per op */
+
+typedef enum cred_source {
+    CRED_STATIC,        /* given as options (or none: anonymous) */
+    CRED_CONTAINER,     /* GET credential_url (+ Authorization from a token or token file) */
+    CRED_IMDS,          /* IMDSv2: PUT token, GET role, GET role credentials */
+} cred_source;
+
+typedef struct s3_backend {
+    cfs_backend base;
+    char *url;              /* s3://bucket[/prefix]: repr, pickling, errors */
+    char *bucket;
+    char *prefix;           /* "" or "a/b/": the store root inside the bucket */
+    char *origin;           /* scheme://authority every request goes to */
+    char *host;             /* the Host header (authority of origin) */
+    char *path_base;        /* raw path before root+key: "/bucket/" (path-style) or "/" */
+    char *region;
+    cfs_tls tls;
+    int anon;
+    int requester_pays;
+    int sign_payload;
+    int verify_etag;
+    size_t mpu_threshold;   /* PUT bodies this large go up in parts */
+    size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
+    int mpu_concurrency;    /* parts of one upload in flight at once */
+    cred_source source;
+    char *cred_url;         /* container: the full URL; IMDS: the base URL */
+    char *cred_auth;        /* container: the Authorization value (secret), or NULL */
+    char *cred_auth_file;   /* container: a file holding it, read at each refresh */
+
+    cfs_fork_mutex lock;    /* guards everything below (creds_lock) */
+    char *access_key_id;
+    char *secret_access_key;
+    char *session_token;
+    int64_t expiration;     /* epoch seconds; 0: the credentials do not expire */
+    double refresh_claimed; /* monotonic time an op began an early refresh; 0 if none */
+    int64_t refresh_not_before; /* epoch: no early refresh before (after a failed one) */
+    char key_date[9];       /* the signing key below is for this date and credentials */
+    unsigned char signing_key[CFS_SHA256_LEN];
+} s3_backend;
+
+/* ---------------------------------------------------------------- op state */
+
+/* Everything one op carries between its requests. */
+typedef struct s3_state {
+    /* credential fetch: a sub-step before the op's own request */
+    int cred_step;          /* 0: none; container: 1; IMDS: 1 token, 2 role, 3 credentials */
+    int claimed;            /* holds the backend's early-refresh claim */
+    int fetched;            /* fetched credentials for this op: use them, do not refresh again */
+    int fetches;
+    char *imds_token;       /* secret */
+    char *imds_role;
+    /* LIST: the token of the next page (NULL for the first) */
+    char *list_token;
+    /* PUT: hashes of the body (a single PUT or one part; the complete document) */
+    int put_hashed;
+    char md5_b64[MD5_B64_LEN + 1];
+    char sha256[CFS_SHA256_HEX_LEN + 1];
+    /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
+    char etag_md5[33];
+    /* DELETE_MANY: the <Delete> document (hashes in md5_b64/sha256 once put_hashed) */
+    cfs_buf delete_body;
+    /* multipart PUT (steps: enum mpu_step): the parts go up as child ops */
+    char *upload_id;
+    size_t part_size;
+    size_t n_parts;
+    size_t parts_started;
+    char **etags;           /* of each part, by part number - 1 */
+    cfs_buf complete;
+    cfs_status fail_status; /* the first failure, kept while the upload is aborted */
+    long fail_http_status;
+    int fail_attempts;
+    char *fail_where;       /* the URL that failed, when not the PUT's own */
+    char fail_message[sizeof(((cfs_op *)0)->message)];
+    /* one part (a child op): its number, the upload's state (its parent's), its ETag */
+    size_t part_number;
+    const struct s3_state *upload;
+    char *part_etag;
+} s3_state;
+
+enum mpu_step {
+    MPU_INITIATE,   /* CreateMultipartUpload */
+    MPU_PARTS,      /* the parts, as child ops: no request of the PUT's own */
+    MPU_COMPLETE,   /* CompleteMultipartUpload */
+    MPU_ABORT,      /* AbortMultipartUpload, after a failure */
+};
+
+/* The op's state, made on first use (sized for the parts of a multipart PUT); NULL when
+ * out of memory. */
+s3_state *s3_state_of(s3_backend *s, cfs_op *op);
+void s3_state_free(void *p);
+
+/* A child op carrying one part of a multipart upload. */
+static inline int s3_is_part(const cfs_op *op)
+{
+    const s3_state *st = op->backend_state;
+    return st && st->upload;
+}
+
+/* A PUT large enough to go up in parts (the PUT itself, not one of its parts). */
+static inline int s3_is_multipart(const s3_backend *s, const cfs_op *op)
+{
+    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold && !s3_is_part(op);
+}
+
+/* A DELETE's first step: HEAD, so that a missing key is reported. */
+static inline int s3_looks_before_delete(const cfs_op *op)
+{
+    return op->kind == CFS_OP_DELETE && op->step == 0 && !op->missing_ok;
+}
+
+/* ------------------------------------------------------- credentials (driver.c) */
+
+/* What one request is signed with: copies taken under the lock. */
+typedef struct creds_view {
+    char *access_key_id;
+    char *session_token;    /* secret, may be NULL */
+    unsigned char key[CFS_SHA256_LEN];
+    char amz_date[17];
+    int64_t now;
+} creds_view;
+
+enum { CREDS_USE, CREDS_FETCH, CREDS_ERROR };
+
+void creds_view_clear(creds_view *v);
+/* CREDS_USE (*v filled), CREDS_FETCH (this op fetches new credentials first) or
+ * CREDS_ERROR (after cfs_op_fail()). */
+int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op);
+void release_claim(s3_backend *s, s3_state *st, int failed);
+/* The request of credential sub-step st->cred_step, and the answer to it. */
+int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req);
+cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp);
+
+/* A header line of any length onto the request ("Name: value"); the line is wiped after
+ * use, as it may hold a token. Returns 0 or -1. */
+int add_header_line(cfs_request *req, const char *name, const char *value);
+
+/* ------------------------------------------------------------ build (request.c) */
+
+/* What one request is, before signing: filled per op kind, then signed and sent by
+ * emit_request(). Strings are borrowed (from the op, its state, or `scratch`). */
+typedef struct req_spec {
+    const char *method;
+    cfs_buf path;                       /* raw (unencoded) path */
+    cfs_sigv4_pair query[8];            /* raw names and values */
+    size_t nq;
+    cfs_sigv4_pair headers[MAX_SIGNED_HEADERS];
+    size_t nh;
+    const char *payload;                /* x-amz-content-sha256 */
+    const char *body;
+    size_t body_len;
+    int no_body;
+    char range[96];
+    char part_number[24];
+    char *scratch;                      /* owned: a string a pair points into */
+} req_spec;
+
+static inline void add_h(req_spec *r, const char *name, const char *value)
+{
+    if (r->nh < MAX_SIGNED_HEADERS)
+        r->headers[r->nh++] = (cfs_sigv4_pair){name, value};
+}
+
+static inline void add_q(req_spec *r, const char *name, const char *value)
+{
+    if (r->nq < sizeof r->query / sizeof r->query[0])
+        r->query[r->nq++] = (cfs_sigv4_pair){name, value};
+}
+
+/* MD5 of n bytes. Returns 0 or -1. */
+int s3_md5(const void *data, size_t n, unsigned char out[MD5_LEN]);
+/* Content-MD5 (base64) and the payload hash (SHA-256 hex, or UNSIGNED-PAYLOAD unless
+ * sign_payload) of a body. Returns 0 or -1. */
+int s3_hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5_B64_LEN + 1],
+                 char sha256[CFS_SHA256_HEX_LEN + 1]);
+int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req);
+int s3_prepare(cfs_backend *b, cfs_op *op);
+
+/* ------------------------------------------------------- multipart (multipart.c) */
+
+/* The PUT's own requests of a multipart upload, and UploadPart for a part. 0, or -1 (out
+ * of memory, or no request at this step). */
+int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r);
+int s3_spec_part(s3_state *st, cfs_op *op, req_spec *r);
+cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp);
+cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp);
+cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part);
+
+/* ----------------------------------------------------------- finish (response.c) */
+
+/* A non-2xx answer: the op's status from the S3 error code in the body, else from HTTP. */
+cfs_next s3_error(cfs_op *op, const cfs_response *resp);
+cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp);
+cfs_next s3_verify(cfs_backend *b, cfs_op *op);
+
+#endif
