@@ -392,7 +392,7 @@ oom:
     return -1;
 }
 
-void release_claim(gcs_backend *g)
+void token_release_claim(gcs_backend *g)
 {
     token_lock(g);
     g->refresh_claimed = 0;
@@ -407,7 +407,7 @@ cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_respo
         char *token = NULL;
         int64_t expires_in = 0;
         if (cfs_gcs_parse_token(body->data, body->len, &token, &expires_in, detail, sizeof detail) < 0) {
-            release_claim(g);
+            token_release_claim(g);
             cfs_op_fail(op, CFS_EPROTOCOL, "token endpoint: %s", detail);
             return CFS_NEXT_DONE;
         }
@@ -426,7 +426,7 @@ cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_respo
         op->step++;
         return CFS_NEXT_AGAIN;
     }
-    release_claim(g);
+    token_release_claim(g);
     cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
     if (resp->status == 408 || resp->status == 429 || resp->status >= 500) {
         cfs_op_fail(op, CFS_ETRANSIENT, "token endpoint: HTTP %ld: %s", resp->status, detail);

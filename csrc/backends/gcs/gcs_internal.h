@@ -75,7 +75,7 @@ void token_unlock(gcs_backend *g);
 int add_bearer(cfs_request *req, const char *token);
 int token_decide(gcs_backend *g, gcs_state *st, char **token);
 int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req);
-void release_claim(gcs_backend *g);
+void token_release_claim(gcs_backend *g);
 cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp);
 
 /* request.c */

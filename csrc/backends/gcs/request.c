@@ -69,13 +69,13 @@ static int build_auth(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *re
     if (!st->auth_step)
         return CFS_BUILD_SEND;
     if (st->fetches >= MAX_TOKEN_FETCHES) {
-        release_claim(g);
+        token_release_claim(g);
         cfs_op_fail(op, CFS_EAUTH, "no usable access token after %d tokens", st->fetches);
         return CFS_BUILD_FAILED;
     }
     int rc = build_token_request(g, op, req);
     if (rc != CFS_BUILD_SEND)
-        release_claim(g);
+        token_release_claim(g);
     return rc;
 }
 

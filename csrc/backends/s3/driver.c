@@ -523,7 +523,7 @@ int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
     return rc;
 }
 
-void release_claim(s3_backend *s, s3_state *st, int failed)
+void creds_release_claim(s3_backend *s, s3_state *st, int failed)
 {
     if (!st->claimed)
         return;
@@ -653,7 +653,7 @@ cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response
     s->key_date[0] = '\0'; /* new secret: derive the signing key again */
     cfs_fork_mutex_unlock(&s->lock);
     memset(&c, 0, sizeof c); /* moved into the backend */
-    release_claim(s, st, 0);
+    creds_release_claim(s, st, 0);
     st->fetched = 1;
     st->cred_step = 0;
     free_secret(st->imds_token);
@@ -663,7 +663,7 @@ cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response
 failed:
     /* An early refresh that failed: carry on with the current credentials. */
     if (st->claimed) {
-        release_claim(s, st, 1);
+        creds_release_claim(s, st, 1);
         creds_lock(s);
         int usable = s->access_key_id &&
                      (s->expiration == 0 || (int64_t)time(NULL) < s->expiration - MANDATORY_MARGIN);

@@ -316,7 +316,7 @@ int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
                 return -1;
             if (d == CREDS_FETCH) {
                 if (++st->fetches > MAX_CRED_FETCHES) {
-                    release_claim(s, st, 1);
+                    creds_release_claim(s, st, 1);
                     cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s", s->cred_url);
                     return -1;
                 }

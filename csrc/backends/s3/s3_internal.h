@@ -153,7 +153,7 @@ void creds_view_clear(creds_view *v);
 /* CREDS_USE (*v filled), CREDS_FETCH (this op fetches new credentials first) or
  * CREDS_ERROR (after cfs_op_fail()). */
 int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op);
-void release_claim(s3_backend *s, s3_state *st, int failed);
+void creds_release_claim(s3_backend *s, s3_state *st, int failed);
 /* The request of credential sub-step st->cred_step, and the answer to it. */
 int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req);
 cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp);
