@@ -495,3 +495,13 @@ def test_retry_after_a_broken_connection_takes_a_fresh_one(target):
     assert first.fault == "reset" and retry.fault is None
     assert first.conn in opened, "the first try reused a kept-alive connection"
     assert retry.conn not in opened | {first.conn}, "the retry took a fresh connection"
+
+
+@pytest.mark.parametrize("option", ["bearer_token", "password", "username", "ca_bundle"])
+@pytest.mark.parametrize("bad", ["T\r\nX-Injected: yes", "T\nX-Injected: yes", "T\rX", "T\x00X"])
+def test_option_values_cannot_inject_headers(target, option, bad):
+    target.put("k", b"v")
+    with pytest.raises(errors.OptionError, match=f"option {option}: a value may not hold CR, LF or NUL") as ei:
+        target.store(**{option: bad})
+    assert "Injected" not in str(ei.value)
+    assert target.requests("k") == []

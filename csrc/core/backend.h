@@ -24,7 +24,8 @@ typedef struct cfs_request {
     int no_body;                /* HEAD: no response body expected */
 } cfs_request;
 
-/* Add a header line "Name: value". Returns 0 or -1. */
+/* Add a header line "Name: value". Returns 0, or -1 (out of memory, longer than 2 KiB, or
+ * holding CR or LF, which would inject another header). */
 int cfs_request_header(cfs_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cfs_request_clear(cfs_request *req);
 

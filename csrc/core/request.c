@@ -17,6 +17,11 @@ int cfs_request_header(cfs_request *req, const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line)
         return -1;
+    /* a value holding CR or LF would end the header and start another: refuse it (values
+     * from options are refused before, with an OptionError; this catches what a server
+     * sent, such as a fetched token) */
+    if (strpbrk(line, "\r\n"))
+        return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
     if (!l)
         return -1;

@@ -86,11 +86,19 @@ int cfs_py_options(PyObject *kwargs, cfs_options *out)
         }
         if (!text)
             return -1;
-        const char *v = PyUnicode_Check(text) ? PyUnicode_AsUTF8(text) : NULL;
+        Py_ssize_t vlen = 0;
+        const char *v = PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &vlen) : NULL;
         if (!v) {
             Py_DECREF(text);
             if (!PyErr_Occurred())
                 PyErr_Format(cfs_err.option, "option %s must be text", n);
+            return -1;
+        }
+        /* NUL would cut the value short in C; CR or LF would inject a header where the
+         * value becomes one (tokens, passwords): refused for every option, never echoed */
+        if (strcspn(v, "\r\n") != (size_t)vlen) {
+            Py_DECREF(text);
+            PyErr_Format(cfs_err.option, "option %s: a value may not hold CR, LF or NUL", n);
             return -1;
         }
         int rc = cfs_options_add(out, n, v);
