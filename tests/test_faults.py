@@ -505,3 +505,56 @@ def test_option_values_cannot_inject_headers(target, option, bad):
         target.store(**{option: bad})
     assert "Injected" not in str(ei.value)
     assert target.requests("k") == []
+
+
+SLOWDOWN_CHILD = """
+import sys
+from cloudfiles_store import CloudFilesStore, engine_stats
+url, n = sys.argv[1], int(sys.argv[2])
+s = CloudFilesStore(url, concurrency=32, retries=40, retry_base=0.005, retry_cap=0.05)
+assert len(s.getitems(f"k{i}" for i in range(n))) == n
+print(engine_stats()["window_decreases"], flush=True)
+sys.stdin.readline()  # the server now takes everything
+assert len(s.getitems(f"k{i % n}" for i in range(3 * n))) == n
+print("done", flush=True)
+"""
+
+
+def test_slowdown_shrinks_in_flight_and_success_grows_it_back(target):
+    """A server that takes 8 requests at a time and answers the rest 503 (S3's SlowDown),
+    a store at concurrency 32: the host's window halves on push-back (AIMD), so in-flight
+    falls toward what the server takes and the share of rejected requests falls; once the
+    server takes everything, successes widen the window back to the store's 32. In a
+    process of its own: the window is per host, shared by the whole process."""
+    server, n = target.server, 400
+    for i in range(n):
+        target.put(f"k{i}", b"x")
+    server.set_capacity(8, service_time=0.05)
+    child = subprocess.Popen([sys.executable, "-c", SLOWDOWN_CHILD, target.url, str(n)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        halvings = int(child.stdout.readline() or -1)
+        elapsed = time.monotonic() - start
+        mine = [r for r in server.requests() if r.path.startswith(target.prefix + "/")]
+        rejected = [r.fault == "capacity" for r in sorted(mine, key=lambda r: r.time)]
+        late_peak = server.max_concurrency(target.prefix, since=start + elapsed / 2)
+
+        server.set_capacity(None, service_time=0.05)
+        since = time.monotonic()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        recovered = server.max_concurrency(target.prefix, since=since)
+    finally:
+        server.set_capacity(None)
+        child.kill()
+        child.wait()
+    quarter = len(rejected) // 4
+    early, late = sum(rejected[:quarter]) / quarter, sum(rejected[-quarter:]) / quarter
+    print(f"AIMD: rejected {early:.0%} -> {late:.0%}; in flight {late_peak} late under push-back, "
+          f"{recovered} after; {halvings} halvings")
+    assert halvings > 0
+    assert late < early / 2, f"rejected {early:.0%} of the first requests, {late:.0%} of the last"
+    assert late_peak <= 16, f"{late_peak} in flight in the second half, the server takes 8"
+    assert recovered >= 24, f"in flight grew back to {recovered} of 32 only"

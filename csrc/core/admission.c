@@ -68,6 +68,7 @@ int cfs_engine_submit(cfs_op *op)
         l->active = 0;
         memset(l->lane_active, 0, sizeof l->lane_active);
         l->waiting.head = l->waiting.tail = NULL;
+        l->host = NULL;
         l->next = e->limiters;
         e->limiters = l;
     }
@@ -88,9 +89,10 @@ unsigned cfs_admission_admit_locked(engine *e)
 {
     unsigned given = 0;
     for (cfs_limiter *l = e->limiters; l; l = l->next) {
-        while (l->waiting.head && l->active < l->cfg.concurrency) {
+        while (l->waiting.head && l->active < l->cfg.concurrency && cfs_throttle_has_room_locked(l)) {
             cfs_op *op = queue_pop(&l->waiting);
             l->active++;
+            cfs_throttle_admitted_locked(op);
             if (op->backend->ops->execute) {
                 cfs_engine_push_work_locked(e, op);
                 continue;
@@ -123,6 +125,7 @@ void cfs_engine_complete(engine *e, cfs_op *op)
     int local = is_local(op);
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;
+    cfs_throttle_completed_locked(op);
     if (local)
         admit_local_locked(e, op->limiter);
     else

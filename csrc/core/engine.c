@@ -229,10 +229,12 @@ void cfs_engine_get_stats(cfs_engine_stats *out)
 {
     cfs_transfer_counts(out);
     out->lanes = 0;
+    out->window_decreases = 0;
     engine *e = cfs_engine_current();
     if (e) {
         pthread_mutex_lock(&e->lock);
         out->lanes = e->n_lanes;
+        cfs_throttle_stats_locked(e, &out->window_decreases);
         pthread_mutex_unlock(&e->lock);
     }
 }

@@ -65,6 +65,7 @@ typedef struct cfs_engine_stats {
     uint64_t retries;
     uint64_t connections;       /* new connections opened */
     int lanes;                  /* transfer threads (0 until the engine starts) */
+    uint64_t window_decreases;  /* hosts' in-flight windows halved on a 503 or 429 */
 } cfs_engine_stats;
 void cfs_engine_get_stats(cfs_engine_stats *out);
 

@@ -5,7 +5,8 @@
  * stats), admission.c (limiters, the admission queues, completion), lane.c (the lanes'
  * threads: their loop, epoll and libcurl's socket and timer callbacks, inbound queues),
  * transfer.c (an op's requests: libcurl's callbacks, starting and finishing a transfer,
- * retries, child ops), waiter.c (cfs_waiter_*).
+ * retries, child ops), throttle.c (adaptive concurrency per host), waiter.c
+ * (cfs_waiter_*).
  *
  * Locking: `engine.lock` guards the limiter list, each limiter's queue and counts, the
  * worker queue and each lane's inbound lists (ready, verify_failed, children_done).
@@ -82,12 +83,15 @@ static inline int is_local(const cfs_op *op)
     return op->backend->ops->execute != NULL;
 }
 
+typedef struct cfs_host_window cfs_host_window;
+
 struct cfs_limiter {
     cfs_transfer_config cfg;
     pid_t owner_pid;            /* the engine generation this limiter is registered with */
     int active;                 /* admitted and not yet completed */
     int lane_active[MAX_LANES]; /* ... of which on each lane */
     op_queue waiting;           /* submitted, waiting for admission */
+    cfs_host_window *host;      /* where its requests go, once known (throttle.c) */
     cfs_limiter *next;
 };
 
@@ -152,6 +156,7 @@ typedef struct engine {
     pthread_t workers[WORKER_THREADS];
     int workers_started;
     cfs_limiter *limiters;
+    cfs_host_window *hosts;         /* throttle.c: a window per host pushed back by */
     op_queue work;                  /* local ops to execute, remote ops to prepare or verify */
     lane lanes[MAX_LANES];
     int n_lanes;
@@ -199,6 +204,21 @@ unsigned cfs_admission_admit_locked(engine *e);
 /* An op is done: a child goes back to its parent's lane; any other gives back its slot
  * and is handed to op->on_done (which may free it). */
 void cfs_engine_complete(engine *e, cfs_op *op);
+
+/* ---------- throttle.c: adaptive concurrency per host ---------- */
+
+/* Count an op in the window of the host its request goes to (first request of the op;
+ * takes e->lock). */
+void cfs_throttle_attach(engine *e, cfs_op *op, const char *url);
+/* Under e->lock: whether the limiter's host has room for another op; count an op just
+ * admitted; uncount a completed one (a success widens the window). */
+int cfs_throttle_has_room_locked(const cfs_limiter *l);
+void cfs_throttle_admitted_locked(cfs_op *op);
+void cfs_throttle_completed_locked(cfs_op *op);
+/* A 503 or 429: halve the op's host window (takes e->lock). */
+void cfs_throttle_rejected(engine *e, cfs_op *op);
+/* Window decreases so far, for stats (under e->lock). */
+void cfs_throttle_stats_locked(engine *e, uint64_t *decreases);
 
 /* ---------- lane.c ---------- */
 

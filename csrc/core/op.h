@@ -133,6 +133,8 @@ typedef struct cfs_op {
     int lane;                   /* the engine lane a remote op runs on */
     struct cfs_op *parent;      /* a child op: the op it runs for */
     int children_running;       /* a parent op: its children not yet handed back */
+    struct cfs_host_window *host; /* the host window this op counts in (throttle.c) */
+    unsigned host_epoch;        /* that window's epoch when the op was counted */
     struct cfs_op *next;
 } cfs_op;
 

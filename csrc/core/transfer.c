@@ -413,6 +413,8 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
     }
     if (!build_request(ln, op, t))
         return;
+    if (!op->host)
+        cfs_throttle_attach(ln->e, op, t->req.url);
     if (attach_handle(ln, t) < 0) {
         cfs_transfer_free(ln, t);
         finish_op(ln, op);
@@ -516,6 +518,8 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
         next = b->ops->finish(b, op, &resp);
     }
 
+    if (next == CFS_NEXT_RETRY && (t->status == 503 || t->status == 429))
+        cfs_throttle_rejected(ln->e, op); /* the host pushes back: send less at once */
     if (next == CFS_NEXT_RETRY && op->attempts < p->max_attempts) {
         cfs_transfer_schedule_retry(ln, t);
         return;

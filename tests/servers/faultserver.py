@@ -149,6 +149,8 @@ class FaultServer:
         self._in_flight = 0
         self.max_in_flight = 0
         self._spans = []         # (path, start, end) of every answered request
+        self._capacity = None    # set_capacity: answer like a store under load
+        self._service_time = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -283,12 +285,21 @@ class FaultServer:
                 return v
         return None
 
-    def max_concurrency(self, prefix="/"):
+    def set_capacity(self, capacity, service_time=0.0):
+        """Answer like a store under load: every request takes `service_time` seconds, and
+        one arriving while `capacity` requests are being answered gets 503 at once (its
+        recorded fault: "capacity"). capacity=None: no limit. Scripted faults go first."""
+        with self._lock:
+            self._capacity, self._service_time = capacity, service_time
+
+    def max_concurrency(self, prefix="/", since=None):
         """The most requests under `prefix` (a normalized path prefix) that were being
-        answered at the same moment, from their receipt to their last byte sent."""
+        answered at the same moment, from their receipt to their last byte sent; only
+        requests received at `since` (time.monotonic()) or later, if given."""
         prefix = normalize_path(prefix)
         with self._lock:
-            spans = [(a, b) for p, a, b in self._spans if p.startswith(prefix)]
+            spans = [(a, b) for p, a, b in self._spans
+                     if p.startswith(prefix) and (since is None or a >= since)]
         events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans],
                         key=lambda e: (e[0], e[1]))  # an end before a start at the same time
         peak = cur = 0
@@ -316,6 +327,7 @@ class FaultServer:
             self._faults.clear()
             self._requests.clear()
             self._spans.clear()
+            self._capacity, self._service_time = None, 0.0
 
     # -- HTTP ----------------------------------------------------------------------
     async def _handle(self, reader, writer):
@@ -391,6 +403,10 @@ class FaultServer:
         with self._lock:
             queue = self._faults.get(path)
             fault_spec, fault = queue.popleft() if queue else (None, None)
+            if fault is None and self._capacity is not None and self._in_flight >= self._capacity:
+                fault_spec, fault = "capacity", ("status", 503, None)
+            elif fault is None and self._service_time:
+                fault = ("delay", None, self._service_time)
             self._requests.append(RecordedRequest(
                 method, path, raw_path, query, header_list, time.time(), len(body), fault_spec,
                 conn))
