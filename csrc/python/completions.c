@@ -162,6 +162,7 @@ static PyObject *submit_keyed(CompletionsObject *c, PyObject *args, PyObject *kw
 
 static char *key_kwlist[] = { "store", "key", "future", NULL };
 static char *prefix_kwlist[] = { "store", "prefix", "future", NULL };
+static char *keys_kwlist[] = { "store", "keys", "future", NULL };
 
 /* resolves to None either way */
 static cfs_op *build_delete(StoreObject *s, PyObject *key)
@@ -188,9 +189,20 @@ static cfs_op *build_list_dir(StoreObject *s, PyObject *prefix)
 
 KEYED_METHOD(head, key_kwlist, cfs_pyop_head)
 KEYED_METHOD(delete, key_kwlist, build_delete)
+KEYED_METHOD(delete_many, keys_kwlist, cfs_pyop_delete_many)
 KEYED_METHOD(list, prefix_kwlist, build_list)
 KEYED_METHOD(list_dir, prefix_kwlist, build_list_dir)
 KEYED_METHOD(rmdir, prefix_kwlist, cfs_pyop_rmdir)
+
+/* A multi-key delete that failed for some keys: *exc = the BatchError naming them. */
+static PyObject *failures_of(cfs_op *op, PyObject **exc)
+{
+    PyObject *failures = PyList_New(0);
+    if (failures && cfs_pyop_add_failures(op, failures) == 0)
+        *exc = cfs_py_batch_error(failures, "delete_many");
+    Py_XDECREF(failures);
+    return NULL;
+}
 
 /* The value a finished op resolves its future with; NULL + *exc for a failure, NULL with
  * an error set where building either failed. */
@@ -227,8 +239,11 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
         if (st == CFS_OK)
             Py_RETURN_NONE;
         break;
-    case CFS_OP_DELETE_MANY: /* batches only */
-    case CFS_OP_COPY:        /* Store.copy only */
+    case CFS_OP_DELETE_MANY:
+        if (!cfs_pyop_failed(op, 1))
+            Py_RETURN_NONE;
+        return failures_of(op, exc);
+    case CFS_OP_COPY: /* Store.copy only */
         break;
     case CFS_OP_LIST:
         if (st == CFS_OK) {
@@ -378,6 +393,11 @@ static PyMethodDef completions_methods[] = {
       "head(store, key, future): resolves to the size, or None if missing." },
     { "delete", (PyCFunction)(void (*)(void))completions_delete, METH_VARARGS | METH_KEYWORDS,
       "delete(store, key, future): resolves to None (missing keys too)." },
+    { "delete_many", (PyCFunction)(void (*)(void))completions_delete_many,
+      METH_VARARGS | METH_KEYWORDS,
+      "delete_many(store, keys, future): delete 1 to store.delete_many_max keys in one request\n"
+      "(S3 DeleteObjects, a GCS batch); resolves to None (missing keys too), or fails with a\n"
+      "BatchError naming the keys that failed. ValueError where the store has no such request." },
     { "list", (PyCFunction)(void (*)(void))completions_list, METH_VARARGS | METH_KEYWORDS,
       "list(store, prefix, future): resolves to [(key, size, False)] for every key below." },
     { "list_dir", (PyCFunction)(void (*)(void))completions_list_dir, METH_VARARGS | METH_KEYWORDS,

@@ -779,6 +779,14 @@ static PyObject *store_get_capabilities(StoreObject *s, void *closure)
     return set;
 }
 
+static PyObject *store_get_delete_many_max(StoreObject *s, void *closure)
+{
+    (void)closure;
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    return PyLong_FromSize_t(s->backend->ops->delete_many_max);
+}
+
 static PyGetSetDef store_getset[] = {
     { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
     { "options", (getter)store_get_options, NULL, "The options given.", NULL },
@@ -787,6 +795,9 @@ static PyGetSetDef store_getset[] = {
       "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"
       "is atomic on the server), 'server_copy' (copy() moves no bytes through this process).",
       NULL },
+    { "delete_many_max", (getter)store_get_delete_many_max, NULL,
+      "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"
+      "batch: 100); 0 where each key takes a request of its own.", NULL },
     { NULL },
 };
 
