@@ -35,7 +35,7 @@ __all__ = ["ZarrStore"]
 COALESCE_GAP = 1 << 20
 # ...as long as the merged request stays below this size.
 COALESCE_MAX = 64 << 20
-# _get_many, delete_dir: operations submitted ahead of the ones completed.
+# _get_many, delete_dir: requests submitted ahead of the ones completed.
 WINDOW = 4096
 
 
@@ -77,21 +77,39 @@ def _queue(loop: asyncio.AbstractEventLoop) -> _core.Completions:
     return q
 
 
-def _submit(method: str, *args: Any, **kwargs: Any) -> asyncio.Future:
-    """Submit ``Completions.<method>(*args[0:2], future, *args[2:])``; return the future."""
+# The kinds of op, each a method of Completions: (queue, store, key, future, *args).
+_GET = _core.Completions.get              # (start, end) -> bytes, None if missing
+_HEAD = _core.Completions.head            # -> size, None if missing
+_DELETE = _core.Completions.delete        # -> None, missing keys too
+_DELETE_MANY = _core.Completions.delete_many  # keys for key: one request for them all
+_LIST = _core.Completions.list            # prefix for key -> [(key, size, False)] below
+_LIST_DIR = _core.Completions.list_dir    # prefix for key -> [(key, size, is_dir)] one level
+_RMDIR = _core.Completions.rmdir          # prefix for key: what is left of its directories
+
+
+def _submit(kind, core: _core.Store, key: Any, *args: Any) -> asyncio.Future:
+    """Submit an op of ``kind`` (_GET, _HEAD...) on the running loop; return its future."""
     loop = asyncio.get_running_loop()
-    q = _queue(loop)
     fut = loop.create_future()
-    getattr(q, method)(*args[:2], fut, *args[2:], **kwargs)
+    kind(_queue(loop), core, key, fut, *args)
     return fut
 
 
 def _put(core: _core.Store, key: str, value: Any, if_absent: bool = False) -> asyncio.Future:
+    """Submit a put (Completions.put takes the value before the future)."""
     loop = asyncio.get_running_loop()
-    q = _queue(loop)
     fut = loop.create_future()
-    q.put(core, key, value, fut, if_absent=if_absent)
+    _queue(loop).put(core, key, value, fut, if_absent)
     return fut
+
+
+def _delete_keys(core: _core.Store, keys: list[str]) -> list[asyncio.Future]:
+    """Delete ``keys`` (missing ones too): as many a request as the backend takes (S3
+    DeleteObjects, a GCS batch), else a request per key. Returns the futures."""
+    step = core.delete_many_max
+    if step > 1:
+        return [_submit(_DELETE_MANY, core, keys[n:n + step]) for n in range(0, len(keys), step)]
+    return [_submit(_DELETE, core, k) for k in keys]
 
 
 # ---------------------------------------------------------------------- byte ranges
@@ -206,7 +224,7 @@ class ZarrStore(Store):
         if prototype is None:
             prototype = default_buffer_prototype()
         start, end = _range_args(byte_range)
-        data = await _submit("get", self._core, key, start, end)
+        data = await _submit(_GET, self._core, key, start, end)
         if data is None:
             return None
         return prototype.buffer.from_bytes(data)
@@ -252,7 +270,7 @@ class ZarrStore(Store):
 
         for key, indices in by_key.items():
             if len(indices) > 1 and any(key_ranges[i][1] is None for i in indices):
-                jobs.append((_submit("get", self._core, key, None, None), whole(indices)))
+                jobs.append((_submit(_GET, self._core, key, None, None), whole(indices)))
                 continue
             ranges = []
             for i in indices:
@@ -262,7 +280,7 @@ class ZarrStore(Store):
                     ranges.append((s, e, i))
                 else:
                     s, e = _range_args(br)
-                    jobs.append((_submit("get", self._core, key, s, e), single(i)))
+                    jobs.append((_submit(_GET, self._core, key, s, e), single(i)))
             ranges.sort()
             group: list[tuple[int, int, int]] = []
             gstart = gend = 0
@@ -272,10 +290,10 @@ class ZarrStore(Store):
                     gend = max(gend, e)
                     continue
                 if group:
-                    jobs.append((_submit("get", self._core, key, gstart, gend), merged(gstart, group)))
+                    jobs.append((_submit(_GET, self._core, key, gstart, gend), merged(gstart, group)))
                 group, gstart, gend = [(i, s, e)], s, e
             if group:
-                jobs.append((_submit("get", self._core, key, gstart, gend), merged(gstart, group)))
+                jobs.append((_submit(_GET, self._core, key, gstart, gend), merged(gstart, group)))
 
         results = await asyncio.gather(*(f for f, _ in jobs))
         for (_, fill), data in zip(jobs, results):
@@ -303,7 +321,7 @@ class ZarrStore(Store):
                     break
                 if prototype is None:
                     prototype = default_buffer_prototype()
-                fut = _submit("get", self._core, key, *_range_args(byte_range))
+                fut = _submit(_GET, self._core, key, *_range_args(byte_range))
                 fut.add_done_callback(lambda f, k=key, p=prototype: on_done(k, p, f))
                 pending += 1
             if pending == 0:
@@ -314,16 +332,16 @@ class ZarrStore(Store):
             yield key, (None if data is None else prototype.buffer.from_bytes(data))
 
     async def exists(self, key: str) -> bool:
-        return await _submit("head", self._core, key) is not None
+        return await _submit(_HEAD, self._core, key) is not None
 
     async def getsize(self, key: str) -> int:
-        size = await _submit("head", self._core, key)
+        size = await _submit(_HEAD, self._core, key)
         if size is None:
             raise FileNotFoundError(key)
         return size
 
     async def getsize_prefix(self, prefix: str) -> int:
-        entries = await _submit("list", self._core, _dir_prefix(prefix))
+        entries = await _submit(_LIST, self._core, _dir_prefix(prefix))
         total = 0
         unknown = []
         for key, size, _ in entries:
@@ -332,7 +350,7 @@ class ZarrStore(Store):
             else:
                 total += size
         if unknown:
-            sizes = await asyncio.gather(*(_submit("head", self._core, k) for k in unknown))
+            sizes = await asyncio.gather(*(_submit(_HEAD, self._core, k) for k in unknown))
             total += sum(s for s in sizes if s is not None)
         return total
 
@@ -354,24 +372,25 @@ class ZarrStore(Store):
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self._check_writable()
         payload = self._payload(value)
-        if not self._atomic_if_absent and await _submit("head", self._core, key) is not None:
+        if not self._atomic_if_absent and await _submit(_HEAD, self._core, key) is not None:
             return
         await _put(self._core, key, payload, if_absent=True)
 
     async def delete(self, key: str) -> None:
         self._check_writable()
-        await _submit("delete", self._core, key)
+        await _submit(_DELETE, self._core, key)
 
     async def delete_dir(self, prefix: str) -> None:
+        """Delete every key below ``prefix``: as many keys a request as the backend takes
+        (S3 DeleteObjects: 1,000), like ``CloudFilesStore.delitems``."""
         self._check_writable()
         prefix = _dir_prefix(prefix)
-        entries = await _submit("list", self._core, prefix)
-        for n in range(0, len(entries), WINDOW):
-            await asyncio.gather(
-                *(_submit("delete", self._core, k) for k, _, _ in entries[n:n + WINDOW])
-            )
+        keys = [k for k, _, _ in await _submit(_LIST, self._core, prefix)]
+        step = WINDOW * max(1, self._core.delete_many_max)  # WINDOW requests at a time
+        for n in range(0, len(keys), step):
+            await asyncio.gather(*_delete_keys(self._core, keys[n:n + step]))
         # what is left of the directories (local files, WebDAV collections)
-        await _submit("rmdir", self._core, prefix)
+        await _submit(_RMDIR, self._core, prefix)
 
     async def clear(self) -> None:
         await self.delete_dir("")
@@ -379,17 +398,17 @@ class ZarrStore(Store):
     # -- listing --------------------------------------------------------------------
 
     async def list(self) -> AsyncIterator[str]:
-        for key, _, _ in await _submit("list", self._core, ""):
+        for key, _, _ in await _submit(_LIST, self._core, ""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
-        for key, _, _ in await _submit("list", self._core, prefix):
+        for key, _, _ in await _submit(_LIST, self._core, prefix):
             yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         prefix = _dir_prefix(prefix)
         names = {key[len(prefix):].rstrip("/") for key, _, _ in
-                 await _submit("list_dir", self._core, prefix)}
+                 await _submit(_LIST_DIR, self._core, prefix)}
         names.discard("")
         for name in sorted(names):
             yield name
@@ -397,12 +416,12 @@ class ZarrStore(Store):
     async def is_empty(self, prefix: str) -> bool:
         prefix = _dir_prefix(prefix)
         # one level first: a file there settles it; only directories may be empty leftovers
-        entries = await _submit("list_dir", self._core, prefix)
+        entries = await _submit(_LIST_DIR, self._core, prefix)
         if not entries:
             return True
         if any(not is_dir for _, _, is_dir in entries):
             return False
-        return not await _submit("list", self._core, prefix)
+        return not await _submit(_LIST, self._core, prefix)
 
     # -- synchronous (zarr's sync codec pipeline) ------------------------------------
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import cloudfiles_store
-from cloudfiles_store import CloudFilesStore, _core
+from cloudfiles_store import CloudFilesStore, _core, errors
 
 
 def test_connections_reused_across_batches(nginx_url):
@@ -133,6 +133,51 @@ async def test_async_list_dir_names_each_directory_once(store):
             ("foo/c", True), ("foo/zarr.json", False)]
     finally:
         loop.remove_reader(comp.fileno())
+
+
+async def _resolved(submit, *args):
+    """Call a Completions method as (comp, *args[:2], future, *args[2:]) on this loop and
+    await the future."""
+    loop = asyncio.get_running_loop()
+    comp = _core.Completions()
+    loop.add_reader(comp.fileno(), comp.drain)
+    try:
+        f = loop.create_future()
+        submit(comp, *args[:2], f, *args[2:])
+        return await f
+    finally:
+        loop.remove_reader(comp.fileno())
+
+
+async def test_async_delete_many_takes_only_what_one_request_can(moto_server):
+    raw = _core.Store(moto_server.url(uuid.uuid4().hex), **moto_server.store_options())
+    assert raw.delete_many_max == 1000  # DeleteObjects
+    raw.setitems({"a": b"1", "b": b"2", "c": b"3"})
+    assert await _resolved(_core.Completions.delete_many, raw, ("a", "b", "missing")) is None
+    assert list(raw.keys()) == ["c"]
+    for keys, error in [([], ValueError), (["k"] * 1001, ValueError), ("ab", TypeError),
+                        (["ok", "../bad"], errors.InvalidKeyError), (["ok", 3], errors.InvalidKeyError)]:
+        with pytest.raises(error):
+            await _resolved(_core.Completions.delete_many, raw, keys)
+    mem = _core.Store(f"mem://{uuid.uuid4().hex}")
+    assert mem.delete_many_max == 0
+    with pytest.raises(ValueError, match="one key per request"):
+        await _resolved(_core.Completions.delete_many, mem, ["a"])
+
+
+async def test_async_delete_many_failure_names_every_key(fault_server):
+    """A refused multi-key delete (the fault server answers POST ?delete with 405) fails its
+    future with a BatchError holding an error per key, after one request."""
+    prefix = uuid.uuid4().hex
+    raw = _core.Store(f"s3://bkt/{prefix}", endpoint_url=fault_server.url, access_key_id="AKID",
+                      secret_access_key="SECRET", retries=1)
+    before = cloudfiles_store.engine_stats()["requests"]
+    with pytest.raises(errors.BatchError) as ei:
+        await _resolved(_core.Completions.delete_many, raw, ["a", "b/c"])
+    assert cloudfiles_store.engine_stats()["requests"] - before == 1
+    assert ei.value.operation == "delete_many"
+    assert [e.key for e in ei.value.errors] == ["a", "b/c"]
+    assert all(isinstance(e, errors.RequestError) and e.status == 405 for e in ei.value.errors)
 
 
 @pytest.mark.parametrize("cores", [1, 2])

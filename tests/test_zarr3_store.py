@@ -353,6 +353,22 @@ def test_get_partial_values_coalesces_nearby_ranges(fault_server):
     assert ranges == sorted([f"bytes=0-{199 * 8192 + 1023}", f"bytes={far}-{far + 19}"])
 
 
+def test_delete_dir_deletes_up_to_a_thousand_keys_a_request(moto_server):
+    """On S3, delete_dir sends DeleteObjects, as delitems does, not a DELETE per key."""
+    url = moto_server.url(f"deldir-{time.time_ns()}")
+    opts = moto_server.store_options()
+    m = CloudFilesStore(url, **opts)
+    m.setitems({f"a/c/{i}": b"x" for i in range(1200)})
+    m["a/zarr.json"] = m["b/zarr.json"] = b"{}"
+    store = ZarrStore(url, **opts)
+    before = cloudfiles_store.engine_stats()["requests"]
+    asyncio.run(store.delete_dir("a"))
+    used = cloudfiles_store.engine_stats()["requests"] - before
+    # 1,201 keys: two listing pages, two DeleteObjects (S3 RMDIR sends nothing)
+    assert used <= 4, f"{used} requests for 1,201 keys"
+    assert list(m) == ["b/zarr.json"]
+
+
 def test_cancelled_get_is_harmless(fault_server):
     prefix = f"/cancel-{time.time_ns()}"
     fault_server.put(f"{prefix}/slow", b"slow")

@@ -23,148 +23,48 @@ struct BatchObject {
     int interrupted;
 };
 
-static void item_free(batch_item *it)
+/* The op for one input item, shaped as the batch's kind says; NULL with an error set. */
+static cfs_op *build_item(BatchObject *b, PyObject *obj)
 {
-    if (!it)
-        return;
-    Py_XDECREF(it->key);
-    if (it->has_view)
-        PyBuffer_Release(&it->view);
-    PyMem_Free(it);
-}
-
-void cfs_batch_release(cfs_op *op)
-{
-    if (!op)
-        return;
-    item_free(op->caller);
-    op->caller = NULL;
-    cfs_op_free(op);
-}
-
-static cfs_op_kind op_kind(batch_kind k)
-{
-    switch (k) {
+    switch (b->kind) {
     case BATCH_GET:
-    case BATCH_RANGE: return CFS_OP_GET;
-    case BATCH_PUT: return CFS_OP_PUT;
-    case BATCH_DELETE: return CFS_OP_DELETE;
-    }
-    return CFS_OP_GET;
-}
-
-/* Turn one input item into a submitted op. Returns 0, or -1 with an error set. */
-static int submit_item(BatchObject *b, PyObject *obj)
-{
-    PyObject *key = obj, *value = NULL, *start = NULL, *end = Py_None;
-    if (b->kind == BATCH_PUT) {
+        return cfs_pyop_get(b->store, obj, Py_None, Py_None);
+    case BATCH_DELETE:
+        return cfs_pyop_delete(b->store, obj, 1); /* delitems, rmdir, clear ignore missing keys */
+    case BATCH_PUT:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2) {
             PyErr_Format(PyExc_TypeError, "setitems items must be (key, value) pairs, not %.100s",
                          Py_TYPE(obj)->tp_name);
-            return -1;
+            return NULL;
         }
-        key = PyTuple_GET_ITEM(obj, 0);
-        value = PyTuple_GET_ITEM(obj, 1);
-    } else if (b->kind == BATCH_RANGE) {
+        return cfs_pyop_put(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0);
+    case BATCH_RANGE:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
             PyErr_Format(PyExc_TypeError, "range items must be (key, start, end), not %.100s",
                          Py_TYPE(obj)->tp_name);
-            return -1;
+            return NULL;
         }
-        key = PyTuple_GET_ITEM(obj, 0);
-        start = PyTuple_GET_ITEM(obj, 1);
-        if (PyTuple_GET_SIZE(obj) == 3)
-            end = PyTuple_GET_ITEM(obj, 2);
+        return cfs_pyop_get(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1),
+                            PyTuple_GET_SIZE(obj) == 3 ? PyTuple_GET_ITEM(obj, 2) : Py_None);
     }
-    const char *k;
-    Py_ssize_t klen;
-    if (cfs_py_key(key, 0, &k, &klen) < 0)
-        return -1;
-    batch_item *it = PyMem_Calloc(1, sizeof *it);
-    if (!it) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    it->key = Py_NewRef(key);
-    it->index = b->next_index;
-    cfs_op *op = cfs_op_new(op_kind(b->kind), b->store->backend, k, (size_t)klen);
-    if (!op) {
-        item_free(it);
-        PyErr_NoMemory();
-        return -1;
-    }
-    op->caller = it;
-    op->missing_ok = b->kind == BATCH_DELETE; /* delitems, rmdir, clear ignore missing keys */
-    if (b->kind == BATCH_RANGE && cfs_py_range(start, end, &op->range) < 0)
-        goto fail;
-    if (value) {
-        if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {
-            PyErr_Format(PyExc_TypeError,
-                         "value for key %R must support the buffer protocol (bytes, "
-                         "bytearray, memoryview, numpy array), not %.100s",
-                         key, Py_TYPE(value)->tp_name);
-            goto fail;
-        }
-        it->has_view = 1;
-        op->body = it->view.buf;
-        op->body_len = (size_t)it->view.len;
-    }
-    op->limiter = b->store->limiter;
-    op->on_done = cfs_waiter_done;
-    op->ctx = b->waiter;
-    op->cancel = cfs_waiter_cancel_flag(b->waiter);
-    if (cfs_engine_submit(op) < 0) {
-        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
-        goto fail;
-    }
-    b->in_flight++;
-    b->next_index++;
-    return 0;
-fail:
-    cfs_batch_release(op);
-    return -1;
+    PyErr_SetString(PyExc_SystemError, "unknown batch kind");
+    return NULL;
 }
 
-/* Submit one multi-key delete for the keys in `keys` (a list of validated str). */
-static int submit_group(BatchObject *b, PyObject *keys)
+/* Submit an op built for the next `n_items` items of the input. Returns 0, or -1 with an
+ * error set (the op, NULL when it could not be built, is released). */
+static int submit(BatchObject *b, cfs_op *op, Py_ssize_t n_items)
 {
-    Py_ssize_t n = PyList_GET_SIZE(keys);
-    const char *first = PyUnicode_AsUTF8(PyList_GET_ITEM(keys, 0));
-    cfs_op *op = first ? cfs_op_new(CFS_OP_DELETE_MANY, b->store->backend, first, strlen(first)) : NULL;
-    batch_item *it = op ? PyMem_Calloc(1, sizeof *it) : NULL;
-    if (!it) {
-        cfs_op_free(op);
-        PyErr_NoMemory();
+    if (!op)
         return -1;
-    }
-    it->key = Py_NewRef(keys);
-    it->index = b->next_index;
-    op->caller = it;
-    op->keys = calloc((size_t)n, sizeof *op->keys);
-    if (!op->keys)
-        goto oom;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        op->keys[i] = strdup(PyUnicode_AsUTF8(PyList_GET_ITEM(keys, i))); /* UTF-8 cached */
-        if (!op->keys[i])
-            goto oom;
-        op->n_keys++;
-    }
-    op->limiter = b->store->limiter;
-    op->on_done = cfs_waiter_done;
-    op->ctx = b->waiter;
-    op->cancel = cfs_waiter_cancel_flag(b->waiter);
-    if (cfs_engine_submit(op) < 0) {
-        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
-        cfs_batch_release(op);
+    cfs_pyop_of(op)->index = b->next_index;
+    if (cfs_pyop_submit(op, cfs_waiter_done, b->waiter, cfs_waiter_cancel_flag(b->waiter)) < 0) {
+        cfs_pyop_release(op);
         return -1;
     }
     b->in_flight++;
-    b->next_index += n;
+    b->next_index += n_items;
     return 0;
-oom:
-    cfs_batch_release(op);
-    PyErr_NoMemory();
-    return -1;
 }
 
 /* Deletes on a backend that takes many keys per request: pull groups of up to
@@ -189,8 +89,13 @@ static void refill_groups(BatchObject *b, size_t group_max)
             }
             Py_XDECREF(obj);
         }
-        if (PyList_GET_SIZE(keys) > 0 && submit_group(b, keys) < 0 && !b->input_exc) {
-            b->input_exc = cfs_exc_take();
+        Py_ssize_t n = PyList_GET_SIZE(keys);
+        if (n > 0 && submit(b, cfs_pyop_delete_many(b->store, keys), n) < 0) {
+            PyObject *exc = cfs_exc_take();
+            if (b->input_exc)
+                Py_XDECREF(exc); /* the input's own error, which ended the group, comes first */
+            else
+                b->input_exc = exc;
             Py_CLEAR(b->iter);
         }
         Py_DECREF(keys);
@@ -213,7 +118,7 @@ static void refill(BatchObject *b)
             Py_CLEAR(b->iter);
             return;
         }
-        int rc = submit_item(b, obj);
+        int rc = submit(b, build_item(b, obj), 1);
         Py_DECREF(obj);
         if (rc < 0) {
             /* bad input: stop taking more, let what is in flight finish, then raise */
@@ -264,45 +169,9 @@ cfs_op *cfs_batch_next(BatchObject *b)
     }
 }
 
-static int append_failure(BatchObject *b, PyObject *exc)
-{
-    if (!exc)
-        return -1;
-    int rc = PyList_Append(b->failures, exc);
-    Py_DECREF(exc);
-    return rc;
-}
-
 int cfs_batch_record_failure(BatchObject *b, const cfs_op *op)
 {
-    batch_item *it = op->caller;
-    if (op->kind != CFS_OP_DELETE_MANY)
-        return append_failure(b, cfs_py_op_error(op, it ? it->key : NULL));
-    /* a group: the request failed for all its keys, or the server named those it kept */
-    if (op->status != CFS_OK) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(it->key); i++)
-            if (append_failure(b, cfs_py_op_error(op, PyList_GET_ITEM(it->key, i))) < 0)
-                return -1;
-        return 0;
-    }
-    for (size_t i = 0; i < op->entries.len; i++) {
-        const cfs_entry *e = &op->entries.items[i];
-        PyObject *key = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
-        if (!key)
-            return -1;
-        int rc = append_failure(b, cfs_py_key_error(op, key, e->status, e->detail ? e->detail : ""));
-        Py_DECREF(key);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int cfs_batch_op_failed(const cfs_op *op, int missing_ok)
-{
-    if (op->status != CFS_OK)
-        return !(missing_ok && op->status == CFS_ENOTFOUND);
-    return op->kind == CFS_OP_DELETE_MANY && op->entries.len > 0;
+    return cfs_pyop_add_failures(op, b->failures);
 }
 
 int cfs_batch_finish(BatchObject *b, const char *what)
@@ -312,21 +181,11 @@ int cfs_batch_finish(BatchObject *b, const char *what)
         b->input_exc = NULL;
         return -1;
     }
-    Py_ssize_t n = PyList_GET_SIZE(b->failures);
-    if (n == 0)
+    if (PyList_GET_SIZE(b->failures) == 0)
         return 0;
-    PyObject *first = PyList_GET_ITEM(b->failures, 0);
-    PyObject *msg = PyUnicode_FromFormat("%s: %zd of the keys failed; first: %S", what, n, first);
-    if (!msg)
-        return -1;
-    PyObject *args = PyTuple_Pack(1, msg);
-    Py_DECREF(msg);
-    PyObject *kw = args ? Py_BuildValue("{s:O,s:s}", "errors", b->failures, "operation", what) : NULL;
-    PyObject *exc = kw ? PyObject_Call(cfs_err.batch, args, kw) : NULL;
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
+    PyObject *exc = cfs_py_batch_error(b->failures, what);
     if (exc) {
-        PyErr_SetObject(cfs_err.batch, exc);
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
     }
     return -1;
@@ -377,7 +236,7 @@ static void drain(BatchObject *b)
             cfs_op *op = b->ready;
             b->ready = op->next;
             b->in_flight--;
-            cfs_batch_release(op);
+            cfs_pyop_release(op);
         }
         if (b->in_flight == 0)
             break;
@@ -421,19 +280,19 @@ static PyObject *batch_iternext(BatchObject *b)
                 cfs_batch_finish(b, "iter_get");
             return NULL;
         }
-        batch_item *it = op->caller;
+        PyObject *key = cfs_pyop_of(op)->key;
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
             PyObject *data = cfs_bytes_from_buf(&op->data); /* no copy where it can */
-            result = data ? PyTuple_Pack(2, it->key, data) : NULL;
+            result = data ? PyTuple_Pack(2, key, data) : NULL;
             Py_XDECREF(data);
         } else if (op->status == CFS_ENOTFOUND) {
-            result = PyTuple_Pack(2, it->key, Py_None);
+            result = PyTuple_Pack(2, key, Py_None);
         } else if (cfs_batch_record_failure(b, op) == 0) {
-            cfs_batch_release(op);
+            cfs_pyop_release(op);
             continue;
         }
-        cfs_batch_release(op);
+        cfs_pyop_release(op);
         return result;
     }
 }

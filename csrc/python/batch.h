@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #include "core/engine.h"
+#include "python/ops.h"
 #include "python/store.h"
 
 typedef enum batch_kind {
@@ -16,14 +17,6 @@ typedef enum batch_kind {
     BATCH_DELETE,   /* items: key */
 } batch_kind;
 
-/* What one op carries for its caller. */
-typedef struct batch_item {
-    PyObject *key;          /* a list of keys for a multi-key delete */
-    Py_ssize_t index;       /* position in the input */
-    Py_buffer view;         /* PUT value, held until completion */
-    int has_view;
-} batch_item;
-
 typedef struct BatchObject BatchObject;
 extern PyTypeObject cfs_BatchType;
 
@@ -32,12 +25,9 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
 
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
  * (then an error is set if the input iterator raised or the wait was interrupted).
- * The caller passes the op back to cfs_batch_release(). */
+ * Its op->caller is a cfs_pyop (ops.h) whose index is the item's position in the input;
+ * the caller frees it with cfs_pyop_release(). */
 cfs_op *cfs_batch_next(BatchObject *b);
-void cfs_batch_release(cfs_op *op);
-
-/* Did the op fail (some of its keys, for a multi-key delete)? */
-int cfs_batch_op_failed(const cfs_op *op, int missing_ok);
 /* Record a failed op's exception(s) for the final BatchError. Returns 0 or -1. */
 int cfs_batch_record_failure(BatchObject *b, const cfs_op *op);
 /* After the last op: raise the input error or a BatchError naming every failed key and

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "python/blob.h"
+#include "python/ops.h"
 #include "python/pyutil.h"
 #include "python/store.h"
 
@@ -22,15 +23,6 @@ typedef struct CompletionsObject {
     /* the future methods called per op, interned once */
     PyObject *add_done_callback, *remove_done_callback, *done_name, *set_result, *set_exception;
 } CompletionsObject;
-
-/* What an async op carries for its caller. */
-typedef struct async_item {
-    PyObject *future;
-    PyObject *store;        /* its backend and limiter must outlive the op */
-    PyObject *on_cancel;    /* the future's done callback that gives the op up (watch_cancel) */
-    Py_buffer view;
-    int has_view;
-} async_item;
 
 #define CANCEL_FLAG_CAPSULE "cloudfiles_store cancel flag"
 
@@ -63,33 +55,33 @@ static PyMethodDef on_future_done_def = {
     "on_future_done", (PyCFunction)on_future_done, METH_O, NULL,
 };
 
-/* Point op->cancel at a flag that a done callback on the future sets if the future is
- * cancelled. The flag lives in a capsule, the callback's self, which the item holds until
- * drain (while the engine may read the flag). drain() takes the callback off before it
- * resolves the future, so only a cancellation costs the loop a callback. */
-static int watch_cancel(CompletionsObject *c, async_item *it, cfs_op *op)
+/* The flag for op->cancel, which a done callback on the future sets if the future is
+ * cancelled; NULL with an error set. The flag lives in a capsule, the callback's self,
+ * which the op holds (p->on_cancel) until drain, while the engine may read the flag.
+ * drain() takes the callback off before it resolves the future, so only a cancellation
+ * costs the loop a callback. */
+static const atomic_int *watch_cancel(CompletionsObject *c, cfs_pyop *p)
 {
     atomic_int *flag = PyMem_Malloc(sizeof *flag);
     if (!flag) {
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
     atomic_init(flag, 0);
     PyObject *capsule = PyCapsule_New(flag, CANCEL_FLAG_CAPSULE, free_cancel_flag);
     if (!capsule) {
         PyMem_Free(flag);
-        return -1;
+        return NULL;
     }
-    it->on_cancel = PyCFunction_New(&on_future_done_def, capsule);
+    p->on_cancel = PyCFunction_New(&on_future_done_def, capsule);
     Py_DECREF(capsule);
     PyObject *r = NULL;
-    if (it->on_cancel)
-        r = PyObject_CallMethodOneArg(it->future, c->add_done_callback, it->on_cancel);
+    if (p->on_cancel)
+        r = PyObject_CallMethodOneArg(p->future, c->add_done_callback, p->on_cancel);
     if (!r)
-        return -1;
+        return NULL;
     Py_DECREF(r);
-    op->cancel = flag;
-    return 0;
+    return flag;
 }
 
 PyTypeObject cfs_CompletionsType;
@@ -110,144 +102,110 @@ static void on_done(cfs_op *op, void *ctx)
     }
 }
 
-static void item_free(async_item *it)
+/* Attach the future to a new op (NULL: it could not be built, an error is set), watch
+ * for its cancelling, submit, count it. Consumes op in every case. */
+static PyObject *submit(CompletionsObject *c, PyObject *future, cfs_op *op)
 {
-    Py_XDECREF(it->future);
-    Py_XDECREF(it->store);
-    Py_XDECREF(it->on_cancel);
-    if (it->has_view)
-        PyBuffer_Release(&it->view);
-    PyMem_Free(it);
-}
-
-/* Attach the future, submit, count it. Consumes op in every case. */
-static PyObject *submit(CompletionsObject *c, StoreObject *s, cfs_op *op, PyObject *future,
-                        PyObject *value)
-{
-    async_item *it = PyMem_Calloc(1, sizeof *it);
-    if (!it) {
-        cfs_op_free(op);
-        return PyErr_NoMemory();
-    }
-    it->future = Py_NewRef(future);
-    it->store = Py_NewRef((PyObject *)s);
-    op->caller = it;
-    if (watch_cancel(c, it, op) < 0)
+    if (!op)
+        return NULL;
+    cfs_pyop *p = cfs_pyop_of(op);
+    p->future = Py_NewRef(future);
+    const atomic_int *flag = watch_cancel(c, p);
+    if (!flag)
         goto fail;
-    if (value) {
-        if (PyObject_GetBuffer(value, &it->view, PyBUF_CONTIG_RO) < 0) {
-            PyErr_Format(PyExc_TypeError, "value must support the buffer protocol, not %.100s",
-                         Py_TYPE(value)->tp_name);
-            goto fail;
-        }
-        it->has_view = 1;
-        op->body = it->view.buf;
-        op->body_len = (size_t)it->view.len;
-    }
-    op->limiter = s->limiter;
-    op->on_done = on_done;
-    op->ctx = c;
     Py_INCREF(c); /* the engine holds the queue until drain() hands the op back */
-    if (cfs_engine_submit(op) < 0) {
+    if (cfs_pyop_submit(op, on_done, c, flag) < 0) {
         Py_DECREF(c);
-        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
         goto fail;
     }
     c->in_flight++;
     Py_RETURN_NONE;
 fail:
-    item_free(it);
-    op->caller = NULL;
-    cfs_op_free(op);
+    cfs_pyop_release(op);
     return NULL;
-}
-
-static int check_store(PyObject *store)
-{
-    if (!PyObject_TypeCheck(store, &cfs_StoreType)) {
-        PyErr_Format(PyExc_TypeError, "expected a Store, not %.100s", Py_TYPE(store)->tp_name);
-        return -1;
-    }
-    return 0;
 }
 
 static PyObject *completions_get(CompletionsObject *c, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = { "store", "key", "future", "start", "end", NULL };
-    PyObject *store, *key, *future, *start = Py_None, *end = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|OO:get", kwlist, &store, &key, &future,
-                                     &start, &end) || check_store(store) < 0)
+    StoreObject *s;
+    PyObject *key, *future, *start = Py_None, *end = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO|OO:get", kwlist, &cfs_StoreType, &s, &key,
+                                     &future, &start, &end))
         return NULL;
-    cfs_range r;
-    if (cfs_py_range(start, end, &r) < 0)
-        return NULL;
-    cfs_op *op = cfs_store_key_op((StoreObject *)store, CFS_OP_GET, key, 0);
-    if (!op)
-        return NULL;
-    op->range = r;
-    return submit(c, (StoreObject *)store, op, future, NULL);
+    return submit(c, future, cfs_pyop_get(s, key, start, end));
 }
 
 static PyObject *completions_put(CompletionsObject *c, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = { "store", "key", "value", "future", "if_absent", NULL };
-    PyObject *store, *key, *value, *future;
+    StoreObject *s;
+    PyObject *key, *value, *future;
     int if_absent = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|p:put", kwlist, &store, &key, &value,
-                                     &future, &if_absent) || check_store(store) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOO|p:put", kwlist, &cfs_StoreType, &s, &key,
+                                     &value, &future, &if_absent))
         return NULL;
-    cfs_op *op = cfs_store_key_op((StoreObject *)store, CFS_OP_PUT, key, 0);
-    if (!op)
-        return NULL;
-    op->if_none_match = if_absent;
-    return submit(c, (StoreObject *)store, op, future, value);
+    return submit(c, future, cfs_pyop_put(s, key, value, if_absent));
 }
 
-/* head, delete, list, rmdir: (store, key, future) */
-static PyObject *submit_simple(CompletionsObject *c, PyObject *args, cfs_op_kind kind, int prefix,
-                               int recursive, const char *name)
+/* The methods that take (store, key or prefix or keys, future): the op `build` makes. */
+static PyObject *submit_keyed(CompletionsObject *c, PyObject *args, PyObject *kwargs,
+                              const char *format, char **kwlist,
+                              cfs_op *(*build)(StoreObject *, PyObject *))
 {
-    PyObject *store, *key, *future;
-    if (!PyArg_ParseTuple(args, "OOO", &store, &key, &future)) {
-        PyErr_Format(PyExc_TypeError, "%s(store, key, future)", name);
+    StoreObject *s;
+    PyObject *key, *future;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &cfs_StoreType, &s, &key, &future))
         return NULL;
+    return submit(c, future, build(s, key));
+}
+
+static char *key_kwlist[] = { "store", "key", "future", NULL };
+static char *prefix_kwlist[] = { "store", "prefix", "future", NULL };
+static char *keys_kwlist[] = { "store", "keys", "future", NULL };
+
+/* resolves to None either way */
+static cfs_op *build_delete(StoreObject *s, PyObject *key)
+{
+    return cfs_pyop_delete(s, key, 1);
+}
+
+static cfs_op *build_list(StoreObject *s, PyObject *prefix)
+{
+    return cfs_pyop_list(s, prefix, 1);
+}
+
+static cfs_op *build_list_dir(StoreObject *s, PyObject *prefix)
+{
+    return cfs_pyop_list(s, prefix, 0);
+}
+
+/* completions_<name>(store, key/prefix/keys, future): the op `build` makes */
+#define KEYED_METHOD(name, kwlist, build)                                                     \
+    static PyObject *completions_##name(CompletionsObject *c, PyObject *args, PyObject *kwargs) \
+    {                                                                                         \
+        return submit_keyed(c, args, kwargs, "O!OO:" #name, kwlist, build);                   \
     }
-    if (check_store(store) < 0)
-        return NULL;
-    cfs_op *op = cfs_store_key_op((StoreObject *)store, kind, key, prefix);
-    if (!op)
-        return NULL;
-    op->recursive = recursive;
-    op->missing_ok = kind == CFS_OP_DELETE; /* resolves to None either way */
-    return submit(c, (StoreObject *)store, op, future, NULL);
-}
 
-static PyObject *completions_head(CompletionsObject *c, PyObject *args)
+KEYED_METHOD(head, key_kwlist, cfs_pyop_head)
+KEYED_METHOD(delete, key_kwlist, build_delete)
+KEYED_METHOD(delete_many, keys_kwlist, cfs_pyop_delete_many)
+KEYED_METHOD(list, prefix_kwlist, build_list)
+KEYED_METHOD(list_dir, prefix_kwlist, build_list_dir)
+KEYED_METHOD(rmdir, prefix_kwlist, cfs_pyop_rmdir)
+
+/* A multi-key delete that failed for some keys: *exc = the BatchError naming them. */
+static PyObject *failures_of(cfs_op *op, PyObject **exc)
 {
-    return submit_simple(c, args, CFS_OP_HEAD, 0, 0, "head");
+    PyObject *failures = PyList_New(0);
+    if (failures && cfs_pyop_add_failures(op, failures) == 0)
+        *exc = cfs_py_batch_error(failures, "delete_many");
+    Py_XDECREF(failures);
+    return NULL;
 }
 
-static PyObject *completions_delete(CompletionsObject *c, PyObject *args)
-{
-    return submit_simple(c, args, CFS_OP_DELETE, 0, 0, "delete"); /* sets missing_ok */
-}
-
-static PyObject *completions_list(CompletionsObject *c, PyObject *args)
-{
-    return submit_simple(c, args, CFS_OP_LIST, 1, 1, "list");
-}
-
-static PyObject *completions_list_dir(CompletionsObject *c, PyObject *args)
-{
-    return submit_simple(c, args, CFS_OP_LIST, 1, 0, "list_dir");
-}
-
-static PyObject *completions_rmdir(CompletionsObject *c, PyObject *args)
-{
-    return submit_simple(c, args, CFS_OP_RMDIR, 1, 0, "rmdir");
-}
-
-/* The value a finished op resolves its future with; NULL + *exc for a failure. */
+/* The value a finished op resolves its future with; NULL + *exc for a failure, NULL with
+ * an error set where building either failed. */
 static PyObject *result_of(cfs_op *op, PyObject **exc)
 {
     *exc = NULL;
@@ -281,8 +239,11 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
         if (st == CFS_OK)
             Py_RETURN_NONE;
         break;
-    case CFS_OP_DELETE_MANY: /* batches only */
-    case CFS_OP_COPY:        /* Store.copy only */
+    case CFS_OP_DELETE_MANY:
+        if (!cfs_pyop_failed(op, 1))
+            Py_RETURN_NONE;
+        return failures_of(op, exc);
+    case CFS_OP_COPY: /* Store.copy only */
         break;
     case CFS_OP_LIST:
         if (st == CFS_OK) {
@@ -302,11 +263,7 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
         }
         break;
     }
-    PyObject *key = PyUnicode_DecodeUTF8(op->key, (Py_ssize_t)strlen(op->key), "surrogateescape");
-    if (!key)
-        return NULL;
-    *exc = cfs_py_op_error(op, key);
-    Py_DECREF(key);
+    *exc = cfs_py_op_error(op, cfs_pyop_of(op)->key);
     return NULL;
 }
 
@@ -341,7 +298,7 @@ static PyObject *completions_drain(CompletionsObject *c, PyObject *unused)
     while (list) {
         cfs_op *op = list;
         list = op->next;
-        async_item *it = op->caller;
+        cfs_pyop *p = cfs_pyop_of(op);
         PyObject *exc, *value = result_of(op, &exc);
         if (!value && !exc) {
             exc = cfs_exc_take(); /* building the result failed: that is the outcome */
@@ -350,18 +307,16 @@ static PyObject *completions_drain(CompletionsObject *c, PyObject *unused)
         }
         /* the cancel watch is done with (were this to fail, for lack of memory, the
          * callback would only find the future resolved, not cancelled) */
-        PyObject *r = PyObject_CallMethodOneArg(it->future, c->remove_done_callback, it->on_cancel);
+        PyObject *r = PyObject_CallMethodOneArg(p->future, c->remove_done_callback, p->on_cancel);
         if (r)
             Py_DECREF(r);
         else
             PyErr_Clear();
-        if (resolve(c, it->future, value, exc) < 0)
+        if (resolve(c, p->future, value, exc) < 0)
             failed = 1;
         Py_XDECREF(value);
         Py_XDECREF(exc);
-        item_free(it);
-        op->caller = NULL;
-        cfs_op_free(op);
+        cfs_pyop_release(op);
         c->in_flight--;
         n++;
         Py_DECREF(c);
@@ -434,15 +389,20 @@ static PyMethodDef completions_methods[] = {
     { "put", (PyCFunction)(void (*)(void))completions_put, METH_VARARGS | METH_KEYWORDS,
       "put(store, key, value, future, if_absent=False): resolves to True, or False when "
       "if_absent found the key present." },
-    { "head", (PyCFunction)completions_head, METH_VARARGS,
+    { "head", (PyCFunction)(void (*)(void))completions_head, METH_VARARGS | METH_KEYWORDS,
       "head(store, key, future): resolves to the size, or None if missing." },
-    { "delete", (PyCFunction)completions_delete, METH_VARARGS,
+    { "delete", (PyCFunction)(void (*)(void))completions_delete, METH_VARARGS | METH_KEYWORDS,
       "delete(store, key, future): resolves to None (missing keys too)." },
-    { "list", (PyCFunction)completions_list, METH_VARARGS,
+    { "delete_many", (PyCFunction)(void (*)(void))completions_delete_many,
+      METH_VARARGS | METH_KEYWORDS,
+      "delete_many(store, keys, future): delete 1 to store.delete_many_max keys in one request\n"
+      "(S3 DeleteObjects, a GCS batch); resolves to None (missing keys too), or fails with a\n"
+      "BatchError naming the keys that failed. ValueError where the store has no such request." },
+    { "list", (PyCFunction)(void (*)(void))completions_list, METH_VARARGS | METH_KEYWORDS,
       "list(store, prefix, future): resolves to [(key, size, False)] for every key below." },
-    { "list_dir", (PyCFunction)completions_list_dir, METH_VARARGS,
+    { "list_dir", (PyCFunction)(void (*)(void))completions_list_dir, METH_VARARGS | METH_KEYWORDS,
       "list_dir(store, prefix, future): resolves to [(key, size, is_dir)] one level below." },
-    { "rmdir", (PyCFunction)completions_rmdir, METH_VARARGS,
+    { "rmdir", (PyCFunction)(void (*)(void))completions_rmdir, METH_VARARGS | METH_KEYWORDS,
       "rmdir(store, prefix, future): remove what is left of a prefix once its keys are gone." },
     { "drain", (PyCFunction)completions_drain, METH_NOARGS,
       "Resolve the futures of every finished op; call on the loop thread when fileno() is "

@@ -155,6 +155,22 @@ PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, c
     return exc;
 }
 
+PyObject *cfs_py_batch_error(PyObject *failures, const char *what)
+{
+    PyObject *first = PyList_GET_ITEM(failures, 0);
+    PyObject *msg = PyUnicode_FromFormat("%s: %zd of the keys failed; first: %S", what,
+                                         PyList_GET_SIZE(failures), first);
+    if (!msg)
+        return NULL;
+    PyObject *args = PyTuple_Pack(1, msg);
+    Py_DECREF(msg);
+    PyObject *kw = args ? Py_BuildValue("{s:O,s:s}", "errors", failures, "operation", what) : NULL;
+    PyObject *exc = kw ? PyObject_Call(cfs_err.batch, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    return exc;
+}
+
 PyObject *cfs_py_raise_op(const cfs_op *op, PyObject *key)
 {
     if (op->status == CFS_ENOTFOUND) {

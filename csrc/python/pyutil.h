@@ -48,6 +48,9 @@ int cfs_py_options(PyObject *kwargs, cfs_options *out);
 PyObject *cfs_py_op_error(const cfs_op *op, PyObject *key);
 /* The same for one key of a multi-key op, with that key's own status and message. */
 PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, const char *message);
+/* The BatchError for the keys that failed in `what`, given one exception per key (a
+ * non-empty list): its message names how many and the first. */
+PyObject *cfs_py_batch_error(PyObject *failures, const char *what);
 /* Raise it (KeyError for a missing key). Always returns NULL. */
 PyObject *cfs_py_raise_op(const cfs_op *op, PyObject *key);
 

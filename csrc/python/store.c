@@ -7,9 +7,9 @@
 
 #include "python/batch.h"
 #include "python/blob.h"
+#include "python/ops.h"
 #include "python/pyutil.h"
 
-/* Option names whose values never appear in a repr. */
 int cfs_store_check_open(StoreObject *s)
 {
     if (s->closed || !s->backend) {
@@ -187,70 +187,6 @@ static int store_clear_refs(StoreObject *self)
     return 0;
 }
 
-/* ---------- running ops ---------- */
-
-int cfs_store_run(StoreObject *s, cfs_op *op)
-{
-    cfs_waiter *w = cfs_waiter_new();
-    if (!w) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    op->limiter = s->limiter;
-    op->on_done = cfs_waiter_done;
-    op->ctx = w;
-    op->cancel = cfs_waiter_cancel_flag(w);
-    if (cfs_engine_submit(op) < 0) {
-        cfs_waiter_free(w);
-        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
-        return -1;
-    }
-    int interrupted = 0;
-    for (;;) {
-        cfs_op *done;
-        /* bounded while no signal came, so that a Ctrl-C is seen while a transfer stalls */
-        long wait_ms = interrupted ? -1 : CFS_SIGNAL_CHECK_MS;
-        Py_BEGIN_ALLOW_THREADS
-        done = cfs_waiter_take(w, 1, wait_ms);
-        Py_END_ALLOW_THREADS
-        if (done)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            /* the signal's exception stays set; the op is given up if it can be (engine.h)
-             * and waited for, since it uses the caller's buffers */
-            interrupted = 1;
-            cfs_waiter_cancel(w);
-        }
-    }
-    cfs_waiter_free(w);
-    return interrupted ? -1 : 0;
-}
-
-cfs_op *cfs_store_key_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
-{
-    if (cfs_store_check_open(s) < 0)
-        return NULL;
-    const char *k;
-    Py_ssize_t n;
-    if (cfs_py_key(key, prefix, &k, &n) < 0)
-        return NULL;
-    cfs_op *op = cfs_op_new(kind, s->backend, k, (size_t)n);
-    if (!op)
-        PyErr_NoMemory();
-    return op;
-}
-
-/* Run one op; on failure raise (KeyError for a missing key unless missing_ok). */
-static int run_key_op(StoreObject *s, cfs_op *op, PyObject *key, int missing_ok)
-{
-    if (cfs_store_run(s, op) < 0)
-        return -1;
-    if (op->status == CFS_OK || (missing_ok && op->status == CFS_ENOTFOUND))
-        return 0;
-    cfs_py_raise_op(op, key);
-    return -1;
-}
-
 /* The body as bytes, without a copy where it can (op->data is then empty). */
 static PyObject *bytes_of(cfs_op *op)
 {
@@ -265,12 +201,11 @@ static PyObject *bytes_of(cfs_op *op)
 static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int want_sizes,
                             int64_t *total_size)
 {
-    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix, 1);
+    cfs_op *op = cfs_pyop_list(s, prefix, recursive);
     if (!op)
         return NULL;
-    op->recursive = recursive;
     PyObject *result = NULL;
-    if (run_key_op(s, op, prefix, 0) < 0)
+    if (cfs_pyop_run_checked(op, 0) < 0)
         goto out;
     size_t strip = strlen(op->key);
     if (strip && op->key[strip - 1] != '/')
@@ -315,7 +250,7 @@ static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int
     if (total_size)
         *total_size = total;
 out:
-    cfs_op_free(op);
+    cfs_pyop_release(op);
     return result;
 }
 
@@ -338,35 +273,21 @@ static PyObject *dir_prefix(PyObject *path)
 
 static PyObject *store_getitem(StoreObject *s, PyObject *key)
 {
-    cfs_op *op = cfs_store_key_op(s, CFS_OP_GET, key, 0);
+    cfs_op *op = cfs_pyop_get(s, key, Py_None, Py_None);
     if (!op)
         return NULL;
-    PyObject *r = run_key_op(s, op, key, 0) < 0 ? NULL : bytes_of(op);
-    cfs_op_free(op);
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : bytes_of(op);
+    cfs_pyop_release(op);
     return r;
 }
 
 static int store_setitem(StoreObject *s, PyObject *key, PyObject *value)
 {
-    cfs_op *op = cfs_store_key_op(s, value ? CFS_OP_PUT : CFS_OP_DELETE, key, 0);
+    cfs_op *op = value ? cfs_pyop_put(s, key, value, 0) : cfs_pyop_delete(s, key, 0);
     if (!op)
         return -1;
-    Py_buffer view;
-    if (value) {
-        if (PyObject_GetBuffer(value, &view, PyBUF_CONTIG_RO) < 0) {
-            cfs_op_free(op);
-            PyErr_Format(PyExc_TypeError,
-                         "value for key %R must support the buffer protocol (bytes, bytearray, "
-                         "memoryview, numpy array), not %.100s", key, Py_TYPE(value)->tp_name);
-            return -1;
-        }
-        op->body = view.buf;
-        op->body_len = (size_t)view.len;
-    }
-    int rc = run_key_op(s, op, key, 0);
-    if (value)
-        PyBuffer_Release(&view);
-    cfs_op_free(op);
+    int rc = cfs_pyop_run_checked(op, 0);
+    cfs_pyop_release(op);
     return rc;
 }
 
@@ -374,7 +295,7 @@ static int store_contains(StoreObject *s, PyObject *key)
 {
     if (!PyUnicode_Check(key))
         return 0;
-    cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, key, 0);
+    cfs_op *op = cfs_pyop_head(s, key);
     if (!op) {
         if (PyErr_ExceptionMatches(cfs_err.invalid_key)) {
             PyErr_Clear(); /* no such key can exist */
@@ -382,10 +303,10 @@ static int store_contains(StoreObject *s, PyObject *key)
         }
         return -1;
     }
-    int rc = run_key_op(s, op, key, 1);
+    int rc = cfs_pyop_run_checked(op, 1);
     if (rc == 0)
         rc = op->status == CFS_OK;
-    cfs_op_free(op);
+    cfs_pyop_release(op);
     return rc;
 }
 
@@ -434,16 +355,15 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
     PyObject *out = PyDict_New();
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
-        batch_item *it = op->caller;
         if (op->status == CFS_OK) {
             PyObject *data = bytes_of(op);
-            if (!data || PyDict_SetItem(out, it->key, data) < 0)
+            if (!data || PyDict_SetItem(out, cfs_pyop_of(op)->key, data) < 0)
                 Py_CLEAR(out);
             Py_XDECREF(data);
         } else if (op->status != CFS_ENOTFOUND && cfs_batch_record_failure(b, op) < 0) {
             Py_CLEAR(out);
         }
-        cfs_batch_release(op);
+        cfs_pyop_release(op);
     }
     if (out && (PyErr_Occurred() || cfs_batch_finish(b, "getitems") < 0))
         Py_CLEAR(out);
@@ -461,9 +381,9 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     int ok = 1;
     cfs_op *op;
     while ((op = cfs_batch_next(b))) {
-        if (cfs_batch_op_failed(op, missing_ok) && cfs_batch_record_failure(b, op) < 0)
+        if (cfs_pyop_failed(op, missing_ok) && cfs_batch_record_failure(b, op) < 0)
             ok = 0;
-        cfs_batch_release(op);
+        cfs_pyop_release(op);
     }
     if (PyErr_Occurred() || !ok || cfs_batch_finish(b, what) < 0) {
         Py_DECREF(b);
@@ -506,7 +426,7 @@ static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
     PyObject *out = PyList_New(0);
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
-        batch_item *it = op->caller;
+        Py_ssize_t index = cfs_pyop_of(op)->index;
         PyObject *v = NULL;
         if (op->status == CFS_OK)
             v = bytes_of(op);
@@ -517,12 +437,12 @@ static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
         else if (cfs_batch_record_failure(b, op) == 0)
             v = Py_NewRef(Py_None);
         /* results arrive out of order: grow the list to the index and place it */
-        while (v && PyList_GET_SIZE(out) <= it->index)
+        while (v && PyList_GET_SIZE(out) <= index)
             if (PyList_Append(out, Py_None) < 0)
                 Py_CLEAR(v);
-        if (!v || PyList_SetItem(out, it->index, v) < 0)
+        if (!v || PyList_SetItem(out, index, v) < 0)
             Py_CLEAR(out);
-        cfs_batch_release(op);
+        cfs_pyop_release(op);
     }
     if (out && (PyErr_Occurred() || cfs_batch_finish(b, "get_ranges") < 0))
         Py_CLEAR(out);
@@ -560,20 +480,11 @@ static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
     PyObject *source, *dest;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:copy", kwlist, &source, &dest))
         return NULL;
-    const char *src;
-    Py_ssize_t src_len;
-    if (cfs_py_key(source, 0, &src, &src_len) < 0)
-        return NULL;
-    cfs_op *op = cfs_store_key_op(s, CFS_OP_COPY, dest, 0);
+    cfs_op *op = cfs_pyop_copy(s, source, dest);
     if (!op)
         return NULL;
-    op->source = strndup(src, (size_t)src_len);
-    PyObject *r = NULL;
-    if (!op->source)
-        PyErr_NoMemory();
-    else if (run_key_op(s, op, source, 0) == 0) /* KeyError names the missing source */
-        r = Py_NewRef(Py_None);
-    cfs_op_free(op);
+    PyObject *r = cfs_pyop_run_checked(op, 0) == 0 ? Py_NewRef(Py_None) : NULL;
+    cfs_pyop_release(op);
     return r;
 }
 
@@ -586,12 +497,9 @@ static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U:entries", kwlist, &prefix))
         return NULL;
     PyObject *empty = prefix ? NULL : PyUnicode_FromString("");
-    cfs_op *op = cfs_store_key_op(s, CFS_OP_LIST, prefix ? prefix : empty, 1);
+    cfs_op *op = prefix || empty ? cfs_pyop_list(s, prefix ? prefix : empty, 1) : NULL;
     PyObject *out = NULL;
-    if (!op)
-        goto done;
-    op->recursive = 1;
-    if (run_key_op(s, op, prefix ? prefix : empty, 0) < 0)
+    if (!op || cfs_pyop_run_checked(op, 0) < 0)
         goto done;
     out = PyList_New((Py_ssize_t)op->entries.len);
     for (size_t i = 0; out && i < op->entries.len; i++) {
@@ -606,7 +514,7 @@ static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
     if (out && PyList_Sort(out) < 0)
         Py_CLEAR(out);
 done:
-    cfs_op_free(op);
+    cfs_pyop_release(op);
     Py_XDECREF(empty);
     return out;
 }
@@ -649,10 +557,10 @@ static PyObject *store_rmdir(StoreObject *s, PyObject *args, PyObject *kwargs)
     }
     r = store_delitems(s, keys);
     if (r) {
-        cfs_op *op = cfs_store_key_op(s, CFS_OP_RMDIR, prefix, 1);
-        if (!op || run_key_op(s, op, prefix, 1) < 0)
+        cfs_op *op = cfs_pyop_rmdir(s, prefix);
+        if (!op || cfs_pyop_run_checked(op, 1) < 0)
             Py_CLEAR(r);
-        cfs_op_free(op);
+        cfs_pyop_release(op);
     }
 out:
     Py_DECREF(prefix);
@@ -681,14 +589,14 @@ static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
     /* a key: its size; a directory: the total of the objects directly in it */
     if (path && path != Py_None && PyUnicode_Check(path) && PyUnicode_GET_LENGTH(path) > 0 &&
         PyUnicode_READ_CHAR(path, PyUnicode_GET_LENGTH(path) - 1) != '/') {
-        cfs_op *op = cfs_store_key_op(s, CFS_OP_HEAD, path, 0);
+        cfs_op *op = cfs_pyop_head(s, path);
         if (!op)
             return NULL;
-        int rc = run_key_op(s, op, path, 1);
+        int rc = cfs_pyop_run_checked(op, 1);
         PyObject *r = NULL;
         if (rc == 0 && op->status == CFS_OK)
             r = PyLong_FromLongLong(op->size);
-        cfs_op_free(op);
+        cfs_pyop_release(op);
         if (rc < 0 || r)
             return r;
     }
@@ -885,6 +793,14 @@ static PyObject *store_get_capabilities(StoreObject *s, void *closure)
     return set;
 }
 
+static PyObject *store_get_delete_many_max(StoreObject *s, void *closure)
+{
+    (void)closure;
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    return PyLong_FromSize_t(s->backend->ops->delete_many_max);
+}
+
 static PyGetSetDef store_getset[] = {
     { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
     { "options", (getter)store_get_options, NULL, "The options given.", NULL },
@@ -893,6 +809,9 @@ static PyGetSetDef store_getset[] = {
       "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"
       "is atomic on the server), 'server_copy' (copy() moves no bytes through this process).",
       NULL },
+    { "delete_many_max", (getter)store_get_delete_many_max, NULL,
+      "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"
+      "batch: 100); 0 where each key takes a request of its own.", NULL },
     { NULL },
 };
 

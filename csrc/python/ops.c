@@ -1,0 +1,276 @@
+/* Ops built from Python arguments, submitted and waited for: the CPython layer's one door
+ * into the engine (ops.h). */
+#include "python/ops.h"
+
+#include <string.h>
+
+#include "python/pyutil.h"
+
+/* ---------- builders ---------- */
+
+/* A new op of `kind` on a validated key or prefix, holding the store and the key. */
+static cfs_op *new_op(StoreObject *s, cfs_op_kind kind, PyObject *key, int prefix)
+{
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    const char *k;
+    Py_ssize_t n;
+    if (cfs_py_key(key, prefix, &k, &n) < 0)
+        return NULL;
+    cfs_pyop *p = PyMem_Calloc(1, sizeof *p);
+    cfs_op *op = p ? cfs_op_new(kind, s->backend, k, (size_t)n) : NULL;
+    if (!op) {
+        PyMem_Free(p);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    p->store = (StoreObject *)Py_NewRef((PyObject *)s);
+    p->key = Py_NewRef(key);
+    op->caller = p;
+    return op;
+}
+
+void cfs_pyop_release(cfs_op *op)
+{
+    if (!op)
+        return;
+    cfs_pyop *p = op->caller;
+    if (p) {
+        Py_XDECREF(p->store);
+        Py_XDECREF(p->key);
+        Py_XDECREF(p->future);
+        Py_XDECREF(p->on_cancel);
+        if (p->has_value)
+            PyBuffer_Release(&p->value);
+        PyMem_Free(p);
+        op->caller = NULL;
+    }
+    cfs_op_free(op);
+}
+
+cfs_op *cfs_pyop_get(StoreObject *s, PyObject *key, PyObject *start, PyObject *end)
+{
+    cfs_op *op = new_op(s, CFS_OP_GET, key, 0);
+    if (op && cfs_py_range(start, end, &op->range) < 0) {
+        cfs_pyop_release(op);
+        return NULL;
+    }
+    return op;
+}
+
+cfs_op *cfs_pyop_head(StoreObject *s, PyObject *key)
+{
+    return new_op(s, CFS_OP_HEAD, key, 0);
+}
+
+cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent)
+{
+    cfs_op *op = new_op(s, CFS_OP_PUT, key, 0);
+    if (!op)
+        return NULL;
+    cfs_pyop *p = cfs_pyop_of(op);
+    if (PyObject_GetBuffer(value, &p->value, PyBUF_CONTIG_RO) < 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "value for key %R must support the buffer protocol (bytes, bytearray, "
+                     "memoryview, numpy array), not %.100s", key, Py_TYPE(value)->tp_name);
+        cfs_pyop_release(op);
+        return NULL;
+    }
+    p->has_value = 1;
+    op->body = p->value.buf;
+    op->body_len = (size_t)p->value.len;
+    op->if_none_match = if_absent;
+    return op;
+}
+
+cfs_op *cfs_pyop_delete(StoreObject *s, PyObject *key, int missing_ok)
+{
+    cfs_op *op = new_op(s, CFS_OP_DELETE, key, 0);
+    if (op)
+        op->missing_ok = missing_ok;
+    return op;
+}
+
+cfs_op *cfs_pyop_delete_many(StoreObject *s, PyObject *keys)
+{
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    if (PyUnicode_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "a multi-key delete takes a sequence of keys, not a str");
+        return NULL;
+    }
+    /* a copy: the op's own list of the keys its errors name */
+    PyObject *list = PySequence_List(keys);
+    if (!list)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    size_t max = s->backend->ops->delete_many_max;
+    cfs_op *op = NULL;
+    if (max == 0)
+        PyErr_Format(PyExc_ValueError, "a %s store deletes one key per request",
+                     s->backend->ops->name);
+    else if (n == 0 || (size_t)n > max)
+        PyErr_Format(PyExc_ValueError,
+                     "a multi-key delete of a %s store takes 1 to %zu keys, not %zd",
+                     s->backend->ops->name, max, n);
+    else
+        op = new_op(s, CFS_OP_DELETE_MANY, PyList_GET_ITEM(list, 0), 0);
+    if (!op) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    Py_SETREF(cfs_pyop_of(op)->key, list);
+    op->keys = calloc((size_t)n, sizeof *op->keys);
+    if (!op->keys) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *k;
+        Py_ssize_t len;
+        if (cfs_py_key(PyList_GET_ITEM(list, i), 0, &k, &len) < 0)
+            goto fail;
+        op->keys[i] = strndup(k, (size_t)len);
+        if (!op->keys[i]) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        op->n_keys++;
+    }
+    return op;
+fail:
+    cfs_pyop_release(op);
+    return NULL;
+}
+
+cfs_op *cfs_pyop_list(StoreObject *s, PyObject *prefix, int recursive)
+{
+    cfs_op *op = new_op(s, CFS_OP_LIST, prefix, 1);
+    if (op)
+        op->recursive = recursive;
+    return op;
+}
+
+cfs_op *cfs_pyop_rmdir(StoreObject *s, PyObject *prefix)
+{
+    return new_op(s, CFS_OP_RMDIR, prefix, 1);
+}
+
+cfs_op *cfs_pyop_copy(StoreObject *s, PyObject *source, PyObject *dest)
+{
+    const char *src;
+    Py_ssize_t src_len;
+    if (cfs_py_key(source, 0, &src, &src_len) < 0)
+        return NULL;
+    cfs_op *op = new_op(s, CFS_OP_COPY, dest, 0);
+    if (!op)
+        return NULL;
+    Py_SETREF(cfs_pyop_of(op)->key, Py_NewRef(source)); /* a KeyError names the missing source */
+    op->source = strndup(src, (size_t)src_len);
+    if (!op->source) {
+        cfs_pyop_release(op);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return op;
+}
+
+/* ---------- running ---------- */
+
+int cfs_pyop_submit(cfs_op *op, cfs_done_fn on_done, void *ctx, const atomic_int *cancel)
+{
+    op->limiter = cfs_pyop_of(op)->store->limiter;
+    op->on_done = on_done;
+    op->ctx = ctx;
+    op->cancel = cancel;
+    if (cfs_engine_submit(op) < 0) {
+        PyErr_SetString(cfs_err.base, "the transfer engine could not start");
+        return -1;
+    }
+    return 0;
+}
+
+int cfs_pyop_run(cfs_op *op)
+{
+    cfs_waiter *w = cfs_waiter_new();
+    if (!w) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (cfs_pyop_submit(op, cfs_waiter_done, w, cfs_waiter_cancel_flag(w)) < 0) {
+        cfs_waiter_free(w);
+        return -1;
+    }
+    int interrupted = 0;
+    for (;;) {
+        cfs_op *done;
+        /* bounded while no signal came, so that a Ctrl-C is seen while a transfer stalls */
+        long wait_ms = interrupted ? -1 : CFS_SIGNAL_CHECK_MS;
+        Py_BEGIN_ALLOW_THREADS
+        done = cfs_waiter_take(w, 1, wait_ms);
+        Py_END_ALLOW_THREADS
+        if (done)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            /* the signal's exception stays set; the op is given up if it can be (engine.h)
+             * and waited for, since it uses the caller's buffers */
+            interrupted = 1;
+            cfs_waiter_cancel(w);
+        }
+    }
+    cfs_waiter_free(w);
+    return interrupted ? -1 : 0;
+}
+
+int cfs_pyop_run_checked(cfs_op *op, int missing_ok)
+{
+    if (cfs_pyop_run(op) < 0)
+        return -1;
+    if (op->status == CFS_OK || (missing_ok && op->status == CFS_ENOTFOUND))
+        return 0;
+    cfs_py_raise_op(op, cfs_pyop_of(op)->key);
+    return -1;
+}
+
+/* ---------- outcomes ---------- */
+
+int cfs_pyop_failed(const cfs_op *op, int missing_ok)
+{
+    if (op->status != CFS_OK)
+        return !(missing_ok && op->status == CFS_ENOTFOUND);
+    return op->kind == CFS_OP_DELETE_MANY && op->entries.len > 0;
+}
+
+static int append_failure(PyObject *failures, PyObject *exc)
+{
+    if (!exc)
+        return -1;
+    int rc = PyList_Append(failures, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+int cfs_pyop_add_failures(const cfs_op *op, PyObject *failures)
+{
+    PyObject *key = cfs_pyop_of(op)->key;
+    if (op->kind != CFS_OP_DELETE_MANY)
+        return append_failure(failures, cfs_py_op_error(op, key));
+    /* a group: the request failed for all its keys, or the server named those it kept */
+    if (op->status != CFS_OK) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(key); i++)
+            if (append_failure(failures, cfs_py_op_error(op, PyList_GET_ITEM(key, i))) < 0)
+                return -1;
+        return 0;
+    }
+    for (size_t i = 0; i < op->entries.len; i++) {
+        const cfs_entry *e = &op->entries.items[i];
+        PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        if (!name)
+            return -1;
+        int rc = append_failure(failures, cfs_py_key_error(op, name, e->status, e->detail ? e->detail : ""));
+        Py_DECREF(name);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,82 @@
+/* The CPython layer's one door into the engine. Every op the Python types ask for is
+ * built here from Python arguments, one builder per kind that validates and converts them
+ * (key, prefix, range, value buffer, flags) the same way for every caller, and goes to the
+ * engine through one submit function; the blocking calls wait for it here too. Store's
+ * methods, batches (batch.c) and the asyncio Completions (completions.c) only choose the
+ * builder and what to do with the result. (CPython's Modules/_sqlite keeps its argument
+ * handling in a shared helper file the same way.) */
+#ifndef CFS_PY_OPS_H
+#define CFS_PY_OPS_H
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "core/engine.h"
+#include "python/store.h"
+
+/* What an op built here carries for its Python caller (op->caller), released with the op
+ * by cfs_pyop_release(). */
+typedef struct cfs_pyop {
+    StoreObject *store;     /* the backend and limiter the op uses outlive it */
+    PyObject *key;          /* the key its errors name; DELETE_MANY: a list of keys */
+    Py_buffer value;        /* PUT: the value's buffer, held until the op completes */
+    int has_value;
+    Py_ssize_t index;       /* a batch's: the item's position in the input */
+    PyObject *future;       /* the asyncio path's: resolved with the result */
+    PyObject *on_cancel;    /* the asyncio path's: the future's done callback */
+} cfs_pyop;
+
+static inline cfs_pyop *cfs_pyop_of(const cfs_op *op)
+{
+    return op->caller;
+}
+
+/* ---------- builders: a new op, or NULL with an exception set ----------
+ * Each checks that the store is open and that the key is a valid key (InvalidKeyError),
+ * or a valid prefix ("" and a trailing '/' allowed) where it says prefix. */
+
+/* The object, or a byte range of it (cfs_py_range: start None for the whole object). */
+cfs_op *cfs_pyop_get(StoreObject *s, PyObject *key, PyObject *start, PyObject *end);
+cfs_op *cfs_pyop_head(StoreObject *s, PyObject *key);
+/* `value` supports the buffer protocol; with if_absent, create only if the key is absent. */
+cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent);
+/* missing_ok: the caller does not want a missing key to fail the op. */
+cfs_op *cfs_pyop_delete(StoreObject *s, PyObject *key, int missing_ok);
+/* Keys (a non-empty sequence of at most the backend's delete_many_max) in one request;
+ * ValueError where the backend deletes one key per request. */
+cfs_op *cfs_pyop_delete_many(StoreObject *s, PyObject *keys);
+/* Keys below a prefix: every one (recursive), or one level with directories. */
+cfs_op *cfs_pyop_list(StoreObject *s, PyObject *prefix, int recursive);
+/* What is left of a prefix once its keys are deleted (empty directories). */
+cfs_op *cfs_pyop_rmdir(StoreObject *s, PyObject *prefix);
+/* Copy source to dest; errors name the source. */
+cfs_op *cfs_pyop_copy(StoreObject *s, PyObject *source, PyObject *dest);
+
+/* Free an op built here and what it holds (the GIL held). NULL is allowed. */
+void cfs_pyop_release(cfs_op *op);
+
+/* ---------- running ---------- */
+
+/* Submit to the engine: on_done(op, ctx) on an engine thread when it completes; `cancel`
+ * the flag that gives it up (engine.h), or NULL. Returns 0, or -1 with an exception set
+ * (the op was not submitted and is still the caller's). */
+int cfs_pyop_submit(cfs_op *op, cfs_done_fn on_done, void *ctx, const atomic_int *cancel);
+
+/* Submit and wait with the GIL released. Returns 0 (look at op->status), or -1 with an
+ * exception set: the engine could not start, or a signal's handler raised (the op was
+ * then given up if it could be, and has completed either way). */
+int cfs_pyop_run(cfs_op *op);
+
+/* cfs_pyop_run, then raise for a failure (KeyError for a missing key unless missing_ok).
+ * Returns 0 or -1. */
+int cfs_pyop_run_checked(cfs_op *op, int missing_ok);
+
+/* ---------- outcomes ---------- */
+
+/* Did the op fail (some of its keys, for a multi-key delete)? */
+int cfs_pyop_failed(const cfs_op *op, int missing_ok);
+
+/* Append to `failures` (a list) an exception per key the op failed for: its key, every
+ * key of a multi-key delete whose request failed, or those the server named. 0 or -1. */
+int cfs_pyop_add_failures(const cfs_op *op, PyObject *failures);
+
+#endif
