@@ -459,6 +459,17 @@ def test_capabilities(store, backend):
     assert store.capabilities == frozenset(CAPABILITIES[backend.name])
 
 
+@pytest.mark.parametrize("not_keys", ["abc", b"abc", bytearray(b"abc")])
+def test_batch_calls_refuse_a_str_for_keys(store, not_keys):
+    store["a"] = b"kept"
+    calls = {"getitems": store.getitems, "delitems": store.delitems, "setitems": store.setitems,
+             "get_ranges": store.get_ranges, "iter_get": lambda keys: list(store.iter_get(keys))}
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match="expected an iterable of .*, not "):
+            call(not_keys)
+    assert store["a"] == b"kept" and list(store) == ["a"]
+
+
 def test_context_manager_and_close(make_store):
     with make_store() as s:
         s["k"] = b"v"

@@ -195,6 +195,16 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
 {
     if (cfs_store_check_open(store) < 0)
         return NULL;
+    /* a str is iterable, but "abc" is never meant as the keys "a", "b", "c" */
+    if (PyUnicode_Check(iterable) || PyBytes_Check(iterable) || PyByteArray_Check(iterable)) {
+        static const char *const items[] = {
+            [BATCH_GET] = "keys", [BATCH_RANGE] = "(key, start, end) ranges",
+            [BATCH_PUT] = "(key, value) pairs or a mapping", [BATCH_DELETE] = "keys",
+        };
+        PyErr_Format(PyExc_TypeError, "expected an iterable of %s, not %.50s (put a single key in a list)",
+                     items[kind], Py_TYPE(iterable)->tp_name);
+        return NULL;
+    }
     PyObject *iter = PyObject_GetIter(iterable);
     if (!iter)
         return NULL;
