@@ -62,11 +62,17 @@ class StorageIOError(CloudFilesError):
 
 
 class RequestError(CloudFilesError):
-    """The server refused the request (a 4xx other than 401/403/404)."""
+    """The server refused the request (a 4xx other than 401/403, or a 404 to a write)."""
 
 
 class AlreadyExistsError(CloudFilesError):
     """A create-if-absent found the key present."""
+
+
+class BucketNotFoundError(RequestError):
+    """The bucket (or container) the store points into does not exist: S3's NoSuchBucket,
+    a GCS listing or upload answered 404. Never a ``KeyError``: the store itself is missing,
+    not a key in it."""
 
 
 class BatchError(CloudFilesError):
@@ -95,5 +101,5 @@ class UnsupportedSchemeError(CloudFilesError, ValueError):
 __all__ = [
     "CloudFilesError", "AuthenticationError", "TransientError", "ChecksumError",
     "ProtocolError", "NetworkError", "StorageIOError", "RequestError", "AlreadyExistsError",
-    "BatchError", "InvalidKeyError", "OptionError", "UnsupportedSchemeError",
+    "BucketNotFoundError", "BatchError", "InvalidKeyError", "OptionError", "UnsupportedSchemeError",
 ]

@@ -511,7 +511,7 @@ SLOWDOWN_CHILD = """
 import sys
 from cloudfiles_store import CloudFilesStore, engine_stats
 url, n = sys.argv[1], int(sys.argv[2])
-s = CloudFilesStore(url, concurrency=32, retries=40, retry_base=0.005, retry_cap=0.05)
+s = CloudFilesStore(url, concurrency=32, retries=100, retry_base=0.005, retry_cap=0.1)
 assert len(s.getitems(f"k{i}" for i in range(n))) == n
 print(engine_stats()["window_decreases"], flush=True)
 sys.stdin.readline()  # the server now takes everything
@@ -531,10 +531,13 @@ def test_slowdown_shrinks_in_flight_and_success_grows_it_back(target):
         target.put(f"k{i}", b"x")
     server.set_capacity(8, service_time=0.05)
     child = subprocess.Popen([sys.executable, "-c", SLOWDOWN_CHILD, target.url, str(n)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     try:
         start = time.monotonic()
-        halvings = int(child.stdout.readline() or -1)
+        line = child.stdout.readline()
+        assert line, f"the child failed: {child.stderr.read()[-3000:]}"
+        halvings = int(line)
         elapsed = time.monotonic() - start
         mine = [r for r in server.requests() if r.path.startswith(target.prefix + "/")]
         rejected = [r.fault == "capacity" for r in sorted(mine, key=lambda r: r.time)]
@@ -544,7 +547,7 @@ def test_slowdown_shrinks_in_flight_and_success_grows_it_back(target):
         since = time.monotonic()
         child.stdin.write("go\n")
         child.stdin.flush()
-        assert child.stdout.readline().strip() == "done"
+        assert child.stdout.readline().strip() == "done", child.stderr.read()[-3000:]
         recovered = server.max_concurrency(target.prefix, since=since)
     finally:
         server.set_capacity(None)

@@ -930,3 +930,28 @@ def test_cold_start_fetches_one_token_for_a_whole_batch(fault_server, oauth, ser
     first = oauth.issued[-1]
     seen = {t for k in keys for t in _bearer_tokens(fault_server, _object_path(prefix, k))}
     assert seen == {f"Bearer {first}"}
+
+
+def test_missing_bucket_is_its_own_error(gcs_server):
+    """fake-gcs-server answers 404 "Not Found" for a missing bucket and a missing object
+    alike (GCS itself says "The specified bucket does not exist"): a read of a key stays a
+    KeyError there, but a listing or an upload can only miss the bucket."""
+    s = CloudFilesStore("gs://no-such-bucket-here/x", endpoint_url=gcs_server.url)
+    for call in (lambda: list(s), lambda: s.__setitem__("k", b"v")):
+        with pytest.raises(errors.BucketNotFoundError) as ei:
+            call()
+        assert not isinstance(ei.value, KeyError)
+        assert "no-such-bucket-here" in str(ei.value)
+    with pytest.raises(errors.BatchError) as ei:
+        s.setitems({"a": b"1", "b": b"2"})
+    assert {type(e).__name__ for e in ei.value.errors} == {"BucketNotFoundError"}
+
+
+@pytest.mark.parametrize("name", ["a\rb", "a\nb", "n" * 1025])
+def test_invalid_object_names_are_invalid_keys(gs, name):
+    with pytest.raises(errors.InvalidKeyError, match="GCS object names"):
+        gs[name] = b"v"
+    with pytest.raises(errors.BatchError) as ei:
+        gs.setitems({name: b"v", "fine": b"w"})
+    assert [type(e).__name__ for e in ei.value.errors] == ["InvalidKeyError"]
+    assert gs["fine"] == b"w"

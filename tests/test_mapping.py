@@ -251,7 +251,7 @@ def test_batches_take_generators(store):
 def test_setitems_mapping_and_pairs(store):
     store.setitems({"a": b"1", "b": bytearray(b"2")})
     store.setitems([("c", b"3"), ("d", memoryview(b"4"))])
-    assert store.getitems("abcd") == {"a": b"1", "b": b"2", "c": b"3", "d": b"4"}
+    assert store.getitems(list("abcd")) == {"a": b"1", "b": b"2", "c": b"3", "d": b"4"}
     with pytest.raises(TypeError):
         store.setitems({"e": "not bytes"})
 

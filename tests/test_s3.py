@@ -110,13 +110,56 @@ def test_virtual_hosted_addressing(moto_server):
 
 def test_missing_bucket_is_not_a_missing_key(moto_server):
     s = CloudFilesStore("s3://no-such-bucket-here/x", **moto_server.store_options())
-    with pytest.raises(errors.CloudFilesError) as ei:
-        s["k"]
+    # (del s["k"] looks with a HEAD first, whose 404 has no body to tell a bucket by)
+    for call in (lambda: s["k"], lambda: list(s), lambda: s.__setitem__("k", b"v")):
+        with pytest.raises(errors.BucketNotFoundError, match="NoSuchBucket") as ei:
+            call()
+        assert not isinstance(ei.value, KeyError)
+        assert "no-such-bucket-here" in str(ei.value)
+    for batch in (lambda: s.setitems({"a": b"1", "b": b"2"}), lambda: s.delitems(["a", "b"])):
+        with pytest.raises(errors.BatchError) as ei:
+            batch()
+        assert {type(e).__name__ for e in ei.value.errors} == {"BucketNotFoundError"}
+
+
+def test_a_write_never_raises_key_error(moto_server, s3):
+    """moto answers a PUT of a key holding a newline with an HTML 404 (its router does not
+    match it; AWS stores such keys): a refused write, never a missing key."""
+    with pytest.raises(errors.RequestError, match="answered a write with 'not found'") as ei:
+        s3["a\nb"] = b"v"
     assert not isinstance(ei.value, KeyError)
-    assert "NoSuchBucket" in str(ei.value)
-    with pytest.raises(errors.CloudFilesError) as ei:
-        list(s)
-    assert "NoSuchBucket" in str(ei.value)
+
+
+def test_options_mask_secrets_and_pickles_keep_them(moto_server):
+    opts = moto_server.store_options(access_key_id=AKID, secret_access_key=SECRET, session_token=TOKEN)
+    s = CloudFilesStore(moto_server.url("p"), **opts)
+    shown = s.options
+    assert shown["secret_access_key"] == "***" and shown["session_token"] == "***"
+    assert shown["access_key_id"] == AKID and SECRET not in repr(shown) and TOKEN not in repr(shown)
+    s["k"] = b"v"
+    assert pickle.loads(pickle.dumps(s))["k"] == b"v"  # the rebuilt store signs with them
+
+
+def test_long_keys_are_shortened_in_messages(s3):
+    key = "d/" + "x" * 5000
+    with pytest.raises(KeyError):
+        s3[key]
+    s3.close()
+    with pytest.raises(ValueError) as ei:
+        s3[key] = b"v"
+    with pytest.raises(errors.InvalidKeyError) as ei:
+        CloudFilesStore("mem://long").__setitem__(key + "/../x", b"v")
+    msg = str(ei.value)
+    assert len(msg) < 400 and "(5007 characters)" in msg and msg.count("x") < 200
+
+
+def test_long_keys_are_shortened_in_operation_errors(moto_server):
+    s = CloudFilesStore("s3://no-such-bucket-here/x", **moto_server.store_options())
+    key = "k" * 5000
+    with pytest.raises(errors.BucketNotFoundError) as ei:
+        s[key] = b"v"
+    assert ei.value.key == key
+    assert len(str(ei.value)) < 800 and "(5000 characters)" in str(ei.value)
 
 
 def test_anonymous_read(moto_server, s3):
@@ -496,7 +539,7 @@ def test_transient_s3_error_outlasting_retries(canned):
     (403, "SignatureDoesNotMatch", errors.AuthenticationError),
     (400, "ExpiredToken", errors.AuthenticationError),
     (400, "AuthorizationHeaderMalformed", errors.AuthenticationError),
-    (404, "NoSuchBucket", errors.RequestError),
+    (404, "NoSuchBucket", errors.BucketNotFoundError),
     (400, "InvalidArgument", errors.RequestError),
 ])
 def test_s3_error_codes(canned, status, code, exc):

@@ -122,6 +122,13 @@ void cfs_engine_complete(engine *e, cfs_op *op)
         cfs_lane_hand(e, home, &home->children_done, op);
         return;
     }
+    if (op->status == CFS_ENOTFOUND && op->kind == CFS_OP_PUT) {
+        /* a missing key is a read's answer: a write answered "not found" is refused (a
+         * backend that can tell says CFS_ENOCONTAINER) */
+        char was[sizeof op->message];
+        memcpy(was, op->message, sizeof was);
+        cfs_op_fail(op, CFS_EHTTP, "the server answered a write with 'not found': %.200s", was);
+    }
     int local = is_local(op);
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;

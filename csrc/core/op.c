@@ -22,6 +22,8 @@ const char *cfs_status_name(cfs_status s)
     case CFS_EINVALID: return "invalid request";
     case CFS_ENOMEM: return "out of memory";
     case CFS_ECANCELLED: return "cancelled";
+    case CFS_ENOCONTAINER: return "no such bucket";
+    case CFS_EBADKEY: return "invalid key";
     }
     return "unknown";
 }

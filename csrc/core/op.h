@@ -37,6 +37,8 @@ typedef enum cfs_status {
     CFS_EINVALID,      /* bad input caught late (by the backend) */
     CFS_ENOMEM,
     CFS_ECANCELLED,    /* given up because its caller was interrupted (engine.h) */
+    CFS_ENOCONTAINER,  /* the bucket or container the store points into does not exist */
+    CFS_EBADKEY,       /* a key this backend cannot store (a GCS name with CR, too long) */
 } cfs_status;
 
 const char *cfs_status_name(cfs_status s);

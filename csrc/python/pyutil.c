@@ -21,6 +21,7 @@ int cfs_errors_load(void)
         { &cfs_err.exists, "AlreadyExistsError" },
         { &cfs_err.batch, "BatchError" },
         { &cfs_err.invalid_key, "InvalidKeyError" },
+        { &cfs_err.no_bucket, "BucketNotFoundError" },
         { &cfs_err.option, "OptionError" },
         { &cfs_err.scheme, "UnsupportedSchemeError" },
     };
@@ -35,23 +36,41 @@ int cfs_errors_load(void)
     return 0;
 }
 
+/* Messages show a key in full up to this many characters, a longer one by its start and
+ * end (the exception's `key` attribute keeps it whole). */
+#define MESSAGE_KEY_MAX 120
+
+/* repr() of a key for a message, shortened as MESSAGE_KEY_MAX says. */
+static PyObject *key_for_message(PyObject *key)
+{
+    if (!key || !PyUnicode_Check(key) || PyUnicode_GET_LENGTH(key) <= MESSAGE_KEY_MAX)
+        return PyObject_Repr(key ? key : Py_None);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    PyObject *head = PyUnicode_Substring(key, 0, 80);
+    PyObject *tail = head ? PyUnicode_Substring(key, n - 30, n) : NULL;
+    PyObject *r = tail ? PyUnicode_FromFormat("%R...%R (%zd characters)", head, tail, n) : NULL;
+    Py_XDECREF(head);
+    Py_XDECREF(tail);
+    return r;
+}
+
 int cfs_py_key(PyObject *key, int prefix, const char **utf8, Py_ssize_t *len)
 {
     if (!PyUnicode_Check(key)) {
         PyErr_Format(cfs_err.invalid_key, "keys must be str, not %.100s", Py_TYPE(key)->tp_name);
         return -1;
     }
+    char why[128] = "not valid UTF-8";
     const char *s = PyUnicode_AsUTF8AndSize(key, len);
-    if (!s) {
+    if (!s)
         PyErr_Clear();
-        PyErr_Format(cfs_err.invalid_key, "key %R is not valid UTF-8", key);
-        return -1;
-    }
-    char why[128];
-    int rc = prefix ? cfs_prefix_check(s, (size_t)*len, why, sizeof why)
-                    : cfs_key_check(s, (size_t)*len, why, sizeof why);
+    int rc = !s ? -1 : prefix ? cfs_prefix_check(s, (size_t)*len, why, sizeof why)
+                              : cfs_key_check(s, (size_t)*len, why, sizeof why);
     if (rc < 0) {
-        PyErr_Format(cfs_err.invalid_key, "invalid key %R: %s", key, why);
+        PyObject *shown = key_for_message(key);
+        if (shown)
+            PyErr_Format(cfs_err.invalid_key, "invalid key %U: %s", shown, why);
+        Py_XDECREF(shown);
         return -1;
     }
     *utf8 = s;
@@ -121,6 +140,8 @@ static PyObject *error_class(cfs_status s)
     case CFS_ENETWORK: return cfs_err.network;
     case CFS_EIO: return cfs_err.io;
     case CFS_EEXISTS: return cfs_err.exists;
+    case CFS_ENOCONTAINER: return cfs_err.no_bucket;
+    case CFS_EBADKEY: return cfs_err.invalid_key;
     case CFS_EHTTP:
     case CFS_ERANGE: return cfs_err.request;
     default: return cfs_err.base;
@@ -137,9 +158,18 @@ PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, c
     if (status == CFS_ENOMEM)
         return PyObject_CallNoArgs(PyExc_MemoryError);
     const char *where = op->where ? op->where : "";
-    PyObject *msg = PyUnicode_FromFormat("%s %R failed (%s): %s [%s]", cfs_op_kind_name(op->kind),
-                                         key ? key : Py_None, cfs_status_name(status),
-                                         message, where);
+    /* the URL holds the key too: a long one keeps its start and end */
+    char where_shown[256];
+    size_t wlen = strlen(where);
+    if (wlen < sizeof where_shown)
+        memcpy(where_shown, where, wlen + 1);
+    else
+        snprintf(where_shown, sizeof where_shown, "%.160s...%s", where, where + wlen - 60);
+    PyObject *shown = key_for_message(key);
+    PyObject *msg = shown ? PyUnicode_FromFormat("%s %U failed (%s): %s [%s]", cfs_op_kind_name(op->kind),
+                                                 shown, cfs_status_name(status), message, where_shown)
+                          : NULL;
+    Py_XDECREF(shown);
     if (!msg)
         return NULL;
     PyObject *args = PyTuple_Pack(1, msg);

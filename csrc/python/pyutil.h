@@ -24,6 +24,7 @@ typedef struct cfs_errors {
     PyObject *exists;           /* AlreadyExistsError */
     PyObject *batch;            /* BatchError */
     PyObject *invalid_key;      /* InvalidKeyError */
+    PyObject *no_bucket;        /* BucketNotFoundError */
     PyObject *option;           /* OptionError */
     PyObject *scheme;           /* UnsupportedSchemeError */
 } cfs_errors;

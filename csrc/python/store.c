@@ -660,6 +660,26 @@ static int is_secret_option(StoreObject *s, PyObject *name)
     return cfs_backend_is_secret_option(s->backend->ops, n);
 }
 
+/* The options given, secrets masked as repr() masks them (a pickle keeps them: the store
+ * rebuilt on the other side needs them). */
+static PyObject *store_get_options(StoreObject *s, void *closure)
+{
+    (void)closure;
+    PyObject *out = PyDict_Copy(s->options);
+    PyObject *name, *value, *masked = NULL;
+    Py_ssize_t pos = 0;
+    while (out && s->backend && PyDict_Next(s->options, &pos, &name, &value)) {
+        if (!is_secret_option(s, name))
+            continue;
+        if (!masked && !(masked = PyUnicode_FromString("***")))
+            Py_CLEAR(out);
+        else if (PyDict_SetItem(out, name, masked) < 0)
+            Py_CLEAR(out);
+    }
+    Py_XDECREF(masked);
+    return out;
+}
+
 static PyObject *store_repr(StoreObject *s)
 {
     if (!s->backend)
@@ -724,11 +744,6 @@ static PyObject *store_get_url(StoreObject *s, void *closure)
     return PyUnicode_FromString(s->backend->ops->url(s->backend));
 }
 
-static PyObject *store_get_options(StoreObject *s, void *closure)
-{
-    (void)closure;
-    return PyDict_Copy(s->options);
-}
 
 static PyObject *store_get_closed(StoreObject *s, void *closure)
 {
@@ -803,7 +818,8 @@ static PyObject *store_get_delete_many_max(StoreObject *s, void *closure)
 
 static PyGetSetDef store_getset[] = {
     { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
-    { "options", (getter)store_get_options, NULL, "The options given.", NULL },
+    { "options", (getter)store_get_options, NULL,
+      "The options given, secret ones shown as '***' (a pickle keeps them).", NULL },
     { "closed", (getter)store_get_closed, NULL, "Whether close() was called.", NULL },
     { "capabilities", (getter)store_get_capabilities, NULL,
       "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"

@@ -173,7 +173,7 @@ static int build_object_request(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_r
         return no_memory(op);
     if (op->kind != CFS_OP_LIST && (name_len > MAX_NAME_BYTES || strpbrk(name, "\r\n"))) {
         free(name);
-        cfs_op_fail(op, CFS_EINVALID, "GCS object names are at most %d bytes, without CR or LF",
+        cfs_op_fail(op, CFS_EBADKEY, "GCS object names are at most %d bytes, without CR or LF",
                     MAX_NAME_BYTES);
         return CFS_BUILD_FAILED;
     }

@@ -245,8 +245,9 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
             op->status = CFS_ECHECKSUM;
             return CFS_NEXT_RETRY;
         }
-        if (op->kind == CFS_OP_LIST && op->status == CFS_ENOTFOUND)
-            op->status = CFS_EHTTP; /* the bucket is missing: not a missing key */
+        /* a listing's and an upload's only resource is the bucket: not a missing key */
+        if ((op->kind == CFS_OP_LIST || op->kind == CFS_OP_PUT) && op->status == CFS_ENOTFOUND)
+            op->status = CFS_ENOCONTAINER;
         if (op->status == CFS_EAUTH && g->cred.kind == CFS_GCS_CRED_ANON) {
             size_t n = strlen(op->message);
             snprintf(op->message + n, sizeof op->message - n, " (anonymous request: no credentials)");

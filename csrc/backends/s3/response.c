@@ -49,7 +49,7 @@ cfs_next s3_error(cfs_op *op, const cfs_response *resp)
     } else if (!strcmp(e.code, "NoSuchKey")) {
         st = CFS_ENOTFOUND;
     } else if (!strcmp(e.code, "NoSuchBucket")) {
-        st = CFS_EHTTP; /* not a missing key: the store itself is missing */
+        st = CFS_ENOCONTAINER; /* not a missing key: the store itself is missing */
     } else if (!strcmp(e.code, "PreconditionFailed")) {
         st = CFS_EEXISTS;
     } else if (!strcmp(e.code, "InvalidRange")) {
