@@ -19,15 +19,44 @@ vectors and botocore (tests/test_sigv4_botocore.py), auth tests use plain keys.
 A separate process, not ThreadedMotoServer: the server then holds no GIL of the tests
 (the GIL and fork tests measure this process), and INITIAL_NO_AUTH_ACTION_COUNT, which moto
 reads at import, differs per server.
+
+    proxy = CorruptingProxy(srv.endpoint).start()   # in front of any S3 server
+    proxy.corrupt("/bucket/key", times=2)           # the next 2 GETs: a byte flipped
+    proxy.stop()
+
+S3's additional checksums (x-amz-checksum-*), as moto 5.2 and SeaweedFS 4.48 (tests/
+seaweedfs.py) handle them next to what AWS S3 documents. tests/test_s3.py and
+tests/test_seaweedfs.py check each line (a departure from AWS is an xfail(strict=True)):
+
+| what                                             | AWS S3         | moto 5.2          | SeaweedFS 4.48  |
+| ------------------------------------------------ | -------------- | ----------------- | --------------- |
+| PUT x-amz-checksum-crc32c: stored, given back    | yes            | only with x-amz-sdk-checksum-algorithm (SDKs send it; so do we) | yes |
+| ... a wrong one is refused                        | BadDigest      | no: stored as sent | BadDigest (its message speaks of Content-MD5) |
+| UploadPart: a wrong part checksum refused          | BadDigest      | no                | BadDigest       |
+| Complete FULL_OBJECT: the whole checksum checked  | yes            | no: computes its own from the parts | BadDigest |
+| the object's checksum after a FULL_OBJECT upload   | CRC32C of the bytes | CRC32C of the bytes, CRC32 (zlib) without the crc32c package | CRC32C of the bytes |
+| GET/HEAD with x-amz-checksum-mode: ENABLED        | checksum + type | checksum; type only for multipart | checksum; type only for multipart |
+| ... without the mode header, or for a Range       | none           | none              | none            |
+| a COMPOSITE checksum on GET                        | "xxx-N", COMPOSITE | GET "xxx-N", HEAD "xxx"; COMPOSITE | "xxx-N" on both; COMPOSITE |
+
+moto computes CRC32C with the `crc32c` package (the moto[s3crc32c] extra) and silently falls
+back to zlib's CRC32 without it, so MotoServer refuses to start without that package: every
+multipart object would otherwise carry a wrong checksum, which the store's GET (rightly)
+refuses.
 """
+import http.client
+import http.server
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
+from gcsserver import _ThreadedHttpServer
 from servers import ServerStartError, free_port
 from servers.nginx import _port_open
 
@@ -107,6 +136,9 @@ class MotoServer(S3TestServer):
     # ------------------------------------------------------------------ lifecycle
 
     def _start_once(self, timeout):
+        if importlib.util.find_spec("crc32c") is None:
+            raise ServerStartError("moto needs the crc32c package for CRC32C checksums (it uses zlib's "
+                                   "CRC32 without it): pip install 'moto[server,s3crc32c]'")
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -168,3 +200,83 @@ class MotoServer(S3TestServer):
 
     # --------------------------------------------------------------------- access
 
+
+
+class CorruptingProxy(_ThreadedHttpServer):
+    """An HTTP proxy on 127.0.0.1 in front of an S3 server that flips one byte (the middle
+    one) of the body of the next GETs to a path, as a bad disk, NIC or middlebox would: the
+    headers (ETag, x-amz-checksum-*) stay as the server sent them. Everything else passes
+    through unchanged, the Host header included, so SigV4 signatures made for the proxy's
+    address still verify upstream. `requests`: (method, path, corrupted) of each request."""
+
+    def __init__(self, upstream, host="127.0.0.1"):
+        self.upstream = upstream.rstrip("/")
+        self.host = host
+        self.port = None
+        self.lock = threading.Lock()
+        self.pending = {}
+        self.requests = []
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def corrupt(self, path, times=1):
+        with self.lock:
+            self.pending[path] = self.pending.get(path, 0) + times
+
+    def gets(self, path):
+        with self.lock:
+            return [r for r in self.requests if r[0] == "GET" and r[1] == path]
+
+    def start(self):
+        proxy = self
+        host, port = self.upstream.split("://", 1)[1].rsplit(":", 1)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                path = self.path.split("?", 1)[0]
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for k, v in self.headers.items():
+                        if k.lower() not in ("connection", "keep-alive", "expect"):  # the body is here
+                            conn.putheader(k, v)
+                    conn.endheaders(body)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    headers = resp.getheaders()
+                finally:
+                    conn.close()
+                bad = False
+                with proxy.lock:
+                    if self.command == "GET" and data and proxy.pending.get(path):
+                        proxy.pending[path] -= 1
+                        bad = True
+                    proxy.requests.append((self.command, path, bad))
+                if bad:
+                    data = bytearray(data)
+                    data[len(data) // 2] ^= 0xFF
+                    data = bytes(data)
+                self.send_response(resp.status)
+                length = str(len(data))
+                for k, v in headers:
+                    if k.lower() == "content-length" and self.command == "HEAD":
+                        length = v  # the object's, with no body
+                    elif k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        return self._serve(Handler, "s3-corrupting-proxy")

@@ -20,6 +20,10 @@ SeaweedFS is an S3 implementation independent of moto, with its own SigV4 verifi
 are refused), so keys with spaces, `+ ! : * % ~` and non-ASCII characters can be checked
 end to end, which moto's verifier cannot do.
 
+S3's additional checksums (x-amz-checksum-*): SeaweedFS keeps, returns and checks them as
+AWS does (a wrong one is BadDigest on PUT, UploadPart and CompleteMultipartUpload), unlike
+moto; where each departs from AWS is the table in tests/s3server.py's docstring.
+
 Everything stays on this machine: every listener bound to 127.0.0.1 on ports chosen here,
 telemetry off (it reports to telemetry.seaweedfs.com by default), no Iceberg/Lance/WebDAV
 listeners, data, HTTP unix sockets and TMPDIR under one temporary directory removed at stop (the gRPC

@@ -200,3 +200,30 @@ uint32_t cfs_crc32c(uint32_t crc, const void *data, size_t len)
 #endif
     return cfs_crc32c_portable(crc, data, len);
 }
+
+/* Polynomials over GF(2) modulo the CRC polynomial, bit-reflected as the register is (x^0
+ * in bit 31): a * b mod P. */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+    uint32_t p = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m)
+            p ^= b;
+        b = b & 1 ? (b >> 1) ^ POLY : b >> 1;
+    }
+    return p;
+}
+
+uint32_t cfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    /* Appending len_b bytes multiplies a's register by x^(8 len_b) mod P; the register
+     * conditioning (~ before and after) cancels out, as in zlib's crc32_combine. */
+    uint32_t shift = 1u << 31; /* x^0 */
+    uint32_t square = 1u << 23; /* x^8: one byte */
+    for (uint64_t n = len_b; n; n >>= 1) {
+        if (n & 1)
+            shift = multmodp(square, shift);
+        square = multmodp(square, square);
+    }
+    return multmodp(shift, crc_a) ^ crc_b;
+}

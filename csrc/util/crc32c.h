@@ -11,6 +11,10 @@
  * CRC of a followed by b. "123456789" gives 0xE3069283. */
 uint32_t cfs_crc32c(uint32_t crc, const void *data, size_t len);
 
+/* The CRC of a followed by b, from crc_a (of a) and crc_b (of b, len_b bytes) alone, in
+ * O(log len_b): the parts of an S3 multipart upload give the whole object's CRC. */
+uint32_t cfs_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 /* The table implementation alone (for tests comparing the two). */
 uint32_t cfs_crc32c_portable(uint32_t crc, const void *data, size_t len);
 

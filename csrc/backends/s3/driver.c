@@ -17,9 +17,13 @@
  *
  * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
- * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), verify_etag (check
- * whole-object GETs against a plain-MD5 ETag), multipart_threshold, multipart_chunksize,
- * multipart_concurrency, ca_bundle, verify, and the credential_* options above.
+ * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), checksum_algorithm (crc32c:
+ * PUTs and parts carry x-amz-checksum-crc32c, multipart uploads a FULL_OBJECT one; none:
+ * no additional checksums, for a service that refuses them), verify_checksum (whole-object
+ * GETs ask for x-amz-checksum-* and are checked against a FULL_OBJECT one), verify_etag
+ * (else against a plain-MD5 ETag; response.c says what is checked when), multipart_threshold,
+ * multipart_chunksize, multipart_concurrency, ca_bundle, verify, and the credential_*
+ * options above.
  *
  * This file: opening (URL, options, addressing) and closing the backend, the per-op state,
  * the credential refresh, and the ops table. Building requests is in request.c, reading
@@ -294,8 +298,20 @@ static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const
     if (cfs_options_take_bool(opts, "anon", &s->anon, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "requester_pays", &s->requester_pays, err, errlen) < 0 ||
         cfs_options_take_bool(opts, "sign_payload", &s->sign_payload, err, errlen) < 0 ||
-        cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0)
+        cfs_options_take_bool(opts, "verify_etag", &s->verify_etag, err, errlen) < 0 ||
+        cfs_options_take_bool(opts, "verify_checksum", &s->verify_checksum, err, errlen) < 0)
         return -1;
+    /* "none" (or False): a service that refuses x-amz-checksum-* headers. None is no option
+     * at all, as everywhere: the default. */
+    const char *algo = cfs_options_take(opts, "checksum_algorithm");
+    if (algo && !strcasecmp(algo, "crc32c")) {
+        s->checksum_crc32c = 1;
+    } else if (algo && (!strcasecmp(algo, "none") || !strcasecmp(algo, "false"))) {
+        s->checksum_crc32c = 0;
+    } else if (algo) {
+        snprintf(err, errlen, "checksum_algorithm must be crc32c or none, not %.40s", algo);
+        return -1;
+    }
     long threshold = 128 * MIB, chunk = 16 * MIB, parts_at_once = 8;
     if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
         cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0 ||
@@ -396,6 +412,8 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->base.ops = &cfs_s3_backend;
     s->sign_payload = 1;
     s->verify_etag = 1;
+    s->checksum_crc32c = 1;
+    s->verify_checksum = 1;
     if (cfs_fork_mutex_init(&s->lock) < 0) {
         free(s);
         snprintf(err, errlen, "cannot create a mutex");
@@ -427,6 +445,7 @@ void s3_state_free(void *p)
     for (size_t i = 0; st->etags && i < st->n_parts; i++)
         free(st->etags[i]);
     free(st->etags);
+    free(st->part_crc32c);
     free(st->part_etag);
     free(st->fail_where);
     cfs_buf_free(&st->complete);
@@ -446,7 +465,11 @@ s3_state *s3_state_of(s3_backend *s, cfs_op *op)
         if (op->body_len / st->part_size >= MAX_PARTS)
             st->part_size = op->body_len / MAX_PARTS + 1;
         st->n_parts = (op->body_len + st->part_size - 1) / st->part_size;
-        if (!(st->etags = calloc(st->n_parts, sizeof *st->etags))) {
+        st->etags = calloc(st->n_parts, sizeof *st->etags);
+        st->part_crc32c = calloc(st->n_parts, sizeof *st->part_crc32c);
+        if (!st->etags || !st->part_crc32c) {
+            free(st->etags);
+            free(st->part_crc32c);
             free(st);
             return NULL;
         }
@@ -696,6 +719,10 @@ static const char *s3_url(cfs_backend *b)
 
 static const char *const s3_schemes[] = {"s3", NULL};
 
+/* The response headers s3_finish reads (cfs_response.captured, in the order of the
+ * S3_CAPTURE_* indices in s3_internal.h). */
+static const char *const s3_response_headers[] = {"x-amz-checksum-crc32c", "x-amz-checksum-type", NULL};
+
 static const char *const s3_secret_options[] = {"secret_access_key", "session_token", "credential_token",
                                                 NULL};
 
@@ -705,6 +732,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .delete_many_max = 1000, /* DeleteObjects' limit */
     .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
     .secret_options = s3_secret_options,
+    .response_headers = s3_response_headers,
     .open = s3_open,
     .close = s3_close,
     .build = s3_build,

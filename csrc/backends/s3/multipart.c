@@ -3,13 +3,22 @@
  * once, each with its own retries), then CompleteMultipartUpload; after a failure, the
  * upload is aborted (AbortMultipartUpload) and the first failure is reported. The steps
  * are enum mpu_step (s3_internal.h); the part size is chosen when the op's state is made
- * (s3_state_of, driver.c). */
+ * (s3_state_of, driver.c).
+ *
+ * Checksums (unless checksum_algorithm is none): the upload is created with
+ * x-amz-checksum-algorithm CRC32C and x-amz-checksum-type FULL_OBJECT; each part carries
+ * its own x-amz-checksum-crc32c (computed with its MD5, s3_prepare), which the service
+ * checks; the complete request lists each part's <ChecksumCRC32C> and carries the whole
+ * object's CRC32C, combined from the parts' (no second pass over the body), which the
+ * service checks against the parts it holds and keeps as the object's checksum: a GET of
+ * the whole object is checked against it (response.c), as a multipart ETag cannot be. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/s3/s3_internal.h"
 #include "backends/s3/xml.h"
+#include "util/crc32c.h"
 
 /* ----------------------------------------------------------------- requests */
 
@@ -21,11 +30,27 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
         r->body = "";
         add_q(r, "uploads", "");
         add_h(r, "Content-Type", "application/octet-stream");
+        if (s->checksum_crc32c) {
+            add_h(r, "x-amz-checksum-algorithm", "CRC32C");
+            add_h(r, "x-amz-checksum-type", "FULL_OBJECT");
+        }
     } else if (op->step == MPU_COMPLETE) {
         if (!st->put_hashed) {
-            if (cfs_s3_complete_body(&st->complete, st->etags, st->n_parts) < 0 ||
+            const uint32_t *crcs = s->checksum_crc32c ? st->part_crc32c : NULL;
+            if (cfs_s3_complete_body(&st->complete, st->etags, crcs, st->n_parts) < 0 ||
                 s3_hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
                 return -1;
+            if (crcs) {
+                /* about 2 us a part, on the transfer thread: 10,000 parts, 20 ms once */
+                uint32_t whole = 0;
+                for (size_t i = 0; i < st->n_parts; i++) {
+                    size_t off = i * st->part_size;
+                    size_t len = op->body_len - off < st->part_size ? op->body_len - off : st->part_size;
+                    whole = cfs_crc32c_combine(whole, crcs[i], len);
+                }
+                st->crc32c = whole;
+                s3_crc32c_b64(whole, st->crc32c_b64);
+            }
             st->put_hashed = 1;
         }
         r->method = "POST";
@@ -35,6 +60,10 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
         add_q(r, "uploadId", st->upload_id);
         add_h(r, "Content-Type", "application/xml");
         add_h(r, "Content-MD5", st->md5_b64);
+        if (s->checksum_crc32c) {
+            add_h(r, "x-amz-checksum-crc32c", st->crc32c_b64);
+            add_h(r, "x-amz-checksum-type", "FULL_OBJECT");
+        }
         if (op->if_none_match)
             add_h(r, "If-None-Match", "*");
     } else if (op->step == MPU_ABORT) {
@@ -47,7 +76,7 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 }
 
 /* UploadPart: a child op holding one slice of its parent's body. */
-int s3_spec_part(s3_state *st, cfs_op *op, req_spec *r)
+int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r)
 {
     r->method = "PUT";
     r->body = op->body;
@@ -57,6 +86,7 @@ int s3_spec_part(s3_state *st, cfs_op *op, req_spec *r)
     add_q(r, "partNumber", r->part_number);
     add_q(r, "uploadId", st->upload->upload_id);
     add_h(r, "Content-MD5", st->md5_b64);
+    s3_spec_put_checksum(s, st, r);
     return 0;
 }
 
@@ -175,6 +205,7 @@ cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
     s3_state *m = op->backend_state, *ps = part->backend_state;
     if (part->status == CFS_OK) {
         m->etags[ps->part_number - 1] = ps->part_etag;
+        m->part_crc32c[ps->part_number - 1] = ps->crc32c;
         ps->part_etag = NULL;
     } else if (!m->fail_status) {
         m->fail_status = part->status;

@@ -1,8 +1,10 @@
 /* S3 requests (build): an op at its step becomes a request spec (method, path, query,
  * headers, body), which is signed with SigV4 (or sent anonymously) and handed to the
- * engine. PUT bodies are hashed here for Content-MD5 and the payload hash: inline when
- * small, else on a worker thread (s3_prepare). The credential sub-requests are built by
- * driver.c, the multipart steps by multipart.c. */
+ * engine. PUT bodies are hashed here for Content-MD5, the payload hash and S3's additional
+ * checksum (x-amz-checksum-crc32c, unless checksum_algorithm is none): inline when small,
+ * else on a worker thread (s3_prepare). Whole-object GETs ask for the object's checksum
+ * (x-amz-checksum-mode: ENABLED), which response.c checks the body against. The
+ * credential sub-requests are built by driver.c, the multipart steps by multipart.c. */
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +12,18 @@
 
 #include "backends/s3/s3_internal.h"
 #include "backends/s3/xml.h"
+#include "util/crc32c.h"
 
 /* PUT bodies this large are hashed on a worker thread (MD5 runs at about 700 MB/s: 90 us
  * for this much, which the transfer thread can afford inline) */
 #define HASH_INLINE_MAX (64 * 1024)
+
+void s3_crc32c_b64(uint32_t crc, char out[CRC32C_B64_LEN + 1])
+{
+    const unsigned char be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                                 (unsigned char)(crc >> 8), (unsigned char)crc};
+    EVP_EncodeBlock((unsigned char *)out, be, sizeof be); /* 8 characters and a NUL */
+}
 
 int s3_md5(const void *data, size_t n, unsigned char out[MD5_LEN])
 {
@@ -156,7 +166,9 @@ static int delete_document(s3_backend *s, const cfs_op *op, cfs_buf *out)
     return rc;
 }
 
-/* Hash a PUT body (a single PUT or one part) for Content-MD5 and the payload hash. */
+/* Hash a PUT body (a single PUT or one part) for Content-MD5, the payload hash and its
+ * x-amz-checksum-crc32c. 64 MiB here: CRC32C 10 ms (the CPU instruction, 6.8 GB/s) next to
+ * 175 ms for the MD5 and 75 ms for the SHA-256. */
 int s3_prepare(cfs_backend *b, cfs_op *op)
 {
     s3_backend *s = (s3_backend *)b;
@@ -165,8 +177,22 @@ int s3_prepare(cfs_backend *b, cfs_op *op)
         cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
         return -1;
     }
+    if (s->checksum_crc32c) {
+        st->crc32c = cfs_crc32c(0, op->body ? op->body : "", op->body_len);
+        s3_crc32c_b64(st->crc32c, st->crc32c_b64);
+    }
     st->put_hashed = 1;
     return 0;
+}
+
+/* The x-amz-checksum-crc32c of a PUT or a part, with the header that names its algorithm
+ * (what the AWS SDKs send along: moto keeps the checksum only with it). */
+void s3_spec_put_checksum(s3_backend *s, const s3_state *st, req_spec *r)
+{
+    if (!s->checksum_crc32c)
+        return;
+    add_h(r, "x-amz-checksum-crc32c", st->crc32c_b64);
+    add_h(r, "x-amz-sdk-checksum-algorithm", "CRC32C");
 }
 
 /* Where the request goes: the Host header and the raw path, "/bucket/root/key" or
@@ -185,9 +211,13 @@ static int spec_target(s3_backend *s, cfs_op *op, req_spec *r)
     return 0;
 }
 
-static void spec_get(cfs_op *op, req_spec *r)
+static void spec_get(s3_backend *s, cfs_op *op, req_spec *r)
 {
     r->method = "GET";
+    /* The object's additional checksum comes back only when asked for, and only for a
+     * whole object: S3 has no checksum of a range. */
+    if (op->range.kind == CFS_RANGE_NONE && s->verify_checksum)
+        add_h(r, "x-amz-checksum-mode", "ENABLED");
     if (op->range.kind != CFS_RANGE_NONE) {
         const cfs_range *g = &op->range;
         if (g->kind == CFS_RANGE_BOUNDED)
@@ -204,7 +234,7 @@ static void spec_get(cfs_op *op, req_spec *r)
 static int spec_put(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
     if (s3_is_part(op))
-        return s3_spec_part(st, op, r);
+        return s3_spec_part(s, st, op, r);
     if (s3_is_multipart(s, op))
         return s3_spec_multipart(s, op, st, r);
     r->method = "PUT";
@@ -213,6 +243,7 @@ static int spec_put(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     r->payload = st->sha256;
     add_h(r, "Content-Type", "application/octet-stream");
     add_h(r, "Content-MD5", st->md5_b64);
+    s3_spec_put_checksum(s, st, r);
     if (op->if_none_match)
         add_h(r, "If-None-Match", "*");
     return 0;
@@ -259,7 +290,7 @@ static int spec_op(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
     switch (op->kind) {
     case CFS_OP_GET:
-        spec_get(op, r);
+        spec_get(s, op, r);
         return 0;
     case CFS_OP_HEAD:
         r->method = "HEAD";

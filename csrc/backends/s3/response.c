@@ -1,14 +1,29 @@
 /* S3 answers (finish): HTTP statuses and S3 error codes become op statuses; a GET's body
- * is checked against a plain-MD5 ETag (on a worker thread: s3_verify); ListObjectsV2
- * pages become entries; DeleteObjects and CopyObject report failures inside a 200. The
- * answers of credential fetches (driver.c) and of multipart steps (multipart.c) are
- * handed on to them. */
+ * is checked on a worker thread (s3_verify); ListObjectsV2 pages become entries;
+ * DeleteObjects and CopyObject report failures inside a 200. The answers of credential
+ * fetches (driver.c) and of multipart steps (multipart.c) are handed on to them.
+ *
+ * What a GET is checked against (a mismatch is retried, then a ChecksumError):
+ * - a whole object (200 to a GET without Range): its x-amz-checksum-crc32c when the
+ *   service gives one of type FULL_OBJECT (asked for with x-amz-checksum-mode: ENABLED,
+ *   verify_checksum), whatever the ETag; this covers multipart objects uploaded with
+ *   FULL_OBJECT checksums. Otherwise an ETag of 32 hex digits, taken for the body's MD5
+ *   (verify_etag): what S3 gives an object put in one request (unless encrypted with
+ *   SSE-KMS or SSE-C). A COMPOSITE checksum ("xxx-N", a checksum of the parts' checksums)
+ *   and a multipart ETag ("md5-N") cannot be checked against a body and are not: such an
+ *   object is read unchecked, as is one with neither, or with a checksum of another
+ *   algorithm (CRC64NVME, CRC32, SHA-1, SHA-256: not read here) and no MD5 ETag.
+ * - a range (206): nothing. S3 keeps no checksum of an arbitrary range and sends none; the
+ *   ETag is the whole object's. Only TCP's and TLS's own checks apply. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backends/s3/s3_internal.h"
 #include "backends/s3/xml.h"
+#include "util/base64.h"
+#include "util/crc32c.h"
 #include "util/keys.h"
 
 static int code_is(const char *code, const char *const *list)
@@ -85,29 +100,69 @@ static int etag_md5(const char *etag, char out[33])
     return 1;
 }
 
-/* A whole-object GET whose ETag is a plain MD5: hash the body on a worker thread. */
-static cfs_next check_etag(s3_backend *s, cfs_op *op, const cfs_response *resp)
+/* The whole object's CRC32C from x-amz-checksum-crc32c; 0 if there is none of type
+ * FULL_OBJECT. A COMPOSITE checksum (a CRC of the parts' CRCs, shown as "xxx-N" by GET) says
+ * nothing a whole body can be checked against: skipped, as is a malformed value. A single
+ * PUT's checksum is a full-object one, whether or not the service names its type. */
+static int full_object_crc32c(const cfs_response *resp, uint32_t *crc)
 {
-    char want[33];
-    if (!s->verify_etag || op->range.kind != CFS_RANGE_NONE || resp->status != 200 ||
-        !etag_md5(resp->etag, want))
+    const char *v = resp->captured[S3_CAPTURE_CRC32C];
+    const char *type = resp->captured[S3_CAPTURE_CHECKSUM_TYPE];
+    unsigned char raw[4];
+    if (!v || (type && strcasecmp(type, "FULL_OBJECT") != 0) || cfs_base64_decode(v, strlen(v), raw, 4) != 4)
+        return 0;
+    *crc = (uint32_t)raw[0] << 24 | (uint32_t)raw[1] << 16 | (uint32_t)raw[2] << 8 | raw[3];
+    return 1;
+}
+
+/* A whole-object GET: choose the one hash the body is checked against on a worker thread,
+ * the service's checksum before a plain-MD5 ETag (see the top of this file). */
+static cfs_next plan_check(s3_backend *s, cfs_op *op, const cfs_response *resp)
+{
+    uint32_t crc = 0;
+    char md5[33];
+    int check = S3_CHECK_NONE;
+    if (op->range.kind != CFS_RANGE_NONE || resp->status != 200)
+        return CFS_NEXT_DONE;
+    if (s->verify_checksum && full_object_crc32c(resp, &crc))
+        check = S3_CHECK_CRC32C;
+    else if (s->verify_etag && etag_md5(resp->etag, md5))
+        check = S3_CHECK_MD5;
+    if (check == S3_CHECK_NONE)
         return CFS_NEXT_DONE;
     s3_state *st = s3_state_of(s, op);
     if (!st) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return CFS_NEXT_DONE;
     }
-    memcpy(st->etag_md5, want, sizeof want);
+    st->check = check;
+    st->want_crc32c = crc;
+    if (check == S3_CHECK_MD5)
+        memcpy(st->etag_md5, md5, sizeof md5);
     return CFS_NEXT_VERIFY;
 }
 
 cfs_next s3_verify(cfs_backend *b, cfs_op *op)
 {
     (void)b;
-    const char *want = ((s3_state *)op->backend_state)->etag_md5;
+    const s3_state *st = op->backend_state;
+    const char *body = op->data.data ? op->data.data : "";
+    if (st->check == S3_CHECK_CRC32C) {
+        uint32_t crc = cfs_crc32c(0, body, op->data.len);
+        if (crc != st->want_crc32c) {
+            char got[CRC32C_B64_LEN + 1], want[CRC32C_B64_LEN + 1];
+            s3_crc32c_b64(crc, got);
+            s3_crc32c_b64(st->want_crc32c, want);
+            cfs_op_fail(op, CFS_ECHECKSUM, "body CRC32C %s does not match x-amz-checksum-crc32c %s (%zu bytes)",
+                        got, want, op->data.len);
+            return CFS_NEXT_RETRY;
+        }
+        return CFS_NEXT_DONE;
+    }
+    const char *want = st->etag_md5;
     unsigned char md5[MD5_LEN];
     char got[33];
-    if (s3_md5(op->data.data ? op->data.data : "", op->data.len, md5) < 0) {
+    if (s3_md5(body, op->data.len, md5) < 0) {
         cfs_op_fail(op, CFS_ENOMEM, "cannot compute an MD5");
         return CFS_NEXT_DONE;
     }
@@ -232,7 +287,7 @@ cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return next;
     switch (op->kind) {
     case CFS_OP_GET:
-        return check_etag(s, op, resp);
+        return plan_check(s, op, resp);
     case CFS_OP_DELETE:
         if (s3_looks_before_delete(op))
             return cfs_op_next_step(op, 1); /* it exists: now delete it */

@@ -5,7 +5,7 @@
  *   driver.c     open/close and options, per-op state, the credential refresh, the ops table
  *   request.c    build: an op's request, hashed and signed (SigV4, sigv4.c)
  *   multipart.c  multipart upload: initiate, the parts as child ops, complete, abort
- *   response.c   finish: status and error mapping, listings, deletes, ETag checks
+ *   response.c   finish: status and error mapping, listings, deletes, body checks
  *
  * Only these files include it. Functions shared between them are prefixed s3_, except the
  * credential refresh in driver.c and add_header_line, whose names are kept as they were. */
@@ -24,7 +24,8 @@ extern const cfs_backend_ops cfs_s3_backend;
 
 #define MD5_LEN 16
 #define MD5_B64_LEN 24
-#define MAX_SIGNED_HEADERS 8
+#define CRC32C_B64_LEN 8
+#define MAX_SIGNED_HEADERS 12
 #define MAX_CRED_FETCHES 3          /* per op */
 
 typedef enum cred_source {
@@ -47,6 +48,8 @@ typedef struct s3_backend {
     int requester_pays;
     int sign_payload;
     int verify_etag;
+    int checksum_crc32c;    /* uploads carry x-amz-checksum-crc32c (checksum_algorithm) */
+    int verify_checksum;    /* whole-object GETs ask for and check x-amz-checksum-* */
     size_t mpu_threshold;   /* PUT bodies this large go up in parts */
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
     int mpu_concurrency;    /* parts of one upload in flight at once */
@@ -79,12 +82,17 @@ typedef struct s3_state {
     char *imds_role;
     /* LIST: the token of the next page (NULL for the first) */
     char *list_token;
-    /* PUT: hashes of the body (a single PUT or one part; the complete document) */
+    /* PUT: hashes of the body (a single PUT or one part; the complete document), and the
+     * CRC32C of the object's bytes (a single PUT's, a part's; a multipart PUT's whole) */
     int put_hashed;
     char md5_b64[MD5_B64_LEN + 1];
     char sha256[CFS_SHA256_HEX_LEN + 1];
-    /* GET: the MD5 (hex) a plain ETag promised, checked by s3_verify on a worker thread */
-    char etag_md5[33];
+    uint32_t crc32c;
+    char crc32c_b64[CRC32C_B64_LEN + 1];
+    /* GET: what s3_verify checks the body against on a worker thread (enum s3_check) */
+    int check;
+    char etag_md5[33];      /* S3_CHECK_MD5: the MD5 (hex) a plain ETag promised */
+    uint32_t want_crc32c;   /* S3_CHECK_CRC32C: a FULL_OBJECT x-amz-checksum-crc32c */
     /* DELETE_MANY: the <Delete> document (hashes in md5_b64/sha256 once put_hashed) */
     cfs_buf delete_body;
     /* multipart PUT (steps: enum mpu_step): the parts go up as child ops */
@@ -93,6 +101,7 @@ typedef struct s3_state {
     size_t n_parts;
     size_t parts_started;
     char **etags;           /* of each part, by part number - 1 */
+    uint32_t *part_crc32c;  /* the CRC32C of each part, by part number - 1 */
     cfs_buf complete;
     cfs_status fail_status; /* the first failure, kept while the upload is aborted */
     long fail_http_status;
@@ -104,6 +113,18 @@ typedef struct s3_state {
     const struct s3_state *upload;
     char *part_etag;
 } s3_state;
+
+enum s3_check {
+    S3_CHECK_NONE,
+    S3_CHECK_MD5,       /* a plain-MD5 ETag */
+    S3_CHECK_CRC32C,    /* a FULL_OBJECT x-amz-checksum-crc32c */
+};
+
+/* Indices in cfs_response.captured: the order of s3_response_headers in driver.c. */
+enum {
+    S3_CAPTURE_CRC32C,          /* x-amz-checksum-crc32c */
+    S3_CAPTURE_CHECKSUM_TYPE,   /* x-amz-checksum-type: FULL_OBJECT or COMPOSITE */
+};
 
 enum mpu_step {
     MPU_INITIATE,   /* CreateMultipartUpload */
@@ -196,19 +217,24 @@ static inline void add_q(req_spec *r, const char *name, const char *value)
 
 /* MD5 of n bytes. Returns 0 or -1. */
 int s3_md5(const void *data, size_t n, unsigned char out[MD5_LEN]);
+/* The base64 of a CRC32C's four big-endian bytes, as x-amz-checksum-crc32c carries it. */
+void s3_crc32c_b64(uint32_t crc, char out[CRC32C_B64_LEN + 1]);
 /* Content-MD5 (base64) and the payload hash (SHA-256 hex, or UNSIGNED-PAYLOAD unless
  * sign_payload) of a body. Returns 0 or -1. */
 int s3_hash_body(s3_backend *s, const char *body, size_t n, char md5_b64[MD5_B64_LEN + 1],
                  char sha256[CFS_SHA256_HEX_LEN + 1]);
 int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req);
 int s3_prepare(cfs_backend *b, cfs_op *op);
+/* The headers of a PUT's or a part's x-amz-checksum-crc32c (none if checksum_algorithm is
+ * none). */
+void s3_spec_put_checksum(s3_backend *s, const s3_state *st, req_spec *r);
 
 /* ------------------------------------------------------- multipart (multipart.c) */
 
 /* The PUT's own requests of a multipart upload, and UploadPart for a part. 0, or -1 (out
  * of memory, or no request at this step). */
 int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r);
-int s3_spec_part(s3_state *st, cfs_op *op, req_spec *r);
+int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r);
 cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp);
 cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp);
 cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part);

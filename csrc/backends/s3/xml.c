@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/base64.h"
 #include "util/xml.h"
 
 static void copy_trunc(char *dst, size_t n, const char *src)
@@ -307,7 +308,7 @@ int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *
     return 0;
 }
 
-int cfs_s3_complete_body(cfs_buf *out, char *const *etags, size_t n)
+int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32c, size_t n)
 {
     if (cfs_buf_append_str(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
                                 "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") < 0)
@@ -316,7 +317,16 @@ int cfs_s3_complete_body(cfs_buf *out, char *const *etags, size_t n)
         char num[80];
         snprintf(num, sizeof num, "<Part><PartNumber>%zu</PartNumber><ETag>", i + 1);
         if (!etags[i] || cfs_buf_append_str(out, num) < 0 || xml_escape(out, etags[i]) < 0 ||
-            cfs_buf_append_str(out, "</ETag></Part>") < 0)
+            cfs_buf_append_str(out, "</ETag>") < 0)
+            return -1;
+        if (crc32c) {
+            const unsigned char be[4] = {(unsigned char)(crc32c[i] >> 24), (unsigned char)(crc32c[i] >> 16),
+                                         (unsigned char)(crc32c[i] >> 8), (unsigned char)crc32c[i]};
+            if (cfs_buf_append_str(out, "<ChecksumCRC32C>") < 0 || cfs_base64_encode(out, be, sizeof be, 0) < 0 ||
+                cfs_buf_append_str(out, "</ChecksumCRC32C>") < 0)
+                return -1;
+        }
+        if (cfs_buf_append_str(out, "</Part>") < 0)
             return -1;
     }
     return cfs_buf_append_str(out, "</CompleteMultipartUpload>");

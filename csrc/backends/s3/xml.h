@@ -50,7 +50,8 @@ int cfs_s3_parse_delete_result(const char *xml, size_t len, cfs_s3_delete_error_
 int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *err, size_t errlen);
 
 /* A <CompleteMultipartUpload> body listing parts 1..n with their ETags (as the server gave
- * them, quotes included). Returns 0 or -1 (out of memory, or an ETag XML cannot carry). */
-int cfs_s3_complete_body(cfs_buf *out, char *const *etags, size_t n);
+ * them, quotes included) and, unless crc32c is NULL, their <ChecksumCRC32C>. Returns 0 or
+ * -1 (out of memory, or an ETag XML cannot carry). */
+int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32c, size_t n);
 
 #endif

@@ -1,7 +1,7 @@
 // Unit tests of CRC32C (csrc/util/crc32c.c): the tables computed at first use (from
 // several threads at once, every entry against a bitwise CRC), known vectors at every
-// alignment, chaining, and the hardware path against the table path on every length and
-// alignment.
+// alignment, chaining, the hardware path against the table path on every length and
+// alignment, and combining the CRCs of two pieces without their bytes.
 // sources: csrc/util/crc32c.c
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +22,21 @@ static uint32_t bitwise(uint32_t crc, const unsigned char *p, size_t len)
             c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
     }
     return ~c;
+}
+
+/* n bytes of a fixed pseudo-random sequence (the caller frees them). */
+static unsigned char *pseudo_random(size_t n, unsigned int seed)
+{
+    unsigned char *data = malloc(n);
+    if (!data) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        data[i] = (unsigned char)(seed >> 16);
+    }
+    return data;
 }
 
 /* The first use of the tables, from several threads at once: each gets the right CRC. */
@@ -129,16 +144,8 @@ static void check_every_slice_entry(void)
 static void check_stream_joins(void)
 {
     size_t big = 2 * 3 * 8192 + 3 * 256 + 64;
-    unsigned char *data = malloc(big);
-    if (!data) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
+    unsigned char *data = pseudo_random(big, 777);
     unsigned int x = 777;
-    for (size_t i = 0; i < big; i++) {
-        x = x * 1103515245u + 12345u;
-        data[i] = (unsigned char)(x >> 16);
-    }
     static const size_t lens[] = { 3 * 256 - 1, 3 * 256, 3 * 256 + 1, 2 * 3 * 256 + 7, 3 * 8192 - 1,
                                    3 * 8192, 3 * 8192 + 3 * 256 + 9, 2 * 3 * 8192 + 3 * 256 };
     int bad = 0;
@@ -164,12 +171,51 @@ static void check_stream_joins(void)
     free(data);
 }
 
+/* cfs_crc32c_combine: the CRC of a and b from theirs alone, for every split of a buffer
+ * (empty pieces included), a chain of unequal pieces as an S3 multipart upload has, and a
+ * length of 5 GiB (the largest S3 part; its zeros checked by chaining in 1 MiB steps). */
+static void check_combine(void)
+{
+    size_t n = 3 * 8192 + 777;
+    unsigned char *data = pseudo_random(n, 4242);
+    uint32_t whole = cfs_crc32c(0, data, n);
+    int bad = 0;
+    for (size_t cut = 0; cut <= n; cut += cut < 300 ? 1 : 97)
+        if (cfs_crc32c_combine(cfs_crc32c(0, data, cut), cfs_crc32c(0, data + cut, n - cut), n - cut) != whole)
+            bad++;
+    CHECK(bad == 0, "%d splits combine to another CRC", bad);
+    uint32_t chained = 0;
+    for (size_t off = 0, piece = 1; off < n; off += piece, piece = piece * 3 + 1) {
+        size_t len = piece < n - off ? piece : n - off;
+        chained = cfs_crc32c_combine(chained, cfs_crc32c(0, data + off, len), len);
+    }
+    CHECK(chained == whole, "chained pieces: %08X, want %08X", chained, whole);
+    CHECK(cfs_crc32c_combine(whole, 0, 0) == whole, "combining an empty piece");
+    free(data);
+
+    unsigned char *zeros = calloc(1, 1 << 20);
+    if (!zeros) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    uint32_t a = cfs_crc32c(0, "123456789", 9), z = 0, az = a;
+    for (int i = 0; i < 5 * 1024; i++) {
+        z = cfs_crc32c(z, zeros, 1 << 20);
+        az = cfs_crc32c(az, zeros, 1 << 20);
+    }
+    uint64_t five_gib = (uint64_t)5 << 30;
+    CHECK(cfs_crc32c_combine(a, z, five_gib) == az, "5 GiB of zeros: %08X, want %08X",
+          cfs_crc32c_combine(a, z, five_gib), az);
+    free(zeros);
+}
+
 int main(void)
 {
     check_first_use(); /* before any other call: the tables are not made yet */
     check_known_vectors();
     check_every_slice_entry();
     check_stream_joins();
+    check_combine();
 
     /* chaining over any split equals one pass */
     const char *s = "The quick brown fox jumps over the lazy dog";

@@ -1,5 +1,5 @@
 // Unit tests of the S3 XML parsers and writers (csrc/backends/s3/xml.c).
-// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/keys.c csrc/core/op.c csrc/core/buf.c
+// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/keys.c csrc/util/base64.c csrc/core/op.c csrc/core/buf.c
 // pkg: expat
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,12 +243,23 @@ static void test_multipart(void)
 
     cfs_buf b = {0};
     char *etags[] = {"\"aaa\"", "\"bbb\""};
-    CHECK(cfs_s3_complete_body(&b, etags, 2) == 0, "complete body");
+    CHECK(cfs_s3_complete_body(&b, etags, NULL, 2) == 0, "complete body");
     cfs_buf_terminate(&b);
     CHECK(b.data && strstr(b.data, "<Part><PartNumber>1</PartNumber><ETag>&quot;aaa&quot;</ETag></Part>"
                                    "<Part><PartNumber>2</PartNumber><ETag>&quot;bbb&quot;</ETag></Part>"
                                    "</CompleteMultipartUpload>"),
           "complete: %s", b.data ? b.data : "");
+    cfs_buf_free(&b);
+    /* with each part's CRC32C: base64 of its four big-endian bytes */
+    const uint32_t crcs[] = {0xE3069283u, 0x00000001u};
+    CHECK(cfs_s3_complete_body(&b, etags, crcs, 2) == 0, "complete body with checksums");
+    cfs_buf_terminate(&b);
+    CHECK(b.data && strstr(b.data, "<Part><PartNumber>1</PartNumber><ETag>&quot;aaa&quot;</ETag>"
+                                   "<ChecksumCRC32C>4waSgw==</ChecksumCRC32C></Part>"
+                                   "<Part><PartNumber>2</PartNumber><ETag>&quot;bbb&quot;</ETag>"
+                                   "<ChecksumCRC32C>AAAAAQ==</ChecksumCRC32C></Part>"
+                                   "</CompleteMultipartUpload>"),
+          "complete with checksums: %s", b.data ? b.data : "");
     cfs_buf_free(&b);
 }
 
