@@ -2,27 +2,20 @@
 #include "backends/s3/credentials.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
+#include "util/secret.h"
 
 void cfs_aws_creds_clear(cfs_aws_creds *c)
 {
     if (!c)
         return;
     free(c->access_key_id);
-    wipe_free(c->secret_access_key);
-    wipe_free(c->session_token);
+    cfs_secret_free(c->secret_access_key);
+    cfs_secret_free(c->session_token);
     memset(c, 0, sizeof *c);
 }
 
@@ -135,14 +128,6 @@ int cfs_aws_creds_parse(const char *json, size_t len, cfs_aws_creds *out, char *
 done:
     if (rc < 0)
         cfs_aws_creds_clear(out);
-    if (root) { /* wipe cJSON's copies of the secrets before freeing them */
-        const char *const secret_fields[] = {"SecretAccessKey", "Token", "SessionToken"};
-        for (size_t i = 0; i < sizeof secret_fields / sizeof secret_fields[0]; i++) {
-            cJSON *v = cJSON_GetObjectItemCaseSensitive(root, secret_fields[i]);
-            if (cJSON_IsString(v) && v->valuestring)
-                OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
-        }
-    }
-    cJSON_Delete(root);
+    cfs_secret_json_delete(root); /* cJSON's copies of the secrets wiped */
     return rc;
 }

@@ -1,5 +1,5 @@
 // Unit tests of the AWS temporary-credential document parser (csrc/backends/s3/credentials.c).
-// sources: csrc/backends/s3/credentials.c
+// sources: csrc/backends/s3/credentials.c csrc/util/secret.c csrc/core/buf.c
 // pkg: libcjson libcrypto
 #include <stdio.h>
 #include <string.h>
