@@ -69,7 +69,8 @@ enum {
     CFS_BUILD_SEND = 0,     /* the request is ready */
     CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
     CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
-                             * ask again shortly, without counting an attempt */
+                             * the engine parks the op, without counting an attempt, and
+                             * builds it again once cfs_engine_release_parked() is called */
     CFS_BUILD_PREPARE = 3,  /* run prepare() on a worker thread first (hashing a large body
                              * would stall every other transfer), then build again */
 };

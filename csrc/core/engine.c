@@ -49,8 +49,10 @@
 /* Idle connections older than this are not reused: servers close theirs (S3 after about
  * 20 s, nginx 75 s) and a request sent on a closed one fails. */
 #define MAX_IDLE_CONNECTION_S 20L
-/* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
-#define BUILD_WAIT_S 0.005
+/* How long an op whose build() said CFS_BUILD_WAIT stays parked at most: it is built again
+ * as soon as cfs_engine_release_parked() is called; this is only a safety net (a fetch
+ * claimed by an op that vanished without a word is given up after a timeout). */
+#define PARK_MAX_S 5.0
 
 /* What a worker thread does with a remote op (op->worker_job); local ops it executes. */
 enum { JOB_VERIFY, JOB_PREPARE };
@@ -135,6 +137,8 @@ typedef struct transfer {
     struct timespec last_move;
     int stalled;
     int cancelled;              /* given up mid-transfer (cfs_engine_notice_cancel) */
+    int parked;                 /* in lane.retries until released (CFS_BUILD_WAIT) */
+    unsigned park_gen;          /* g_park_gen before its build() said CFS_BUILD_WAIT */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
 } transfer;
 
@@ -160,6 +164,7 @@ typedef struct lane {
     struct timespec next_stall_check;
     transfer *retries;
     unsigned cancel_gen;            /* g_cancel_gen when the lane last looked for cancelled ops */
+    unsigned park_gen;              /* g_park_gen when the lane last released parked ops */
     CURL *idle_easy[64];
     int n_idle_easy;
 } lane;
@@ -181,7 +186,8 @@ static engine *g_engine;        /* guarded by g_engine_lock; reset in the child 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_curl_ok;
 
-static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+static atomic_uint_fast64_t g_requests, g_retries, g_connections, g_parked;
+static atomic_uint g_park_gen;   /* bumped by each cfs_engine_release_parked: lanes then look */
 static atomic_uint g_cancel_gen; /* bumped by each cfs_engine_notice_cancel: lanes then look */
 static _Thread_local lane *t_lane; /* the lane this thread runs, if any */
 
@@ -551,6 +557,59 @@ static void fail_cancelled(cfs_op *op)
     cfs_op_fail(op, CFS_ECANCELLED, "given up: the call was interrupted");
 }
 
+/* ---------- parked ops ----------
+ * An op whose build() said CFS_BUILD_WAIT (another op is fetching what it needs) waits in
+ * the lane's retry list without a deadline it would poll at: whoever ends that fetch calls
+ * cfs_engine_release_parked(), and each lane then builds its parked ops again (those still
+ * waiting park again). Being in the retry list, a parked op is given up like any other on
+ * a cancel (give_up_cancelled). A release between the op's build() and its parking is not
+ * lost: the op remembers g_park_gen from before build(). */
+
+static void park(lane *ln, transfer *t, unsigned gen_before_build)
+{
+    cfs_request_clear(&t->req);
+    atomic_fetch_add(&g_parked, 1);
+    t->park_gen = gen_before_build;
+    t->parked = atomic_load(&g_park_gen) == gen_before_build; /* else released already */
+    t->retry_at = after_seconds(t->parked ? PARK_MAX_S : 0);
+    t->next_retry = ln->retries;
+    ln->retries = t;
+}
+
+/* After a cfs_engine_release_parked: make the parked ops due (start_due_retries builds them). */
+static void release_parked(lane *ln)
+{
+    unsigned gen = atomic_load(&g_park_gen);
+    if (gen == ln->park_gen)
+        return;
+    ln->park_gen = gen;
+    struct timespec now = now_mono();
+    for (transfer *t = ln->retries; t; t = t->next_retry) {
+        if (t->parked && t->park_gen != gen) {
+            t->parked = 0;
+            t->retry_at = now;
+        }
+    }
+}
+
+/* Have every lane of this process's engine look at its lists before it next sleeps. */
+static void wake_every_lane(void)
+{
+    pthread_mutex_lock(&g_engine_lock);
+    engine *e = g_engine;
+    pthread_mutex_unlock(&g_engine_lock);
+    if (!e || e->pid != getpid())
+        return;
+    for (int i = 0; i < e->n_lanes; i++)
+        wake(&e->lanes[i]);
+}
+
+void cfs_engine_release_parked(void)
+{
+    atomic_fetch_add(&g_park_gen, 1);
+    wake_every_lane(); /* each releases its parked ops */
+}
+
 /* Build and start the next request of an op. On failure the op completes. */
 static void start_request(lane *ln, cfs_op *op)
 {
@@ -574,13 +633,10 @@ static void start_request(lane *ln, cfs_op *op)
     op->engine_priv = t;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
+    unsigned park_gen = atomic_load(&g_park_gen);
     int built = b->ops->build(b, op, &t->req);
     if (built == CFS_BUILD_WAIT) {
-        /* parked with the retries (no attempt counted), to be built again shortly */
-        cfs_request_clear(&t->req);
-        t->retry_at = after_seconds(BUILD_WAIT_S);
-        t->next_retry = ln->retries;
-        ln->retries = t;
+        park(ln, t, park_gen); /* no attempt counted */
         return;
     }
     if (built == CFS_BUILD_PREPARE) {
@@ -1112,6 +1168,7 @@ static void *transfer_main(void *arg)
         run_children_done(ln);
         retry_verify_failures(ln);
         give_up_cancelled(ln);
+        release_parked(ln);
         start_due_retries(ln, &timeout_ms);
         check_stalls(ln);
         if (ln->curl_timer_set) {
@@ -1343,6 +1400,7 @@ void cfs_engine_get_stats(cfs_engine_stats *out)
     out->requests = atomic_load(&g_requests);
     out->retries = atomic_load(&g_retries);
     out->connections = atomic_load(&g_connections);
+    out->parked = atomic_load(&g_parked);
     out->lanes = 0;
     pthread_mutex_lock(&g_engine_lock);
     engine *e = g_engine;
@@ -1444,11 +1502,5 @@ void cfs_waiter_cancel(cfs_waiter *w)
 void cfs_engine_notice_cancel(void)
 {
     atomic_fetch_add(&g_cancel_gen, 1);
-    pthread_mutex_lock(&g_engine_lock);
-    engine *e = g_engine;
-    pthread_mutex_unlock(&g_engine_lock);
-    if (!e || e->pid != getpid())
-        return;
-    for (int i = 0; i < e->n_lanes; i++)
-        wake(&e->lanes[i]); /* each drops its cancelled transfers before it next sleeps */
+    wake_every_lane(); /* each drops its cancelled transfers */
 }

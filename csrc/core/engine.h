@@ -59,11 +59,16 @@ void cfs_waiter_cancel(cfs_waiter *w);
  * the later steps of an upload) complete as usual. */
 void cfs_engine_notice_cancel(void);
 
+/* Build again the ops parked because their build() said CFS_BUILD_WAIT (backend.h): what
+ * they waited for (another op's fetch of a credential) is over. Any thread. */
+void cfs_engine_release_parked(void);
+
 /* Count and statistics, for tests and benchmarks. */
 typedef struct cfs_engine_stats {
     uint64_t requests;          /* HTTP transfers started */
     uint64_t retries;
     uint64_t connections;       /* new connections opened */
+    uint64_t parked;            /* times an op was parked (CFS_BUILD_WAIT) */
     int lanes;                  /* transfer threads (0 until the engine starts) */
 } cfs_engine_stats;
 void cfs_engine_get_stats(cfs_engine_stats *out);

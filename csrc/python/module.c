@@ -16,15 +16,17 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
     (void)unused;
     cfs_engine_stats st;
     cfs_engine_get_stats(&st);
-    return Py_BuildValue("{s:K,s:K,s:K,s:i}", "requests", (unsigned long long)st.requests, "retries",
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K}", "requests", (unsigned long long)st.requests, "retries",
                          (unsigned long long)st.retries, "connections",
-                         (unsigned long long)st.connections, "lanes", st.lanes);
+                         (unsigned long long)st.connections, "lanes", st.lanes, "parked",
+                         (unsigned long long)st.parked);
 }
 
 static PyMethodDef module_methods[] = {
     { "engine_stats", engine_stats, METH_NOARGS,
       "Counters of this process's engine: HTTP requests, retries, connections opened; and\n"
-      "lanes, its transfer threads (0 before its first transfer)." },
+      "lanes, its transfer threads (0 before its first transfer); parked, the times an op\n"
+      "waited for another op's credential fetch." },
     { NULL },
 };
 

@@ -19,8 +19,8 @@
  * key (RS256 JWT grant), an authorized_user ADC file (refresh-token grant) or the metadata
  * server. A token request is one more step of the op that needs it, sent through the
  * engine like any other request (same retries, timeouts, TLS settings); the token is
- * cached in the backend and refreshed by one op when it is within REFRESH_MARGIN of its
- * expiry while the others keep using it. */
+ * cached in the backend's credential cache (core/cred_cache.h: one op fetches or refreshes
+ * it while the others keep using it or are parked until it comes). */
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -33,9 +33,10 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/cred_cache.h"
+#include "core/engine.h"
 #include "util/base64.h"
 #include "util/crc32c.h"
-#include "core/fork_mutex.h"
 #include "backends/gcs/auth.h"
 #include "backends/gcs/proto.h"
 #include "util/keys.h"
@@ -48,11 +49,12 @@ extern const cfs_backend_ops cfs_gcs_backend;
 #define LIST_PAGE_SIZE 1000
 /* A token of lifetime L is refreshed (by one op) from min(300 s, L/2) before its expiry
  * and no longer used from min(60 s, L/10) before it: 3300 s and 3540 s into Google's usual
- * hour; a short-lived token (a metadata server's, near its own refresh) scales down. */
-#define REFRESH_MARGIN 300.0
-#define EXPIRY_MARGIN 60.0
-#define REFRESH_CLAIM_TIMEOUT 60.0 /* an op refreshing for longer than this has given up */
-#define MAX_TOKEN_FETCHES 4        /* per op: an endpoint that never gives a usable token */
+ * hour; a short-lived token (a metadata server's, near its own refresh) scales down. An op
+ * makes at most 4 token requests (an endpoint that never gives a usable token). */
+static const cfs_cred_policy TOKEN_POLICY = {
+    .refresh_margin = 300, .expiry_margin = 60, .claim_timeout = 60, .refresh_backoff = 30,
+    .failure_memory = 1, .max_fetches = 4,
+};
 #define MAX_NAME_BYTES 1024
 #define MIB (1024L * 1024L)
 #define RESUMABLE_QUANTUM (256L * 1024L) /* a session's chunks are multiples of this */
@@ -68,22 +70,14 @@ typedef struct gcs_backend {
     cfs_gcs_credentials cred;
     size_t resumable_threshold; /* PUTs of at least this many bytes go up in a session */
     size_t resumable_chunk;     /* bytes per request of a session */
-
-    cfs_fork_mutex lock;    /* guards the token cache below (token_lock/token_unlock) */
-    char *token;            /* access token (secret), NULL if none yet */
-    double token_usable_until; /* monotonic seconds */
-    double token_refresh_at;   /* monotonic seconds */
-    double refresh_claimed; /* monotonic seconds an op began an early refresh, 0 if none */
-    unsigned long token_gen;
+    cfs_cred_cache tokens;  /* access tokens fetched (service account, user, metadata) */
 } gcs_backend;
 
 /* Per-op state: which request of the op is in flight. */
 typedef struct gcs_state {
     int auth_step;          /* the current request fetches a token */
-    int just_fetched;       /* the last request fetched a token: use it */
-    int fetches;            /* tokens this op obtained */
+    cfs_cred_ticket ticket; /* its part in the token cache */
     int reauthed;           /* already fetched a fresh token after a 401 */
-    unsigned long token_gen; /* generation of the token the request carried */
     char *page_token;       /* LIST: where the next page starts */
     char *rewrite_token;    /* COPY: where the next rewrite call continues */
     int have_crc;           /* PUT: crc32c of the body computed */
@@ -113,31 +107,12 @@ enum { RS_START = 0, RS_SEND = 1 };
 static void state_free(void *p)
 {
     gcs_state *s = p;
+    cfs_cred_release(&s->ticket);
     free(s->page_token);
     free(s->rewrite_token);
     free(s->session);
     free(s->pending);
     free(s);
-}
-
-/* Lock the token cache. In a forked child the refresh a parent's thread had claimed will
- * never finish there: forget the claim. */
-static void token_lock(gcs_backend *g)
-{
-    if (cfs_fork_mutex_lock(&g->lock))
-        g->refresh_claimed = 0;
-}
-
-static void token_unlock(gcs_backend *g)
-{
-    cfs_fork_mutex_unlock(&g->lock);
-}
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* The response headers gcs_finish reads (cfs_response.captured, in this order). */
@@ -164,8 +139,7 @@ static void gcs_close(cfs_backend *b)
     cfs_tls_free(&g->tls);
     free(g->scope);
     cfs_gcs_credentials_clear(&g->cred);
-    cfs_secret_free(g->token);
-    cfs_fork_mutex_destroy(&g->lock);
+    cfs_cred_cache_destroy(&g->tokens);
     free(g);
 }
 
@@ -285,11 +259,6 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         return NULL;
     }
     g->base.ops = &cfs_gcs_backend;
-    if (cfs_fork_mutex_init(&g->lock) < 0) {
-        free(g);
-        snprintf(err, errlen, "cannot create a mutex");
-        return NULL;
-    }
 
     /* gs://bucket[/prefix...] */
     const char *p = strstr(url, "://") + 3;
@@ -369,6 +338,9 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     if (choose_credentials(g, token, anon, anon_set, credentials, token_uri, metadata_host,
                            emulator, err, errlen) < 0)
         goto fail;
+    if (g->cred.token_uri &&
+        cfs_cred_cache_init(&g->tokens, &TOKEN_POLICY, g->cred.token_uri, cfs_engine_release_parked) < 0)
+        goto oom;
     return &g->base;
 
 oom:
@@ -387,58 +359,49 @@ static int add_bearer(cfs_request *req, const char *token)
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
-    memset(line, 0, strlen(line));
-    free(line);
+    cfs_secret_free(line);
     if (!l)
         return -1;
     req->headers = l;
     return 0;
 }
 
-enum { TOKEN_NONE, TOKEN_USE, TOKEN_FETCH, TOKEN_WAIT };
+typedef struct token_copy {
+    cfs_op *op;
+    char **token;
+} token_copy;
 
-/* What the next request of `op` carries: nothing (anonymous), a token (copied into
- * *token), or it must first fetch one. */
-static int token_decide(gcs_backend *g, gcs_state *st, char **token)
+static int copy_token(cfs_cred *cred, void *ctx)
+{
+    token_copy *c = ctx;
+    if ((*c->token = strdup(cred->secret)))
+        return 0;
+    cfs_op_fail(c->op, CFS_ENOMEM, "out of memory");
+    return -1;
+}
+
+/* What the next request of `op` carries (core/cred_cache.h): CFS_CRED_USE with a token
+ * copied into *token (NULL: anonymous); or it fetches one first, waits for another op's
+ * fetch, or has failed. */
+static int token_decide(gcs_backend *g, gcs_state *st, cfs_op *op, char **token)
 {
     *token = NULL;
+    token_copy copy = { op, token };
     switch (g->cred.kind) {
     case CFS_GCS_CRED_ANON:
-        return TOKEN_NONE;
+        return CFS_CRED_USE;
     case CFS_GCS_CRED_STATIC:
-        *token = strdup(g->cred.static_token);
-        return *token ? TOKEN_USE : -1;
+        return copy_token(&(cfs_cred){ .secret = g->cred.static_token }, &copy) == 0 ? CFS_CRED_USE
+                                                                                     : CFS_CRED_FAILED;
     default:
-        break;
+        return cfs_cred_decide(&g->tokens, &st->ticket, op, copy_token, &copy);
     }
-    int rc;
-    double now = now_mono();
-    int just_fetched = st->just_fetched;
-    st->just_fetched = 0;
-    token_lock(g);
-    if (g->token && (just_fetched || now < g->token_usable_until)) {
-        int claim_free = g->refresh_claimed == 0 || now - g->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
-        if (!just_fetched && now >= g->token_refresh_at && claim_free) {
-            g->refresh_claimed = now; /* this op refreshes; the others keep the old token */
-            rc = TOKEN_FETCH;
-        } else {
-            *token = strdup(g->token);
-            st->token_gen = g->token_gen;
-            rc = *token ? TOKEN_USE : -1;
-        }
-    } else if (g->refresh_claimed != 0 && now - g->refresh_claimed <= REFRESH_CLAIM_TIMEOUT) {
-        rc = TOKEN_WAIT; /* no usable token and another op is fetching one: wait for it */
-    } else {
-        g->refresh_claimed = now; /* no usable token: this op fetches it for everyone */
-        rc = TOKEN_FETCH;
-    }
-    token_unlock(g);
-    return rc;
 }
 
 static int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req)
 {
     char err[200];
+    req->secret = 1; /* a refresh token, a client secret or a signed assertion */
     req->url = strdup(g->cred.token_uri);
     if (!req->url || cfs_op_set_where(op, g->cred.token_uri) < 0)
         goto oom;
@@ -465,48 +428,48 @@ oom:
     return -1;
 }
 
-static void release_claim(gcs_backend *g)
+/* The token the op's next request carries (CFS_CRED_USE, *token set; NULL: anonymous), or
+ * its token request built in req (CFS_CRED_FETCH), or CFS_CRED_WAIT, or CFS_CRED_FAILED. */
+static int token_step(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, char **token)
 {
-    token_lock(g);
-    g->refresh_claimed = 0;
-    token_unlock(g);
+    int t;
+    while ((t = token_decide(g, st, op, token)) == CFS_CRED_FETCH) {
+        if (build_token_request(g, op, req) == 0)
+            break;
+        cfs_request_clear(req);
+        if (cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, 0) != CFS_CRED_USE)
+            return CFS_CRED_FAILED; /* else an early refresh failed: use the current token */
+    }
+    st->auth_step = t == CFS_CRED_FETCH;
+    return t;
 }
 
+/* The token endpoint's answer. */
 static cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp)
 {
-    const cfs_buf *body = resp->body;
+    cfs_buf *body = resp->body;
     char detail[200];
+    int outcome;
     if (resp->status == 200) {
-        char *token = NULL;
+        cfs_cred tok = { 0 };
         int64_t expires_in = 0;
-        if (cfs_gcs_parse_token(body->data, body->len, &token, &expires_in, detail, sizeof detail) < 0) {
-            release_claim(g);
+        int rc = cfs_gcs_parse_token(body->data, body->len, &tok.secret, &expires_in, detail, sizeof detail);
+        cfs_secret_wipe(body->data, body->len);
+        if (rc == 0) {
+            outcome = cfs_cred_fetched(&g->tokens, &st->ticket, &tok, (double)expires_in, op);
+        } else {
             cfs_op_fail(op, CFS_EPROTOCOL, "token endpoint: %s", detail);
-            return CFS_NEXT_DONE;
+            outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, 0);
         }
-        double now = now_mono(), life = (double)expires_in;
-        token_lock(g);
-        cfs_secret_free(g->token);
-        g->token = token;
-        g->token_usable_until = now + life - (life / 10 < EXPIRY_MARGIN ? life / 10 : EXPIRY_MARGIN);
-        g->token_refresh_at = now + life - (life / 2 < REFRESH_MARGIN ? life / 2 : REFRESH_MARGIN);
-        g->refresh_claimed = 0;
-        g->token_gen++;
-        token_unlock(g);
-        st->auth_step = 0;
-        st->just_fetched = 1;
-        st->fetches++;
-        op->step++;
-        return CFS_NEXT_AGAIN;
+    } else {
+        int transient = resp->status == 408 || resp->status == 429 || resp->status >= 500;
+        cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
+        cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "token %s: HTTP %ld: %s",
+                    transient ? "endpoint" : "request refused", resp->status, detail);
+        outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, transient && !cfs_op_last_attempt(op));
     }
-    release_claim(g);
-    cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
-    if (resp->status == 408 || resp->status == 429 || resp->status >= 500) {
-        cfs_op_fail(op, CFS_ETRANSIENT, "token endpoint: HTTP %ld: %s", resp->status, detail);
-        return CFS_NEXT_RETRY;
-    }
-    cfs_op_fail(op, CFS_EAUTH, "token request refused: HTTP %ld: %s", resp->status, detail);
-    return CFS_NEXT_DONE;
+    st->auth_step = outcome == CFS_CRED_FETCH; /* else: done with it, or a token to use */
+    return cfs_cred_next(op, outcome, op->step + 1);
 }
 
 /* ---------- requests ---------- */
@@ -673,23 +636,9 @@ static int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     char *token = NULL, *name = NULL;
     if (!st)
         goto oom;
-    int t = token_decide(g, st, &token);
-    if (t < 0)
-        goto oom;
-    if (t == TOKEN_WAIT)
-        return CFS_BUILD_WAIT;
-    st->auth_step = t == TOKEN_FETCH;
-    if (st->auth_step) {
-        if (st->fetches >= MAX_TOKEN_FETCHES) {
-            release_claim(g);
-            cfs_op_fail(op, CFS_EAUTH, "no usable access token after %d tokens", st->fetches);
-            return CFS_BUILD_FAILED;
-        }
-        int rc = build_token_request(g, op, req);
-        if (rc != CFS_BUILD_SEND)
-            release_claim(g);
-        return rc;
-    }
+    int t = token_step(g, op, st, req, &token);
+    if (t != CFS_CRED_USE)
+        return cfs_cred_build_answer(t);
 
     if (op->kind == CFS_OP_DELETE_MANY) {
         int rc = build_batch_delete(g, op, st, req);
@@ -1085,12 +1034,7 @@ static cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 
     if (resp->status == 401 && g->cred.kind >= CFS_GCS_CRED_SERVICE_ACCOUNT && !st->reauthed) {
         /* the token was revoked or expired early: drop it (if still current), fetch anew */
-        token_lock(g);
-        if (g->token && g->token_gen == st->token_gen) {
-            cfs_secret_free(g->token);
-            g->token = NULL;
-        }
-        token_unlock(g);
+        cfs_cred_invalidate(&g->tokens, &st->ticket);
         st->reauthed = 1;
         st->rs_in_flight = 0; /* refused: the server kept nothing of it */
         op->step++;
