@@ -22,6 +22,8 @@ typedef struct cfs_request {
     size_t body_len;
     cfs_buf body_owned;         /* a body the backend built (XML, JSON) */
     int no_body;                /* HEAD: no response body expected */
+    long timeout_ms;            /* > 0: a limit of its own for the whole request (credential
+                                 * endpoints answer at once or not at all) */
     int secret;                 /* the body carries a secret: wiped when cleared (header
                                  * lines always are: Authorization) */
 } cfs_request;

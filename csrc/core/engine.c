@@ -683,6 +683,11 @@ static void start_request(lane *ln, cfs_op *op)
         SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     }
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    if (t->req.timeout_ms > 0) { /* a request with a limit of its own (credential endpoints) */
+        SET(CURLOPT_TIMEOUT_MS, t->req.timeout_ms);
+        if (t->req.timeout_ms < cfg->connect_timeout_ms)
+            SET(CURLOPT_CONNECTTIMEOUT_MS, t->req.timeout_ms);
+    }
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
     SET(CURLOPT_FRESH_CONNECT, (long)op->fresh_connection);
