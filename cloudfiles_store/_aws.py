@@ -1,5 +1,8 @@
 """AWS configuration discovery for s3:// stores: credentials, region and endpoint, found
-the way the AWS SDKs and CLI find them, and handed to the C backend as options.
+the way the AWS SDKs and CLI find them, and handed to the C backend as options. Nothing
+here goes over the network: where credentials are fetched (a container endpoint, the
+instance metadata service, STS), this module only tells the C backend where, and C fetches
+them on first use and refreshes them before they expire.
 
     s3_backend_options(url, options) -> dict
 
@@ -14,21 +17,33 @@ Order (the first source that has an access key wins, as in botocore):
    skips credentials altogether;
 2. environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``
    (skipped when a profile is named by the ``profile`` option);
-3. the profile (option ``profile``, else ``AWS_PROFILE``, ``AWS_DEFAULT_PROFILE``,
+3. web identity (EKS, GitHub Actions...): ``AWS_WEB_IDENTITY_TOKEN_FILE`` and
+   ``AWS_ROLE_ARN`` (+ ``AWS_ROLE_SESSION_NAME``), also skipped when a profile is named,
+   else the profile's ``web_identity_token_file`` and ``role_arn`` (+ ``role_session_name``):
+   C calls STS AssumeRoleWithWebIdentity with the token the file holds at each fetch (at
+   ``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL``, the profile's ``sts = endpoint_url`` or
+   ``endpoint_url``, else https://sts.REGION.amazonaws.com);
+4. the profile (option ``profile``, else ``AWS_PROFILE``, ``AWS_DEFAULT_PROFILE``,
    ``default``) in the shared credentials file (``AWS_SHARED_CREDENTIALS_FILE``, default
    ``~/.aws/credentials``), then in the config file (``AWS_CONFIG_FILE``, default
    ``~/.aws/config``, section ``[profile NAME]`` or ``[default]``), including its
-   ``credential_process``;
-4. the container credentials endpoint (``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` on
+   ``credential_process``, which runs here: it is the user's own command, run once when
+   the store opens (its keys are not refreshed);
+5. the container credentials endpoint (``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` on
    169.254.170.2, or ``AWS_CONTAINER_CREDENTIALS_FULL_URI``, with
-   ``AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]``);
-5. the EC2 instance metadata service with the IMDSv2 token flow
+   ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` or ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``, the
+   file read by C at each fetch);
+6. the EC2 instance metadata service with the IMDSv2 token flow
    (``AWS_EC2_METADATA_SERVICE_ENDPOINT``, default http://169.254.169.254; off with
-   ``AWS_EC2_METADATA_DISABLED=true``).
+   ``AWS_EC2_METADATA_DISABLED=true``). Not probed here: a store made off EC2 with no other
+   credentials fails on its first request, naming the metadata service.
 
-Credentials from 4 and 5 are fetched here when the store opens; the C backend refreshes
-them from the same endpoint before they expire (options ``credential_source``,
-``credential_url``, ``credential_token[_file]``, ``credential_expiration``).
+For 3, 5 and 6 the C backend gets options saying where (``credential_source`` =
+``web_identity``, ``container`` or ``imds``; ``credential_url``; ``credential_token``,
+``credential_token_file``; ``credential_role_arn``, ``credential_role_session_name``) and
+fetches the credentials itself on first use: a failure is an ``AuthenticationError`` (or
+``TransientError``) of that operation naming the URL it went to, never a secret. Options
+that already say where (``credential_source``) are left as they are.
 
 Region: option ``region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's
 ``region``, else us-east-1 (the C default). Endpoint: option ``endpoint_url``,
@@ -40,26 +55,23 @@ applies when the option is not given.
 from __future__ import annotations
 
 import configparser
-import datetime
 import json
 import os
 import shlex
 import subprocess
-import urllib.error
-import urllib.request
 
 from .errors import OptionError
 
 _CONTAINER_HOST = "http://169.254.170.2"
 _IMDS_DEFAULT = "http://169.254.169.254"
-_HTTP_TIMEOUT = 1.0
 
 __all__ = ["s3_backend_options", "find_credentials", "Credentials"]
 
 
 class Credentials(dict):
-    """access_key_id, secret_access_key, session_token (optional), and where they came from
-    (``source``, for messages; never the secret)."""
+    """access_key_id, secret_access_key, session_token (optional), or ``_fetch``: the options
+    telling C where to fetch them; and where they came from (``source``, for messages; never
+    the secret)."""
 
     @property
     def source(self):
@@ -152,16 +164,6 @@ def _credential_process(command, source):
     return _from_json(data, source)
 
 
-def _epoch(text):
-    try:
-        t = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=datetime.timezone.utc)
-    return int(t.timestamp())
-
-
 def _from_json(data, source):
     key, secret = data.get("AccessKeyId"), data.get("SecretAccessKey")
     if not key or not secret:
@@ -170,15 +172,40 @@ def _from_json(data, source):
     token = data.get("Token") or data.get("SessionToken")
     if token:
         c["session_token"] = token
-    if data.get("Expiration"):
-        c["_expiration"] = data["Expiration"]
     return c
 
 
-def _http(method, url, headers=None, timeout=_HTTP_TIMEOUT):
-    req = urllib.request.Request(url, method=method, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http only)
-        return resp.read()
+def _fetched_by_c(source, **where):
+    """Credentials C fetches: the options saying where."""
+    return Credentials(_fetch={"credential_source": source, **{k: v for k, v in where.items() if v}},
+                       _source=source)
+
+
+def _web_identity(sections, environ, use_env):
+    """Web identity from the environment, else from the profile's settings (``sections``:
+    the profile's config-file and credentials-file sections)."""
+    def setting(key, env_name):
+        if use_env and _env(env_name, environ):
+            return _env(env_name, environ)
+        return next((s[key] for s in sections if s and s.get(key)), None)
+
+    token_file = setting("web_identity_token_file", "AWS_WEB_IDENTITY_TOKEN_FILE")
+    role_arn = setting("role_arn", "AWS_ROLE_ARN")
+    session = setting("role_session_name", "AWS_ROLE_SESSION_NAME")
+    if not token_file:
+        return None
+    if not role_arn:
+        raise OptionError("web identity: a token file is configured but no role ARN "
+                          "(AWS_ROLE_ARN or the profile's role_arn)")
+    endpoint = None
+    if not _truthy(environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "")):
+        conf = next((s for s in sections if s), {})
+        endpoint = (_env("AWS_ENDPOINT_URL_STS", environ) or _env("AWS_ENDPOINT_URL", environ)
+                    or _nested(conf.get("sts")).get("endpoint_url") or conf.get("endpoint_url"))
+    return _fetched_by_c("web_identity", credential_token_file=os.path.expanduser(token_file.strip()),
+                         credential_role_arn=role_arn.strip(),
+                         credential_role_session_name=session.strip() if session else None,
+                         credential_url=endpoint.strip() if endpoint else None)
 
 
 def _container(environ):
@@ -186,50 +213,19 @@ def _container(environ):
     full = _env("AWS_CONTAINER_CREDENTIALS_FULL_URI", environ)
     if not rel and not full:
         return None
-    url = (_CONTAINER_HOST + rel) if rel else full
-    headers = {}
-    refresh = {"credential_source": "container", "credential_url": url}
     token = _env("AWS_CONTAINER_AUTHORIZATION_TOKEN", environ)
     token_file = _env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", environ)
-    if token_file:
-        refresh["credential_token_file"] = token_file
-        try:
-            with open(token_file, encoding="utf-8") as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise OptionError(f"cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: {exc}") from None
-    if token:
-        if "\r" in token or "\n" in token:
-            raise OptionError("the container authorization token holds a line break")
-        headers["Authorization"] = token
-        if not token_file:
-            refresh["credential_token"] = token
-    try:
-        body = _http("GET", url, headers, timeout=2.0)
-        creds = _from_json(json.loads(body), "container credentials endpoint")
-        creds["_refresh"] = refresh
-        return creds
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise OptionError(f"container credentials endpoint {url} failed: {exc}") from None
+    if token and not token_file and ("\r" in token or "\n" in token):
+        raise OptionError("the container authorization token holds a line break")
+    return _fetched_by_c("container", credential_url=(_CONTAINER_HOST + rel) if rel else full,
+                         credential_token_file=token_file, credential_token=None if token_file else token)
 
 
 def _imds(environ):
     if _truthy(environ.get("AWS_EC2_METADATA_DISABLED", "")):
         return None
     base = (_env("AWS_EC2_METADATA_SERVICE_ENDPOINT", environ) or _IMDS_DEFAULT).rstrip("/")
-    try:
-        token = _http("PUT", base + "/latest/api/token",
-                      {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}).decode()
-        h = {"X-aws-ec2-metadata-token": token}
-        roles = _http("GET", base + "/latest/meta-data/iam/security-credentials/", h).decode().split()
-        if not roles:
-            return None
-        data = json.loads(_http("GET", base + "/latest/meta-data/iam/security-credentials/" + roles[0], h))
-    except (OSError, ValueError, urllib.error.URLError):
-        return None  # not on EC2 (or no role): no credentials from here
-    creds = _from_json(data, "instance metadata service")
-    creds["_refresh"] = {"credential_source": "imds", "credential_url": base}
-    return creds
+    return _fetched_by_c("imds", credential_url=base)
 
 
 def find_credentials(options=None, environ=None):
@@ -249,6 +245,9 @@ def find_credentials(options=None, environ=None):
     creds_sec, conf_sec = _profile_sections(profile, environ)
     if (profile_opt or profile != "default") and creds_sec is None and conf_sec is None:
         raise OptionError(f"AWS profile {profile!r} not found in the credentials or config file")
+    found = _web_identity((conf_sec, creds_sec), environ, use_env=not profile_opt)
+    if found:
+        return found
     found = (_from_mapping(creds_sec, f"profile {profile} (credentials file)")
              or _from_mapping(conf_sec, f"profile {profile} (config file)"))
     if found:
@@ -314,16 +313,17 @@ def s3_backend_options(url, options):
         return opts
     if "session_token" in opts:
         raise OptionError("session_token needs access_key_id and secret_access_key")
+    if opts.get("credential_source"):  # the caller says where C fetches them
+        opts.pop("profile", None)
+        return opts
     creds = find_credentials(opts, environ)
     opts.pop("profile", None)
-    if creds:
+    if creds and creds.get("_fetch"):  # C fetches them on first use, and refreshes them
+        for k, v in creds["_fetch"].items():
+            opts.setdefault(k, v)
+    elif creds:
         opts["access_key_id"] = creds["access_key_id"]
         opts["secret_access_key"] = creds["secret_access_key"]
         if creds.get("session_token"):
             opts["session_token"] = creds["session_token"]
-        if creds.get("_refresh"):  # temporary: the C backend refreshes them from there
-            opts.update(creds["_refresh"])
-            expiration = _epoch(creds.get("_expiration")) if creds.get("_expiration") else None
-            if expiration:
-                opts["credential_expiration"] = str(expiration)
     return opts

@@ -4,6 +4,7 @@ raises, promptly, and gives up what can be given up without leaving anything hal
 sent yet. A write already on the wire completes. Against the fault server, whose "stall" and
 "delay" faults hold a response back for longer than any of these tests may take."""
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -157,3 +158,27 @@ def test_cancelled_future_gives_up_its_read(fault_server):
 
     elapsed, got = asyncio.run(main())
     assert got == values["k1"] and elapsed < 5
+
+
+def test_interrupt_reaches_ops_parked_for_a_token(fault_server):
+    """Ops parked while another caller's op fetches the access token (the metadata server
+    answers after 5 s) are given up at once: they do not wait for that fetch to end."""
+    token_path = "/computeMetadata/v1/instance/service-accounts/default/token"
+    fault_server.put(token_path, json.dumps({"access_token": "ya29.t", "expires_in": 3600}).encode())
+    fault_server.add_faults(token_path, ["delay:5"])
+    values = {f"k{i}": os.urandom(100) for i in range(20)}
+    for k, v in values.items():
+        fault_server.put(f"/storage/v1/b/bkt/o/interrupt-token/{k}", v)
+    store = CloudFilesStore("gs://bkt/interrupt-token", endpoint_url=fault_server.url,
+                            metadata_host=fault_server.url.split("://", 1)[1], concurrency=8)
+    got = {}
+    other = threading.Thread(target=lambda: got.update(store.getitems(["k0"])))
+    other.start()
+    time.sleep(0.3)  # its op holds the claim: its token request is under way
+    t0 = time.monotonic()
+    with interrupt_after(0.5), pytest.raises(Interrupted):
+        store.getitems(list(values))
+    assert time.monotonic() - t0 < 3
+    other.join()
+    assert got == {"k0": values["k0"]}
+    assert len(fault_server.requests(token_path)) == 1

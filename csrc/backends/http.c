@@ -7,6 +7,7 @@
 
 #include "core/backend.h"
 #include "util/keys.h"
+#include "util/secret.h"
 
 extern const cfs_backend_ops cfs_http_backend;
 
@@ -59,11 +60,8 @@ static void http_close(cfs_backend *b)
         return;
     free(h->url);
     cfs_tls_free(&h->tls);
-    free(h->bearer_token);
-    if (h->userpwd) {
-        memset(h->userpwd, 0, strlen(h->userpwd));
-        free(h->userpwd);
-    }
+    cfs_secret_free(h->bearer_token);
+    cfs_secret_free(h->userpwd);
     free(h);
 }
 
@@ -111,7 +109,7 @@ static cfs_backend *http_open(const char *url, cfs_options *opts, char *err, siz
     const char *pass = cfs_options_take(opts, "password");
     if (user || pass) {
         size_t n = strlen(user ? user : "") + strlen(pass ? pass : "") + 2;
-        free(h->userpwd);
+        cfs_secret_free(h->userpwd);
         h->userpwd = malloc(n);
         if (!h->userpwd)
             goto oom_h;

@@ -22,6 +22,10 @@ typedef struct cfs_request {
     size_t body_len;
     cfs_buf body_owned;         /* a body the backend built (XML, JSON) */
     int no_body;                /* HEAD: no response body expected */
+    long timeout_ms;            /* > 0: a limit of its own for the whole request (credential
+                                 * endpoints answer at once or not at all) */
+    int secret;                 /* the body carries a secret: wiped when cleared (header
+                                 * lines always are: Authorization) */
 } cfs_request;
 
 /* Add a header line "Name: value". Returns 0, or -1 (out of memory, longer than 2 KiB, or
@@ -68,7 +72,8 @@ enum {
     CFS_BUILD_SEND = 0,     /* the request is ready */
     CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
     CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
-                             * ask again shortly, without counting an attempt */
+                             * the engine parks the op, without counting an attempt, and
+                             * builds it again once cfs_engine_release_parked() is called */
     CFS_BUILD_PREPARE = 3,  /* run prepare() on a worker thread first (hashing a large body
                              * would stall every other transfer), then build again */
 };
@@ -133,6 +138,11 @@ typedef struct cfs_backend_ops {
 struct cfs_backend {
     const cfs_backend_ops *ops;
 };
+
+/* Build again the ops parked because their build() said CFS_BUILD_WAIT: what they waited
+ * for (another op's fetch of a credential) is over. Any thread (engine.c; the credential
+ * cache, core/cred_cache.h, calls it). */
+void cfs_engine_release_parked(void);
 
 /* Retry facts for a backend's multi-step ops (the engine keeps the budget: admission.c). */
 /* Attempts a transient failure gets in all for the op's store (the retries option). */

@@ -126,14 +126,26 @@ unsigned cfs_engine_cancel_gen(void)
     return atomic_load(&g_cancel_gen);
 }
 
-void cfs_engine_notice_cancel(void)
+/* Have every lane of this process's engine look at its lists before it next sleeps. */
+static void wake_every_lane(void)
 {
-    atomic_fetch_add(&g_cancel_gen, 1);
     engine *e = cfs_engine_current();
     if (!e || e->pid != getpid())
         return;
     for (int i = 0; i < e->n_lanes; i++)
-        cfs_lane_wake(&e->lanes[i]); /* each drops its cancelled transfers before it next sleeps */
+        cfs_lane_wake(&e->lanes[i]);
+}
+
+void cfs_engine_notice_cancel(void)
+{
+    atomic_fetch_add(&g_cancel_gen, 1);
+    wake_every_lane(); /* each drops its cancelled transfers */
+}
+
+void cfs_engine_release_parked(void)
+{
+    cfs_transfer_bump_park_gen();
+    wake_every_lane(); /* each releases its parked ops */
 }
 
 /* ---------- lifecycle ---------- */

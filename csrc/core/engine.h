@@ -64,6 +64,7 @@ typedef struct cfs_engine_stats {
     uint64_t requests;          /* HTTP transfers started */
     uint64_t retries;
     uint64_t connections;       /* new connections opened */
+    uint64_t parked;            /* times an op was parked (CFS_BUILD_WAIT) */
     int lanes;                  /* transfer threads (0 until the engine starts) */
     uint64_t window_decreases;  /* hosts' in-flight windows halved on a 503 or 429 */
 } cfs_engine_stats;

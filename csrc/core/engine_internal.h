@@ -120,6 +120,8 @@ typedef struct transfer {
     struct timespec last_move;
     int stalled;
     int cancelled;              /* given up mid-transfer (cfs_engine_notice_cancel) */
+    int parked;                 /* in lane.retries until released (CFS_BUILD_WAIT) */
+    unsigned park_gen;          /* cfs_transfer_park_gen() before its build() said CFS_BUILD_WAIT */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
 } transfer;
 
@@ -145,6 +147,7 @@ typedef struct lane {
     struct timespec next_stall_check;
     transfer *retries;
     unsigned cancel_gen;            /* cfs_engine_cancel_gen() when the lane last looked for cancelled ops */
+    unsigned park_gen;              /* cfs_transfer_park_gen() when the lane last released parked ops */
     CURL *idle_easy[64];
     int n_idle_easy;
 } lane;
@@ -242,6 +245,10 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc);
 void cfs_transfer_schedule_retry(lane *ln, transfer *t);
 void cfs_transfer_free(lane *ln, transfer *t);
 void cfs_transfer_hand_back_children(lane *ln, cfs_op *list);
+/* After cfs_engine_release_parked: make this lane's parked ops due again. */
+void cfs_transfer_release_parked(lane *ln);
+/* A release happened (cfs_engine_release_parked): lanes then release their parked ops. */
+void cfs_transfer_bump_park_gen(void);
 /* The requests, retries and new connections counted so far (cfs_engine_get_stats). */
 void cfs_transfer_counts(cfs_engine_stats *out);
 

@@ -271,6 +271,7 @@ void *cfs_lane_main(void *arg)
         run_children_done(ln);
         retry_verify_failures(ln);
         give_up_cancelled(ln);
+        cfs_transfer_release_parked(ln);
         start_due_retries(ln, &timeout_ms);
         check_stalls(ln);
         if (ln->curl_timer_set) {

@@ -7,6 +7,7 @@
 
 #include "core/backend.h"
 #include "core/retry.h"
+#include "util/secret.h"
 
 int cfs_request_header(cfs_request *req, const char *fmt, ...)
 {
@@ -32,6 +33,10 @@ int cfs_request_header(cfs_request *req, const char *fmt, ...)
 void cfs_request_clear(cfs_request *req)
 {
     free(req->url);
+    for (struct curl_slist *l = req->headers; l; l = l->next) /* Authorization lines */
+        cfs_secret_wipe(l->data, strlen(l->data));
+    if (req->secret)
+        cfs_secret_wipe(req->body_owned.data, req->body_owned.cap);
     curl_slist_free_all(req->headers);
     cfs_buf_free(&req->body_owned);
     memset(req, 0, sizeof *req);

@@ -18,10 +18,13 @@
 /* Idle connections older than this are not reused: servers close theirs (S3 after about
  * 20 s, nginx 75 s) and a request sent on a closed one fails. */
 #define MAX_IDLE_CONNECTION_S 20L
-/* How long an op whose build() said CFS_BUILD_WAIT waits before asking again. */
-#define BUILD_WAIT_S 0.005
+/* How long an op whose build() said CFS_BUILD_WAIT stays parked at most: it is built again
+ * as soon as cfs_engine_release_parked() is called; this is only a safety net (a fetch
+ * claimed by an op that vanished without a word is given up after a timeout). */
+#define PARK_MAX_S 5.0
 
-static atomic_uint_fast64_t g_requests, g_retries, g_connections;
+static atomic_uint_fast64_t g_requests, g_retries, g_connections, g_parked;
+static atomic_uint g_park_gen; /* bumped by each cfs_engine_release_parked: lanes then look */
 
 /* Thread-safe uniform [0,1) without global state. */
 static double random01(void)
@@ -247,6 +250,45 @@ static transfer *transfer_new(cfs_op *op)
     return t;
 }
 
+/* ---------- parked ops ----------
+ * An op whose build() said CFS_BUILD_WAIT (another op is fetching what it needs) waits in
+ * the lane's retry list without a deadline it would poll at: whoever ends that fetch calls
+ * cfs_engine_release_parked(), and each lane then builds its parked ops again (those still
+ * waiting park again). Being in the retry list, a parked op is given up like any other on
+ * a cancel. A release between the op's build() and its parking is not lost: the op
+ * remembers g_park_gen from before build(). */
+
+static void park(lane *ln, transfer *t, unsigned gen_before_build)
+{
+    cfs_request_clear(&t->req);
+    atomic_fetch_add(&g_parked, 1);
+    t->park_gen = gen_before_build;
+    t->parked = atomic_load(&g_park_gen) == gen_before_build; /* else released already */
+    t->retry_at = after_seconds(t->parked ? PARK_MAX_S : 0);
+    t->next_retry = ln->retries;
+    ln->retries = t;
+}
+
+void cfs_transfer_release_parked(lane *ln)
+{
+    unsigned gen = atomic_load(&g_park_gen);
+    if (gen == ln->park_gen)
+        return;
+    ln->park_gen = gen;
+    struct timespec now = now_mono();
+    for (transfer *t = ln->retries; t; t = t->next_retry) {
+        if (t->parked && t->park_gen != gen) {
+            t->parked = 0;
+            t->retry_at = now; /* start_due_retries builds it */
+        }
+    }
+}
+
+void cfs_transfer_bump_park_gen(void)
+{
+    atomic_fetch_add(&g_park_gen, 1);
+}
+
 /* Have the op's backend build its next request into t->req. Returns 1 if it is to be
  * sent; 0 if the op went elsewhere: parked to be built again, handed to a worker for its
  * prepare(), or finished (done without a request, or failed). */
@@ -255,13 +297,10 @@ static int build_request(lane *ln, cfs_op *op, transfer *t)
     cfs_backend *b = op->backend;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
+    unsigned park_gen = atomic_load(&g_park_gen);
     int built = b->ops->build(b, op, &t->req);
     if (built == CFS_BUILD_WAIT) {
-        /* parked with the retries (no attempt counted), to be built again shortly */
-        cfs_request_clear(&t->req);
-        t->retry_at = after_seconds(BUILD_WAIT_S);
-        t->next_retry = ln->retries;
-        ln->retries = t;
+        park(ln, t, park_gen); /* no attempt counted */
         return 0;
     }
     if (built == CFS_BUILD_PREPARE) {
@@ -317,6 +356,11 @@ static CURLcode set_transfer_options(transfer *t, const cfs_transfer_config *cfg
         SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     }
     SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+    if (t->req.timeout_ms > 0) { /* a request with a limit of its own (credential endpoints) */
+        SET(CURLOPT_TIMEOUT_MS, t->req.timeout_ms);
+        if (t->req.timeout_ms < cfg->connect_timeout_ms)
+            SET(CURLOPT_CONNECTTIMEOUT_MS, t->req.timeout_ms);
+    }
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_MAXAGE_CONN, MAX_IDLE_CONNECTION_S);
     SET(CURLOPT_FRESH_CONNECT, (long)t->op->fresh_connection);
@@ -618,4 +662,5 @@ void cfs_transfer_counts(cfs_engine_stats *out)
     out->requests = atomic_load(&g_requests);
     out->retries = atomic_load(&g_retries);
     out->connections = atomic_load(&g_connections);
+    out->parked = atomic_load(&g_parked);
 }

@@ -16,17 +16,18 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
     (void)unused;
     cfs_engine_stats st;
     cfs_engine_get_stats(&st);
-    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K}", "requests", (unsigned long long)st.requests, "retries",
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K,s:K}", "requests", (unsigned long long)st.requests, "retries",
                          (unsigned long long)st.retries, "connections",
                          (unsigned long long)st.connections, "lanes", st.lanes, "window_decreases",
-                         (unsigned long long)st.window_decreases);
+                         (unsigned long long)st.window_decreases, "parked", (unsigned long long)st.parked);
 }
 
 static PyMethodDef module_methods[] = {
     { "engine_stats", engine_stats, METH_NOARGS,
       "Counters of this process's engine: HTTP requests, retries, connections opened;\n"
       "lanes, its transfer threads (0 before its first transfer); window_decreases, times a\n"
-      "host's in-flight window was halved on a 503 or 429." },
+      "host's in-flight window was halved on a 503 or 429; parked, times an op waited for\n"
+      "another op's credential fetch." },
     { NULL },
 };
 

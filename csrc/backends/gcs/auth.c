@@ -17,16 +17,6 @@
 
 #define CREDENTIALS_MAX_BYTES (1 << 20)
 
-void cfs_secret_free(char *s)
-{
-    if (!s)
-        return;
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
-    free(s);
-}
-
 void cfs_gcs_credentials_clear(cfs_gcs_credentials *c)
 {
     free(c->token_uri);
@@ -134,7 +124,7 @@ out:
         cfs_gcs_credentials_clear(out);
     free(type);
     cfs_secret_free(pem);
-    cJSON_Delete(root);
+    cfs_secret_json_delete(root);
     return rc;
 }
 
@@ -174,9 +164,8 @@ int cfs_gcs_credentials_load(const char *path, const char *token_uri_override,
     rc = 0;
 out:
     fclose(f);
-    if (b.data)
-        memset(b.data, 0, b.cap);
-    cfs_buf_free(&b);
+    cfs_secret_wipe(chunk, sizeof chunk);
+    cfs_secret_buf_free(&b);
     return rc;
 }
 
@@ -256,12 +245,12 @@ int cfs_gcs_token_request_body(cfs_buf *out, const cfs_gcs_credentials *c, const
     if (c->kind == CFS_GCS_CRED_SERVICE_ACCOUNT) {
         cfs_buf jwt = { 0 };
         if (cfs_gcs_jwt(&jwt, c, scope, now, err, errlen) < 0 || cfs_buf_terminate(&jwt) < 0) {
-            cfs_buf_free(&jwt);
+            cfs_secret_buf_free(&jwt);
             return -1;
         }
         int rc = form_pair(out, "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer") < 0 ||
                  form_pair(out, "assertion", jwt.data) < 0 ? -1 : 0;
-        cfs_buf_free(&jwt);
+        cfs_secret_buf_free(&jwt); /* a bearer assertion for the next hour */
         if (rc < 0)
             snprintf(err, errlen, "out of memory");
         return rc;
@@ -318,11 +307,6 @@ int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *exp
     }
     rc = 0;
 out:
-    if (cJSON_IsObject(root)) {
-        cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-        if (cJSON_IsString(t)) /* do not leave the token in freed memory */
-            memset(t->valuestring, 0, strlen(t->valuestring));
-    }
-    cJSON_Delete(root);
+    cfs_secret_json_delete(root); /* do not leave the token in freed memory */
     return rc;
 }

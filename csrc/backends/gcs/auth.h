@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "util/secret.h"
 
 #define CFS_GCS_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 #define CFS_GCS_SCOPE_READ_WRITE "https://www.googleapis.com/auth/devstorage.read_write"
@@ -56,8 +57,5 @@ int cfs_gcs_token_request_body(cfs_buf *out, const cfs_gcs_credentials *c, const
  * *token is a fresh string; *expires_in is seconds (3600 if absent). Returns 0 or -1. */
 int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *expires_in,
                         char *err, size_t errlen);
-
-/* Free a secret string after overwriting it. */
-void cfs_secret_free(char *s);
 
 #endif

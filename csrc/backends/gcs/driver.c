@@ -19,8 +19,8 @@
  * key (RS256 JWT grant), an authorized_user ADC file (refresh-token grant) or the metadata
  * server. A token request is one more step of the op that needs it, sent through the
  * engine like any other request (same retries, timeouts, TLS settings); the token is
- * cached in the backend and refreshed by one op when it is within REFRESH_MARGIN of its
- * expiry while the others keep using it.
+ * cached in the backend's credential cache (core/cred_cache.h: one op fetches or refreshes
+ * it while the others keep using it or are parked until it comes).
  *
  * This file: open/close (the URL, options, choosing credentials), the token cache and the
  * token step of an op ("tokens" below), and the ops table with what it declares. The
@@ -43,31 +43,12 @@ extern const cfs_backend_ops cfs_gcs_backend;
 /* A token of lifetime L is refreshed (by one op) from min(300 s, L/2) before its expiry
  * and no longer used from min(60 s, L/10) before it: 3300 s and 3540 s into Google's usual
  * hour; a short-lived token (a metadata server's, near its own refresh) scales down. */
-#define REFRESH_MARGIN 300.0
-#define EXPIRY_MARGIN 60.0
-#define REFRESH_CLAIM_TIMEOUT 60.0 /* an op refreshing for longer than this has given up */
+static const cfs_cred_policy TOKEN_POLICY = {
+    .refresh_margin = 300, .expiry_margin = 60, .claim_timeout = 60, .refresh_backoff = 30,
+    .failure_memory = 1, .max_fetches = 4, /* an op makes at most 4 token requests */
+};
 #define MIB (1024L * 1024L)
 #define RESUMABLE_QUANTUM (256L * 1024L) /* a session's chunks are multiples of this */
-
-/* Lock the token cache. In a forked child the refresh a parent's thread had claimed will
- * never finish there: forget the claim. */
-void token_lock(gcs_backend *g)
-{
-    if (cfs_fork_mutex_lock(&g->lock))
-        g->refresh_claimed = 0;
-}
-
-void token_unlock(gcs_backend *g)
-{
-    cfs_fork_mutex_unlock(&g->lock);
-}
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* The response headers gcs_finish reads (cfs_response.captured, in the order of
  * GCS_GOOG_HASH... in gcs_internal.h). */
@@ -93,8 +74,7 @@ static void gcs_close(cfs_backend *b)
     cfs_tls_free(&g->tls);
     free(g->scope);
     cfs_gcs_credentials_clear(&g->cred);
-    cfs_secret_free(g->token);
-    cfs_fork_mutex_destroy(&g->lock);
+    cfs_cred_cache_destroy(&g->tokens);
     free(g);
 }
 
@@ -214,11 +194,6 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
         return NULL;
     }
     g->base.ops = &cfs_gcs_backend;
-    if (cfs_fork_mutex_init(&g->lock) < 0) {
-        free(g);
-        snprintf(err, errlen, "cannot create a mutex");
-        return NULL;
-    }
 
     /* gs://bucket[/prefix...] */
     const char *p = strstr(url, "://") + 3;
@@ -298,6 +273,9 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     if (choose_credentials(g, token, anon, anon_set, credentials, token_uri, metadata_host,
                            emulator, err, errlen) < 0)
         goto fail;
+    if (g->cred.token_uri &&
+        cfs_cred_cache_init(&g->tokens, &TOKEN_POLICY, g->cred.token_uri, cfs_engine_release_parked) < 0)
+        goto oom;
     return &g->base;
 
 oom:
@@ -316,56 +294,49 @@ int add_bearer(cfs_request *req, const char *token)
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
-    memset(line, 0, strlen(line));
-    free(line);
+    cfs_secret_free(line);
     if (!l)
         return -1;
     req->headers = l;
     return 0;
 }
 
-/* What the next request of `op` carries: nothing (anonymous), a token (copied into
- * *token), or it must first fetch one. */
-int token_decide(gcs_backend *g, gcs_state *st, char **token)
+typedef struct token_copy {
+    cfs_op *op;
+    char **token;
+} token_copy;
+
+static int copy_token(cfs_cred *cred, void *ctx)
 {
-    *token = NULL;
-    switch (g->cred.kind) {
-    case CFS_GCS_CRED_ANON:
-        return TOKEN_NONE;
-    case CFS_GCS_CRED_STATIC:
-        *token = strdup(g->cred.static_token);
-        return *token ? TOKEN_USE : -1;
-    default:
-        break;
-    }
-    int rc;
-    double now = now_mono();
-    int just_fetched = st->just_fetched;
-    st->just_fetched = 0;
-    token_lock(g);
-    if (g->token && (just_fetched || now < g->token_usable_until)) {
-        int claim_free = g->refresh_claimed == 0 || now - g->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
-        if (!just_fetched && now >= g->token_refresh_at && claim_free) {
-            g->refresh_claimed = now; /* this op refreshes; the others keep the old token */
-            rc = TOKEN_FETCH;
-        } else {
-            *token = strdup(g->token);
-            st->token_gen = g->token_gen;
-            rc = *token ? TOKEN_USE : -1;
-        }
-    } else if (g->refresh_claimed != 0 && now - g->refresh_claimed <= REFRESH_CLAIM_TIMEOUT) {
-        rc = TOKEN_WAIT; /* no usable token and another op is fetching one: wait for it */
-    } else {
-        g->refresh_claimed = now; /* no usable token: this op fetches it for everyone */
-        rc = TOKEN_FETCH;
-    }
-    token_unlock(g);
-    return rc;
+    token_copy *c = ctx;
+    if ((*c->token = strdup(cred->secret)))
+        return 0;
+    cfs_op_fail(c->op, CFS_ENOMEM, "out of memory");
+    return -1;
 }
 
-int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req)
+/* What the next request of `op` carries (core/cred_cache.h): CFS_CRED_USE with a token
+ * copied into *token (NULL: anonymous); or it fetches one first, waits for another op's
+ * fetch, or has failed. */
+static int token_decide(gcs_backend *g, gcs_state *st, cfs_op *op, char **token)
+{
+    *token = NULL;
+    token_copy copy = { op, token };
+    switch (g->cred.kind) {
+    case CFS_GCS_CRED_ANON:
+        return CFS_CRED_USE;
+    case CFS_GCS_CRED_STATIC:
+        return copy_token(&(cfs_cred){ .secret = g->cred.static_token }, &copy) == 0 ? CFS_CRED_USE
+                                                                                     : CFS_CRED_FAILED;
+    default:
+        return cfs_cred_decide(&g->tokens, &st->ticket, op, copy_token, &copy);
+    }
+}
+
+static int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req)
 {
     char err[200];
+    req->secret = 1; /* a refresh token, a client secret or a signed assertion */
     req->url = strdup(g->cred.token_uri);
     if (!req->url || cfs_op_set_where(op, g->cred.token_uri) < 0)
         goto oom;
@@ -392,48 +363,48 @@ oom:
     return -1;
 }
 
-void token_release_claim(gcs_backend *g)
+/* The token the op's next request carries (CFS_CRED_USE, *token set; NULL: anonymous), or
+ * its token request built in req (CFS_CRED_FETCH), or CFS_CRED_WAIT, or CFS_CRED_FAILED. */
+int token_step(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, char **token)
 {
-    token_lock(g);
-    g->refresh_claimed = 0;
-    token_unlock(g);
+    int t;
+    while ((t = token_decide(g, st, op, token)) == CFS_CRED_FETCH) {
+        if (build_token_request(g, op, req) == 0)
+            break;
+        cfs_request_clear(req);
+        if (cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, 0) != CFS_CRED_USE)
+            return CFS_CRED_FAILED; /* else an early refresh failed: use the current token */
+    }
+    st->auth_step = t == CFS_CRED_FETCH;
+    return t;
 }
 
+/* The token endpoint's answer. */
 cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp)
 {
-    const cfs_buf *body = resp->body;
+    cfs_buf *body = resp->body;
     char detail[200];
+    int outcome;
     if (resp->status == 200) {
-        char *token = NULL;
+        cfs_cred tok = { 0 };
         int64_t expires_in = 0;
-        if (cfs_gcs_parse_token(body->data, body->len, &token, &expires_in, detail, sizeof detail) < 0) {
-            token_release_claim(g);
+        int rc = cfs_gcs_parse_token(body->data, body->len, &tok.secret, &expires_in, detail, sizeof detail);
+        cfs_secret_wipe(body->data, body->len);
+        if (rc == 0) {
+            outcome = cfs_cred_fetched(&g->tokens, &st->ticket, &tok, (double)expires_in, op);
+        } else {
             cfs_op_fail(op, CFS_EPROTOCOL, "token endpoint: %s", detail);
-            return CFS_NEXT_DONE;
+            outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, 0);
         }
-        double now = now_mono(), life = (double)expires_in;
-        token_lock(g);
-        cfs_secret_free(g->token);
-        g->token = token;
-        g->token_usable_until = now + life - (life / 10 < EXPIRY_MARGIN ? life / 10 : EXPIRY_MARGIN);
-        g->token_refresh_at = now + life - (life / 2 < REFRESH_MARGIN ? life / 2 : REFRESH_MARGIN);
-        g->refresh_claimed = 0;
-        g->token_gen++;
-        token_unlock(g);
-        st->auth_step = 0;
-        st->just_fetched = 1;
-        st->fetches++;
-        op->step++;
-        return CFS_NEXT_AGAIN;
+    } else {
+        int transient = resp->status == 408 || resp->status == 429 || resp->status >= 500;
+        cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
+        cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "token %s: HTTP %ld: %s",
+                    transient ? "endpoint" : "request refused", resp->status, detail);
+        outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, transient && !cfs_op_last_attempt(op));
     }
-    token_release_claim(g);
-    cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
-    if (resp->status == 408 || resp->status == 429 || resp->status >= 500) {
-        cfs_op_fail(op, CFS_ETRANSIENT, "token endpoint: HTTP %ld: %s", resp->status, detail);
-        return CFS_NEXT_RETRY;
-    }
-    cfs_op_fail(op, CFS_EAUTH, "token request refused: HTTP %ld: %s", resp->status, detail);
-    return CFS_NEXT_DONE;
+    st->auth_step = outcome == CFS_CRED_FETCH; /* else: done with it, or a token to use */
+    return cfs_cred_next(op, outcome, op->step + 1);
 }
 
 static int gcs_configure_handle(cfs_backend *b, CURL *easy)

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
-#include "core/fork_mutex.h"
+#include "core/cred_cache.h"
 #include "backends/gcs/auth.h"
 #include "backends/gcs/proto.h"
 
@@ -23,22 +23,14 @@ typedef struct gcs_backend {
     cfs_gcs_credentials cred;
     size_t resumable_threshold; /* PUTs of at least this many bytes go up in a session */
     size_t resumable_chunk;     /* bytes per request of a session */
-
-    cfs_fork_mutex lock;    /* guards the token cache below (token_lock/token_unlock) */
-    char *token;            /* access token (secret), NULL if none yet */
-    double token_usable_until; /* monotonic seconds */
-    double token_refresh_at;   /* monotonic seconds */
-    double refresh_claimed; /* monotonic seconds an op began an early refresh, 0 if none */
-    unsigned long token_gen;
+    cfs_cred_cache tokens;  /* access tokens fetched (service account, user, metadata) */
 } gcs_backend;
 
 /* Per-op state: which request of the op is in flight. */
 typedef struct gcs_state {
     int auth_step;          /* the current request fetches a token */
-    int just_fetched;       /* the last request fetched a token: use it */
-    int fetches;            /* tokens this op obtained */
+    cfs_cred_ticket ticket; /* its part in the token cache */
     int reauthed;           /* already fetched a fresh token after a 401 */
-    unsigned long token_gen; /* generation of the token the request carried */
     char *page_token;       /* LIST: where the next page starts */
     char *rewrite_token;    /* COPY: where the next rewrite call continues */
     int have_crc;           /* PUT: crc32c of the body computed */
@@ -69,13 +61,11 @@ enum { RS_START = 0, RS_SEND = 1 };
 enum { GCS_GOOG_HASH, GCS_LOCATION, GCS_RANGE };
 
 /* driver.c: the token cache and the token step of an op ("tokens" there). */
-enum { TOKEN_NONE, TOKEN_USE, TOKEN_FETCH, TOKEN_WAIT };
-void token_lock(gcs_backend *g);
-void token_unlock(gcs_backend *g);
 int add_bearer(cfs_request *req, const char *token);
-int token_decide(gcs_backend *g, gcs_state *st, char **token);
-int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req);
-void token_release_claim(gcs_backend *g);
+/* The token the op's next request carries (CFS_CRED_USE, *token set; NULL: anonymous), or
+ * its token request built in req (CFS_CRED_FETCH), or CFS_CRED_WAIT, or CFS_CRED_FAILED. */
+int token_step(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, char **token);
+/* The token endpoint's answer. */
 cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_response *resp);
 
 /* request.c */

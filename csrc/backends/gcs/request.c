@@ -10,12 +10,12 @@
 #include "util/keys.h"
 
 #define LIST_PAGE_SIZE 1000
-#define MAX_TOKEN_FETCHES 4        /* per op: an endpoint that never gives a usable token */
 #define MAX_NAME_BYTES 1024
 
 static void state_free(void *p)
 {
     gcs_state *s = p;
+    cfs_cred_release(&s->ticket);
     free(s->page_token);
     free(s->rewrite_token);
     free(s->session);
@@ -51,32 +51,6 @@ static int set_target(cfs_op *op, cfs_request *req, const char *method, char *ur
     req->method = method;
     req->url = url;
     return url && cfs_op_set_where(op, url) == 0 ? 0 : -1;
-}
-
-/* ---------- the token step ---------- */
-
-/* What the next request is: the op's own, carrying *token (NULL: anonymous), or first a
- * token request, built into req (st->auth_step set), or none yet while another op fetches
- * the token. Returns CFS_BUILD_SEND (the first two), CFS_BUILD_WAIT or CFS_BUILD_FAILED. */
-static int build_auth(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, char **token)
-{
-    int t = token_decide(g, st, token);
-    if (t < 0)
-        return no_memory(op);
-    if (t == TOKEN_WAIT)
-        return CFS_BUILD_WAIT;
-    st->auth_step = t == TOKEN_FETCH;
-    if (!st->auth_step)
-        return CFS_BUILD_SEND;
-    if (st->fetches >= MAX_TOKEN_FETCHES) {
-        token_release_claim(g);
-        cfs_op_fail(op, CFS_EAUTH, "no usable access token after %d tokens", st->fetches);
-        return CFS_BUILD_FAILED;
-    }
-    int rc = build_token_request(g, op, req);
-    if (rc != CFS_BUILD_SEND)
-        token_release_claim(g);
-    return rc;
 }
 
 /* ---------- the op's own request ---------- */
@@ -268,8 +242,10 @@ int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (!st)
         return no_memory(op);
     char *token = NULL;
-    int rc = build_auth(g, op, st, req, &token);
-    if (rc == CFS_BUILD_SEND && !st->auth_step) { /* not waiting, no token to fetch first */
+    /* first the token step: a token to carry, or its request built, or wait for it */
+    int t = token_step(g, op, st, req, &token);
+    int rc = t == CFS_CRED_USE ? CFS_BUILD_SEND : cfs_cred_build_answer(t);
+    if (t == CFS_CRED_USE) {
         int may_auth = 1;
         rc = op->kind == CFS_OP_DELETE_MANY ? build_batch_delete(g, op, st, req)
                                              : build_object_request(g, op, st, req, &may_auth);

@@ -207,12 +207,7 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
 
     if (resp->status == 401 && g->cred.kind >= CFS_GCS_CRED_SERVICE_ACCOUNT && !st->reauthed) {
         /* the token was revoked or expired early: drop it (if still current), fetch anew */
-        token_lock(g);
-        if (g->token && g->token_gen == st->token_gen) {
-            cfs_secret_free(g->token);
-            g->token = NULL;
-        }
-        token_unlock(g);
+        cfs_cred_invalidate(&g->tokens, &st->ticket);
         st->reauthed = 1;
         st->rs_in_flight = 0; /* refused: the server kept nothing of it */
         op->step++;

@@ -8,12 +8,14 @@
  * PUT at or above multipart_threshold goes up in parts, multipart_concurrency at once (each
  * part a child op of the PUT, with its own retries), and is aborted on failure.
  *
- * Credentials arrive as options (the Python layer, cloudfiles_store/_aws.py, finds them the
- * AWS way). Temporary ones from the container endpoint or the instance metadata service
- * (credential_source = container | imds, credential_url, credential_expiration...) are
- * refreshed here before they expire: the fetch is one more step of the op that needs it,
- * sent through the engine like any request; one op refreshes ahead of time while the
- * others keep signing with the current key.
+ * Credentials: keys given as options, or where to fetch temporary ones (the Python layer,
+ * cloudfiles_store/_aws.py, finds which the AWS way): credential_source = container (GET
+ * credential_url with credential_token[_file] as Authorization), imds (IMDSv2 at
+ * credential_url: token, role, role's keys) or web_identity (STS AssumeRoleWithWebIdentity
+ * at credential_url, default https://sts.REGION.amazonaws.com/, with credential_role_arn,
+ * credential_role_session_name and the token in credential_token_file). They are fetched
+ * on first use and refreshed before they expire (core/cred_cache.h): the fetch is one more
+ * step of the op that needs it, sent through the engine like any request.
  *
  * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
@@ -26,9 +28,8 @@
  * options above.
  *
  * This file: opening (URL, options, addressing) and closing the backend, the per-op state,
- * the credential refresh, and the ops table. Building requests is in request.c, reading
+ * the credentials, and the ops table. Building requests is in request.c, reading
  * answers in response.c, multipart uploads in multipart.c (s3_internal.h lists them). */
-#include <openssl/evp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,36 +39,16 @@
 
 #include "backends/s3/credentials.h"
 #include "backends/s3/s3_internal.h"
+#include "core/cred_cache.h"
 #include "util/keys.h"
+#include "util/secret.h"
 
 #define MAX_PARTS 10000
 #define MIB (1024L * 1024L)
 
-/* Temporary credentials: one op refreshes them from ADVISORY_MARGIN seconds before their
- * expiry (the others keep using them); from MANDATORY_MARGIN on, they are not used. */
-#define ADVISORY_MARGIN 600
-#define MANDATORY_MARGIN 60
-#define REFRESH_CLAIM_TIMEOUT 60.0  /* an op refreshing longer than this has given up */
-#define REFRESH_BACKOFF 30          /* after a failed early refresh, seconds before the next */
 #define IMDS_TOKEN_TTL "21600"
 
 /* ------------------------------------------------------------------ helpers */
-
-static void free_secret(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Lock the credentials. In a forked child the early refresh a parent's thread had
- * claimed will never finish there: forget the claim. */
-static void creds_lock(s3_backend *s)
-{
-    if (cfs_fork_mutex_lock(&s->lock))
-        s->refresh_claimed = 0;
-}
 
 /* Header lines of any length (session tokens can be long), straight onto the list. */
 int add_header_line(cfs_request *req, const char *name, const char *value)
@@ -76,19 +57,11 @@ int add_header_line(cfs_request *req, const char *name, const char *value)
     if (!line)
         return -1;
     struct curl_slist *l = curl_slist_append(req->headers, line);
-    OPENSSL_cleanse(line, strlen(line)); /* may hold a token */
-    free(line);
+    cfs_secret_free(line); /* may hold a token */
     if (!l)
         return -1;
     req->headers = l;
     return 0;
-}
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* A bucket name that can be a DNS label of a virtual host (and a TLS wildcard match). */
@@ -139,13 +112,14 @@ static void s3_close(cfs_backend *b)
     free(s->region);
     cfs_tls_free(&s->tls);
     free(s->cred_url);
-    free_secret(s->cred_auth);
+    cfs_secret_free(s->cred_auth);
     free(s->cred_auth_file);
+    free(s->role_arn);
+    free(s->role_session);
     free(s->access_key_id);
-    free_secret(s->secret_access_key);
-    free_secret(s->session_token);
-    OPENSSL_cleanse(s->signing_key, sizeof s->signing_key);
-    cfs_fork_mutex_destroy(&s->lock);
+    cfs_secret_free(s->secret_access_key);
+    cfs_secret_free(s->session_token);
+    cfs_cred_cache_destroy(&s->creds);
     free(s);
 }
 
@@ -205,20 +179,39 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
     const char *exp = cfs_options_take(opts, "credential_expiration");
     if (take_string(opts, "credential_url", &s->cred_url) < 0 ||
         take_string(opts, "credential_token", &s->cred_auth) < 0 ||
-        take_string(opts, "credential_token_file", &s->cred_auth_file) < 0) {
+        take_string(opts, "credential_token_file", &s->cred_auth_file) < 0 ||
+        take_string(opts, "credential_role_arn", &s->role_arn) < 0 ||
+        take_string(opts, "credential_role_session_name", &s->role_session) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (!src || !*src || !strcmp(src, "static")) {
-        if (s->cred_url || s->cred_auth || s->cred_auth_file) {
-            snprintf(err, errlen, "credential_url/credential_token need credential_source");
+        if (s->cred_url || s->cred_auth || s->cred_auth_file || s->role_arn || s->role_session) {
+            snprintf(err, errlen, "credential_url, credential_token and credential_role_arn need "
+                                  "credential_source");
             return -1;
         }
         s->source = CRED_STATIC;
-    } else if (!strcmp(src, "container") || !strcmp(src, "imds")) {
-        s->source = !strcmp(src, "container") ? CRED_CONTAINER : CRED_IMDS;
-        if (!s->cred_url || strncmp(s->cred_url, "http", 4) != 0 || strpbrk(s->cred_url, " \r\n")) {
+    } else if (!strcmp(src, "container") || !strcmp(src, "imds") || !strcmp(src, "web_identity")) {
+        s->source = !strcmp(src, "container") ? CRED_CONTAINER
+                  : !strcmp(src, "imds")      ? CRED_IMDS : CRED_WEB_IDENTITY;
+        if (s->source == CRED_WEB_IDENTITY ? (s->cred_url && strncmp(s->cred_url, "http", 4) != 0)
+                                           : (!s->cred_url || strncmp(s->cred_url, "http", 4) != 0)) {
             snprintf(err, errlen, "credential_source=%s needs an http(s) credential_url", src);
+            return -1;
+        }
+        if (s->cred_url && strpbrk(s->cred_url, " \r\n")) {
+            snprintf(err, errlen, "credential_url has spaces or line breaks");
+            return -1;
+        }
+        if (s->source == CRED_WEB_IDENTITY && (!s->role_arn || !s->cred_auth_file)) {
+            snprintf(err, errlen, "credential_source=web_identity needs credential_role_arn and "
+                                  "credential_token_file");
+            return -1;
+        }
+        if (s->source == CRED_WEB_IDENTITY && !s->role_session &&
+            !(s->role_session = cfs_asprintf("cloudfiles-store-%lld", (long long)time(NULL)))) {
+            snprintf(err, errlen, "out of memory");
             return -1;
         }
         if (!header_safe(s->cred_auth)) {
@@ -230,7 +223,7 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
             return -1;
         }
     } else {
-        snprintf(err, errlen, "credential_source must be container or imds, not %.40s", src);
+        snprintf(err, errlen, "credential_source must be container, imds or web_identity, not %.40s", src);
         return -1;
     }
     if (exp && *exp) {
@@ -337,15 +330,17 @@ static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const
     return 0;
 }
 
-/* Credentials: both halves, or anonymous. */
+static int open_creds(s3_backend *s, char *err, size_t errlen); /* credentials below */
+
+/* Credentials: both halves, or anonymous (or none yet, to be fetched); then the cache. */
 static int open_credentials(s3_backend *s, char *err, size_t errlen)
 {
     if (s->anon) {
         free(s->access_key_id);
-        free_secret(s->secret_access_key);
-        free_secret(s->session_token);
+        cfs_secret_free(s->secret_access_key);
+        cfs_secret_free(s->session_token);
         s->access_key_id = s->secret_access_key = s->session_token = NULL;
-    } else if (!s->access_key_id || !s->secret_access_key) {
+    } else if (!s->access_key_id != !s->secret_access_key || (s->source == CRED_STATIC && !s->access_key_id)) {
         snprintf(err, errlen, "%s",
                  s->access_key_id || s->secret_access_key
                      ? "access_key_id and secret_access_key go together"
@@ -357,7 +352,7 @@ static int open_credentials(s3_backend *s, char *err, size_t errlen)
         snprintf(err, errlen, "credentials hold characters a header cannot carry");
         return -1;
     }
-    return 0;
+    return s->anon ? 0 : open_creds(s, err, errlen);
 }
 
 /* Where requests go: the origin, the Host header and the path before the key, for a
@@ -414,11 +409,6 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->verify_etag = 1;
     s->checksum_crc32c = 1;
     s->verify_checksum = 1;
-    if (cfs_fork_mutex_init(&s->lock) < 0) {
-        free(s);
-        snprintf(err, errlen, "cannot create a mutex");
-        return NULL;
-    }
     char *endpoint = NULL;
     const char *style = NULL;
     if (open_url(s, url, err, errlen) < 0 || open_options(s, opts, &endpoint, &style, err, errlen) < 0 ||
@@ -438,7 +428,8 @@ void s3_state_free(void *p)
     s3_state *st = p;
     if (!st)
         return;
-    free_secret(st->imds_token);
+    cfs_cred_release(&st->ticket);
+    cfs_secret_free(st->imds_token);
     free(st->imds_role);
     free(st->list_token);
     free(st->upload_id);
@@ -481,123 +472,114 @@ s3_state *s3_state_of(s3_backend *s, cfs_op *op)
 
 /* ------------------------------------------------------------- credentials */
 
+/* The keys requests are signed with live in s->creds (core/cred_cache.h), static ones too.
+ * Temporary ones are fetched from credential_source by one op (the others are parked until
+ * they come) and refreshed by one op from min(600 s, L/2) before they expire while the
+ * others keep signing with them; from min(60 s, L/10) before, they are not used. An op makes
+ * at most 3 fetches. */
+static const cfs_cred_policy CRED_POLICY = {
+    .refresh_margin = 600, .expiry_margin = 60, .claim_timeout = 60, .refresh_backoff = 30,
+    .failure_memory = 1, .max_fetches = 3,
+};
+_Static_assert(CFS_CRED_DERIVED_LEN == CFS_SHA256_LEN, "the signing key is the derived value");
+
+/* Move the keys given as options into the cache (its `where` names the source). */
+static int open_creds(s3_backend *s, char *err, size_t errlen)
+{
+    if (s->source == CRED_WEB_IDENTITY && !s->cred_url &&
+        !(s->cred_url = cfs_asprintf("https://sts.%s.amazonaws.com/", s->region)))
+        goto oom;
+    if (cfs_cred_cache_init(&s->creds, &CRED_POLICY, s->cred_url ? s->cred_url : "the options",
+                            cfs_engine_release_parked) < 0)
+        goto oom;
+    if (s->access_key_id) {
+        double life = s->source == CRED_STATIC || !s->expiration
+                          ? CFS_CRED_FOREVER : (double)(s->expiration - (int64_t)time(NULL));
+        cfs_cred given = { .id = s->access_key_id, .secret = s->secret_access_key,
+                           .token = s->session_token };
+        s->access_key_id = s->secret_access_key = s->session_token = NULL;
+        cfs_cred_cache_seed(&s->creds, &given, life);
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
 void creds_view_clear(creds_view *v)
 {
     free(v->access_key_id);
-    free_secret(v->session_token);
-    OPENSSL_cleanse(v->key, sizeof v->key);
-    memset(v, 0, sizeof *v);
+    cfs_secret_free(v->session_token);
+    cfs_secret_wipe(v, sizeof *v);
 }
 
-/* Sign with the current credentials, or fetch new ones first (this op). Under the lock:
- * copies the key id, token and today's signing key into *v. */
-int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op)
+/* cfs_cred_decide's use(): today's signing key (derived once a day, kept with the keys),
+ * the key id and the session token. */
+static int sign_with(cfs_cred *c, void *ctx)
 {
-    memset(v, 0, sizeof *v);
-    v->now = (int64_t)time(NULL);
-    if (cfs_sigv4_format_time(v->now, v->amz_date) < 0) {
-        cfs_op_fail(op, CFS_EINVALID, "system clock out of range");
-        return CREDS_ERROR;
-    }
-    int rc = CREDS_USE;
-    creds_lock(s);
-    if (s->source != CRED_STATIC && !st->fetched) {
-        int usable = s->access_key_id && (s->expiration == 0 || v->now < s->expiration - MANDATORY_MARGIN);
-        double mono = now_mono();
-        int claim_free = s->refresh_claimed == 0 || mono - s->refresh_claimed > REFRESH_CLAIM_TIMEOUT;
-        if (!usable) {
-            rc = CREDS_FETCH;
-        } else if (s->expiration && v->now >= s->expiration - ADVISORY_MARGIN && claim_free &&
-                   v->now >= s->refresh_not_before) {
-            s->refresh_claimed = mono; /* this op refreshes; the others keep the current key */
-            st->claimed = 1;
-            rc = CREDS_FETCH;
+    creds_view *v = ctx;
+    if (strncmp(c->derived_tag, v->amz_date, 8) != 0) {
+        char date8[9];
+        memcpy(date8, v->amz_date, 8);
+        date8[8] = '\0';
+        if (cfs_sigv4_derive_key(c->secret, date8, v->region, "s3", c->derived) < 0) {
+            c->derived_tag[0] = '\0';
+            cfs_op_fail(v->op, CFS_EINVALID, "cannot derive the signing key");
+            return -1;
         }
+        memcpy(c->derived_tag, date8, sizeof date8);
     }
-    if (rc == CREDS_USE) {
-        if (s->source != CRED_STATIC && s->expiration && v->now >= s->expiration) {
-            cfs_op_fail(op, CFS_EAUTH, "the credentials from %s expired", s->cred_url);
-            rc = CREDS_ERROR;
-        } else if (strncmp(s->key_date, v->amz_date, 8) != 0) {
-            char date8[9];
-            memcpy(date8, v->amz_date, 8);
-            date8[8] = '\0';
-            if (cfs_sigv4_derive_key(s->secret_access_key, date8, s->region, "s3", s->signing_key) == 0) {
-                memcpy(s->key_date, date8, sizeof date8);
-            } else {
-                s->key_date[0] = '\0';
-                cfs_op_fail(op, CFS_EINVALID, "cannot derive the signing key");
-                rc = CREDS_ERROR;
-            }
-        }
-        if (rc == CREDS_USE) {
-            memcpy(v->key, s->signing_key, CFS_SHA256_LEN);
-            v->access_key_id = strdup(s->access_key_id);
-            v->session_token = s->session_token ? strdup(s->session_token) : NULL;
-            if (!v->access_key_id || (s->session_token && !v->session_token)) {
-                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-                rc = CREDS_ERROR;
-            }
-        }
+    memcpy(v->key, c->derived, CFS_SHA256_LEN);
+    v->access_key_id = strdup(c->id);
+    v->session_token = c->token ? strdup(c->token) : NULL;
+    if (!v->access_key_id || (c->token && !v->session_token)) {
+        cfs_op_fail(v->op, CFS_ENOMEM, "out of memory");
+        return -1;
     }
-    cfs_fork_mutex_unlock(&s->lock);
-    if (rc != CREDS_USE)
-        creds_view_clear(v);
-    return rc;
-}
-
-void creds_release_claim(s3_backend *s, s3_state *st, int failed)
-{
-    if (!st->claimed)
-        return;
-    creds_lock(s);
-    s->refresh_claimed = 0;
-    if (failed)
-        s->refresh_not_before = (int64_t)time(NULL) + REFRESH_BACKOFF;
-    cfs_fork_mutex_unlock(&s->lock);
-    st->claimed = 0;
-}
-
-/* Read the container authorization token file (rotated by the platform). */
-static char *read_token_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    char *t = header_safe(buf) && n ? strdup(buf) : NULL;
-    OPENSSL_cleanse(buf, sizeof buf);
-    return t;
+    return 0;
 }
 
 /* The request of credential sub-step st->cred_step. */
-int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req)
+static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req)
 {
     req->method = "GET";
+    req->secret = 1;
     if (s->source == CRED_CONTAINER) {
+        req->timeout_ms = 2000;
         req->url = strdup(s->cred_url);
         if (!req->url)
             goto oom;
         if (s->cred_auth_file) {
-            char *t = read_token_file(s->cred_auth_file);
+            char *t = cfs_secret_read_file(s->cred_auth_file, 16384);
             if (!t) {
                 cfs_op_fail(op, CFS_EAUTH, "cannot read the container authorization token file %.200s",
                             s->cred_auth_file);
                 return -1;
             }
             int rc = add_header_line(req, "Authorization", t);
-            free_secret(t);
+            cfs_secret_free(t);
             if (rc < 0)
                 goto oom;
         } else if (s->cred_auth && add_header_line(req, "Authorization", s->cred_auth) < 0) {
             goto oom;
         }
+    } else if (s->source == CRED_WEB_IDENTITY) {
+        char *t = cfs_secret_read_file(s->cred_auth_file, 65536); /* rotated: read at each fetch */
+        if (!t) {
+            cfs_op_fail(op, CFS_EAUTH, "cannot read the web identity token file %.200s", s->cred_auth_file);
+            return -1;
+        }
+        req->method = "POST";
+        int rc = cfs_aws_web_identity_body(&req->body_owned, s->role_arn, s->role_session, t);
+        cfs_secret_free(t);
+        req->body = req->body_owned.data;
+        req->body_len = req->body_owned.len;
+        if (rc < 0 || !(req->url = strdup(s->cred_url)) ||
+            cfs_request_header(req, "Content-Type: application/x-www-form-urlencoded; charset=utf-8") < 0 ||
+            cfs_request_header(req, "Accept: text/xml") < 0)
+            goto oom;
     } else if (st->cred_step == 1) {
+        req->timeout_ms = 1000;
         req->method = "PUT";
         req->body = "";
         req->body_len = 0;
@@ -605,6 +587,7 @@ int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req
         if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL) < 0)
             goto oom;
     } else {
+        req->timeout_ms = 1000;
         req->url = st->cred_step == 2
                        ? cfs_asprintf("%s/latest/meta-data/iam/security-credentials/", s->cred_url)
                        : cfs_asprintf("%s/latest/meta-data/iam/security-credentials/%s", s->cred_url, st->imds_role);
@@ -619,14 +602,46 @@ oom:
     return -1;
 }
 
-/* The answer to a credential sub-step. */
+int creds_step(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req, creds_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->now = (int64_t)time(NULL);
+    v->region = s->region;
+    v->op = op;
+    if (cfs_sigv4_format_time(v->now, v->amz_date) < 0) {
+        cfs_op_fail(op, CFS_EINVALID, "system clock out of range");
+        return CFS_CRED_FAILED;
+    }
+    for (;;) {
+        if (!st->cred_step) {
+            int d = cfs_cred_decide(&s->creds, &st->ticket, op, sign_with, v);
+            if (d != CFS_CRED_FETCH)
+                return d;
+            st->cred_step = 1;
+        }
+        if (build_cred_request(s, op, st, req) == 0)
+            return CFS_CRED_FETCH;
+        cfs_request_clear(req);
+        st->cred_step = 0;
+        if (cfs_cred_fetch_failed(&s->creds, &st->ticket, op, 0) != CFS_CRED_USE)
+            return CFS_CRED_FAILED; /* else an early refresh failed: sign with the current keys */
+    }
+}
+
 cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp)
 {
     cfs_buf *body = resp->body;
-    char detail[160] = "";
-    int last = s->source == CRED_CONTAINER || st->cred_step == 3;
+    char detail[200] = "";
+    int last = s->source != CRED_IMDS || st->cred_step == 3;
+    int transient = resp->status >= 500 || resp->status == 429 || resp->status == 408;
+    int outcome;
     if (resp->status < 200 || resp->status >= 300) {
-        snprintf(detail, sizeof detail, "HTTP %ld", resp->status);
+        char why[160] = "";
+        cfs_aws_creds e;
+        if (s->source == CRED_WEB_IDENTITY &&
+            cfs_aws_sts_parse(body->data, body->len, &e, why, sizeof why) == 0)
+            cfs_aws_creds_clear(&e); /* keys with an error status: not used */
+        snprintf(detail, sizeof detail, "HTTP %ld%s%s", resp->status, why[0] ? ": " : "", why);
         goto failed;
     }
     if (!last) {
@@ -637,72 +652,41 @@ cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response
             n = strcspn(d, "\r\n") < n ? strcspn(d, "\r\n") : n;
         char *v = strndup(d, n);
         if (!v || !n || !header_safe(v) || (st->cred_step == 2 && strchr(v, '/'))) {
-            free_secret(v);
+            cfs_secret_free(v);
             snprintf(detail, sizeof detail, "%s", st->cred_step == 1 ? "bad IMDS token" : "no IAM role");
             goto failed;
         }
         if (st->cred_step == 1) {
-            free_secret(st->imds_token);
+            cfs_secret_free(st->imds_token);
             st->imds_token = v;
         } else {
             free(st->imds_role);
             st->imds_role = v;
         }
-        if (body->data)
-            OPENSSL_cleanse(body->data, body->len);
+        cfs_secret_wipe(body->data, body->len);
         st->cred_step++;
         return cfs_op_next_step(op, op->step);
     }
     cfs_aws_creds c;
-    int rc = cfs_aws_creds_parse(body->data, body->len, &c, detail, sizeof detail);
-    if (body->data)
-        OPENSSL_cleanse(body->data, body->len);
+    int rc = (s->source == CRED_WEB_IDENTITY ? cfs_aws_sts_parse : cfs_aws_creds_parse)(
+        body->data, body->len, &c, detail, sizeof detail);
+    cfs_secret_wipe(body->data, body->len);
     if (rc < 0)
         goto failed;
-    int64_t now = (int64_t)time(NULL);
-    if (c.expiration && now >= c.expiration - MANDATORY_MARGIN) {
-        cfs_aws_creds_clear(&c);
-        snprintf(detail, sizeof detail, "the credentials given expire at once");
-        goto failed;
-    }
-    creds_lock(s);
-    free(s->access_key_id);
-    free_secret(s->secret_access_key);
-    free_secret(s->session_token);
-    s->access_key_id = c.access_key_id;
-    s->secret_access_key = c.secret_access_key;
-    s->session_token = c.session_token;
-    s->expiration = c.expiration;
-    s->key_date[0] = '\0'; /* new secret: derive the signing key again */
-    cfs_fork_mutex_unlock(&s->lock);
-    memset(&c, 0, sizeof c); /* moved into the backend */
-    creds_release_claim(s, st, 0);
-    st->fetched = 1;
+    cfs_cred k = { .id = c.access_key_id, .secret = c.secret_access_key, .token = c.session_token };
+    double life = c.expiration ? (double)(c.expiration - (int64_t)time(NULL)) : CFS_CRED_FOREVER;
     st->cred_step = 0;
-    free_secret(st->imds_token);
+    cfs_secret_free(st->imds_token);
     st->imds_token = NULL;
-    return cfs_op_next_step(op, op->step); /* now the op's own request */
+    return cfs_cred_next(op, cfs_cred_fetched(&s->creds, &st->ticket, &k, life, op), op->step);
 
 failed:
-    /* An early refresh that failed: carry on with the current credentials. */
-    if (st->claimed) {
-        creds_release_claim(s, st, 1);
-        creds_lock(s);
-        int usable = s->access_key_id &&
-                     (s->expiration == 0 || (int64_t)time(NULL) < s->expiration - MANDATORY_MARGIN);
-        cfs_fork_mutex_unlock(&s->lock);
-        if (usable) {
-            st->cred_step = 0;
-            st->fetched = 1;
-            return cfs_op_next_step(op, op->step);
-        }
-    }
-    if (resp->status >= 500 || resp->status == 429 || resp->status == 408) {
-        cfs_op_fail(op, CFS_ETRANSIENT, "credentials from %s: %s", s->cred_url, detail);
-        return CFS_NEXT_RETRY;
-    }
-    cfs_op_fail(op, CFS_EAUTH, "credentials from %s refused: %s", s->cred_url, detail);
-    return CFS_NEXT_DONE;
+    cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "credentials from %s%s: %s", s->cred_url,
+                transient ? "" : " refused", detail);
+    outcome = cfs_cred_fetch_failed(&s->creds, &st->ticket, op, transient && !cfs_op_last_attempt(op));
+    if (outcome != CFS_CRED_FETCH)
+        st->cred_step = 0;
+    return cfs_cred_next(op, outcome, op->step);
 }
 
 /* ---------------------------------------------------------------- ops table */

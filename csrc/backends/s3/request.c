@@ -340,22 +340,10 @@ int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     }
     creds_view cv;
     memset(&cv, 0, sizeof cv);
-    if (!s->anon) {
-        if (!st->cred_step) {
-            int d = creds_decide(s, st, &cv, op);
-            if (d == CREDS_ERROR)
-                return -1;
-            if (d == CREDS_FETCH) {
-                if (++st->fetches > MAX_CRED_FETCHES) {
-                    creds_release_claim(s, st, 1);
-                    cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s", s->cred_url);
-                    return -1;
-                }
-                st->cred_step = 1;
-            }
-        }
-        if (st->cred_step)
-            return build_cred_request(s, op, st, req);
+    int d = s->anon ? CFS_CRED_USE : creds_step(s, op, st, req, &cv);
+    if (d != CFS_CRED_USE) {
+        creds_view_clear(&cv);
+        return cfs_cred_build_answer(d);
     }
 
     req_spec r;

@@ -2,13 +2,13 @@
  * its requests, the request spec that build fills, and the functions its files share.
  *
  * The backend's files:
- *   driver.c     open/close and options, per-op state, the credential refresh, the ops table
+ *   driver.c     open/close and options, per-op state, the credentials, the ops table
  *   request.c    build: an op's request, hashed and signed (SigV4, sigv4.c)
  *   multipart.c  multipart upload: initiate, the parts as child ops, complete, abort
  *   response.c   finish: status and error mapping, listings, deletes, body checks
  *
  * Only these files include it. Functions shared between them are prefixed s3_, except the
- * credential refresh in driver.c and add_header_line, whose names are kept as they were. */
+ * credentials in driver.c and add_header_line, whose names are kept as they were. */
 #ifndef CFS_S3_INTERNAL_H
 #define CFS_S3_INTERNAL_H
 #include <stddef.h>
@@ -17,7 +17,7 @@
 #include "backends/s3/sigv4.h"
 #include "core/backend.h"
 #include "core/buf.h"
-#include "core/fork_mutex.h"
+#include "core/cred_cache.h"
 #include "core/op.h"
 
 extern const cfs_backend_ops cfs_s3_backend;
@@ -26,12 +26,12 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MD5_B64_LEN 24
 #define CRC32C_B64_LEN 8
 #define MAX_SIGNED_HEADERS 12
-#define MAX_CRED_FETCHES 3          /* per op */
 
 typedef enum cred_source {
     CRED_STATIC,        /* given as options (or none: anonymous) */
     CRED_CONTAINER,     /* GET credential_url (+ Authorization from a token or token file) */
     CRED_IMDS,          /* IMDSv2: PUT token, GET role, GET role credentials */
+    CRED_WEB_IDENTITY,  /* POST STS AssumeRoleWithWebIdentity with the token file's token */
 } cred_source;
 
 typedef struct s3_backend {
@@ -54,19 +54,18 @@ typedef struct s3_backend {
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
     int mpu_concurrency;    /* parts of one upload in flight at once */
     cred_source source;
-    char *cred_url;         /* container: the full URL; IMDS: the base URL */
+    char *cred_url;         /* container: the full URL; IMDS: the base URL; STS endpoint */
     char *cred_auth;        /* container: the Authorization value (secret), or NULL */
-    char *cred_auth_file;   /* container: a file holding it, read at each refresh */
-
-    cfs_fork_mutex lock;    /* guards everything below (creds_lock) */
+    char *cred_auth_file;   /* container: a file holding it; web identity: the token file;
+                             * read at each fetch (the platform rotates it) */
+    char *role_arn;         /* web identity */
+    char *role_session;
+    /* keys given as options, until open moves them into creds */
     char *access_key_id;
     char *secret_access_key;
     char *session_token;
-    int64_t expiration;     /* epoch seconds; 0: the credentials do not expire */
-    double refresh_claimed; /* monotonic time an op began an early refresh; 0 if none */
-    int64_t refresh_not_before; /* epoch: no early refresh before (after a failed one) */
-    char key_date[9];       /* the signing key below is for this date and credentials */
-    unsigned char signing_key[CFS_SHA256_LEN];
+    int64_t expiration;     /* epoch seconds; 0: the keys given do not expire */
+    cfs_cred_cache creds;   /* the keys requests are signed with */
 } s3_backend;
 
 /* ---------------------------------------------------------------- op state */
@@ -74,10 +73,8 @@ typedef struct s3_backend {
 /* Everything one op carries between its requests. */
 typedef struct s3_state {
     /* credential fetch: a sub-step before the op's own request */
-    int cred_step;          /* 0: none; container: 1; IMDS: 1 token, 2 role, 3 credentials */
-    int claimed;            /* holds the backend's early-refresh claim */
-    int fetched;            /* fetched credentials for this op: use them, do not refresh again */
-    int fetches;
+    int cred_step;          /* 0: none; container, STS: 1; IMDS: 1 token, 2 role, 3 credentials */
+    cfs_cred_ticket ticket; /* its part in the credential cache */
     char *imds_token;       /* secret */
     char *imds_role;
     /* LIST: the token of the next page (NULL for the first) */
@@ -159,24 +156,25 @@ static inline int s3_looks_before_delete(const cfs_op *op)
 
 /* ------------------------------------------------------- credentials (driver.c) */
 
-/* What one request is signed with: copies taken under the lock. */
+/* What one request is signed with: copies taken under the cache's lock. */
 typedef struct creds_view {
     char *access_key_id;
     char *session_token;    /* secret, may be NULL */
     unsigned char key[CFS_SHA256_LEN];
     char amz_date[17];
     int64_t now;
+    const char *region;
+    cfs_op *op;
 } creds_view;
 
-enum { CREDS_USE, CREDS_FETCH, CREDS_ERROR };
-
+/* Wipe and free the copies. */
 void creds_view_clear(creds_view *v);
-/* CREDS_USE (*v filled), CREDS_FETCH (this op fetches new credentials first) or
- * CREDS_ERROR (after cfs_op_fail()). */
-int creds_decide(s3_backend *s, s3_state *st, creds_view *v, cfs_op *op);
-void creds_release_claim(s3_backend *s, s3_state *st, int failed);
-/* The request of credential sub-step st->cred_step, and the answer to it. */
-int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req);
+/* The keys the op's next request is signed with (CFS_CRED_USE, *v filled), or the request
+ * of its credential fetch (CFS_CRED_FETCH, in req), or CFS_CRED_WAIT, or CFS_CRED_FAILED
+ * (after cfs_op_fail()); cfs_cred_build_answer() says what build returns for the last
+ * three. */
+int creds_step(s3_backend *s, cfs_op *op, s3_state *st, cfs_request *req, creds_view *v);
+/* The answer to a credential sub-step (st->cred_step). */
 cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response *resp);
 
 /* A header line of any length onto the request ("Name: value"); the line is wiped after

@@ -1,7 +1,7 @@
 // Unit tests of Google OAuth pieces (csrc/backends/gcs/auth.c): credential files, the RS256 JWT of a
 // service account (verified here with the public half of a key made by the test), token
 // request bodies and token responses.
-// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c
+// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/util/secret.c
 // pkg: libcjson libcrypto
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
