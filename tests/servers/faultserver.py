@@ -197,9 +197,14 @@ def abort(writer):
     writer.transport.abort()
 
 
-async def send_response(writer, response, fault, keep_alive):
+def _client_gone(writer, reader):
+    return writer.is_closing() or (reader is not None and reader.at_eof())
+
+
+async def send_response(writer, response, fault, keep_alive, reader=None):
     """Send `response` (None: close without answering) with `fault` (a parse_fault tuple or
-    None) applied; True if the connection may serve another request."""
+    None) applied; True if the connection may serve another request. With the connection's
+    `reader`, a stall ends when the client goes away (it no longer counts as in flight)."""
     kind = fault[0] if fault is not None else None
     if kind == "delay":
         await asyncio.sleep(fault[2])
@@ -225,8 +230,10 @@ async def send_response(writer, response, fault, keep_alive):
         half = len(body) // 2
         writer.write(response.head_bytes(full_len, keep_alive) + body[:half])
         await writer.drain()
-        await asyncio.sleep(fault[2])
-        if writer.is_closing():
+        end = time.monotonic() + fault[2]
+        while time.monotonic() < end and not _client_gone(writer, reader):
+            await asyncio.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        if _client_gone(writer, reader):
             return False
         writer.write(body[half:])
         await writer.drain()
@@ -543,7 +550,7 @@ class FaultServer(LoopServer):
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         start = time.monotonic()
         try:
-            return await send_response(writer, response, fault, keep_alive)
+            return await send_response(writer, response, fault, keep_alive, reader)
         finally:
             with self._lock:
                 self._in_flight -= 1
