@@ -41,16 +41,6 @@ class CloudFilesStore(_Store, MutableMapping):
         return True
 
 
-def _resolve_options(url, options):
-    """The options a store's backend opens with: those given, plus what is discovered the
-    way each cloud's own tools find it (credentials, region, endpoint). The store keeps
-    only the options given, so discovered secrets never reach its repr or a pickle."""
-    if url.startswith("s3://"):
-        from ._aws import s3_backend_options
-        return s3_backend_options(url, options)
-    return options
-
-
 def _rebuild(cls, url, options):
     return cls(url, **options)
 

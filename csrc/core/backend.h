@@ -96,6 +96,11 @@ typedef struct cfs_backend_ops {
     /* Response headers to capture for finish() in cfs_response.captured, lower case,
      * NULL-terminated (or NULL), at most CFS_CAPTURE_MAX. */
     const char *const *response_headers;
+    /* "module:function" of Python, or NULL: called as function(url, options) -> options
+     * before open(), to add what the service's own tools would find in the environment and
+     * config files (AWS profiles, credential_process). The store keeps only the options
+     * given. */
+    const char *discover_options;
 
     /* Parse the URL and take the options this backend understands (cfs_options_take);
      * the caller rejects whatever remains. On failure returns NULL and writes `err`. */

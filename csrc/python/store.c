@@ -59,18 +59,23 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
     return 0;
 }
 
-/* cloudfiles_store._resolve_options(url, options) -> dict */
-static PyObject *resolve_options(PyObject *url, PyObject *kwargs)
+/* The options the backend opens with: those given, plus what its discover_options
+ * function finds (backend.h). A new dict. */
+static PyObject *resolve_options(const cfs_backend_ops *ops, PyObject *url, PyObject *kwargs)
 {
-    PyObject *pkg = PyImport_ImportModule("cloudfiles_store");
-    if (!pkg)
-        return NULL;
-    PyObject *given = kwargs ? Py_NewRef(kwargs) : PyDict_New();
-    PyObject *r = given ? PyObject_CallMethod(pkg, "_resolve_options", "OO", url, given) : NULL;
-    Py_DECREF(pkg);
-    Py_XDECREF(given);
+    PyObject *given = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!given || !ops->discover_options)
+        return given;
+    const char *colon = strchr(ops->discover_options, ':');
+    PyObject *module = colon ? PyUnicode_FromStringAndSize(ops->discover_options,
+                                                           colon - ops->discover_options) : NULL;
+    PyObject *m = module ? PyImport_Import(module) : NULL;
+    PyObject *r = m ? PyObject_CallMethod(m, colon + 1, "OO", url, given) : NULL;
+    Py_XDECREF(module);
+    Py_XDECREF(m);
+    Py_DECREF(given);
     if (r && !PyDict_Check(r)) {
-        PyErr_SetString(PyExc_TypeError, "_resolve_options must return a dict");
+        PyErr_Format(PyExc_TypeError, "%s must return a dict", ops->discover_options);
         Py_CLEAR(r);
     }
     return r;
@@ -112,7 +117,7 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     /* What the backend opens with: the options given plus what Python discovers
      * (credentials, region). Only the options given are kept for repr and pickling. */
     PyObject *canonical = PyUnicode_FromString(u);
-    PyObject *resolved = canonical ? resolve_options(canonical, kwargs) : NULL;
+    PyObject *resolved = canonical ? resolve_options(ops, canonical, kwargs) : NULL;
     Py_XDECREF(canonical);
     if (!resolved)
         goto out;

@@ -716,6 +716,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .delete_many_max = 1000, /* DeleteObjects' limit */
     .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
     .secret_options = s3_secret_options,
+    .discover_options = "cloudfiles_store._aws:s3_backend_options", /* AWS config and env */
     .response_headers = s3_response_headers,
     .open = s3_open,
     .close = s3_close,
