@@ -21,7 +21,9 @@ static int index_entry(const cJSON *item, cfs_http_index_fn fn, void *ctx, char 
         snprintf(err, errlen, "directory index entry without name or type");
         return -1;
     }
-    int64_t sz = cJSON_IsNumber(size) ? (int64_t)size->valuedouble : -1;
+    /* a size is a whole number of bytes below 2^53; any other number is no size (-1) */
+    int64_t sz = cJSON_IsNumber(size) && size->valuedouble >= 0 && size->valuedouble < 9.0e15
+                     ? (int64_t)size->valuedouble : -1;
     return fn(ctx, name->valuestring, type->valuestring, sz);
 }
 

@@ -60,6 +60,16 @@ int main(void)
         CHECK(parse(bad[i], &s, err, sizeof err) == -1 && err[0], "malformed index %zu accepted", i);
     }
 
+    /* A size is a whole number of bytes below 2^53, else none (-1): a double too large for
+     * int64_t was converted anyway, undefined behaviour (fuzzing, crash-size-1e20). */
+    const char *sizes = "[{\"name\":\"a\",\"type\":\"file\",\"size\":192233720368547758072},"
+                        "{\"name\":\"b\",\"type\":\"file\",\"size\":-5},"
+                        "{\"name\":\"c\",\"type\":\"file\",\"size\":1e999},"
+                        "{\"name\":\"d\",\"type\":\"file\",\"size\":4398046511104}]";
+    CHECK(parse(sizes, &s, err, sizeof err) == 0 && s.n == 4, "sizes: %s", err);
+    CHECK(s.sizes[0] == -1 && s.sizes[1] == -1 && s.sizes[2] == -1 && s.sizes[3] == 4398046511104LL,
+          "sizes %lld %lld %lld %lld", s.sizes[0], s.sizes[1], s.sizes[2], s.sizes[3]);
+
     printf("http_index: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }
