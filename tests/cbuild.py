@@ -1,12 +1,15 @@
 """Build test-only C programs from tests/c/ (shared by test_c_units.py and tests that drive
-a C program over stdin/stdout). A source names what it links in its header comment:
-`// sources: csrc/a.c ...`, `// pkg: libcrypto ...`, `// args: ...`."""
+a C program over stdin/stdout) and the libFuzzer targets of tests/fuzz/ (variant "fuzz",
+with clang; .ci/fuzz calls this file as a script). A source names what it links in its
+header comment: `// sources: csrc/a.c ...`, `// pkg: libcrypto ...`, `// args: ...` (for a
+fuzz target, its libFuzzer flags)."""
 import os
 import pathlib
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "tests" / "c"
@@ -19,6 +22,10 @@ VARIANTS = {
     "asan-ubsan": ["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                    "-fno-sanitize-recover=all"],
 }
+# libFuzzer targets: no main() of their own, so not a variant of the unit tests.
+FUZZ_CC = "clang"
+FUZZ_FLAGS = ["-O1", "-fno-omit-frame-pointer", "-fsanitize=fuzzer,address,undefined",
+              "-fno-sanitize-recover=all"]
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
@@ -57,14 +64,16 @@ def build(source, out_dir, variant="plain"):
     source = pathlib.Path(source)
     if not source.is_absolute():
         source = C_DIR / source
-    cc = os.environ.get("CC", "gcc")
+    fuzz = variant == "fuzz"
+    cc = os.environ.get("FUZZ_CC", FUZZ_CC) if fuzz else os.environ.get("CC", "gcc")
     if shutil.which(cc) is None:
         raise BuildError(f"C compiler {cc!r} not found")
     d = directives(source)
     if not d["sources"]:
         raise BuildError(f"{source.name}: no '// sources:' line")
     exe = pathlib.Path(out_dir) / f"{source.stem}-{variant}"
-    cmd = [cc, *BASE, *WARNINGS, *VARIANTS[variant], str(source), *(str(ROOT / s) for s in d["sources"]),
+    flags = FUZZ_FLAGS if fuzz else VARIANTS[variant]
+    cmd = [cc, *BASE, *WARNINGS, *flags, str(source), *(str(ROOT / s) for s in d["sources"]),
            *pkg_config(d["pkg"]), "-lpthread", "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0 or res.stderr.strip():
@@ -84,3 +93,22 @@ def sanitizer_report(text):
         if marker in text:
             return marker
     return None
+
+
+def main(argv):
+    """cbuild.py [--variant V] SOURCE OUT_DIR: build, then print the binary's path and its
+    `// args:`, one per line."""
+    variant = "plain"
+    if argv[:1] == ["--variant"]:
+        variant, argv = argv[1], argv[2:]
+    if len(argv) != 2:
+        sys.exit(main.__doc__)
+    try:
+        exe = build(pathlib.Path(argv[0]).resolve(), argv[1], variant)
+    except BuildError as e:
+        sys.exit(str(e))
+    print("\n".join([str(exe), *directives(argv[0])["args"]]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

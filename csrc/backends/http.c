@@ -1,10 +1,10 @@
 /* http:// and https://: plain web servers. GET/HEAD/PUT/DELETE on base URL + encoded key;
  * listing from directory indexes in nginx's `autoindex_format json`. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/http_index.h"
 #include "core/backend.h"
 #include "util/keys.h"
 #include "util/secret.h"
@@ -237,101 +237,61 @@ static cfs_next next_dir_or_done(cfs_op *op)
     return CFS_NEXT_AGAIN;
 }
 
-static const char *skip_json_space(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
+/* What index_entry needs while one directory's index is read. */
+typedef struct index_ctx {
+    cfs_op *op;
+    const char *want;   /* the part of the prefix inside the directory */
+    size_t want_len;
+    cfs_buf path;       /* scratch */
+} index_ctx;
 
-/* One entry of an index: its file, or its directory to descend into. `want` is the part
- * of the prefix inside the directory. 0, or -1 with op failed. */
-static int index_entry(cfs_op *op, const cJSON *item, const char *want, size_t want_len,
-                       cfs_buf *path)
+/* One entry of an index: its file, or its directory to descend into. 0, or 1 with op
+ * failed (out of memory). */
+static int index_entry(void *ctx, const char *n, const char *type, int64_t size)
 {
+    index_ctx *ic = ctx;
+    cfs_op *op = ic->op;
     list_state *s = op->backend_state;
     const char *dir = s->current;
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
-    const cJSON *size = cJSON_GetObjectItemCaseSensitive(item, "size");
-    if (!cJSON_IsString(name) || !cJSON_IsString(type)) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "directory index entry without name or type");
-        return -1;
-    }
-    const char *n = name->valuestring;
+    const char *want = ic->want;
+    size_t want_len = ic->want_len;
+    cfs_buf *path = &ic->path;
     size_t n_len = strlen(n);
     if (strncmp(n, want, n_len < want_len ? n_len : want_len) != 0 || n_len < want_len)
         return 0;
-    int is_dir = strcmp(type->valuestring, "directory") == 0;
+    int is_dir = strcmp(type, "directory") == 0;
     cfs_buf_reset(path);
     if (cfs_buf_append_str(path, dir) < 0 || cfs_buf_append(path, n, n_len) < 0)
         goto oom;
     if (is_dir && op->recursive) {
         if (cfs_buf_append(path, "/", 1) < 0 || list_state_push(s, path->data, path->len) < 0)
             goto oom;
-    } else if (is_dir || strcmp(type->valuestring, "file") == 0) {
-        int64_t sz = cJSON_IsNumber(size) ? (int64_t)size->valuedouble : -1;
-        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : sz, is_dir) < 0)
+    } else if (is_dir || strcmp(type, "file") == 0) {
+        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : size, is_dir) < 0)
             goto oom;
     }
     return 0;
 oom:
     cfs_op_fail(op, CFS_ENOMEM, "out of memory reading a directory index");
-    return -1;
+    return 1;
 }
 
-/* Read one nginx JSON index: [{"name": "...", "type": "file"|"directory", "size": N}, ...]
- *
- * cJSON makes a node and strings for every value: a whole index of 100,000 entries is a
- * million allocations, freed together, and malloc then spent most of a listing merging
- * them. So the array is read one element at a time (cJSON parses each and says where it
- * ended): each element's few nodes are freed before the next is parsed, and reused. */
+/* Read one nginx JSON index (http_index.c), then the next directory or finish. */
 static cfs_next parse_index(cfs_op *op, const cfs_buf *body)
 {
     list_state *s = op->backend_state;
     size_t dir_len = strlen(s->current);
     size_t key_len = strlen(op->key);
     /* the part of the prefix inside this directory ("" below the prefix's own directory) */
-    const char *want = dir_len < key_len ? op->key + dir_len : "";
-    size_t want_len = strlen(want);
-    const char *p = body->data ? body->data : "", *end = p + body->len;
-    cfs_buf path = { 0 };
-    p = skip_json_space(p, end);
-    if (p == end || *p != '[')
-        goto not_array;
-    p = skip_json_space(p + 1, end);
-    if (p < end && *p == ']') {
-        p++;
-    } else {
-        for (;;) {
-            const char *item_end = NULL;
-            cJSON *item = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &item_end, 0);
-            if (!item)
-                goto not_array;
-            int rc = index_entry(op, item, want, want_len, &path);
-            cJSON_Delete(item);
-            if (rc < 0)
-                goto done;
-            p = skip_json_space(item_end, end);
-            if (p < end && *p == ',') {
-                p = skip_json_space(p + 1, end);
-                continue;
-            }
-            if (p < end && *p == ']') {
-                p++;
-                break;
-            }
-            goto not_array;
-        }
-    }
-    if (skip_json_space(p, end) != end)
-        goto not_array;
-    op->status = CFS_OK;
-    goto done;
-not_array:
-    cfs_op_fail(op, CFS_EPROTOCOL, "directory index is not a JSON array");
-done:
-    cfs_buf_free(&path);
+    index_ctx ic = { .op = op, .want = dir_len < key_len ? op->key + dir_len : "" };
+    ic.want_len = strlen(ic.want);
+    char err[96];
+    int rc = cfs_http_index_parse(body->data, body->len, index_entry, &ic, err, sizeof err);
+    if (rc < 0)
+        cfs_op_fail(op, CFS_EPROTOCOL, "%s", err);
+    else if (rc == 0)
+        op->status = CFS_OK;
+    cfs_buf_free(&ic.path);
     return next_dir_or_done(op);
 }
 

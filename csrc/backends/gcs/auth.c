@@ -297,7 +297,7 @@ int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *exp
             goto out;
         }
     }
-    if (cJSON_IsNumber(exp) && exp->valuedouble > 0 && exp->valuedouble < 1e9)
+    if (cJSON_IsNumber(exp) && exp->valuedouble >= 1 && exp->valuedouble < 1e9)
         *expires_in = (int64_t)exp->valuedouble;
     else if (cJSON_IsString(exp) && atoll(exp->valuestring) > 0)
         *expires_in = atoll(exp->valuestring);

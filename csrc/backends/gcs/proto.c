@@ -543,9 +543,12 @@ int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out)
             rc = -1;
             break;
         }
-        /* ISIZE, the member's size mod 2^32, is a good first guess of the room needed */
+        /* ISIZE, the member's size mod 2^32, is a good first guess of the room needed; but
+         * it is the sender's word: no more than deflate can make of the input (1032 to 1) */
         size_t guess = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
                        (size_t)p[len - 1] << 24;
+        if (len <= ((size_t)-1) / 1032 && guess > len * 1032)
+            guess = len * 1032;
         size_t room = guess > 0 ? guess : 4096;
         for (;;) {
             if (cfs_buf_reserve(out, room) < 0) {

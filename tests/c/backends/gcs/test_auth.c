@@ -206,6 +206,17 @@ static void test_token_response(void)
     const char *noexp = "{\"access_token\":\"t\"}";
     CHECK(cfs_gcs_parse_token(noexp, strlen(noexp), &tok, &exp, err, sizeof err) == 0 && exp == 3600, "default expiry");
     free(tok);
+    /* less than a second is no lifetime: it was truncated to 0, a token expired on arrival
+     * (fuzzing, tests/fuzz/corpus/gcs_token/crash-expires-in-subsecond) */
+    static const char *const subsecond[] = {
+        "{\"access_token\":\"t\",\"expires_in\":0.5}",
+        "{\"access_token\":\"ya2a\",\"expires_in\":00.1100721333,\"te\":\"Beaer\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(cfs_gcs_parse_token(subsecond[i], strlen(subsecond[i]), &tok, &exp, err, sizeof err) == 0 &&
+              exp == 3600, "sub-second expiry %zu: %lld", i, (long long)exp);
+        free(tok);
+    }
     static const char *bad[] = {
         "", "{}", "{\"access_token\":\"\"}", "{\"access_token\":5}",
         "{\"access_token\":\"a\\r\\nX-Evil: 1\"}", "{\"access_token\":\"t\",\"token_type\":\"MAC\"}",

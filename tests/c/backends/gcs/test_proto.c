@@ -200,6 +200,23 @@ static void test_gunzip(void)
     CHECK(cfs_gcs_gunzip(bad, sizeof bad, &out) == -1, "ISIZE mismatch is an error");
     cfs_buf_reset(&out);
     CHECK(cfs_gcs_gunzip(gz, 10, &out) == -1, "truncated");
+    /* ISIZE is the sender's word: a member claiming 4 GiB gets no more room than deflate
+     * could make of its bytes (1032 to 1); it took a 4 GiB block, faulted in (fuzzing) */
+    cfs_buf_free(&out);
+    memcpy(bad, gz, sizeof gz);
+    memset(bad + sizeof gz - 4, 0xff, 4);
+    CHECK(cfs_gcs_gunzip(bad, sizeof bad, &out) == -1 && out.cap <= sizeof bad * 1032,
+          "ISIZE 4 GiB: room %zu", out.cap);
+    cfs_buf_free(&out);
+    static const unsigned char fuzz_oom[] = { /* tests/fuzz/corpus/gcs_gunzip/oom-isize-4gib */
+        0x1f, 0x8b, 0x08, 0x00, 0x20, 0x00, 0x00, 0x00, 0x02, 0x03, 0xcb, 0xff, 0xff, 0xff, 0xff,
+        0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+        0x03, 0x40, 0x27, 0x01, 0xe3, 0x51, 0x3d, 0x8d, 0x17, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x00, 0x3f, 0x00, 0xff, 0xff, 0xff, 0xff,
+    };
+    CHECK(cfs_gcs_gunzip(fuzz_oom, sizeof fuzz_oom, &out) == -1 && out.cap <= sizeof fuzz_oom * 1032,
+          "fuzz oom input: room %zu", out.cap);
+    cfs_buf_reset(&out);
     CHECK(cfs_gcs_gunzip("", 0, &out) == 0 && out.len == 0, "empty");
     cfs_buf_free(&out);
 }
