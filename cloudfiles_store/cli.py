@@ -335,7 +335,8 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
 
 def _server_copy(ctx, store, group, bar, done):
     workers = max(1, min(32, ctx.args.concurrency or 16, len(group)))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
         futs = {pool.submit(store.copy, j.key, j.dkey): j for j in group}
         for fut in concurrent.futures.as_completed(futs):
             j = futs[fut]
@@ -349,6 +350,8 @@ def _server_copy(ctx, store, group, bar, done):
                 continue
             done.add(j.src.url(j.key))
             bar.update(1, max(j.size, 0))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # at once on Ctrl-C
 
 
 def _stream_copy(ctx, sstore, dstore, group, bar, done):
@@ -412,6 +415,10 @@ def plan_copy(ctx, args, srcs: list[Loc], dst: Loc) -> list[Job]:
                 dkey = dst.path
             if not dkey:
                 raise Usage(f"{dst.text}: names no object to write {src.text} to")
+            if src.base == dst.base and it.key == dkey and \
+                    ctx.options("src") == ctx.options("dst"):
+                # a copy onto itself; for mv it would end in a delete of the only copy
+                raise Failure(f"{src.url(it.key)} and {dst.url(dkey)} are the same object")
             if (src.base, it.key, dkey) in seen:
                 continue
             seen.add((src.base, it.key, dkey))
@@ -616,15 +623,17 @@ def cmd_rm(ctx, args):
     for loc in _many_locs(args):
         text = loc.text
         store = ctx.store(loc)
-        if not loc.path.strip("/") and not _WILD.search(loc.path):
-            if not args.recursive or not args.force:
-                raise Failure(f"{text}: refusing to delete every object in the whole "
-                              f"{'directory' if loc.local else 'bucket/root'}; "
-                              "rm -r --force does that")
+        wild = _WILD.search(loc.path)
+        at_root = "/" not in loc.path[:wild.start()] if wild else not loc.path.strip("/")
+        if at_root and loc.local:
+            # like POSIX rm's --preserve-root: never a walk of the whole filesystem
+            raise Failure(f"{text}: refusing to delete at the root of the filesystem")
+        if at_root and not wild and not (args.recursive and args.force):
+            raise Failure(f"{text}: refusing to delete every object in the whole "
+                          "bucket/root; rm -r --force does that")
         items, _ = expand(ctx, loc, store, args.recursive, "rm")
         items = _filtered(args, items)
-        if (_WILD.search(loc.path) and not args.force and "/" not in loc.path.rstrip("/")
-                and len(items) == len(store.entries(""))):
+        if at_root and wild and not args.force and len(items) == len(store.entries("")):
             raise Failure(f"{text}: matches every object in the bucket/root; "
                           "add --force to delete them all")
         plan.append((loc, store, [it.key for it in items]))

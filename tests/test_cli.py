@@ -122,6 +122,10 @@ def test_rm_needs_r_for_a_prefix_and_force_for_a_root(remote, tmp_path):
         err = one_line_error(cli("rm", "-r", remote[3] + "/*", *opts))
         assert "--force" in err
     assert _keys(url, opts) == before
+    # the root of the filesystem is never walked nor deleted, --force or not
+    for args in (("/",), ("/*",), ("file:///**",)):
+        err = one_line_error(cli("rm", "-r", "--force", "--dry-run", *args))
+        assert "root of the filesystem" in err
     # --dry-run lists what would go and removes nothing
     run = ok("rm", "-r", "--dry-run", f"{url}/p", *opts)
     assert run.stdout.decode().count("would remove") == 3
@@ -282,6 +286,11 @@ def test_wildcards_include_exclude_and_mv(remote, tmp_path):
     found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "inc")
                    for d, _, fs in os.walk(tmp_path / "inc") for f in fs)
     assert found == ["1.txt", "2.txt"]
+    # onto itself: refused, and mv does not delete the only copy
+    for verb in ("cp", "mv"):
+        err = one_line_error(cli(verb, url + "/y/5.txt", url + "/y/", *opts))
+        assert "same object" in err
+    assert ok("cat", url + "/y/5.txt", *opts).stdout == b"y/5.txt"
     # mv: the sources copied are deleted, the rest stay
     ok("mv", url + "/x/*.txt", url + "/moved/", *opts)
     assert sorted(_keys(url, opts)) == ["moved/1.txt", "moved/2.txt", "x/3.log",
