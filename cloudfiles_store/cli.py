@@ -9,7 +9,8 @@
     cloudfiles-store rm [-r] [--force] [--dry-run] URL...
     cloudfiles-store touch URL                         an empty object, if there is none
     cloudfiles-store verify LOCAL URL                  local files against the objects, by content
-    cloudfiles-store sync [--delete] SRC DST           copy what is missing or differs in size
+    cloudfiles-store sync [--delete] [-c] SRC DST      copy what is missing or differs in size
+                                                       (-c: or in content)
     cloudfiles-store put URL KEY [FILE]                (older form of cp FILE URL/KEY)
 
 URLs: s3://bucket/key, gs://bucket/key, http(s)://host/path, file:///path or a plain path.
@@ -691,20 +692,29 @@ def cmd_verify(ctx, args):
                     status="size", url=remote.url(key), local_size=it.size, remote_size=rsize)
         else:
             same_size.append((key, it))
-    # same sizes: compare content, both sides read in parallel, a SHA-256 of each kept
-    local_digest = {}
-    with ctx.progress("verified", len(same_size), sum(it.size for _, it in same_size)) as bar:
-        for k, v in lstore.iter_get([it.key for _, it in same_size]):
-            local_digest[k] = _digest(v) if v is not None else None
-        for key, v in rstore.iter_get([k for k, _ in same_size]):
-            bar.update(1, len(v or b""))
-            it = pairs[key]
-            if v is None or _digest(v) != local_digest.get(it.key):
-                bad += 1
-                ctx.out(f"content  {remote.url(key)}", status="content", url=remote.url(key))
+    for key in _content_differs(ctx, lstore, rstore,
+                                [(it.key, k, it.size) for k, it in same_size]):
+        bad += 1
+        ctx.out(f"content  {remote.url(key)}", status="content", url=remote.url(key))
     ctx.note(f"verified {len(pairs)} objects: {len(pairs) - bad} match, {bad} differ")
     if bad:
         raise Failure(f"{bad} of {len(pairs)} objects differ from {local.text}")
+
+
+def _content_differs(ctx, sstore, dstore, pairs) -> list[str]:
+    """The destination keys of PAIRS [(source key, destination key, size)] whose bytes
+    differ: each side read in parallel, only a SHA-256 of each object kept."""
+    digest = {}
+    differ = []
+    with ctx.progress("compared", len(pairs), sum(max(n, 0) for _, _, n in pairs)) as bar:
+        for key, v in sstore.iter_get([s for s, _, _ in pairs]):
+            digest[key] = _digest(v) if v is not None else None
+        source_of = {d: s for s, d, _ in pairs}
+        for key, v in dstore.iter_get(list(source_of)):
+            bar.update(1, len(v or b""))
+            if v is None or _digest(v) != digest.get(source_of[key]):
+                differ.append(key)
+    return sorted(differ)
 
 
 def _common_prefix(keys):
@@ -718,12 +728,20 @@ def cmd_sync(ctx, args):
     sstore, dstore = ctx.store(src, "src"), ctx.store(dst, "dst")
     items, tree = expand(ctx, src, sstore, recursive=True, what="sync")
     items = _filtered(args, items)
-    there = dict(dstore.entries(_prefix(dst.path)))
-    jobs = []
+    if tree:
+        there = dict(dstore.entries(_prefix(dst.path)))
+    else:
+        there = {dst.path: dstore.getsize(dst.path)} if dst.path in dstore else {}
+    jobs, same = [], []
     for it in items:
         dkey = _join(dst.path, it.rel) if tree else dst.path
         if there.get(dkey) != it.size or it.size < 0:
             jobs.append(Job(src, it.key, it.size, dkey))
+        elif args.checksum:
+            same.append((it.key, dkey, it.size))
+    if same:
+        differ = set(_content_differs(ctx, sstore, dstore, same))
+        jobs += [Job(src, k, n, d) for k, d, n in same if d in differ]
     wanted = {_join(dst.path, it.rel) for it in items}
     extra = sorted(k for k in there if k not in wanted) if args.delete else []
     if args.dry_run:
@@ -855,6 +873,8 @@ def _command_parsers():
     p.add_argument("dst")
     p.add_argument("--delete", action="store_true",
                    help="also delete destination objects the source lacks")
+    p.add_argument("-c", "--checksum", action="store_true",
+                   help="also compare the bytes of objects of the same size")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would change")
     _filters(p)
 

@@ -346,6 +346,9 @@ def test_verify_and_sync(remote, tmp_path):
     assert sorted(_keys(url + "/v", opts)) == ["a", "b", "d/c"]
     assert ok("cat", url + "/v/b", *opts).stdout == b"bbbb"
     assert ok("cat", url + "/v/a", *opts).stdout == b"AAAA"
+    ok("sync", "--checksum", str(src), url + "/v", *dst_opts)
+    assert ok("cat", url + "/v/a", *opts).stdout == b"aaaa"
+    ok("verify", str(src), url + "/v", *dst_opts)
 
 
 # ------------------------------------------------------------------ 5. progress
