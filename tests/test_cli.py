@@ -221,6 +221,10 @@ def test_json_lines_parse(remote, tmp_path):
         records = [json.loads(line) for line in lines]
         assert all(isinstance(r, dict) for r in records)
     assert {r["op"] for r in records} == {"removed"} and len(records) == 3
+    run = ok("--json", "cp", "-r", str(tmp_path / "j"), f"{url}/q", *remote[2])
+    records = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert len(records) == 3 and {r["op"] for r in records} == {"copied"}
+    assert all(r["dst"].startswith(url) or r["dst"].startswith("/") for r in records)
     run = cli("--json", "cat", url + "/none", *opts)
     assert run.returncode == 1 and "error" in json.loads(run.stderr.decode().splitlines()[0])
 
@@ -418,3 +422,26 @@ def test_ctrl_c_exits_130_with_one_line(fault_server):
     out, err = proc.communicate(timeout=20)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n" and out == b""
+
+
+def test_ctrl_c_during_a_tree_copy_exits_130(fault_server, tmp_path):
+    """SIGINT while a batch copy waits on a stalled read: 130 at once, one line."""
+    import signal
+    import time
+
+    base = f"/cli-int-{uuid.uuid4().hex}"
+    for i in range(20):
+        fault_server.put(f"{base}/t/{i}", b"y" * 100_000)
+    fault_server.add_faults(f"{base}/t/7", ["stall:30"])
+    proc = subprocess.Popen([sys.executable, "-m", "cloudfiles_store", "cp", "-r",
+                             fault_server.url + base + "/t", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not fault_server.requests(f"{base}/t/7") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fault_server.requests(f"{base}/t/7"), "the tool never sent its request"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n"
