@@ -1,7 +1,10 @@
-"""The command-line tool, run as a separate process against real stores."""
+"""The command-line tool, run as a separate process against real stores (issue 14)."""
 
+import json
+import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -11,9 +14,52 @@ def cli(*args, input=None):
                           capture_output=True, timeout=120)
 
 
+def ok(*args, input=None):
+    run = cli(*args, input=input)
+    assert run.returncode == 0, (args, run.stderr.decode())
+    return run
+
+
+def one_line_error(run, status=1):
+    err = run.stderr.decode()
+    assert run.returncode == status, err
+    assert b"Traceback" not in run.stderr, err
+    # one line per failure (a summary such as "copied 0 of 1 objects" may follow)
+    assert [line.startswith("cloudfiles-store") for line in err.splitlines()][:2] in (
+        [True], [True, False]), err
+    return err
+
+
 @pytest.fixture(params=["file", "http"])
 def url(request, tmp_path, nginx_url):
     return f"file://{tmp_path}/tree" if request.param == "file" else nginx_url
+
+
+def _opts(options):
+    return [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+
+
+@pytest.fixture(params=["file", "http", "s3", "gs", "s3-seaweedfs"])
+def remote(request, tmp_path):
+    """(URL of a fresh prefix, [-o options it needs], [--dst-opt ...], bucket root URL)."""
+    unique = uuid.uuid4().hex
+    name = request.param
+    if name == "file":
+        return f"{tmp_path}/remote", [], [], None
+    if name == "http":
+        srv = request.getfixturevalue("nginx")
+        return f"{srv.url}/{unique}", [], [], None
+    if name == "gs":
+        from conftest import GCS_BUCKET
+        srv = request.getfixturevalue("gcs_server")
+        opts = {"endpoint_url": srv.url}
+        return (f"gs://{GCS_BUCKET}/{unique}", _opts(opts),
+                [a for k, v in opts.items() for a in ("--dst-opt", f"{k}={v}")],
+                f"gs://{GCS_BUCKET}")
+    srv = request.getfixturevalue("moto_server" if name == "s3" else "seaweedfs_server")
+    opts = srv.store_options()
+    return (srv.url(unique), _opts(opts),
+            [a for k, v in opts.items() for a in ("--dst-opt", f"{k}={v}")], srv.url())
 
 
 def test_put_cat_ls_du_rm(url):
@@ -22,8 +68,8 @@ def test_put_cat_ls_du_rm(url):
     assert cli("cat", url, "d/a b").stdout == b"first"
     assert cli("ls", url, "d").stdout.decode().split("\n")[:-1] == ["a b", "sub"]
     assert cli("ls", "-r", url).stdout.decode().split("\n")[:-1] == ["d/a b", "d/sub/c"]
-    assert cli("du", url, "d").stdout.decode().strip() == "12 bytes in 2 objects"
-    assert cli("rm", url, "d/sub").returncode == 0
+    assert cli("du", "-s", url, "d").stdout.decode().strip() == "12 bytes in 2 objects"
+    assert cli("rm", "-r", url, "d/sub").returncode == 0
     assert cli("ls", "-r", url).stdout.decode().split("\n")[:-1] == ["d/a b"]
 
 
@@ -31,20 +77,330 @@ def test_cp_copies_a_tree_between_backends(url, tmp_path):
     for i in range(50):
         assert cli("put", url, f"t/{i}", input=bytes([i]) * (i + 1)).returncode == 0
     dst = f"file://{tmp_path}/copy"
-    run = cli("--concurrency", "8", "cp", url, dst)
+    run = cli("--concurrency", "8", "cp", "-r", url, dst)
     assert run.returncode == 0, run.stderr
     for i in (0, 17, 49):
         assert cli("cat", dst, f"t/{i}").stdout == bytes([i]) * (i + 1)
-    assert cli("du", dst).stdout.decode().strip() == f"{sum(range(1, 51))} bytes in 50 objects"
+    assert cli("du", "-s", dst).stdout.decode().strip() == f"{sum(range(1, 51))} bytes in 50 objects"
 
 
 def test_errors_are_one_line_and_exit_1(url):
     run = cli("cat", url, "missing")
-    assert run.returncode == 1 and b"no such key" in run.stderr
+    assert run.returncode == 1 and b"no such" in run.stderr and b"missing" in run.stderr
     run = cli("cat", "nosuch://x", "k")
     assert run.returncode == 1 and b"unsupported URL" in run.stderr
     run = cli("-o", "bogus=1", "ls", url)
     assert run.returncode == 1 and b"unknown option bogus" in run.stderr
+
+
+# ------------------------------------------------------------------ 1. safety and errors
+
+def _tree(remote, n=3):
+    url, opts, _, _ = remote
+    for i in range(n):
+        ok("put", url, f"p/k{i}", *opts, input=b"x" * (i + 1))
+    ok("put", url, "top", *opts, input=b"t")
+    return url, opts
+
+
+def _keys(url, opts):
+    return cli("ls", "-r", url, *opts).stdout.decode().split("\n")[:-1]
+
+
+def test_rm_needs_r_for_a_prefix_and_force_for_a_root(remote, tmp_path):
+    url, opts = _tree(remote)
+    before = _keys(url, opts)
+    err = one_line_error(cli("rm", f"{url}/p", *opts))
+    assert "needs -r" in err and f"{url}/p" in err
+    assert _keys(url, opts) == before
+    # a whole bucket (or the root of a local tree) wants --force
+    if remote[3]:
+        err = one_line_error(cli("rm", "-r", remote[3], *opts))
+        assert "--force" in err
+    # a pattern matching every object at the root is refused too
+    if remote[3]:
+        err = one_line_error(cli("rm", "-r", remote[3] + "/*", *opts))
+        assert "--force" in err
+    assert _keys(url, opts) == before
+    # the root of the filesystem is never walked nor deleted, --force or not
+    for args in (("/",), ("/*",), ("file:///**",)):
+        err = one_line_error(cli("rm", "-r", "--force", "--dry-run", *args))
+        assert "root of the filesystem" in err
+    # --dry-run lists what would go and removes nothing
+    run = ok("rm", "-r", "--dry-run", f"{url}/p", *opts)
+    assert run.stdout.decode().count("would remove") == 3
+    assert _keys(url, opts) == before
+    ok("rm", "-r", f"{url}/p", *opts)
+    assert _keys(url, opts) == ["top"]
+    ok("rm", f"{url}/top", *opts)  # one object: no -r needed
+    assert _keys(url, opts) == []
+
+
+def test_missing_local_file_and_missing_key_are_one_line(tmp_path, nginx_url):
+    err = one_line_error(cli("put", nginx_url, "k", str(tmp_path / "nope")))
+    assert str(tmp_path / "nope") in err
+    err = one_line_error(cli("cp", str(tmp_path / "nope"), nginx_url + "/"))
+    assert str(tmp_path / "nope") in err
+    err = one_line_error(cli("cat", nginx_url, "nokey"))
+    assert f"{nginx_url}/nokey" in err
+
+
+def test_missing_bucket_is_one_line(moto_server, tmp_path):
+    opts = _opts(moto_server.store_options())
+    (tmp_path / "f").write_bytes(b"x")
+    for args in (("ls", "s3://no-such-bucket-cli/p"),
+                 ("cp", str(tmp_path / "f"), "s3://no-such-bucket-cli/k"),
+                 ("cp", "-r", str(tmp_path), "s3://no-such-bucket-cli/d/")):
+        err = one_line_error(cli(*args, *opts))
+        assert "no-such-bucket-cli" in err
+    run = cli("ls", "s3://no-such-bucket-cli/p", *opts, "--debug")
+    assert run.returncode == 1 and b"Traceback" in run.stderr
+
+
+def test_a_batch_lists_every_failure_and_completes_the_rest(fault_server, tmp_path):
+    base = f"/cli-{uuid.uuid4().hex}"
+    for i in range(6):
+        fault_server.put(f"{base}/t/{i}", bytes([i]) * 10)
+    for bad in (2, 4):
+        fault_server.add_faults(f"{base}/t/{bad}", ["403"] * 4)
+    run = cli("cp", "-r", "--retries", "1", fault_server.url + base + "/t", str(tmp_path / "o"))
+    err = run.stderr.decode()
+    assert run.returncode == 1 and "Traceback" not in err
+    assert f"{base}/t/2" in err and f"{base}/t/4" in err
+    assert sorted(os.listdir(tmp_path / "o")) == ["0", "1", "3", "5"]
+    assert "copied 4 of 6 objects" in err
+
+
+def test_mem_is_refused_with_the_reason(tmp_path):
+    for args in (("put", "mem://x", "k"), ("ls", "mem://x"), ("cp", str(tmp_path), "mem://x/")):
+        err = one_line_error(cli(*args, input=b""), status=2)
+        assert "mem://" in err and "one process" in err
+
+
+def test_usage_errors_exit_2():
+    assert cli().returncode == 2
+    assert cli("frobnicate").returncode == 2
+    assert cli("cp", "onlyone").returncode == 2
+    assert cli("ls", "x", "-o", "noequals").returncode == 2
+
+
+# ------------------------------------------------------------------ 2. options
+
+def test_options_anywhere_and_per_side(remote, tmp_path):
+    url, opts, dst_opts, _ = remote
+    (tmp_path / "f.txt").write_bytes(b"payload")
+    # global options after the command, even between its arguments
+    ok("--concurrency", "4", "cp", str(tmp_path / "f.txt"), *dst_opts, url + "/f.txt", "-q")
+    assert ok("cat", url + "/f.txt", *opts, "--retries", "2").stdout == b"payload"
+    ok("ls", url, *opts, "--concurrency", "3")
+    if dst_opts:
+        # -o goes to the sides whose backend takes it (the local side does not want an
+        # endpoint); an option no side takes is still an error
+        ok("cp", str(tmp_path / "f.txt"), url + "/g", *opts)
+        err = one_line_error(cli("cp", str(tmp_path / "f.txt"), url + "/h", *opts,
+                                 "-o", "bogus=1"))
+        assert "unknown option bogus" in err
+        back = [a.replace("--dst-opt", "--src-opt") for a in dst_opts]
+        ok("cp", url + "/f.txt", str(tmp_path / "back.txt"), *back)
+        assert (tmp_path / "back.txt").read_bytes() == b"payload"
+
+
+def test_version_and_json():
+    run = ok("--version")
+    assert run.stdout.decode().startswith("cloudfiles-store ")
+    assert ok("ls", "--version").stdout == run.stdout
+
+
+def test_json_lines_parse(remote, tmp_path):
+    url, opts = _tree(remote)
+    for args in (("ls", "-l", url), ("ls", "-r", url), ("du", url), ("du", "-s", url),
+                 ("cp", "-r", f"{url}/p", str(tmp_path / "j")), ("rm", "-r", f"{url}/p")):
+        run = ok("--json", *args, *opts)
+        lines = run.stdout.decode().splitlines()
+        assert lines, args
+        records = [json.loads(line) for line in lines]
+        assert all(isinstance(r, dict) for r in records)
+    assert {r["op"] for r in records} == {"removed"} and len(records) == 3
+    run = ok("--json", "cp", "-r", str(tmp_path / "j"), f"{url}/q", *remote[2])
+    records = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert len(records) == 3 and {r["op"] for r in records} == {"copied"}
+    assert all(r["dst"].startswith(url) or r["dst"].startswith("/") for r in records)
+    run = cli("--json", "cat", url + "/none", *opts)
+    assert run.returncode == 1 and "error" in json.loads(run.stderr.decode().splitlines()[0])
+
+
+# ------------------------------------------------------------------ 3. cp and mv
+
+def test_cp_every_direction(remote, tmp_path):
+    url, opts, _, _ = remote
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"alpha")
+    (src / "sub" / "b.bin").write_bytes(b"beta" * 1000)
+    # a single file to a "directory" URL: the key is the file's name
+    ok("cp", str(src / "a.txt"), url + "/dir/", *opts)
+    assert ok("cat", url + "/dir/a.txt", *opts).stdout == b"alpha"
+    # file -> object under a new name; object -> file; object -> object
+    ok("cp", str(src / "a.txt"), url + "/named", *opts)
+    ok("cp", url + "/named", str(tmp_path / "out.txt"), *opts)
+    assert (tmp_path / "out.txt").read_bytes() == b"alpha"
+    ok("cp", url + "/named", url + "/copied", *opts)
+    assert ok("cat", url + "/copied", *opts).stdout == b"alpha"
+    # a directory to a prefix and back
+    err = one_line_error(cli("cp", str(src), url + "/tree", *opts))
+    assert "-r" in err
+    ok("cp", "-r", str(src), url + "/tree", *opts)
+    assert sorted(_keys(url + "/tree", opts)) == ["a.txt", "sub/b.bin"]
+    ok("cp", "-r", url + "/tree", str(tmp_path / "back"), *opts)
+    assert (tmp_path / "back" / "sub" / "b.bin").read_bytes() == b"beta" * 1000
+    # stdin and stdout
+    ok("cp", "-", url + "/fromstdin", *opts, input=b"piped")
+    assert ok("cp", url + "/fromstdin", "-", *opts).stdout == b"piped"
+
+
+def test_server_side_copy_within_one_bucket(moto_server):
+    from cloudfiles_store import CloudFilesStore
+    url = moto_server.url(uuid.uuid4().hex)
+    opts = _opts(moto_server.store_options())
+    with CloudFilesStore(moto_server.url(), **moto_server.store_options()) as s:
+        assert "server_copy" in s.capabilities
+    for i in range(5):
+        ok("put", url, f"a/{i}", *opts, input=b"v%d" % i)
+    run = ok("cp", "-r", url + "/a", url + "/b", *opts)
+    assert "copied 5 objects" in run.stderr.decode()
+    assert ok("cat", url + "/b/3", *opts).stdout == b"v3"
+
+
+def test_wildcards_include_exclude_and_mv(remote, tmp_path):
+    url, opts, _, _ = remote
+    for name in ("x/1.txt", "x/2.txt", "x/3.log", "x/deep/4.txt", "y/5.txt"):
+        ok("put", url, name, *opts, input=name.encode())
+    ok("cp", url + "/x/*.txt", str(tmp_path / "star"), *opts)
+    assert sorted(os.listdir(tmp_path / "star")) == ["1.txt", "2.txt"]
+    ok("cp", url + "/**.txt", str(tmp_path / "all"), *opts)
+    found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "all")
+                   for d, _, fs in os.walk(tmp_path / "all") for f in fs)
+    assert found == ["x/1.txt", "x/2.txt", "x/deep/4.txt", "y/5.txt"]
+    ok("cp", url + "/x/[12].tx?", str(tmp_path / "cls"), *opts)
+    assert sorted(os.listdir(tmp_path / "cls")) == ["1.txt", "2.txt"]
+    err = one_line_error(cli("cp", url + "/x/*.nothing", str(tmp_path / "none"), *opts))
+    assert "no objects matched" in err
+    ok("cp", "-r", url + "/x", str(tmp_path / "inc"), "--include", "*.txt",
+       "--exclude", "deep/*", *opts)
+    found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "inc")
+                   for d, _, fs in os.walk(tmp_path / "inc") for f in fs)
+    assert found == ["1.txt", "2.txt"]
+    # onto itself: refused, and mv does not delete the only copy
+    for verb in ("cp", "mv"):
+        err = one_line_error(cli(verb, url + "/y/5.txt", url + "/y/", *opts))
+        assert "same object" in err
+    assert ok("cat", url + "/y/5.txt", *opts).stdout == b"y/5.txt"
+    # mv: the sources copied are deleted, the rest stay
+    ok("mv", url + "/x/*.txt", url + "/moved/", *opts)
+    assert sorted(_keys(url, opts)) == ["moved/1.txt", "moved/2.txt", "x/3.log",
+                                        "x/deep/4.txt", "y/5.txt"]
+
+
+# ------------------------------------------------------------------ 4. the other commands
+
+def test_ls_du_cat_head_touch(remote):
+    url, opts = _tree(remote)
+    assert ok("ls", url, *opts).stdout.decode().split() == ["p", "top"]
+    lines = ok("ls", "-l", url, *opts).stdout.decode().splitlines()
+    assert [line.split() for line in lines] == [["6", "p/"], ["1", "top"]]
+    lines = ok("ls", "-lrh", url, *opts).stdout.decode().splitlines()
+    assert lines[0].split() == ["1", "B", "p/k0"]
+    assert ok("du", "-s", "-h", url, *opts).stdout.decode().strip() == "7 B in 4 objects"
+    assert ok("du", url, *opts).stdout.decode().split("\n")[:-1] == [
+        "           6  p/", "           1  top", "7 bytes in 4 objects"]
+    ok("put", url, "r", *opts, input=b"0123456789")
+    assert ok("cat", "--range", "2-4", url + "/r", *opts).stdout == b"234"
+    assert ok("cat", url + "/r", "--range", "-3", *opts).stdout == b"789"
+    assert ok("cat", url + "/r", "--range", "7-", *opts).stdout == b"789"
+    assert ok("head", "-c", "4", url + "/r", *opts).stdout == b"0123"
+    assert "size: 10" in ok("head", "--meta", url + "/r", *opts).stdout.decode()
+    ok("touch", url + "/empty", *opts)
+    assert ok("cat", url + "/empty", *opts).stdout == b""
+    ok("touch", url + "/r", *opts)  # an existing object keeps its bytes
+    assert ok("cat", url + "/r", *opts).stdout == b"0123456789"
+
+
+def test_verify_and_sync(remote, tmp_path):
+    url, opts, dst_opts, _ = remote
+    src = tmp_path / "v"
+    (src / "d").mkdir(parents=True)
+    for name, body in (("a", b"aaaa"), ("b", b"bbbb"), ("d/c", b"cc")):
+        (src / name).write_bytes(body)
+    ok("cp", "-r", str(src) + "/", url + "/v", *opts)
+    run = ok("verify", str(src), url + "/v", *dst_opts)
+    assert "3 match, 0 differ" in run.stderr.decode()
+    ok("put", url, "v/a", *opts, input=b"AAAA")      # same size, other bytes
+    ok("put", url, "v/b", *opts, input=b"bb")        # other size
+    ok("rm", url + "/v/d/c", *opts)                  # missing
+    ok("put", url, "v/extra", *opts, input=b"e")
+    run = cli("verify", str(src), url + "/v", *dst_opts)
+    out = run.stdout.decode()
+    assert run.returncode == 1
+    assert "content" in out and "/v/a" in out and "size" in out and "/v/b" in out
+    assert "missing" in out and "/v/d/c" in out
+    run = ok("sync", "--dry-run", str(src), url + "/v", "--delete", *dst_opts)
+    assert "would remove" in run.stdout.decode() and "/v/extra" in run.stdout.decode()
+    ok("sync", str(src), url + "/v", "--delete", *dst_opts)
+    # sync compares sizes: the same-size change to a stays, the rest is fixed
+    assert sorted(_keys(url + "/v", opts)) == ["a", "b", "d/c"]
+    assert ok("cat", url + "/v/b", *opts).stdout == b"bbbb"
+    assert ok("cat", url + "/v/a", *opts).stdout == b"AAAA"
+    ok("sync", "--checksum", str(src), url + "/v", *dst_opts)
+    assert ok("cat", url + "/v/a", *opts).stdout == b"aaaa"
+    ok("verify", str(src), url + "/v", *dst_opts)
+
+
+# ------------------------------------------------------------------ 5. progress
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    import pty
+    import select
+
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i}").write_bytes(b"z" * 1000)
+    pid, fd = pty.fork()
+    if pid == 0:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        os.execv(sys.executable, [sys.executable, "-m", "cloudfiles_store", "cp", "-r",
+                                  str(src), str(tmp_path / "dst")])
+    out = b""
+    while True:
+        r, _, _ = select.select([fd], [], [], 60)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    last = text.replace("\r", "\n").strip().splitlines()
+    bar = [line for line in last if "copied" in line and "%" in line]
+    assert bar, text
+    assert "100%" in bar[-1] and "200/200 objects" in bar[-1], text
+    assert len(os.listdir(tmp_path / "dst")) == 200
+
+
+def test_no_progress_when_not_a_terminal(tmp_path):
+    (tmp_path / "a").write_bytes(b"x")
+    run = ok("cp", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert b"%" not in run.stderr
+    run = ok("cp", str(tmp_path / "a"), str(tmp_path / "c"), "--quiet")
+    assert run.stderr == b""
 
 
 def test_ctrl_c_exits_130_with_one_line(fault_server):
@@ -66,3 +422,26 @@ def test_ctrl_c_exits_130_with_one_line(fault_server):
     out, err = proc.communicate(timeout=20)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n" and out == b""
+
+
+def test_ctrl_c_during_a_tree_copy_exits_130(fault_server, tmp_path):
+    """SIGINT while a batch copy waits on a stalled read: 130 at once, one line."""
+    import signal
+    import time
+
+    base = f"/cli-int-{uuid.uuid4().hex}"
+    for i in range(20):
+        fault_server.put(f"{base}/t/{i}", b"y" * 100_000)
+    fault_server.add_faults(f"{base}/t/7", ["stall:30"])
+    proc = subprocess.Popen([sys.executable, "-m", "cloudfiles_store", "cp", "-r",
+                             fault_server.url + base + "/t", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not fault_server.requests(f"{base}/t/7") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fault_server.requests(f"{base}/t/7"), "the tool never sent its request"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n"
