@@ -335,6 +335,9 @@ static void test_threads(void)
     CHECK(cfs_cred_cache_init(&c, &POLICY, "http://x", NULL) == 0, "init");
     c.clock = tick_clock;
     c.policy.refresh_margin = 1.0; /* with lifetime 2 s and 1 ms a tick: a fetch every ~1000 */
+    /* every decide() ticks the clock: a fetching thread descheduled while the others tick
+     * 60,000 times would lose its claim by timeout (tested on its own above), not by a race */
+    c.policy.claim_timeout = 1e12;
     pthread_t th[8];
     for (int i = 0; i < 8; i++)
         pthread_create(&th[i], NULL, hammer, &c);
