@@ -1,7 +1,7 @@
 // libFuzzer target: an AWS credential document from IMDS or the container endpoint
 // (cfs_aws_creds_parse), and its time format alone (cfs_aws_parse_time).
-// sources: csrc/backends/s3/credentials.c
-// pkg: libcjson libcrypto
+// sources: csrc/backends/s3/credentials.c csrc/util/secret.c csrc/util/keys.c csrc/core/buf.c
+// pkg: libcjson libcrypto expat
 // args: -max_len=8192 -dict=tests/fuzz/json.dict
 #include "backends/s3/credentials.h"
 

@@ -1,6 +1,6 @@
 // libFuzzer target: a Google credentials file, service_account or authorized_user
 // (cfs_gcs_credentials_parse).
-// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c
+// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/util/secret.c
 // pkg: libcjson libcrypto
 // args: -max_len=16384 -dict=tests/fuzz/json.dict
 #include "backends/gcs/auth.h"

@@ -1,5 +1,5 @@
 // libFuzzer target: an OAuth token response (cfs_gcs_parse_token).
-// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c
+// sources: csrc/backends/gcs/auth.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/util/secret.c
 // pkg: libcjson libcrypto
 // args: -max_len=8192 -dict=tests/fuzz/json.dict
 #include "backends/gcs/auth.h"
