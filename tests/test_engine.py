@@ -69,10 +69,10 @@ def test_two_stores_have_their_own_concurrency(fault_server, fault_url):
     assert done.is_set()
 
 
-async def test_async_completions_resolve_on_the_loop(store):
+async def test_async_completions_resolve_on_the_loop(store, store_options):
     store.setitems({f"a/{i}": bytes([i]) * 10 for i in range(200)})
     raw = _core.Store.__new__(_core.Store)
-    raw.__init__(store.url, **store.options)
+    raw.__init__(store.url, **store_options)  # store.options shows secrets as '***'
     loop = asyncio.get_running_loop()
     comp = _core.Completions()
     loop.add_reader(comp.fileno(), comp.drain)
@@ -116,9 +116,9 @@ async def test_async_op_keeps_its_store_alive(nginx_url):
         loop.remove_reader(comp.fileno())
 
 
-async def test_async_list_dir_names_each_directory_once(store):
+async def test_async_list_dir_names_each_directory_once(store, store_options):
     store.setitems({"foo/zarr.json": b"1", "foo/c/0": b"2", "foo/c/1": b"3", "x": b""})
-    raw = _core.Store(store.url, **store.options)
+    raw = _core.Store(store.url, **store_options)
     loop = asyncio.get_running_loop()
     comp = _core.Completions()
     loop.add_reader(comp.fileno(), comp.drain)

@@ -1,8 +1,8 @@
 /* Adaptive concurrency per host (AIMD), as S3's guidance asks of clients: a 503 or 429
  * (SlowDown, Too Many Requests) halves the number of ops a process keeps in flight to that
  * host, and each window's worth of successes adds one back, up to the largest concurrency
- * of the stores using it. Until a host first pushes back, only each store's own
- * concurrency applies. A host is scheme://authority of the requests' URL; every store of
+ * of the stores using it. Until a host first pushes back, and again once it has not for
+ * QUIET_S seconds, only each store's own concurrency applies. A host is scheme://authority of the requests' URL; every store of
  * the process sending to it shares its window. Everything here runs under engine.lock,
  * except cfs_throttle_rejected, which takes it. */
 #include "core/engine_internal.h"
@@ -13,6 +13,10 @@
 #include <string.h>
 
 #define HOST_KEY_MAX 256
+/* A host that has not pushed back for this long gets its window lifted: a long-lived
+ * process must not stay throttled by one busy minute, and the next push-back halves it
+ * again from what is in flight then. */
+#define QUIET_S 10.0
 
 struct cfs_host_window {
     char key[HOST_KEY_MAX];     /* scheme://host:port */
@@ -20,6 +24,7 @@ struct cfs_host_window {
     int active;                 /* ops in flight counted against it */
     int cap;                    /* the largest concurrency of a store attached */
     unsigned epoch;             /* bumped at each decrease: one decrease per window of ops */
+    struct timespec pushed_back; /* when it last pushed back */
     uint64_t decreases;
     cfs_host_window *next;
 };
@@ -82,9 +87,21 @@ void cfs_throttle_attach(engine *e, cfs_op *op, const char *url)
     pthread_mutex_unlock(&e->lock);
 }
 
+static double seconds_since(struct timespec t)
+{
+    struct timespec now = now_mono();
+    return (double)(now.tv_sec - t.tv_sec) + (double)(now.tv_nsec - t.tv_nsec) / 1e9;
+}
+
 int cfs_throttle_has_room_locked(const cfs_limiter *l)
 {
-    return !l->host || l->host->active < l->host->window;
+    cfs_host_window *h = l->host;
+    if (!h || h->active < h->window)
+        return 1;
+    if (seconds_since(h->pushed_back) < QUIET_S)
+        return 0;
+    h->window = INFINITY; /* quiet for long enough: lifted */
+    return 1;
 }
 
 void cfs_throttle_admitted_locked(cfs_op *op)
@@ -116,6 +133,7 @@ void cfs_throttle_rejected(engine *e, cfs_op *op)
     if (h && op->host_epoch == h->epoch) {
         double from = isfinite(h->window) ? h->window : h->active;
         h->window = from / 2 < 1 ? 1 : from / 2;
+        h->pushed_back = now_mono();
         h->epoch++;
         h->decreases++;
     }
