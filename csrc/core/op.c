@@ -139,6 +139,7 @@ cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *ke
     op->kind = kind;
     op->backend = backend;
     op->size = -1;
+    op->attrs.last_modified_ms = -1;
     op->key = malloc(key_len + 1);
     if (!op->key) {
         free(op);
@@ -160,6 +161,7 @@ void cfs_op_free(cfs_op *op)
     free(op->keys);
     cfs_buf_free(&op->data);
     cfs_entries_free(&op->entries);
+    cfs_object_attrs_free(&op->attrs);
     free(op->where);
     while (op->children) { /* attached but never started */
         cfs_op *child = op->children;
@@ -188,4 +190,21 @@ int cfs_op_set_where(cfs_op *op, const char *where)
     free(op->where);
     op->where = copy;
     return 0;
+}
+
+void cfs_object_attrs_free(cfs_object_attrs *a)
+{
+    free(a->content_encoding);
+    free(a->content_type);
+    free(a->cache_control);
+    free(a->content_disposition);
+    free(a->storage_class);
+    free(a->etag);
+    for (size_t i = 0; i < a->n_metadata; i++) {
+        free(a->metadata[i].name);
+        free(a->metadata[i].value);
+    }
+    free(a->metadata);
+    memset(a, 0, sizeof *a);
+    a->last_modified_ms = -1;
 }

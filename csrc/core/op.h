@@ -83,6 +83,29 @@ void cfs_entries_free(cfs_entries *e);
 /* Sort by name and drop repeated names. */
 void cfs_entries_sort_unique(cfs_entries *e);
 
+/* A user metadata entry (S3 x-amz-meta-NAME, GCS custom metadata). */
+typedef struct cfs_meta_pair {
+    char *name;
+    char *value;
+} cfs_meta_pair;
+
+/* An object's attributes beyond its bytes. PUT: what to store with it (NULL fields are
+ * not sent; content_encoding names what the body already is once encoded). HEAD and GET:
+ * what the server said (NULL when it did not say). Owned by the op: cfs_object_attrs_free. */
+typedef struct cfs_object_attrs {
+    char *content_encoding;     /* "gzip", "br", "zstd"; NULL: identity */
+    char *content_type;
+    char *cache_control;
+    char *content_disposition;
+    char *storage_class;
+    char *etag;                 /* HEAD/GET/LIST */
+    int64_t last_modified_ms;   /* HEAD/GET/LIST: Unix time in ms; -1 unknown */
+    cfs_meta_pair *metadata;
+    size_t n_metadata;
+} cfs_object_attrs;
+
+void cfs_object_attrs_free(cfs_object_attrs *a);
+
 struct cfs_backend;
 struct cfs_op;
 typedef void (*cfs_done_fn)(struct cfs_op *op, void *ctx);
@@ -102,6 +125,7 @@ typedef struct cfs_op {
     char *source;               /* COPY: the key copied (op->key is the destination); owned */
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
+    cfs_object_attrs attrs;     /* PUT: stored with the object; HEAD/GET: as found */
     const atomic_int *cancel;   /* nonzero once the caller gives up (engine.h:
                                  * cfs_engine_notice_cancel); NULL: never */
 
