@@ -10,6 +10,7 @@ from collections.abc import MutableMapping
 from . import errors
 from ._core import Store as _Store
 from ._core import engine_stats
+from ._version import __version__
 from .errors import *  # noqa: F401,F403
 
 
@@ -59,4 +60,4 @@ from . import _zarr2  # noqa: E402
 _zarr2.install()
 
 
-__all__ = ["CloudFilesStore", "engine_stats", "errors", *errors.__all__]
+__all__ = ["CloudFilesStore", "__version__", "engine_stats", "errors", *errors.__all__]
