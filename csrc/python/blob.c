@@ -155,7 +155,7 @@ static PySequenceMethods blob_as_sequence = {
 };
 
 static PyMethodDef blob_methods[] = {
-    { "__bytes__", (PyCFunction)blob_bytes, METH_NOARGS, "A copy as bytes." },
+    { "__bytes__", (PyCFunction)blob_bytes, METH_NOARGS, "__bytes__($self, /)\n--\n\nReturn a copy as bytes." },
     { NULL },
 };
 

@@ -384,31 +384,31 @@ static void completions_dealloc(CompletionsObject *c)
 
 static PyMethodDef completions_methods[] = {
     { "get", (PyCFunction)(void (*)(void))completions_get, METH_VARARGS | METH_KEYWORDS,
-      "get(store, key, future, start=None, end=None): resolves to a Blob (the bytes, "
+      "get($self, /, store, key, future, start=None, end=None)\n--\n\nSubmit a read; resolves to a Blob (the bytes, "
       "without a copy), None if missing, b'' for a range past the end." },
     { "put", (PyCFunction)(void (*)(void))completions_put, METH_VARARGS | METH_KEYWORDS,
-      "put(store, key, value, future, if_absent=False): resolves to True, or False when "
+      "put($self, /, store, key, value, future, if_absent=False)\n--\n\nSubmit a write; resolves to True, or False when "
       "if_absent found the key present." },
     { "head", (PyCFunction)(void (*)(void))completions_head, METH_VARARGS | METH_KEYWORDS,
-      "head(store, key, future): resolves to the size, or None if missing." },
+      "head($self, /, store, key, future)\n--\n\nSubmit a size lookup; resolves to the size, or None if missing." },
     { "delete", (PyCFunction)(void (*)(void))completions_delete, METH_VARARGS | METH_KEYWORDS,
-      "delete(store, key, future): resolves to None (missing keys too)." },
+      "delete($self, /, store, key, future)\n--\n\nSubmit a delete; resolves to None (missing keys too)." },
     { "delete_many", (PyCFunction)(void (*)(void))completions_delete_many,
       METH_VARARGS | METH_KEYWORDS,
-      "delete_many(store, keys, future): delete 1 to store.delete_many_max keys in one request\n"
+      "delete_many($self, /, store, keys, future)\n--\n\nDelete 1 to store.delete_many_max keys in one request\n"
       "(S3 DeleteObjects, a GCS batch); resolves to None (missing keys too), or fails with a\n"
       "BatchError naming the keys that failed. ValueError where the store has no such request." },
     { "list", (PyCFunction)(void (*)(void))completions_list, METH_VARARGS | METH_KEYWORDS,
-      "list(store, prefix, future): resolves to [(key, size, False)] for every key below." },
+      "list($self, /, store, prefix, future)\n--\n\nSubmit a listing; resolves to [(key, size, False)] for every key below." },
     { "list_dir", (PyCFunction)(void (*)(void))completions_list_dir, METH_VARARGS | METH_KEYWORDS,
-      "list_dir(store, prefix, future): resolves to [(key, size, is_dir)] one level below." },
+      "list_dir($self, /, store, prefix, future)\n--\n\nSubmit a listing; resolves to [(key, size, is_dir)] one level below." },
     { "rmdir", (PyCFunction)(void (*)(void))completions_rmdir, METH_VARARGS | METH_KEYWORDS,
-      "rmdir(store, prefix, future): remove what is left of a prefix once its keys are gone." },
+      "rmdir($self, /, store, prefix, future)\n--\n\nRemove what is left of a prefix once its keys are gone." },
     { "drain", (PyCFunction)completions_drain, METH_NOARGS,
-      "Resolve the futures of every finished op; call on the loop thread when fileno() is "
+      "drain($self, /)\n--\n\nResolve the futures of every finished op; call on the loop thread when fileno() is "
       "readable. Returns how many." },
     { "fileno", (PyCFunction)completions_fileno, METH_NOARGS,
-      "The eventfd that becomes readable when ops have finished." },
+      "fileno($self, /)\n--\n\nReturn the eventfd that becomes readable when ops have finished." },
     { NULL },
 };
 
@@ -422,7 +422,7 @@ PyTypeObject cfs_CompletionsType = {
     .tp_name = "cloudfiles_store._core.Completions",
     .tp_basicsize = sizeof(CompletionsObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Completions(): asyncio completion of engine ops through an eventfd.",
+    .tp_doc = "Completions()\n--\n\nAsyncio completion of engine ops through an eventfd.",
     .tp_new = completions_new,
     .tp_dealloc = (destructor)completions_dealloc,
     .tp_methods = completions_methods,

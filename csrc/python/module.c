@@ -24,7 +24,8 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     { "engine_stats", engine_stats, METH_NOARGS,
-      "Counters of this process's engine: HTTP requests, retries, connections opened;\n"
+      "engine_stats($module, /)\n--\n\n"
+      "Return a dict of counters of this process's engine: HTTP requests, retries, connections opened;\n"
       "lanes, its transfer threads (0 before its first transfer); window_decreases, times a\n"
       "host's in-flight window was halved on a 503 or 429; parked, times an op waited for\n"
       "another op's credential fetch." },

@@ -757,34 +757,64 @@ static PyObject *store_get_closed(StoreObject *s, void *closure)
 }
 
 static PyMethodDef store_methods[] = {
-    { "keys", (PyCFunction)store_keys, METH_NOARGS, "Every key in the store, sorted." },
+    { "keys", (PyCFunction)store_keys, METH_NOARGS,
+      "keys($self, /)\n--\n\nReturn a sorted list of every key in the store (one listing).\n"
+      "Raises CloudFilesError if the listing fails." },
     { "getitems", (PyCFunction)(void (*)(void))store_getitems, METH_VARARGS | METH_KEYWORDS,
-      "getitems(keys, *, contexts=None) -> dict of the keys present, fetched in parallel." },
+      "getitems($self, /, keys, *, contexts=None)\n--\n\n"
+      "Fetch keys (any iterable) in parallel; return a dict of the keys present to their\n"
+      "bytes (missing keys are left out). contexts is accepted for zarr 2 and ignored.\n"
+      "Raises BatchError, after every transfer has ended, if some keys failed." },
     { "setitems", (PyCFunction)store_setitems, METH_O,
-      "setitems(mapping or iterable of (key, value)): write in parallel." },
+      "setitems($self, values, /)\n--\n\n"
+      "Write a mapping, or an iterable of (key, value) pairs, in parallel; values are any\n"
+      "buffers. Returns None. Raises BatchError, after every transfer has ended, if some\n"
+      "writes failed (the others stay written)." },
     { "delitems", (PyCFunction)store_delitems, METH_O,
-      "delitems(keys): delete in parallel; missing keys are ignored." },
+      "delitems($self, keys, /)\n--\n\n"
+      "Delete keys (any iterable) in parallel; missing keys are ignored. Returns None.\n"
+      "Raises BatchError, after every transfer has ended, if some deletes failed." },
     { "iter_get", (PyCFunction)store_iter_get, METH_O,
-      "iter_get(keys) -> iterator of (key, bytes or None) as the transfers complete." },
+      "iter_get($self, keys, /)\n--\n\n"
+      "Return an iterator of (key, bytes) pairs, bytes None for a missing key, in the order\n"
+      "the transfers complete, with at most twice the concurrency in flight. A failed key\n"
+      "raises its error from the iterator; leaving the loop early gives up the rest." },
     { "get_range", (PyCFunction)(void (*)(void))store_get_range, METH_VARARGS | METH_KEYWORDS,
-      "get_range(key, start, end=None) -> bytes [start, end); start < 0 reads the last -start "
-      "bytes; a range past the end gives b''." },
+      "get_range($self, /, key, start, end=None)\n--\n\n"
+      "Return bytes [start, end) of key (end None: to the end); start < 0 reads the last\n"
+      "-start bytes; a range past the end gives b''. Raises KeyError if key is missing,\n"
+      "CloudFilesError on any other failure." },
     { "get_ranges", (PyCFunction)store_get_ranges, METH_O,
-      "get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing key)." },
+      "get_ranges($self, ranges, /)\n--\n\n"
+      "Read an iterable of (key, start, end) ranges in parallel; return a list of bytes in\n"
+      "the same order, None for a missing key. Raises BatchError if some reads failed." },
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
-      "entries(prefix='') -> sorted [(key, size)] of every key starting with prefix "
-      "(size -1 where the listing does not give it)." },
+      "entries($self, /, prefix='')\n--\n\n"
+      "Return a sorted list of (key, size) for every key starting with prefix (size -1\n"
+      "where the listing does not give it). Raises CloudFilesError if the listing fails." },
     { "copy", (PyCFunction)(void (*)(void))store_copy, METH_VARARGS | METH_KEYWORDS,
-      "copy(source, destination): copy an object within the store, on the server where it "
-      "can (S3 CopyObject, GCS rewrite); KeyError if source is missing." },
+      "copy($self, /, source, destination)\n--\n\n"
+      "Copy an object within the store, on the server where it can (S3 CopyObject, GCS\n"
+      "rewrite). Returns None. Raises KeyError if source is missing, CloudFilesError on\n"
+      "any other failure." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
-      "listdir(path='') -> sorted names one level below path." },
+      "listdir($self, /, path='')\n--\n\n"
+      "Return the sorted names (keys and directories) one level below path.\n"
+      "Raises CloudFilesError if the listing fails." },
     { "rmdir", (PyCFunction)(void (*)(void))store_rmdir, METH_VARARGS | METH_KEYWORDS,
-      "rmdir(path=''): delete every key below path." },
+      "rmdir($self, /, path='')\n--\n\n"
+      "Delete every key below path (the whole store for ''), in parallel. Returns None.\n"
+      "Raises BatchError if some deletes failed." },
     { "getsize", (PyCFunction)(void (*)(void))store_getsize, METH_VARARGS | METH_KEYWORDS,
-      "getsize(path='') -> size of a key, or the total of the objects directly under path." },
-    { "clear", (PyCFunction)store_clear, METH_NOARGS, "Delete every key." },
-    { "close", (PyCFunction)store_close, METH_NOARGS, "Close the store." },
+      "getsize($self, /, path='')\n--\n\n"
+      "Return the size in bytes of the key path, or, if path is a directory (or ''), the\n"
+      "total size of the objects directly in it. Raises CloudFilesError on failure." },
+    { "clear", (PyCFunction)store_clear, METH_NOARGS,
+      "clear($self, /)\n--\n\nDelete every key in the store, in parallel. Returns None.\n"
+      "Raises BatchError if some deletes failed." },
+    { "close", (PyCFunction)store_close, METH_NOARGS,
+      "close($self, /)\n--\n\nClose the store: later operations raise ValueError. Returns\n"
+      "None; closing twice is harmless." },
     { "__enter__", (PyCFunction)store_enter, METH_NOARGS, NULL },
     { "__exit__", (PyCFunction)store_exit, METH_VARARGS, NULL },
     { "__reduce__", (PyCFunction)store_reduce, METH_NOARGS, NULL },
@@ -851,7 +881,10 @@ PyTypeObject cfs_StoreType = {
     .tp_name = "cloudfiles_store._core.Store",
     .tp_basicsize = sizeof(StoreObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Store(url, **options): a mapping of keys to bytes over one storage location.",
+    .tp_doc = "Store(url, /, **options)\n--\n\n"
+              "A mapping of keys to bytes over one storage location (see CloudFilesStore).\n"
+              "Raises UnsupportedSchemeError for a URL no backend handles, OptionError for an\n"
+              "unknown or ill-typed option.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)store_init,
     .tp_dealloc = (destructor)store_dealloc,
