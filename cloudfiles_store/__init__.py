@@ -14,7 +14,7 @@ from ._version import __version__
 from .errors import *  # noqa: F401,F403
 
 
-class CloudFilesStore(_Store, MutableMapping):
+class CloudFilesStore(_Store, MutableMapping[str, bytes]):
     """A mapping of str keys to bytes at ``url``; see the README for URLs and options.
 
     Transfer options: ``concurrency`` (requests in flight, default 64), ``retries``
