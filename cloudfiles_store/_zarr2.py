@@ -6,12 +6,17 @@ virtual subclass of ``BaseStore`` keeps zarr on the mapping's own parallel ``get
 ``setitems``, ``delitems``, ``listdir``, ``rmdir`` and ``getsize``.
 
 Nothing here imports zarr: ``install()`` registers at once when zarr 2 is already imported,
-and otherwise arranges to register right after ``zarr.storage`` is first imported (and does
-nothing under zarr 3, whose stores are ``cloudfiles_store.ZarrStore``).
+and otherwise arranges to register right after ``zarr.storage`` is first imported.
+
+Under zarr 3, whose stores are ``cloudfiles_store.ZarrStore``, the mapping is no store:
+zarr's conversion of a ``store=`` argument is wrapped so that a ``CloudFilesStore`` given
+to ``zarr.open`` and the like raises a TypeError naming ``ZarrStore``, rather than zarr's
+generic "Unsupported type for store_like".
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import sys
@@ -29,6 +34,7 @@ def register() -> bool:
     # yet when this runs, from inside zarr/__init__.py
     base = getattr(storage, "BaseStore", None)
     if base is None or getattr(base, "_store_version", None) != 2:
+        _guard_zarr3()
         return False
     with _lock:
         if _registered:
@@ -43,6 +49,30 @@ def register() -> bool:
         base.register(CloudFilesStore)
         _registered = True
     return True
+
+
+def _guard_zarr3() -> None:
+    """zarr 3: a CloudFilesStore given as a store raises a TypeError that names ZarrStore."""
+    common = sys.modules.get("zarr.storage._common")
+    make_store = getattr(common, "make_store", None)
+    if make_store is None or getattr(make_store, "_cloudfiles_guard", False):
+        return
+    from . import CloudFilesStore
+
+    @functools.wraps(make_store)
+    async def guarded(store_like, *args, **kwargs):
+        if isinstance(store_like, CloudFilesStore):
+            raise TypeError(
+                f"zarr 3 does not take a CloudFilesStore (a mapping, zarr 2's kind of store): "
+                f"use cloudfiles_store.ZarrStore({store_like.url!r}, **options), the same "
+                f"engine as a zarr 3 store")
+        return await make_store(store_like, *args, **kwargs)
+
+    guarded._cloudfiles_guard = True
+    with _lock:
+        if getattr(common.make_store, "_cloudfiles_guard", False):
+            return
+        common.make_store = guarded
 
 
 class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
