@@ -2,7 +2,6 @@
 FUZZ_SECONDS=3 each from the seed corpus. clang and libFuzzer are required (.ci/install
 installs them): their absence fails here, it is not skipped."""
 import os
-import pathlib
 import shutil
 import subprocess
 

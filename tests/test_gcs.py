@@ -8,7 +8,6 @@ answers 416); the project's fault server where a test must see request headers o
 a response (it serves objects by path, so an object at
 /storage/v1/b/BUCKET/o/NAME is what `gs://BUCKET/...` reads with endpoint_url=fault URL).
 """
-import asyncio
 import base64
 import hashlib
 import json

@@ -18,7 +18,7 @@ import pytest
 import cbuild
 
 botocore = pytest.importorskip("botocore")  # a test dependency (pyproject [test])
-import botocore.config  # noqa: E402
+import botocore.config  # noqa: E402, F811
 import botocore.session  # noqa: E402
 
 ACCESS_KEY = "AKIDEXAMPLE"

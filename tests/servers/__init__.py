@@ -14,4 +14,5 @@ from .faultproxy import FaultProxy, FaultProxyProcess
 from .faultserver import FaultServer, RecordedRequest
 from .nginx import NginxServer, ServerStartError, free_port
 
-__all__ = ["FaultProxy", "FaultProxyProcess", "FaultServer", "RecordedRequest", "NginxServer", "ServerStartError", "free_port"]
+__all__ = ["FaultProxy", "FaultProxyProcess", "FaultServer", "RecordedRequest", "NginxServer",
+           "ServerStartError", "free_port"]
