@@ -764,11 +764,8 @@ def cmd_sync(ctx, args):
 # --------------------------------------------------------------------------- parsing
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("cloudfiles_store")
-    except Exception:
-        return "unknown"
+    from ._version import __version__  # the one place the version is written
+    return __version__
 
 
 _VALUE_OPTS = {"-o", "--option", "--src-opt", "--dst-opt", "--concurrency", "--retries"}

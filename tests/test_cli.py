@@ -208,6 +208,8 @@ def test_options_anywhere_and_per_side(remote, tmp_path):
 def test_version_and_json():
     run = ok("--version")
     assert run.stdout.decode().startswith("cloudfiles-store ")
+    from cloudfiles_store import __version__
+    assert run.stdout.decode().split()[1] == __version__
     assert ok("ls", "--version").stdout == run.stdout
 
 
