@@ -68,6 +68,19 @@ class Client:
         raise NotImplementedError
 
 
+# the test CA's PEM file when the benchmark runs over TLS (spec "ca_file"); every client is
+# given it through its own option, and run.py also sets SSL_CERT_FILE & co for the rest
+CA_FILE = None
+
+
+def _aiohttp_tls():
+    if not CA_FILE:
+        return {}
+    import ssl
+
+    return {"ssl": ssl.create_default_context(cafile=CA_FILE)}
+
+
 def _zarr3_async_concurrency(conc):
     import zarr
 
@@ -86,12 +99,13 @@ class CloudFilesStoreClient(Client):
     def __init__(self, base, conc, s3=None):
         from cloudfiles_store import CloudFilesStore
 
+        tls = {"ca_bundle": CA_FILE} if CA_FILE else {}
         if s3:
             self.s = CloudFilesStore(f"s3://{s3['bucket']}/{s3['prefix']}", concurrency=conc,
                                      endpoint_url=s3["endpoint"], region=s3["region"],
                                      access_key_id=s3["key"], secret_access_key=s3["secret"])
         else:
-            self.s = CloudFilesStore(base, concurrency=conc)
+            self.s = CloudFilesStore(base, concurrency=conc, **tls)
 
     def get_many(self, keys):
         return self.s.getitems(keys)
@@ -118,7 +132,7 @@ class CloudFilesStoreClient(Client):
     def zarr3_store(url, conc, read_only):
         from cloudfiles_store.zarr3 import ZarrStore
 
-        return ZarrStore(url, read_only=read_only, concurrency=conc)
+        return ZarrStore(url, read_only=read_only, concurrency=conc, **({"ca_bundle": CA_FILE} if CA_FILE else {}))
 
     def close(self):
         self.s.close()
@@ -142,7 +156,8 @@ class Urllib3Client(Client):
         import urllib3
 
         self.base = base.rstrip("/")
-        self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3))
+        self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3),
+                                      **({"ca_certs": CA_FILE} if CA_FILE else {}))
         self.ex = ThreadPoolExecutor(conc)
         self.latencies = []
 
@@ -229,7 +244,7 @@ class FsspecClient(Client):
         import fsspec
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         self.base = base.rstrip("/")
         self.conc = conc
@@ -257,7 +272,7 @@ class FsspecClient(Client):
         from zarr.storage import FsspecStore
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         return FsspecStore.from_url(url, storage_options={"get_client": get_client}, read_only=read_only)
 
@@ -502,7 +517,7 @@ def read_zarr2(client_cls, url, conc, region=None):
         import fsspec
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         fsspec.config.conf["gather_batch_size"] = conc  # FSMap.getitems -> fs.cat batch size
         store = zarr.storage.FSStore(url, mode="r", get_client=get_client)
@@ -774,9 +789,11 @@ def run(spec):
 
 
 def main():
+    global CA_FILE
     spec_path, out_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as f:
         spec = json.load(f)
+    CA_FILE = spec.get("ca_file")
     try:
         res = run(spec)
     except Exception as e:
