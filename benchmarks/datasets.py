@@ -168,15 +168,16 @@ ZARR2_SHAPES = {"full": (16384, 32768), "quick": (8192, 16384)}
 ZARR_CHUNKS = (1024, 1024)
 
 
-def _zarr_ensure(self, fmt, which, log=print):
+def _zarr_ensure(self, fmt, which, log=print, zstd=False):
     """Write the source array of zarr format `fmt` (2 or 3) under bucket/zarr<fmt>/<which>
-    (once); return its description."""
+    (once); return its description. zstd=True: the zarr 3 array under bucket/zarr3z/, its
+    values 4 random bits a byte (so chunks compress about 2:1), chunks zstd level 3."""
     import shutil
 
     import zarr
     from zarr.storage import LocalStore
 
-    name = f"zarr{fmt}"
+    name = f"zarr{fmt}" + ("z" if zstd else "")
     shape = (ZARR3_SHAPES if fmt == 3 else ZARR2_SHAPES)[which]
     path = os.path.join(self.bucket, name, which)
     marker = "zarr.json" if fmt == 3 else ".zarray"
@@ -185,12 +186,19 @@ def _zarr_ensure(self, fmt, which, log=print):
         return entry
     log(f"  data: writing the zarr {fmt} format array {shape} uint8, chunks {ZARR_CHUNKS}, into {path}")
     shutil.rmtree(path, ignore_errors=True)
+    compressors = None
+    if zstd:
+        from zarr.codecs import ZstdCodec
+
+        compressors = ZstdCodec(level=3)
     arr = zarr.create_array(store=LocalStore(path), shape=shape, chunks=ZARR_CHUNKS, dtype="uint8",
-                            compressors=None, fill_value=0, zarr_format=fmt)
+                            compressors=compressors, fill_value=0, zarr_format=fmt)
     rows = ZARR_CHUNKS[0]
     c = zlib.crc32(b"array")
     for i in range(shape[0] // rows):
         block = np.frombuffer(_gen(name, i, rows * shape[1]), dtype=np.uint8).reshape(rows, shape[1])
+        if zstd:
+            block = block & 0x0F
         arr[i * rows:(i + 1) * rows, :] = block
         c = zlib.crc32(block, c)
     nchunks = (shape[0] // ZARR_CHUNKS[0]) * (shape[1] // ZARR_CHUNKS[1])
@@ -216,6 +224,7 @@ def chunk_checksum(path):
 
 
 Data.ensure_zarr3 = lambda self, which, log=print: _zarr_ensure(self, 3, which, log)
+Data.ensure_zarr3z = lambda self, which, log=print: _zarr_ensure(self, 3, which, log, zstd=True)
 Data.ensure_zarr2 = lambda self, which, log=print: _zarr_ensure(self, 2, which, log)
 
 

@@ -53,7 +53,11 @@ from datasets import KiB, MiB  # noqa: E402
 OURS = "cloudfiles_store"
 LIMIT = "wrk"
 BASELINE = "urllib3_threads"
-ALL_CLIENTS = [LIMIT, OURS, BASELINE, "fsspec_http", "s3fs", "obstore", "cloud-files", "tensorstore"]
+# zarr_memorystore: zarr reading the same array from its own MemoryStore in the same process
+# (the zarr 3 reads' ceiling: what zarr's own event loop thread and decoding allow)
+MEMORY = "zarr_memorystore"
+OURS_H2 = "cloudfiles_store_h2"  # ours with http2=True (not in the default list: --clients)
+ALL_CLIENTS = [LIMIT, OURS, BASELINE, "fsspec_http", "s3fs", "obstore", "cloud-files", "tensorstore", MEMORY]
 # pip requirement(s) and import probe per optional peer
 PEERS = {
     "fsspec_http": (["fsspec", "aiohttp"], "import fsspec, aiohttp"),
@@ -79,6 +83,8 @@ WORKLOADS = {
     # zarr 3 end to end: one uint8 array, 1 MiB uncompressed chunks, 1 GiB (quick 128 MiB)
     "zarr3_read": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_read"},
     "zarr3_write": {"set": "zarr3", "passes": (1, 1), "op": "zarr3_write"},
+    # the same shape with zstd chunks (about 2:1): decoding in zarr's thread dominates
+    "zarr3z_read": {"set": "zarr3z", "passes": (1, 1), "op": "zarr3_read"},
     # zarr 2.18 (its own venv) reading a zarr 2 format array: our mapping vs FSStore (+ TensorStore)
     "zarr2_read": {"set": "zarr2", "passes": (1, 1), "op": "zarr2_read"},
     # one directory of 100,000 keys (quick 20,000) listed through nginx's JSON autoindex, 5 times
@@ -170,16 +176,33 @@ def probe_client(py, name):
         import wrk_client
 
         return None if wrk_client.available() else "wrk not installed (apt-get install wrk)"
-    if name == OURS:
+    if name in (OURS, OURS_H2):
         code = "import cloudfiles_store; cloudfiles_store.CloudFilesStore"
+    elif name == MEMORY:
+        code = "import zarr; zarr.storage.MemoryStore"
     elif name == BASELINE:
         code = "import urllib3"
     else:
         code = PEERS[name][1]
-    p = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd="/")
+    p = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd="/", env=worker_env(None))
     if p.returncode != 0:
         return "cannot import: " + (p.stderr.strip().splitlines() or ["?"])[-1]
     return None
+
+
+def worker_env(ca_file):
+    """The workers' environment: the checkout on PYTHONPATH (the venv does not install
+    cloudfiles_store), and with TLS every way a peer learns of a CA file pointed at the
+    test CA (each client's own option is also set in worker.py)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if ca_file:
+        for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "TENSORSTORE_CA_BUNDLE"):
+            env[k] = ca_file
+    return env
+
+
+WORKER_ENV = None  # set in main()
 
 
 def run_worker(py, spec, tmpdir, timeout):
@@ -191,7 +214,7 @@ def run_worker(py, spec, tmpdir, timeout):
         os.unlink(out_path)
     try:
         p = subprocess.run([py, os.path.join(HERE, "worker.py"), spec_path, out_path],
-                           capture_output=True, text=True, timeout=timeout, cwd=HERE)
+                           capture_output=True, text=True, timeout=timeout, cwd=HERE, env=WORKER_ENV)
     except subprocess.TimeoutExpired:
         return {"client": spec["client"], "fatal": f"timed out after {timeout}s"}
     try:
@@ -258,6 +281,15 @@ def parse_args(argv):
     ap.add_argument("--timeout", type=float, default=600, help="seconds before a client run is killed")
     ap.add_argument("--report", default=None, help="markdown output (default BENCHMARKS.md; quick: results/quick.md)")
     ap.add_argument("--no-install", action="store_true", help="no venv/pip: use this interpreter as is")
+    ap.add_argument("--tls", action="store_true",
+                    help="over HTTPS: nginx with TLS 1.3 and the test CA; every client verifies with it")
+    ap.add_argument("--delay-ms", type=float, default=None,
+                    help="put benchmarks/delayproxy.c in front of nginx, holding bytes this long each way "
+                         "(one round trip = 2x); 0 measures the proxy's own cost")
+    ap.add_argument("--jitter-ms", type=float, default=0, help="with --delay-ms: uniform extra delay 0..N ms")
+    ap.add_argument("--cold", action="store_true",
+                    help="no warm-up: the timed pass opens the connections (TCP and TLS handshakes)")
+    ap.add_argument("--tag", default=None, help="name of the results file and report (default: quick/full)")
     ap.add_argument("--setup-notes", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -321,14 +353,15 @@ def main(argv=None):
             wl_items[w] = {"n": nl * nkeys, "listings": nl, "nkeys": nkeys, "payload": 0, "object_size": 0,
                            "op": "list", "expected": lcrc, "url_path": f"/bucket/list/{nkeys}",
                            "desc": f"listing {nkeys:,} keys (nginx JSON index), {nl} times"}
-        elif spec["set"] == "zarr3":
-            z = data.ensure_zarr3("quick" if quick else "full", log=log)
+        elif spec["set"] in ("zarr3", "zarr3z"):
+            zs = spec["set"] == "zarr3z"
+            z = (data.ensure_zarr3z if zs else data.ensure_zarr3)("quick" if quick else "full", log=log)
             verb = "read" if spec["op"] == "zarr3_read" else "write"
             wl_items[w] = {"zarr": z, "n": z["nchunks"], "payload": z["nbytes"], "object_size": MiB,
                            "op": spec["op"],
                            "expected": z["crc"] if verb == "read" else z["chunk_crcs"],
                            "desc": f"zarr 3 {verb}, {z['nbytes'] / 2**30:.2f} GiB uint8 array, "
-                                   f"{z['nchunks']:,} x 1 MiB uncompressed chunks"}
+                                   f"{z['nchunks']:,} x 1 MiB {'zstd (about 2:1)' if zs else 'uncompressed'} chunks"}
         elif spec["set"] == "shard":
             n = datasets.RANGES_QUICK if quick else datasets.RANGES_FULL
             ranges, crcs = data.ranges(n)
@@ -357,10 +390,23 @@ def main(argv=None):
 
     # nginx as tests/servers/nginx.py configures it (2 workers, sendfile, keep-alive, no access
     # log). No open_file_cache: with 30,000+ files it ran nginx out of descriptors (HTTP 500).
-    srv = NginxServer(root=data.root, tls=False, workers=2)
+    srv = NginxServer(root=data.root, tls=args.tls, workers=2)
     srv.start()
-    host_port = f"127.0.0.1:{srv.port}"
-    log(f"nginx: {srv.url} root {data.root}")
+    global WORKER_ENV
+    ca_file = srv.ca_file if args.tls else None
+    WORKER_ENV = worker_env(ca_file)
+    scheme = "https" if args.tls else "http"
+    port = srv.tls_port if args.tls else srv.port
+    proxy = None
+    if args.delay_ms is not None:
+        import delayproxy
+
+        proxy = delayproxy.DelayProxy(f"127.0.0.1:{port}", args.delay_ms, args.jitter_ms).start()
+        port = proxy.port
+        log(f"delay proxy: 127.0.0.1:{port} -> nginx, {args.delay_ms} ms each way (+0..{args.jitter_ms} ms)")
+    host_port = f"127.0.0.1:{port}"
+    srv_url = f"{scheme}://{host_port}"
+    log(f"nginx: {srv_url} root {data.root}")
     import worker
     import wrk_client
 
@@ -381,10 +427,12 @@ def main(argv=None):
     os.chmod(put_root, 0o777)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = args.tag or ("quick" if quick else "full")
     resdir = os.path.join(HERE, "results")
     os.makedirs(resdir, exist_ok=True)
-    res_path = os.path.join(resdir, f"{'quick' if quick else 'full'}-{stamp}.json")
+    res_path = os.path.join(resdir, f"{tag}-{stamp}.json")
     doc = {"command": command, "quick": quick, "machine": info, "skipped": skipped,
+           "tls": args.tls, "delay_ms": args.delay_ms, "jitter_ms": args.jitter_ms, "cold": args.cold,
            "workloads": {w: {k: v for k, v in wl_items[w].items() if k not in ("keys", "ranges")}
                          for w in workloads},
            "concurrency": concs, "runs": runs, "clients": active, "results": []}
@@ -392,7 +440,8 @@ def main(argv=None):
 
     def save():
         doc["versions"] = versions
-        for p in (res_path, os.path.join(resdir, "latest-quick.json" if quick else "latest.json")):
+        for p in (res_path, os.path.join(resdir, f"latest-{tag}.json" if args.tag else
+                                         "latest-quick.json" if quick else "latest.json")):
             with open(p + ".tmp", "w") as f:
                 json.dump(doc, f, indent=1)
             os.replace(p + ".tmp", p)
@@ -406,7 +455,7 @@ def main(argv=None):
                     for conc in concs:
                         order = active[rnd % len(active):] + active[:rnd % len(active)] if active else []
                         for c in order:
-                            base = f"{srv.url}/bucket/{WORKLOADS[w]['set']}"
+                            base = f"{srv_url}/bucket/{WORKLOADS[w]['set']}"
                             n_per_pass = it["n"]
                             is_put = it.get("op") == "put"
                             put_dir = os.path.join(put_root, f"{c}-c{conc}-r{rnd}")
@@ -429,6 +478,8 @@ def main(argv=None):
                                 na = worker.CLIENTS[c].no_s3
                             elif c in worker.CLIENTS and worker.CLIENTS[c].no_http:
                                 na = worker.CLIENTS[c].no_http
+                            if c == MEMORY and op != "zarr3_read":
+                                na = "the zarr 3 reads' ceiling only"
                             if op == "zarr2_read" and c in worker.CLIENTS:
                                 if c not in ZARR2_CLIENTS:
                                     na = "no zarr 2 store"
@@ -439,28 +490,28 @@ def main(argv=None):
                             if na:
                                 r = {"client": c, "na": na}
                             elif op == "list" and c == LIMIT:  # wrk: GET the index again and again
-                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, [it["url_path"] + "/"],
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), srv_url, [it["url_path"] + "/"],
                                                    1, wrk_duration, 0)
                                 if not r.get("fatal"):
                                     r["objects"] = r["requests"] * it["nkeys"]
                                     r["bytes"] = r["wire_bytes"]
                             elif op == "list":
-                                lspec = {"client": c, "op": "list", "base_url": srv.url + it["url_path"],
+                                lspec = {"client": c, "op": "list", "base_url": srv_url + it["url_path"],
                                          "concurrency": conc, "listings": it["listings"], "expect": it["nkeys"],
-                                         "warmup": 1, "passes": 1}
+                                         "warmup": 1, "passes": 1, "ca_file": ca_file}
                                 r = run_worker(py, lspec, tmp, args.timeout)
                             elif op == "zarr2_read":
                                 z = it["zarr"]
-                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
+                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"], "ca_file": ca_file,
                                          "nchunks": z["nchunks"], "nbytes": z["nbytes"],
-                                         "url": f"{srv.url}/bucket/zarr2/{os.path.basename(z['path'])}"}
+                                         "url": f"{srv_url}/bucket/zarr2/{os.path.basename(z['path'])}"}
                                 r = run_worker(py if c == "tensorstore" else zarr2_py, zspec, tmp, args.timeout)
                             elif op in ("zarr3_read", "zarr3_write") and c != LIMIT:
                                 z = it["zarr"]
-                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"],
+                                zspec = {"client": c, "op": op, "concurrency": conc, "chunks": z["chunks"], "ca_file": ca_file,
                                          "nchunks": z["nchunks"], "nbytes": z["nbytes"], "source_dir": z["path"],
-                                         "url": (f"{srv.url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}" if op == "zarr3_write"
-                                                 else f"{srv.url}/bucket/zarr3/{os.path.basename(z['path'])}")}
+                                         "url": (f"{srv_url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}" if op == "zarr3_write"
+                                                 else f"{srv_url}/bucket/{WORKLOADS[w]['set']}/{os.path.basename(z['path'])}")}
                                 r = run_worker(py, zspec, tmp, args.timeout)
                                 if op == "zarr3_write" and not r.get("fatal") and not r.get("errors"):
                                     r["checksums"] = [datasets.chunk_checksum(put_dir)]
@@ -470,13 +521,13 @@ def main(argv=None):
                                 paths = sorted("/" + os.path.relpath(os.path.join(d, f), data.root)
                                                for d, _, fs in os.walk(cdir if os.path.isdir(cdir) else z["path"])
                                                for f in fs if not f.startswith("."))
-                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), srv_url, paths,
                                                    min(conc, len(paths)), wrk_duration, MiB)
                             elif c == LIMIT and is_put:
                                 # 16 distinct bodies cycled over the same keys, PUT again and again
                                 paths = [(f"/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}/{k}", "",
                                           os.path.join(src_dir, it["keys"][i % 16])) for i, k in enumerate(it["keys"])]
-                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), srv_url, paths,
                                                    min(conc, n_per_pass), wrk_duration, it["object_size"])
                             elif c == LIMIT:
                                 if "ranges" in it:
@@ -484,27 +535,28 @@ def main(argv=None):
                                 else:
                                     paths = [f"/bucket/{WORKLOADS[w]['set']}/{k}" for k in it["keys"]]
                                 # never more connections than the other clients can have in flight
-                                r = wrk_client.run(os.path.join(tmp, "wrk"), host_port, paths,
+                                r = wrk_client.run(os.path.join(tmp, "wrk"), srv_url, paths,
                                                    min(conc, n_per_pass), wrk_duration,
                                                    it["payload"] / n_per_pass)
                             else:
                                 warm = min(2 * conc, n_per_pass // 2) if it["object_size"] <= MiB else 1
                                 spec = {"client": c, "base_url": base, "concurrency": conc,
-                                        "passes": it["passes"], "warmup": max(1, warm)}
+                                        "passes": 1 if args.cold else it["passes"],
+                                        "warmup": 0 if args.cold else max(1, warm), "ca_file": ca_file}
                                 if "ranges" in it:
                                     spec["ranges"] = it["ranges"]
                                     spec["range_key"] = "shard"
-                                    spec["base_url"] = f"{srv.url}/bucket/shard"
+                                    spec["base_url"] = f"{srv_url}/bucket/shard"
                                 else:
                                     spec["keys"] = it["keys"]
                                 if it.get("op") == "stream":
                                     spec["op"] = "stream"
                                 if op == "s3get":
-                                    spec["s3"] = {"endpoint": srv.url, "bucket": "bucket", "prefix": WORKLOADS[w]["set"],
+                                    spec["s3"] = {"endpoint": srv_url, "bucket": "bucket", "prefix": WORKLOADS[w]["set"],
                                                   "region": "us-east-1", "key": "benchkey", "secret": "benchsecret"}
                                 if is_put:
                                     spec.update(op="put", source_dir=src_dir,
-                                                base_url=f"{srv.url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}")
+                                                base_url=f"{srv_url}/bucket/put/run-{os.getpid()}/{os.path.basename(put_dir)}")
                                 r = run_worker(py, spec, tmp, args.timeout)
                                 if is_put and not r.get("fatal"):
                                     r["checksums"] = [stored_checksum(put_dir, it["keys"])]
@@ -521,6 +573,8 @@ def main(argv=None):
                             if not srv.running():
                                 raise RuntimeError("nginx died: " + srv.read_error_log(3000))
     finally:
+        if proxy:
+            proxy.stop()
         srv.stop()
         shutil.rmtree(put_root, ignore_errors=True)
     doc["elapsed_s"] = time.time() - t_start
@@ -530,8 +584,10 @@ def main(argv=None):
 
     import report
 
-    md = args.report or (os.path.join(resdir, "quick.md") if quick else os.path.join(REPO, "BENCHMARKS.md"))
-    plot_dir = os.path.join(resdir, "plots-quick") if quick else os.path.join(HERE, "plots")
+    md = args.report or (os.path.join(resdir, f"{args.tag}.md") if args.tag else
+                         os.path.join(resdir, "quick.md") if quick else os.path.join(REPO, "BENCHMARKS.md"))
+    plot_dir = (os.path.join(resdir, f"plots-{args.tag}") if args.tag else
+                os.path.join(resdir, "plots-quick") if quick else os.path.join(HERE, "plots"))
     report.write(doc, md, plot_dir)
     log(f"report: {md}; plots: {plot_dir}")
 

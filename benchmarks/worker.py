@@ -68,6 +68,19 @@ class Client:
         raise NotImplementedError
 
 
+# the test CA's PEM file when the benchmark runs over TLS (spec "ca_file"); every client is
+# given it through its own option, and run.py also sets SSL_CERT_FILE & co for the rest
+CA_FILE = None
+
+
+def _aiohttp_tls():
+    if not CA_FILE:
+        return {}
+    import ssl
+
+    return {"ssl": ssl.create_default_context(cafile=CA_FILE)}
+
+
 def _zarr3_async_concurrency(conc):
     import zarr
 
@@ -86,12 +99,13 @@ class CloudFilesStoreClient(Client):
     def __init__(self, base, conc, s3=None):
         from cloudfiles_store import CloudFilesStore
 
+        tls = {"ca_bundle": CA_FILE} if CA_FILE else {}
         if s3:
             self.s = CloudFilesStore(f"s3://{s3['bucket']}/{s3['prefix']}", concurrency=conc,
                                      endpoint_url=s3["endpoint"], region=s3["region"],
                                      access_key_id=s3["key"], secret_access_key=s3["secret"])
         else:
-            self.s = CloudFilesStore(base, concurrency=conc)
+            self.s = CloudFilesStore(base, concurrency=conc, **tls)
 
     def get_many(self, keys):
         return self.s.getitems(keys)
@@ -118,7 +132,7 @@ class CloudFilesStoreClient(Client):
     def zarr3_store(url, conc, read_only):
         from cloudfiles_store.zarr3 import ZarrStore
 
-        return ZarrStore(url, read_only=read_only, concurrency=conc)
+        return ZarrStore(url, read_only=read_only, concurrency=conc, **({"ca_bundle": CA_FILE} if CA_FILE else {}))
 
     def close(self):
         self.s.close()
@@ -128,6 +142,27 @@ class CloudFilesStoreClient(Client):
         import cloudfiles_store
 
         return getattr(cloudfiles_store, "__version__", "dev")
+
+
+class CloudFilesStoreH2Client(CloudFilesStoreClient):
+    """Ours with http2=True: HTTP/2 where TLS negotiates it, requests multiplexed on few
+    connections (fewer handshakes, fewer round trips to open them under latency)."""
+
+    name = "cloudfiles_store_h2"
+    no_s3 = "the S3 row is HTTP/1.1"
+
+    def __init__(self, base, conc, s3=None):
+        from cloudfiles_store import CloudFilesStore
+
+        self.s = CloudFilesStore(base, concurrency=conc, http2=True,
+                                 **({"ca_bundle": CA_FILE} if CA_FILE else {}))
+
+    @staticmethod
+    def zarr3_store(url, conc, read_only):
+        from cloudfiles_store.zarr3 import ZarrStore
+
+        return ZarrStore(url, read_only=read_only, concurrency=conc, http2=True,
+                         **({"ca_bundle": CA_FILE} if CA_FILE else {}))
 
 
 # ---------------------------------------------------------------- urllib3 thread pool
@@ -142,7 +177,8 @@ class Urllib3Client(Client):
         import urllib3
 
         self.base = base.rstrip("/")
-        self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3))
+        self.pm = urllib3.PoolManager(maxsize=conc, block=True, retries=urllib3.Retry(total=3),
+                                      **({"ca_certs": CA_FILE} if CA_FILE else {}))
         self.ex = ThreadPoolExecutor(conc)
         self.latencies = []
 
@@ -229,7 +265,7 @@ class FsspecClient(Client):
         import fsspec
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         self.base = base.rstrip("/")
         self.conc = conc
@@ -257,7 +293,7 @@ class FsspecClient(Client):
         from zarr.storage import FsspecStore
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         return FsspecStore.from_url(url, storage_options={"get_client": get_client}, read_only=read_only)
 
@@ -466,6 +502,40 @@ class TensorStoreClient(Client):
         return version("tensorstore")
 
 
+# ---------------------------------------------------------------- zarr's own MemoryStore
+class ZarrMemoryClient(Client):
+    """Not a network client: zarr 3 reading the same array from a MemoryStore holding its
+    files (loaded from the directory nginx serves, before timing). The ceiling zarr's own
+    event-loop thread and codecs set for any store."""
+
+    name = "zarr_memorystore"
+    no_zarr3 = None
+    source_dir = None  # set by run_zarr3
+    _stores = {}
+
+    @classmethod
+    def zarr3_store(cls, url, conc, read_only):
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.storage import MemoryStore
+
+        if cls.source_dir not in cls._stores:
+            d = {}
+            proto = default_buffer_prototype()
+            for base, _, files in os.walk(cls.source_dir):
+                for f in files:
+                    p = os.path.join(base, f)
+                    with open(p, "rb") as fh:
+                        d[os.path.relpath(p, cls.source_dir)] = proto.buffer.from_bytes(fh.read())
+            cls._stores[cls.source_dir] = d
+        return MemoryStore(cls._stores[cls.source_dir], read_only=read_only)
+
+    @staticmethod
+    def version():
+        import zarr
+
+        return f"zarr {zarr.__version__}"
+
+
 def read_zarr3(client_cls, url, conc, region=None):
     """Read a zarr 3 array (or a region of it) through the client's store; numpy array."""
     if client_cls is TensorStoreClient:
@@ -502,7 +572,7 @@ def read_zarr2(client_cls, url, conc, region=None):
         import fsspec
 
         async def get_client(**kw):
-            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc), **kw)
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc, **_aiohttp_tls()), **kw)
 
         fsspec.config.conf["gather_batch_size"] = conc  # FSMap.getitems -> fs.cat batch size
         store = zarr.storage.FSStore(url, mode="r", get_client=get_client)
@@ -521,8 +591,8 @@ def write_zarr3(client_cls, url, conc, data, chunks):
     arr[...] = data
 
 
-CLIENTS = {c.name: c for c in (CloudFilesStoreClient, Urllib3Client, FsspecClient, S3fsClient, ObstoreClient,
-                               CloudFilesClient, TensorStoreClient)}
+CLIENTS = {c.name: c for c in (CloudFilesStoreClient, CloudFilesStoreH2Client, Urllib3Client, FsspecClient, S3fsClient, ObstoreClient,
+                               CloudFilesClient, TensorStoreClient, ZarrMemoryClient)}
 
 
 def proc_status_kib(field, pid="self"):
@@ -564,6 +634,7 @@ def run_zarr3(spec):
     conc = spec["concurrency"]
     import numpy as np
 
+    ZarrMemoryClient.source_dir = spec.get("source_dir")
     nchunks = spec["nchunks"]
     if spec["op"] == "zarr2_read":
         read_zarr2(cls, spec["url"], conc, (slice(0, spec["chunks"][0]), slice(0, spec["chunks"][1])))
@@ -774,9 +845,11 @@ def run(spec):
 
 
 def main():
+    global CA_FILE
     spec_path, out_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as f:
         spec = json.load(f)
+    CA_FILE = spec.get("ca_file")
     try:
         res = run(spec)
     except Exception as e:

@@ -84,7 +84,7 @@ def version():
         return f"unknown ({e})"
 
 
-def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, threads=2, timeout_s=120):
+def run(workdir, base_url, paths, conc, duration_s, payload_bytes_per_req, threads=2, timeout_s=120):
     """paths: URL paths, or tuples (path, 'bytes=a-b' or '', body file for a PUT or '').
 
     Returns a result dict like worker.run."""
@@ -100,7 +100,7 @@ def run(workdir, host_port, paths, conc, duration_s, payload_bytes_per_req, thre
     with open(script, "w") as f:
         f.write(LUA % {"paths": json.dumps(paths_file), "threads": threads})
     cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{max(1, int(round(duration_s)))}s", "--timeout", "60s", "-s", script,
-           f"http://{host_port}"]
+           base_url if "://" in base_url else f"http://{base_url}"]
     out_path = os.path.join(workdir, "wrk.out")
     with open(out_path, "w") as out:
         t0 = time.perf_counter()

@@ -159,6 +159,44 @@ static int lanes_wanted(void)
     return n < 1 ? 1 : n > MAX_LANES ? MAX_LANES : (int)n;
 }
 
+/* libcurl's locking of the share: a mutex per kind of shared data. */
+static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access, void *userp)
+{
+    (void)handle;
+    (void)access;
+    engine *e = userp;
+    if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&e->share_locks[data]);
+}
+
+static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
+{
+    (void)handle;
+    engine *e = userp;
+    if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&e->share_locks[data]);
+}
+
+/* The share of TLS sessions (e->share), or NULL: the engine then works without it. */
+static void share_open(engine *e)
+{
+    int n = 0;
+    while (n < CURL_LOCK_DATA_LAST && pthread_mutex_init(&e->share_locks[n], NULL) == 0)
+        n++;
+    CURLSH *sh = n == CURL_LOCK_DATA_LAST ? curl_share_init() : NULL;
+    if (sh && (curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+               curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+               curl_share_setopt(sh, CURLSHOPT_USERDATA, e) != CURLSHE_OK ||
+               curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)) {
+        curl_share_cleanup(sh);
+        sh = NULL;
+    }
+    if (!sh)
+        while (n > 0)
+            pthread_mutex_destroy(&e->share_locks[--n]);
+    e->share = sh;
+}
+
 /* The engine of this process, started on first use. NULL if it cannot start. */
 engine *cfs_engine_get(void)
 {
@@ -179,6 +217,7 @@ engine *cfs_engine_get(void)
         goto fail_free;
     if (pthread_cond_init(&e->work_cv, NULL) != 0)
         goto fail_mutex;
+    share_open(e);
     int opened = 0, wanted = lanes_wanted();
     while (opened < wanted && cfs_lane_open(e, &e->lanes[opened], opened) == 0)
         opened++;
@@ -218,6 +257,11 @@ engine *cfs_engine_get(void)
     return e;
 
 fail_cond:
+    if (e->share) {
+        curl_share_cleanup(e->share);
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_destroy(&e->share_locks[i]);
+    }
     pthread_cond_destroy(&e->work_cv);
 fail_mutex:
     pthread_mutex_destroy(&e->lock);

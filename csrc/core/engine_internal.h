@@ -163,6 +163,11 @@ typedef struct engine {
     op_queue work;                  /* local ops to execute, remote ops to prepare or verify */
     lane lanes[MAX_LANES];
     int n_lanes;
+    /* TLS sessions shared by every transfer of the process (all lanes, all stores): a new
+     * connection resumes a session another one got instead of a full handshake. NULL if it
+     * could not be made (each handle then keeps its own cache, libcurl's default). */
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 } engine;
 
 /* ---------- time ---------- */

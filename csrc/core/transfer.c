@@ -419,6 +419,8 @@ static int attach_handle(lane *ln, transfer *t)
     t->easy = c;
     const char *failed = NULL; /* what could not be set, for the error message */
     CURLcode rc = set_transfer_options(t, cfg, &failed);
+    if (rc == CURLE_OK && ln->e->share && (rc = curl_easy_setopt(c, CURLOPT_SHARE, ln->e->share)) != CURLE_OK)
+        failed = "CURLOPT_SHARE";
     if (rc == CURLE_OK)
         rc = set_request_options(t, &failed);
     if (rc == CURLE_OK && b->ops->configure_handle && b->ops->configure_handle(b, c) < 0) {

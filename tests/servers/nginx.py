@@ -96,11 +96,14 @@ class NginxServer:
     """nginx serving a writable data directory over http (and https when tls=True)."""
 
     def __init__(self, root=None, tls=True, workers=2, access_log=False, host="127.0.0.1",
-                 start_timeout=10.0, extra_http_conf="", keepalive_requests=100000):
+                 start_timeout=10.0, extra_http_conf="", keepalive_requests=100000,
+                 access_log_format=None):
         self.host = host
         self.tls = tls
         self.workers = workers
         self.access_log = access_log
+        # nginx log_format string for the access log (e.g. "$ssl_session_reused $connection")
+        self.access_log_format = access_log_format
         self.start_timeout = start_timeout
         self.extra_http_conf = extra_http_conf
         self.keepalive_requests = keepalive_requests
@@ -235,6 +238,9 @@ class NginxServer:
         nofile = min(hard if hard != resource.RLIM_INFINITY else 65536, 65536)
         worker_connections = max(256, min(8192, nofile // 2))
         access = (f"access_log {p}/logs/access.log;" if self.access_log else "access_log off;")
+        if self.access_log and self.access_log_format:
+            fmt = self.access_log_format.replace("\\", "\\\\").replace("'", "\\'")
+            access = f"log_format cfs '{fmt}';\n    access_log {p}/logs/access.log cfs;"
         tls_server = ""
         if self.tls:
             tls_server = f"""

@@ -1,0 +1,525 @@
+/* delayproxy: a TCP proxy on loopback that holds every chunk of bytes, in each direction,
+ * for a set time before passing it on: round-trip latency for benchmarks on a machine
+ * without netem.
+ *
+ *   cc -O2 -Wall -Wextra -o delayproxy delayproxy.c
+ *   delayproxy --target 127.0.0.1:8080 [--port 0] [--delay-ms 20] [--jitter-ms 0]
+ *              [--max-conns 4096] [--max-buffer 1048576] [--seed N]
+ *
+ * Prints "PORT <n>" on stdout once listening on 127.0.0.1:<n>. Each accepted connection
+ * gets its own connection to the target (which must be a 127.0.0.0/8 address). What is read
+ * from one side is released to the other after delay-ms plus a uniform jitter in
+ * [0, jitter-ms]; release times never go backwards within a direction, so the byte order of
+ * each connection is kept. A request and its response thus take 2 x delay-ms more (one
+ * round trip), a TCP/TLS handshake as many round trips as it has.
+ *
+ * One thread, epoll, a timer wheel of 1 ms slots. Bounded memory: at most max-buffer bytes
+ * held per direction (reading from that side stops until they are written), at most
+ * max-conns connections (more are accepted and closed at once). With delay 0 bytes are
+ * written through at once (what is not written is held like delayed bytes).
+ * SIGTERM/SIGINT stop it. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WHEEL 1024     /* slots of 1 ms */
+#define READ_SIZE 65536
+
+typedef struct chunk {
+    struct chunk *next;
+    uint64_t due_ms;
+    size_t len, off;
+    char data[];
+} chunk;
+
+struct conn;
+
+typedef struct dir {              /* bytes flowing from one socket to the other */
+    struct conn *c;
+    int from, to;                 /* indexes into c->fd: 0 client, 1 upstream */
+    chunk *head, *tail;
+    size_t held;                  /* bytes queued */
+    uint64_t last_due;            /* release times never go back */
+    int eof;                      /* the source sent FIN */
+    int shut;                     /* FIN passed on */
+    int in_wheel;
+    uint64_t wheel_due;
+    struct dir *wprev, *wnext;
+} dir;
+
+typedef struct end {              /* what epoll points to */
+    struct conn *c;
+    int side;
+} end;
+
+typedef struct conn {
+    int fd[2];
+    unsigned mask[2];             /* current epoll interest per fd */
+    int connected;                /* the upstream connect finished */
+    int dead;
+    dir d[2];                     /* d[0]: client -> upstream, d[1]: upstream -> client */
+    end ends[2];
+    struct conn *next_dead;
+} conn;
+
+static uint64_t g_delay_ms, g_jitter_ms;
+static size_t g_max_buffer = 1 << 20;
+static int g_max_conns = 4096, g_nconns;
+static int g_ep;
+static dir *g_wheel[WHEEL];
+static uint64_t g_wheel_now;      /* slots up to this time were processed */
+static conn *g_dead;
+static volatile sig_atomic_t g_stop;
+static uint64_t g_rng = 88172645463325252ULL;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* ---------- the wheel: a direction is in it while its head chunk waits for its time */
+
+static void wheel_remove(dir *d)
+{
+    if (!d->in_wheel)
+        return;
+    if (d->wprev)
+        d->wprev->wnext = d->wnext;
+    else
+        g_wheel[d->wheel_due % WHEEL] = d->wnext;
+    if (d->wnext)
+        d->wnext->wprev = d->wprev;
+    d->in_wheel = 0;
+    d->wprev = d->wnext = NULL;
+}
+
+static void wheel_add(dir *d, uint64_t due)
+{
+    wheel_remove(d);
+    if (due <= g_wheel_now)
+        due = g_wheel_now + 1; /* the next slot processed */
+    d->wheel_due = due;
+    dir **slot = &g_wheel[due % WHEEL];
+    d->wprev = NULL;
+    d->wnext = *slot;
+    if (*slot)
+        (*slot)->wprev = d;
+    *slot = d;
+    d->in_wheel = 1;
+}
+
+/* ---------- connections */
+
+static void update_mask(conn *c, int side)
+{
+    if (c->dead || c->fd[side] < 0)
+        return;
+    unsigned m = 0;
+    dir *in = &c->d[side];       /* reads from this side */
+    dir *out = &c->d[1 - side];  /* writes to this side */
+    if (!in->eof && in->held < g_max_buffer && (side == 0 || c->connected))
+        m |= EPOLLIN;
+    if (side == 1 && !c->connected)
+        m |= EPOLLOUT; /* connect completion */
+    else if (out->head && out->head->due_ms <= now_ms())
+        m |= EPOLLOUT; /* a due chunk waits for room in the socket */
+    if (m == c->mask[side])
+        return;
+    struct epoll_event ev = { .events = m, .data.ptr = &c->ends[side] };
+    if (epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd[side], &ev) == 0)
+        c->mask[side] = m;
+}
+
+static void conn_kill(conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = 1;
+    for (int i = 0; i < 2; i++) {
+        wheel_remove(&c->d[i]);
+        for (chunk *k = c->d[i].head, *n; k; k = n) {
+            n = k->next;
+            free(k);
+        }
+        c->d[i].head = c->d[i].tail = NULL;
+        c->d[i].held = 0;
+        if (c->fd[i] >= 0) {
+            epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd[i], NULL);
+            close(c->fd[i]);
+            c->fd[i] = -1;
+        }
+    }
+    g_nconns--;
+    c->next_dead = g_dead; /* freed after this round of events */
+    g_dead = c;
+}
+
+static void maybe_finish(conn *c)
+{
+    for (int i = 0; i < 2; i++) {
+        dir *d = &c->d[i];
+        if (d->eof && !d->head && !d->shut && c->connected) {
+            shutdown(c->fd[d->to], SHUT_WR);
+            d->shut = 1;
+        }
+    }
+    if (c->d[0].shut && c->d[1].shut)
+        conn_kill(c);
+}
+
+/* Write the due chunks of d; 0, or -1 if the connection died. */
+static int flush(dir *d)
+{
+    conn *c = d->c;
+    if (!c->connected && d->to == 1)
+        return 0;
+    uint64_t now = now_ms();
+    while (d->head && d->head->due_ms <= now) {
+        chunk *k = d->head;
+        ssize_t n = send(c->fd[d->to], k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_kill(c);
+            return -1;
+        }
+        k->off += (size_t)n;
+        d->held -= (size_t)n;
+        if (k->off < k->len)
+            break;
+        d->head = k->next;
+        if (!d->head)
+            d->tail = NULL;
+        free(k);
+    }
+    if (d->head && d->head->due_ms > now)
+        wheel_add(d, d->head->due_ms);
+    else
+        wheel_remove(d);
+    update_mask(c, d->to);
+    update_mask(c, d->from);
+    maybe_finish(c);
+    return c->dead ? -1 : 0;
+}
+
+/* Read what side `side` sent; queue it (or pass it on at once with no delay). */
+static void on_readable(conn *c, int side)
+{
+    dir *d = &c->d[side];
+    char buf[READ_SIZE];
+    while (!c->dead && !d->eof && d->held < g_max_buffer) {
+        size_t want = g_max_buffer - d->held < sizeof buf ? g_max_buffer - d->held : sizeof buf;
+        ssize_t n = recv(c->fd[side], buf, want, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_kill(c);
+            break;
+        }
+        if (n == 0) {
+            d->eof = 1;
+            break;
+        }
+        size_t off = 0;
+        uint64_t now = now_ms();
+        uint64_t due = now + g_delay_ms + (g_jitter_ms ? rnd() % (g_jitter_ms + 1) : 0);
+        if (due < d->last_due)
+            due = d->last_due;
+        d->last_due = due;
+        if (due <= now && !d->head && (c->connected || d->to == 0)) {
+            ssize_t w = send(c->fd[d->to], buf, (size_t)n, MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                conn_kill(c);
+                break;
+            }
+            off = w > 0 ? (size_t)w : 0;
+            if (off == (size_t)n)
+                continue;
+        }
+        chunk *k = malloc(sizeof *k + ((size_t)n - off));
+        if (!k) {
+            conn_kill(c);
+            break;
+        }
+        k->next = NULL;
+        k->due_ms = due;
+        k->len = (size_t)n - off;
+        k->off = 0;
+        memcpy(k->data, buf + off, k->len);
+        if (d->tail)
+            d->tail->next = k;
+        else
+            d->head = k;
+        d->tail = k;
+        d->held += k->len;
+        if (k == d->head && due > now)
+            wheel_add(d, due);
+    }
+    if (c->dead)
+        return;
+    if (d->head && d->head->due_ms <= now_ms())
+        flush(d); /* also updates the masks and finishes */
+    else {
+        update_mask(c, side);
+        update_mask(c, d->to);
+        maybe_finish(c);
+    }
+}
+
+static void on_writable(conn *c, int side)
+{
+    if (side == 1 && !c->connected) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            conn_kill(c);
+            return;
+        }
+        c->connected = 1;
+    }
+    flush(&c->d[1 - side]);
+    if (!c->dead)
+        flush(&c->d[side]); /* its reads may have waited for the connect */
+}
+
+static struct sockaddr_in g_target;
+
+static void on_accept(int lfd)
+{
+    for (;;) {
+        int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return; /* EAGAIN, or out of descriptors: tried again on the next event */
+        if (g_nconns >= g_max_conns) {
+            close(cfd);
+            continue;
+        }
+        int ufd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        conn *c = ufd >= 0 ? calloc(1, sizeof *c) : NULL;
+        if (!c) {
+            if (ufd >= 0)
+                close(ufd);
+            close(cfd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->fd[0] = cfd;
+        c->fd[1] = ufd;
+        for (int i = 0; i < 2; i++) {
+            c->d[i].c = c;
+            c->d[i].from = i;
+            c->d[i].to = 1 - i;
+            c->ends[i].c = c;
+            c->ends[i].side = i;
+        }
+        g_nconns++;
+        int r = connect(ufd, (struct sockaddr *)&g_target, sizeof g_target);
+        if (r == 0)
+            c->connected = 1;
+        struct epoll_event ev0 = { .events = EPOLLIN, .data.ptr = &c->ends[0] };
+        struct epoll_event ev1 = { .events = c->connected ? EPOLLIN : EPOLLOUT, .data.ptr = &c->ends[1] };
+        if ((r < 0 && errno != EINPROGRESS) || epoll_ctl(g_ep, EPOLL_CTL_ADD, cfd, &ev0) < 0) {
+            close(cfd);
+            close(ufd);
+            free(c);
+            g_nconns--;
+            continue;
+        }
+        c->mask[0] = EPOLLIN;
+        if (epoll_ctl(g_ep, EPOLL_CTL_ADD, ufd, &ev1) < 0) {
+            epoll_ctl(g_ep, EPOLL_CTL_DEL, cfd, NULL);
+            close(cfd);
+            close(ufd);
+            free(c);
+            g_nconns--;
+            continue;
+        }
+        c->mask[1] = ev1.events;
+    }
+}
+
+/* Release what became due since the last call. */
+static void run_wheel(void)
+{
+    uint64_t now = now_ms();
+    if (now <= g_wheel_now)
+        return;
+    uint64_t from = g_wheel_now + 1;
+    if (now - g_wheel_now > WHEEL)
+        from = now - WHEEL + 1; /* every slot once */
+    g_wheel_now = now;
+    for (uint64_t t = from; t <= now; t++) {
+        dir *d = g_wheel[t % WHEEL];
+        while (d) {
+            dir *next = d->wnext;
+            if (d->wheel_due <= now && !d->c->dead)
+                flush(d); /* removes it, or adds it again for its next chunk */
+            d = next;
+        }
+    }
+}
+
+/* Milliseconds until the next slot with a direction in it (-1: none). */
+static int next_timeout(void)
+{
+    for (uint64_t i = 1; i <= WHEEL; i++)
+        if (g_wheel[(g_wheel_now + i) % WHEEL]) {
+            uint64_t now = now_ms();
+            uint64_t at = g_wheel_now + i;
+            return at <= now ? 0 : (int)(at - now);
+        }
+    return -1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: delayproxy --target 127.0.0.1:PORT [--port 0] [--delay-ms N] [--jitter-ms N]\n"
+                    "                  [--max-conns N] [--max-buffer BYTES] [--seed N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0;
+    const char *target = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        const char *k = argv[i], *v = argv[++i];
+        char *e;
+        unsigned long long n = strtoull(v, &e, 10);
+        if (strcmp(k, "--target") == 0) {
+            target = v;
+            continue;
+        }
+        if (*e || e == v || n > 100000000ULL)
+            usage();
+        if (strcmp(k, "--port") == 0 && n < 65536)
+            port = (int)n;
+        else if (strcmp(k, "--delay-ms") == 0 && n <= 60000)
+            g_delay_ms = n;
+        else if (strcmp(k, "--jitter-ms") == 0 && n <= 60000)
+            g_jitter_ms = n;
+        else if (strcmp(k, "--max-conns") == 0 && n >= 1)
+            g_max_conns = (int)n;
+        else if (strcmp(k, "--max-buffer") == 0 && n >= 1024)
+            g_max_buffer = (size_t)n;
+        else if (strcmp(k, "--seed") == 0)
+            g_rng = n ? n : 1;
+        else
+            usage();
+    }
+    if (!target)
+        usage();
+    char host[64];
+    const char *colon = strrchr(target, ':');
+    if (!colon || (size_t)(colon - target) >= sizeof host)
+        usage();
+    memcpy(host, target, (size_t)(colon - target));
+    host[colon - target] = 0;
+    char *e;
+    unsigned long tport = strtoul(colon + 1, &e, 10);
+    g_target.sin_family = AF_INET;
+    if (*e || tport == 0 || tport > 65535 || inet_pton(AF_INET, host, &g_target.sin_addr) != 1 ||
+        (ntohl(g_target.sin_addr.s_addr) >> 24) != 127) {
+        fprintf(stderr, "delayproxy: the target must be 127.x.x.x:PORT\n");
+        return 2;
+    }
+    g_target.sin_port = htons((uint16_t)tport);
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in la = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof la;
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(lfd, (struct sockaddr *)&la, sizeof la) < 0 || listen(lfd, 4096) < 0 ||
+        set_nonblock(lfd) < 0 || getsockname(lfd, (struct sockaddr *)&la, &alen) < 0) {
+        perror("delayproxy: listen");
+        return 1;
+    }
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
+    if (g_ep < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &lev) < 0) {
+        perror("delayproxy: epoll");
+        return 1;
+    }
+    g_wheel_now = now_ms();
+    printf("PORT %d\n", ntohs(la.sin_port));
+    fflush(stdout);
+
+    struct epoll_event evs[256];
+    while (!g_stop) {
+        int n = epoll_wait(g_ep, evs, 256, next_timeout());
+        if (n < 0 && errno != EINTR) {
+            perror("delayproxy: epoll_wait");
+            return 1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (!evs[i].data.ptr) {
+                on_accept(lfd);
+                continue;
+            }
+            end *en = evs[i].data.ptr;
+            conn *c = en->c;
+            if (c->dead)
+                continue;
+            unsigned m = evs[i].events;
+            if (m & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                on_writable(c, en->side);
+            if (!c->dead && (m & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                on_readable(c, en->side);
+        }
+        run_wheel();
+        while (g_dead) {
+            conn *c = g_dead;
+            g_dead = c->next_dead;
+            free(c);
+        }
+    }
+    return 0;
+}
