@@ -33,6 +33,12 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "claim:N": a hostile length: `Content-Length: N`, the real (shorter) body, then nothing
   until the client gives up (at most a minute).
 
+A slow tail: `srv.set_slow(0.01, 1.0, seed=1)` delays a fraction of the GET and HEAD
+responses (without a scripted fault) by that many seconds before their headers, chosen by a
+hash of (seed, path, how many requests that path had before): deterministic for a seed,
+and a second request for a slow key is slow again only with the same small chance
+(`first_only=True`: never). Recorded fault: "slow".
+
 No pytest here: benchmarks may import this module too.
 """
 import asyncio
@@ -405,6 +411,8 @@ class FaultServer(LoopServer):
         self._spans = []         # (path, start, end) of every answered request
         self._capacity = None    # set_capacity: answer like a store under load
         self._service_time = 0.0
+        self._slow = None        # set_slow: (fraction, seconds, seed, first_only)
+        self._path_counts = collections.Counter()  # GET/HEAD requests per path, for set_slow
 
     # -- state, from any thread ----------------------------------------------------
     def put(self, path, data, mtime=None, headers=None):
@@ -473,6 +481,24 @@ class FaultServer(LoopServer):
         with self._lock:
             self._capacity, self._service_time = capacity, service_time
 
+    def set_slow(self, fraction, seconds, seed=0, first_only=False):
+        """Delay `fraction` of GET and HEAD responses by `seconds` (a slow tail); each
+        request is picked by a hash of (seed, path, the path's earlier GET/HEAD requests),
+        or only a path's first request with first_only. fraction=0 or None: off."""
+        if fraction and not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        with self._lock:
+            self._slow = (float(fraction), float(seconds), seed, bool(first_only)) if fraction else None
+            self._path_counts.clear()
+
+    def _is_slow(self, path, n):
+        fraction, _, seed, first_only = self._slow
+        if first_only and n:
+            return False
+        digest = hashlib.blake2b(f"{seed}:{path}:{n}".encode("utf-8", "surrogateescape"),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big") < fraction * 2.0 ** 64
+
     def max_concurrency(self, prefix="/", since=None):
         """The most requests under `prefix` (a normalized path prefix) that were being
         answered at the same moment, from their receipt to their last byte sent; only
@@ -509,6 +535,8 @@ class FaultServer(LoopServer):
             self._requests.clear()
             self._spans.clear()
             self._capacity, self._service_time = None, 0.0
+            self._slow = None
+            self._path_counts.clear()
 
     # -- HTTP ----------------------------------------------------------------------
     async def _serve(self, reader, writer):
@@ -542,6 +570,11 @@ class FaultServer(LoopServer):
                 fault_spec, fault = "capacity", ("status", 503, None)
             elif fault is None and self._service_time:
                 fault = ("delay", None, self._service_time)
+            if self._slow is not None and method in ("GET", "HEAD"):
+                n = self._path_counts[path]
+                self._path_counts[path] = n + 1
+                if fault is None and self._is_slow(path, n):
+                    fault_spec, fault = "slow", ("delay", None, self._slow[1])
             self._requests.append(RecordedRequest(
                 method, path, raw_path, query, header_list, time.time(), len(body), fault_spec,
                 conn))
