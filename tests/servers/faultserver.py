@@ -26,7 +26,7 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "stall:S": headers and half the body, sleep S seconds, then the rest.
 - "corrupt": the full body with one byte flipped (its middle byte).
 - "close": close the connection without answering.
-- "delay:S": sleep S seconds, then answer normally.
+- "delay:S": sleep S seconds (less if the client goes away first), then answer normally.
 - "trickle:S": the full body in small pieces spread over S seconds (slow but moving).
 - "chunked": the full body with `Transfer-Encoding: chunked` (pieces of up to 64 KiB), no
   Content-Length: a body whose length the client learns only at its end.
@@ -213,7 +213,12 @@ async def send_response(writer, response, fault, keep_alive, reader=None):
     `reader`, a stall ends when the client goes away (it no longer counts as in flight)."""
     kind = fault[0] if fault is not None else None
     if kind == "delay":
-        await asyncio.sleep(fault[2])
+        # held back, but no longer than the client waits (it no longer counts in flight)
+        end = time.monotonic() + fault[2]
+        while time.monotonic() < end and not _client_gone(writer, reader):
+            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+        if _client_gone(writer, reader):
+            return False
         kind = None
     if response is None or kind == "close":
         writer.close()
@@ -514,6 +519,11 @@ class FaultServer(LoopServer):
             cur += d
             peak = max(peak, cur)
         return peak
+
+    def in_flight(self):
+        """Requests being answered now (received, last byte not yet sent)."""
+        with self._lock:
+            return self._in_flight
 
     def reset_max_in_flight(self):
         """Restart the high-water mark of requests being answered at the same time."""
