@@ -14,7 +14,8 @@ import pytest
 
 from cloudfiles_store import CloudFilesStore, engine_stats, errors
 
-SLOW = 4.0  # seconds a delayed response is held back; hedged reads end long before
+SLOW = 8.0  # seconds a delayed response is held back; hedged reads end long before
+SOONER = SLOW - 3  # a hedged read answered by then did not wait for the held-back response
 
 
 class Target:
@@ -96,7 +97,7 @@ def test_slow_keys_get_a_second_request_and_answer_sooner(target):
     before = engine_stats()
     t0 = time.monotonic()
     assert store.getitems(list(values)) == values
-    assert time.monotonic() - t0 < SLOW / 2
+    assert time.monotonic() - t0 < SOONER
     counts = target.counts("GET")
     assert {k for k, n in counts.items() if n > 1} == set(slow)
     assert all(counts[k] == 2 for k in slow)
@@ -118,10 +119,11 @@ def test_learned_delay_hedges_the_slow_keys(target):
     before = engine_stats()
     t0 = time.monotonic()
     assert store.getitems(list(values)) == values
-    assert time.monotonic() - t0 < SLOW / 2
-    counts = target.counts("GET")
-    assert all(counts[k] == 2 for k in slow)
-    assert stats_delta(before)["hedges_won"] >= len(slow)
+    elapsed = time.monotonic() - t0
+    counts, d = target.counts("GET"), stats_delta(before)
+    assert all(counts[k] == 2 for k in slow), (counts, d)
+    assert d["hedges_won"] >= len(slow), d
+    assert elapsed < SOONER
 
 
 def test_no_hedge_before_the_store_has_learned_a_delay(target):
@@ -144,7 +146,7 @@ def test_single_get_and_head_are_hedged(target):
             assert "k1" in store
         else:
             assert store.get_range("k1", 10, 1000) == values["k1"][10:1000]
-        assert time.monotonic() - t0 < SLOW / 2
+        assert time.monotonic() - t0 < SOONER
     assert target.counts("GET")["k1"] == 4
     assert target.counts("HEAD")["k1"] == 2
 
@@ -155,7 +157,7 @@ def test_missing_key_answered_by_the_hedge_is_a_key_error(target):
     t0 = time.monotonic()
     with pytest.raises(KeyError):
         store["nope"]
-    assert time.monotonic() - t0 < SLOW / 2
+    assert time.monotonic() - t0 < SOONER
     assert target.counts("GET")["nope"] == 2
 
 

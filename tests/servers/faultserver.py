@@ -37,7 +37,8 @@ A slow tail: `srv.set_slow(0.01, 1.0, seed=1)` delays a fraction of the GET and 
 responses (without a scripted fault) by that many seconds before their headers, chosen by a
 hash of (seed, path, how many requests that path had before): deterministic for a seed,
 and a second request for a slow key is slow again only with the same small chance
-(`first_only=True`: never). Recorded fault: "slow".
+(`first_only=True`: never; `random_draw=True`: a seeded random draw per request instead of
+the hash). Recorded fault: "slow".
 
 No pytest here: benchmarks may import this module too.
 """
@@ -46,6 +47,7 @@ import collections
 import email.utils
 import hashlib
 import json
+import random
 import socket
 import struct
 import threading
@@ -292,9 +294,10 @@ class LoopServer:
 
     thread_name = "cfs-loopserver"
 
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, reuse_port=False):
         self.host = host
         self._want_port = port
+        self._reuse_port = reuse_port  # several processes serving one port (benchmarks)
         self.port = None
         self._loop = None
         self._thread = None
@@ -352,7 +355,8 @@ class LoopServer:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(asyncio.start_server(
-                self._handle, self.host, self._want_port, limit=1 << 20, backlog=1024))
+                self._handle, self.host, self._want_port, limit=1 << 20, backlog=1024,
+                reuse_port=self._reuse_port or None))
             self.port = self._server.sockets[0].getsockname()[1]
         except Exception as e:  # reported by start()
             self._start_error = e
@@ -401,8 +405,8 @@ class FaultServer(LoopServer):
 
     thread_name = "cfs-faultserver"
 
-    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False):
-        super().__init__(host, port)
+    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False, reuse_port=False):
+        super().__init__(host, port, reuse_port)
         self.hide_dotfiles = hide_dotfiles
         self._lock = threading.Lock()
         self._objects = {}       # normalized path -> (bytes, mtime)
@@ -417,6 +421,7 @@ class FaultServer(LoopServer):
         self._capacity = None    # set_capacity: answer like a store under load
         self._service_time = 0.0
         self._slow = None        # set_slow: (fraction, seconds, seed, first_only)
+        self._slow_rng = None    # set_slow(random_draw=True)
         self._path_counts = collections.Counter()  # GET/HEAD requests per path, for set_slow
 
     # -- state, from any thread ----------------------------------------------------
@@ -486,20 +491,25 @@ class FaultServer(LoopServer):
         with self._lock:
             self._capacity, self._service_time = capacity, service_time
 
-    def set_slow(self, fraction, seconds, seed=0, first_only=False):
+    def set_slow(self, fraction, seconds, seed=0, first_only=False, random_draw=False):
         """Delay `fraction` of GET and HEAD responses by `seconds` (a slow tail); each
         request is picked by a hash of (seed, path, the path's earlier GET/HEAD requests),
-        or only a path's first request with first_only. fraction=0 or None: off."""
+        or only a path's first request with first_only; with random_draw, by a random
+        generator seeded with `seed` instead (for several processes sharing a port, which
+        each see only some of a path's requests). fraction=0 or None: off."""
         if fraction and not 0 < fraction <= 1:
             raise ValueError("fraction must be in (0, 1]")
         with self._lock:
             self._slow = (float(fraction), float(seconds), seed, bool(first_only)) if fraction else None
+            self._slow_rng = random.Random(seed) if fraction and random_draw else None
             self._path_counts.clear()
 
     def _is_slow(self, path, n):
         fraction, _, seed, first_only = self._slow
         if first_only and n:
             return False
+        if self._slow_rng is not None:
+            return self._slow_rng.random() < fraction
         digest = hashlib.blake2b(f"{seed}:{path}:{n}".encode("utf-8", "surrogateescape"),
                                  digest_size=8).digest()
         return int.from_bytes(digest, "big") < fraction * 2.0 ** 64
