@@ -2,14 +2,17 @@
 
     python3 benchmarks/hedge.py [--objects 10000] [--size 65536] [--concurrency 64]
                                 [--slow 0.01] [--delay 1.0] [--rounds 3]
-                                [--cdf benchmarks/results/hedge-cdf.csv]
+                                [--cdf benchmarks/plots/hedge_cdf.csv]
                                 [--plot benchmarks/plots/hedge_cdf.png]
 
-The fault server (tests/servers/faultserver.py) runs in a process of its own and holds
-back `--slow` of the GET responses by `--delay` seconds (set_slow: picked by a hash of the
-key, the request's rank and the round's seed; a hedge of a slow key is slow again with the
-same small chance). Each round runs, each in a fresh client process (its own engine and
-connections, warmed up on other keys first, so the store has learned its delay):
+Run it with benchmarks/.venv/bin/python (made by benchmarks/run.py) for the plot.
+
+The fault server (tests/servers/faultserver.py) runs in `--servers` processes sharing one
+port (SO_REUSEPORT; one asyncio process would be the bottleneck) and holds back `--slow` of
+the GET responses by `--delay` seconds (set_slow with a seeded random draw per request: a
+hedge of a slow key is slow again with the same small chance). Each round runs, each in a
+fresh client process (its own engine and connections, warmed up on `--warm` other keys
+first, so the store has learned its delay):
 
   clean      no slow responses, hedging off: the batch to match
   clean+h    no slow responses, hedging on: what hedging costs when nothing is slow
@@ -20,8 +23,8 @@ A batch is one iter_get of `--objects` keys. A key's latency is from the server'
 its first request to the client's receipt of its value. Prints, per configuration, the
 median over rounds of: batch time, p50, p99, p99.9 latency, extra requests (GETs the
 server saw beyond one per key) and hedges sent/won (engine_stats), and the ratio of batch
-time to the clean batch of the same round. Writes every latency of the last round to the
-CDF file and plots it when matplotlib is importable.
+time to the clean batch of the same round. Writes the last round's latency CDF (at
+fractions finer in the tail) to the CDF file and plots it when matplotlib is importable.
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=1.0, help="seconds they are held back")
     ap.add_argument("--warm", type=int, default=1000, help="keys read first (other keys)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cdf", default=os.path.join(ROOT, "benchmarks", "results", "hedge-cdf.csv"))
+    ap.add_argument("--cdf", default=os.path.join(ROOT, "benchmarks", "plots", "hedge_cdf.csv"))
     ap.add_argument("--plot", default=os.path.join(ROOT, "benchmarks", "plots", "hedge_cdf.png"))
     args = ap.parse_args()
     if args.serve:
@@ -227,12 +230,17 @@ def main() -> None:
               f"{med(r['hedges'] for r in rs):.0f} / {med(r['hedges_won'] for r in rs):.0f} |")
 
     os.makedirs(os.path.dirname(args.cdf), exist_ok=True)
-    with open(args.cdf, "w") as f:  # the last round: configuration, latency, fraction <=
-        f.write("configuration,latency_s,fraction\n")
+    # the last round's CDF, at fractions finer in the tail: 0.01..0.99, 0.991..0.999,
+    # 0.9991..0.9999, 1 (the slowest key)
+    fractions = ([i / 100 for i in range(1, 100)] + [0.99 + i / 1000 for i in range(1, 10)]
+                 + [0.999 + i / 10000 for i in range(1, 10)] + [1.0])
+    with open(args.cdf, "w") as f:
+        f.write("# " + " ".join(sys.argv[1:]) + f" (last of {args.rounds} rounds)\n")
+        f.write("configuration,fraction,latency_ms\n")
         for name, _, _ in CONFIGS:
             lat = results[name][-1]["lat"]
-            for i, v in enumerate(lat):
-                f.write(f"{name},{v:.6f},{(i + 1) / len(lat):.6f}\n")
+            for q in fractions:
+                f.write(f"{name},{q:.4f},{pct(lat, q) * 1e3:.2f}\n")
     print(f"CDF data: {args.cdf}")
     try:
         import matplotlib
@@ -248,7 +256,7 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_xlabel("latency, ms (server receipt of the first request to value in hand)")
     ax.set_ylabel("fraction of keys")
-    ax.set_ylim(0.9, 1.0005)
+    ax.set_ylim(0.95, 1.0005)
     ax.set_title(f"{args.objects:,} x {args.size // 1024} KiB GETs, {args.slow:.0%} held back "
                  f"{args.delay:g} s (tail)")
     ax.grid(True, which="both", alpha=0.3)

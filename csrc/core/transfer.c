@@ -3,7 +3,19 @@
  * is set up for it and added to the lane's multi handle), and finishing a transfer: the
  * backend's finish(), a retry scheduled with backoff, or the op's next step (another
  * request, a worker's verify(), child ops, done). Also the request, retry and connection
- * counts. */
+ * counts.
+ *
+ * Hedged reads (the store option hedge): a GET or HEAD of an op's own (not a credential
+ * fetch, not a child, not a step of a longer op) waits, once started, in its lane's queue
+ * of candidates until its store's delay has passed (hedge_at). If it has had no response
+ * header by then and its store has a token, a hedge is sent: a copy of the same built
+ * request (no second build(): a backend's build may claim a credential fetch) on another
+ * easy handle, thus another connection. The two are siblings until one ends: a failure
+ * (a transient status, a transfer error, a stall, a cancel) drops that one and the other
+ * carries on alone; an answer cancels the other (curl_multi_remove_handle) and goes to
+ * the backend's finish() as the op's only response. A hedge writes object data into its
+ * own buffer, moved into op->data only when it wins, so two bodies never mix and finish()
+ * runs once. Both belong to the lane's thread, like every transfer. */
 #include "core/engine_internal.h"
 
 #include <stdatomic.h>
