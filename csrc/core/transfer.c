@@ -656,9 +656,9 @@ static int is_hedgeable(const transfer *t)
  * its delay, waits in the lane's queue for a hedge to be due. */
 static void hedge_consider(lane *ln, transfer *t)
 {
-    t->started = now_mono();
     if (!is_hedgeable(t))
         return;
+    t->started = now_mono();
     t->hedgeable = 1;
     const cfs_transfer_config *cfg = &t->op->limiter->cfg;
     hedge_state *h = &t->op->limiter->hedge;
