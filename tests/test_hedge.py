@@ -183,6 +183,32 @@ def test_budget_caps_the_hedges(target):
     assert sum(target.counts("GET").values()) == n + d["hedges"]
 
 
+def test_no_hedge_while_a_host_that_pushed_back_has_its_window_full():
+    """Hedges count in the host's in-flight window (the 503/429 throttle): once the host
+    pushed back, a read that would take the window past its limit is not hedged. A server
+    of its own: the window is per host and process."""
+    from servers.faultserver import FaultServer
+
+    with FaultServer() as srv:
+        for k in ("k0", "k1", "k2"):
+            srv.put(f"/p/{k}", os.urandom(1000))
+        store = CloudFilesStore(srv.url + "/p", hedge=True, hedge_delay=0.1, hedge_budget=1.0,
+                                retry_base=0.01, retry_cap=0.05)
+        try:
+            before = engine_stats()
+            srv.add_faults("/p/k0", ["503"])  # the window: halved to 1, then 2 on success
+            assert store["k0"] == srv.get("/p/k0")
+            assert engine_stats()["window_decreases"] - before["window_decreases"] == 1
+            for k in ("k1", "k2"):
+                srv.add_faults(f"/p/{k}", ["delay:1"])
+            got = store.getitems(["k1", "k2"])  # two in flight: the window is full
+            assert got == {k: srv.get(f"/p/{k}") for k in ("k1", "k2")}
+            assert stats_delta(before)["hedges"] == 0
+            assert len(srv.requests(method="GET")) == 2 + 2
+        finally:
+            store.close()
+
+
 # -------------------------------------------------------------------------- writes
 
 def test_writes_are_never_hedged(target):
