@@ -91,8 +91,9 @@ typedef struct cfs_host_window cfs_host_window;
  * samples so that it follows the recent past; the hedge delay (its quantile) is computed
  * again every HEDGE_RECOMPUTE samples. And the token bucket that bounds the hedges: each
  * first request earns hedge_budget of a token, a hedge costs one, at most HEDGE_BURST
- * saved. Every field is atomic: the lanes of a store update it without a lock (the counts
- * are approximate under a race, never unbounded). */
+ * saved (or hedge_budget x concurrency, if more). Every field is atomic: the lanes of a
+ * store update it without a lock (the counts are approximate under a race, never
+ * unbounded). */
 #define HEDGE_BUCKETS 80
 #define HEDGE_SUB_BUCKETS 4
 #define HEDGE_BUCKET0_NS 25000ULL

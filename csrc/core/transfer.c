@@ -123,9 +123,19 @@ static void hedge_sample(transfer *t)
         hedge_recompute(h, t->op->limiter->cfg.hedge_quantile);
 }
 
-static void hedge_earn(hedge_state *h, long amount)
+/* The most tokens a store saves: HEDGE_BURST, or its budget of a full window of requests
+ * in flight if more (hedge_budget=1 may hedge every read in flight). Tokens come only
+ * with new requests: the reads still unanswered at the end of a batch live on what was
+ * saved. */
+static long hedge_cap(const cfs_limiter *l)
 {
-    const long cap = HEDGE_BURST * HEDGE_TOKEN;
+    double window = l->cfg.hedge_budget * l->cfg.concurrency;
+    long cap = window > HEDGE_BURST ? (long)window : HEDGE_BURST;
+    return cap * HEDGE_TOKEN;
+}
+
+static void hedge_earn(hedge_state *h, long amount, long cap)
+{
     long cur = atomic_load(&h->tokens);
     while (cur < cap && !atomic_compare_exchange_weak(&h->tokens, &cur,
                                                       cur + amount > cap ? cap : cur + amount))
@@ -663,7 +673,7 @@ static void hedge_consider(lane *ln, transfer *t)
     const cfs_transfer_config *cfg = &t->op->limiter->cfg;
     hedge_state *h = &t->op->limiter->hedge;
     long earn = (long)(cfg->hedge_budget * HEDGE_TOKEN + 0.5);
-    hedge_earn(h, earn < 1 ? 1 : earn);
+    hedge_earn(h, earn < 1 ? 1 : earn, hedge_cap(t->op->limiter));
     long long delay = cfg->hedge_delay > 0 ? (long long)(cfg->hedge_delay * 1e9)
                                            : atomic_load(&h->delay_ns);
     if (delay <= 0)
@@ -708,14 +718,14 @@ static int send_hedge(lane *ln, transfer *t)
         return 0;
     cfs_host_window *counted = NULL;
     if (!cfs_throttle_hedge_begin(ln->e, op, &counted)) {
-        hedge_earn(hs, HEDGE_TOKEN);
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
         return 0;
     }
     transfer *h = calloc(1, sizeof *h);
     if (!h) {
         if (counted)
             cfs_throttle_hedge_end(ln->e, counted);
-        hedge_earn(hs, HEDGE_TOKEN);
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
         return -1;
     }
     h->op = op;
@@ -733,7 +743,7 @@ static int send_hedge(lane *ln, transfer *t)
         op->status = status;
         memcpy(op->message, message, sizeof message);
         cfs_transfer_free(ln, h); /* gives back the host window */
-        hedge_earn(hs, HEDGE_TOKEN);
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
         return -1;
     }
     link_active(ln, h);
