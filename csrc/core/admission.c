@@ -19,6 +19,17 @@ cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg)
     l->cfg = *cfg;
     if (l->cfg.concurrency < 1)
         l->cfg.concurrency = 1;
+    if (l->cfg.hedge_quantile <= 0 || l->cfg.hedge_quantile >= 1)
+        l->cfg.hedge_quantile = CFS_HEDGE_QUANTILE;
+    if (l->cfg.hedge_budget <= 0)
+        l->cfg.hedge_budget = CFS_HEDGE_BUDGET;
+    hedge_state *h = &l->hedge;
+    for (int i = 0; i < HEDGE_BUCKETS; i++)
+        atomic_init(&h->counts[i], 0);
+    atomic_init(&h->total, 0);
+    atomic_init(&h->seen, 0);
+    atomic_init(&h->delay_ns, 0);
+    atomic_init(&h->tokens, 0);
     return l;
 }
 

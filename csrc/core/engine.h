@@ -21,9 +21,21 @@ typedef struct cfs_transfer_config {
     long stall_timeout_s;       /* abort when no byte moves for this long */
     long buffer_size;           /* CURLOPT_BUFFERSIZE */
     int http2;                  /* offer HTTP/2 over TLS and multiplex on few connections */
+    /* Hedged reads (transfer.c): a GET or HEAD still unanswered (no response header) after
+     * a delay gets a second request on another connection; the first answer wins and the
+     * other is cancelled. Off when hedge is 0. The delay is hedge_delay seconds if > 0, else
+     * the hedge_quantile of the store's recent times to the first byte; at most a
+     * hedge_budget fraction of requests are hedges (a token bucket). 0: the default. */
+    int hedge;
+    double hedge_quantile;      /* default CFS_HEDGE_QUANTILE */
+    double hedge_budget;        /* default CFS_HEDGE_BUDGET */
+    double hedge_delay;         /* seconds; 0: learned */
 } cfs_transfer_config;
 
-#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0 }
+#define CFS_HEDGE_QUANTILE 0.95
+#define CFS_HEDGE_BUDGET 0.05
+
+#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 0, 0, 0, 0 }
 
 /* Create a limiter (registers it with the engine). NULL on out-of-memory. */
 cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);
@@ -67,6 +79,8 @@ typedef struct cfs_engine_stats {
     uint64_t parked;            /* times an op was parked (CFS_BUILD_WAIT) */
     int lanes;                  /* transfer threads (0 until the engine starts) */
     uint64_t window_decreases;  /* hosts' in-flight windows halved on a 503 or 429 */
+    uint64_t hedges;            /* hedge requests sent (counted in requests too) */
+    uint64_t hedges_won;        /* ... whose answer was used (the first request's cancelled) */
 } cfs_engine_stats;
 void cfs_engine_get_stats(cfs_engine_stats *out);
 

@@ -85,6 +85,32 @@ static inline int is_local(const cfs_op *op)
 
 typedef struct cfs_host_window cfs_host_window;
 
+/* ---------- hedged reads (transfer.c) ----------
+ * A store's recent times to the first byte, as a histogram with exponential buckets
+ * (HEDGE_SUB_BUCKETS per doubling from HEDGE_BUCKET0_NS), halved every HEDGE_WINDOW
+ * samples so that it follows the recent past; the hedge delay (its quantile) is computed
+ * again every HEDGE_RECOMPUTE samples. And the token bucket that bounds the hedges: each
+ * first request earns hedge_budget of a token, a hedge costs one, at most HEDGE_BURST
+ * saved (or hedge_budget x concurrency, if more). Every field is atomic: the lanes of a
+ * store update it without a lock (the counts are approximate under a race, never
+ * unbounded). */
+#define HEDGE_BUCKETS 80
+#define HEDGE_SUB_BUCKETS 4
+#define HEDGE_BUCKET0_NS 25000ULL
+#define HEDGE_WINDOW 1024u
+#define HEDGE_RECOMPUTE 16u
+#define HEDGE_MIN_SAMPLES 32u
+#define HEDGE_TOKEN 1000L      /* a token, in thousandths */
+#define HEDGE_BURST 10L        /* tokens saved at most */
+
+typedef struct hedge_state {
+    atomic_uint counts[HEDGE_BUCKETS];
+    atomic_uint total;           /* samples in counts (about) */
+    atomic_uint seen;            /* samples ever recorded */
+    atomic_llong delay_ns;       /* the learned delay; 0 until HEDGE_MIN_SAMPLES */
+    atomic_long tokens;          /* thousandths of a token */
+} hedge_state;
+
 struct cfs_limiter {
     cfs_transfer_config cfg;
     pid_t owner_pid;            /* the engine generation this limiter is registered with */
@@ -93,6 +119,7 @@ struct cfs_limiter {
     op_queue waiting;           /* submitted, waiting for admission */
     cfs_host_window *host;      /* where its requests go, once known (throttle.c) */
     cfs_limiter *next;
+    hedge_state hedge;          /* lock-free: see above */
 };
 
 /* One HTTP transfer in flight (its lane's thread only). */
@@ -101,7 +128,9 @@ typedef struct transfer {
     CURL *easy;
     cfs_request req;
     cfs_buf scratch;            /* bodies that are not object data: errors, listings */
-    cfs_buf *body;              /* where the body goes: &op->data or &scratch */
+    cfs_buf *body;              /* where the body goes: &op->data, &own or &scratch */
+    cfs_buf own;                /* a hedge's object data until it wins (never op->data:
+                                 * the two transfers of an op never write the same bytes) */
     size_t upload_pos;
     long status;
     int64_t content_length;
@@ -123,6 +152,15 @@ typedef struct transfer {
     int parked;                 /* in lane.retries until released (CFS_BUILD_WAIT) */
     unsigned park_gen;          /* cfs_transfer_park_gen() before its build() said CFS_BUILD_WAIT */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
+    /* hedging (transfer.c) */
+    struct timespec started;    /* when it was added to the multi handle */
+    struct timespec hedge_at;   /* when a hedge is due if still unanswered */
+    int hedgeable;              /* a read whose first-byte time counts and may be hedged */
+    int is_hedge;               /* the second request of its op */
+    struct transfer *sibling;   /* the op's other transfer while both run, else NULL */
+    cfs_host_window *hedge_host; /* a hedge: the host window it counts in */
+    int in_hedge_queue;
+    struct transfer *prev_hedge, *next_hedge; /* in lane.hedge_head, by hedge_at */
 } transfer;
 
 struct engine;
@@ -146,6 +184,7 @@ typedef struct lane {
     transfer *active;               /* transfers in the multi handle */
     struct timespec next_stall_check;
     transfer *retries;
+    transfer *hedge_head, *hedge_tail; /* reads that may be hedged, by hedge_at */
     unsigned cancel_gen;            /* cfs_engine_cancel_gen() when the lane last looked for cancelled ops */
     unsigned park_gen;              /* cfs_transfer_park_gen() when the lane last released parked ops */
     CURL *idle_easy[64];
@@ -223,6 +262,11 @@ void cfs_throttle_attach(engine *e, cfs_op *op, const char *url);
 int cfs_throttle_has_room_locked(const cfs_limiter *l);
 void cfs_throttle_admitted_locked(cfs_op *op);
 void cfs_throttle_completed_locked(cfs_op *op);
+/* A hedge for an op: count it in the op's host window unless that window (once pushed
+ * back) is full. Returns 1 with *counted the window counted in (NULL: none; give it back
+ * with cfs_throttle_hedge_end), or 0: no room, send no hedge. Both take e->lock. */
+int cfs_throttle_hedge_begin(engine *e, cfs_op *op, cfs_host_window **counted);
+void cfs_throttle_hedge_end(engine *e, cfs_host_window *h);
 /* A 503 or 429: halve the op's host window (takes e->lock). */
 void cfs_throttle_rejected(engine *e, cfs_op *op);
 /* Window decreases so far, for stats (under e->lock). */
@@ -254,6 +298,9 @@ void cfs_transfer_hand_back_children(lane *ln, cfs_op *list);
 void cfs_transfer_release_parked(lane *ln);
 /* A release happened (cfs_engine_release_parked): lanes then release their parked ops. */
 void cfs_transfer_bump_park_gen(void);
+/* Send the hedges that are due (reads still unanswered after their store's delay, while
+ * its budget allows); lowers *timeout_ms to when the next is due. */
+void cfs_transfer_start_hedges(lane *ln, long *timeout_ms);
 /* The requests, retries and new connections counted so far (cfs_engine_get_stats). */
 void cfs_transfer_counts(cfs_engine_stats *out);
 

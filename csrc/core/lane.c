@@ -274,6 +274,7 @@ void *cfs_lane_main(void *arg)
         cfs_transfer_release_parked(ln);
         start_due_retries(ln, &timeout_ms);
         check_stalls(ln);
+        cfs_transfer_start_hedges(ln, &timeout_ms);
         if (ln->curl_timer_set) {
             long ms = ms_until(ln->curl_deadline);
             if (ms < timeout_ms)

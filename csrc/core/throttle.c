@@ -8,6 +8,7 @@
 #include "core/engine_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,31 @@ void cfs_throttle_completed_locked(cfs_op *op)
         if (h->window > h->cap)
             h->window = h->cap;
     }
+}
+
+int cfs_throttle_hedge_begin(engine *e, cfs_op *op, cfs_host_window **counted)
+{
+    *counted = NULL;
+    pthread_mutex_lock(&e->lock);
+    cfs_host_window *h = op->host;
+    int ok = 1;
+    if (h) {
+        /* a host that pushed back gets no extra request while its window is full */
+        ok = !isfinite(h->window) || h->active < h->window;
+        if (ok) {
+            h->active++;
+            *counted = h;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
+void cfs_throttle_hedge_end(engine *e, cfs_host_window *h)
+{
+    pthread_mutex_lock(&e->lock);
+    h->active--; /* windows live as long as the engine */
+    pthread_mutex_unlock(&e->lock);
 }
 
 void cfs_throttle_rejected(engine *e, cfs_op *op)

@@ -3,7 +3,19 @@
  * is set up for it and added to the lane's multi handle), and finishing a transfer: the
  * backend's finish(), a retry scheduled with backoff, or the op's next step (another
  * request, a worker's verify(), child ops, done). Also the request, retry and connection
- * counts. */
+ * counts.
+ *
+ * Hedged reads (the store option hedge): a GET or HEAD of an op's own (not a credential
+ * fetch, not a child, not a step of a longer op) waits, once started, in its lane's queue
+ * of candidates until its store's delay has passed (hedge_at). If it has had no response
+ * header by then and its store has a token, a hedge is sent: a copy of the same built
+ * request (no second build(): a backend's build may claim a credential fetch) on another
+ * easy handle, thus another connection. The two are siblings until one ends: a failure
+ * (a transient status, a transfer error, a stall, a cancel) drops that one and the other
+ * carries on alone; an answer cancels the other (curl_multi_remove_handle) and goes to
+ * the backend's finish() as the op's only response. A hedge writes object data into its
+ * own buffer, moved into op->data only when it wins, so two bodies never mix and finish()
+ * runs once. Both belong to the lane's thread, like every transfer. */
 #include "core/engine_internal.h"
 
 #include <stdatomic.h>
@@ -23,7 +35,7 @@
  * claimed by an op that vanished without a word is given up after a timeout). */
 #define PARK_MAX_S 5.0
 
-static atomic_uint_fast64_t g_requests, g_retries, g_connections, g_parked;
+static atomic_uint_fast64_t g_requests, g_retries, g_connections, g_parked, g_hedges, g_hedges_won;
 static atomic_uint g_park_gen; /* bumped by each cfs_engine_release_parked: lanes then look */
 
 /* Thread-safe uniform [0,1) without global state. */
@@ -33,6 +45,152 @@ static double random01(void)
     if (!seed)
         seed = (unsigned int)(now_mono().tv_nsec ^ (long)getpid() ^ (long)(uintptr_t)&seed);
     return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
+}
+
+/* ---------- hedged reads: the store's delay and budget ----------
+ * (engine_internal.h: hedge_state). All lock-free: any lane of a store may be here. */
+
+static uint64_t ns_between(struct timespec a, struct timespec b)
+{
+    long long ns = (long long)(b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    return ns < 0 ? 0 : (uint64_t)ns;
+}
+
+/* The bucket of a time: 0 below HEDGE_BUCKET0_NS, then HEDGE_SUB_BUCKETS per doubling. */
+static int hedge_bucket(uint64_t ns)
+{
+    uint64_t u = ns / HEDGE_BUCKET0_NS;
+    if (u == 0)
+        return 0;
+    int oct = 63 - __builtin_clzll(u); /* floor(log2(u)) */
+    /* the two bits after the leading one (u's own bits when it has them) */
+    uint64_t frac = oct >= 2 ? (u >> (oct - 2)) & 3u : (u << (2 - oct)) & 3u;
+    long idx = 1 + (long)oct * HEDGE_SUB_BUCKETS + (long)frac;
+    return idx < HEDGE_BUCKETS ? (int)idx : HEDGE_BUCKETS - 1;
+}
+
+/* The upper edge of a bucket, in ns. */
+static uint64_t hedge_bucket_top(int idx)
+{
+    if (idx == 0)
+        return HEDGE_BUCKET0_NS;
+    int oct = (idx - 1) / HEDGE_SUB_BUCKETS, sub = (idx - 1) % HEDGE_SUB_BUCKETS;
+    return HEDGE_BUCKET0_NS * ((uint64_t)(HEDGE_SUB_BUCKETS + sub + 1) << oct) / HEDGE_SUB_BUCKETS;
+}
+
+/* Compute the delay again: the store's quantile of the times counted. */
+static void hedge_recompute(hedge_state *h, double q)
+{
+    unsigned c[HEDGE_BUCKETS];
+    uint64_t sum = 0;
+    for (int i = 0; i < HEDGE_BUCKETS; i++) {
+        c[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+        sum += c[i];
+    }
+    if (sum == 0)
+        return;
+    uint64_t want = (uint64_t)(q * (double)sum), cum = 0;
+    if (want < 1)
+        want = 1;
+    int i = 0;
+    for (; i < HEDGE_BUCKETS - 1; i++) {
+        cum += c[i];
+        if (cum >= want)
+            break;
+    }
+    atomic_store(&h->delay_ns, (long long)hedge_bucket_top(i));
+}
+
+/* A hedgeable transfer got its response's headers: count its time to the first byte. */
+static void hedge_sample(transfer *t)
+{
+    hedge_state *h = &t->op->limiter->hedge;
+    uint64_t ns = ns_between(t->started, now_mono());
+    atomic_fetch_add_explicit(&h->counts[hedge_bucket(ns)], 1, memory_order_relaxed);
+    unsigned n = atomic_fetch_add(&h->total, 1) + 1;
+    if (n == HEDGE_WINDOW) {
+        /* exactly one thread sees each crossing: halve, keeping counts added meanwhile */
+        unsigned removed = 0;
+        for (int i = 0; i < HEDGE_BUCKETS; i++) {
+            unsigned v = atomic_load_explicit(&h->counts[i], memory_order_relaxed) / 2;
+            atomic_fetch_sub_explicit(&h->counts[i], v, memory_order_relaxed);
+            removed += v;
+        }
+        atomic_fetch_sub(&h->total, removed);
+    }
+    unsigned seen = atomic_fetch_add(&h->seen, 1) + 1;
+    if (seen >= HEDGE_MIN_SAMPLES && seen % HEDGE_RECOMPUTE == 0)
+        hedge_recompute(h, t->op->limiter->cfg.hedge_quantile);
+}
+
+/* The most tokens a store saves: HEDGE_BURST, or its budget of a full window of requests
+ * in flight if more (hedge_budget=1 may hedge every read in flight). Tokens come only
+ * with new requests: the reads still unanswered at the end of a batch live on what was
+ * saved. */
+static long hedge_cap(const cfs_limiter *l)
+{
+    double window = l->cfg.hedge_budget * l->cfg.concurrency;
+    long cap = window > HEDGE_BURST ? (long)window : HEDGE_BURST;
+    return cap * HEDGE_TOKEN;
+}
+
+static void hedge_earn(hedge_state *h, long amount, long cap)
+{
+    long cur = atomic_load(&h->tokens);
+    while (cur < cap && !atomic_compare_exchange_weak(&h->tokens, &cur,
+                                                      cur + amount > cap ? cap : cur + amount))
+        ;
+}
+
+static int hedge_spend(hedge_state *h)
+{
+    long cur = atomic_load(&h->tokens);
+    while (cur >= HEDGE_TOKEN)
+        if (atomic_compare_exchange_weak(&h->tokens, &cur, cur - HEDGE_TOKEN))
+            return 1;
+    return 0;
+}
+
+/* ---------- hedged reads: the lane's queue of candidates, by hedge_at ---------- */
+
+static int before(struct timespec a, struct timespec b)
+{
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+static void hedge_queue_add(lane *ln, transfer *t)
+{
+    /* from the tail: the delays of a store change slowly, so this is about O(1) */
+    transfer *after = ln->hedge_tail;
+    while (after && before(t->hedge_at, after->hedge_at))
+        after = after->prev_hedge;
+    t->prev_hedge = after;
+    t->next_hedge = after ? after->next_hedge : ln->hedge_head;
+    if (t->next_hedge)
+        t->next_hedge->prev_hedge = t;
+    else
+        ln->hedge_tail = t;
+    if (after)
+        after->next_hedge = t;
+    else
+        ln->hedge_head = t;
+    t->in_hedge_queue = 1;
+}
+
+static void hedge_queue_remove(lane *ln, transfer *t)
+{
+    if (!t->in_hedge_queue)
+        return;
+    if (t->prev_hedge)
+        t->prev_hedge->next_hedge = t->next_hedge;
+    else
+        ln->hedge_head = t->next_hedge;
+    if (t->next_hedge)
+        t->next_hedge->prev_hedge = t->prev_hedge;
+    else
+        ln->hedge_tail = t->prev_hedge;
+    t->prev_hedge = t->next_hedge = NULL;
+    t->in_hedge_queue = 0;
 }
 
 /* ---------- libcurl callbacks ---------- */
@@ -77,9 +235,13 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
         if (code >= 100 && code < 200)
             return len;
+        if (t->hedgeable && t->status == 0)
+            hedge_sample(t);
         t->status = code;
-        t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300) ? &t->op->data
-                                                                            : &t->scratch;
+        /* object data into op->data, a hedge's into its own buffer until it wins */
+        t->body = (t->op->kind == CFS_OP_GET && code >= 200 && code < 300)
+                      ? (t->is_hedge ? &t->own : &t->op->data)
+                      : &t->scratch;
         /* a first part of the announced length (+ 1: room for the NUL that ends the bytes
          * object the body may become); the rest as it arrives (on_body) */
         if (t->content_length > 0 && !t->req.no_body &&
@@ -213,6 +375,7 @@ static void link_active(lane *ln, transfer *t)
 
 static void unlink_active(lane *ln, transfer *t)
 {
+    hedge_queue_remove(ln, t); /* off the wire: no longer a candidate */
     if (t->prev_active)
         t->prev_active->next_active = t->next_active;
     else if (ln->active == t)
@@ -222,6 +385,15 @@ static void unlink_active(lane *ln, transfer *t)
     t->prev_active = t->next_active = NULL;
 }
 
+/* A hedge no longer counts in its host's window. */
+static void release_hedge_host(lane *ln, transfer *t)
+{
+    if (t->hedge_host) {
+        cfs_throttle_hedge_end(ln->e, t->hedge_host);
+        t->hedge_host = NULL;
+    }
+}
+
 void cfs_transfer_free(lane *ln, transfer *t)
 {
     unlink_active(ln, t);
@@ -229,8 +401,12 @@ void cfs_transfer_free(lane *ln, transfer *t)
         curl_multi_remove_handle(ln->multi, t->easy);
         give_easy(ln, t->easy);
     }
+    if (t->sibling)
+        t->sibling->sibling = NULL;
+    release_hedge_host(ln, t);
     cfs_request_clear(&t->req);
     cfs_buf_free(&t->scratch);
+    cfs_buf_free(&t->own);
     free(t);
 }
 
@@ -443,6 +619,8 @@ static int attach_handle(lane *ln, transfer *t)
     return 0;
 }
 
+static void hedge_consider(lane *ln, transfer *t);
+
 /* Build and start the next request of an op. On failure the op completes. */
 void cfs_transfer_start_request(lane *ln, cfs_op *op)
 {
@@ -469,6 +647,184 @@ void cfs_transfer_start_request(lane *ln, cfs_op *op)
     link_active(ln, t);
     op->attempts++;
     atomic_fetch_add(&g_requests, 1);
+    hedge_consider(ln, t);
+}
+
+/* ---------- hedged reads: sending them ---------- */
+
+/* Whether a request just started is a read of the store's own (not a credential fetch,
+ * not a step of a longer op) whose store hedges. */
+static int is_hedgeable(const transfer *t)
+{
+    const cfs_op *op = t->op;
+    if (!op->limiter->cfg.hedge || op->parent || t->is_hedge)
+        return 0;
+    const char *want = op->kind == CFS_OP_GET ? "GET" : op->kind == CFS_OP_HEAD ? "HEAD" : NULL;
+    return want && strcmp(t->req.method, want) == 0 && !t->req.secret && t->req.timeout_ms == 0 &&
+           !t->req.body && t->req.url;
+}
+
+/* A request started: if hedgeable, it earns its store's budget and, once the store knows
+ * its delay, waits in the lane's queue for a hedge to be due. */
+static void hedge_consider(lane *ln, transfer *t)
+{
+    if (!is_hedgeable(t))
+        return;
+    t->started = now_mono();
+    t->hedgeable = 1;
+    const cfs_transfer_config *cfg = &t->op->limiter->cfg;
+    hedge_state *h = &t->op->limiter->hedge;
+    long earn = (long)(cfg->hedge_budget * HEDGE_TOKEN + 0.5);
+    hedge_earn(h, earn < 1 ? 1 : earn, hedge_cap(t->op->limiter));
+    long long delay = cfg->hedge_delay > 0 ? (long long)(cfg->hedge_delay * 1e9)
+                                           : atomic_load(&h->delay_ns);
+    if (delay <= 0)
+        return; /* not enough samples yet */
+    t->hedge_at = t->started;
+    long long ns = t->hedge_at.tv_nsec + delay;
+    t->hedge_at.tv_sec += (time_t)(ns / 1000000000LL);
+    t->hedge_at.tv_nsec = (long)(ns % 1000000000LL);
+    hedge_queue_add(ln, t);
+}
+
+/* A copy of a built GET or HEAD request (no body; the same signature). 0 or -1. */
+static int clone_request(cfs_request *dst, const cfs_request *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->method = src->method;
+    dst->no_body = src->no_body;
+    dst->timeout_ms = src->timeout_ms;
+    dst->url = strdup(src->url);
+    if (!dst->url)
+        return -1;
+    for (const struct curl_slist *l = src->headers; l; l = l->next) {
+        if (strcmp(l->data, "Expect:") == 0)
+            continue; /* attach_handle adds it again */
+        struct curl_slist *n = curl_slist_append(dst->headers, l->data);
+        if (!n) {
+            cfs_request_clear(dst);
+            return -1;
+        }
+        dst->headers = n;
+    }
+    return 0;
+}
+
+/* Send a hedge for t, still unanswered. 1: sent; 0: not now (no token, or its host's
+ * window is full), try again; -1: never (out of memory). */
+static int send_hedge(lane *ln, transfer *t)
+{
+    cfs_op *op = t->op;
+    hedge_state *hs = &op->limiter->hedge;
+    if (!hedge_spend(hs))
+        return 0;
+    cfs_host_window *counted = NULL;
+    if (!cfs_throttle_hedge_begin(ln->e, op, &counted)) {
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
+        return 0;
+    }
+    transfer *h = calloc(1, sizeof *h);
+    if (!h) {
+        if (counted)
+            cfs_throttle_hedge_end(ln->e, counted);
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
+        return -1;
+    }
+    h->op = op;
+    h->is_hedge = 1;
+    h->hedgeable = 1; /* its time to the first byte counts too; it is not hedged itself */
+    h->hedge_host = counted;
+    h->content_length = -1;
+    h->retry_after = -1;
+    h->last_move = h->started = now_mono();
+    /* attach_handle records a failure on the op: not this one's, whose first request runs */
+    cfs_status status = op->status;
+    char message[sizeof op->message];
+    memcpy(message, op->message, sizeof message);
+    if (clone_request(&h->req, &t->req) < 0 || attach_handle(ln, h) < 0) {
+        op->status = status;
+        memcpy(op->message, message, sizeof message);
+        cfs_transfer_free(ln, h); /* gives back the host window */
+        hedge_earn(hs, HEDGE_TOKEN, hedge_cap(op->limiter));
+        return -1;
+    }
+    link_active(ln, h);
+    t->sibling = h;
+    h->sibling = t;
+    atomic_fetch_add(&g_requests, 1);
+    atomic_fetch_add(&g_hedges, 1);
+    return 1;
+}
+
+/* How often a lane looks again at due candidates it could not hedge yet (no token). */
+#define HEDGE_STARVED_MS 2
+
+void cfs_transfer_start_hedges(lane *ln, long *timeout_ms)
+{
+    if (!ln->hedge_head)
+        return;
+    struct timespec now = now_mono();
+    int starved = 0;
+    transfer *t = ln->hedge_head;
+    while (t) {
+        transfer *next = t->next_hedge;
+        if (before(now, t->hedge_at)) {
+            long long ns = (long long)ns_between(now, t->hedge_at);
+            long ms = (long)((ns + 999999) / 1000000);
+            if (ms < *timeout_ms)
+                *timeout_ms = ms;
+            break;
+        }
+        /* answered (its body on the way), given up, or hedged already: no hedge */
+        int r = -1;
+        if (t->status == 0 && !t->cancelled && !t->stalled && !t->sibling &&
+            !cfs_engine_may_give_up(t->op, 1))
+            r = send_hedge(ln, t);
+        if (r == 0)
+            starved = 1; /* stays: the oldest candidates get the next tokens */
+        else
+            hedge_queue_remove(ln, t);
+        t = next;
+    }
+    if (starved && *timeout_ms > HEDGE_STARVED_MS)
+        *timeout_ms = HEDGE_STARVED_MS;
+}
+
+/* An op's two transfers: t ended while the other still runs. Returns 1 if t's outcome is
+ * the op's (an answer: the other is cancelled, its bytes dropped), 0 if t was dropped (a
+ * failure, a 503 on the hedge say: the other carries on). */
+static int settle_pair(lane *ln, transfer *t, CURLcode rc)
+{
+    transfer *other = t->sibling;
+    cfs_op *op = t->op;
+    int answer = rc == CURLE_OK && !t->cancelled && !cfs_retry_status_is_transient(t->status);
+    if (!answer) {
+        if (rc == CURLE_OK && (t->status == 503 || t->status == 429))
+            cfs_throttle_rejected(ln->e, op); /* still push-back from the host */
+        if (op->engine_priv == t)
+            op->engine_priv = other;
+        cfs_transfer_free(ln, t); /* unlinks the pair */
+        return 0;
+    }
+    cfs_transfer_free(ln, other); /* curl_multi_remove_handle: it sends nothing more */
+    return 1;
+}
+
+/* t's outcome is the op's: a hedge's object data becomes op->data. */
+static void adopt(transfer *t, CURLcode rc)
+{
+    cfs_op *op = t->op;
+    op->engine_priv = t;
+    if (!t->is_hedge)
+        return;
+    if (rc == CURLE_OK && !cfs_retry_status_is_transient(t->status))
+        atomic_fetch_add(&g_hedges_won, 1);
+    if (t->body == &t->own) {
+        cfs_buf_free(&op->data); /* the first request's bytes, if any: never mixed */
+        op->data = t->own;
+        memset(&t->own, 0, sizeof t->own);
+        t->body = &op->data;
+    }
 }
 
 /* ---------- finishing a transfer ---------- */
@@ -506,6 +862,7 @@ void cfs_transfer_schedule_retry(lane *ln, transfer *t)
     atomic_fetch_add(&g_retries, 1);
     /* keep the failure text: it is what the caller sees if every retry fails */
     unlink_active(ln, t);
+    release_hedge_host(ln, t);
     if (t->easy) {
         curl_multi_remove_handle(ln->multi, t->easy);
         give_easy(ln, t->easy);
@@ -522,6 +879,9 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
 {
     transfer *t = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    if (t->sibling && !settle_pair(ln, t, rc))
+        return; /* dropped: the op's other transfer carries on */
+    adopt(t, rc);
     cfs_op *op = t->op;
     cfs_backend *b = op->backend;
     const cfs_retry_policy *p = &op->limiter->cfg.retry;
@@ -665,4 +1025,6 @@ void cfs_transfer_counts(cfs_engine_stats *out)
     out->retries = atomic_load(&g_retries);
     out->connections = atomic_load(&g_connections);
     out->parked = atomic_load(&g_parked);
+    out->hedges = atomic_load(&g_hedges);
+    out->hedges_won = atomic_load(&g_hedges_won);
 }

@@ -16,10 +16,12 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
     (void)unused;
     cfs_engine_stats st;
     cfs_engine_get_stats(&st);
-    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K,s:K}", "requests", (unsigned long long)st.requests, "retries",
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K,s:K,s:K,s:K}", "requests", (unsigned long long)st.requests, "retries",
                          (unsigned long long)st.retries, "connections",
                          (unsigned long long)st.connections, "lanes", st.lanes, "window_decreases",
-                         (unsigned long long)st.window_decreases, "parked", (unsigned long long)st.parked);
+                         (unsigned long long)st.window_decreases, "parked", (unsigned long long)st.parked,
+                         "hedges", (unsigned long long)st.hedges, "hedges_won",
+                         (unsigned long long)st.hedges_won);
 }
 
 static PyMethodDef module_methods[] = {
@@ -28,7 +30,8 @@ static PyMethodDef module_methods[] = {
       "Return a dict of counters of this process's engine: HTTP requests, retries, connections opened;\n"
       "lanes, its transfer threads (0 before its first transfer); window_decreases, times a\n"
       "host's in-flight window was halved on a 503 or 429; parked, times an op waited for\n"
-      "another op's credential fetch." },
+      "another op's credential fetch; hedges, second requests sent for slow reads (the\n"
+      "store option hedge), and hedges_won, those whose answer was used." },
     { NULL },
 };
 

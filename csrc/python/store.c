@@ -56,6 +56,14 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
         cfg->buffer_size = v;
     if (cfs_options_take_bool(o, "http2", &cfg->http2, err, n) < 0)
         return -1;
+    if (cfs_options_take_bool(o, "hedge", &cfg->hedge, err, n) < 0)
+        return -1;
+    if (cfs_options_take_double(o, "hedge_quantile", 0.5, 0.999, &cfg->hedge_quantile, err, n) < 0)
+        return -1;
+    if (cfs_options_take_double(o, "hedge_budget", 0.001, 1, &cfg->hedge_budget, err, n) < 0)
+        return -1;
+    if (cfs_options_take_double(o, "hedge_delay", 0.0001, 3600, &cfg->hedge_delay, err, n) < 0)
+        return -1;
     return 0;
 }
 

@@ -26,12 +26,19 @@ Faults (strings), each applied to the response the request would otherwise get:
 - "stall:S": headers and half the body, sleep S seconds, then the rest.
 - "corrupt": the full body with one byte flipped (its middle byte).
 - "close": close the connection without answering.
-- "delay:S": sleep S seconds, then answer normally.
+- "delay:S": sleep S seconds (less if the client goes away first), then answer normally.
 - "trickle:S": the full body in small pieces spread over S seconds (slow but moving).
 - "chunked": the full body with `Transfer-Encoding: chunked` (pieces of up to 64 KiB), no
   Content-Length: a body whose length the client learns only at its end.
 - "claim:N": a hostile length: `Content-Length: N`, the real (shorter) body, then nothing
   until the client gives up (at most a minute).
+
+A slow tail: `srv.set_slow(0.01, 1.0, seed=1)` delays a fraction of the GET and HEAD
+responses (without a scripted fault) by that many seconds before their headers, chosen by a
+hash of (seed, path, how many requests that path had before): deterministic for a seed,
+and a second request for a slow key is slow again only with the same small chance
+(`first_only=True`: never; `random_draw=True`: a seeded random draw per request instead of
+the hash). Recorded fault: "slow".
 
 No pytest here: benchmarks may import this module too.
 """
@@ -40,6 +47,7 @@ import collections
 import email.utils
 import hashlib
 import json
+import random
 import socket
 import struct
 import threading
@@ -207,7 +215,12 @@ async def send_response(writer, response, fault, keep_alive, reader=None):
     `reader`, a stall ends when the client goes away (it no longer counts as in flight)."""
     kind = fault[0] if fault is not None else None
     if kind == "delay":
-        await asyncio.sleep(fault[2])
+        # held back, but no longer than the client waits (it no longer counts in flight)
+        end = time.monotonic() + fault[2]
+        while time.monotonic() < end and not _client_gone(writer, reader):
+            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+        if _client_gone(writer, reader):
+            return False
         kind = None
     if response is None or kind == "close":
         writer.close()
@@ -281,9 +294,10 @@ class LoopServer:
 
     thread_name = "cfs-loopserver"
 
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, reuse_port=False):
         self.host = host
         self._want_port = port
+        self._reuse_port = reuse_port  # several processes serving one port (benchmarks)
         self.port = None
         self._loop = None
         self._thread = None
@@ -341,7 +355,8 @@ class LoopServer:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(asyncio.start_server(
-                self._handle, self.host, self._want_port, limit=1 << 20, backlog=1024))
+                self._handle, self.host, self._want_port, limit=1 << 20, backlog=1024,
+                reuse_port=self._reuse_port or None))
             self.port = self._server.sockets[0].getsockname()[1]
         except Exception as e:  # reported by start()
             self._start_error = e
@@ -390,8 +405,8 @@ class FaultServer(LoopServer):
 
     thread_name = "cfs-faultserver"
 
-    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False):
-        super().__init__(host, port)
+    def __init__(self, host="127.0.0.1", port=0, hide_dotfiles=False, reuse_port=False):
+        super().__init__(host, port, reuse_port)
         self.hide_dotfiles = hide_dotfiles
         self._lock = threading.Lock()
         self._objects = {}       # normalized path -> (bytes, mtime)
@@ -405,6 +420,9 @@ class FaultServer(LoopServer):
         self._spans = []         # (path, start, end) of every answered request
         self._capacity = None    # set_capacity: answer like a store under load
         self._service_time = 0.0
+        self._slow = None        # set_slow: (fraction, seconds, seed, first_only)
+        self._slow_rng = None    # set_slow(random_draw=True)
+        self._path_counts = collections.Counter()  # GET/HEAD requests per path, for set_slow
 
     # -- state, from any thread ----------------------------------------------------
     def put(self, path, data, mtime=None, headers=None):
@@ -473,6 +491,29 @@ class FaultServer(LoopServer):
         with self._lock:
             self._capacity, self._service_time = capacity, service_time
 
+    def set_slow(self, fraction, seconds, seed=0, first_only=False, random_draw=False):
+        """Delay `fraction` of GET and HEAD responses by `seconds` (a slow tail); each
+        request is picked by a hash of (seed, path, the path's earlier GET/HEAD requests),
+        or only a path's first request with first_only; with random_draw, by a random
+        generator seeded with `seed` instead (for several processes sharing a port, which
+        each see only some of a path's requests). fraction=0 or None: off."""
+        if fraction and not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        with self._lock:
+            self._slow = (float(fraction), float(seconds), seed, bool(first_only)) if fraction else None
+            self._slow_rng = random.Random(seed) if fraction and random_draw else None
+            self._path_counts.clear()
+
+    def _is_slow(self, path, n):
+        fraction, _, seed, first_only = self._slow
+        if first_only and n:
+            return False
+        if self._slow_rng is not None:
+            return self._slow_rng.random() < fraction
+        digest = hashlib.blake2b(f"{seed}:{path}:{n}".encode("utf-8", "surrogateescape"),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big") < fraction * 2.0 ** 64
+
     def max_concurrency(self, prefix="/", since=None):
         """The most requests under `prefix` (a normalized path prefix) that were being
         answered at the same moment, from their receipt to their last byte sent; only
@@ -488,6 +529,11 @@ class FaultServer(LoopServer):
             cur += d
             peak = max(peak, cur)
         return peak
+
+    def in_flight(self):
+        """Requests being answered now (received, last byte not yet sent)."""
+        with self._lock:
+            return self._in_flight
 
     def reset_max_in_flight(self):
         """Restart the high-water mark of requests being answered at the same time."""
@@ -509,6 +555,8 @@ class FaultServer(LoopServer):
             self._requests.clear()
             self._spans.clear()
             self._capacity, self._service_time = None, 0.0
+            self._slow = None
+            self._path_counts.clear()
 
     # -- HTTP ----------------------------------------------------------------------
     async def _serve(self, reader, writer):
@@ -542,6 +590,11 @@ class FaultServer(LoopServer):
                 fault_spec, fault = "capacity", ("status", 503, None)
             elif fault is None and self._service_time:
                 fault = ("delay", None, self._service_time)
+            if self._slow is not None and method in ("GET", "HEAD"):
+                n = self._path_counts[path]
+                self._path_counts[path] = n + 1
+                if fault is None and self._is_slow(path, n):
+                    fault_spec, fault = "slow", ("delay", None, self._slow[1])
             self._requests.append(RecordedRequest(
                 method, path, raw_path, query, header_list, time.time(), len(body), fault_spec,
                 conn))
