@@ -21,9 +21,10 @@ typedef struct cfs_transfer_config {
     long stall_timeout_s;       /* abort when no byte moves for this long */
     long buffer_size;           /* CURLOPT_BUFFERSIZE */
     int http2;                  /* offer HTTP/2 over TLS and multiplex on few connections */
+    long long max_decoded_size; /* a content-encoded body decodes to at most this many bytes */
 } cfs_transfer_config;
 
-#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0 }
+#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 2LL << 30 }
 
 /* Create a limiter (registers it with the engine). NULL on out-of-memory. */
 cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);

@@ -3,6 +3,7 @@
 #include "python/store.h"
 #include "core/url.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "python/batch.h"
@@ -56,6 +57,10 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
         cfg->buffer_size = v;
     if (cfs_options_take_bool(o, "http2", &cfg->http2, err, n) < 0)
         return -1;
+    if ((rc = cfs_options_take_long(o, "max_decoded_size", 0, LONG_MAX, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->max_decoded_size = v;
     return 0;
 }
 
