@@ -5,11 +5,13 @@
 
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "python/batch.h"
 #include "python/blob.h"
 #include "python/ops.h"
 #include "python/pyutil.h"
+#include "util/codec.h"
 
 int cfs_store_check_open(StoreObject *s)
 {
@@ -61,6 +63,44 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
         return -1;
     if (rc)
         cfg->max_decoded_size = v;
+    return 0;
+}
+
+/* compress, compress_level, compress_keys: the default coding of this store's writes. */
+static int take_compress_options(StoreObject *s, cfs_options *o, char *err, size_t n)
+{
+    const char *v = cfs_options_take(o, "compress");
+    cfs_codec c = CFS_CODEC_NONE;
+    if (v && strcasecmp(v, "true") == 0)
+        c = CFS_CODEC_GZIP; /* compress=True: gzip, as CloudFiles takes it */
+    else if (v && strcasecmp(v, "false") != 0 && strcasecmp(v, "none") != 0 && cfs_codec_parse(v, &c) < 0) {
+        snprintf(err, n, "option compress must be 'gzip', 'br', 'zstd' or None, not '%.40s'", v);
+        return -1;
+    }
+    s->compress = (int)c;
+    s->compress_level = CFS_CODEC_LEVEL_DEFAULT;
+    long level;
+    int rc = cfs_options_take_long(o, "compress_level", -1000000, 1000000, &level, err, n);
+    if (rc < 0)
+        return -1;
+    if (rc) {
+        if (c == CFS_CODEC_NONE || !cfs_codec_level_ok(c, (int)level)) {
+            char range[64] = "no compression";
+            if (c != CFS_CODEC_NONE)
+                cfs_codec_level_range(c, range, sizeof range);
+            snprintf(err, n, "option compress_level %ld is not a level of compress=%s (%s)", level,
+                     c == CFS_CODEC_NONE ? "None" : cfs_codec_name(c), range);
+            return -1;
+        }
+        s->compress_level = (int)level;
+    }
+    free(s->compress_keys);
+    s->compress_keys = NULL;
+    const char *keys = cfs_options_take(o, "compress_keys");
+    if (keys && !(s->compress_keys = strdup(keys))) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -130,7 +170,8 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     Py_DECREF(resolved);
     if (converted < 0)
         goto out;
-    if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0) {
+    if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0 ||
+        take_compress_options(self, &opts, err, sizeof err) < 0) {
         PyErr_SetString(cfs_err.option, err);
         goto out;
     }
@@ -171,6 +212,8 @@ static void store_release(StoreObject *self)
     }
     cfs_limiter_free(self->limiter);
     self->limiter = NULL;
+    free(self->compress_keys);
+    self->compress_keys = NULL;
 }
 
 static void store_dealloc(StoreObject *self)
@@ -355,18 +398,20 @@ static Py_ssize_t store_len(StoreObject *s)
 
 static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "keys", "contexts", NULL };
+    static char *kwlist[] = { "keys", "contexts", "raw", NULL };
     PyObject *keys, *contexts = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O:getitems", kwlist, &keys, &contexts))
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Op:getitems", kwlist, &keys, &contexts, &raw))
         return NULL;
     BatchObject *b = cfs_batch_new(s, keys, BATCH_GET);
     if (!b)
         return NULL;
+    cfs_batch_set_coding(b, NULL, raw);
     PyObject *out = PyDict_New();
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
         if (op->status == CFS_OK) {
-            PyObject *data = bytes_of(op);
+            PyObject *data = raw ? cfs_py_raw_result(op) : bytes_of(op);
             if (!data || PyDict_SetItem(out, cfs_pyop_of(op)->key, data) < 0)
                 Py_CLEAR(out);
             Py_XDECREF(data);
@@ -383,11 +428,12 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
 
 /* Run a batch whose results are only successes or failures (put, delete). */
 static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind, int missing_ok,
-                                const char *what)
+                                const char *what, const cfs_put_coding *pc)
 {
     BatchObject *b = cfs_batch_new(s, items, kind);
     if (!b)
         return NULL;
+    cfs_batch_set_coding(b, pc, 0);
     int ok = 1;
     cfs_op *op;
     while ((op = cfs_batch_next(b))) {
@@ -403,8 +449,17 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     Py_RETURN_NONE;
 }
 
-static PyObject *store_setitems(StoreObject *s, PyObject *values)
+static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = { "values", "compress", "level", "raw", "content_encoding", NULL };
+    PyObject *values, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpO:setitems", kwlist, &values, &compress,
+                                     &level, &raw, &content_encoding))
+        return NULL;
+    cfs_put_coding pc;
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+        return NULL;
     PyObject *items = values;
     if (PyDict_Check(values) || PyObject_HasAttrString(values, "items")) {
         items = PyObject_CallMethod(values, "items", NULL);
@@ -413,19 +468,61 @@ static PyObject *store_setitems(StoreObject *s, PyObject *values)
     } else {
         Py_INCREF(items);
     }
-    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems");
+    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc);
     Py_DECREF(items);
     return r;
 }
 
 static PyObject *store_delitems(StoreObject *s, PyObject *keys)
 {
-    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems");
+    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems", NULL);
 }
 
-static PyObject *store_iter_get(StoreObject *s, PyObject *keys)
+static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    return (PyObject *)cfs_batch_new(s, keys, BATCH_GET);
+    static char *kwlist[] = { "keys", "raw", NULL };
+    PyObject *keys;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:iter_get", kwlist, &keys, &raw))
+        return NULL;
+    BatchObject *b = cfs_batch_new(s, keys, BATCH_GET);
+    if (b)
+        cfs_batch_set_coding(b, NULL, raw);
+    return (PyObject *)b;
+}
+
+/* put(key, value, *, compress=None, level=None, raw=False, content_encoding=None) */
+static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "key", "value", "compress", "level", "raw", "content_encoding", NULL };
+    PyObject *key, *value, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpO:put", kwlist, &key, &value, &compress,
+                                     &level, &raw, &content_encoding))
+        return NULL;
+    cfs_put_coding pc;
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+        return NULL;
+    cfs_op *op = cfs_pyop_put_coded(s, key, value, 0, &pc);
+    if (!op)
+        return NULL;
+    int rc = cfs_pyop_run_checked(op, 0);
+    cfs_pyop_release(op);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* get_raw(key) -> (bytes as stored, encoding or None) */
+static PyObject *store_get_raw(StoreObject *s, PyObject *key)
+{
+    cfs_op *op = cfs_pyop_get(s, key, Py_None, Py_None);
+    if (!op)
+        return NULL;
+    op->raw = 1;
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_raw_result(op);
+    cfs_pyop_release(op);
+    return r;
 }
 
 static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
@@ -764,13 +861,25 @@ static PyObject *store_get_closed(StoreObject *s, void *closure)
 static PyMethodDef store_methods[] = {
     { "keys", (PyCFunction)store_keys, METH_NOARGS, "Every key in the store, sorted." },
     { "getitems", (PyCFunction)(void (*)(void))store_getitems, METH_VARARGS | METH_KEYWORDS,
-      "getitems(keys, *, contexts=None) -> dict of the keys present, fetched in parallel." },
-    { "setitems", (PyCFunction)store_setitems, METH_O,
-      "setitems(mapping or iterable of (key, value)): write in parallel." },
+      "getitems(keys, *, contexts=None, raw=False) -> dict of the keys present, fetched in\n"
+      "parallel; raw=True: values are (bytes as stored, encoding) pairs, not decoded." },
+    { "setitems", (PyCFunction)(void (*)(void))store_setitems, METH_VARARGS | METH_KEYWORDS,
+      "setitems(mapping or iterable of (key, value), *, compress=None, level=None, raw=False,\n"
+      "content_encoding=None): write in parallel. compress= 'gzip', 'br', 'zstd' or False\n"
+      "overrides the store's compress option; raw=True stores the values as they are, already\n"
+      "encoded with content_encoding (a value may also be a (bytes, encoding) pair, as a raw\n"
+      "read returns it)." },
+    { "put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS,
+      "put(key, value, *, compress=None, level=None, raw=False, content_encoding=None): write\n"
+      "one value, encoded as setitems says." },
+    { "get_raw", (PyCFunction)store_get_raw, METH_O,
+      "get_raw(key) -> (bytes, encoding): the object as stored, not decoded, and its\n"
+      "Content-Encoding ('gzip', 'br', 'zstd', another name as the server gave it, or None)." },
     { "delitems", (PyCFunction)store_delitems, METH_O,
       "delitems(keys): delete in parallel; missing keys are ignored." },
-    { "iter_get", (PyCFunction)store_iter_get, METH_O,
-      "iter_get(keys) -> iterator of (key, bytes or None) as the transfers complete." },
+    { "iter_get", (PyCFunction)(void (*)(void))store_iter_get, METH_VARARGS | METH_KEYWORDS,
+      "iter_get(keys, *, raw=False) -> iterator of (key, bytes or None) as the transfers\n"
+      "complete; raw=True: (key, (bytes as stored, encoding) or None)." },
     { "get_range", (PyCFunction)(void (*)(void))store_get_range, METH_VARARGS | METH_KEYWORDS,
       "get_range(key, start, end=None) -> bytes [start, end); start < 0 reads the last -start "
       "bytes; a range past the end gives b''." },
