@@ -50,25 +50,63 @@ static int body_codec(const cfs_op *op, cfs_codec *c)
     return cfs_codec_parse(op->attrs.content_encoding, c);
 }
 
+/* op->refetched_whole: where a remote ranged GET of an encoded object is. */
+enum { RANGE_ASKED = 0, RANGE_PROBE = 1, RANGE_WHOLE = 2, RANGE_SETTLED = 3 };
+
 int cfs_coding_needs_decode(const cfs_op *op)
 {
     if (op->kind != CFS_OP_GET || op->status != CFS_OK || op->raw || op->coded || op->parent)
         return 0;
+    if (op->refetched_whole == RANGE_WHOLE)
+        return 1; /* decoded (if still encoded) and cut to the range asked */
     cfs_codec c;
     return body_codec(op, &c) < 0 || c != CFS_CODEC_NONE;
 }
 
+/* A remote ranged GET: the server ranges the stored bytes. A range of an encoded object
+ * (the response says its Content-Encoding) is read again whole, decoded and cut. A 416
+ * may be a range past the end of the stored bytes but not of the decoded ones: the first
+ * byte is asked for to learn the encoding (a 416 of a plain object costs that request). */
 int cfs_coding_refetch_whole(cfs_op *op)
 {
-    if (op->kind != CFS_OP_GET || op->status != CFS_OK || op->raw || op->whole_stored ||
-        op->refetched_whole || op->range.kind == CFS_RANGE_NONE)
+    if (op->kind != CFS_OP_GET || op->raw || op->whole_stored)
         return 0;
     cfs_codec c;
-    if (body_codec(op, &c) == 0 && c == CFS_CODEC_NONE)
+    int encoded = op->attrs.content_encoding && !(body_codec(op, &c) == 0 && c == CFS_CODEC_NONE);
+    switch (op->refetched_whole) {
+    case RANGE_ASKED:
+        if (op->range.kind == CFS_RANGE_NONE)
+            return 0;
+        if (op->status == CFS_OK && encoded) {
+            op->asked = op->range;
+            op->range = (cfs_range){ .kind = CFS_RANGE_NONE };
+            op->refetched_whole = RANGE_WHOLE;
+        } else if (op->status == CFS_ERANGE) {
+            op->asked = op->range;
+            op->range = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = 0, .end = 1 };
+            op->refetched_whole = RANGE_PROBE;
+            op->status = CFS_OK;
+            op->message[0] = '\0';
+        } else {
+            return 0;
+        }
+        break;
+    case RANGE_PROBE:
+        if (op->status == CFS_OK && encoded) {
+            op->range = (cfs_range){ .kind = CFS_RANGE_NONE };
+            op->refetched_whole = RANGE_WHOLE;
+            break;
+        }
+        op->range = op->asked;
+        op->refetched_whole = RANGE_SETTLED;
+        if (op->status == CFS_OK || op->status == CFS_ERANGE) {
+            cfs_buf_reset(&op->data);
+            cfs_op_fail(op, CFS_ERANGE, "range starts past the end");
+        }
         return 0;
-    op->asked = op->range;
-    op->range = (cfs_range){ .kind = CFS_RANGE_NONE };
-    op->refetched_whole = 1;
+    default:
+        return 0;
+    }
     cfs_buf_reset(&op->data);
     return 1;
 }
@@ -77,20 +115,34 @@ void cfs_coding_decode(cfs_op *op)
 {
     op->coded = 1;
     cfs_codec c;
-    if (body_codec(op, &c) < 0) {
+    int rc = body_codec(op, &c);
+    if (rc == 0 && c == CFS_CODEC_NONE) { /* read whole for a range, found plain */
+        int64_t start, end;
+        if (cfs_range_resolve(&op->asked, (int64_t)op->data.len, &start, &end) < 0) {
+            cfs_buf_reset(&op->data);
+            cfs_op_fail(op, CFS_ERANGE, "range starts past the end");
+            return;
+        }
+        op->size = (int64_t)op->data.len;
+        if (start > 0)
+            memmove(op->data.data, op->data.data + start, (size_t)(end - start));
+        op->data.len = (size_t)(end - start);
+        return;
+    }
+    if (rc < 0) {
         cfs_op_fail(op, CFS_EPROTOCOL,
                     "stored with Content-Encoding '%.60s', which this package does not decode "
                     "(read it with raw=True)", op->attrs.content_encoding);
         return;
     }
     cfs_range want = op->range;
-    if (op->refetched_whole)
+    if (op->refetched_whole == RANGE_WHOLE)
         want = op->asked;
     else if (!op->whole_stored)
         want.kind = CFS_RANGE_NONE; /* the whole object came */
     long long limit = op->limiter ? op->limiter->cfg.max_decoded_size : (2LL << 30);
     cfs_buf plain = { 0 };
-    int rc = cfs_decode(c, op->data.data, op->data.len, (size_t)limit, &plain);
+    rc = cfs_decode(c, op->data.data, op->data.len, (size_t)limit, &plain);
     if (rc != CFS_CODEC_OK) {
         cfs_buf_free(&plain);
         if (rc == CFS_CODEC_ENOMEM)
