@@ -336,3 +336,43 @@ def test_interop_cloudfiles_reads_ours(interop, codec):
         assert cf.get(f"us/{i}") == VALUE + bytes([i])
     assert cf.get("us/plain") == b"not compressed"
     assert sorted(cf.list("us/")) == sorted([f"us/{i}" for i in range(5)] + ["us/plain"])
+
+
+# ------------------------------------------------------------------ zarr on compressing stores
+
+zarr = pytest.importorskip("zarr")  # the zarr 2 environment runs test_zarr2_store.py only
+from test_zarr3_store import TestZarrStore as _ZarrStoreTests  # noqa: E402
+
+
+class TestZarrStoreCompressed(_ZarrStoreTests):
+    """zarr 3's StoreTests on a store that gzips every write that shrinks."""
+
+    @pytest.fixture
+    def store_kwargs(self, backend):
+        return {"url": backend.url, **backend.options, "compress": "gzip"}
+
+
+class TestZarrStoreCompressedMetadataOnly(_ZarrStoreTests):
+    """... and on one that compresses only zarr's metadata documents (zstd)."""
+
+    @pytest.fixture
+    def store_kwargs(self, backend):
+        return {"url": backend.url, **backend.options, "compress": "zstd",
+                "compress_keys": "zarr.json,.zarray,.zattrs,.zgroup,.zmetadata"}
+
+
+def test_zarr_array_on_compressing_store(backend):
+    import numpy as np
+    from cloudfiles_store import ZarrStore
+    s = backend.store(compress="gzip")
+    zs = ZarrStore(backend.url, **backend.options, compress="gzip")
+    want = np.arange(64 * 64, dtype="i4").reshape(64, 64) % 7
+    a = zarr.create_array(store=zs, name="t", shape=(64, 64), chunks=(16, 16), dtype="i4",
+                          compressors=None)
+    a[:] = want
+    assert s.get_raw("t/zarr.json")[1] == "gzip"
+    assert s.get_raw("t/c/0/0")[1] == "gzip"  # uncompressed chunks shrink: gzipped here
+    z = zarr.create_array(store=zs, name="z", shape=(64, 64), chunks=(16, 16), dtype="f8")
+    z[:] = np.random.default_rng(0).random((64, 64))  # zstd-compressed by zarr: no gain
+    assert s.get_raw("z/c/0/0")[1] is None
+    assert (zarr.open_array(store=zs, path="t", mode="r")[:] == want).all()
