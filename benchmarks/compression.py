@@ -5,7 +5,7 @@
                                       [--concurrency 16] [--rounds 1] [--dir /tmp]
 
 Workload: COUNT objects of SIZE bytes of compressible text (about 4:1 with gzip), written
-to file:// with compress=CODEC, then read back decoded, by each client in a fresh process:
+to file:// with compress=CODEC at the same level for both, then read back decoded, by each client in a fresh process:
 - cloudfiles_store: CloudFilesStore(url, concurrency=C).setitems(items, compress=CODEC),
   .getitems(keys) (the engine's worker threads encode and decode, the GIL released);
 - cloud-files: CloudFiles(url, num_threads=C, green=False).puts(items, compress=CODEC),
@@ -46,7 +46,8 @@ def cpu():
 
 def worker(spec):
     """One client, one codec: write then read; prints a JSON line."""
-    client, codec, root, count, size, conc = (spec[k] for k in ("client", "codec", "root", "count", "size", "conc"))
+    client, codec, root, count, size, conc, level = (
+        spec[k] for k in ("client", "codec", "root", "count", "size", "conc", "level"))
     keys = [f"obj/{i:06d}" for i in range(count)]
     items = {k: payload(i, size) for i, k in enumerate(keys)}
     url = "file://" + root
@@ -56,7 +57,7 @@ def worker(spec):
         store = CloudFilesStore(url, concurrency=conc)
 
         def write():
-            store.setitems(items, compress=codec)
+            store.setitems(items, compress=codec, level=level)
 
         def read():
             return store.getitems(keys)
@@ -65,11 +66,11 @@ def worker(spec):
         cf = CloudFiles(url, num_threads=conc, green=False, parallel=1, progress=False)
 
         def write():
-            cf.puts(list(items.items()), compress=codec, raw=False)
+            cf.puts(list(items.items()), compress=codec, compression_level=level, raw=False)
 
         def read():
             return {r["path"]: r["content"] for r in cf.get(keys, raw=False, raise_errors=True)}
-    out = {"client": client, "codec": codec, "count": count, "size": size, "concurrency": conc}
+    out = {"client": client, "codec": codec, "level": level, "count": count, "size": size, "concurrency": conc}
     for phase, fn in (("write", write), ("read", read)):
         c0, t0 = cpu(), time.perf_counter()
         got = fn()
@@ -89,6 +90,8 @@ def main():
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--size", type=int, default=65536)
     ap.add_argument("--codecs", default="gzip,zstd")
+    ap.add_argument("--levels", default="gzip=6,zstd=3,br=5",
+                    help="the same level for both clients (cloud-files' own gzip default is 9)")
     ap.add_argument("--clients", default="cloudfiles_store,cloud-files")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1)
@@ -103,8 +106,9 @@ def main():
         for codec in args.codecs.split(","):
             for client in args.clients.split(","):
                 root = tempfile.mkdtemp(prefix=f"cfs-bench-{client}-{codec}-", dir=args.dir)
+                levels = dict(kv.split("=") for kv in args.levels.split(","))
                 spec = dict(client=client, codec=codec, root=root, count=args.count, size=args.size,
-                            conc=args.concurrency)
+                            conc=args.concurrency, level=int(levels[codec]))
                 try:
                     p = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                        capture_output=True, text=True, timeout=3600)
