@@ -205,6 +205,14 @@ def test_s3_reads_what_other_tools_wrote(s3, header):
     assert s.get_raw("o") == (enc, codec)
 
 
+def test_s3_identity_and_aws_chunked_are_plain(s3):
+    srv, prefix = s3
+    for enc in ("identity", "aws-chunked"):
+        srv.client().put_object(Bucket=srv.bucket, Key=f"{prefix}/{enc}", Body=b"plain", ContentEncoding=enc)
+    s = CloudFilesStore(srv.url(prefix), **srv.store_options())
+    assert s.getitems(["identity", "aws-chunked"]) == {"identity": b"plain", "aws-chunked": b"plain"}
+
+
 def test_s3_unknown_encoding_is_an_error(s3):
     srv, prefix = s3
     srv.client().put_object(Bucket=srv.bucket, Key=f"{prefix}/o", Body=b"xyz", ContentEncoding="compress")
@@ -265,8 +273,9 @@ def encoding_http_server():
 
 
 def test_http_decodes_by_content_encoding(encoding_http_server):
+    gz = gzip.compress(VALUE)
     _EncodedHandler.objects.update({
-        "/d/g": (gzip.compress(VALUE), "gzip"), "/d/x": (gzip.compress(VALUE), "x-gzip"),
+        "/d/g": (gz, "gzip"), "/d/x": (gz, "x-gzip"),
         "/d/b": (brotli.compress(VALUE), "br"), "/d/z": (zstandard.ZstdCompressor().compress(VALUE), "zstd"),
         "/d/u": (b"abc", "compress"), "/d/p": (b"plain", None),
     })
@@ -274,7 +283,7 @@ def test_http_decodes_by_content_encoding(encoding_http_server):
     assert s.getitems(["g", "x", "b", "z", "p"]) == {k: (VALUE if k != "p" else b"plain") for k in "gxbzp"}
     with pytest.raises(ProtocolError, match="compress"):
         s["u"]
-    assert s.get_raw("x") == (gzip.compress(VALUE), "gzip")
+    assert s.get_raw("x") == (gz, "gzip")
 
 
 # ------------------------------------------------------------------ cloud-files interop

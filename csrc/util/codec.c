@@ -30,7 +30,9 @@ int cfs_codec_parse(const char *name, cfs_codec *out)
     while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
         n--;
 #define IS(s) (n == sizeof(s) - 1 && strncasecmp(name, s, n) == 0)
-    if (n == 0 || IS("identity"))
+    /* aws-chunked is a transfer framing S3 removes on upload; some S3-compatible servers
+     * keep it in the stored header: the bytes are plain */
+    if (n == 0 || IS("identity") || IS("aws-chunked"))
         return 0;
     if (IS("gzip") || IS("x-gzip"))
         *out = CFS_CODEC_GZIP;

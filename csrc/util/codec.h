@@ -16,7 +16,8 @@ typedef enum cfs_codec {
     CFS_CODEC_ZSTD,
 } cfs_codec;
 
-/* The codec a Content-Encoding (or compress= value) names: NULL, "", "identity" are
+/* The codec a Content-Encoding (or compress= value) names: NULL, "", "identity" (and
+ * "aws-chunked", an upload framing some S3 servers keep in the header) are
  * CFS_CODEC_NONE; "gzip", "x-gzip", "br", "zstd" (any case, surrounding blanks ignored).
  * Returns 0, or -1 for a name this package does not decode. */
 int cfs_codec_parse(const char *name, cfs_codec *out);

@@ -73,6 +73,7 @@ static void test_names(void)
     cfs_codec c;
     CHECK(cfs_codec_parse(NULL, &c) == 0 && c == CFS_CODEC_NONE, "NULL");
     CHECK(cfs_codec_parse("identity", &c) == 0 && c == CFS_CODEC_NONE, "identity");
+    CHECK(cfs_codec_parse("aws-chunked", &c) == 0 && c == CFS_CODEC_NONE, "aws-chunked");
     CHECK(cfs_codec_parse(" GZip ", &c) == 0 && c == CFS_CODEC_GZIP, "gzip");
     CHECK(cfs_codec_parse("x-gzip", &c) == 0 && c == CFS_CODEC_GZIP, "x-gzip");
     CHECK(cfs_codec_parse("br", &c) == 0 && c == CFS_CODEC_BR, "br");
