@@ -21,7 +21,11 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
     (attempts in all, default 6), ``retry_base`` and ``retry_cap`` (seconds of the
     full-jitter backoff window), ``connect_timeout`` (seconds), ``stall_timeout`` (seconds
     without a byte before a transfer is retried). HTTP(S): ``ca_bundle``, ``verify``,
-    ``bearer_token``, ``username``/``password``.
+    ``bearer_token``, ``username``/``password``. Compression: ``compress`` ("gzip", "br",
+    "zstd": the default for writes), ``compress_level``, ``compress_keys``; per call
+    ``setitems(..., compress=, level=)`` and ``put(key, value, compress=, level=)``; reads
+    decode by the stored Content-Encoding; ``get_raw``/``getitems(raw=True)`` return
+    (stored bytes, encoding), ``setitems(..., raw=True, content_encoding=)`` stores them.
     """
 
     __slots__ = ()

@@ -13,7 +13,13 @@
  *
  * Temporary files are named ".cfs-tmp-<pid>-<random>", never listed; rmdir and clear
  * remove the ones left by a crashed writer, those untouched for stale_temp_seconds.
- * durable=True fsyncs each file before its rename and its directory after. */
+ * durable=True fsyncs each file before its rename and its directory after.
+ *
+ * Content-encoded objects follow CloudFiles' convention: key K stored gzip-, br- or
+ * zstd-encoded is the file K.gz, K.br or K.zstd. A read of K opens K, else the first of
+ * those that exists, and says its encoding (op->attrs.content_encoding; the engine decodes
+ * it); a listing shows K; a write of K removes the other variants once it is in place;
+ * a delete removes whichever exist. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "util/codec.h"
 #include "util/keys.h"
 
 /* Names of in-progress writes; never listed. */
@@ -311,16 +318,56 @@ static int write_all(int fd, const char *src, size_t n)
     return 0;
 }
 
+/* The encoded variants of a key, in the order CloudFiles looks for them. */
+static const cfs_codec g_variants[] = { CFS_CODEC_GZIP, CFS_CODEC_BR, CFS_CODEC_ZSTD };
+#define N_VARIANTS (sizeof g_variants / sizeof g_variants[0])
+
+/* Open the file of `key`, or of its first encoded variant (*codec says which); links are
+ * followed beneath the root. -1 with errno (that of the key itself) if none opens. */
+static int open_stored(int root, const char *key, cfs_codec *codec)
+{
+    *codec = CFS_CODEC_NONE;
+    int fd = open_beneath(root, key, O_RDONLY, 0, FOLLOW_BENEATH);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    size_t n = strlen(key);
+    char *path = malloc(n + 8);
+    if (!path) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < N_VARIANTS && fd < 0; i++) {
+        snprintf(path, n + 8, "%s%s", key, cfs_codec_suffix(g_variants[i]));
+        fd = open_beneath(root, path, O_RDONLY, 0, FOLLOW_BENEATH);
+        if (fd >= 0)
+            *codec = g_variants[i];
+        else if (errno != ENOENT)
+            break;
+    }
+    free(path);
+    if (fd < 0 && errno == ENOENT)
+        errno = ENOENT;
+    return fd;
+}
+
 /* GET and HEAD: links are followed while they stay beneath the root. */
 static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only)
 {
     int root = open_root(f);
-    int fd = root >= 0 ? open_beneath(root, key, O_RDONLY, 0, FOLLOW_BENEATH) : -1;
+    cfs_codec codec = CFS_CODEC_NONE;
+    int fd = root >= 0 ? open_stored(root, key, &codec) : -1;
     int e = errno;
     if (root >= 0)
         close(root);
     if (fd < 0) {
         fail_resolve(op, e, "read", 0);
+        return;
+    }
+    free(op->attrs.content_encoding);
+    op->attrs.content_encoding = NULL;
+    if (codec != CFS_CODEC_NONE && !(op->attrs.content_encoding = strdup(cfs_codec_name(codec)))) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        close(fd);
         return;
     }
     struct stat st;
@@ -335,7 +382,12 @@ static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only
         close(fd);
         return;
     }
-    if (cfs_range_resolve(&op->range, size, &start, &end) < 0) {
+    cfs_range range = op->range;
+    if (codec != CFS_CODEC_NONE && !op->raw && range.kind != CFS_RANGE_NONE) {
+        range.kind = CFS_RANGE_NONE; /* the engine decodes the whole, then cuts the range */
+        op->whole_stored = 1;
+    }
+    if (cfs_range_resolve(&range, size, &start, &end) < 0) {
         cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
                     (long long)op->range.start, (long long)size);
         close(fd);
@@ -383,11 +435,57 @@ static int fill_temp(file_backend *f, int fd, const cfs_op *op)
 
 /* PUT: a temporary file in the key's directory renamed onto the key's name (a link there
  * is replaced, not followed); link() for create-if-absent, which fails if the name exists. */
+/* Remove the variants of `name` (in the directory dfd) other than `keep`'s: the key's
+ * plain file and its encoded ones; how many were there in *found. Returns 0, or an errno. */
+static int remove_variants(int dfd, const char *name, cfs_codec keep, int *found)
+{
+    char path[NAME_MAX + 8];
+    int err = 0;
+    *found = 0;
+    for (size_t i = 0; i <= N_VARIANTS; i++) {
+        cfs_codec c = i == 0 ? CFS_CODEC_NONE : g_variants[i - 1];
+        if (c == keep)
+            continue;
+        if ((size_t)snprintf(path, sizeof path, "%s%s", name, cfs_codec_suffix(c)) >= sizeof path)
+            continue; /* longer than any file name: cannot exist */
+        struct stat st;
+        if (fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
+            continue;
+        if (unlinkat(dfd, path, 0) == 0)
+            ++*found;
+        else if (errno != ENOENT && !err)
+            err = errno;
+    }
+    return err;
+}
+
+/* Whether any variant of `name` exists in dfd (create-if-absent looks at them all). */
+static int any_variant(int dfd, const char *name)
+{
+    char path[NAME_MAX + 8];
+    for (size_t i = 0; i <= N_VARIANTS; i++) {
+        cfs_codec c = i == 0 ? CFS_CODEC_NONE : g_variants[i - 1];
+        struct stat st;
+        if ((size_t)snprintf(path, sizeof path, "%s%s", name, cfs_codec_suffix(c)) < sizeof path &&
+            fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+            return 1;
+    }
+    return 0;
+}
+
 static void file_put(file_backend *f, cfs_op *op, const char *key)
 {
-    const char *name;
-    char *dir = key_dir(key, &name);
-    if (!dir) {
+    cfs_codec codec = CFS_CODEC_NONE;
+    if (cfs_codec_parse(op->attrs.content_encoding, &codec) < 0) {
+        cfs_op_fail(op, CFS_EINVALID, "content encoding '%.40s' has no file suffix here",
+                    op->attrs.content_encoding);
+        return;
+    }
+    const char *base;
+    char *dir = key_dir(key, &base);
+    char *name = dir ? cfs_asprintf("%s%s", base, cfs_codec_suffix(codec)) : NULL;
+    if (!name) {
+        free(dir);
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
@@ -409,11 +507,15 @@ static void file_put(file_backend *f, cfs_op *op, const char *key)
         if (dfd >= 0)
             close(dfd);
         free(dir);
+        free(name);
         return;
     }
     int e = fill_temp(f, fd, op);
+    int found;
     if (e) {
         cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(e));
+    } else if (op->if_none_match && any_variant(dfd, base)) {
+        cfs_op_fail(op, CFS_EEXISTS, "already exists");
     } else if (op->if_none_match) {
         if (linkat(dfd, tmp, dfd, name, 0) < 0) {
             e = errno;
@@ -428,12 +530,15 @@ static void file_put(file_backend *f, cfs_op *op, const char *key)
     } else {
         tmp[0] = '\0'; /* renamed: nothing to remove */
     }
+    if (op->status == CFS_OK && (e = remove_variants(dfd, base, codec, &found)) != 0)
+        cfs_op_fail(op, CFS_EIO, "written, but an older variant stays: %s", strerror(e));
     if (tmp[0])
         unlinkat(dfd, tmp, 0);
     if (op->status == CFS_OK && f->durable && fsync(dfd) < 0)
         cfs_op_fail(op, CFS_EIO, "cannot flush the directory: %s", strerror(errno));
     close(dfd);
     free(dir);
+    free(name);
 }
 
 /* Remove now-empty directories above a deleted key, up to (not including) the root. */
@@ -468,10 +573,13 @@ static void file_delete(file_backend *f, cfs_op *op, const char *key)
         return;
     }
     int dfd = open_dir(f, dir, 0, NO_SYMLINKS);
+    int found = 0, e;
     if (dfd < 0) {
         fail_resolve(op, errno, "delete", 0);
-    } else if (unlinkat(dfd, name, 0) < 0) {
-        cfs_op_fail(op, errno_status(errno), "%s", strerror(errno));
+    } else if ((e = remove_variants(dfd, name, (cfs_codec)-1, &found)) != 0) {
+        cfs_op_fail(op, errno_status(e), "%s", strerror(e));
+    } else if (!found) {
+        cfs_op_fail(op, CFS_ENOTFOUND, "%s", strerror(ENOENT));
     } else {
         close(dfd);
         dfd = -1;
@@ -526,7 +634,17 @@ static int walk(int dfd, cfs_op *op, cfs_buf *rel, const char *prefix, size_t pr
                 rc = -1;
             }
         } else if (S_ISREG(st.st_mode) && rel->len >= prefix_len) {
-            if (cfs_entries_add(&op->entries, rel->data, rel->len, st.st_size, 0) < 0)
+            /* K.gz, K.br, K.zstd are the key K stored encoded */
+            size_t len = rel->len;
+            for (size_t i = 0; i < N_VARIANTS; i++) {
+                const char *sfx = cfs_codec_suffix(g_variants[i]);
+                size_t sl = strlen(sfx);
+                if (len > sl && strcmp(rel->data + len - sl, sfx) == 0 && rel->data[len - sl - 1] != '/') {
+                    len -= sl;
+                    break;
+                }
+            }
+            if (len >= prefix_len && cfs_entries_add(&op->entries, rel->data, len, st.st_size, 0) < 0)
                 rc = -1;
         }
     }
@@ -552,8 +670,8 @@ static void file_list(file_backend *f, cfs_op *op)
         int dfd = dir ? open_dir(f, dir, 0, NO_SYMLINKS) : -1;
         if (!dir)
             rc = -1;
-        else if (dfd >= 0)
-            rc = walk(dfd, op, &rel, prefix, prefix_len);
+        else if (dfd >= 0 && (rc = walk(dfd, op, &rel, prefix, prefix_len)) == 0)
+            cfs_entries_sort_unique(&op->entries); /* K and K.gz are one key */
         else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
             rc = -2; /* a missing directory, or a link, holds no keys */
         free(dir);

@@ -212,6 +212,9 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
             goto oom;
         if (op->if_none_match && cfs_request_header(req, "If-None-Match: *") < 0)
             goto oom;
+        if (op->kind == CFS_OP_PUT && op->attrs.content_encoding &&
+            cfs_request_header(req, "Content-Encoding: %s", op->attrs.content_encoding) < 0)
+            goto oom;
     }
     if (op->kind == CFS_OP_LIST && cfs_request_header(req, "Accept: application/json") < 0)
         goto oom;

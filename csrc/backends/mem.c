@@ -15,6 +15,7 @@ typedef struct mem_object {
     char *data;
     size_t len;
     uint64_t hash;
+    char encoding[8];           /* its Content-Encoding ("gzip", "br", "zstd"), "" for none */
     struct mem_object *next;
 } mem_object;
 
@@ -146,10 +147,27 @@ static void mem_close(cfs_backend *b)
     free(m);
 }
 
+/* What to copy of an object for a GET: a range, or the whole of an encoded object (the
+ * engine decodes it, then cuts the range: op->whole_stored). */
 static void copy_range(cfs_op *op, const mem_object *o)
 {
     int64_t size = (int64_t)o->len, start, end;
     op->size = size;
+    free(op->attrs.content_encoding);
+    op->attrs.content_encoding = NULL;
+    if (o->encoding[0]) {
+        if (!(op->attrs.content_encoding = strdup(o->encoding))) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            return;
+        }
+        if (!op->raw && op->range.kind != CFS_RANGE_NONE) {
+            op->whole_stored = 1;
+            cfs_buf_reset(&op->data);
+            if (o->len && cfs_buf_append(&op->data, o->data, o->len) < 0)
+                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            return;
+        }
+    }
     if (cfs_range_resolve(&op->range, size, &start, &end) < 0) {
         cfs_op_fail(op, CFS_ERANGE, "range starts at %lld, past the end (%lld bytes)",
                     (long long)op->range.start, (long long)size);
@@ -201,6 +219,7 @@ static void mem_copy(mem_bucket *b, cfs_op *op, uint64_t dst_hash)
         free((*pp)->data);
         (*pp)->data = data;
         (*pp)->len = src->len;
+        memcpy((*pp)->encoding, src->encoding, sizeof src->encoding);
         return;
     }
     mem_object *o = calloc(1, sizeof *o);
@@ -212,7 +231,8 @@ static void mem_copy(mem_bucket *b, cfs_op *op, uint64_t dst_hash)
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
-    *o = (mem_object){ key, data, src->len, dst_hash, NULL };
+    *o = (mem_object){ key, data, src->len, dst_hash, "", NULL };
+    memcpy(o->encoding, src->encoding, sizeof src->encoding);
     *pp = o;
     if (++b->count > b->n_slots)
         grow(b);
@@ -229,6 +249,12 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
     uint64_t h = hash_key(op->key);
     /* A PUT copies its value before taking the lock: the lock covers pointer swaps only. */
     char *copy = NULL, *key_copy = NULL;
+    /* an encoding the engine or a raw write set: one of the codecs' short names */
+    const char *encoding = op->attrs.content_encoding ? op->attrs.content_encoding : "";
+    if (op->kind == CFS_OP_PUT && strlen(encoding) >= sizeof ((mem_object *)0)->encoding) {
+        cfs_op_fail(op, CFS_EINVALID, "content encoding '%.40s' too long", encoding);
+        return;
+    }
     if (op->kind == CFS_OP_PUT) {
         copy = malloc(op->body_len ? op->body_len : 1);
         key_copy = strdup(op->key);
@@ -260,6 +286,7 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
             free((*pp)->data);
             (*pp)->data = copy;
             (*pp)->len = op->body_len;
+            snprintf((*pp)->encoding, sizeof (*pp)->encoding, "%s", encoding);
             copy = NULL;
         } else {
             mem_object *o = calloc(1, sizeof *o);
@@ -267,7 +294,8 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
                 cfs_op_fail(op, CFS_ENOMEM, "out of memory");
                 break;
             }
-            *o = (mem_object){ key_copy, copy, op->body_len, h, NULL };
+            *o = (mem_object){ key_copy, copy, op->body_len, h, "", NULL };
+            snprintf(o->encoding, sizeof o->encoding, "%s", encoding);
             *pp = o;
             copy = key_copy = NULL;
             if (++b->count > b->n_slots)

@@ -133,6 +133,13 @@ void cfs_engine_complete(engine *e, cfs_op *op)
         cfs_lane_hand(e, home, &home->children_done, op);
         return;
     }
+    if (cfs_coding_needs_decode(op)) { /* a content-encoded body: decoded on a worker */
+        if (!cfs_engine_on_worker()) {
+            cfs_engine_hand_to_worker(e, op, JOB_DECODE);
+            return;
+        }
+        cfs_coding_decode(op);
+    }
     if (op->status == CFS_ENOTFOUND && op->kind == CFS_OP_PUT) {
         /* a missing key is a read's answer: a write answered "not found" is refused (a
          * backend that can tell says CFS_ENOCONTAINER) */

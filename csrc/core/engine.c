@@ -67,10 +67,18 @@ void cfs_engine_hand_to_worker(engine *e, cfs_op *op, int job)
     pthread_mutex_unlock(&e->lock);
 }
 
+static _Thread_local int t_on_worker;
+
+int cfs_engine_on_worker(void)
+{
+    return t_on_worker;
+}
+
 static void *worker_main(void *arg)
 {
     engine *e = arg;
     pthread_setname_np(pthread_self(), "cfs-worker");
+    t_on_worker = 1;
     for (;;) {
         pthread_mutex_lock(&e->lock);
         while (!e->work.head)
@@ -78,6 +86,29 @@ static void *worker_main(void *arg)
         cfs_op *op = queue_pop(&e->work);
         pthread_mutex_unlock(&e->lock);
         const cfs_backend_ops *ops = op->backend->ops;
+        if (op->worker_job == JOB_DECODE) { /* a remote GET's body (coding.c) */
+            op->worker_job = JOB_VERIFY;
+            cfs_coding_decode(op);
+            cfs_engine_complete(e, op);
+            continue;
+        }
+        if (op->worker_job == JOB_ENCODE) { /* a remote PUT's body, then its request */
+            op->worker_job = JOB_VERIFY;
+            if (cfs_engine_may_give_up(op, 0)) {
+                cfs_engine_fail_cancelled(op);
+            } else if (cfs_coding_encode(op) == 0) {
+                lane *ln = &e->lanes[op->lane];
+                cfs_lane_hand(e, ln, &ln->ready, op);
+                continue;
+            }
+            cfs_engine_complete(e, op);
+            continue;
+        }
+        if (is_local(op) && cfs_coding_needs_encode(op) && !cfs_engine_may_give_up(op, 0) &&
+            cfs_coding_encode(op) < 0) {
+            cfs_engine_complete(e, op);
+            continue;
+        }
         if ((is_local(op) || op->worker_job == JOB_PREPARE) && cfs_engine_may_give_up(op, 0)) {
             cfs_engine_fail_cancelled(op); /* not executed, or not sent once prepared */
         } else if (is_local(op)) {

@@ -30,12 +30,13 @@ typedef struct cfs_transfer_config {
     double hedge_quantile;      /* default CFS_HEDGE_QUANTILE */
     double hedge_budget;        /* default CFS_HEDGE_BUDGET */
     double hedge_delay;         /* seconds; 0: learned */
+    long long max_decoded_size; /* a content-encoded body decodes to at most this many bytes */
 } cfs_transfer_config;
 
 #define CFS_HEDGE_QUANTILE 0.95
 #define CFS_HEDGE_BUDGET 0.05
 
-#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 0, 0, 0, 0 }
+#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 0, 0, 0, 0, 2LL << 30 }
 
 /* Create a limiter (registers it with the engine). NULL on out-of-memory. */
 cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);

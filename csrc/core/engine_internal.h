@@ -30,7 +30,7 @@
 #define HEADER_VALUE_MAX 512
 
 /* What a worker thread does with a remote op (op->worker_job); local ops it executes. */
-enum { JOB_VERIFY, JOB_PREPARE };
+enum { JOB_VERIFY, JOB_PREPARE, JOB_ENCODE, JOB_DECODE };
 
 /* A first-in first-out list of ops, linked by op->next. */
 typedef struct op_queue {
@@ -242,6 +242,21 @@ int cfs_engine_may_give_up(const cfs_op *op, int on_the_wire);
 void cfs_engine_fail_cancelled(cfs_op *op);
 /* Bumped by each cfs_engine_notice_cancel: lanes then look for ops to give up. */
 unsigned cfs_engine_cancel_gen(void);
+
+/* Whether the calling thread is one of the engine's worker threads. */
+int cfs_engine_on_worker(void);
+
+/* ---------- coding.c: content coding of bodies (worker threads) ---------- */
+
+/* A PUT whose body is still to be encoded; encode it (0, or -1 with the op failed). */
+int cfs_coding_needs_encode(const cfs_op *op);
+int cfs_coding_encode(cfs_op *op);
+/* A completed GET whose body is to be decoded; decode it (the op fails if it cannot). */
+int cfs_coding_needs_decode(const cfs_op *op);
+void cfs_coding_decode(cfs_op *op);
+/* A remote GET that got a range of an encoded object: make it a whole-object read (the
+ * range is cut after decoding). Returns 1 if it did, 0 if the op is fine as it is. */
+int cfs_coding_refetch_whole(cfs_op *op);
 
 /* ---------- admission.c ---------- */
 

@@ -1,4 +1,5 @@
 #include "core/op.h"
+#include "util/codec.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -139,6 +140,7 @@ cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *ke
     op->kind = kind;
     op->backend = backend;
     op->size = -1;
+    op->encode_level = CFS_CODEC_LEVEL_DEFAULT;
     op->attrs.last_modified_ms = -1;
     op->key = malloc(key_len + 1);
     if (!op->key) {
@@ -160,6 +162,7 @@ void cfs_op_free(cfs_op *op)
         free(op->keys[i]);
     free(op->keys);
     cfs_buf_free(&op->data);
+    cfs_buf_free(&op->encoded);
     cfs_entries_free(&op->entries);
     cfs_object_attrs_free(&op->attrs);
     free(op->where);

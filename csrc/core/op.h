@@ -126,6 +126,18 @@ typedef struct cfs_op {
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
     cfs_object_attrs attrs;     /* PUT: stored with the object; HEAD/GET: as found */
+    /* Content coding (util/codec.h), done by the engine on a worker thread for every
+     * backend. PUT: encode the body with `encode` (a cfs_codec; 0 none) at `encode_level`
+     * before the first request, into `encoded`, and send that with attrs.content_encoding;
+     * unless encode_always, a body that does not shrink is sent as it is. GET: the body is
+     * decoded by attrs.content_encoding (set by the engine from the response, or by a
+     * local backend) after its checksum is verified, unless `raw`. */
+    int encode;
+    int encode_level;
+    int encode_always;
+    int raw;                    /* GET: keep the stored bytes (attrs.content_encoding says) */
+    int whole_stored;           /* GET, set by a local backend: op->data is the whole stored
+                                 * (encoded) object although a range was asked */
     const atomic_int *cancel;   /* nonzero once the caller gives up (engine.h:
                                  * cfs_engine_notice_cancel); NULL: never */
 
@@ -153,6 +165,10 @@ typedef struct cfs_op {
     struct cfs_limiter *limiter; /* admission control this op counts against */
 
     /* --- engine private --- */
+    int coded;                  /* PUT: encoding done; GET: decoding done */
+    cfs_range asked;            /* GET of an encoded object: the range asked, read whole */
+    int refetched_whole;        /* GET: the range was replaced by the whole object */
+    cfs_buf encoded;            /* PUT: the encoded body op->body points into */
     void *engine_priv;
     int fresh_connection;       /* the last try failed on its connection: use a new one */
     int worker_job;             /* a remote op on the worker queue: prepare or verify */

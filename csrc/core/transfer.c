@@ -473,6 +473,11 @@ static int build_request(lane *ln, cfs_op *op, transfer *t)
     cfs_backend *b = op->backend;
     if (op->kind == CFS_OP_GET)
         cfs_buf_reset(&op->data);
+    if (cfs_coding_needs_encode(op)) { /* the body is encoded first, on a worker */
+        cfs_transfer_free(ln, t);
+        cfs_engine_hand_to_worker(ln->e, op, JOB_ENCODE);
+        return 0;
+    }
     unsigned park_gen = atomic_load(&g_park_gen);
     int built = b->ops->build(b, op, &t->req);
     if (built == CFS_BUILD_WAIT) {
@@ -873,6 +878,17 @@ void cfs_transfer_schedule_retry(lane *ln, transfer *t)
     ln->retries = t;
 }
 
+/* A GET's op->attrs.content_encoding: what this response said (NULL: identity). */
+static int set_content_encoding(cfs_op *op, const char *value)
+{
+    char *copy = NULL;
+    if (value && !(copy = strdup(value)))
+        return -1;
+    free(op->attrs.content_encoding);
+    op->attrs.content_encoding = copy;
+    return 0;
+}
+
 /* A transfer ended (rc from libcurl, or as the lane gave it up: stalled or cancelled):
  * have the backend read the response, then retry or move the op on. */
 void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
@@ -921,7 +937,15 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
         op->http_status = t->status;
         op->status = CFS_OK;
         op->fresh_connection = 0;
-        next = b->ops->finish(b, op, &resp);
+        if (op->kind == CFS_OP_GET && t->status >= 200 && t->status < 300 &&
+            set_content_encoding(op, resp.content_encoding) < 0) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            next = CFS_NEXT_DONE;
+        } else {
+            next = b->ops->finish(b, op, &resp);
+        }
+        if (next == CFS_NEXT_DONE && cfs_coding_refetch_whole(op))
+            next = CFS_NEXT_AGAIN; /* a range of an encoded object: read it whole */
     }
 
     if (next == CFS_NEXT_RETRY && (t->status == 503 || t->status == 429))

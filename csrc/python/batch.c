@@ -21,14 +21,29 @@ struct BatchObject {
     PyObject *failures;         /* list of exceptions */
     PyObject *input_exc;        /* the exception the input raised, kept for the end */
     int interrupted;
+    int has_coding;             /* BATCH_PUT: coding given for this call */
+    cfs_put_coding coding;
+    int raw_reads;              /* BATCH_GET/RANGE: stored bytes, with their encoding */
 };
+
+void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_reads)
+{
+    b->has_coding = pc != NULL;
+    if (pc)
+        b->coding = *pc;
+    b->raw_reads = raw_reads;
+}
 
 /* The op for one input item, shaped as the batch's kind says; NULL with an error set. */
 static cfs_op *build_item(BatchObject *b, PyObject *obj)
 {
     switch (b->kind) {
-    case BATCH_GET:
-        return cfs_pyop_get(b->store, obj, Py_None, Py_None);
+    case BATCH_GET: {
+        cfs_op *op = cfs_pyop_get(b->store, obj, Py_None, Py_None);
+        if (op)
+            op->raw = b->raw_reads;
+        return op;
+    }
     case BATCH_DELETE:
         return cfs_pyop_delete(b->store, obj, 1); /* delitems, rmdir, clear ignore missing keys */
     case BATCH_PUT:
@@ -37,15 +52,21 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
-        return cfs_pyop_put(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0);
+        return cfs_pyop_put_coded(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0,
+                                  b->has_coding ? &b->coding : NULL);
     case BATCH_RANGE:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
             PyErr_Format(PyExc_TypeError, "range items must be (key, start, end), not %.100s",
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
-        return cfs_pyop_get(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1),
-                            PyTuple_GET_SIZE(obj) == 3 ? PyTuple_GET_ITEM(obj, 2) : Py_None);
+    {
+        cfs_op *op = cfs_pyop_get(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1),
+                                  PyTuple_GET_SIZE(obj) == 3 ? PyTuple_GET_ITEM(obj, 2) : Py_None);
+        if (op)
+            op->raw = b->raw_reads;
+        return op;
+    }
     }
     PyErr_SetString(PyExc_SystemError, "unknown batch kind");
     return NULL;
@@ -221,6 +242,8 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
     b->ready = NULL;
     b->input_exc = NULL;
     b->interrupted = 0;
+    b->has_coding = 0;
+    b->raw_reads = 0;
     /* twice the store's concurrency: the engine always has the next op queued */
     b->window = 2 * cfs_limiter_config(store->limiter)->concurrency;
     b->failures = PyList_New(0);
@@ -293,7 +316,8 @@ static PyObject *batch_iternext(BatchObject *b)
         PyObject *key = cfs_pyop_of(op)->key;
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
-            PyObject *data = cfs_bytes_from_buf(&op->data); /* no copy where it can */
+            PyObject *data = b->raw_reads ? cfs_py_raw_result(op)
+                                          : cfs_bytes_from_buf(&op->data); /* no copy where it can */
             result = data ? PyTuple_Pack(2, key, data) : NULL;
             Py_XDECREF(data);
         } else if (op->status == CFS_ENOTFOUND) {

@@ -23,6 +23,10 @@ extern PyTypeObject cfs_BatchType;
 /* A new batch over `iterable`, its items shaped as `kind` says. */
 BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind kind);
 
+/* Set before the first cfs_batch_next: how a BATCH_PUT's values are encoded (copied), and
+ * whether a BATCH_GET's reads are raw (results then (bytes, encoding) pairs). */
+void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_reads);
+
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
  * (then an error is set if the input iterator raised or the wait was interrupted).
  * Its op->caller is a cfs_pyop (ops.h) whose index is the item's position in the input;

@@ -2,9 +2,14 @@
  * into the engine (ops.h). */
 #include "python/ops.h"
 
+#include <fnmatch.h>
+#include <limits.h>
 #include <string.h>
+#include <strings.h>
 
+#include "python/blob.h"
 #include "python/pyutil.h"
+#include "util/codec.h"
 
 /* ---------- builders ---------- */
 
@@ -63,6 +68,170 @@ cfs_op *cfs_pyop_head(StoreObject *s, PyObject *key)
     return new_op(s, CFS_OP_HEAD, key, 0);
 }
 
+/* ---------- content coding of writes ---------- */
+
+int cfs_py_codec(PyObject *v, const char *what, int *given, int *codec)
+{
+    *given = 0;
+    *codec = CFS_CODEC_NONE;
+    if (v == NULL || v == Py_None)
+        return 0;
+    *given = 1;
+    if (PyBool_Check(v)) {
+        *codec = v == Py_True ? CFS_CODEC_GZIP : CFS_CODEC_NONE; /* as CloudFiles takes it */
+        return 0;
+    }
+    const char *name = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s must be a str, a bool or None, not %.100s", what,
+                         Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    cfs_codec c;
+    if (strcasecmp(name, "none") == 0) {
+        c = CFS_CODEC_NONE;
+    } else if (cfs_codec_parse(name, &c) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be None, 'gzip', 'br' or 'zstd', not %R", what, v);
+        return -1;
+    }
+    *codec = (int)c;
+    return 0;
+}
+
+int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *content_encoding,
+                      cfs_put_coding *out)
+{
+    memset(out, 0, sizeof *out);
+    out->level = CFS_CODEC_LEVEL_DEFAULT;
+    out->raw = raw;
+    if (cfs_py_codec(compress, "compress", &out->given, &out->codec) < 0)
+        return -1;
+    if (raw && out->given && out->codec != CFS_CODEC_NONE) {
+        PyErr_SetString(PyExc_ValueError, "raw=True stores the value as it is: name its encoding "
+                        "with content_encoding=, not compress=");
+        return -1;
+    }
+    int ce_given = 0;
+    if (cfs_py_codec(content_encoding == Py_True || content_encoding == Py_False ? NULL : content_encoding,
+                     "content_encoding", &ce_given, &out->raw_codec) < 0)
+        return -1;
+    if (ce_given && !raw) {
+        PyErr_SetString(PyExc_ValueError, "content_encoding= names the encoding of a raw value: "
+                        "give raw=True (or compress= to have the value encoded)");
+        return -1;
+    }
+    if (level && level != Py_None) {
+        long v = PyLong_AsLong(level);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        cfs_codec c = (cfs_codec)out->codec;
+        if (raw || (out->given && c == CFS_CODEC_NONE)) {
+            PyErr_SetString(PyExc_ValueError, "level= without a compression");
+            return -1;
+        }
+        if (out->given && (v < INT_MIN / 2 || v > INT_MAX / 2 || !cfs_codec_level_ok(c, (int)v))) {
+            char range[64];
+            cfs_codec_level_range(c, range, sizeof range);
+            PyErr_Format(PyExc_ValueError, "level %ld is not a %s level (%s)", v, cfs_codec_name(c), range);
+            return -1;
+        }
+        out->level = (int)v;
+    }
+    return 0;
+}
+
+/* Whether the store's compress_keys patterns take this key (none given: every key). */
+static int key_compressed(const StoreObject *s, const char *key)
+{
+    if (!s->compress_keys)
+        return 1;
+    const char *slash = strrchr(key, '/');
+    const char *base = slash ? slash + 1 : key;
+    char pattern[256];
+    for (const char *p = s->compress_keys; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n > 0 && *p == ' ') {
+            p++;
+            n--;
+        }
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (n > 0 && n < sizeof pattern) {
+            memcpy(pattern, p, n);
+            pattern[n] = '\0';
+            if (fnmatch(pattern, base, 0) == 0)
+                return 1;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/* Set a PUT op's coding: a raw value's encoding, or the codec to encode it with. */
+static int apply_coding(StoreObject *s, cfs_op *op, const cfs_put_coding *pc, int item_codec)
+{
+    if (pc && pc->raw) {
+        int c = item_codec >= 0 ? item_codec : pc->raw_codec;
+        const char *name = cfs_codec_name((cfs_codec)c);
+        if (name && !(op->attrs.content_encoding = strdup(name))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        return 0;
+    }
+    if (pc && pc->given) {
+        op->encode = pc->codec;
+        op->encode_level = pc->level;
+        return 0;
+    }
+    if (s->compress != CFS_CODEC_NONE && key_compressed(s, op->key)) {
+        op->encode = s->compress;
+        op->encode_level = pc && pc->level != CFS_CODEC_LEVEL_DEFAULT ? pc->level : s->compress_level;
+        if (!cfs_codec_level_ok((cfs_codec)op->encode, op->encode_level)) {
+            char range[64];
+            cfs_codec_level_range((cfs_codec)op->encode, range, sizeof range);
+            PyErr_Format(PyExc_ValueError, "level %d is not a %s level (%s)", op->encode_level,
+                         cfs_codec_name((cfs_codec)op->encode), range);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+cfs_op *cfs_pyop_put_coded(StoreObject *s, PyObject *key, PyObject *value, int if_absent,
+                           const cfs_put_coding *pc)
+{
+    int item_codec = -1;
+    if (pc && pc->raw && PyTuple_Check(value) && PyTuple_GET_SIZE(value) == 2) {
+        int given;
+        if (cfs_py_codec(PyTuple_GET_ITEM(value, 1), "a raw value's encoding", &given, &item_codec) < 0)
+            return NULL;
+        value = PyTuple_GET_ITEM(value, 0);
+    }
+    cfs_op *op = cfs_pyop_put(s, key, value, if_absent);
+    if (op && (op->encode = CFS_CODEC_NONE, apply_coding(s, op, pc, item_codec) < 0)) {
+        cfs_pyop_release(op);
+        return NULL;
+    }
+    return op;
+}
+
+PyObject *cfs_py_raw_result(cfs_op *op)
+{
+    PyObject *data = cfs_bytes_from_buf(&op->data);
+    if (!data)
+        return NULL;
+    cfs_codec c;
+    const char *name = op->attrs.content_encoding;
+    if (name && cfs_codec_parse(name, &c) == 0)
+        name = cfs_codec_name(c); /* "x-gzip" is "gzip"; identity is None */
+    return Py_BuildValue("(Nz)", data, name);
+}
+
 cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent)
 {
     cfs_op *op = new_op(s, CFS_OP_PUT, key, 0);
@@ -80,6 +249,10 @@ cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_abse
     op->body = p->value.buf;
     op->body_len = (size_t)p->value.len;
     op->if_none_match = if_absent;
+    if (apply_coding(s, op, NULL, -1) < 0) { /* the store's compress default */
+        cfs_pyop_release(op);
+        return NULL;
+    }
     return op;
 }
 

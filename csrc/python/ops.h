@@ -39,6 +39,29 @@ cfs_op *cfs_pyop_get(StoreObject *s, PyObject *key, PyObject *start, PyObject *e
 cfs_op *cfs_pyop_head(StoreObject *s, PyObject *key);
 /* `value` supports the buffer protocol; with if_absent, create only if the key is absent. */
 cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent);
+/* How one call's writes are encoded (compress=, level=, raw=, content_encoding=). */
+typedef struct cfs_put_coding {
+    int given;              /* compress= given: overrides the store's default */
+    int codec;              /* cfs_codec */
+    int level;              /* CFS_CODEC_LEVEL_DEFAULT: the codec's (or the store's) */
+    int raw;                /* the value is stored as it is, already encoded */
+    int raw_codec;          /* raw: its encoding (content_encoding=), cfs_codec */
+} cfs_put_coding;
+
+/* Parse a call's compress, level, raw and content_encoding arguments (None where not
+ * given). Returns 0, or -1 with ValueError/TypeError set. */
+int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *content_encoding,
+                      cfs_put_coding *out);
+/* Parse a compress= value (None: *given 0; True: gzip; False, "", "none", "identity": no
+ * compression; "gzip", "x-gzip", "br", "zstd"). Returns 0, or -1 with ValueError set. */
+int cfs_py_codec(PyObject *v, const char *what, int *given, int *codec);
+/* A PUT encoded as `pc` says (NULL: the store's default). With pc->raw, `value` may be a
+ * (bytes, encoding) pair, as a raw read returns. */
+cfs_op *cfs_pyop_put_coded(StoreObject *s, PyObject *key, PyObject *value, int if_absent,
+                           const cfs_put_coding *pc);
+/* A raw read's result: (bytes, encoding or None). */
+PyObject *cfs_py_raw_result(cfs_op *op);
+
 /* missing_ok: the caller does not want a missing key to fail the op. */
 cfs_op *cfs_pyop_delete(StoreObject *s, PyObject *key, int missing_ok);
 /* Keys (a non-empty sequence of at most the backend's delete_many_max) in one request;

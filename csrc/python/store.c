@@ -3,12 +3,15 @@
 #include "python/store.h"
 #include "core/url.h"
 
+#include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "python/batch.h"
 #include "python/blob.h"
 #include "python/ops.h"
 #include "python/pyutil.h"
+#include "util/codec.h"
 
 int cfs_store_check_open(StoreObject *s)
 {
@@ -64,6 +67,48 @@ static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char
         return -1;
     if (cfs_options_take_double(o, "hedge_delay", 0.0001, 3600, &cfg->hedge_delay, err, n) < 0)
         return -1;
+    if ((rc = cfs_options_take_long(o, "max_decoded_size", 0, LONG_MAX, &v, err, n)) < 0)
+        return -1;
+    if (rc)
+        cfg->max_decoded_size = v;
+    return 0;
+}
+
+/* compress, compress_level, compress_keys: the default coding of this store's writes. */
+static int take_compress_options(StoreObject *s, cfs_options *o, char *err, size_t n)
+{
+    const char *v = cfs_options_take(o, "compress");
+    cfs_codec c = CFS_CODEC_NONE;
+    if (v && strcasecmp(v, "true") == 0)
+        c = CFS_CODEC_GZIP; /* compress=True: gzip, as CloudFiles takes it */
+    else if (v && strcasecmp(v, "false") != 0 && strcasecmp(v, "none") != 0 && cfs_codec_parse(v, &c) < 0) {
+        snprintf(err, n, "option compress must be 'gzip', 'br', 'zstd' or None, not '%.40s'", v);
+        return -1;
+    }
+    s->compress = (int)c;
+    s->compress_level = CFS_CODEC_LEVEL_DEFAULT;
+    long level;
+    int rc = cfs_options_take_long(o, "compress_level", -1000000, 1000000, &level, err, n);
+    if (rc < 0)
+        return -1;
+    if (rc) {
+        if (c == CFS_CODEC_NONE || !cfs_codec_level_ok(c, (int)level)) {
+            char range[64] = "no compression";
+            if (c != CFS_CODEC_NONE)
+                cfs_codec_level_range(c, range, sizeof range);
+            snprintf(err, n, "option compress_level %ld is not a level of compress=%s (%s)", level,
+                     c == CFS_CODEC_NONE ? "None" : cfs_codec_name(c), range);
+            return -1;
+        }
+        s->compress_level = (int)level;
+    }
+    free(s->compress_keys);
+    s->compress_keys = NULL;
+    const char *keys = cfs_options_take(o, "compress_keys");
+    if (keys && !(s->compress_keys = strdup(keys))) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -133,7 +178,8 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     Py_DECREF(resolved);
     if (converted < 0)
         goto out;
-    if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0) {
+    if (parse_transfer_options(&opts, &cfg, err, sizeof err) < 0 ||
+        take_compress_options(self, &opts, err, sizeof err) < 0) {
         PyErr_SetString(cfs_err.option, err);
         goto out;
     }
@@ -174,6 +220,8 @@ static void store_release(StoreObject *self)
     }
     cfs_limiter_free(self->limiter);
     self->limiter = NULL;
+    free(self->compress_keys);
+    self->compress_keys = NULL;
 }
 
 static void store_dealloc(StoreObject *self)
@@ -358,18 +406,20 @@ static Py_ssize_t store_len(StoreObject *s)
 
 static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "keys", "contexts", NULL };
+    static char *kwlist[] = { "keys", "contexts", "raw", NULL };
     PyObject *keys, *contexts = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O:getitems", kwlist, &keys, &contexts))
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Op:getitems", kwlist, &keys, &contexts, &raw))
         return NULL;
     BatchObject *b = cfs_batch_new(s, keys, BATCH_GET);
     if (!b)
         return NULL;
+    cfs_batch_set_coding(b, NULL, raw);
     PyObject *out = PyDict_New();
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
         if (op->status == CFS_OK) {
-            PyObject *data = bytes_of(op);
+            PyObject *data = raw ? cfs_py_raw_result(op) : bytes_of(op);
             if (!data || PyDict_SetItem(out, cfs_pyop_of(op)->key, data) < 0)
                 Py_CLEAR(out);
             Py_XDECREF(data);
@@ -386,11 +436,12 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
 
 /* Run a batch whose results are only successes or failures (put, delete). */
 static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind, int missing_ok,
-                                const char *what)
+                                const char *what, const cfs_put_coding *pc)
 {
     BatchObject *b = cfs_batch_new(s, items, kind);
     if (!b)
         return NULL;
+    cfs_batch_set_coding(b, pc, 0);
     int ok = 1;
     cfs_op *op;
     while ((op = cfs_batch_next(b))) {
@@ -406,8 +457,17 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     Py_RETURN_NONE;
 }
 
-static PyObject *store_setitems(StoreObject *s, PyObject *values)
+static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = { "values", "compress", "level", "raw", "content_encoding", NULL };
+    PyObject *values, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpO:setitems", kwlist, &values, &compress,
+                                     &level, &raw, &content_encoding))
+        return NULL;
+    cfs_put_coding pc;
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+        return NULL;
     PyObject *items = values;
     if (PyDict_Check(values) || PyObject_HasAttrString(values, "items")) {
         items = PyObject_CallMethod(values, "items", NULL);
@@ -416,19 +476,61 @@ static PyObject *store_setitems(StoreObject *s, PyObject *values)
     } else {
         Py_INCREF(items);
     }
-    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems");
+    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc);
     Py_DECREF(items);
     return r;
 }
 
 static PyObject *store_delitems(StoreObject *s, PyObject *keys)
 {
-    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems");
+    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems", NULL);
 }
 
-static PyObject *store_iter_get(StoreObject *s, PyObject *keys)
+static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    return (PyObject *)cfs_batch_new(s, keys, BATCH_GET);
+    static char *kwlist[] = { "keys", "raw", NULL };
+    PyObject *keys;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:iter_get", kwlist, &keys, &raw))
+        return NULL;
+    BatchObject *b = cfs_batch_new(s, keys, BATCH_GET);
+    if (b)
+        cfs_batch_set_coding(b, NULL, raw);
+    return (PyObject *)b;
+}
+
+/* put(key, value, *, compress=None, level=None, raw=False, content_encoding=None) */
+static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "key", "value", "compress", "level", "raw", "content_encoding", NULL };
+    PyObject *key, *value, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpO:put", kwlist, &key, &value, &compress,
+                                     &level, &raw, &content_encoding))
+        return NULL;
+    cfs_put_coding pc;
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+        return NULL;
+    cfs_op *op = cfs_pyop_put_coded(s, key, value, 0, &pc);
+    if (!op)
+        return NULL;
+    int rc = cfs_pyop_run_checked(op, 0);
+    cfs_pyop_release(op);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* get_raw(key) -> (bytes as stored, encoding or None) */
+static PyObject *store_get_raw(StoreObject *s, PyObject *key)
+{
+    cfs_op *op = cfs_pyop_get(s, key, Py_None, Py_None);
+    if (!op)
+        return NULL;
+    op->raw = 1;
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_raw_result(op);
+    cfs_pyop_release(op);
+    return r;
 }
 
 static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
@@ -769,24 +871,36 @@ static PyMethodDef store_methods[] = {
       "keys($self, /)\n--\n\nReturn a sorted list of every key in the store (one listing).\n"
       "Raises CloudFilesError if the listing fails." },
     { "getitems", (PyCFunction)(void (*)(void))store_getitems, METH_VARARGS | METH_KEYWORDS,
-      "getitems($self, /, keys, *, contexts=None)\n--\n\n"
+      "getitems($self, /, keys, *, contexts=None, raw=False)\n--\n\n"
       "Fetch keys (any iterable) in parallel; return a dict of the keys present to their\n"
-      "bytes (missing keys are left out). contexts is accepted for zarr 2 and ignored.\n"
+      "bytes (missing keys are left out). raw=True: values are (bytes as stored, encoding)\n"
+      "pairs, not decoded. contexts is accepted for zarr 2 and ignored.\n"
       "Raises BatchError, after every transfer has ended, if some keys failed." },
-    { "setitems", (PyCFunction)store_setitems, METH_O,
-      "setitems($self, values, /)\n--\n\n"
+    { "setitems", (PyCFunction)(void (*)(void))store_setitems, METH_VARARGS | METH_KEYWORDS,
+      "setitems($self, values, /, *, compress=None, level=None, raw=False, content_encoding=None)\n--\n\n"
       "Write a mapping, or an iterable of (key, value) pairs, in parallel; values are any\n"
-      "buffers. Returns None. Raises BatchError, after every transfer has ended, if some\n"
-      "writes failed (the others stay written)." },
+      "buffers. compress= 'gzip', 'br', 'zstd' or False overrides the store's compress option;\n"
+      "raw=True stores the values as they are, already encoded with content_encoding (a value\n"
+      "may also be a (bytes, encoding) pair, as a raw read returns it). Returns None. Raises\n"
+      "BatchError, after every transfer has ended, if some writes failed (the others stay)." },
+    { "put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS,
+      "put($self, key, value, /, *, compress=None, level=None, raw=False, content_encoding=None)\n--\n\n"
+      "Write one value, encoded as setitems says. Returns None. Raises CloudFilesError on failure." },
+    { "get_raw", (PyCFunction)store_get_raw, METH_O,
+      "get_raw($self, key, /)\n--\n\n"
+      "Return (bytes, encoding): the object as stored, not decoded, and its Content-Encoding\n"
+      "('gzip', 'br', 'zstd', another name as the server gave it, or None). Raises KeyError\n"
+      "if key is missing." },
     { "delitems", (PyCFunction)store_delitems, METH_O,
       "delitems($self, keys, /)\n--\n\n"
       "Delete keys (any iterable) in parallel; missing keys are ignored. Returns None.\n"
       "Raises BatchError, after every transfer has ended, if some deletes failed." },
-    { "iter_get", (PyCFunction)store_iter_get, METH_O,
-      "iter_get($self, keys, /)\n--\n\n"
+    { "iter_get", (PyCFunction)(void (*)(void))store_iter_get, METH_VARARGS | METH_KEYWORDS,
+      "iter_get($self, keys, /, *, raw=False)\n--\n\n"
       "Return an iterator of (key, bytes) pairs, bytes None for a missing key, in the order\n"
-      "the transfers complete, with at most twice the concurrency in flight. A failed key\n"
-      "raises its error from the iterator; leaving the loop early gives up the rest." },
+      "the transfers complete, with at most twice the concurrency in flight; raw=True gives\n"
+      "(key, (bytes as stored, encoding) or None). A failed key raises its error from the\n"
+      "iterator; leaving the loop early gives up the rest." },
     { "get_range", (PyCFunction)(void (*)(void))store_get_range, METH_VARARGS | METH_KEYWORDS,
       "get_range($self, /, key, start, end=None)\n--\n\n"
       "Return bytes [start, end) of key (end None: to the end); start < 0 reads the last\n"

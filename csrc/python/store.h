@@ -15,6 +15,12 @@ typedef struct StoreObject {
     PyObject *options;      /* dict: the options as given (pickling, equality) */
     int closed;
     PyObject *weakreflist;
+    /* the compress options: what this store's writes are encoded with by default (a
+     * cfs_codec, 0 none), at what level, and for which keys (comma-separated fnmatch
+     * patterns matched against a key's last segment; NULL: every key) */
+    int compress;
+    int compress_level;
+    char *compress_keys;
 } StoreObject;
 
 extern PyTypeObject cfs_StoreType;

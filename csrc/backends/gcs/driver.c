@@ -1,9 +1,9 @@
 /* gs://bucket/prefix: Google Cloud Storage through its JSON API.
  *
  * GET: media download (alt=media), whole or by Range; a whole object is checked against
- * x-goog-hash (crc32c, else md5) and a mismatch is retried like a transient failure. Whole
- * reads accept gzip, so an object stored gzip-encoded comes as stored, matches its hash,
- * and is decompressed here (the server's transcoding would not match the hash).
+ * x-goog-hash (crc32c, else md5) and a mismatch is retried like a transient failure. Reads
+ * accept gzip, so an object stored gzip-encoded comes as stored, matches its hash, and is
+ * decoded by the engine (the server's transcoding would not match the hash).
  * HEAD: the object resource (its size). PUT: a multipart upload whose metadata carries the
  * object's crc32c, so the server verifies the bytes; create-if-absent with
  * ifGenerationMatch=0 (412 -> CFS_EEXISTS). A PUT of resumable_threshold bytes or more goes

@@ -37,7 +37,6 @@ typedef struct gcs_state {
     uint32_t crc;
     /* GET of a whole object: what gcs_verify checks and undoes on a worker thread */
     cfs_goog_hash want;     /* the server's x-goog-hash */
-    int gzipped;            /* stored gzip-encoded: decompress after the check */
     /* resumable PUT: a session (its URI is a capability: never in messages) */
     int rs_phase;           /* RS_START: ask for a session; RS_SEND: send bytes */
     char *session;          /* the session URI */

@@ -4,7 +4,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <libdeflate.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,7 +277,8 @@ void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n)
 }
 
 /* {"name": ..., "crc32c": ..., "contentType": ...} as a fresh string (cJSON_free), or NULL. */
-static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c)
+static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c,
+                           const char *content_encoding)
 {
     unsigned char be[4] = { (unsigned char)(crc32c >> 24), (unsigned char)(crc32c >> 16),
                             (unsigned char)(crc32c >> 8), (unsigned char)crc32c };
@@ -291,7 +291,8 @@ static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c)
         goto out;
     if (!cJSON_AddStringToObject(meta, "name", name_copy) ||
         !cJSON_AddStringToObject(meta, "crc32c", crc.data) ||
-        !cJSON_AddStringToObject(meta, "contentType", "application/octet-stream"))
+        !cJSON_AddStringToObject(meta, "contentType", "application/octet-stream") ||
+        (content_encoding && !cJSON_AddStringToObject(meta, "contentEncoding", content_encoding)))
         goto out;
     json = cJSON_PrintUnformatted(meta);
 out:
@@ -302,7 +303,8 @@ out:
 }
 
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
-                           const void *data, size_t len, uint32_t crc32c)
+                           const void *data, size_t len, uint32_t crc32c,
+                           const char *content_encoding)
 {
     /* a boundary absent from the data: "--cfs<hex>" never found after at most a few tries */
     uint64_t salt = 0x9E3779B97F4A7C15ull ^ crc32c ^ ((uint64_t)len << 32);
@@ -314,7 +316,7 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
         salt = salt * 6364136223846793005ull + 1442695040888963407ull + (uint64_t)tries;
     }
     int rc = -1;
-    char *json = metadata_json(name, name_len, crc32c);
+    char *json = metadata_json(name, name_len, crc32c, content_encoding);
     if (!json)
         goto out;
     if (len > (size_t)-1 - 4096 - strlen(json) || cfs_buf_reserve(out, len + strlen(json) + 512) < 0)
@@ -347,9 +349,10 @@ char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char
     return finish_url(&u, ok);
 }
 
-int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c)
+int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c,
+                            const char *content_encoding)
 {
-    char *json = metadata_json(name, name_len, crc32c);
+    char *json = metadata_json(name, name_len, crc32c, content_encoding);
     int rc = json && cfs_buf_append_str(out, json) == 0 ? 0 : -1;
     cJSON_free(json);
     return rc;
@@ -531,47 +534,3 @@ int cfs_gcs_parse_batch(const char *content_type, const char *body, size_t len,
     return 0;
 }
 
-int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out)
-{
-    const unsigned char *p = in;
-    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
-    if (!d)
-        return -2;
-    int rc = 0;
-    while (len > 0) {
-        if (len < 18) { /* header 10 + empty deflate 2 + trailer 8, at the least */
-            rc = -1;
-            break;
-        }
-        /* ISIZE, the member's size mod 2^32, is a good first guess of the room needed; but
-         * it is the sender's word: no more than deflate can make of the input (1032 to 1) */
-        size_t guess = (size_t)p[len - 4] | (size_t)p[len - 3] << 8 | (size_t)p[len - 2] << 16 |
-                       (size_t)p[len - 1] << 24;
-        if (len <= ((size_t)-1) / 1032 && guess > len * 1032)
-            guess = len * 1032;
-        size_t room = guess > 0 ? guess : 4096;
-        for (;;) {
-            if (cfs_buf_reserve(out, room) < 0) {
-                rc = -2;
-                goto done;
-            }
-            size_t in_used = 0, produced = 0;
-            enum libdeflate_result r = libdeflate_gzip_decompress_ex(
-                d, p, len, out->data + out->len, room, &in_used, &produced);
-            if (r == LIBDEFLATE_SUCCESS) {
-                out->len += produced;
-                p += in_used;
-                len -= in_used;
-                break;
-            }
-            if (r != LIBDEFLATE_INSUFFICIENT_SPACE || room > ((size_t)-1) / 4) {
-                rc = -1;
-                goto done;
-            }
-            room *= 2;
-        }
-    }
-done:
-    libdeflate_free_decompressor(d);
-    return rc;
-}

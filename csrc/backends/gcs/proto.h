@@ -50,11 +50,13 @@ int cfs_gcs_parse_object(const char *body, size_t len, int64_t *size, cfs_goog_h
  * Always NUL-terminates out (empty if nothing usable). */
 void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n);
 
-/* A multipart/related upload body: JSON metadata {"name": ..., "crc32c": base64} and the
+/* A multipart/related upload body: JSON metadata {"name": ..., "crc32c": base64, and
+ * "contentEncoding" unless content_encoding is NULL} and the
  * data, with a boundary that does not occur in the data. Writes the boundary (NUL
  * terminated, < 64 bytes) into `boundary`. Returns 0 or -1 (out of memory). */
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
-                           const void *data, size_t len, uint32_t crc32c);
+                           const void *data, size_t len, uint32_t crc32c,
+                           const char *content_encoding);
 
 /* Resumable uploads. The URL that starts a session for object `name`:
  * {endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name={name}
@@ -65,7 +67,8 @@ char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char
 /* The JSON metadata that starts a session: {"name", "crc32c" (base64 of big-endian),
  * "contentType"}, so the server checks the whole object when it is complete. Appends to
  * out. Returns 0 or -1 (out of memory). */
-int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c);
+int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c,
+                            const char *content_encoding);
 
 /* How many bytes a session holds, from the Range header of a 308 answer: "bytes=0-N"
  * means N+1; no header (NULL) means none yet (0). Returns 0, or -1 if malformed (another
@@ -98,9 +101,5 @@ int cfs_gcs_parse_batch(const char *content_type, const char *body, size_t len,
                         int (*part)(void *ctx, long id, long status, const char *body, size_t len),
                         void *ctx, char *err, size_t errlen);
 
-/* Decompress a gzip body (one or more members), as GCS sends an object stored with
- * Content-Encoding: gzip to a client that accepts gzip. Appends to out. Returns 0, -1 if
- * the data is not valid gzip, -2 if out of memory. */
-int cfs_gcs_gunzip(const void *in, size_t len, cfs_buf *out);
 
 #endif

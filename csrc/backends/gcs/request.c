@@ -66,9 +66,10 @@ static int build_get(const gcs_backend *g, cfs_op *op, cfs_request *req, const c
         cfs_request_range(req, &op->range) < 0)
         return -1;
     /* An object stored gzip-encoded comes as stored (its x-goog-hash is of those bytes),
-     * not decompressed by the server: checked, then decompressed here. A range of such
-     * an object is served decompressed, whole, and is not checked. */
-    if (op->range.kind == CFS_RANGE_NONE && cfs_request_header(req, "Accept-Encoding: gzip") < 0)
+     * never transcoded by the server: checked, then decoded by the engine (a range of one
+     * is read whole by the engine and cut after decoding: core/coding.c). libcurl does
+     * not decode it (no CURLOPT_ACCEPT_ENCODING). */
+    if (cfs_request_header(req, "Accept-Encoding: gzip") < 0)
         return -1;
     return 0;
 }
@@ -89,7 +90,7 @@ static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req
     char *url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
     if (set_target(op, req, "POST", url) < 0 ||
         cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body,
-                               op->body_len, st->crc) < 0 ||
+                               op->body_len, st->crc, op->attrs.content_encoding) < 0 ||
         cfs_request_header(req, "Content-Type: multipart/related; boundary=%s", boundary) < 0)
         return -1;
     req->body = req->body_owned.data;

@@ -1,6 +1,6 @@
 /* GCS backend: reading responses. gcs_finish maps each response to what the op does next:
  * the HTTP status to a cfs status (with the server's message), the x-goog-hash of a whole
- * GET (checked, and a gzip-encoded object decompressed, by gcs_verify on a worker thread),
+ * GET (checked by gcs_verify on a worker thread; the engine decodes a content-encoded body),
  * the object resource of a PUT or HEAD, listing pages, rewrite (COPY) calls and the parts
  * of a batch of deletes. A token request's answer goes to finish_token and a 401 drops the
  * cached token (the token cache is in driver.c); a resumable session's answers are read
@@ -226,11 +226,10 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
             cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
             return CFS_NEXT_DONE;
         }
-        st->gzipped = resp->content_encoding && strcasecmp(resp->content_encoding, "gzip") == 0;
     }
 
     cfs_next next = cfs_http_status_outcome(op, resp);
-    if (whole && op->status == CFS_OK && (st->want.has_crc32c || st->want.has_md5 || st->gzipped))
+    if (whole && op->status == CFS_OK && (st->want.has_crc32c || st->want.has_md5))
         return CFS_NEXT_VERIFY;
     if (op->status != CFS_OK) {
         gcs_describe_failure(op, resp);
@@ -282,18 +281,5 @@ cfs_next gcs_verify(cfs_backend *b, cfs_op *op)
     int ok = verify_download(op, &st->want);
     if (ok == 0)
         return CFS_NEXT_RETRY;
-    if (ok < 0 || !st->gzipped)
-        return CFS_NEXT_DONE;
-    cfs_buf plain = { 0 };
-    int rc = cfs_gcs_gunzip(op->data.data, op->data.len, &plain);
-    if (rc < 0) {
-        cfs_buf_free(&plain);
-        cfs_op_fail(op, rc == -2 ? CFS_ENOMEM : CFS_EPROTOCOL,
-                    "the gzip-encoded object does not decompress");
-        return CFS_NEXT_DONE;
-    }
-    cfs_buf_free(&op->data);
-    op->data = plain;
-    op->size = (int64_t)plain.len;
-    return CFS_NEXT_DONE;
+    return CFS_NEXT_DONE; /* a content-encoded body is decoded next by the engine */
 }

@@ -244,6 +244,8 @@ static int spec_put(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     add_h(r, "Content-Type", "application/octet-stream");
     add_h(r, "Content-MD5", st->md5_b64);
     s3_spec_put_checksum(s, st, r);
+    if (op->attrs.content_encoding)
+        add_h(r, "Content-Encoding", op->attrs.content_encoding);
     if (op->if_none_match)
         add_h(r, "If-None-Match", "*");
     return 0;
