@@ -208,7 +208,9 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (op->kind == CFS_OP_GET && cfs_request_range(req, &op->range) < 0)
         goto oom;
     if (op->kind == CFS_OP_PUT || (op->kind == CFS_OP_COPY && op->step == 1)) {
-        if (cfs_request_header(req, "Content-Type: application/octet-stream") < 0)
+        const char *ct = op->kind == CFS_OP_PUT && op->attrs.content_type ? op->attrs.content_type
+                                                                          : "application/octet-stream";
+        if (cfs_request_header(req, "Content-Type: %s", ct) < 0)
             goto oom;
         if (op->if_none_match && cfs_request_header(req, "If-None-Match: *") < 0)
             goto oom;
@@ -325,6 +327,8 @@ static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp
         if (next == CFS_NEXT_DONE && op->status == CFS_OK)
             return parse_index(op, resp->body);
     }
+    if (op->kind == CFS_OP_HEAD && next == CFS_NEXT_DONE && op->status == CFS_OK)
+        cfs_attrs_from_headers(op, resp, NULL);
     return next;
 }
 
@@ -352,6 +356,9 @@ const cfs_backend_ops cfs_http_backend = {
     .name = "http",
     .schemes = http_schemes,
     .secret_options = http_secret_options, /* nginx ignores If-None-Match on PUT: not atomic */
+    /* a PUT sends Content-Type; whether the server keeps it is the server's (nginx's
+     * WebDAV does not: it serves a type by extension) */
+    .capabilities = CFS_CAP_CONTENT_TYPE,
     .open = http_open,
     .close = http_close,
     .build = http_build,

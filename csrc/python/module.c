@@ -2,6 +2,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
 #include "core/engine.h"
@@ -28,6 +29,9 @@ static PyMethodDef module_methods[] = {
       "lanes, its transfer threads (0 before its first transfer); window_decreases, times a\n"
       "host's in-flight window was halved on a 503 or 429; parked, times an op waited for\n"
       "another op's credential fetch." },
+    { "_set_mime_types", cfs_py_set_mime_types, METH_VARARGS,
+      "_set_mime_types(types_map, encoding_extensions): the extension table content types\n"
+      "are guessed from (mimetypes.types_map and mimetypes.encodings_map's keys), set at import." },
     { NULL },
 };
 

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
 #include "python/ops.h"
@@ -116,9 +117,16 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     int rc = -1;
     /* What the backend opens with: the options given plus what Python discovers
      * (credentials, region). Only the options given are kept for repr and pickling. */
+    /* what writes store (content_type, metadata, ...) is the store's, not the backend's */
+    PyObject *backend_kwargs = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!backend_kwargs || cfs_py_write_attrs_take(backend_kwargs, &self->write_attrs) < 0) {
+        Py_XDECREF(backend_kwargs);
+        goto out;
+    }
     PyObject *canonical = PyUnicode_FromString(u);
-    PyObject *resolved = canonical ? resolve_options(ops, canonical, kwargs) : NULL;
+    PyObject *resolved = canonical ? resolve_options(ops, canonical, backend_kwargs) : NULL;
     Py_XDECREF(canonical);
+    Py_DECREF(backend_kwargs);
     if (!resolved)
         goto out;
     int converted = cfs_py_options(resolved, &opts);
@@ -147,6 +155,10 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
         goto out;
     }
     self->backend = b;
+    cfs_object_attrs none = { .last_modified_ms = -1 }, checked = { .last_modified_ms = -1 };
+    if (cfs_py_attrs_for_call(self, &none, &checked) < 0) /* what this backend cannot store */
+        goto out;
+    cfs_object_attrs_free(&checked);
     self->url = Py_NewRef(url);
     self->options = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
     if (!self->options)
@@ -166,6 +178,7 @@ static void store_release(StoreObject *self)
     }
     cfs_limiter_free(self->limiter);
     self->limiter = NULL;
+    cfs_object_attrs_free(&self->write_attrs);
 }
 
 static void store_dealloc(StoreObject *self)
@@ -398,8 +411,53 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     Py_RETURN_NONE;
 }
 
-static PyObject *store_setitems(StoreObject *s, PyObject *values)
+/* The write attributes of a call (keyword arguments named as cfs_write_attr_names) merged
+ * with the store's into *out. 0 or -1. */
+static int call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attrs *out)
 {
+    cfs_object_attrs call = { .last_modified_ms = -1 };
+    if (cfs_store_check_open(s) < 0 || cfs_py_write_attrs(values, &call) < 0)
+        return -1;
+    int rc = cfs_py_attrs_for_call(s, &call, out);
+    cfs_object_attrs_free(&call);
+    return rc;
+}
+
+static PyObject *run_put_batch(StoreObject *s, PyObject *items, const cfs_object_attrs *attrs)
+{
+    BatchObject *b = cfs_batch_new(s, items, BATCH_PUT);
+    if (!b)
+        return NULL;
+    cfs_batch_set_put_attrs(b, attrs);
+    int ok = 1;
+    cfs_op *op;
+    while ((op = cfs_batch_next(b))) {
+        if (cfs_pyop_failed(op, 0) && cfs_batch_record_failure(b, op) < 0)
+            ok = 0;
+        cfs_pyop_release(op);
+    }
+    PyObject *r = NULL;
+    if (!PyErr_Occurred() && ok && cfs_batch_finish(b, "setitems") == 0)
+        r = Py_NewRef(Py_None);
+    Py_DECREF(b);
+    return r;
+}
+
+static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "values", "content_type", "cache_control", "content_disposition",
+                              "storage_class", "metadata", NULL };
+    PyObject *values, *attr_values[5] = { NULL };
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOOOO:setitems", kwlist, &values,
+                                     &attr_values[0], &attr_values[1], &attr_values[2],
+                                     &attr_values[3], &attr_values[4]))
+        return NULL;
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
+    int have_attrs = 0;
+    for (int i = 0; i < 5; i++)
+        have_attrs |= attr_values[i] && attr_values[i] != Py_None;
+    if (have_attrs && call_attrs(s, attr_values, &attrs) < 0)
+        return NULL;
     PyObject *items = values;
     if (PyDict_Check(values) || PyObject_HasAttrString(values, "items")) {
         items = PyObject_CallMethod(values, "items", NULL);
@@ -408,9 +466,67 @@ static PyObject *store_setitems(StoreObject *s, PyObject *values)
     } else {
         Py_INCREF(items);
     }
-    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems");
+    PyObject *r = run_put_batch(s, items, have_attrs ? &attrs : NULL);
     Py_DECREF(items);
+    cfs_object_attrs_free(&attrs);
     return r;
+}
+
+static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "key", "value", "content_type", "cache_control",
+                              "content_disposition", "storage_class", "metadata", NULL };
+    PyObject *key, *value, *attr_values[5] = { NULL };
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOOOO:put", kwlist, &key, &value,
+                                     &attr_values[0], &attr_values[1], &attr_values[2],
+                                     &attr_values[3], &attr_values[4]))
+        return NULL;
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
+    if (call_attrs(s, attr_values, &attrs) < 0)
+        return NULL;
+    cfs_op *op = cfs_pyop_put(s, key, value, 0);
+    PyObject *r = NULL;
+    if (op && cfs_pyop_set_attrs(op, &attrs) == 0 && cfs_pyop_run_checked(op, 0) == 0)
+        r = Py_NewRef(Py_None);
+    cfs_pyop_release(op);
+    cfs_object_attrs_free(&attrs);
+    return r;
+}
+
+/* ---------- attributes ---------- */
+
+static PyObject *store_head(StoreObject *s, PyObject *key)
+{
+    cfs_op *op = cfs_pyop_head(s, key);
+    if (!op)
+        return NULL;
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_head_dict(s, op);
+    cfs_pyop_release(op);
+    return r;
+}
+
+static PyObject *store_heads(StoreObject *s, PyObject *keys)
+{
+    BatchObject *b = cfs_batch_new(s, keys, BATCH_HEAD);
+    if (!b)
+        return NULL;
+    PyObject *out = PyDict_New();
+    cfs_op *op;
+    while (out && (op = cfs_batch_next(b))) {
+        if (op->status == CFS_OK) {
+            PyObject *d = cfs_py_head_dict(s, op);
+            if (!d || PyDict_SetItem(out, cfs_pyop_of(op)->key, d) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(d);
+        } else if (op->status != CFS_ENOTFOUND && cfs_batch_record_failure(b, op) < 0) {
+            Py_CLEAR(out);
+        }
+        cfs_pyop_release(op);
+    }
+    if (out && (PyErr_Occurred() || cfs_batch_finish(b, "heads") < 0))
+        Py_CLEAR(out);
+    Py_DECREF(b);
+    return out;
 }
 
 static PyObject *store_delitems(StoreObject *s, PyObject *keys)
@@ -497,9 +613,10 @@ static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
 
 static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "prefix", NULL };
+    static char *kwlist[] = { "prefix", "details", NULL };
     PyObject *prefix = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U:entries", kwlist, &prefix))
+    int details = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U$p:entries", kwlist, &prefix, &details))
         return NULL;
     PyObject *empty = prefix ? NULL : PyUnicode_FromString("");
     cfs_op *op = prefix || empty ? cfs_pyop_list(s, prefix ? prefix : empty, 1) : NULL;
@@ -510,7 +627,21 @@ static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
     for (size_t i = 0; out && i < op->entries.len; i++) {
         const cfs_entry *e = &op->entries.items[i];
         PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
-        PyObject *t = name ? Py_BuildValue("(NL)", name, (long long)e->size) : NULL;
+        PyObject *t = NULL;
+        if (name && !details) {
+            t = Py_BuildValue("(NL)", name, (long long)e->size);
+        } else if (name) {
+            PyObject *mtime = e->mtime_ms >= 0 ? PyFloat_FromDouble((double)e->mtime_ms / 1000.0)
+                                               : Py_NewRef(Py_None);
+            PyObject *etag = e->etag ? PyUnicode_DecodeUTF8(e->etag, (Py_ssize_t)strlen(e->etag), "replace")
+                                     : Py_NewRef(Py_None);
+            t = mtime && etag ? Py_BuildValue("(NLNN)", name, (long long)e->size, mtime, etag) : NULL;
+            if (!t) {
+                Py_XDECREF(mtime);
+                Py_XDECREF(etag);
+                Py_DECREF(name);
+            }
+        }
         if (!t)
             Py_CLEAR(out);
         else
@@ -760,8 +891,17 @@ static PyMethodDef store_methods[] = {
     { "keys", (PyCFunction)store_keys, METH_NOARGS, "Every key in the store, sorted." },
     { "getitems", (PyCFunction)(void (*)(void))store_getitems, METH_VARARGS | METH_KEYWORDS,
       "getitems(keys, *, contexts=None) -> dict of the keys present, fetched in parallel." },
-    { "setitems", (PyCFunction)store_setitems, METH_O,
-      "setitems(mapping or iterable of (key, value)): write in parallel." },
+    { "setitems", (PyCFunction)(void (*)(void))store_setitems, METH_VARARGS | METH_KEYWORDS,
+      "setitems(mapping or iterable of (key, value), *, content_type=None, cache_control=None,\n"
+      "content_disposition=None, storage_class=None, metadata=None): write in parallel; the\n"
+      "attributes given apply to every value (the store's own otherwise)." },
+    { "put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS,
+      "put(key, value, *, content_type=None, cache_control=None, content_disposition=None,\n"
+      "storage_class=None, metadata=None): write one value with these attributes." },
+    { "_head", (PyCFunction)store_head, METH_O,
+      "_head(key) -> dict of the object's attributes; KeyError if missing (see head())." },
+    { "_heads", (PyCFunction)store_heads, METH_O,
+      "_heads(keys) -> {key: dict} of the keys present, in parallel (see heads())." },
     { "delitems", (PyCFunction)store_delitems, METH_O,
       "delitems(keys): delete in parallel; missing keys are ignored." },
     { "iter_get", (PyCFunction)store_iter_get, METH_O,
@@ -772,8 +912,9 @@ static PyMethodDef store_methods[] = {
     { "get_ranges", (PyCFunction)store_get_ranges, METH_O,
       "get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing key)." },
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
-      "entries(prefix='') -> sorted [(key, size)] of every key starting with prefix "
-      "(size -1 where the listing does not give it)." },
+      "entries(prefix='', *, details=False) -> sorted [(key, size)] of every key starting with\n"
+      "prefix (size -1 where the listing does not give it); with details, [(key, size, mtime,\n"
+      "etag)]: mtime in Unix seconds and the listing's ETag, None where it has none." },
     { "copy", (PyCFunction)(void (*)(void))store_copy, METH_VARARGS | METH_KEYWORDS,
       "copy(source, destination): copy an object within the store, on the server where it "
       "can (S3 CopyObject, GCS rewrite); KeyError if source is missing." },

@@ -15,6 +15,8 @@ typedef struct StoreObject {
     PyObject *options;      /* dict: the options as given (pickling, equality) */
     int closed;
     PyObject *weakreflist;
+    cfs_object_attrs write_attrs; /* what every write stores unless the call says otherwise
+                                   * (the options content_type, metadata, ...) */
 } StoreObject;
 
 extern PyTypeObject cfs_StoreType;

@@ -34,7 +34,7 @@ int gcs_build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *
         req->method = "POST";
         req->url = cfs_gcs_resumable_url(g->endpoint, g->bucket, name, name_len, op->if_none_match);
         if (!req->url || cfs_op_set_where(op, req->url) < 0 ||
-            cfs_gcs_upload_metadata(&req->body_owned, name, name_len, st->crc) < 0 ||
+            cfs_gcs_upload_metadata(&req->body_owned, name, name_len, st->crc, &op->attrs) < 0 ||
             cfs_request_header(req, "Content-Type: application/json; charset=UTF-8") < 0 ||
             cfs_request_header(req, "X-Upload-Content-Type: application/octet-stream") < 0 ||
             cfs_request_header(req, "X-Upload-Content-Length: %zu", op->body_len) < 0)

@@ -151,7 +151,7 @@ static void test_multipart(void)
     uint32_t crc = cfs_crc32c(0, data, sizeof data - 1);
     cfs_buf b = { 0 };
     char boundary[64];
-    CHECK(cfs_gcs_multipart_body(&b, boundary, "p/k\"ey", 6, data, sizeof data - 1, crc) == 0, "built");
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "p/k\"ey", 6, data, sizeof data - 1, crc, NULL) == 0, "built");
     CHECK(cfs_buf_terminate(&b) == 0, "terminate");
     char expect_head[256];
     snprintf(expect_head, sizeof expect_head, "--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
@@ -165,11 +165,11 @@ static void test_multipart(void)
 
     /* data that holds the first boundary candidate gets another one */
     char first[64];
-    CHECK(cfs_gcs_multipart_body(&b, first, "k", 1, "", 0, 7) == 0, "empty body");
+    CHECK(cfs_gcs_multipart_body(&b, first, "k", 1, "", 0, 7, NULL) == 0, "empty body");
     cfs_buf_free(&b);
     char tricky[128];
     snprintf(tricky, sizeof tricky, "xx%syy", first);
-    CHECK(cfs_gcs_multipart_body(&b, boundary, "k", 1, tricky, strlen(tricky), 7) == 0, "tricky");
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "k", 1, tricky, strlen(tricky), 7, NULL) == 0, "tricky");
     CHECK(!STREQ(boundary, first), "boundary changed: %s", boundary);
     cfs_buf_free(&b);
 }
@@ -233,7 +233,7 @@ static void test_resumable(void)
     free(u);
 
     cfs_buf m = { 0 };
-    CHECK(cfs_gcs_upload_metadata(&m, "d/\"q\"", 5, 0xE3069283u) == 0 && cfs_buf_terminate(&m) == 0,
+    CHECK(cfs_gcs_upload_metadata(&m, "d/\"q\"", 5, 0xE3069283u, NULL) == 0 && cfs_buf_terminate(&m) == 0,
           "metadata");
     CHECK(m.data && strstr(m.data, "\"name\":\"d/\\\"q\\\"\"") && strstr(m.data, "\"crc32c\":\"4waSgw==\"") &&
               strstr(m.data, "\"contentType\":\"application/octet-stream\""),
