@@ -406,8 +406,10 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
     if (cfs_buf_append_str(out, "--") < 0 || cfs_buf_append_str(out, boundary) < 0 ||
         cfs_buf_append_str(out, "\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n") < 0 ||
         cfs_buf_append_str(out, json) < 0 || cfs_buf_append_str(out, "\r\n--") < 0 ||
-        cfs_buf_append_str(out, boundary) < 0 ||
-        cfs_buf_append_str(out, "\r\nContent-Type: application/octet-stream\r\n\r\n") < 0 ||
+        cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "\r\nContent-Type: ") < 0 ||
+        cfs_buf_append_str(out, attrs && attrs->content_type ? attrs->content_type
+                                                             : "application/octet-stream") < 0 ||
+        cfs_buf_append_str(out, "\r\n\r\n") < 0 ||
         (len && cfs_buf_append(out, data, len) < 0) || cfs_buf_append_str(out, "\r\n--") < 0 ||
         cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "--\r\n") < 0)
         goto out;
