@@ -249,7 +249,7 @@ typedef struct index_ctx {
 
 /* One entry of an index: its file, or its directory to descend into. 0, or 1 with op
  * failed (out of memory). */
-static int index_entry(void *ctx, const char *n, const char *type, int64_t size)
+static int index_entry(void *ctx, const char *n, const char *type, int64_t size, int64_t mtime_ms)
 {
     index_ctx *ic = ctx;
     cfs_op *op = ic->op;
@@ -269,7 +269,8 @@ static int index_entry(void *ctx, const char *n, const char *type, int64_t size)
         if (cfs_buf_append(path, "/", 1) < 0 || list_state_push(s, path->data, path->len) < 0)
             goto oom;
     } else if (is_dir || strcmp(type, "file") == 0) {
-        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : size, is_dir) < 0)
+        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : size, is_dir) < 0 ||
+            (!is_dir && cfs_entries_set_info(&op->entries, mtime_ms, NULL, 0) < 0))
             goto oom;
     }
     return 0;
