@@ -1,5 +1,5 @@
 // Unit tests of the nginx JSON directory index parser (csrc/backends/http_index.c).
-// sources: csrc/backends/http_index.c
+// sources: csrc/backends/http_index.c csrc/core/attrs.c csrc/core/op.c csrc/core/buf.c
 // pkg: libcjson
 #include <stdio.h>
 #include <string.h>
