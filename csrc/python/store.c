@@ -941,6 +941,9 @@ static PyObject *store_get_capabilities(StoreObject *s, void *closure)
     static const struct { unsigned flag; const char *name; } names[] = {
         { CFS_CAP_ATOMIC_IF_ABSENT, "atomic_if_absent" },
         { CFS_CAP_SERVER_COPY, "server_copy" },
+        { CFS_CAP_CONTENT_TYPE, "content_type" },
+        { CFS_CAP_OBJECT_ATTRS, "object_attrs" },
+        { CFS_CAP_STORAGE_CLASS, "storage_class" },
     };
     PyObject *set = PyFrozenSet_New(NULL);
     for (size_t i = 0; set && i < sizeof names / sizeof names[0]; i++) {
@@ -969,7 +972,9 @@ static PyGetSetDef store_getset[] = {
     { "closed", (getter)store_get_closed, NULL, "Whether close() was called.", NULL },
     { "capabilities", (getter)store_get_capabilities, NULL,
       "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"
-      "is atomic on the server), 'server_copy' (copy() moves no bytes through this process).",
+      "is atomic on the server), 'server_copy' (copy() moves no bytes through this process),\n"
+      "what writes store besides the bytes: 'content_type', 'object_attrs' (cache_control,\n"
+      "content_disposition, metadata), 'storage_class'.",
       NULL },
     { "delete_many_max", (getter)store_get_delete_many_max, NULL,
       "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"
