@@ -29,7 +29,8 @@ class ObjectInfo:
     cache_control: "str | None" = None
     content_disposition: "str | None" = None
     storage_class: "str | None" = None
-    metadata: "types.MappingProxyType" = field(default_factory=lambda: types.MappingProxyType({}))
+    metadata: "types.MappingProxyType" = field(default_factory=lambda: types.MappingProxyType({}),
+                                               hash=False)
 
     @classmethod
     def _from_core(cls, key, d):

@@ -132,6 +132,9 @@ def test_listing_details(backend, store):
 @pytest.mark.parametrize("kwargs, field", [
     (dict(content_type="text/plain\r\nX-Injected: 1"), "content_type"),
     (dict(cache_control="a\nb"), "cache_control"),
+    (dict(cache_control="a\tb"), "cache_control"),
+    (dict(cache_control=" max-age=1"), "cache_control"),
+    (dict(metadata={"n": "v "}), "metadata"),
     (dict(content_disposition="a\x00b"), "content_disposition"),
     (dict(content_type=""), "content_type"),
     (dict(content_type="x" * 5000), "content_type"),
@@ -185,6 +188,19 @@ def test_s3_cross_read_with_boto3(moto_server):
     assert info.etag == h["ETag"] or info.etag.startswith('"')
     lm = c.head_object(Bucket=moto_server.bucket, Key="meta-x/by-boto.txt")["LastModified"]
     assert abs(info.last_modified - lm) < datetime.timedelta(seconds=1)
+
+
+def test_s3_signed_requests_carry_attributes(moto_auth):
+    """With signatures checked, the x-amz-meta-* and x-amz-storage-class headers are signed
+    as SigV4 canonicalises them (inner runs of spaces included)."""
+    s = CloudFilesStore(moto_auth.url("meta-signed"), **moto_auth.store_options())
+    s.put("k.txt", b"v", storage_class="STANDARD_IA", cache_control="no-cache",
+          metadata={"spaced": "a  b   c", "quote": 'x"y', "Mixed-Case": "1"})
+    h = moto_auth.client().head_object(Bucket=moto_auth.bucket, Key="meta-signed/k.txt")
+    assert h["StorageClass"] == "STANDARD_IA" and h["CacheControl"] == "no-cache"
+    assert h["Metadata"]["quote"] == 'x"y' and h["Metadata"]["mixed-case"] == "1"
+    assert dict(s.head("k.txt").metadata)["quote"] == 'x"y'
+    assert hash(s.head("k.txt")) == hash(s.head("k.txt"))
 
 
 def test_s3_multipart_upload_keeps_attributes(moto_server):

@@ -15,7 +15,8 @@ const char *const cfs_write_attr_names[] = {
 
 /* ---------- checks ---------- */
 
-/* A header value: printable ASCII (and tab), 1 to CFS_ATTR_VALUE_MAX bytes. */
+/* A header value: printable ASCII, 1 to CFS_ATTR_VALUE_MAX bytes, no space at either end
+ * (servers trim it, and SigV4 signs the value trimmed: it would not come back as given). */
 static int check_value(const char *field, const char *what, const char *v, Py_ssize_t n)
 {
     if (n == 0 || n > CFS_ATTR_VALUE_MAX) {
@@ -25,13 +26,17 @@ static int check_value(const char *field, const char *what, const char *v, Py_ss
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c >= 0x7F) {
+        if (c < 0x20 || c >= 0x7F) {
             PyErr_Format(cfs_err.option,
                          "%s%s: only printable ASCII is allowed in a header value (found %s)",
                          field, what, c == '\r' || c == '\n' ? "CR or LF" : c == 0 ? "NUL"
                                                                              : "a control or non-ASCII byte");
             return -1;
         }
+    }
+    if (v[0] == ' ' || v[n - 1] == ' ') {
+        PyErr_Format(cfs_err.option, "%s%s: may not begin or end with a space", field, what);
+        return -1;
     }
     return 0;
 }

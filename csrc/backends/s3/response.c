@@ -294,9 +294,9 @@ cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
             return cfs_op_next_step(op, 1); /* it exists: now delete it */
         return CFS_NEXT_DONE;
     case CFS_OP_HEAD:
-        cfs_attrs_from_headers(op, resp, "x-amz-meta-");
-        if (op->status == CFS_OK && !op->attrs.storage_class)
-            op->attrs.storage_class = strdup("STANDARD"); /* S3 names every class but this one */
+        if (cfs_attrs_from_headers(op, resp, "x-amz-meta-") == 0 && !op->attrs.storage_class &&
+            cfs_attr_set(&op->attrs.storage_class, "STANDARD", 8) < 0) /* S3 names all others */
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
         return list_page(s, op, resp);
