@@ -411,9 +411,17 @@ const char *cfs_guess_content_type(const char *key)
 
 int cfs_pyop_set_attrs(cfs_op *op, const cfs_object_attrs *tmpl)
 {
+    /* the body's encoding is the op's own (set by whoever encoded it), not the template's */
+    char *encoding = op->attrs.content_encoding;
+    op->attrs.content_encoding = NULL;
     if (tmpl && cfs_object_attrs_copy(&op->attrs, tmpl) < 0) {
+        free(encoding);
         PyErr_NoMemory();
         return -1;
+    }
+    if (encoding) {
+        free(op->attrs.content_encoding);
+        op->attrs.content_encoding = encoding;
     }
     if (!op->attrs.content_type && (op->backend->ops->capabilities & CFS_CAP_CONTENT_TYPE)) {
         const char *t = cfs_guess_content_type(op->key);

@@ -32,7 +32,8 @@ int cfs_py_write_attrs_take(PyObject *options, cfs_object_attrs *out);
 int cfs_py_attrs_for_call(StoreObject *s, const cfs_object_attrs *call, cfs_object_attrs *out);
 
 /* A PUT op's attributes: a copy of `tmpl` (may be NULL), with the content type guessed
- * from the key where none is given and the backend stores one. Returns 0 or -1
+ * from the key where none is given and the backend stores one (else
+ * application/octet-stream); op->attrs.content_encoding, if set, is kept. Returns 0 or -1
  * (MemoryError). */
 int cfs_pyop_set_attrs(cfs_op *op, const cfs_object_attrs *tmpl);
 
