@@ -24,7 +24,6 @@ ATTRS = dict(
 
 # what each backend keeps of a write besides the bytes
 KEEPS_ALL = {"mem", "s3", "gs", "s3-seaweedfs"}
-KEEPS_TYPE = KEEPS_ALL | {"http", "https"}
 
 
 # ---------------------------------------------------------------- head on every backend
