@@ -5,13 +5,20 @@ HTTP(S), local files or memory; batches (``getitems``, ``setitems``, ``delitems`
 parallel with the GIL released.
 """
 
+import mimetypes
 from collections.abc import MutableMapping
 
 from . import errors
 from ._core import Store as _Store
-from ._core import engine_stats
+from ._core import _set_mime_types, engine_stats
 from ._version import __version__
 from .errors import *  # noqa: F401,F403
+from .info import ObjectInfo
+
+# Content types of writes are guessed from the key's extension with the standard library's
+# table (as gsutil and CloudFiles do), handed to C once.
+mimetypes.init()
+_set_mime_types(dict(mimetypes.types_map), list(mimetypes.encodings_map))
 
 
 class CloudFilesStore(_Store, MutableMapping[str, bytes]):
@@ -45,6 +52,22 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
     def is_erasable(self):
         return True
 
+    def head(self, key):
+        """The object's size and attributes (:class:`ObjectInfo`) from one HEAD request;
+        ``KeyError`` if it is missing."""
+        return ObjectInfo._from_core(key, self._head(key))
+
+    def heads(self, keys):
+        """``{key: ObjectInfo}`` of the keys present, HEAD requests in parallel; missing
+        keys are left out (as ``getitems`` does)."""
+        return {k: ObjectInfo._from_core(k, d) for k, d in self._heads(keys).items()}
+
+    def exists(self, keys):
+        """``{key: bool}`` for every key given, HEAD requests in parallel."""
+        keys = list(keys)
+        found = self._heads(keys)
+        return {k: k in found for k in keys}
+
 
 def _rebuild(cls, url, options):
     return cls(url, **options)
@@ -64,4 +87,4 @@ from . import _zarr2  # noqa: E402
 _zarr2.install()
 
 
-__all__ = ["CloudFilesStore", "__version__", "engine_stats", "errors", *errors.__all__]
+__all__ = ["CloudFilesStore", "ObjectInfo", "__version__", "engine_stats", "errors", *errors.__all__]

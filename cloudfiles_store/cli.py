@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -321,8 +322,10 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     with ctx.progress(verb, len(jobs), total_bytes) as bar:
         for base, group in groups.items():
             sstore = ctx.store(group[0].src, "src")
+            # a server-side copy keeps the source's attributes: not when others are asked for
             server = (base == dst.base and ctx.options("src") == ctx.options("dst")
-                      and "server_copy" in getattr(sstore, "capabilities", ()))
+                      and "server_copy" in getattr(sstore, "capabilities", ())
+                      and not _write_attrs(ctx.args))
             if server:
                 _server_copy(ctx, sstore, group, bar, done)
             else:
@@ -382,7 +385,7 @@ def _stream_copy(ctx, sstore, dstore, group, bar, done):
 
     failed_dst = set()
     try:
-        dstore.setitems(feed())
+        dstore.setitems(feed(), **_write_attrs(ctx.args))
     except BatchError as e:
         ctx.batch_errors(e)
         failed_dst = {err.key for err in e.errors}
@@ -450,27 +453,46 @@ def _prefix(path: str) -> str:
     return path.rstrip("/") + "/" if path.rstrip("/") else ""
 
 
-def _listing(ctx, loc, store, recursive=True):
+def _listing(ctx, loc, store, recursive=True, details=False):
     """(prefix, [(key, size)]) for LOC: a pattern's matches, the one object it names, or
-    every key below its prefix (names print relative to the prefix)."""
+    every key below its prefix (names print relative to the prefix). With details (and
+    recursive), [(key, size, mtime, etag)]: Unix seconds and ETag, None where unknown."""
     path = loc.path
     wild = _WILD.search(path)
     if wild:
         items, _ = expand(ctx, loc, store, recursive=True)
-        return _prefix(path[:wild.start()].rpartition("/")[0]), [(i.key, i.size) for i in items]
+        rows = [(i.key, i.size) for i in items]
+        if details:
+            known = {k: (m, e) for k, _, m, e in store.entries(path[:wild.start()], details=True)}
+            rows = [(k, n, *known.get(k, (None, None))) for k, n in rows]
+        return _prefix(path[:wild.start()].rpartition("/")[0]), rows
     if path and not path.endswith("/") and path in store:
+        if details:
+            info = store.head(path)
+            when = info.last_modified.timestamp() if info.last_modified else None
+            return _prefix(path.rpartition("/")[0]), [(path, info.size, when, info.etag)]
         return _prefix(path.rpartition("/")[0]), [(path, store.getsize(path))]
     prefix = _prefix(path)
-    entries = store.entries(prefix) if recursive else [(n, None) for n in store.listdir(prefix)]
+    if recursive:
+        entries = store.entries(prefix, details=True) if details else store.entries(prefix)
+    else:
+        entries = [(n, None) for n in store.listdir(prefix)]
     if not entries and prefix and (recursive or not store.entries(prefix)):
         raise Failure(f"{loc.text}: no such object or prefix")
     return (prefix, entries) if recursive else ("", entries)
 
 
+def _when(mtime) -> str:
+    """Unix seconds as ISO 8601 UTC to the second (gsutil ls -l's form), '-' if unknown."""
+    if mtime is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _children(prefix, entries) -> dict:
     """{name one level below prefix ('dir/' for a prefix): (bytes, objects)}"""
     out = {}
-    for key, size in entries:
+    for key, size, *_ in entries:
         head, slash, _ = key[len(prefix):].partition("/")
         b, n = out.get(head + slash, (0, 0))
         out[head + slash] = (b + max(size, 0), n + 1)
@@ -481,14 +503,21 @@ def cmd_ls(ctx, args):
     loc = _loc(args)
     store = ctx.store(loc)
     prefix, entries = _listing(ctx, loc, store, args.recursive or args.long
-                               or bool(_WILD.search(loc.path)))
+                               or bool(_WILD.search(loc.path)), details=args.long)
     if args.recursive or not args.long:
-        rows = [(k[len(prefix):], s) for k, s in entries]
+        rows = [(k[len(prefix):], s, *rest) for k, s, *rest in entries]
     else:
-        rows = [(name, b) for name, (b, _) in sorted(_children(prefix, entries).items())]
-    for name, size in rows:
+        # one level: objects with their time and ETag, prefixes with the bytes below them
+        direct = {k[len(prefix):]: rest for k, _, *rest in entries if "/" not in k[len(prefix):]}
+        rows = [(name, b, *direct.get(name, ())) for name, (b, _) in sorted(_children(prefix, entries).items())]
+    for name, size, *rest in rows:
         if args.long and size is not None:
-            ctx.out(f"{_size(args, size):>12}  {name}", key=name, size=size)
+            if name.endswith("/") and not args.recursive:
+                ctx.out(f"{_size(args, size):>12}  {name}", key=name, size=size)
+                continue
+            mtime, etag = rest if rest else (None, None)
+            ctx.out(f"{_size(args, size):>12}  {_when(mtime):20}  {etag or '-'}  {name}", key=name,
+                    size=size, last_modified=None if mtime is None else _when(mtime), etag=etag)
         else:
             ctx.out(name, key=name, size=size)
 
@@ -540,12 +569,20 @@ def cmd_cat(ctx, args):
 def cmd_head(ctx, args):
     loc = _loc(args)
     store = ctx.store(loc)
+    if args.meta:
+        try:
+            info = store.head(loc.path) if loc.path else None
+        except KeyError:
+            info = None
+        if info is None:
+            _read(ctx, loc, store)  # raises the one-line error
+        d = info.to_dict()
+        lines = [f"{name}: {value}" for name, value in d.items()
+                 if value is not None and name != "metadata"]
+        lines += [f"metadata.{k}: {v}" for k, v in sorted(info.metadata.items())]
+        return ctx.out("\n".join(lines), url=loc.url(loc.path), **d)
     if not loc.path or loc.path not in store:
         _read(ctx, loc, store)
-    if args.meta:
-        size = store.getsize(loc.path)
-        # the store gives no last-modified time or ETag yet: only the size
-        return ctx.out(f"key: {loc.path}\nsize: {size}", url=loc.url(loc.path), size=size)
     _write_stdout(store.get_range(loc.path, 0, args.bytes))
 
 
@@ -576,7 +613,25 @@ def cmd_put(ctx, args):
     else:
         src = parse_loc(args.file)
         data = _read(ctx, src, ctx.store(src, "src"))
-    ctx.store(dst, "dst")[dst.path] = data
+    ctx.store(dst, "dst").put(dst.path, data, **_write_attrs(args))
+
+
+def _write_attrs(args) -> dict:
+    """put()'s keyword arguments from --content-type, --cache-control,
+    --content-disposition, --storage-class and --metadata KEY=VAL."""
+    out = {}
+    for name in ("content_type", "cache_control", "content_disposition", "storage_class"):
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    meta = {}
+    for kv in getattr(args, "metadata", None) or ():
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise Usage(f"--metadata takes KEY=VAL, not {kv!r}")
+        meta[k] = v
+    if meta:
+        out["metadata"] = meta
+    return out
 
 
 def cmd_cp(ctx, args, move=False):
@@ -588,7 +643,7 @@ def cmd_cp(ctx, args, move=False):
             raise Usage("'-' (stdin) must be the only source, and cannot be moved")
         if dst.stdio or dst.dirlike:
             raise Usage(f"{dst.text}: stdin needs an object to go to")
-        ctx.store(dst, "dst")[dst.path] = sys.stdin.buffer.read()
+        ctx.store(dst, "dst").put(dst.path, sys.stdin.buffer.read(), **_write_attrs(args))
         return
     if dst.stdio:
         for src in srcs:
@@ -800,6 +855,18 @@ def _filters(p):
                    help="skip names matching (wildcards; repeatable)")
 
 
+def _attr_options(p):
+    g = p.add_argument_group("what the objects written carry besides their bytes "
+                             "(S3, GCS; HTTP: the content type)")
+    g.add_argument("--content-type", metavar="TYPE",
+                   help="default: guessed from each key's extension")
+    g.add_argument("--cache-control", metavar="VALUE")
+    g.add_argument("--content-disposition", metavar="VALUE")
+    g.add_argument("--storage-class", metavar="CLASS", help="STANDARD_IA, NEARLINE, ...")
+    g.add_argument("--metadata", action="append", metavar="KEY=VAL",
+                   help="user metadata (repeatable)")
+
+
 def _command_parsers():
     cmds = {}
 
@@ -817,7 +884,8 @@ def _command_parsers():
     p = new("ls", cmd_ls, "list the names below URL", human=True)
     _url_key(p)
     p.add_argument("-r", "--recursive", action="store_true", help="every key below URL")
-    p.add_argument("-l", "--long", action="store_true", help="with sizes")
+    p.add_argument("-l", "--long", action="store_true",
+                   help="with sizes, last-modified times (UTC) and ETags")
 
     p = new("du", cmd_du, "bytes and objects below URL, per child", human=True)
     _url_key(p)
@@ -831,7 +899,9 @@ def _command_parsers():
     _url_key(p)
     p.add_argument("-c", "--bytes", type=int, default=1024, metavar="N",
                    help="how many bytes (default 1024)")
-    p.add_argument("--meta", action="store_true", help="the object's size instead")
+    p.add_argument("--meta", action="store_true",
+                   help="the object's metadata instead: size, ETag, last-modified, content type, "
+                        "encoding, storage class, user metadata (HEAD)")
 
     for name, run, help in (("cp", cmd_cp, "copy files and objects"),
                             ("mv", lambda c, a: cmd_cp(c, a, move=True),
@@ -843,6 +913,7 @@ def _command_parsers():
                        help="prefixes and directories, everything below them")
         p.add_argument("-n", "--dry-run", action="store_true", help="say what would be copied")
         _filters(p)
+        _attr_options(p)
 
     p = new("rm", cmd_rm, "delete objects")
     _url_key(p, many=True)
@@ -860,6 +931,7 @@ def _command_parsers():
     p.add_argument("url")
     p.add_argument("key")
     p.add_argument("file", nargs="?")
+    _attr_options(p)
 
     p = new("verify", cmd_verify, "compare local files with objects, by size and content")
     p.add_argument("local")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -309,9 +310,19 @@ def test_ls_du_cat_head_touch(remote):
     url, opts = _tree(remote)
     assert ok("ls", url, *opts).stdout.decode().split() == ["p", "top"]
     lines = ok("ls", "-l", url, *opts).stdout.decode().splitlines()
-    assert [line.split() for line in lines] == [["6", "p/"], ["1", "top"]]
+    # a prefix: the bytes below it; an object: size, last-modified (UTC), ETag, name
+    assert lines[0].split() == ["6", "p/"]
+    size, when, etag, name = lines[1].split()
+    assert (size, name) == ("1", "top") and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", when)
     lines = ok("ls", "-lrh", url, *opts).stdout.decode().splitlines()
-    assert lines[0].split() == ["1", "B", "p/k0"]
+    assert lines[0].split()[:2] == ["1", "B"] and lines[0].split()[-1] == "p/k0"
+    meta = json.loads(ok("head", "--meta", "--json", url + "/top", *opts).stdout)
+    assert meta["size"] == 1 and meta["last_modified"].startswith(when[:-1])
+    assert meta["etag"] == etag or (etag == "-" and url.startswith("http"))  # no ETag in nginx's index
+    rows = [json.loads(x) for x in ok("ls", "-lr", "--json", url, *opts).stdout.splitlines()]
+    assert {r["key"] for r in rows} == {"p/k0", "p/k1", "p/k2", "top"}
+    assert all(r["last_modified"] for r in rows)
+    assert all(r["etag"] for r in rows) or url.startswith("http")  # nginx's index has none
     assert ok("du", "-s", "-h", url, *opts).stdout.decode().strip() == "7 B in 4 objects"
     assert ok("du", url, *opts).stdout.decode().split("\n")[:-1] == [
         "           6  p/", "           1  top", "7 bytes in 4 objects"]
@@ -325,6 +336,35 @@ def test_ls_du_cat_head_touch(remote):
     assert ok("cat", url + "/empty", *opts).stdout == b""
     ok("touch", url + "/r", *opts)  # an existing object keeps its bytes
     assert ok("cat", url + "/r", *opts).stdout == b"0123456789"
+
+
+def test_put_cp_with_metadata(remote, tmp_path):
+    url, opts, dst_opts, _ = remote
+    attrs = ["--content-type", "text/x-cli", "--cache-control", "no-cache",
+             "--metadata", "owner=cli", "--metadata", "run=3"]
+    if url.startswith(("s3://", "gs://")):
+        ok("put", url, "a.bin", *attrs, *opts, input=b"1234")
+        meta = json.loads(ok("head", "--meta", "--json", url + "/a.bin", *opts).stdout)
+        assert (meta["content_type"], meta["cache_control"], meta["metadata"]) == (
+            "text/x-cli", "no-cache", {"owner": "cli", "run": "3"})
+        text = ok("head", "--meta", url + "/a.bin", *opts).stdout.decode().splitlines()
+        assert "content_type: text/x-cli" in text and "metadata.owner: cli" in text
+        (tmp_path / "up").mkdir()
+        (tmp_path / "up" / "f.json").write_bytes(b"{}")
+        ok("cp", "-r", str(tmp_path / "up"), url + "/up/", "--metadata", "from=cp", *dst_opts)
+        meta = json.loads(ok("head", "--meta", "--json", url + "/up/up/f.json", *opts).stdout)
+        assert meta["content_type"] == "application/json" and meta["metadata"] == {"from": "cp"}
+        # object -> object with new attributes: not a server-side copy, which keeps the old
+        ok("cp", url + "/a.bin", url + "/b.bin", "--metadata", "k=v", *opts)
+        meta = json.loads(ok("head", "--meta", "--json", url + "/b.bin", *opts).stdout)
+        assert meta["metadata"] == {"k": "v"} and meta["content_type"] == "application/octet-stream"
+    else:
+        # a local directory and nginx's WebDAV keep only bytes: said, not dropped
+        err = one_line_error(cli("put", url, "a.bin", "--metadata", "owner=cli", *opts, input=b"1"))
+        assert "metadata" in err and "cannot store" in err
+    one_line_error(cli("put", url, "a.bin", "--metadata", "owner", *opts, input=b"1"), status=2)
+    err = one_line_error(cli("put", url, "a.bin", "--content-type", "a\rb", *opts, input=b"1"))
+    assert "content_type" in err
 
 
 def test_verify_and_sync(remote, tmp_path):

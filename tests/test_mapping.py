@@ -444,14 +444,15 @@ def test_repr(store, backend):
 
 # What each backend declares it can do (cfs_backend_ops.capabilities). zarr3.ZarrStore
 # checks before a create-if-absent where "atomic_if_absent" is missing.
+ATTRS = {"content_type", "object_attrs", "storage_class"}  # what writes store (test_metadata.py)
 CAPABILITIES = {
-    "mem": {"atomic_if_absent"},
+    "mem": {"atomic_if_absent"} | ATTRS,
     "file": {"atomic_if_absent"},
-    "http": set(),
-    "https": set(),
-    "s3": {"atomic_if_absent", "server_copy"},
-    "s3-seaweedfs": {"atomic_if_absent", "server_copy"},
-    "gs": {"atomic_if_absent", "server_copy"},
+    "http": {"content_type"},
+    "https": {"content_type"},
+    "s3": {"atomic_if_absent", "server_copy"} | ATTRS,
+    "s3-seaweedfs": {"atomic_if_absent", "server_copy"} | ATTRS,
+    "gs": {"atomic_if_absent", "server_copy"} | ATTRS,
 }
 
 

@@ -379,6 +379,14 @@ static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only
     int64_t size = st.st_size, start, end;
     op->size = size;
     if (head_only) {
+        /* a file keeps only its bytes: its time, and an ETag of size and time as a web
+         * server makes one (nginx: "mtime-size" in hex) */
+        char etag[64];
+        op->attrs.last_modified_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
+                 (unsigned long long)size);
+        if (cfs_attr_set(&op->attrs.etag, etag, strlen(etag)) < 0)
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         close(fd);
         return;
     }
@@ -644,7 +652,13 @@ static int walk(int dfd, cfs_op *op, cfs_buf *rel, const char *prefix, size_t pr
                     break;
                 }
             }
-            if (len >= prefix_len && cfs_entries_add(&op->entries, rel->data, len, st.st_size, 0) < 0)
+            char etag[64];
+            snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
+                     (unsigned long long)st.st_size);
+            if (len >= prefix_len &&
+                (cfs_entries_add(&op->entries, rel->data, len, st.st_size, 0) < 0 ||
+                 cfs_entries_set_info(&op->entries, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
+                                      etag, strlen(etag)) < 0))
                 rc = -1;
         }
     }

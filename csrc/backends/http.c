@@ -208,7 +208,9 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (op->kind == CFS_OP_GET && cfs_request_range(req, &op->range) < 0)
         goto oom;
     if (op->kind == CFS_OP_PUT || (op->kind == CFS_OP_COPY && op->step == 1)) {
-        if (cfs_request_header(req, "Content-Type: application/octet-stream") < 0)
+        const char *ct = op->kind == CFS_OP_PUT && op->attrs.content_type ? op->attrs.content_type
+                                                                          : "application/octet-stream";
+        if (cfs_request_header(req, "Content-Type: %s", ct) < 0)
             goto oom;
         if (op->if_none_match && cfs_request_header(req, "If-None-Match: *") < 0)
             goto oom;
@@ -250,7 +252,7 @@ typedef struct index_ctx {
 
 /* One entry of an index: its file, or its directory to descend into. 0, or 1 with op
  * failed (out of memory). */
-static int index_entry(void *ctx, const char *n, const char *type, int64_t size)
+static int index_entry(void *ctx, const char *n, const char *type, int64_t size, int64_t mtime_ms)
 {
     index_ctx *ic = ctx;
     cfs_op *op = ic->op;
@@ -270,7 +272,8 @@ static int index_entry(void *ctx, const char *n, const char *type, int64_t size)
         if (cfs_buf_append(path, "/", 1) < 0 || list_state_push(s, path->data, path->len) < 0)
             goto oom;
     } else if (is_dir || strcmp(type, "file") == 0) {
-        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : size, is_dir) < 0)
+        if (cfs_entries_add(&op->entries, path->data, path->len, is_dir ? -1 : size, is_dir) < 0 ||
+            (!is_dir && cfs_entries_set_info(&op->entries, mtime_ms, NULL, 0) < 0))
             goto oom;
     }
     return 0;
@@ -328,6 +331,8 @@ static cfs_next http_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp
         if (next == CFS_NEXT_DONE && op->status == CFS_OK)
             return parse_index(op, resp->body);
     }
+    if (op->kind == CFS_OP_HEAD && next == CFS_NEXT_DONE && op->status == CFS_OK)
+        cfs_attrs_from_headers(op, resp, NULL);
     return next;
 }
 
@@ -355,6 +360,9 @@ const cfs_backend_ops cfs_http_backend = {
     .name = "http",
     .schemes = http_schemes,
     .secret_options = http_secret_options, /* nginx ignores If-None-Match on PUT: not atomic */
+    /* a PUT sends Content-Type; whether the server keeps it is the server's (nginx's
+     * WebDAV does not: it serves a type by extension) */
+    .capabilities = CFS_CAP_CONTENT_TYPE,
     .open = http_open,
     .close = http_close,
     .build = http_build,

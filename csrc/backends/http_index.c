@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
+#include "core/op.h"
+
 static const char *skip_json_space(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -24,7 +26,11 @@ static int index_entry(const cJSON *item, cfs_http_index_fn fn, void *ctx, char 
     /* a size is a whole number of bytes below 2^53; any other number is no size (-1) */
     int64_t sz = cJSON_IsNumber(size) && size->valuedouble >= 0 && size->valuedouble < 9.0e15
                      ? (int64_t)size->valuedouble : -1;
-    return fn(ctx, name->valuestring, type->valuestring, sz);
+    const cJSON *mtime = cJSON_GetObjectItemCaseSensitive(item, "mtime");
+    int64_t ms = -1;
+    if (!cJSON_IsString(mtime) || cfs_parse_http_date(mtime->valuestring, &ms) < 0)
+        ms = -1;
+    return fn(ctx, name->valuestring, type->valuestring, sz, ms);
 }
 
 /* cJSON makes a node and strings for every value: a whole index of 100,000 entries is a

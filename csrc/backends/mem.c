@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/backend.h"
 
@@ -15,7 +16,7 @@ typedef struct mem_object {
     char *data;
     size_t len;
     uint64_t hash;
-    char encoding[8];           /* its Content-Encoding ("gzip", "br", "zstd"), "" for none */
+    cfs_object_attrs attrs;     /* what the PUT stored with it, its ETag and time */
     struct mem_object *next;
 } mem_object;
 
@@ -155,8 +156,8 @@ static void copy_range(cfs_op *op, const mem_object *o)
     op->size = size;
     free(op->attrs.content_encoding);
     op->attrs.content_encoding = NULL;
-    if (o->encoding[0]) {
-        if (!(op->attrs.content_encoding = strdup(o->encoding))) {
+    if (o->attrs.content_encoding) {
+        if (!(op->attrs.content_encoding = strdup(o->attrs.content_encoding))) {
             cfs_op_fail(op, CFS_ENOMEM, "out of memory");
             return;
         }
@@ -178,6 +179,27 @@ static void copy_range(cfs_op *op, const mem_object *o)
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
 }
 
+/* The attributes a PUT stores: the op's, with an ETag (FNV-1a of the bytes, quoted) and
+ * the time. Returns 0 or -1 (out of memory). */
+static int put_attrs(const cfs_op *op, cfs_object_attrs *a)
+{
+    if (cfs_object_attrs_copy(a, &op->attrs) < 0)
+        return -1;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < op->body_len; i++)
+        h = (h ^ (unsigned char)op->body[i]) * 1099511628211ULL;
+    char etag[24];
+    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)h);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a->last_modified_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (cfs_attr_set(&a->etag, etag, strlen(etag)) < 0) {
+        cfs_object_attrs_free(a);
+        return -1;
+    }
+    return 0;
+}
+
 static void mem_list(mem_bucket *b, cfs_op *op)
 {
     size_t plen = strlen(op->key);
@@ -190,6 +212,9 @@ static void mem_list(mem_bucket *b, cfs_op *op)
             const char *sub = op->recursive ? NULL : strchr(o->key + dir_len, '/');
             int rc = sub ? cfs_entries_add(&op->entries, o->key, (size_t)(sub - o->key), -1, 1)
                          : cfs_entries_add(&op->entries, o->key, strlen(o->key), (int64_t)o->len, 0);
+            if (rc == 0 && !sub)
+                rc = cfs_entries_set_info(&op->entries, o->attrs.last_modified_ms, o->attrs.etag,
+                                          o->attrs.etag ? strlen(o->attrs.etag) : 0);
             if (rc < 0) {
                 cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
                 return;
@@ -214,12 +239,19 @@ static void mem_copy(mem_bucket *b, cfs_op *op, uint64_t dst_hash)
         return;
     }
     memcpy(data, src->data, src->len);
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
+    if (cfs_object_attrs_copy(&attrs, &src->attrs) < 0) {
+        free(data);
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return;
+    }
     mem_object **pp = find_slot(b, op->key, dst_hash);
     if (*pp) {
         free((*pp)->data);
         (*pp)->data = data;
         (*pp)->len = src->len;
-        memcpy((*pp)->encoding, src->encoding, sizeof src->encoding);
+        cfs_object_attrs_free(&(*pp)->attrs);
+        (*pp)->attrs = attrs;
         return;
     }
     mem_object *o = calloc(1, sizeof *o);
@@ -228,11 +260,11 @@ static void mem_copy(mem_bucket *b, cfs_op *op, uint64_t dst_hash)
         free(o);
         free(key);
         free(data);
+        cfs_object_attrs_free(&attrs);
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
-    *o = (mem_object){ key, data, src->len, dst_hash, "", NULL };
-    memcpy(o->encoding, src->encoding, sizeof src->encoding);
+    *o = (mem_object){ key, data, src->len, dst_hash, attrs, NULL };
     *pp = o;
     if (++b->count > b->n_slots)
         grow(b);
@@ -249,16 +281,11 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
     uint64_t h = hash_key(op->key);
     /* A PUT copies its value before taking the lock: the lock covers pointer swaps only. */
     char *copy = NULL, *key_copy = NULL;
-    /* an encoding the engine or a raw write set: one of the codecs' short names */
-    const char *encoding = op->attrs.content_encoding ? op->attrs.content_encoding : "";
-    if (op->kind == CFS_OP_PUT && strlen(encoding) >= sizeof ((mem_object *)0)->encoding) {
-        cfs_op_fail(op, CFS_EINVALID, "content encoding '%.40s' too long", encoding);
-        return;
-    }
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
     if (op->kind == CFS_OP_PUT) {
         copy = malloc(op->body_len ? op->body_len : 1);
         key_copy = strdup(op->key);
-        if (!copy || !key_copy) {
+        if (!copy || !key_copy || put_attrs(op, &attrs) < 0) {
             free(copy);
             free(key_copy);
             cfs_op_fail(op, CFS_ENOMEM, "out of memory");
@@ -276,6 +303,8 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
             cfs_op_fail(op, CFS_ENOTFOUND, "no such key");
         else if (op->kind == CFS_OP_GET)
             copy_range(op, *pp);
+        else if (cfs_object_attrs_copy(&op->attrs, &(*pp)->attrs) < 0)
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         else
             op->size = (int64_t)(*pp)->len;
         break;
@@ -286,7 +315,9 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
             free((*pp)->data);
             (*pp)->data = copy;
             (*pp)->len = op->body_len;
-            snprintf((*pp)->encoding, sizeof (*pp)->encoding, "%s", encoding);
+            cfs_object_attrs_free(&(*pp)->attrs);
+            (*pp)->attrs = attrs;
+            attrs = (cfs_object_attrs){ .last_modified_ms = -1 };
             copy = NULL;
         } else {
             mem_object *o = calloc(1, sizeof *o);
@@ -294,8 +325,8 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
                 cfs_op_fail(op, CFS_ENOMEM, "out of memory");
                 break;
             }
-            *o = (mem_object){ key_copy, copy, op->body_len, h, "", NULL };
-            snprintf(o->encoding, sizeof o->encoding, "%s", encoding);
+            *o = (mem_object){ key_copy, copy, op->body_len, h, attrs, NULL };
+            attrs = (cfs_object_attrs){ .last_modified_ms = -1 };
             *pp = o;
             copy = key_copy = NULL;
             if (++b->count > b->n_slots)
@@ -311,6 +342,7 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
             b->count--;
             free(o->key);
             free(o->data);
+            cfs_object_attrs_free(&o->attrs);
             free(o);
         }
         break;
@@ -329,6 +361,7 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
     pthread_mutex_unlock(&b->lock);
     free(copy);
     free(key_copy);
+    cfs_object_attrs_free(&attrs);
 }
 
 static const char *mem_url(cfs_backend *b)
@@ -341,7 +374,8 @@ static const char *const mem_schemes[] = { "mem", NULL };
 const cfs_backend_ops cfs_mem_backend = {
     .name = "mem",
     .schemes = mem_schemes,
-    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT,
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_CONTENT_TYPE | CFS_CAP_OBJECT_ATTRS |
+                    CFS_CAP_STORAGE_CLASS,
     .open = mem_open,
     .close = mem_close,
     .execute = mem_execute,

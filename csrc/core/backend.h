@@ -51,7 +51,23 @@ typedef struct cfs_response {
     /* The headers named in the backend's response_headers, in that order; a header sent
      * more than once has its values joined by ','. NULL if absent. */
     const char *captured[CFS_CAPTURE_MAX];
+    /* HEAD: every header line of the response ("Name: value\r\n"...), at most
+     * CFS_HEAD_HEADERS_MAX bytes; headers_truncated when there were more (the rest
+     * dropped). NULL for other kinds of op. Read with cfs_attrs_from_headers(). */
+    const char *headers;
+    size_t headers_len;
+    int headers_truncated;
 } cfs_response;
+
+#define CFS_HEAD_HEADERS_MAX 16384
+
+/* A HEAD's attributes from its response (op->attrs, replaced): ETag, Content-Type,
+ * Content-Encoding, Cache-Control, Content-Disposition, Last-Modified,
+ * x-amz-storage-class, and user metadata from the headers named meta_prefix + NAME
+ * ("x-amz-meta-"; NULL: none), names in lower case. Returns 0, or -1 after cfs_op_fail()
+ * (out of memory; truncated headers or more than CFS_META_MAX metadata headers:
+ * CFS_EPROTOCOL, never a partial answer). */
+int cfs_attrs_from_headers(cfs_op *op, const cfs_response *resp, const char *meta_prefix);
 
 /* What finish() tells the engine to do next. */
 typedef enum cfs_next {
@@ -83,6 +99,11 @@ enum {
 enum {
     CFS_CAP_ATOMIC_IF_ABSENT = 1u << 0, /* a PUT with if_none_match is atomic on the server */
     CFS_CAP_SERVER_COPY = 1u << 1,      /* CFS_OP_COPY runs on the server, no bytes through us */
+    /* What a PUT stores of op->attrs besides the bytes (the Python layer refuses the rest,
+     * naming it, rather than drop it): */
+    CFS_CAP_CONTENT_TYPE = 1u << 2,     /* content_type */
+    CFS_CAP_OBJECT_ATTRS = 1u << 3,     /* cache_control, content_disposition, metadata */
+    CFS_CAP_STORAGE_CLASS = 1u << 4,    /* storage_class */
 };
 
 typedef struct cfs_backend_ops {

@@ -140,6 +140,8 @@ typedef struct transfer {
     char content_type[HEADER_VALUE_MAX];
     char content_encoding[HEADER_VALUE_MAX];
     char captured[CFS_CAPTURE_MAX][CFS_CAPTURE_VALUE_MAX]; /* the backend's response_headers */
+    cfs_buf head_headers;       /* HEAD: every header line, at most CFS_HEAD_HEADERS_MAX */
+    int head_headers_truncated;
     char curl_error[CURL_ERROR_SIZE];
     struct timespec retry_at;
     struct transfer *next_retry;

@@ -83,7 +83,7 @@ int cfs_entries_add(cfs_entries *e, const char *name, size_t name_len, int64_t s
         return -1;
     memcpy(copy, name, name_len);
     copy[name_len] = '\0';
-    e->items[e->len++] = (cfs_entry){ .name = copy, .size = size, .is_dir = is_dir };
+    e->items[e->len++] = (cfs_entry){ .name = copy, .size = size, .is_dir = is_dir, .mtime_ms = -1 };
     return 0;
 }
 
@@ -114,6 +114,7 @@ void cfs_entries_sort_unique(cfs_entries *e)
         if (strcmp(e->items[i].name, e->items[kept - 1].name) == 0) {
             free(e->items[i].name);
             free(e->items[i].detail);
+            free(e->items[i].etag);
         }
         else
             e->items[kept++] = e->items[i];
@@ -126,6 +127,7 @@ void cfs_entries_free(cfs_entries *e)
     for (size_t i = 0; i < e->len; i++) {
         free(e->items[i].name);
         free(e->items[i].detail);
+        free(e->items[i].etag);
     }
     free(e->items);
     e->items = NULL;

@@ -69,6 +69,8 @@ typedef struct cfs_entry {
     int is_dir;        /* LIST: a common prefix, only when listing one level */
     cfs_status status; /* DELETE_MANY: why this key failed */
     char *detail;      /* DELETE_MANY: the server's word on it, or NULL */
+    int64_t mtime_ms;  /* LIST: last modified, Unix time in ms; -1 unknown */
+    char *etag;        /* LIST: the listing's ETag (as the server writes it), or NULL */
 } cfs_entry;
 
 typedef struct cfs_entries {
@@ -82,6 +84,9 @@ int cfs_entries_add_failure(cfs_entries *e, const char *name, cfs_status status,
 void cfs_entries_free(cfs_entries *e);
 /* Sort by name and drop repeated names. */
 void cfs_entries_sort_unique(cfs_entries *e);
+/* LIST: the last-modified time (ms, -1 unknown) and ETag (NULL or etag_len bytes) of the
+ * entry added last. Returns 0 or -1 (out of memory). */
+int cfs_entries_set_info(cfs_entries *e, int64_t mtime_ms, const char *etag, size_t etag_len);
 
 /* A user metadata entry (S3 x-amz-meta-NAME, GCS custom metadata). */
 typedef struct cfs_meta_pair {
@@ -106,6 +111,28 @@ typedef struct cfs_object_attrs {
 
 void cfs_object_attrs_free(cfs_object_attrs *a);
 
+/* Limits on what a write stores beside the bytes (checked in the Python layer, again by
+ * the backends): at most CFS_META_MAX user metadata pairs whose names and values add up
+ * to at most CFS_META_BYTES_MAX bytes (S3's limit on x-amz-meta-*), and header values of
+ * at most CFS_ATTR_VALUE_MAX bytes. */
+#define CFS_META_MAX 64
+#define CFS_META_BYTES_MAX 2048
+#define CFS_ATTR_VALUE_MAX 1024
+
+/* Deep copy of src into dst (dst freed first). Returns 0 or -1 (out of memory: dst
+ * empty). */
+int cfs_object_attrs_copy(cfs_object_attrs *dst, const cfs_object_attrs *src);
+/* Append a user metadata pair. Returns 0 or -1 (out of memory, or more than CFS_META_MAX). */
+int cfs_object_attrs_add_meta(cfs_object_attrs *a, const char *name, size_t name_len,
+                              const char *value, size_t value_len);
+/* Set one string field (*field freed first) to len bytes of v. Returns 0 or -1. */
+int cfs_attr_set(char **field, const char *v, size_t len);
+
+/* Times as servers write them, to Unix ms: an HTTP date (RFC 9110 IMF-fixdate, "Sun, 06
+ * Nov 1994 08:49:37 GMT") and RFC 3339 ("2024-01-02T03:04:05.678Z", an offset allowed).
+ * Return 0, or -1 if malformed. */
+int cfs_parse_http_date(const char *s, int64_t *ms);
+int cfs_parse_rfc3339(const char *s, int64_t *ms);
 struct cfs_backend;
 struct cfs_op;
 typedef void (*cfs_done_fn)(struct cfs_op *op, void *ctx);

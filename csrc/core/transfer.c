@@ -228,6 +228,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         t->content_encoding[0] = '\0';
         for (int i = 0; i < CFS_CAPTURE_MAX; i++)
             t->captured[i][0] = '\0';
+        cfs_buf_reset(&t->head_headers);
+        t->head_headers_truncated = 0;
         return len;
     }
     if (len <= 2) { /* end of headers: choose where the body goes */
@@ -252,6 +254,12 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     const char *colon = memchr(line, ':', len);
     if (!colon)
         return len;
+    if (t->op->kind == CFS_OP_HEAD) { /* kept whole, bounded: cfs_attrs_from_headers */
+        if (t->head_headers.len + len > CFS_HEAD_HEADERS_MAX)
+            t->head_headers_truncated = 1;
+        else if (cfs_buf_append(&t->head_headers, line, len) < 0)
+            return 0; /* out of memory: abort the transfer */
+    }
     size_t name_len = (size_t)(colon - line);
     const char *v = colon + 1, *end = line + len;
     while (v < end && (*v == ' ' || *v == '\t'))
@@ -407,6 +415,7 @@ void cfs_transfer_free(lane *ln, transfer *t)
     cfs_request_clear(&t->req);
     cfs_buf_free(&t->scratch);
     cfs_buf_free(&t->own);
+    cfs_buf_free(&t->head_headers);
     free(t);
 }
 
@@ -934,6 +943,11 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
         };
         for (int i = 0; i < CFS_CAPTURE_MAX; i++)
             resp.captured[i] = t->captured[i][0] ? t->captured[i] : NULL;
+        if (op->kind == CFS_OP_HEAD) {
+            resp.headers = t->head_headers.data ? t->head_headers.data : "";
+            resp.headers_len = t->head_headers.len;
+            resp.headers_truncated = t->head_headers_truncated;
+        }
         op->http_status = t->status;
         op->status = CFS_OK;
         op->fresh_connection = 0;

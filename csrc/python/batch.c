@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "python/attrs.h"
 #include "python/blob.h"
 #include "python/pyutil.h"
 
@@ -24,6 +25,7 @@ struct BatchObject {
     int has_coding;             /* BATCH_PUT: coding given for this call */
     cfs_put_coding coding;
     int raw_reads;              /* BATCH_GET/RANGE: stored bytes, with their encoding */
+    const cfs_object_attrs *put_attrs; /* BATCH_PUT: borrowed, or NULL (the store's) */
 };
 
 void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_reads)
@@ -32,6 +34,11 @@ void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_read
     if (pc)
         b->coding = *pc;
     b->raw_reads = raw_reads;
+}
+
+void cfs_batch_set_put_attrs(BatchObject *b, const cfs_object_attrs *attrs)
+{
+    b->put_attrs = attrs;
 }
 
 /* The op for one input item, shaped as the batch's kind says; NULL with an error set. */
@@ -52,8 +59,17 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
-        return cfs_pyop_put_coded(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0,
-                                  b->has_coding ? &b->coding : NULL);
+    {
+        cfs_op *op = cfs_pyop_put_coded(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0,
+                                        b->has_coding ? &b->coding : NULL);
+        if (op && b->put_attrs && cfs_pyop_set_attrs(op, b->put_attrs) < 0) {
+            cfs_pyop_release(op);
+            return NULL;
+        }
+        return op;
+    }
+    case BATCH_HEAD:
+        return cfs_pyop_head(b->store, obj);
     case BATCH_RANGE:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
             PyErr_Format(PyExc_TypeError, "range items must be (key, start, end), not %.100s",
@@ -221,6 +237,7 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
         static const char *const items[] = {
             [BATCH_GET] = "keys", [BATCH_RANGE] = "(key, start, end) ranges",
             [BATCH_PUT] = "(key, value) pairs or a mapping", [BATCH_DELETE] = "keys",
+            [BATCH_HEAD] = "keys",
         };
         PyErr_Format(PyExc_TypeError, "expected an iterable of %s, not %.50s (put a single key in a list)",
                      items[kind], Py_TYPE(iterable)->tp_name);
@@ -244,6 +261,7 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
     b->interrupted = 0;
     b->has_coding = 0;
     b->raw_reads = 0;
+    b->put_attrs = NULL;
     /* twice the store's concurrency: the engine always has the next op queued */
     b->window = 2 * cfs_limiter_config(store->limiter)->concurrency;
     b->failures = PyList_New(0);

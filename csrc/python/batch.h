@@ -15,6 +15,7 @@ typedef enum batch_kind {
     BATCH_RANGE,    /* items: (key, start, end-or-None); start < 0 reads a suffix */
     BATCH_PUT,      /* items: (key, value) */
     BATCH_DELETE,   /* items: key */
+    BATCH_HEAD,     /* items: key */
 } batch_kind;
 
 typedef struct BatchObject BatchObject;
@@ -26,6 +27,9 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
 /* Set before the first cfs_batch_next: how a BATCH_PUT's values are encoded (copied), and
  * whether a BATCH_GET's reads are raw (results then (bytes, encoding) pairs). */
 void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_reads);
+/* BATCH_PUT: what each write stores (cfs_py_attrs_for_call), instead of the store's
+ * defaults; borrowed, alive until the batch has completed. */
+void cfs_batch_set_put_attrs(BatchObject *b, const cfs_object_attrs *attrs);
 
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
  * (then an error is set if the input iterator raised or the wait was interrupted).

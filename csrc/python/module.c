@@ -2,6 +2,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
 #include "core/engine.h"
@@ -32,6 +33,9 @@ static PyMethodDef module_methods[] = {
       "host's in-flight window was halved on a 503 or 429; parked, times an op waited for\n"
       "another op's credential fetch; hedges, second requests sent for slow reads (the\n"
       "store option hedge), and hedges_won, those whose answer was used." },
+    { "_set_mime_types", cfs_py_set_mime_types, METH_VARARGS,
+      "_set_mime_types(types_map, encoding_extensions): the extension table content types\n"
+      "are guessed from (mimetypes.types_map and mimetypes.encodings_map's keys), set at import." },
     { NULL },
 };
 

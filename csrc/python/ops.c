@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "python/blob.h"
+#include "python/attrs.h"
 #include "python/pyutil.h"
 #include "util/codec.h"
 
@@ -246,6 +247,10 @@ cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_abse
         return NULL;
     }
     p->has_value = 1;
+    if (cfs_pyop_set_attrs(op, &s->write_attrs) < 0) { /* the store's; a call may replace them */
+        cfs_pyop_release(op);
+        return NULL;
+    }
     op->body = p->value.buf;
     op->body_len = (size_t)p->value.len;
     op->if_none_match = if_absent;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
 #include "python/ops.h"
@@ -169,9 +170,16 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
     int rc = -1;
     /* What the backend opens with: the options given plus what Python discovers
      * (credentials, region). Only the options given are kept for repr and pickling. */
+    /* what writes store (content_type, metadata, ...) is the store's, not the backend's */
+    PyObject *backend_kwargs = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (!backend_kwargs || cfs_py_write_attrs_take(backend_kwargs, &self->write_attrs) < 0) {
+        Py_XDECREF(backend_kwargs);
+        goto out;
+    }
     PyObject *canonical = PyUnicode_FromString(u);
-    PyObject *resolved = canonical ? resolve_options(ops, canonical, kwargs) : NULL;
+    PyObject *resolved = canonical ? resolve_options(ops, canonical, backend_kwargs) : NULL;
     Py_XDECREF(canonical);
+    Py_DECREF(backend_kwargs);
     if (!resolved)
         goto out;
     int converted = cfs_py_options(resolved, &opts);
@@ -201,6 +209,10 @@ static int store_init(StoreObject *self, PyObject *args, PyObject *kwargs)
         goto out;
     }
     self->backend = b;
+    cfs_object_attrs none = { .last_modified_ms = -1 }, checked = { .last_modified_ms = -1 };
+    if (cfs_py_attrs_for_call(self, &none, &checked) < 0) /* what this backend cannot store */
+        goto out;
+    cfs_object_attrs_free(&checked);
     self->url = Py_NewRef(url);
     self->options = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
     if (!self->options)
@@ -222,6 +234,7 @@ static void store_release(StoreObject *self)
     self->limiter = NULL;
     free(self->compress_keys);
     self->compress_keys = NULL;
+    cfs_object_attrs_free(&self->write_attrs);
 }
 
 static void store_dealloc(StoreObject *self)
@@ -436,12 +449,13 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
 
 /* Run a batch whose results are only successes or failures (put, delete). */
 static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind, int missing_ok,
-                                const char *what, const cfs_put_coding *pc)
+                                const char *what, const cfs_put_coding *pc, const cfs_object_attrs *attrs)
 {
     BatchObject *b = cfs_batch_new(s, items, kind);
     if (!b)
         return NULL;
     cfs_batch_set_coding(b, pc, 0);
+    cfs_batch_set_put_attrs(b, attrs);
     int ok = 1;
     cfs_op *op;
     while ((op = cfs_batch_next(b))) {
@@ -457,16 +471,42 @@ static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind
     Py_RETURN_NONE;
 }
 
+/* The write attributes of a call (keyword arguments named as cfs_write_attr_names) merged
+ * with the store's into *out. 0 or -1. */
+static int call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attrs *out)
+{
+    cfs_object_attrs call = { .last_modified_ms = -1 };
+    if (cfs_store_check_open(s) < 0 || cfs_py_write_attrs(values, &call) < 0)
+        return -1;
+    int rc = cfs_py_attrs_for_call(s, &call, out);
+    cfs_object_attrs_free(&call);
+    return rc;
+}
+
+/* Whether a call gave any write attribute; if so merge them with the store's into *out. */
+static int take_call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attrs *out, int *given)
+{
+    *given = 0;
+    for (int i = 0; i < 5; i++)
+        *given |= values[i] && values[i] != Py_None;
+    return *given ? call_attrs(s, values, out) : 0;
+}
+
 static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "values", "compress", "level", "raw", "content_encoding", NULL };
+    static char *kwlist[] = { "values", "compress", "level", "raw", "content_encoding", "content_type",
+                              "cache_control", "content_disposition", "storage_class", "metadata", NULL };
     PyObject *values, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
-    int raw = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpO:setitems", kwlist, &values, &compress,
-                                     &level, &raw, &content_encoding))
+    PyObject *attr_values[5] = { NULL };
+    int raw = 0, have_attrs;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpOOOOOO:setitems", kwlist, &values, &compress,
+                                     &level, &raw, &content_encoding, &attr_values[0], &attr_values[1],
+                                     &attr_values[2], &attr_values[3], &attr_values[4]))
         return NULL;
     cfs_put_coding pc;
-    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0 ||
+        take_call_attrs(s, attr_values, &attrs, &have_attrs) < 0)
         return NULL;
     PyObject *items = values;
     if (PyDict_Check(values) || PyObject_HasAttrString(values, "items")) {
@@ -476,14 +516,51 @@ static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs
     } else {
         Py_INCREF(items);
     }
-    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc);
+    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc, have_attrs ? &attrs : NULL);
     Py_DECREF(items);
+    cfs_object_attrs_free(&attrs);
     return r;
+}
+
+/* ---------- attributes ---------- */
+
+static PyObject *store_head(StoreObject *s, PyObject *key)
+{
+    cfs_op *op = cfs_pyop_head(s, key);
+    if (!op)
+        return NULL;
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_head_dict(s, op);
+    cfs_pyop_release(op);
+    return r;
+}
+
+static PyObject *store_heads(StoreObject *s, PyObject *keys)
+{
+    BatchObject *b = cfs_batch_new(s, keys, BATCH_HEAD);
+    if (!b)
+        return NULL;
+    PyObject *out = PyDict_New();
+    cfs_op *op;
+    while (out && (op = cfs_batch_next(b))) {
+        if (op->status == CFS_OK) {
+            PyObject *d = cfs_py_head_dict(s, op);
+            if (!d || PyDict_SetItem(out, cfs_pyop_of(op)->key, d) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(d);
+        } else if (op->status != CFS_ENOTFOUND && cfs_batch_record_failure(b, op) < 0) {
+            Py_CLEAR(out);
+        }
+        cfs_pyop_release(op);
+    }
+    if (out && (PyErr_Occurred() || cfs_batch_finish(b, "heads") < 0))
+        Py_CLEAR(out);
+    Py_DECREF(b);
+    return out;
 }
 
 static PyObject *store_delitems(StoreObject *s, PyObject *keys)
 {
-    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems", NULL);
+    return run_void_batch(s, keys, BATCH_DELETE, 1, "delitems", NULL, NULL);
 }
 
 static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs)
@@ -499,26 +576,30 @@ static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs
     return (PyObject *)b;
 }
 
-/* put(key, value, *, compress=None, level=None, raw=False, content_encoding=None) */
+/* put(key, value, *, compress=, level=, raw=, content_encoding=, and the write attributes) */
 static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "key", "value", "compress", "level", "raw", "content_encoding", NULL };
+    static char *kwlist[] = { "key", "value", "compress", "level", "raw", "content_encoding", "content_type",
+                              "cache_control", "content_disposition", "storage_class", "metadata", NULL };
     PyObject *key, *value, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
-    int raw = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpO:put", kwlist, &key, &value, &compress,
-                                     &level, &raw, &content_encoding))
+    PyObject *attr_values[5] = { NULL };
+    int raw = 0, have_attrs;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpOOOOOO:put", kwlist, &key, &value, &compress,
+                                     &level, &raw, &content_encoding, &attr_values[0], &attr_values[1],
+                                     &attr_values[2], &attr_values[3], &attr_values[4]))
         return NULL;
     cfs_put_coding pc;
-    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0)
+    cfs_object_attrs attrs = { .last_modified_ms = -1 };
+    if (cfs_py_put_coding(compress, level, raw, content_encoding, &pc) < 0 ||
+        take_call_attrs(s, attr_values, &attrs, &have_attrs) < 0)
         return NULL;
     cfs_op *op = cfs_pyop_put_coded(s, key, value, 0, &pc);
-    if (!op)
-        return NULL;
-    int rc = cfs_pyop_run_checked(op, 0);
+    PyObject *r = NULL;
+    if (op && (!have_attrs || cfs_pyop_set_attrs(op, &attrs) == 0) && cfs_pyop_run_checked(op, 0) == 0)
+        r = Py_NewRef(Py_None);
     cfs_pyop_release(op);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    cfs_object_attrs_free(&attrs);
+    return r;
 }
 
 /* get_raw(key) -> (bytes as stored, encoding or None) */
@@ -607,9 +688,10 @@ static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
 
 static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "prefix", NULL };
+    static char *kwlist[] = { "prefix", "details", NULL };
     PyObject *prefix = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U:entries", kwlist, &prefix))
+    int details = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|U$p:entries", kwlist, &prefix, &details))
         return NULL;
     PyObject *empty = prefix ? NULL : PyUnicode_FromString("");
     cfs_op *op = prefix || empty ? cfs_pyop_list(s, prefix ? prefix : empty, 1) : NULL;
@@ -620,7 +702,21 @@ static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
     for (size_t i = 0; out && i < op->entries.len; i++) {
         const cfs_entry *e = &op->entries.items[i];
         PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
-        PyObject *t = name ? Py_BuildValue("(NL)", name, (long long)e->size) : NULL;
+        PyObject *t = NULL;
+        if (name && !details) {
+            t = Py_BuildValue("(NL)", name, (long long)e->size);
+        } else if (name) {
+            PyObject *mtime = e->mtime_ms >= 0 ? PyFloat_FromDouble((double)e->mtime_ms / 1000.0)
+                                               : Py_NewRef(Py_None);
+            PyObject *etag = e->etag ? PyUnicode_DecodeUTF8(e->etag, (Py_ssize_t)strlen(e->etag), "replace")
+                                     : Py_NewRef(Py_None);
+            t = mtime && etag ? Py_BuildValue("(NLNN)", name, (long long)e->size, mtime, etag) : NULL;
+            if (!t) {
+                Py_XDECREF(mtime);
+                Py_XDECREF(etag);
+                Py_DECREF(name);
+            }
+        }
         if (!t)
             Py_CLEAR(out);
         else
@@ -877,20 +973,31 @@ static PyMethodDef store_methods[] = {
       "pairs, not decoded. contexts is accepted for zarr 2 and ignored.\n"
       "Raises BatchError, after every transfer has ended, if some keys failed." },
     { "setitems", (PyCFunction)(void (*)(void))store_setitems, METH_VARARGS | METH_KEYWORDS,
-      "setitems($self, values, /, *, compress=None, level=None, raw=False, content_encoding=None)\n--\n\n"
+      "setitems($self, values, /, *, compress=None, level=None, raw=False, content_encoding=None,\n"
+      " content_type=None, cache_control=None, content_disposition=None, storage_class=None,\n"
+      " metadata=None)\n--\n\n"
       "Write a mapping, or an iterable of (key, value) pairs, in parallel; values are any\n"
       "buffers. compress= 'gzip', 'br', 'zstd' or False overrides the store's compress option;\n"
       "raw=True stores the values as they are, already encoded with content_encoding (a value\n"
       "may also be a (bytes, encoding) pair, as a raw read returns it). Returns None. Raises\n"
       "BatchError, after every transfer has ended, if some writes failed (the others stay)." },
     { "put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS,
-      "put($self, key, value, /, *, compress=None, level=None, raw=False, content_encoding=None)\n--\n\n"
-      "Write one value, encoded as setitems says. Returns None. Raises CloudFilesError on failure." },
+      "put($self, key, value, /, *, compress=None, level=None, raw=False, content_encoding=None,\n"
+      " content_type=None, cache_control=None, content_disposition=None, storage_class=None,\n"
+      " metadata=None)\n--\n\n"
+      "Write one value, encoded and with the attributes as setitems says (the attributes given\n"
+      "replace the store's defaults). Returns None. Raises CloudFilesError on failure." },
     { "get_raw", (PyCFunction)store_get_raw, METH_O,
       "get_raw($self, key, /)\n--\n\n"
       "Return (bytes, encoding): the object as stored, not decoded, and its Content-Encoding\n"
       "('gzip', 'br', 'zstd', another name as the server gave it, or None). Raises KeyError\n"
       "if key is missing." },
+    { "_head", (PyCFunction)store_head, METH_O,
+      "_head($self, key, /)\n--\n\n"
+      "Return a dict of the object's attributes; KeyError if missing (see head())." },
+    { "_heads", (PyCFunction)store_heads, METH_O,
+      "_heads($self, keys, /)\n--\n\n"
+      "Return {key: dict} of the keys present, in parallel (see heads())." },
     { "delitems", (PyCFunction)store_delitems, METH_O,
       "delitems($self, keys, /)\n--\n\n"
       "Delete keys (any iterable) in parallel; missing keys are ignored. Returns None.\n"
@@ -911,9 +1018,11 @@ static PyMethodDef store_methods[] = {
       "Read an iterable of (key, start, end) ranges in parallel; return a list of bytes in\n"
       "the same order, None for a missing key. Raises BatchError if some reads failed." },
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
-      "entries($self, /, prefix='')\n--\n\n"
+      "entries($self, /, prefix='', *, details=False)\n--\n\n"
       "Return a sorted list of (key, size) for every key starting with prefix (size -1\n"
-      "where the listing does not give it). Raises CloudFilesError if the listing fails." },
+      "where the listing does not give it); with details, (key, size, mtime, etag): mtime in\n"
+      "Unix seconds and the listing's ETag, None where it has none. Raises CloudFilesError\n"
+      "if the listing fails." },
     { "copy", (PyCFunction)(void (*)(void))store_copy, METH_VARARGS | METH_KEYWORDS,
       "copy($self, /, source, destination)\n--\n\n"
       "Copy an object within the store, on the server where it can (S3 CopyObject, GCS\n"
@@ -952,6 +1061,9 @@ static PyObject *store_get_capabilities(StoreObject *s, void *closure)
     static const struct { unsigned flag; const char *name; } names[] = {
         { CFS_CAP_ATOMIC_IF_ABSENT, "atomic_if_absent" },
         { CFS_CAP_SERVER_COPY, "server_copy" },
+        { CFS_CAP_CONTENT_TYPE, "content_type" },
+        { CFS_CAP_OBJECT_ATTRS, "object_attrs" },
+        { CFS_CAP_STORAGE_CLASS, "storage_class" },
     };
     PyObject *set = PyFrozenSet_New(NULL);
     for (size_t i = 0; set && i < sizeof names / sizeof names[0]; i++) {
@@ -980,7 +1092,9 @@ static PyGetSetDef store_getset[] = {
     { "closed", (getter)store_get_closed, NULL, "Whether close() was called.", NULL },
     { "capabilities", (getter)store_get_capabilities, NULL,
       "What the backend can do beyond reads and writes: 'atomic_if_absent' (create-if-absent\n"
-      "is atomic on the server), 'server_copy' (copy() moves no bytes through this process).",
+      "is atomic on the server), 'server_copy' (copy() moves no bytes through this process),\n"
+      "what writes store besides the bytes: 'content_type', 'object_attrs' (cache_control,\n"
+      "content_disposition, metadata), 'storage_class'.",
       NULL },
     { "delete_many_max", (getter)store_get_delete_many_max, NULL,
       "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"

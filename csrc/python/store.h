@@ -21,6 +21,8 @@ typedef struct StoreObject {
     int compress;
     int compress_level;
     char *compress_keys;
+    cfs_object_attrs write_attrs; /* what every write stores unless the call says otherwise
+                                   * (the options content_type, metadata, ...) */
 } StoreObject;
 
 extern PyTypeObject cfs_StoreType;

@@ -423,7 +423,8 @@ const cfs_backend_ops cfs_gcs_backend = {
     .name = "gcs",
     .schemes = gcs_schemes,
     .delete_many_max = CFS_GCS_BATCH_MAX, /* parts per batch request */
-    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY | CFS_CAP_CONTENT_TYPE |
+                    CFS_CAP_OBJECT_ATTRS | CFS_CAP_STORAGE_CLASS,
     .secret_options = gcs_secret_options,
     .response_headers = gcs_response_headers,
     .open = gcs_open,

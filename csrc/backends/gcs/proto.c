@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +169,14 @@ int cfs_gcs_parse_list(const char *body, size_t len, const char *strip, cfs_entr
             snprintf(err, errlen, "listing item with a malformed size");
             goto fail;
         }
-        if (cfs_entries_add(out, n + strip_len, nl - strip_len, sz, 0) < 0)
+        const cJSON *updated = cJSON_GetObjectItemCaseSensitive(it, "updated");
+        const cJSON *etag = cJSON_GetObjectItemCaseSensitive(it, "etag");
+        int64_t mtime = -1;
+        if (cJSON_IsString(updated) && cfs_parse_rfc3339(updated->valuestring, &mtime) < 0)
+            mtime = -1; /* a detail: not worth failing the listing */
+        const char *et = cJSON_IsString(etag) && strlen(etag->valuestring) < 128 ? etag->valuestring : NULL;
+        if (cfs_entries_add(out, n + strip_len, nl - strip_len, sz, 0) < 0 ||
+            cfs_entries_set_info(out, mtime, et, et ? strlen(et) : 0) < 0)
             goto nomem;
     }
     cJSON_ArrayForEach(it, prefixes) {
@@ -228,6 +236,57 @@ out:
     return rc;
 }
 
+int cfs_gcs_parse_object_attrs(const char *body, size_t len, cfs_object_attrs *a)
+{
+    cfs_object_attrs_free(a);
+    cJSON *root = cJSON_ParseWithLength(body ? body : "", len);
+    int rc = -1;
+    if (!cJSON_IsObject(root))
+        goto out;
+    static const struct { const char *json; size_t off; } fields[] = {
+        { "etag", offsetof(cfs_object_attrs, etag) },
+        { "contentType", offsetof(cfs_object_attrs, content_type) },
+        { "contentEncoding", offsetof(cfs_object_attrs, content_encoding) },
+        { "cacheControl", offsetof(cfs_object_attrs, cache_control) },
+        { "contentDisposition", offsetof(cfs_object_attrs, content_disposition) },
+        { "storageClass", offsetof(cfs_object_attrs, storage_class) },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, fields[i].json);
+        if (v && !cJSON_IsString(v) && !cJSON_IsNull(v))
+            goto out;
+        char **dst = (char **)((char *)a + fields[i].off);
+        if (cJSON_IsString(v) && cfs_attr_set(dst, v->valuestring, strlen(v->valuestring)) < 0) {
+            rc = -2;
+            goto out;
+        }
+    }
+    const cJSON *updated = cJSON_GetObjectItemCaseSensitive(root, "updated");
+    int64_t ms;
+    if (cJSON_IsString(updated) && cfs_parse_rfc3339(updated->valuestring, &ms) == 0)
+        a->last_modified_ms = ms;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata"), *it;
+    if (meta && !cJSON_IsObject(meta) && !cJSON_IsNull(meta))
+        goto out;
+    cJSON_ArrayForEach(it, meta) {
+        if (!it->string || (!cJSON_IsString(it) && !cJSON_IsNull(it)))
+            goto out;
+        if (a->n_metadata >= CFS_META_MAX)
+            goto out;
+        const char *v = cJSON_IsString(it) ? it->valuestring : "";
+        if (cfs_object_attrs_add_meta(a, it->string, strlen(it->string), v, strlen(v)) < 0) {
+            rc = -2;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc < 0)
+        cfs_object_attrs_free(a);
+    return rc;
+}
+
 /* Copy at most n-1 bytes of printable text, collapsing whitespace runs. */
 static void copy_text(char *out, size_t n, const char *s, size_t len)
 {
@@ -277,8 +336,33 @@ void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n)
 }
 
 /* {"name": ..., "crc32c": ..., "contentType": ...} as a fresh string (cJSON_free), or NULL. */
+/* What an upload stores besides the bytes (cfs_object_attrs) into its JSON metadata. */
+static int attrs_json(cJSON *meta, const cfs_object_attrs *a)
+{
+    const char *ct = a && a->content_type ? a->content_type : "application/octet-stream";
+    if (!cJSON_AddStringToObject(meta, "contentType", ct))
+        return -1;
+    if (!a)
+        return 0;
+    if ((a->content_encoding && !cJSON_AddStringToObject(meta, "contentEncoding", a->content_encoding)) ||
+        (a->cache_control && !cJSON_AddStringToObject(meta, "cacheControl", a->cache_control)) ||
+        (a->content_disposition &&
+         !cJSON_AddStringToObject(meta, "contentDisposition", a->content_disposition)) ||
+        (a->storage_class && !cJSON_AddStringToObject(meta, "storageClass", a->storage_class)))
+        return -1;
+    if (a->n_metadata == 0)
+        return 0;
+    cJSON *m = cJSON_AddObjectToObject(meta, "metadata");
+    if (!m)
+        return -1;
+    for (size_t i = 0; i < a->n_metadata; i++)
+        if (!cJSON_AddStringToObject(m, a->metadata[i].name, a->metadata[i].value))
+            return -1;
+    return 0;
+}
+
 static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c,
-                           const char *content_encoding)
+                           const cfs_object_attrs *attrs)
 {
     unsigned char be[4] = { (unsigned char)(crc32c >> 24), (unsigned char)(crc32c >> 16),
                             (unsigned char)(crc32c >> 8), (unsigned char)crc32c };
@@ -290,9 +374,7 @@ static char *metadata_json(const char *name, size_t name_len, uint32_t crc32c,
     if (!(name_copy = strndup(name, name_len)))
         goto out;
     if (!cJSON_AddStringToObject(meta, "name", name_copy) ||
-        !cJSON_AddStringToObject(meta, "crc32c", crc.data) ||
-        !cJSON_AddStringToObject(meta, "contentType", "application/octet-stream") ||
-        (content_encoding && !cJSON_AddStringToObject(meta, "contentEncoding", content_encoding)))
+        !cJSON_AddStringToObject(meta, "crc32c", crc.data) || attrs_json(meta, attrs) < 0)
         goto out;
     json = cJSON_PrintUnformatted(meta);
 out:
@@ -304,7 +386,7 @@ out:
 
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
                            const void *data, size_t len, uint32_t crc32c,
-                           const char *content_encoding)
+                           const cfs_object_attrs *attrs)
 {
     /* a boundary absent from the data: "--cfs<hex>" never found after at most a few tries */
     uint64_t salt = 0x9E3779B97F4A7C15ull ^ crc32c ^ ((uint64_t)len << 32);
@@ -316,7 +398,7 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
         salt = salt * 6364136223846793005ull + 1442695040888963407ull + (uint64_t)tries;
     }
     int rc = -1;
-    char *json = metadata_json(name, name_len, crc32c, content_encoding);
+    char *json = metadata_json(name, name_len, crc32c, attrs);
     if (!json)
         goto out;
     if (len > (size_t)-1 - 4096 - strlen(json) || cfs_buf_reserve(out, len + strlen(json) + 512) < 0)
@@ -324,8 +406,10 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
     if (cfs_buf_append_str(out, "--") < 0 || cfs_buf_append_str(out, boundary) < 0 ||
         cfs_buf_append_str(out, "\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n") < 0 ||
         cfs_buf_append_str(out, json) < 0 || cfs_buf_append_str(out, "\r\n--") < 0 ||
-        cfs_buf_append_str(out, boundary) < 0 ||
-        cfs_buf_append_str(out, "\r\nContent-Type: application/octet-stream\r\n\r\n") < 0 ||
+        cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "\r\nContent-Type: ") < 0 ||
+        cfs_buf_append_str(out, attrs && attrs->content_type ? attrs->content_type
+                                                             : "application/octet-stream") < 0 ||
+        cfs_buf_append_str(out, "\r\n\r\n") < 0 ||
         (len && cfs_buf_append(out, data, len) < 0) || cfs_buf_append_str(out, "\r\n--") < 0 ||
         cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "--\r\n") < 0)
         goto out;
@@ -350,9 +434,9 @@ char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char
 }
 
 int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c,
-                            const char *content_encoding)
+                            const cfs_object_attrs *attrs)
 {
-    char *json = metadata_json(name, name_len, crc32c, content_encoding);
+    char *json = metadata_json(name, name_len, crc32c, attrs);
     int rc = json && cfs_buf_append_str(out, json) == 0 ? 0 : -1;
     cJSON_free(json);
     return rc;

@@ -45,18 +45,23 @@ int cfs_gcs_parse_list(const char *body, size_t len, const char *strip, cfs_entr
  * present, its "crc32c". Returns 0 or -1 if malformed. */
 int cfs_gcs_parse_object(const char *body, size_t len, int64_t *size, cfs_goog_hash *hash);
 
+/* An object resource's attributes (etag, updated, contentType, contentEncoding,
+ * cacheControl, contentDisposition, storageClass, metadata: at most CFS_META_MAX) into
+ * *a (replaced). Returns 0, -1 if malformed, -2 if out of memory (*a then empty). */
+int cfs_gcs_parse_object_attrs(const char *body, size_t len, cfs_object_attrs *a);
+
 /* The human part of an error body: {"error": {"code": N, "message": "..."}} or
  * {"error": "...", "error_description": "..."} (OAuth), else the start of the text.
  * Always NUL-terminates out (empty if nothing usable). */
 void cfs_gcs_error_message(const char *body, size_t len, char *out, size_t n);
 
-/* A multipart/related upload body: JSON metadata {"name": ..., "crc32c": base64, and
- * "contentEncoding" unless content_encoding is NULL} and the
- * data, with a boundary that does not occur in the data. Writes the boundary (NUL
+/* A multipart/related upload body: JSON metadata {"name": ..., "crc32c": base64, and what
+ * attrs (may be NULL) stores: contentType (else application/octet-stream), cacheControl,
+ * contentDisposition, storageClass, metadata} and the data, with a boundary that does not occur in the data. Writes the boundary (NUL
  * terminated, < 64 bytes) into `boundary`. Returns 0 or -1 (out of memory). */
 int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, size_t name_len,
                            const void *data, size_t len, uint32_t crc32c,
-                           const char *content_encoding);
+                           const cfs_object_attrs *attrs);
 
 /* Resumable uploads. The URL that starts a session for object `name`:
  * {endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name={name}
@@ -68,7 +73,7 @@ char *cfs_gcs_resumable_url(const char *endpoint, const char *bucket, const char
  * "contentType"}, so the server checks the whole object when it is complete. Appends to
  * out. Returns 0 or -1 (out of memory). */
 int cfs_gcs_upload_metadata(cfs_buf *out, const char *name, size_t name_len, uint32_t crc32c,
-                            const char *content_encoding);
+                            const cfs_object_attrs *attrs);
 
 /* How many bytes a session holds, from the Range header of a 308 answer: "bytes=0-N"
  * means N+1; no header (NULL) means none yet (0). Returns 0, or -1 if malformed (another

@@ -90,7 +90,7 @@ static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req
     char *url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
     if (set_target(op, req, "POST", url) < 0 ||
         cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body,
-                               op->body_len, st->crc, op->attrs.content_encoding) < 0 ||
+                               op->body_len, st->crc, &op->attrs) < 0 ||
         cfs_request_header(req, "Content-Type: multipart/related; boundary=%s", boundary) < 0)
         return -1;
     req->body = req->body_owned.data;
@@ -157,9 +157,9 @@ static int build_object_request(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_r
     case CFS_OP_GET:
         rc = build_get(g, op, req, name, name_len);
         break;
-    case CFS_OP_HEAD: /* the object resource: JSON with its size */
+    case CFS_OP_HEAD: /* the object resource: JSON with its size and attributes */
         rc = set_target(op, req, "GET",
-                        cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, "fields=size"));
+                        cfs_gcs_object_url(g->endpoint, g->bucket, name, name_len, NULL));
         break;
     case CFS_OP_PUT:
         rc = build_put(g, op, st, req, name, name_len, may_auth);

@@ -258,6 +258,12 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
             return CFS_NEXT_DONE;
         }
         op->size = size;
+        int a = cfs_gcs_parse_object_attrs(resp->body->data, resp->body->len, &op->attrs);
+        if (a < 0) {
+            cfs_op_fail(op, a == -2 ? CFS_ENOMEM : CFS_EPROTOCOL, "%s",
+                        a == -2 ? "out of memory" : "malformed object resource attributes");
+            return CFS_NEXT_DONE;
+        }
         break;
     }
     case CFS_OP_PUT:

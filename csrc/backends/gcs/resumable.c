@@ -29,14 +29,15 @@ int gcs_build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *
                         const char *name, size_t name_len, int *may_auth)
 {
     *may_auth = 1;
+    const char *content_type = op->attrs.content_type ? op->attrs.content_type : "application/octet-stream";
     if (st->rs_phase == RS_START) {
         st->rs_in_flight = 0;
         req->method = "POST";
         req->url = cfs_gcs_resumable_url(g->endpoint, g->bucket, name, name_len, op->if_none_match);
         if (!req->url || cfs_op_set_where(op, req->url) < 0 ||
-            cfs_gcs_upload_metadata(&req->body_owned, name, name_len, st->crc, op->attrs.content_encoding) < 0 ||
+            cfs_gcs_upload_metadata(&req->body_owned, name, name_len, st->crc, &op->attrs) < 0 ||
             cfs_request_header(req, "Content-Type: application/json; charset=UTF-8") < 0 ||
-            cfs_request_header(req, "X-Upload-Content-Type: application/octet-stream") < 0 ||
+            cfs_request_header(req, "X-Upload-Content-Type: %s", content_type) < 0 ||
             cfs_request_header(req, "X-Upload-Content-Length: %zu", op->body_len) < 0)
             return -1;
         req->body = req->body_owned.data;
@@ -66,7 +67,7 @@ int gcs_build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *
         cfs_gcs_content_range(range, sizeof range, st->rs_offset, len, op->body_len);
     }
     if (cfs_request_header(req, "Content-Range: %s", range) < 0 ||
-        cfs_request_header(req, "Content-Type: application/octet-stream") < 0)
+        cfs_request_header(req, "Content-Type: %s", content_type) < 0)
         return -1;
     st->rs_in_flight = 1;
     return 0;

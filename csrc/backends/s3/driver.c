@@ -714,7 +714,8 @@ const cfs_backend_ops cfs_s3_backend = {
     .name = "s3",
     .schemes = s3_schemes,
     .delete_many_max = 1000, /* DeleteObjects' limit */
-    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY,
+    .capabilities = CFS_CAP_ATOMIC_IF_ABSENT | CFS_CAP_SERVER_COPY | CFS_CAP_CONTENT_TYPE |
+                    CFS_CAP_OBJECT_ATTRS | CFS_CAP_STORAGE_CLASS,
     .secret_options = s3_secret_options,
     .discover_options = "cloudfiles_store._aws:s3_backend_options", /* AWS config and env */
     .response_headers = s3_response_headers,

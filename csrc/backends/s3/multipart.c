@@ -29,9 +29,8 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
         r->method = "POST";
         r->body = "";
         add_q(r, "uploads", "");
-        add_h(r, "Content-Type", "application/octet-stream");
-        if (op->attrs.content_encoding)
-            add_h(r, "Content-Encoding", op->attrs.content_encoding);
+        if (s3_spec_put_attrs(op, r) < 0)
+            return -1;
         if (s->checksum_crc32c) {
             add_h(r, "x-amz-checksum-algorithm", "CRC32C");
             add_h(r, "x-amz-checksum-type", "FULL_OBJECT");

@@ -195,6 +195,26 @@ void s3_spec_put_checksum(s3_backend *s, const s3_state *st, req_spec *r)
     add_h(r, "x-amz-sdk-checksum-algorithm", "CRC32C");
 }
 
+int s3_spec_put_attrs(const cfs_op *op, req_spec *r)
+{
+    const cfs_object_attrs *a = &op->attrs;
+    add_h(r, "Content-Type", a->content_type ? a->content_type : "application/octet-stream");
+    if (a->content_encoding)
+        add_h(r, "Content-Encoding", a->content_encoding);
+    if (a->cache_control)
+        add_h(r, "Cache-Control", a->cache_control);
+    if (a->content_disposition)
+        add_h(r, "Content-Disposition", a->content_disposition);
+    if (a->storage_class)
+        add_h(r, "x-amz-storage-class", a->storage_class);
+    for (size_t i = 0; i < a->n_metadata && i < CFS_META_MAX; i++) {
+        if (!(r->meta_names[i] = cfs_asprintf("x-amz-meta-%s", a->metadata[i].name)))
+            return -1;
+        add_h(r, r->meta_names[i], a->metadata[i].value);
+    }
+    return 0;
+}
+
 /* Where the request goes: the Host header and the raw path, "/bucket/root/key" or
  * "/root/key"; the bucket itself for LIST and DELETE_MANY. */
 static int spec_target(s3_backend *s, cfs_op *op, req_spec *r)
@@ -241,11 +261,10 @@ static int spec_put(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     r->body = op->body ? op->body : "";
     r->body_len = op->body_len;
     r->payload = st->sha256;
-    add_h(r, "Content-Type", "application/octet-stream");
+    if (s3_spec_put_attrs(op, r) < 0)
+        return -1;
     add_h(r, "Content-MD5", st->md5_b64);
     s3_spec_put_checksum(s, st, r);
-    if (op->attrs.content_encoding)
-        add_h(r, "Content-Encoding", op->attrs.content_encoding);
     if (op->if_none_match)
         add_h(r, "If-None-Match", "*");
     return 0;
@@ -359,6 +378,8 @@ int s3_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     }
     cfs_buf_free(&r.path);
     free(r.scratch);
+    for (size_t i = 0; i < CFS_META_MAX; i++)
+        free(r.meta_names[i]);
     creds_view_clear(&cv);
     return rc;
 }

@@ -209,7 +209,8 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         char kerr[64];
         if (cfs_key_check(rel, rlen, kerr, sizeof kerr) < 0)
             continue; /* directory markers ("a/"), keys this store cannot name */
-        if (cfs_entries_add(&op->entries, rel, rlen, e->size, e->is_dir) < 0) {
+        if (cfs_entries_add(&op->entries, rel, rlen, e->size, e->is_dir) < 0 ||
+            cfs_entries_set_info(&op->entries, e->mtime_ms, e->etag, e->etag ? strlen(e->etag) : 0) < 0) {
             cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
             goto done;
         }
@@ -291,6 +292,11 @@ cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     case CFS_OP_DELETE:
         if (s3_looks_before_delete(op))
             return cfs_op_next_step(op, 1); /* it exists: now delete it */
+        return CFS_NEXT_DONE;
+    case CFS_OP_HEAD:
+        if (cfs_attrs_from_headers(op, resp, "x-amz-meta-") == 0 && !op->attrs.storage_class &&
+            cfs_attr_set(&op->attrs.storage_class, "STANDARD", 8) < 0) /* S3 names all others */
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return CFS_NEXT_DONE;
     case CFS_OP_LIST:
         return list_page(s, op, resp);

@@ -25,7 +25,8 @@ extern const cfs_backend_ops cfs_s3_backend;
 #define MD5_LEN 16
 #define MD5_B64_LEN 24
 #define CRC32C_B64_LEN 8
-#define MAX_SIGNED_HEADERS 12
+/* the request's own headers, with room for an object's attributes and metadata */
+#define MAX_SIGNED_HEADERS (20 + CFS_META_MAX)
 
 typedef enum cred_source {
     CRED_STATIC,        /* given as options (or none: anonymous) */
@@ -199,6 +200,7 @@ typedef struct req_spec {
     char range[96];
     char part_number[24];
     char *scratch;                      /* owned: a string a pair points into */
+    char *meta_names[CFS_META_MAX];     /* owned: "x-amz-meta-NAME" of a PUT's metadata */
 } req_spec;
 
 static inline void add_h(req_spec *r, const char *name, const char *value)
@@ -226,6 +228,10 @@ int s3_prepare(cfs_backend *b, cfs_op *op);
 /* The headers of a PUT's or a part's x-amz-checksum-crc32c (none if checksum_algorithm is
  * none). */
 void s3_spec_put_checksum(s3_backend *s, const s3_state *st, req_spec *r);
+/* The headers of what a PUT stores besides its bytes (op->attrs): Content-Type (else
+ * application/octet-stream), Cache-Control, Content-Disposition, x-amz-storage-class,
+ * x-amz-meta-*. Returns 0 or -1 (out of memory). */
+int s3_spec_put_attrs(const cfs_op *op, req_spec *r);
 
 /* ------------------------------------------------------- multipart (multipart.c) */
 

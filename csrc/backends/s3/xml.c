@@ -25,6 +25,8 @@ typedef struct list_ctx {
     cfs_buf name;           /* current <Key> or <Prefix> */
     int have_name;
     int64_t size;
+    int64_t mtime_ms;       /* <LastModified>, -1 if absent or unreadable */
+    char etag[128];         /* <ETag>, "" if absent (a longer one is not kept) */
 } list_ctx;
 
 static int parse_size(const char *s, int64_t *out)
@@ -52,6 +54,8 @@ static int list_start(cfs_xml_walker *w)
         cfs_buf_reset(&c->name);
         c->have_name = 0;
         c->size = -1;
+        c->mtime_ms = -1;
+        c->etag[0] = '\0';
     }
     return 0;
 }
@@ -74,6 +78,12 @@ static int list_end(cfs_xml_walker *w)
             cfs_xml_fail(w, "bad <Size> in a listing: '%.40s'", t);
             return -1;
         }
+    } else if (w->depth == 3 && cfs_xml_is(w, 2, "Contents") && cfs_xml_is(w, 3, "LastModified")) {
+        int64_t ms;
+        c->mtime_ms = cfs_parse_rfc3339(t, &ms) == 0 ? ms : -1; /* a detail: not worth failing */
+    } else if (w->depth == 3 && cfs_xml_is(w, 2, "Contents") && cfs_xml_is(w, 3, "ETag")) {
+        if (strlen(t) < sizeof c->etag)
+            copy_trunc(c->etag, sizeof c->etag, t);
     } else if (w->depth == 2 && (cfs_xml_is(w, 2, "Contents") || cfs_xml_is(w, 2, "CommonPrefixes"))) {
         int dir = cfs_xml_is(w, 2, "CommonPrefixes");
         if (!c->have_name) {
@@ -81,7 +91,9 @@ static int list_end(cfs_xml_walker *w)
             return -1;
         }
         if (cfs_entries_add(&pg->entries, c->name.data ? c->name.data : "", c->name.len,
-                            dir ? -1 : c->size, dir) < 0) {
+                            dir ? -1 : c->size, dir) < 0 ||
+            (!dir && cfs_entries_set_info(&pg->entries, c->mtime_ms, c->etag[0] ? c->etag : NULL,
+                                          strlen(c->etag)) < 0)) {
             cfs_xml_fail_oom(w);
             return -1;
         }

@@ -1,5 +1,5 @@
 // Unit tests of the nginx JSON directory index parser (csrc/backends/http_index.c).
-// sources: csrc/backends/http_index.c
+// sources: csrc/backends/http_index.c csrc/core/attrs.c csrc/core/op.c csrc/core/buf.c
 // pkg: libcjson
 #include <stdio.h>
 #include <string.h>
@@ -14,8 +14,9 @@ typedef struct seen {
     long long sizes[4];
 } seen;
 
-static int note(void *ctx, const char *name, const char *type, int64_t size)
+static int note(void *ctx, const char *name, const char *type, int64_t size, int64_t mtime_ms)
 {
+    (void)mtime_ms;
     seen *s = ctx;
     if (s->n < 4) {
         snprintf(s->names[s->n], sizeof s->names[0], "%s", name);

@@ -1,5 +1,5 @@
 // Unit tests of the GCS JSON API pieces (csrc/backends/gcs/proto.c) and base64 (csrc/util/base64.c).
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/util/crc32c.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c csrc/util/crc32c.c
 // pkg: libcjson libdeflate
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +128,45 @@ static void test_object_and_errors(void)
           h.has_crc32c && h.crc32c == 0xC99465AAu, "object");
     CHECK(cfs_gcs_parse_object("{\"size\":\"x\"}", 12, &size, &h) == -1, "bad size");
     CHECK(cfs_gcs_parse_object("{}", 2, &size, &h) == -1, "no size");
+
+    cfs_object_attrs a = { .last_modified_ms = -1 };
+    const char *res = "{\"size\":\"3\",\"etag\":\"CJ+h\",\"updated\":\"2024-01-02T03:04:05.678Z\","
+                      "\"contentType\":\"text/csv\",\"contentEncoding\":\"gzip\",\"cacheControl\":\"no-cache\","
+                      "\"storageClass\":\"NEARLINE\",\"metadata\":{\"Owner\":\"alice\",\"n\":null}}";
+    CHECK(cfs_gcs_parse_object_attrs(res, strlen(res), &a) == 0 && STREQ(a.etag, "CJ+h") &&
+          STREQ(a.content_type, "text/csv") && STREQ(a.content_encoding, "gzip") &&
+          STREQ(a.cache_control, "no-cache") && STREQ(a.storage_class, "NEARLINE") && !a.content_disposition &&
+          a.last_modified_ms == 1704164645678LL && a.n_metadata == 2 && STREQ(a.metadata[0].name, "Owner") &&
+          STREQ(a.metadata[0].value, "alice") && STREQ(a.metadata[1].value, ""), "object attrs");
+    const char *bad_attrs[] = { "[]", "{\"contentType\":5}", "{\"metadata\":[1]}", "{\"metadata\":{\"a\":1}}", NULL };
+    for (int i = 0; bad_attrs[i]; i++)
+        CHECK(cfs_gcs_parse_object_attrs(bad_attrs[i], strlen(bad_attrs[i]), &a) == -1 && a.n_metadata == 0 &&
+              !a.content_type, "bad attrs %s", bad_attrs[i]);
+    cfs_buf many = { 0 };
+    cfs_buf_append_str(&many, "{\"metadata\":{");
+    for (int i = 0; i <= CFS_META_MAX; i++) {
+        char kv[32];
+        snprintf(kv, sizeof kv, "%s\"k%d\":\"v\"", i ? "," : "", i);
+        cfs_buf_append_str(&many, kv);
+    }
+    cfs_buf_append_str(&many, "}}");
+    CHECK(cfs_gcs_parse_object_attrs(many.data, many.len, &a) == -1, "more metadata than CFS_META_MAX");
+    cfs_buf_free(&many);
+    cfs_object_attrs_free(&a);
+
+    /* what an upload stores: the attributes in its JSON, the type on the media part */
+    cfs_object_attrs w = { .last_modified_ms = -1 };
+    cfs_attr_set(&w.content_type, "text/csv", 8);
+    cfs_attr_set(&w.storage_class, "COLDLINE", 8);
+    cfs_object_attrs_add_meta(&w, "run", 3, "7", 1);
+    cfs_buf up = { 0 };
+    char bnd[64];
+    CHECK(cfs_gcs_multipart_body(&up, bnd, "k", 1, "1,2", 3, 7, &w) == 0 && cfs_buf_terminate(&up) == 0 &&
+          strstr(up.data, "\"contentType\":\"text/csv\"") && strstr(up.data, "\"storageClass\":\"COLDLINE\"") &&
+          strstr(up.data, "\"metadata\":{\"run\":\"7\"}") && strstr(up.data, "\r\nContent-Type: text/csv\r\n\r\n1,2"),
+          "upload attrs: %s", up.data ? up.data : "");
+    cfs_buf_free(&up);
+    cfs_object_attrs_free(&w);
 
     char msg[64];
     const char *e1 = "{\"error\":{\"code\":403,\"message\":\"a@b does not have\\nstorage.objects.get access\"}}";

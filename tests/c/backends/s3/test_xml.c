@@ -1,5 +1,5 @@
 // Unit tests of the S3 XML parsers and writers (csrc/backends/s3/xml.c).
-// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/keys.c csrc/util/base64.c csrc/core/op.c csrc/core/buf.c
+// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/keys.c csrc/util/base64.c csrc/core/op.c csrc/core/attrs.c csrc/core/buf.c
 // pkg: expat
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +46,9 @@ static void test_list(void)
         cfs_entry *e = page.entries.items;
         CHECK(STREQ(e[0].name, "root/a&b <c>") && e[0].size == 434234 && !e[0].is_dir, "entry 0: %s", e[0].name);
         CHECK(STREQ(e[1].name, "root/\xc3\xbc" "ber") && e[1].size == 0 && !e[1].is_dir, "entry 1: %s", e[1].name);
+        CHECK(e[0].mtime_ms == 1255369830000LL && STREQ(e[0].etag, "\"fba9dede5f27731c9771645a39863328\""),
+              "entry 0 details: %lld %s", (long long)e[0].mtime_ms, e[0].etag ? e[0].etag : "(none)");
+        CHECK(e[1].mtime_ms == -1 && !e[1].etag && e[2].mtime_ms == -1 && !e[2].etag, "no details");
         CHECK(STREQ(e[2].name, "root/dir/") && e[2].is_dir && e[2].size == -1, "entry 2: %s", e[2].name);
         CHECK(STREQ(e[3].name, "root/other dir/") && e[3].is_dir, "entry 3: %s", e[3].name);
     }
