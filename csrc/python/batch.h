@@ -15,6 +15,8 @@ typedef enum batch_kind {
     BATCH_RANGE,    /* items: (key, start, end-or-None); start < 0 reads a suffix */
     BATCH_PUT,      /* items: (key, value) */
     BATCH_DELETE,   /* items: key */
+    BATCH_COPY,     /* items: (source key, destination key, source size or -1), the source
+                     * in the batch's source store (cfs_batch_new_copy) */
 } batch_kind;
 
 typedef struct BatchObject BatchObject;
@@ -22,6 +24,9 @@ extern PyTypeObject cfs_BatchType;
 
 /* A new batch over `iterable`, its items shaped as `kind` says. */
 BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind kind);
+
+/* A batch of server-side copies into `store` from keys of `source`. */
+BatchObject *cfs_batch_new_copy(StoreObject *store, StoreObject *source, PyObject *iterable);
 
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
  * (then an error is set if the input iterator raised or the wait was interrupted).
