@@ -40,6 +40,27 @@ class CloudFilesStore(_Store, MutableMapping):
     def is_erasable(self):
         return True
 
+    def transfer_to(self, dest, keys=None, prefix="", reencode=None, *, window=None,
+                    server_side=None, progress=None):
+        """Copy objects of this store to ``dest`` (any backend to any backend).
+
+        ``keys``: None for every key starting with ``prefix``; else keys (the same key in
+        ``dest``), ``(source, destination[, size])`` items or a ``{source: destination}``
+        mapping. On the server when ``dest`` can read this store there (same service,
+        endpoint and credentials: S3 CopyObject, UploadPartCopy from 5 GiB, GCS rewrite);
+        otherwise streamed, many objects in flight, holding at most ``window`` bytes
+        (default 256 MiB; an object larger than half of it is held whole). Objects keep
+        their bytes as stored; ``reencode`` awaits the store's compression.
+        ``progress(objects, bytes)`` is called as groups complete.
+
+        Returns ``{"objects": n, "bytes": n, "server_side": n}``; raises ``BatchError``
+        listing the failed keys (``.failed``, ``.errors``; ``.summary`` for the rest, which
+        completed)."""
+        from ._transfer import DEFAULT_WINDOW, transfer
+        return transfer(self, dest, keys, prefix, reencode,
+                        window=DEFAULT_WINDOW if window is None else window,
+                        server_side=server_side, progress=progress)
+
 
 def _rebuild(cls, url, options):
     return cls(url, **options)
