@@ -40,6 +40,13 @@ class CloudFilesStore(_Store, MutableMapping):
     def is_erasable(self):
         return True
 
+    def get_ranges(self, ranges):
+        """get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing
+        key). Ranges of one object less than 1 MiB apart are read as one request and
+        sliced (up to 64 MiB a request); a whole-object read serves every range of its key."""
+        from ._ranges import get_ranges
+        return get_ranges(_Store.get_ranges, self, ranges)
+
     def transfer_to(self, dest, keys=None, prefix="", reencode=None, *, window=None,
                     server_side=None, progress=None):
         """Copy objects of this store to ``dest`` (any backend to any backend).
