@@ -6,9 +6,9 @@ one, and every wait releases the GIL):
 * on the server, when the destination can read the source where it is (same service and
   endpoint, same credentials: S3 CopyObject, or UploadPartCopy parts from 5 GiB; a GCS
   rewrite with its token loop): ``dest._copy_from(src, items)``, no bytes through here;
-* otherwise streamed: the keys go in groups of at most ``window // 2`` bytes; one thread
-  reads a group (``_read_raw``, many objects in flight) while the caller's thread writes the
-  group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
+* otherwise streamed: the keys go in groups of at most ``window // 2`` bytes; the caller's
+  thread reads a group (``_read_raw``, many objects in flight) while a helper thread writes
+  the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
   object larger than half the window travels in a group of its own and is held whole).
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
@@ -163,71 +163,79 @@ def _streamed(src, dest, items, window: int, progress) -> dict:
     half = max(1, window // 2)
     count = max(16, 2 * int(src.options.get("concurrency") or 64))
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
-    slots = threading.Semaphore(2)           # groups held: one written, one read
-    stop = threading.Event()
-    reader_error: list[BaseException] = []
+    slots = threading.Semaphore(2)           # groups held: one being written, one being read
+    stop = threading.Event()                 # the caller gave up: write nothing more
+    writer_error: list[BaseException] = []
 
-    def read_all():
+    def write_all():
+        # the writes run here, the reads on the caller's thread, where Ctrl-C reaches the
+        # engine's batch and gives its reads up at once
         try:
-            for group in _groups(items, half, count):
-                while not slots.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
+            while True:
+                g = groups.get()
+                if g is None or stop.is_set():
                     return
-                dest_of = {s: d for s, d, _size in group}
-                got, missing, errs = [], [], []
+                got, missing, errs = g
+                g = None
+                errors.extend(errs)
+                done["failed"].extend(getattr(e, "key", None) for e in errs)
+                for key in missing:
+                    errors.append(KeyError(key))
+                    done["failed"].append(key)
+                failed_dest = set()
                 try:
-                    for key, value, enc in _read_raw(src, [s for s, _d, _size in group]):
-                        if value is None:
-                            missing.append(key)
-                        else:
-                            got.append((dest_of[key], value, enc, key))
+                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got])
                 except BatchError as e:
-                    errs.extend(e.errors)
-                groups.put((got, missing, errs))
+                    errors.extend(e.errors)
+                    failed_dest = {getattr(x, "key", None) for x in e.errors}
+                n = nbytes = 0
+                for d, v, _enc, key in got:
+                    if d in failed_dest:
+                        done["failed"].append(key)
+                    else:
+                        n += 1
+                        nbytes += len(v)
+                got = None
+                slots.release()
+                done["objects"] += n
+                done["bytes"] += nbytes
+                if progress:
+                    progress(n, nbytes)
         except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
-            reader_error.append(e)
-        finally:
-            groups.put(None)
+            writer_error.append(e)
+            stop.set()
 
-    reader = threading.Thread(target=read_all, name="cloudfiles-transfer-read", daemon=True)
-    reader.start()
+    writer = threading.Thread(target=write_all, name="cloudfiles-transfer-write", daemon=True)
+    writer.start()
     try:
-        while True:
-            g = groups.get()
-            if g is None:
+        for group in _groups(items, half, count):
+            while not slots.acquire(timeout=0.2):
+                if stop.is_set():
+                    break
+            if stop.is_set():
                 break
-            got, missing, errs = g
-            errors.extend(errs)
-            done["failed"].extend(getattr(e, "key", None) for e in errs)
-            for key in missing:
-                errors.append(KeyError(key))
-                done["failed"].append(key)
-            failed_dest = set()
+            dests: dict = {}  # a source key may go to several destination keys
+            for s, d, _size in group:
+                dests.setdefault(s, []).append(d)
+            got, missing, errs = [], [], []
             try:
-                _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got])
+                for key, value, enc in _read_raw(src, list(dests)):
+                    if value is None:
+                        missing.append(key)
+                    else:
+                        got.extend((d, value, enc, key) for d in dests[key])
             except BatchError as e:
-                errors.extend(e.errors)
-                failed_dest = {getattr(x, "key", None) for x in e.errors}
-            n = nbytes = 0
-            for d, v, _enc, s in got:
-                if d in failed_dest:
-                    done["failed"].append(s)
-                else:
-                    n += 1
-                    nbytes += len(v)
-            del got, g
-            slots.release()
-            done["objects"] += n
-            done["bytes"] += nbytes
-            if progress:
-                progress(n, nbytes)
+                errs.extend(e.errors)
+            groups.put((got, missing, errs))
+            got = None
+    except BaseException:
+        stop.set()  # the group being written completes; the queued ones are dropped
+        raise
     finally:
-        stop.set()
-        reader.join()
-    if reader_error:
-        raise reader_error[0]
+        groups.put(None)
+        writer.join()
+    if writer_error:
+        raise writer_error[0]
     return _finish(done, errors, src, dest)
 
 

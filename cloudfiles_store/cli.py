@@ -28,7 +28,6 @@ command opens), --src-opt/--dst-opt KEY=VAL (one side of cp/mv/sync/verify only)
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -321,12 +320,7 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     with ctx.progress(verb, len(jobs), total_bytes) as bar:
         for base, group in groups.items():
             sstore = ctx.store(group[0].src, "src")
-            server = (base == dst.base and ctx.options("src") == ctx.options("dst")
-                      and "server_copy" in getattr(sstore, "capabilities", ()))
-            if server:
-                _server_copy(ctx, sstore, group, bar, done)
-            else:
-                _stream_copy(ctx, sstore, dstore, group, bar, done)
+            _transfer(ctx, sstore, dstore, group, bar, done)
     if ctx.json:
         for j in jobs:
             if j.src.url(j.key) in done:
@@ -334,65 +328,24 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     return done
 
 
-def _server_copy(ctx, store, group, bar, done):
-    workers = max(1, min(32, ctx.args.concurrency or 16, len(group)))
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
+def _transfer(ctx, sstore, dstore, group, bar, done):
+    """The store's transfer path: on the server where the two stores allow it (same
+    service, endpoint and credentials), else streamed in a bounded window."""
+    failed = set()
     try:
-        futs = {pool.submit(store.copy, j.key, j.dkey): j for j in group}
-        for fut in concurrent.futures.as_completed(futs):
-            j = futs[fut]
-            try:
-                fut.result()
-            except KeyError:
-                ctx.error(f"{j.src.url(j.key)}: no such object (gone since it was listed)")
-                continue
-            except CloudFilesError as e:
-                ctx.error(e)
-                continue
-            done.add(j.src.url(j.key))
-            bar.update(1, max(j.size, 0))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # at once on Ctrl-C
-
-
-def _stream_copy(ctx, sstore, dstore, group, bar, done):
-    by_key = {}
-    for j in group:
-        by_key.setdefault(j.key, []).append(j)
-    read = {}
-    unread = []
-
-    def feed():
-        # the window of iter_get feeds the window of setitems: memory stays bounded
-        try:
-            for key, value in sstore.iter_get(list(by_key)):
-                if value is None:
-                    for j in by_key[key]:
-                        unread.append(f"{j.src.url(key)}: no such object "
-                                      "(gone since it was listed)")
-                    continue
-                for j in by_key[key]:
-                    read[j.dkey] = j
-                    bar.update(1, len(value))
-                    yield j.dkey, value
-        except BatchError as e:
-            unread.append(e)
-        except CloudFilesError as e:
-            unread.append(e)
-
-    failed_dst = set()
-    try:
-        dstore.setitems(feed())
+        sstore.transfer_to(dstore, keys=[(j.key, j.dkey, j.size) for j in group],
+                           progress=bar.update)
     except BatchError as e:
-        ctx.batch_errors(e)
-        failed_dst = {err.key for err in e.errors}
-    for u in unread:
-        if isinstance(u, BatchError):
-            ctx.batch_errors(u)
-        else:
-            ctx.error(u)
-    for dkey, j in read.items():
-        if dkey not in failed_dst:
+        failed = set(getattr(e, "failed", ()))
+        src = group[0].src
+        gone = [err for err in e.errors if isinstance(err, KeyError)]
+        for err in gone:
+            ctx.error(f"{src.url(err.args[0])}: no such object (gone since it was listed)")
+        rest = [err for err in e.errors if not isinstance(err, KeyError)]
+        if rest or not gone:
+            ctx.batch_errors(BatchError(str(e), errors=rest))
+    for j in group:
+        if j.key not in failed:
             done.add(j.src.url(j.key))
 
 
