@@ -102,18 +102,22 @@ def _normalise(src, keys, prefix: str) -> Iterator[tuple[str, str, int]]:
             raise TypeError(f"keys must be str or (source, destination[, size]) items, not {item!r}")
 
 
-def _groups(items: Iterable[tuple[str, str, int]], max_bytes: int, max_count: int):
-    """Lists of items holding at most max_bytes (known sizes) and max_count objects; an
-    object larger than max_bytes is a group of its own."""
+def _groups(items: Iterable[tuple[str, str, int]], max_bytes: int, max_unknown: int,
+            max_count: int = 8192):
+    """Lists of items holding at most max_bytes of known sizes, at most max_unknown objects
+    of unknown size (-1) and at most max_count objects; an object larger than max_bytes is
+    a group of its own."""
     group: list[tuple[str, str, int]] = []
-    total = 0
+    total = unknown = 0
     for item in items:
-        size = max(item[2], 0)
-        if group and (total + size > max_bytes or len(group) >= max_count):
+        size = item[2]
+        if group and (total + max(size, 0) > max_bytes or len(group) >= max_count
+                      or (size < 0 and unknown >= max_unknown)):
             yield group
-            group, total = [], 0
+            group, total, unknown = [], 0, 0
         group.append(item)
-        total += size
+        total += max(size, 0)
+        unknown += size < 0
     if group:
         yield group
 
@@ -139,7 +143,7 @@ def _server_side(src, dest, items, progress) -> dict:
     done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
     errors = []
     # groups only to report progress as they go; the engine keeps its window full within one
-    for group in _groups(items, 1 << 62, 4096):
+    for group in _groups(items, 1 << 62, 4096, 4096):
         failed = set()
         try:
             dest._copy_from(src, [(s, d, size) for s, d, size in group])
@@ -161,7 +165,8 @@ def _streamed(src, dest, items, window: int, progress) -> dict:
     done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
     errors: list[BaseException] = []
     half = max(1, window // 2)
-    count = max(16, 2 * int(src.options.get("concurrency") or 64))
+    # objects of unknown size (keys given without sizes) per group: the engine's window
+    unknown = max(16, 2 * int(src.options.get("concurrency") or 64))
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
     slots = threading.Semaphore(2)           # groups held: one being written, one being read
     stop = threading.Event()                 # the caller gave up: write nothing more
@@ -208,7 +213,7 @@ def _streamed(src, dest, items, window: int, progress) -> dict:
     writer = threading.Thread(target=write_all, name="cloudfiles-transfer-write", daemon=True)
     writer.start()
     try:
-        for group in _groups(items, half, count):
+        for group in _groups(items, half, unknown):
             while not slots.acquire(timeout=0.2):
                 if stop.is_set():
                     break
