@@ -198,3 +198,27 @@ def test_bad_arguments(tmp_path):
         src.transfer_to(src, reencode="gzip")
     with pytest.raises(ValueError):
         src.transfer_to(src, window=0)
+
+
+def test_large_object_read_in_ranges(tmp_path, fault_server, monkeypatch):
+    """A large object streams as parallel ranged GETs, joined and checked by size."""
+    base = f"/{uuid.uuid4().hex}"
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    fault_server.put(f"{base}/big", big)
+    fault_server.put(f"{base}/small", b"tiny")
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", 1024 * 1024)
+    monkeypatch.setattr(_transfer, "RANGE_PART", 1024 * 1024)
+    src = CloudFilesStore(fault_server.url + base)
+    dest = CloudFilesStore(f"file://{tmp_path}")
+    summary = src.transfer_to(dest, keys=[("big", "big", len(big)), ("small", "small", 4)])
+    assert summary == {"objects": 2, "bytes": len(big) + 4, "server_side": 0}
+    assert (tmp_path / "big").read_bytes() == big
+    gets = [r for r in fault_server.requests(f"{base}/big") if r.method == "GET"]
+    assert len(gets) == 4 and all(fault_server.header(r, "range") for r in gets)
+    # a size that no longer matches the listing fails that key only
+    with pytest.raises(BatchError) as ei:
+        src.transfer_to(dest, keys=[("big", "big2", len(big) + 5), ("small", "small2", 4)])
+    assert ei.value.failed == ["big"] and (tmp_path / "small2").read_bytes() == b"tiny"
+    with pytest.raises(BatchError) as ei:  # grown since it was listed
+        src.transfer_to(dest, keys=[("big", "big3", len(big) - 5)])
+    assert ei.value.failed == ["big"] and not (tmp_path / "big3").exists()
