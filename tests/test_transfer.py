@@ -222,3 +222,28 @@ def test_large_object_read_in_ranges(tmp_path, fault_server, monkeypatch):
     with pytest.raises(BatchError) as ei:  # grown since it was listed
         src.transfer_to(dest, keys=[("big", "big3", len(big) - 5)])
     assert ei.value.failed == ["big"] and not (tmp_path / "big3").exists()
+
+
+def test_cli_cp_between_buckets_is_server_side(moto_server, tmp_path):
+    """`cp -r` between two buckets of one endpoint, same options: copied on the server."""
+    import subprocess
+    import sys
+    bucket = f"cli-{uuid.uuid4().hex[:12]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    prefix = uuid.uuid4().hex
+    src = _s3(moto_server, prefix)
+    data = _objects(12, 3000, prefix="t/")
+    src.setitems(data)
+    opts = []
+    for k, v in moto_server.store_options().items():
+        opts += ["-o", f"{k}={v}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "cloudfiles_store", "cp", "-r", "-q",
+                        f"{moto_server.url(prefix)}/t/", f"s3://{bucket}/copy/", *opts],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    dest = CloudFilesStore(f"s3://{bucket}/copy", **moto_server.store_options())
+    assert dest.getitems([k[2:] for k in data]) == {k[2:]: v for k, v in data.items()}
+    assert _object_gets(moto_server, f"{moto_server.bucket}/{prefix}") == []
