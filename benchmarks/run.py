@@ -65,6 +65,8 @@ PEERS = {
     "obstore": (["obstore"], "import obstore"),
     "cloud-files": (["cloud-files"], "import cloudfiles"),
     "tensorstore": (["tensorstore"], "import tensorstore"),
+    # the CLI peer of benchmarks/cli_cp.py (`aws s3 cp`), installed with the others
+    "awscli": (["awscli"], "import awscli"),
 }
 
 # name -> (object set or "shard", description template, passes full/quick)

@@ -67,6 +67,33 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         keys = list(keys)
         found = self._heads(keys)
         return {k: k in found for k in keys}
+    def get_ranges(self, ranges):
+        """get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing
+        key). Ranges of one object less than 1 MiB apart are read as one request and
+        sliced (up to 64 MiB a request); a whole-object read serves every range of its key."""
+        from ._ranges import get_ranges
+        return get_ranges(_Store.get_ranges, self, ranges)
+
+    def transfer_to(self, dest, keys=None, prefix="", reencode=None, *, window=None,
+                    server_side=None, progress=None):
+        """Copy objects of this store to ``dest`` (any backend to any backend).
+
+        ``keys``: None for every key starting with ``prefix``; else keys (the same key in
+        ``dest``), ``(source, destination[, size])`` items or a ``{source: destination}``
+        mapping. On the server when ``dest`` can read this store there (same service,
+        endpoint and credentials: S3 CopyObject, UploadPartCopy from 5 GiB, GCS rewrite);
+        otherwise streamed, many objects in flight, holding at most ``window`` bytes
+        (default 256 MiB; an object larger than half of it is held whole). Objects keep
+        their bytes as stored; ``reencode`` awaits the store's compression.
+        ``progress(objects, bytes)`` is called as groups complete.
+
+        Returns ``{"objects": n, "bytes": n, "server_side": n}``; raises ``BatchError``
+        listing the failed keys (``.failed``, ``.errors``; ``.summary`` for the rest, which
+        completed)."""
+        from ._transfer import DEFAULT_WINDOW, transfer
+        return transfer(self, dest, keys, prefix, reencode,
+                        window=DEFAULT_WINDOW if window is None else window,
+                        server_side=server_side, progress=progress)
 
 
 def _rebuild(cls, url, options):

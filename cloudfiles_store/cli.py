@@ -28,7 +28,6 @@ command opens), --src-opt/--dst-opt KEY=VAL (one side of cp/mv/sync/verify only)
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -322,14 +321,11 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     with ctx.progress(verb, len(jobs), total_bytes) as bar:
         for base, group in groups.items():
             sstore = ctx.store(group[0].src, "src")
-            # a server-side copy keeps the source's attributes: not when others are asked for
-            server = (base == dst.base and ctx.options("src") == ctx.options("dst")
-                      and "server_copy" in getattr(sstore, "capabilities", ())
-                      and not _write_attrs(ctx.args))
-            if server:
-                _server_copy(ctx, sstore, group, bar, done)
-            else:
+            if _write_attrs(ctx.args):
+                # attributes asked for: written with each object (a copy keeps the source's)
                 _stream_copy(ctx, sstore, dstore, group, bar, done)
+            else:
+                _transfer(ctx, sstore, dstore, group, bar, done)
     if ctx.json:
         for j in jobs:
             if j.src.url(j.key) in done:
@@ -337,25 +333,25 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     return done
 
 
-def _server_copy(ctx, store, group, bar, done):
-    workers = max(1, min(32, ctx.args.concurrency or 16, len(group)))
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
+def _transfer(ctx, sstore, dstore, group, bar, done):
+    """The store's transfer path: on the server where the two stores allow it (same
+    service, endpoint and credentials), else streamed in a bounded window."""
+    failed = set()
     try:
-        futs = {pool.submit(store.copy, j.key, j.dkey): j for j in group}
-        for fut in concurrent.futures.as_completed(futs):
-            j = futs[fut]
-            try:
-                fut.result()
-            except KeyError:
-                ctx.error(f"{j.src.url(j.key)}: no such object (gone since it was listed)")
-                continue
-            except CloudFilesError as e:
-                ctx.error(e)
-                continue
+        sstore.transfer_to(dstore, keys=[(j.key, j.dkey, j.size) for j in group],
+                           progress=bar.update)
+    except BatchError as e:
+        failed = set(getattr(e, "failed", ()))
+        src = group[0].src
+        gone = [err for err in e.errors if isinstance(err, KeyError)]
+        for err in gone:
+            ctx.error(f"{src.url(err.args[0])}: no such object (gone since it was listed)")
+        rest = [err for err in e.errors if not isinstance(err, KeyError)]
+        if rest or not gone:
+            ctx.batch_errors(BatchError(str(e), errors=rest))
+    for j in group:
+        if j.key not in failed:
             done.add(j.src.url(j.key))
-            bar.update(1, max(j.size, 0))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # at once on Ctrl-C
 
 
 def _stream_copy(ctx, sstore, dstore, group, bar, done):

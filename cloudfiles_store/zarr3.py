@@ -27,14 +27,14 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from . import _core
+from . import _core, _ranges
 
 __all__ = ["ZarrStore"]
 
-# get_partial_values: ranges of one object closer than this are read as one request...
-COALESCE_GAP = 1 << 20
-# ...as long as the merged request stays below this size.
-COALESCE_MAX = 64 << 20
+# get_partial_values: ranges of one object closer than this are read as one request, as
+# long as the merged request stays below COALESCE_MAX (_ranges.py, shared with the mapping)
+COALESCE_GAP = _ranges.COALESCE_GAP
+COALESCE_MAX = _ranges.COALESCE_MAX
 # _get_many, delete_dir: requests submitted ahead of the ones completed.
 WINDOW = 4096
 
@@ -136,20 +136,6 @@ def _range_args(byte_range: ByteRequest | None) -> tuple[int | None, int | None]
     raise TypeError(f"Unexpected byte_range, got {byte_range}.")
 
 
-def _slice(data: bytes, byte_range: ByteRequest | None) -> memoryview | bytes:
-    """What ``byte_range`` reads of a whole object ``data`` (HTTP range semantics)."""
-    if byte_range is None:
-        return data
-    mv = memoryview(data)
-    if isinstance(byte_range, RangeByteRequest):
-        return mv[byte_range.start:max(byte_range.start, byte_range.end)]
-    if isinstance(byte_range, OffsetByteRequest):
-        return mv[byte_range.offset:]
-    if byte_range.suffix == 0:
-        return mv[len(mv):]
-    return mv[max(0, len(mv) - byte_range.suffix):]
-
-
 def _dir_prefix(prefix: str) -> str:
     """'' stays ''; 'a' and 'a/' become 'a/'."""
     if prefix == "" or prefix.endswith("/"):
@@ -240,64 +226,18 @@ class ZarrStore(Store):
         out: list[Buffer | None] = [None] * len(key_ranges)
         if not key_ranges:
             return out
-        by_key: dict[str, list[int]] = {}
-        for i, (key, byte_range) in enumerate(key_ranges):
-            _range_args(byte_range)  # validate before anything is submitted
-            by_key.setdefault(key, []).append(i)
-
+        # validated before anything is submitted; the plan is the mapping's (_ranges.py)
+        ranges = [(key, *_range_args(byte_range)) for key, byte_range in key_ranges]
+        requests, members = _ranges.plan(ranges)
+        futures = [_submit(_GET, self._core, key, s, e) for key, s, e in requests]
+        results = await asyncio.gather(*futures)
         from_buffer = prototype.buffer.from_bytes
-        jobs: list[tuple[asyncio.Future, Any]] = []  # (future, how to fill out[] from it)
-
-        def whole(indices):
-            def fill(data):
-                for i in indices:
-                    out[i] = None if data is None else from_buffer(_slice(data, key_ranges[i][1]))
-            return fill
-
-        def merged(gstart, members):
-            def fill(data):
-                if data is None:
-                    return
-                mv = memoryview(data)
-                for i, s, e in members:
-                    out[i] = from_buffer(mv[s - gstart:e - gstart])
-            return fill
-
-        def single(i):
-            def fill(data):
-                out[i] = None if data is None else from_buffer(data)
-            return fill
-
-        for key, indices in by_key.items():
-            if len(indices) > 1 and any(key_ranges[i][1] is None for i in indices):
-                jobs.append((_submit(_GET, self._core, key, None, None), whole(indices)))
+        for data, served in zip(results, members):
+            if data is None:
                 continue
-            ranges = []
-            for i in indices:
-                br = key_ranges[i][1]
-                if isinstance(br, RangeByteRequest) and len(indices) > 1:
-                    s, e = _range_args(br)
-                    ranges.append((s, e, i))
-                else:
-                    s, e = _range_args(br)
-                    jobs.append((_submit(_GET, self._core, key, s, e), single(i)))
-            ranges.sort()
-            group: list[tuple[int, int, int]] = []
-            gstart = gend = 0
-            for s, e, i in ranges:
-                if group and s - gend <= COALESCE_GAP and max(gend, e) - gstart <= COALESCE_MAX:
-                    group.append((i, s, e))
-                    gend = max(gend, e)
-                    continue
-                if group:
-                    jobs.append((_submit(_GET, self._core, key, gstart, gend), merged(gstart, group)))
-                group, gstart, gend = [(i, s, e)], s, e
-            if group:
-                jobs.append((_submit(_GET, self._core, key, gstart, gend), merged(gstart, group)))
-
-        results = await asyncio.gather(*(f for f, _ in jobs))
-        for (_, fill), data in zip(jobs, results):
-            fill(data)
+            view = data if len(served) == 1 and served[0][1] is _ranges.AS_IS else memoryview(data)
+            for i, how in served:
+                out[i] = from_buffer(_ranges.cut(view, how))
         return out
 
     async def _get_many(

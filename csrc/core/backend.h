@@ -153,6 +153,11 @@ typedef struct cfs_backend_ops {
      * or CFS_NEXT_DONE (CFS_NEXT_CHILDREN while children run). */
     cfs_next (*child_done)(cfs_backend *b, cfs_op *parent, cfs_op *child);
 
+    /* Optional: whether a CFS_OP_COPY on `dst` can take its source from `src`, another
+     * store (op->source_backend), on the server: same service and endpoint. NULL: only
+     * within one store. The caller makes sure both stores use the same credentials. */
+    int (*can_copy_from)(const cfs_backend *dst, const cfs_backend *src);
+
     /* Local backends: run the whole op synchronously. */
     void (*execute)(cfs_backend *b, cfs_op *op);
 

@@ -150,6 +150,9 @@ typedef struct cfs_op {
                                  * need not look before it deletes */
     int recursive;              /* LIST: every key below, or one level with directories */
     char *source;               /* COPY: the key copied (op->key is the destination); owned */
+    struct cfs_backend *source_backend; /* COPY: the store op->source is in, when not this
+                                 * one (its ops' can_copy_from said yes); borrowed, alive
+                                 * until completion. NULL: op->backend */
     char **keys;                /* DELETE_MANY: owned, n_keys of them (op->key is the first) */
     size_t n_keys;
     cfs_object_attrs attrs;     /* PUT: stored with the object; HEAD/GET: as found */
@@ -173,7 +176,8 @@ typedef struct cfs_op {
     long http_status;           /* last HTTP status seen, 0 for local backends */
     int attempts;               /* transfers tried, retries included */
     cfs_buf data;               /* GET body */
-    int64_t size;               /* HEAD: object size; GET: total size if known */
+    int64_t size;               /* HEAD: object size; GET: total size if known; COPY: set
+                                 * by the caller, the source's size (-1: not known) */
     cfs_entries entries;        /* LIST: what is there; DELETE_MANY: the keys that failed */
     char *where;                /* URL or path named in errors, never a secret; owned */
     char message[256];          /* human detail for a failure */

@@ -12,6 +12,7 @@
 struct BatchObject {
     PyObject_HEAD
     StoreObject *store;
+    StoreObject *source;        /* BATCH_COPY: the store the sources are in */
     PyObject *iter;             /* NULL once exhausted or after an input error */
     batch_kind kind;
     cfs_waiter *waiter;
@@ -70,6 +71,20 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
     }
     case BATCH_HEAD:
         return cfs_pyop_head(b->store, obj);
+    case BATCH_COPY: {
+        long long size = -1;
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
+            PyErr_Format(PyExc_TypeError, "copy items must be (source, destination, size), not %.100s",
+                         Py_TYPE(obj)->tp_name);
+            return NULL;
+        }
+        if (PyTuple_GET_SIZE(obj) == 3 && PyTuple_GET_ITEM(obj, 2) != Py_None) {
+            size = PyLong_AsLongLong(PyTuple_GET_ITEM(obj, 2));
+            if (size == -1 && PyErr_Occurred())
+                return NULL;
+        }
+        return cfs_pyop_copy(b->store, b->source, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), size);
+    }
     case BATCH_RANGE:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
             PyErr_Format(PyExc_TypeError, "range items must be (key, start, end), not %.100s",
@@ -238,6 +253,7 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
             [BATCH_GET] = "keys", [BATCH_RANGE] = "(key, start, end) ranges",
             [BATCH_PUT] = "(key, value) pairs or a mapping", [BATCH_DELETE] = "keys",
             [BATCH_HEAD] = "keys",
+            [BATCH_COPY] = "(source, destination, size) items",
         };
         PyErr_Format(PyExc_TypeError, "expected an iterable of %s, not %.50s (put a single key in a list)",
                      items[kind], Py_TYPE(iterable)->tp_name);
@@ -252,6 +268,7 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
         return NULL;
     }
     b->store = (StoreObject *)Py_NewRef(store);
+    b->source = NULL;
     b->iter = iter;
     b->kind = kind;
     b->in_flight = 0;
@@ -272,6 +289,21 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
         PyErr_NoMemory();
         return NULL;
     }
+    return b;
+}
+
+BatchObject *cfs_batch_new_copy(StoreObject *store, StoreObject *source, PyObject *iterable)
+{
+    if (cfs_store_check_open(source) < 0)
+        return NULL;
+    if (!cfs_pyop_can_copy_from(store, source)) {
+        PyErr_Format(PyExc_ValueError, "a %s store cannot copy from this %s store on the server",
+                     store->backend->ops->name, source->backend->ops->name);
+        return NULL;
+    }
+    BatchObject *b = cfs_batch_new(store, iterable, BATCH_COPY);
+    if (b)
+        b->source = (StoreObject *)Py_NewRef((PyObject *)source);
     return b;
 }
 
@@ -308,6 +340,7 @@ static void batch_dealloc(BatchObject *b)
     cfs_exc_restore(exc);
     cfs_waiter_free(b->waiter);
     Py_XDECREF(b->store);
+    Py_XDECREF(b->source);
     Py_XDECREF(b->failures);
     Py_XDECREF(b->input_exc);
     PyObject_GC_Del(b);
@@ -316,6 +349,7 @@ static void batch_dealloc(BatchObject *b)
 static int batch_traverse(BatchObject *b, visitproc visit, void *arg)
 {
     Py_VISIT(b->store);
+    Py_VISIT(b->source);
     Py_VISIT(b->iter);
     Py_VISIT(b->failures);
     Py_VISIT(b->input_exc);

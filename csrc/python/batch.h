@@ -16,6 +16,8 @@ typedef enum batch_kind {
     BATCH_PUT,      /* items: (key, value) */
     BATCH_DELETE,   /* items: key */
     BATCH_HEAD,     /* items: key */
+    BATCH_COPY,     /* items: (source key, destination key, source size or -1), the source
+                     * in the batch's source store (cfs_batch_new_copy) */
 } batch_kind;
 
 typedef struct BatchObject BatchObject;
@@ -30,6 +32,8 @@ void cfs_batch_set_coding(BatchObject *b, const cfs_put_coding *pc, int raw_read
 /* BATCH_PUT: what each write stores (cfs_py_attrs_for_call), instead of the store's
  * defaults; borrowed, alive until the batch has completed. */
 void cfs_batch_set_put_attrs(BatchObject *b, const cfs_object_attrs *attrs);
+/* A batch of server-side copies into `store` from keys of `source`. */
+BatchObject *cfs_batch_new_copy(StoreObject *store, StoreObject *source, PyObject *iterable);
 
 /* The next completed op, waiting with the GIL released; NULL when every op has completed
  * (then an error is set if the input iterator raised or the wait was interrupted).

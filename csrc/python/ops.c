@@ -46,6 +46,7 @@ void cfs_pyop_release(cfs_op *op)
         Py_XDECREF(p->key);
         Py_XDECREF(p->future);
         Py_XDECREF(p->on_cancel);
+        Py_XDECREF(p->source_store);
         if (p->has_value)
             PyBuffer_Release(&p->value);
         PyMem_Free(p);
@@ -334,15 +335,38 @@ cfs_op *cfs_pyop_rmdir(StoreObject *s, PyObject *prefix)
     return new_op(s, CFS_OP_RMDIR, prefix, 1);
 }
 
-cfs_op *cfs_pyop_copy(StoreObject *s, PyObject *source, PyObject *dest)
+int cfs_pyop_can_copy_from(StoreObject *s, StoreObject *from)
+{
+    if (!s->backend || !from->backend)
+        return 0;
+    if (s == from)
+        return 1;
+    const cfs_backend_ops *ops = s->backend->ops;
+    return ops->can_copy_from && ops->can_copy_from(s->backend, from->backend);
+}
+
+cfs_op *cfs_pyop_copy(StoreObject *s, StoreObject *from, PyObject *source, PyObject *dest,
+                      long long size)
 {
     const char *src;
     Py_ssize_t src_len;
+    if (from && cfs_store_check_open(from) < 0)
+        return NULL;
+    if (from && !cfs_pyop_can_copy_from(s, from)) {
+        PyErr_Format(PyExc_ValueError, "a %s store cannot copy from this %s store on the server",
+                     s->backend ? s->backend->ops->name : "closed", from->backend->ops->name);
+        return NULL;
+    }
     if (cfs_py_key(source, 0, &src, &src_len) < 0)
         return NULL;
     cfs_op *op = new_op(s, CFS_OP_COPY, dest, 0);
     if (!op)
         return NULL;
+    op->size = size < 0 ? -1 : (int64_t)size;
+    if (from && from != s) {
+        cfs_pyop_of(op)->source_store = Py_NewRef((PyObject *)from);
+        op->source_backend = from->backend;
+    }
     Py_SETREF(cfs_pyop_of(op)->key, Py_NewRef(source)); /* a KeyError names the missing source */
     op->source = strndup(src, (size_t)src_len);
     if (!op->source) {

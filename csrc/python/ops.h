@@ -23,6 +23,7 @@ typedef struct cfs_pyop {
     Py_ssize_t index;       /* a batch's: the item's position in the input */
     PyObject *future;       /* the asyncio path's: resolved with the result */
     PyObject *on_cancel;    /* the asyncio path's: the future's done callback */
+    PyObject *source_store; /* COPY from another store: its backend outlives the op */
 } cfs_pyop;
 
 static inline cfs_pyop *cfs_pyop_of(const cfs_op *op)
@@ -71,8 +72,13 @@ cfs_op *cfs_pyop_delete_many(StoreObject *s, PyObject *keys);
 cfs_op *cfs_pyop_list(StoreObject *s, PyObject *prefix, int recursive);
 /* What is left of a prefix once its keys are deleted (empty directories). */
 cfs_op *cfs_pyop_rmdir(StoreObject *s, PyObject *prefix);
-/* Copy source to dest; errors name the source. */
-cfs_op *cfs_pyop_copy(StoreObject *s, PyObject *source, PyObject *dest);
+/* Copy source to dest; errors name the source. `from`: the store the source is in (NULL:
+ * s; else one whose backend s's can_copy_from accepts); `size`: the source's size, -1 if
+ * not known (S3 copies a large one in parts). */
+cfs_op *cfs_pyop_copy(StoreObject *s, StoreObject *from, PyObject *source, PyObject *dest,
+                      long long size);
+/* Whether s can copy from `from` on the server (its backend's can_copy_from). */
+int cfs_pyop_can_copy_from(StoreObject *s, StoreObject *from);
 
 /* Free an op built here and what it holds (the GIL held). NULL is allowed. */
 void cfs_pyop_release(cfs_op *op);

@@ -676,12 +676,52 @@ static PyObject *store_copy(StoreObject *s, PyObject *args, PyObject *kwargs)
     PyObject *source, *dest;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:copy", kwlist, &source, &dest))
         return NULL;
-    cfs_op *op = cfs_pyop_copy(s, source, dest);
+    cfs_op *op = cfs_pyop_copy(s, NULL, source, dest, -1);
     if (!op)
         return NULL;
     PyObject *r = cfs_pyop_run_checked(op, 0) == 0 ? Py_NewRef(Py_None) : NULL;
     cfs_pyop_release(op);
     return r;
+}
+
+/* Server-side copies from another store (or this one) of the same service and endpoint:
+ * items (source key, destination key, size or None). Failures (a missing source too) raise
+ * BatchError naming the source keys once every copy is done. */
+static PyObject *store_copy_from(StoreObject *s, PyObject *args)
+{
+    PyObject *source, *items;
+    if (!PyArg_ParseTuple(args, "O!O:_copy_from", &cfs_StoreType, &source, &items))
+        return NULL;
+    if (cfs_store_check_open(s) < 0)
+        return NULL;
+    BatchObject *b = cfs_batch_new_copy(s, (StoreObject *)source, items);
+    if (!b)
+        return NULL;
+    int ok = 1;
+    cfs_op *op;
+    while ((op = cfs_batch_next(b))) {
+        if (cfs_pyop_failed(op, 0) && cfs_batch_record_failure(b, op) < 0)
+            ok = 0;
+        cfs_pyop_release(op);
+    }
+    if (PyErr_Occurred() || !ok || cfs_batch_finish(b, "copy") < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    Py_DECREF(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_can_copy_from(StoreObject *s, PyObject *source)
+{
+    if (!PyObject_TypeCheck(source, &cfs_StoreType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a store");
+        return NULL;
+    }
+    if (cfs_store_check_open(s) < 0 || cfs_store_check_open((StoreObject *)source) < 0)
+        return NULL;
+    return PyBool_FromLong(cfs_pyop_can_copy_from(s, (StoreObject *)source) &&
+                           (s->backend->ops->capabilities & CFS_CAP_SERVER_COPY));
 }
 
 /* ---------- directories ---------- */
@@ -1028,6 +1068,14 @@ static PyMethodDef store_methods[] = {
       "Copy an object within the store, on the server where it can (S3 CopyObject, GCS\n"
       "rewrite). Returns None. Raises KeyError if source is missing, CloudFilesError on\n"
       "any other failure." },
+    { "_copy_from", (PyCFunction)store_copy_from, METH_VARARGS,
+      "_copy_from($self, source_store, items, /)\n--\n\n"
+      "Server-side copies from source_store of items (source key, destination key, size or\n"
+      "None) (see _can_copy_from)." },
+    { "_can_copy_from", (PyCFunction)store_can_copy_from, METH_O,
+      "_can_copy_from($self, source_store, /)\n--\n\n"
+      "Return whether _copy_from runs on the server (same service and endpoint; the caller\n"
+      "checks the credentials are the same)." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir($self, /, path='')\n--\n\n"
       "Return the sorted names (keys and directories) one level below path.\n"

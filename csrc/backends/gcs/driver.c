@@ -417,6 +417,14 @@ static const char *gcs_url(cfs_backend *b)
     return ((gcs_backend *)b)->url;
 }
 
+/* A rewrite can read from another bucket of the same endpoint (the caller makes sure the
+ * stores share credentials). */
+static int gcs_can_copy_from(const cfs_backend *dst, const cfs_backend *src)
+{
+    return dst->ops == src->ops &&
+           !strcmp(((const gcs_backend *)dst)->endpoint, ((const gcs_backend *)src)->endpoint);
+}
+
 static const char *const gcs_schemes[] = { "gs", NULL };
 
 const cfs_backend_ops cfs_gcs_backend = {
@@ -432,6 +440,7 @@ const cfs_backend_ops cfs_gcs_backend = {
     .build = gcs_build,
     .finish = gcs_finish,
     .verify = gcs_verify,
+    .can_copy_from = gcs_can_copy_from,
     .configure_handle = gcs_configure_handle,
     .url = gcs_url,
 };

@@ -98,12 +98,13 @@ static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req
     return 0;
 }
 
-/* {endpoint}/storage/v1/b/B/o/SOURCE/rewriteTo/b/B/o/DEST[?rewriteToken=T] */
-static char *rewrite_url(const gcs_backend *g, const char *source, const char *dest,
-                         size_t dest_len, const char *token)
+/* {endpoint}/storage/v1/b/SB/o/SOURCE/rewriteTo/b/B/o/DEST[?rewriteToken=T]: the source in
+ * `src` (this store, or another of the same endpoint: gcs_can_copy_from). */
+static char *rewrite_url(const gcs_backend *g, const gcs_backend *src, const char *source,
+                         const char *dest, size_t dest_len, const char *token)
 {
-    char *src_name = cfs_asprintf("%s%s", g->root, source);
-    char *src_url = src_name ? cfs_gcs_object_url(g->endpoint, g->bucket, src_name, strlen(src_name), NULL) : NULL;
+    char *src_name = cfs_asprintf("%s%s", src->root, source);
+    char *src_url = src_name ? cfs_gcs_object_url(g->endpoint, src->bucket, src_name, strlen(src_name), NULL) : NULL;
     cfs_buf u = { 0 };
     int rc = src_url ? 0 : -1;
     if (rc == 0)
@@ -127,7 +128,8 @@ static char *rewrite_url(const gcs_backend *g, const char *source, const char *d
 static int build_copy(const gcs_backend *g, cfs_op *op, const gcs_state *st, cfs_request *req,
                       const char *name, size_t name_len)
 {
-    char *url = rewrite_url(g, op->source, name, name_len, st->rewrite_token);
+    const gcs_backend *src = op->source_backend ? (const gcs_backend *)op->source_backend : g;
+    char *url = rewrite_url(g, src, op->source, name, name_len, st->rewrite_token);
     if (set_target(op, req, "POST", url) < 0 ||
         cfs_request_header(req, "Content-Type: application/json") < 0)
         return -1;

@@ -310,6 +310,16 @@ static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const
         cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0 ||
         cfs_options_take_long(opts, "multipart_concurrency", 1, 256, &parts_at_once, err, errlen) < 0)
         return -1;
+    /* S3 copies at most 5 GiB in one CopyObject; a larger source goes in UploadPartCopy
+     * parts (lower thresholds are for tests against small objects) */
+    long copy_threshold = 5 * 1024 * MIB, copy_chunk = 512 * MIB;
+    if (cfs_options_take_long(opts, "multipart_copy_threshold", 5 * MIB, 5 * 1024 * MIB, &copy_threshold,
+                              err, errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_copy_chunksize", 5 * MIB, 5 * 1024 * MIB, &copy_chunk,
+                              err, errlen) < 0)
+        return -1;
+    s->mpu_copy_threshold = copy_threshold;
+    s->mpu_copy_chunksize = (size_t)copy_chunk;
     s->mpu_threshold = (size_t)threshold;
     s->mpu_chunksize = (size_t)chunk;
     s->mpu_concurrency = (int)parts_at_once;
@@ -452,10 +462,13 @@ s3_state *s3_state_of(s3_backend *s, cfs_op *op)
     if (!st)
         return NULL;
     if (s3_is_multipart(s, op)) {
-        st->part_size = s->mpu_chunksize;
-        if (op->body_len / st->part_size >= MAX_PARTS)
-            st->part_size = op->body_len / MAX_PARTS + 1;
-        st->n_parts = (op->body_len + st->part_size - 1) / st->part_size;
+        size_t len = s3_multipart_len(op);
+        st->part_size = op->kind == CFS_OP_COPY ? s->mpu_copy_chunksize : s->mpu_chunksize;
+        if (len / st->part_size >= MAX_PARTS)
+            st->part_size = len / MAX_PARTS + 1;
+        st->n_parts = (len + st->part_size - 1) / st->part_size;
+        if (st->n_parts == 0)
+            st->n_parts = 1;
         st->etags = calloc(st->n_parts, sizeof *st->etags);
         st->part_crc32c = calloc(st->n_parts, sizeof *st->part_crc32c);
         if (!st->etags || !st->part_crc32c) {
@@ -701,6 +714,25 @@ static const char *s3_url(cfs_backend *b)
     return ((s3_backend *)b)->url;
 }
 
+/* The host of an origin without a leading "bucket." (virtual-hosted addressing). */
+static const char *service_host(const s3_backend *s)
+{
+    const char *h = s->host;
+    size_t n = strlen(s->bucket);
+    if (!strncmp(h, s->bucket, n) && h[n] == '.')
+        return h + n + 1;
+    return h;
+}
+
+int s3_can_copy_from(const cfs_backend *dst, const cfs_backend *src)
+{
+    if (dst->ops != src->ops)
+        return 0;
+    const s3_backend *a = (const s3_backend *)dst, *b = (const s3_backend *)src;
+    return !strcmp(a->region, b->region) && !strcmp(service_host(a), service_host(b)) &&
+           !strncmp(a->origin, b->origin, 5) /* http: or https: alike */ && a->anon == b->anon;
+}
+
 static const char *const s3_schemes[] = {"s3", NULL};
 
 /* The response headers s3_finish reads (cfs_response.captured, in the order of the
@@ -726,6 +758,7 @@ const cfs_backend_ops cfs_s3_backend = {
     .verify = s3_verify,
     .child_done = s3_child_done,
     .prepare = s3_prepare,
+    .can_copy_from = s3_can_copy_from,
     .configure_handle = s3_configure_handle,
     .url = s3_url,
 };

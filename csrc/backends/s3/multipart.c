@@ -11,7 +11,13 @@
  * checks; the complete request lists each part's <ChecksumCRC32C> and carries the whole
  * object's CRC32C, combined from the parts' (no second pass over the body), which the
  * service checks against the parts it holds and keeps as the object's checksum: a GET of
- * the whole object is checked against it (response.c), as a multipart ETag cannot be. */
+ * the whole object is checked against it (response.c), as a multipart ETag cannot be.
+ *
+ * A COPY whose source (op->size, known from a listing) is at least multipart_copy_threshold
+ * (5 GiB, S3's limit for CopyObject) goes the same way with UploadPartCopy parts: each part
+ * a child COPY op naming its byte range of the source (x-amz-copy-source-range), its ETag
+ * in the answer's body; no bytes pass through this process, and no checksum is asked for
+ * (the source's bytes are never seen here; S3 copies them as they are). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,19 +31,20 @@
 /* The PUT's own requests of a multipart upload (see enum mpu_step). */
 int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
+    int crc = s->checksum_crc32c && op->kind == CFS_OP_PUT;
     if (op->step == MPU_INITIATE) {
         r->method = "POST";
         r->body = "";
         add_q(r, "uploads", "");
         if (s3_spec_put_attrs(op, r) < 0)
             return -1;
-        if (s->checksum_crc32c) {
+        if (crc) {
             add_h(r, "x-amz-checksum-algorithm", "CRC32C");
             add_h(r, "x-amz-checksum-type", "FULL_OBJECT");
         }
     } else if (op->step == MPU_COMPLETE) {
         if (!st->put_hashed) {
-            const uint32_t *crcs = s->checksum_crc32c ? st->part_crc32c : NULL;
+            const uint32_t *crcs = crc ? st->part_crc32c : NULL;
             if (cfs_s3_complete_body(&st->complete, st->etags, crcs, st->n_parts) < 0 ||
                 s3_hash_body(s, st->complete.data, st->complete.len, st->md5_b64, st->sha256) < 0)
                 return -1;
@@ -61,7 +68,7 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
         add_q(r, "uploadId", st->upload_id);
         add_h(r, "Content-Type", "application/xml");
         add_h(r, "Content-MD5", st->md5_b64);
-        if (s->checksum_crc32c) {
+        if (crc) {
             add_h(r, "x-amz-checksum-crc32c", st->crc32c_b64);
             add_h(r, "x-amz-checksum-type", "FULL_OBJECT");
         }
@@ -76,9 +83,24 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     return 0;
 }
 
-/* UploadPart: a child op holding one slice of its parent's body. */
+/* UploadPart: a child op holding one slice of its parent's body; UploadPartCopy: a child
+ * COPY naming one range of the source. */
 int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r)
 {
+    if (op->kind == CFS_OP_COPY) {
+        r->method = "PUT";
+        r->body = "";
+        snprintf(r->part_number, sizeof r->part_number, "%zu", st->part_number);
+        add_q(r, "partNumber", r->part_number);
+        add_q(r, "uploadId", st->upload->upload_id);
+        if (!(r->scratch = s3_copy_source(s, op)))
+            return -1;
+        add_h(r, "x-amz-copy-source", r->scratch);
+        snprintf(r->range, sizeof r->range, "bytes=%lld-%lld", (long long)op->range.start,
+                 (long long)op->range.end - 1);
+        add_h(r, "x-amz-copy-source-range", r->range);
+        return 0;
+    }
     r->method = "PUT";
     r->body = op->body;
     r->body_len = op->body_len;
@@ -115,10 +137,22 @@ static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
     int in_flight = cfs_op_children_running(op);
     for (cfs_op *c = op->children; c; c = c->next)
         in_flight++;
+    size_t total = s3_multipart_len(op);
     while (!m->fail_status && in_flight < s->mpu_concurrency && m->parts_started < m->n_parts) {
         size_t off = m->parts_started * m->part_size;
-        cfs_op *part = cfs_op_new(CFS_OP_PUT, op->backend, op->key, strlen(op->key));
+        cfs_op *part = cfs_op_new(op->kind, op->backend, op->key, strlen(op->key));
         s3_state *ps = part ? calloc(1, sizeof *ps) : NULL;
+        if (ps && op->kind == CFS_OP_COPY) {
+            part->source_backend = op->source_backend;
+            part->size = -1;
+            part->range = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = (int64_t)off,
+                                       .end = (int64_t)(off + (total - off < m->part_size ? total - off
+                                                                                          : m->part_size)) };
+            if (!(part->source = strdup(op->source))) {
+                free(ps);
+                ps = NULL;
+            }
+        }
         if (!ps) {
             cfs_op_free(part);
             m->fail_status = CFS_ENOMEM;
@@ -126,8 +160,10 @@ static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
                      m->parts_started + 1);
             return;
         }
-        part->body = op->body + off;
-        part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
+        if (op->kind == CFS_OP_PUT) {
+            part->body = op->body + off;
+            part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
+        }
         ps->part_number = ++m->parts_started;
         ps->upload = m;
         part->backend_state = ps;
@@ -188,6 +224,21 @@ cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp)
     s3_state *st = op->backend_state;
     if (resp->status < 200 || resp->status >= 300)
         return s3_error(op, resp);
+    if (op->kind == CFS_OP_COPY) { /* <CopyPartResult><ETag>, or an <Error> after the 200 */
+        char err[200];
+        cfs_s3_error e;
+        const char *body = resp->body && resp->body->data ? resp->body->data : "";
+        size_t len = resp->body ? resp->body->len : 0;
+        if (len && cfs_s3_parse_error(body, len, &e) == 0 && e.code[0]) {
+            cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
+            return CFS_NEXT_RETRY;
+        }
+        free(st->part_etag);
+        st->part_etag = NULL;
+        if (cfs_s3_parse_copy_part_etag(body, len, &st->part_etag, err, sizeof err) < 0)
+            cfs_op_fail(op, CFS_EPROTOCOL, "bad UploadPartCopy answer for part %zu: %s", st->part_number, err);
+        return CFS_NEXT_DONE;
+    }
     if (!resp->etag) {
         cfs_op_fail(op, CFS_EPROTOCOL, "no ETag for part %zu", st->part_number);
         return CFS_NEXT_DONE;

@@ -132,11 +132,14 @@ fail:
     return -1;
 }
 
-/* x-amz-copy-source: "/bucket/key", the key URL-encoded. */
-static char *copy_source(const s3_backend *s, const char *source)
+/* x-amz-copy-source: "/bucket/key", the key URL-encoded; the source's bucket and root
+ * when it is in another store. */
+char *s3_copy_source(const s3_backend *s, const cfs_op *op)
 {
+    if (op->source_backend)
+        s = (const s3_backend *)op->source_backend; /* s3_can_copy_from said it is one */
     cfs_buf v = {0};
-    char *key = cfs_asprintf("%s%s", s->prefix, source);
+    char *key = cfs_asprintf("%s%s", s->prefix, op->source);
     int rc = key ? 0 : -1;
     if (rc == 0)
         rc = cfs_buf_append(&v, "/", 1) < 0 || cfs_buf_append_str(&v, s->bucket) < 0 ||
@@ -330,8 +333,12 @@ static int spec_op(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
     case CFS_OP_RMDIR:
         return 0; /* handled by s3_build */
     case CFS_OP_COPY:
+        if (s3_is_part(op))
+            return s3_spec_part(s, st, op, r);
+        if (s3_is_multipart(s, op))
+            return s3_spec_multipart(s, op, st, r);
         r->method = "PUT";
-        if (!(r->scratch = copy_source(s, op->source)))
+        if (!(r->scratch = s3_copy_source(s, op)))
             return -1;
         add_h(r, "x-amz-copy-source", r->scratch);
         return 0;

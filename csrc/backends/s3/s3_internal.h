@@ -54,6 +54,8 @@ typedef struct s3_backend {
     size_t mpu_threshold;   /* PUT bodies this large go up in parts */
     size_t mpu_chunksize;   /* part size (grown to fit 10,000 parts) */
     int mpu_concurrency;    /* parts of one upload in flight at once */
+    int64_t mpu_copy_threshold; /* COPY of a source this large: UploadPartCopy parts */
+    size_t mpu_copy_chunksize;  /* their size (grown to fit 10,000 parts) */
     cred_source source;
     char *cred_url;         /* container: the full URL; IMDS: the base URL; STS endpoint */
     char *cred_auth;        /* container: the Authorization value (secret), or NULL */
@@ -143,10 +145,21 @@ static inline int s3_is_part(const cfs_op *op)
     return st && st->upload;
 }
 
-/* A PUT large enough to go up in parts (the PUT itself, not one of its parts). */
+/* A PUT large enough to go up in parts (the PUT itself, not one of its parts), or a COPY
+ * of a source large enough to be copied in parts (UploadPartCopy). */
 static inline int s3_is_multipart(const s3_backend *s, const cfs_op *op)
 {
-    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold && !s3_is_part(op);
+    if (s3_is_part(op))
+        return 0;
+    if (op->kind == CFS_OP_COPY)
+        return op->size >= 0 && op->size >= s->mpu_copy_threshold;
+    return op->kind == CFS_OP_PUT && op->body_len >= s->mpu_threshold;
+}
+
+/* The bytes a multipart op moves: a PUT's body, a COPY's source. */
+static inline size_t s3_multipart_len(const cfs_op *op)
+{
+    return op->kind == CFS_OP_COPY ? (size_t)op->size : op->body_len;
 }
 
 /* A DELETE's first step: HEAD, so that a missing key is reported. */
@@ -239,6 +252,11 @@ int s3_spec_put_attrs(const cfs_op *op, req_spec *r);
  * of memory, or no request at this step). */
 int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r);
 int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r);
+/* x-amz-copy-source of a COPY: "/bucket/key" of op->source in its store, URL-encoded.
+ * NULL when out of memory. */
+char *s3_copy_source(const s3_backend *s, const cfs_op *op);
+/* Whether a COPY into dst can read its source from src on the server (driver.c). */
+int s3_can_copy_from(const cfs_backend *dst, const cfs_backend *src);
 cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp);
 cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp);
 cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part);

@@ -320,6 +320,45 @@ int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *
     return 0;
 }
 
+/* UploadPartCopy's <CopyPartResult><ETag>: the same walker, another element. */
+static int copy_part_start(cfs_xml_walker *w)
+{
+    if (w->depth == 1 && !cfs_xml_is(w, 1, "CopyPartResult")) {
+        cfs_xml_fail(w, "not a CopyPartResult (root element <%s>)", cfs_xml_name(w, 1));
+        return -1;
+    }
+    return 0;
+}
+
+static int copy_part_end(cfs_xml_walker *w)
+{
+    upload_ctx *c = w->ctx;
+    if (w->depth == 2 && cfs_xml_is(w, 2, "ETag")) {
+        free(c->upload_id);
+        c->upload_id = strdup(cfs_xml_text(w));
+        if (!c->upload_id) {
+            cfs_xml_fail_oom(w);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cfs_s3_parse_copy_part_etag(const char *xml, size_t len, char **etag, char *err, size_t errlen)
+{
+    upload_ctx c = { NULL };
+    cfs_xml_walker w = { .on_start = copy_part_start, .on_end = copy_part_end, .ctx = &c };
+    *etag = NULL;
+    if (cfs_xml_walk(&w, xml, len) < 0 || !c.upload_id || !*c.upload_id) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", w.failed ? w.err : "no ETag in the answer");
+        free(c.upload_id);
+        return -1;
+    }
+    *etag = c.upload_id;
+    return 0;
+}
+
 int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32c, size_t n)
 {
     if (cfs_buf_append_str(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"

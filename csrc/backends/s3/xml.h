@@ -52,6 +52,9 @@ int cfs_s3_parse_upload_id(const char *xml, size_t len, char **upload_id, char *
 /* A <CompleteMultipartUpload> body listing parts 1..n with their ETags (as the server gave
  * them, quotes included) and, unless crc32c is NULL, their <ChecksumCRC32C>. Returns 0 or
  * -1 (out of memory, or an ETag XML cannot carry). */
+/* The ETag of an UploadPartCopy answer (<CopyPartResult>), malloc'd into *etag. Returns 0,
+ * or -1 with err written. */
+int cfs_s3_parse_copy_part_etag(const char *xml, size_t len, char **etag, char *err, size_t errlen);
 int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32c, size_t n);
 
 #endif

@@ -244,6 +244,20 @@ static void test_multipart(void)
     CHECK(cfs_s3_parse_upload_id(no_id, strlen(no_id), &id, err, sizeof err) == -1 && id == NULL, "no id");
     CHECK(cfs_s3_parse_upload_id("<Error/>", 8, &id, err, sizeof err) == -1 && id == NULL, "error doc");
 
+    /* UploadPartCopy's answer: the part's ETag in the body */
+    const char *cp = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CopyPartResult>"
+                     "<LastModified>2011-04-11T20:34:56.000Z</LastModified>"
+                     "<ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyPartResult>";
+    char *etag = NULL;
+    CHECK(cfs_s3_parse_copy_part_etag(cp, strlen(cp), &etag, err, sizeof err) == 0, "copy part: %s", err);
+    CHECK(STREQ(etag, "\"9b2cf535f27731c974343645a3985328\""), "copy part etag %s", etag ? etag : "(null)");
+    free(etag);
+    const char *no_etag = "<CopyPartResult><LastModified>x</LastModified></CopyPartResult>";
+    CHECK(cfs_s3_parse_copy_part_etag(no_etag, strlen(no_etag), &etag, err, sizeof err) == -1 && etag == NULL,
+          "copy part without an etag");
+    CHECK(cfs_s3_parse_copy_part_etag(init, strlen(init), &etag, err, sizeof err) == -1 && etag == NULL,
+          "another document");
+
     cfs_buf b = {0};
     char *etags[] = {"\"aaa\"", "\"bbb\""};
     CHECK(cfs_s3_complete_body(&b, etags, NULL, 2) == 0, "complete body");

@@ -1,0 +1,304 @@
+"""Store-to-store transfers: ``CloudFilesStore.transfer_to``.
+
+Two paths, both over the engine's batch calls (the bytes never pass through Python one by
+one, and every wait releases the GIL):
+
+* on the server, when the destination can read the source where it is (same service and
+  endpoint, same credentials: S3 CopyObject, or UploadPartCopy parts from 5 GiB; a GCS
+  rewrite with its token loop): ``dest._copy_from(src, items)``, no bytes through here;
+* otherwise streamed: the keys go in groups of at most ``window // 2`` bytes; the caller's
+  thread reads a group (``_read_raw``, many objects in flight) while a helper thread writes
+  the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
+  object larger than half the window travels in a group of its own and is held whole;
+  one of LARGE_OBJECT bytes or more is read as parallel ranges, ``_read_large_raw``).
+
+``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
+written: they carry each object's stored encoding (None today) so that a store with
+compression reads and writes them as stored (``raw=True``) and ``reencode`` applies there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+
+from .errors import BatchError, CloudFilesError, ProtocolError
+
+# Bytes held at once by a streamed transfer, by default.
+DEFAULT_WINDOW = 256 << 20
+# A streamed object at least this large (its size known from the listing) is read in
+# ranges of RANGE_PART bytes, many at once: one stream of one object is slow where the
+# service serves each connection at its own pace.
+LARGE_OBJECT = 64 << 20
+RANGE_PART = 16 << 20
+
+# Options that say nothing about who the store is or which credentials it uses: two stores
+# that differ only in these are the same account for a server-side copy.
+_TRANSFER_ONLY = frozenset({
+    "concurrency", "retries", "retry_base", "retry_cap", "connect_timeout", "stall_timeout",
+    "buffer_size", "http2", "multipart_threshold", "multipart_chunksize",
+    "multipart_concurrency", "multipart_copy_threshold", "multipart_copy_chunksize",
+    "verify_etag", "verify_checksum", "checksum_algorithm", "sign_payload", "durable",
+    "stale_temp_seconds",
+})
+
+
+def server_side_possible(src, dest) -> bool:
+    """Whether ``dest`` can copy objects of ``src`` on the server: its backend says the
+    source is the same service and endpoint, and the stores use the same credentials."""
+    try:
+        if not dest._can_copy_from(src):
+            return False
+    except (TypeError, ValueError):
+        return False
+    # options() shows secrets masked: compare the pickled (real) ones
+    return _account_real(src) == _account_real(dest)
+
+
+def _account_real(store) -> dict:
+    options = store.__reduce__()[1][2]  # (rebuild, (cls, url, options)): secrets unmasked
+    return {k: v for k, v in dict(options).items() if k not in _TRANSFER_ONLY}
+
+
+# ------------------------------------------------------------------ the raw seam
+
+def _read_raw(src, keys: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(key, stored bytes or None if missing, content encoding) for each key, as the reads
+    complete; raises BatchError at the end for keys that failed otherwise.
+
+    The merge with compression makes this ``src.iter_get(keys, raw=True)``, which gives the
+    stored bytes and their Content-Encoding; today every object is stored as it reads."""
+    for key, value in src.iter_get(keys):
+        yield key, value, None
+
+
+def _read_large_raw(src, key: str, size: int) -> tuple[bytes, str | None]:
+    """(stored bytes, content encoding) of one large object, read as ranges of RANGE_PART
+    bytes in parallel (the engine's get_ranges, not coalesced) and joined. Ranges of an
+    encoded object are ranges of its stored bytes on S3, GCS and HTTP: with raw=True the
+    merge keeps this as it is and takes the encoding from the first range. KeyError if the
+    object is gone; ProtocolError if its size changed since it was listed."""
+    from ._core import Store
+    # the last range asks for one byte more: an object that grew since it was listed shows
+    parts = Store.get_ranges(src, [(key, off, min(off + RANGE_PART, size + 1))
+                                   for off in range(0, size, RANGE_PART)])
+    if any(p is None for p in parts):
+        raise KeyError(key)
+    data = b"".join(parts)
+    parts = None
+    if len(data) != size:
+        raise ProtocolError(f"{key}: {len(data)} bytes read where the listing said {size} "
+                            "(changed while it was copied)", operation="get", key=key, url=src.url)
+    return data, None
+
+
+def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None) -> None:
+    """Store each (key, bytes, content encoding) as it is (the bytes already encoded as
+    the encoding says), or, with ``reencode``, as that encoding; raises BatchError naming
+    the keys that failed, the rest stored.
+
+    The merge with compression makes this ``dest.setitems(group, raw=True,
+    content_encoding=enc)`` per encoding (and ``reencode`` decodes and encodes on the
+    engine's workers); until then no object has an encoding and reencode is refused by
+    transfer_to."""
+    dest.setitems((key, value) for key, value, _enc in items)
+
+
+# ---------------------------------------------------------------------- transfers
+
+def _normalise(src, keys, prefix: str) -> Iterator[tuple[str, str, int]]:
+    """(source key, destination key, size or -1) of every object to transfer."""
+    if keys is None:
+        for key, size in src.entries(prefix):
+            yield key, key, size
+        return
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be an iterable of keys, not a single str (put it in a list)")
+    if hasattr(keys, "items"):
+        keys = keys.items()
+    for item in keys:
+        if isinstance(item, str):
+            yield item, item, -1
+        elif isinstance(item, tuple) and len(item) in (2, 3):
+            s, d = item[0], item[1]
+            size = item[2] if len(item) == 3 and item[2] is not None else -1
+            yield s, d, int(size)
+        else:
+            raise TypeError(f"keys must be str or (source, destination[, size]) items, not {item!r}")
+
+
+def _groups(items: Iterable[tuple[str, str, int]], max_bytes: int, max_unknown: int,
+            max_count: int = 8192):
+    """Lists of items holding at most max_bytes of known sizes, at most max_unknown objects
+    of unknown size (-1) and at most max_count objects; an object larger than max_bytes is
+    a group of its own."""
+    group: list[tuple[str, str, int]] = []
+    total = unknown = 0
+    for item in items:
+        size = item[2]
+        if group and (total + max(size, 0) > max_bytes or len(group) >= max_count
+                      or (size < 0 and unknown >= max_unknown)):
+            yield group
+            group, total, unknown = [], 0, 0
+        group.append(item)
+        total += max(size, 0)
+        unknown += size < 0
+    if group:
+        yield group
+
+
+def transfer(src, dest, keys=None, prefix: str = "", reencode=None, *, window: int = DEFAULT_WINDOW,
+             server_side: bool | None = None, progress=None) -> dict:
+    from ._core import Store
+    if not isinstance(dest, Store):
+        raise TypeError(f"transfer_to needs a CloudFilesStore to write to, not {type(dest).__name__}")
+    if reencode is not None:
+        raise NotImplementedError(
+            "reencode needs the store's compression support (raw reads and writes)")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive number of bytes, not {window!r}")
+    items = _normalise(src, keys, prefix)
+    if server_side is None:
+        server_side = server_side_possible(src, dest)
+    elif server_side and not server_side_possible(src, dest):
+        raise ValueError(f"{dest.url} cannot copy from {src.url} on the server")
+    if server_side:
+        return _server_side(src, dest, items, progress)
+    return _streamed(src, dest, items, window, progress)
+
+
+def _server_side(src, dest, items, progress) -> dict:
+    done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
+    errors = []
+    # groups only to report progress as they go; the engine keeps its window full within one
+    for group in _groups(items, 1 << 62, 4096, 4096):
+        failed = set()
+        try:
+            dest._copy_from(src, [(s, d, size) for s, d, size in group])
+        except BatchError as e:
+            errors.extend(e.errors)
+            failed = {getattr(x, "key", None) if not isinstance(x, KeyError) else x.args[0]
+                      for x in e.errors}
+        ok = [(s, size) for s, _d, size in group if s not in failed]
+        done["objects"] += len(ok)
+        done["server_side"] += len(ok)
+        done["bytes"] += sum(max(size, 0) for _s, size in ok)
+        done["failed"].extend(s for s, _d, _size in group if s in failed)
+        if progress:
+            progress(len(ok), sum(max(size, 0) for _s, size in ok))
+    return _finish(done, errors, src, dest)
+
+
+def _streamed(src, dest, items, window: int, progress) -> dict:
+    done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
+    errors: list[BaseException] = []
+    half = max(1, window // 2)
+    # objects of unknown size (keys given without sizes) per group: the engine's window
+    unknown = max(16, 2 * int(src.options.get("concurrency") or 64))
+    groups: queue.Queue = queue.Queue()     # read, waiting to be written
+    slots = threading.Semaphore(2)           # groups held: one being written, one being read
+    stop = threading.Event()                 # the caller gave up: write nothing more
+    writer_error: list[BaseException] = []
+
+    def write_all():
+        # the writes run here, the reads on the caller's thread, where Ctrl-C reaches the
+        # engine's batch and gives its reads up at once
+        try:
+            while True:
+                g = groups.get()
+                if g is None or stop.is_set():
+                    return
+                got, missing, errs = g
+                g = None
+                errors.extend(errs)
+                done["failed"].extend(getattr(e, "key", None) for e in errs)
+                for key in missing:
+                    errors.append(KeyError(key))
+                    done["failed"].append(key)
+                failed_dest = set()
+                try:
+                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got])
+                except BatchError as e:
+                    errors.extend(e.errors)
+                    failed_dest = {getattr(x, "key", None) for x in e.errors}
+                n = nbytes = 0
+                for d, v, _enc, key in got:
+                    if d in failed_dest:
+                        done["failed"].append(key)
+                    else:
+                        n += 1
+                        nbytes += len(v)
+                got = None
+                slots.release()
+                done["objects"] += n
+                done["bytes"] += nbytes
+                if progress:
+                    progress(n, nbytes)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
+            writer_error.append(e)
+            stop.set()
+
+    writer = threading.Thread(target=write_all, name="cloudfiles-transfer-write", daemon=True)
+    writer.start()
+    try:
+        for group in _groups(items, half, unknown):
+            while not slots.acquire(timeout=0.2):
+                if stop.is_set():
+                    break
+            if stop.is_set():
+                break
+            dests: dict = {}  # a source key may go to several destination keys
+            large = {}
+            for s, d, size in group:
+                dests.setdefault(s, []).append(d)
+                if size >= LARGE_OBJECT:
+                    large[s] = size
+            got, missing, errs = [], [], []
+            try:
+                for key, value, enc in _read_raw(src, [k for k in dests if k not in large]):
+                    if value is None:
+                        missing.append(key)
+                    else:
+                        got.extend((d, value, enc, key) for d in dests[key])
+            except BatchError as e:
+                errs.extend(e.errors)
+            for key, size in large.items():
+                try:
+                    value, enc = _read_large_raw(src, key, size)
+                except KeyError:
+                    missing.append(key)
+                    continue
+                except BatchError as e:
+                    errs.append(e.errors[0] if e.errors else e)  # one error for the key
+                    continue
+                except CloudFilesError as e:
+                    errs.append(e)
+                    continue
+                got.extend((d, value, enc, key) for d in dests[key])
+                value = None
+            groups.put((got, missing, errs))
+            got = None
+    except BaseException:
+        stop.set()  # the group being written completes; the queued ones are dropped
+        raise
+    finally:
+        groups.put(None)
+        writer.join()
+    if writer_error:
+        raise writer_error[0]
+    return _finish(done, errors, src, dest)
+
+
+def _finish(done: dict, errors: list, src, dest) -> dict:
+    if errors:
+        names = ", ".join(repr(k) for k in done["failed"][:10])
+        more = f" and {len(done['failed']) - 10} more" if len(done["failed"]) > 10 else ""
+        err = BatchError(
+            f"transfer from {src.url} to {dest.url}: {len(done['failed'])} objects failed "
+            f"({names}{more}); {done['objects']} transferred",
+            errors=errors, operation="transfer")
+        err.summary = {k: v for k, v in done.items() if k != "failed"}
+        err.failed = list(done["failed"])
+        raise err
+    return {k: v for k, v in done.items() if k != "failed"}

@@ -1,0 +1,249 @@
+"""store.transfer_to: any backend to any backend, on the server where it can be, memory
+bounded, failures listed with the rest completed. Real servers: moto, fake-gcs-server,
+nginx, local directories."""
+import os
+import re
+import uuid
+
+import pytest
+
+from cloudfiles_store import BatchError, CloudFilesStore, engine_stats
+from cloudfiles_store import _transfer
+from conftest import GCS_BUCKET
+
+
+def _objects(n, size=1000, prefix="d/"):
+    return {f"{prefix}{i:04d}": os.urandom(size) for i in range(n)}
+
+
+def _s3(moto_server, prefix=None, **extra):
+    return CloudFilesStore(moto_server.url(prefix or uuid.uuid4().hex),
+                           **moto_server.store_options(**extra))
+
+
+def _gcs(gcs_server, bucket=GCS_BUCKET, prefix=None):
+    return CloudFilesStore(f"gs://{bucket}/{prefix or uuid.uuid4().hex}", endpoint_url=gcs_server.url)
+
+
+def _object_gets(moto_server, bucket_path):
+    """moto's log lines of GETs of objects under bucket_path (listings excluded)."""
+    return [ln for ln in moto_server.log().splitlines()
+            if re.search(rf'"GET /{re.escape(bucket_path)}/\S+ HTTP', ln) and "list-type" not in ln]
+
+
+def test_file_to_s3(tmp_path, moto_server):
+    src = CloudFilesStore(f"file://{tmp_path}")
+    data = _objects(50)
+    src.setitems(data)
+    dest = _s3(moto_server)
+    summary = src.transfer_to(dest)
+    assert summary == {"objects": 50, "bytes": 50 * 1000, "server_side": 0}
+    assert dest.getitems(list(data)) == data
+
+
+def test_prefix_and_key_mapping(tmp_path, moto_server):
+    src = CloudFilesStore(f"file://{tmp_path}")
+    src.setitems({"a/1": b"one", "a/2": b"two", "b/1": b"other"})
+    dest = _s3(moto_server)
+    assert src.transfer_to(dest, prefix="a/")["objects"] == 2
+    assert sorted(dest.keys()) == ["a/1", "a/2"]
+    src.transfer_to(dest, keys={"b/1": "renamed/b"})
+    assert dest["renamed/b"] == b"other"
+
+
+def test_s3_to_gcs(moto_server, gcs_server):
+    src = _s3(moto_server)
+    data = _objects(40, 5000)
+    src.setitems(data)
+    dest = _gcs(gcs_server)
+    summary = src.transfer_to(dest)
+    assert summary["objects"] == 40 and summary["server_side"] == 0
+    assert dest.getitems(list(data)) == data
+
+
+def test_s3_to_s3_server_side(moto_server):
+    prefix = uuid.uuid4().hex
+    src = _s3(moto_server, prefix)
+    data = _objects(30, 20_000)
+    src.setitems(data)
+    dest = _s3(moto_server, uuid.uuid4().hex, concurrency=8)  # another root, same account
+    assert _transfer.server_side_possible(src, dest)
+    summary = src.transfer_to(dest)
+    assert summary == {"objects": 30, "bytes": 30 * 20_000, "server_side": 30}
+    # the bytes never came here: moto served no GET of the source objects
+    assert _object_gets(moto_server, f"{moto_server.bucket}/{prefix}") == []
+    assert dest.getitems(list(data)) == data
+
+
+def test_s3_to_s3_other_bucket_server_side(moto_server):
+    bucket = f"other-{uuid.uuid4().hex[:12]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    src = _s3(moto_server)
+    src.setitems({"k": b"v" * 100})
+    dest = CloudFilesStore(f"s3://{bucket}/x", **moto_server.store_options())
+    assert src.transfer_to(dest)["server_side"] == 1
+    assert moto_server.client().get_object(Bucket=bucket, Key="x/k")["Body"].read() == b"v" * 100
+
+
+def test_different_credentials_stream(moto_server):
+    src = _s3(moto_server)
+    dest = CloudFilesStore(moto_server.url(uuid.uuid4().hex),
+                           **moto_server.store_options(access_key_id="other"))
+    assert not _transfer.server_side_possible(src, dest)
+
+
+def test_s3_multipart_copy(moto_server):
+    """Over the threshold the copy goes as UploadPartCopy parts (5 GiB in use; lowered)."""
+    prefix = uuid.uuid4().hex
+    mib = 1 << 20
+    src = _s3(moto_server, prefix)
+    big = os.urandom(12 * mib + 123)
+    src["big"] = big
+    src["small"] = b"s"
+    dest = _s3(moto_server, uuid.uuid4().hex, multipart_copy_threshold=8 * mib,
+               multipart_copy_chunksize=5 * mib)
+    summary = src.transfer_to(dest)
+    assert summary == {"objects": 2, "bytes": len(big) + 1, "server_side": 2}
+    assert dest["big"] == big and dest["small"] == b"s"
+    parts = [ln for ln in moto_server.log().splitlines()
+             if f"/{dest.url.split('/', 3)[3]}/big?" in ln and "partNumber=" in ln and '"PUT' in ln]
+    assert len(parts) == 3, parts
+    assert _object_gets(moto_server, f"{moto_server.bucket}/{prefix}") == []
+
+
+def test_gcs_to_gcs_rewrite(gcs_server):
+    src = _gcs(gcs_server)
+    data = _objects(20, 3000)
+    src.setitems(data)
+    other = f"xfer-{uuid.uuid4().hex[:10]}"
+    gcs_server.create_bucket(other)
+    dest = _gcs(gcs_server, bucket=other)
+    before = engine_stats()["requests"]
+    summary = src.transfer_to(dest)
+    requests = engine_stats()["requests"] - before
+    assert summary["server_side"] == 20
+    assert requests == 20 + 1  # one listing page and a rewrite each: no GET, no upload
+    assert dest.getitems(list(data)) == data
+
+
+def test_http_to_file(nginx, tmp_path):
+    src = CloudFilesStore(f"{nginx.url}/{uuid.uuid4().hex}")
+    data = _objects(25, 2000)
+    src.setitems(data)
+    dest = CloudFilesStore(f"file://{tmp_path}")
+    assert src.transfer_to(dest)["objects"] == 25
+    for k, v in data.items():
+        assert (tmp_path / k).read_bytes() == v
+
+
+def test_memory_bounded(tmp_path, monkeypatch):
+    """Many objects through a small window: never more than the window held."""
+    src = CloudFilesStore(f"file://{tmp_path}/src")
+    data = _objects(300, 10_000)
+    src.setitems(data)
+    dest = CloudFilesStore(f"file://{tmp_path}/dst", concurrency=4)
+    held = {"now": 0, "max": 0}
+    read_raw, write_raw = _transfer._read_raw, _transfer._write_raw
+
+    def counting_read(store, keys):
+        for key, value, enc in read_raw(store, keys):
+            held["now"] += len(value)
+            held["max"] = max(held["max"], held["now"])
+            yield key, value, enc
+
+    def counting_write(store, items, reencode=None):
+        write_raw(store, items, reencode)
+        held["now"] -= sum(len(v) for _k, v, _e in items)
+
+    monkeypatch.setattr(_transfer, "_read_raw", counting_read)
+    monkeypatch.setattr(_transfer, "_write_raw", counting_write)
+    window = 100_000
+    summary = src.transfer_to(dest, window=window)
+    assert summary["objects"] == 300
+    assert 0 < held["max"] <= window
+    assert held["now"] == 0
+    assert dest.getitems(list(data)) == data
+
+
+def test_failures_listed_rest_completed(tmp_path, moto_server):
+    src = CloudFilesStore(f"file://{tmp_path}")
+    data = _objects(20)
+    src.setitems(data)
+    dest = _s3(moto_server)
+    keys = list(data) + ["missing/1", "missing/2"]
+    with pytest.raises(BatchError) as ei:
+        src.transfer_to(dest, keys=keys)
+    assert sorted(ei.value.failed) == ["missing/1", "missing/2"]
+    assert "missing/1" in str(ei.value)
+    assert ei.value.summary["objects"] == 20
+    assert dest.getitems(list(data)) == data
+
+
+def test_server_side_failures_listed(moto_server):
+    src = _s3(moto_server)
+    src.setitems({"a": b"1", "b": b"2"})
+    dest = _s3(moto_server)
+    with pytest.raises(BatchError) as ei:
+        src.transfer_to(dest, keys=["a", "nope", "b"])
+    assert ei.value.failed == ["nope"]
+    assert ei.value.summary == {"objects": 2, "bytes": 0, "server_side": 2}
+    assert dest.getitems(["a", "b"]) == {"a": b"1", "b": b"2"}
+
+
+def test_bad_arguments(tmp_path):
+    src = CloudFilesStore(f"file://{tmp_path}")
+    with pytest.raises(TypeError):
+        src.transfer_to(src, keys="abc")
+    with pytest.raises(NotImplementedError):
+        src.transfer_to(src, reencode="gzip")
+    with pytest.raises(ValueError):
+        src.transfer_to(src, window=0)
+
+
+def test_large_object_read_in_ranges(tmp_path, fault_server, monkeypatch):
+    """A large object streams as parallel ranged GETs, joined and checked by size."""
+    base = f"/{uuid.uuid4().hex}"
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    fault_server.put(f"{base}/big", big)
+    fault_server.put(f"{base}/small", b"tiny")
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", 1024 * 1024)
+    monkeypatch.setattr(_transfer, "RANGE_PART", 1024 * 1024)
+    src = CloudFilesStore(fault_server.url + base)
+    dest = CloudFilesStore(f"file://{tmp_path}")
+    summary = src.transfer_to(dest, keys=[("big", "big", len(big)), ("small", "small", 4)])
+    assert summary == {"objects": 2, "bytes": len(big) + 4, "server_side": 0}
+    assert (tmp_path / "big").read_bytes() == big
+    gets = [r for r in fault_server.requests(f"{base}/big") if r.method == "GET"]
+    assert len(gets) == 4 and all(fault_server.header(r, "range") for r in gets)
+    # a size that no longer matches the listing fails that key only
+    with pytest.raises(BatchError) as ei:
+        src.transfer_to(dest, keys=[("big", "big2", len(big) + 5), ("small", "small2", 4)])
+    assert ei.value.failed == ["big"] and (tmp_path / "small2").read_bytes() == b"tiny"
+    with pytest.raises(BatchError) as ei:  # grown since it was listed
+        src.transfer_to(dest, keys=[("big", "big3", len(big) - 5)])
+    assert ei.value.failed == ["big"] and not (tmp_path / "big3").exists()
+
+
+def test_cli_cp_between_buckets_is_server_side(moto_server, tmp_path):
+    """`cp -r` between two buckets of one endpoint, same options: copied on the server."""
+    import subprocess
+    import sys
+    bucket = f"cli-{uuid.uuid4().hex[:12]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    prefix = uuid.uuid4().hex
+    src = _s3(moto_server, prefix)
+    data = _objects(12, 3000, prefix="t/")
+    src.setitems(data)
+    opts = []
+    for k, v in moto_server.store_options().items():
+        opts += ["-o", f"{k}={v}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "cloudfiles_store", "cp", "-r", "-q",
+                        f"{moto_server.url(prefix)}/t/", f"s3://{bucket}/copy/", *opts],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    dest = CloudFilesStore(f"s3://{bucket}/copy", **moto_server.store_options())
+    assert dest.getitems([k[2:] for k in data]) == {k[2:]: v for k, v in data.items()}
+    assert _object_gets(moto_server, f"{moto_server.bucket}/{prefix}") == []
