@@ -84,7 +84,8 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         endpoint and credentials: S3 CopyObject, UploadPartCopy from 5 GiB, GCS rewrite);
         otherwise streamed, many objects in flight, holding at most ``window`` bytes
         (default 256 MiB; an object larger than half of it is held whole). Objects keep
-        their bytes as stored; ``reencode`` awaits the store's compression.
+        their bytes as stored (and Content-Encoding) unless ``reencode`` asks for 'gzip', 'br',
+        'zstd' or False (none).
         ``progress(objects, bytes)`` is called as groups complete.
 
         Returns ``{"objects": n, "bytes": n, "server_side": n}``; raises ``BatchError``

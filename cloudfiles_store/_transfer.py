@@ -13,8 +13,8 @@ one, and every wait releases the GIL):
   one of LARGE_OBJECT bytes or more is read as parallel ranges, ``_read_large_raw``).
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
-written: they carry each object's stored encoding (None today) so that a store with
-compression reads and writes them as stored (``raw=True``) and ``reencode`` applies there.
+written: they carry each object's stored encoding, read and written as stored
+(``raw=True``), or decoded and encoded anew when ``reencode`` asks for another encoding.
 """
 
 from __future__ import annotations
@@ -63,22 +63,30 @@ def _account_real(store) -> dict:
 
 # ------------------------------------------------------------------ the raw seam
 
-def _read_raw(src, keys: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
+def _read_raw(src, keys: list[str], decode: bool = False
+              ) -> Iterator[tuple[str, bytes | None, str | None]]:
     """(key, stored bytes or None if missing, content encoding) for each key, as the reads
-    complete; raises BatchError at the end for keys that failed otherwise.
-
-    The merge with compression makes this ``src.iter_get(keys, raw=True)``, which gives the
-    stored bytes and their Content-Encoding; today every object is stored as it reads."""
-    for key, value in src.iter_get(keys):
-        yield key, value, None
+    complete (``raw=True``: the bytes as stored, not decoded); with ``decode`` the decoded
+    value and None. Raises BatchError at the end for keys that failed otherwise."""
+    if decode:
+        for key, value in src.iter_get(keys):
+            yield key, value, None
+        return
+    for key, got in src.iter_get(keys, raw=True):
+        if got is None:
+            yield key, None, None
+        else:
+            yield key, got[0], got[1]
 
 
 def _read_large_raw(src, key: str, size: int) -> tuple[bytes, str | None]:
     """(stored bytes, content encoding) of one large object, read as ranges of RANGE_PART
     bytes in parallel (the engine's get_ranges, not coalesced) and joined. Ranges of an
     encoded object are ranges of its stored bytes on S3, GCS and HTTP: with raw=True the
-    merge keeps this as it is and takes the encoding from the first range. KeyError if the
-    object is gone; ProtocolError if its size changed since it was listed."""
+    KeyError if the object is gone; ProtocolError if its size changed since it was listed.
+    The ranges are of the decoded value (the engine reads an encoded object whole to cut a
+    range of it), so a large encoded object arrives decoded and is written plain: correct
+    bytes, its encoding not kept."""
     from ._core import Store
     # the last range asks for one byte more: an object that grew since it was listed shows
     parts = Store.get_ranges(src, [(key, off, min(off + RANGE_PART, size + 1))
@@ -95,14 +103,13 @@ def _read_large_raw(src, key: str, size: int) -> tuple[bytes, str | None]:
 
 def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None) -> None:
     """Store each (key, bytes, content encoding) as it is (the bytes already encoded as
-    the encoding says), or, with ``reencode``, as that encoding; raises BatchError naming
-    the keys that failed, the rest stored.
-
-    The merge with compression makes this ``dest.setitems(group, raw=True,
-    content_encoding=enc)`` per encoding (and ``reencode`` decodes and encodes on the
-    engine's workers); until then no object has an encoding and reencode is refused by
-    transfer_to."""
-    dest.setitems((key, value) for key, value, _enc in items)
+    the encoding says; ``raw=True``), or, with ``reencode``, the (decoded) bytes encoded
+    anew on the engine's workers: 'gzip', 'br', 'zstd', or False for none. Raises
+    BatchError naming the keys that failed, the rest stored."""
+    if reencode is None:
+        dest.setitems(((key, (value, enc)) for key, value, enc in items), raw=True)
+    else:
+        dest.setitems(((key, value) for key, value, _enc in items), compress=reencode)
 
 
 # ---------------------------------------------------------------------- transfers
@@ -153,19 +160,21 @@ def transfer(src, dest, keys=None, prefix: str = "", reencode=None, *, window: i
     from ._core import Store
     if not isinstance(dest, Store):
         raise TypeError(f"transfer_to needs a CloudFilesStore to write to, not {type(dest).__name__}")
-    if reencode is not None:
-        raise NotImplementedError(
-            "reencode needs the store's compression support (raw reads and writes)")
+    if reencode is not None and reencode is not False and reencode not in ("gzip", "br", "zstd"):
+        raise ValueError(f"reencode must be None (keep as stored), 'gzip', 'br', 'zstd' or False, "
+                         f"not {reencode!r}")
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive number of bytes, not {window!r}")
     items = _normalise(src, keys, prefix)
     if server_side is None:
-        server_side = server_side_possible(src, dest)
-    elif server_side and not server_side_possible(src, dest):
-        raise ValueError(f"{dest.url} cannot copy from {src.url} on the server")
+        # a copy on the server keeps the stored bytes: not when reencode asks for others
+        server_side = reencode is None and server_side_possible(src, dest)
+    elif server_side and (reencode is not None or not server_side_possible(src, dest)):
+        raise ValueError(f"{dest.url} cannot copy from {src.url} on the server"
+                         + (" and reencode" if reencode is not None else ""))
     if server_side:
         return _server_side(src, dest, items, progress)
-    return _streamed(src, dest, items, window, progress)
+    return _streamed(src, dest, items, window, progress, reencode)
 
 
 def _server_side(src, dest, items, progress) -> dict:
@@ -190,7 +199,7 @@ def _server_side(src, dest, items, progress) -> dict:
     return _finish(done, errors, src, dest)
 
 
-def _streamed(src, dest, items, window: int, progress) -> dict:
+def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
     done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
     errors: list[BaseException] = []
     half = max(1, window // 2)
@@ -218,7 +227,7 @@ def _streamed(src, dest, items, window: int, progress) -> dict:
                     done["failed"].append(key)
                 failed_dest = set()
                 try:
-                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got])
+                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got], reencode)
                 except BatchError as e:
                     errors.extend(e.errors)
                     failed_dest = {getattr(x, "key", None) for x in e.errors}
@@ -256,7 +265,8 @@ def _streamed(src, dest, items, window: int, progress) -> dict:
                     large[s] = size
             got, missing, errs = [], [], []
             try:
-                for key, value, enc in _read_raw(src, [k for k in dests if k not in large]):
+                for key, value, enc in _read_raw(src, [k for k in dests if k not in large],
+                                                 decode=reencode is not None):
                     if value is None:
                         missing.append(key)
                     else:

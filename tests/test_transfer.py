@@ -145,8 +145,8 @@ def test_memory_bounded(tmp_path, monkeypatch):
     held = {"now": 0, "max": 0}
     read_raw, write_raw = _transfer._read_raw, _transfer._write_raw
 
-    def counting_read(store, keys):
-        for key, value, enc in read_raw(store, keys):
+    def counting_read(store, keys, decode=False):
+        for key, value, enc in read_raw(store, keys, decode):
             held["now"] += len(value)
             held["max"] = max(held["max"], held["now"])
             yield key, value, enc
@@ -194,8 +194,8 @@ def test_bad_arguments(tmp_path):
     src = CloudFilesStore(f"file://{tmp_path}")
     with pytest.raises(TypeError):
         src.transfer_to(src, keys="abc")
-    with pytest.raises(NotImplementedError):
-        src.transfer_to(src, reencode="gzip")
+    with pytest.raises(ValueError, match="reencode"):
+        src.transfer_to(src, reencode="lz4")
     with pytest.raises(ValueError):
         src.transfer_to(src, window=0)
 
@@ -247,3 +247,27 @@ def test_cli_cp_between_buckets_is_server_side(moto_server, tmp_path):
     dest = CloudFilesStore(f"s3://{bucket}/copy", **moto_server.store_options())
     assert dest.getitems([k[2:] for k in data]) == {k[2:]: v for k, v in data.items()}
     assert _object_gets(moto_server, f"{moto_server.bucket}/{prefix}") == []
+
+
+def test_encoded_objects_keep_their_encoding(tmp_path, moto_server):
+    """Streamed, an object stays as stored: the gzip bytes and their Content-Encoding."""
+    src = CloudFilesStore(f"file://{tmp_path}/src", compress="gzip")
+    value = b"compressible " * 1000
+    src.setitems({"a": value, "b": value})
+    dest = _s3(moto_server)
+    assert src.transfer_to(dest)["objects"] == 2
+    stored, encoding = dest.get_raw("a")
+    assert encoding == "gzip" and len(stored) < len(value)
+    assert stored == src.get_raw("a")[0]
+    assert dest.getitems(["a", "b"]) == {"a": value, "b": value}
+
+
+@pytest.mark.parametrize("reencode,expected", [("zstd", "zstd"), (False, None)])
+def test_reencode(tmp_path, reencode, expected):
+    src = CloudFilesStore(f"file://{tmp_path}/src", compress="gzip")
+    value = b"compressible " * 1000
+    src["k"] = value
+    dest = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
+    src.transfer_to(dest, reencode=reencode)
+    assert dest.get_raw("k")[1] == expected
+    assert dest["k"] == value
