@@ -6,7 +6,8 @@ parallel with the GIL released.
 """
 
 import mimetypes
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
 
 from . import errors
 from ._core import Store as _Store
@@ -52,30 +53,33 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
     def is_erasable(self):
         return True
 
-    def head(self, key):
+    def head(self, key: str) -> ObjectInfo:
         """The object's size and attributes (:class:`ObjectInfo`) from one HEAD request;
         ``KeyError`` if it is missing."""
         return ObjectInfo._from_core(key, self._head(key))
 
-    def heads(self, keys):
+    def heads(self, keys: "Iterable[str]") -> "dict[str, ObjectInfo]":
         """``{key: ObjectInfo}`` of the keys present, HEAD requests in parallel; missing
         keys are left out (as ``getitems`` does)."""
         return {k: ObjectInfo._from_core(k, d) for k, d in self._heads(keys).items()}
 
-    def exists(self, keys):
+    def exists(self, keys: "Iterable[str]") -> "dict[str, bool]":
         """``{key: bool}`` for every key given, HEAD requests in parallel."""
         keys = list(keys)
         found = self._heads(keys)
         return {k: k in found for k in keys}
-    def get_ranges(self, ranges):
+
+    def get_ranges(self, ranges: "Iterable[tuple[str, int, int | None]]") -> "list[bytes | None]":
         """get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing
         key). Ranges of one object less than 1 MiB apart are read as one request and
         sliced (up to 64 MiB a request); a whole-object read serves every range of its key."""
         from ._ranges import get_ranges
         return get_ranges(_Store.get_ranges, self, ranges)
 
-    def transfer_to(self, dest, keys=None, prefix="", reencode=None, *, window=None,
-                    server_side=None, progress=None):
+    def transfer_to(self, dest: "_Store", keys: "Any" = None, prefix: str = "",
+                    reencode: "str | bool | None" = None, *, window: "int | None" = None,
+                    server_side: "bool | None" = None,
+                    progress: "Callable[[int, int], Any] | None" = None) -> "dict[str, int]":
         """Copy objects of this store to ``dest`` (any backend to any backend).
 
         ``keys``: None for every key starting with ``prefix``; else keys (the same key in

@@ -47,11 +47,13 @@ def test_signatures_show_the_documented_parameters():
     sig = {name: str(inspect.signature(getattr(CloudFilesStore, name)))
            for name in ("getitems", "get_range", "copy", "listdir", "setitems")}
     assert sig == {
-        "getitems": "(self, /, keys, *, contexts=None)",
+        "getitems": "(self, /, keys, *, contexts=None, raw=False)",
         "get_range": "(self, /, key, start, end=None)",
         "copy": "(self, /, source, destination)",
         "listdir": "(self, /, path='')",
-        "setitems": "(self, values, /)",
+        "setitems": "(self, values, /, *, compress=None, level=None, raw=False, content_encoding=None,"
+                    " content_type=None, cache_control=None, content_disposition=None, storage_class=None,"
+                    " metadata=None)",
     }
 
 

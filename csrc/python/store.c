@@ -494,7 +494,7 @@ static int take_call_attrs(StoreObject *s, PyObject *const values[5], cfs_object
 
 static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "values", "compress", "level", "raw", "content_encoding", "content_type",
+    static char *kwlist[] = { "", "compress", "level", "raw", "content_encoding", "content_type",
                               "cache_control", "content_disposition", "storage_class", "metadata", NULL };
     PyObject *values, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
     PyObject *attr_values[5] = { NULL };
@@ -565,7 +565,7 @@ static PyObject *store_delitems(StoreObject *s, PyObject *keys)
 
 static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "keys", "raw", NULL };
+    static char *kwlist[] = { "", "raw", NULL };
     PyObject *keys;
     int raw = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:iter_get", kwlist, &keys, &raw))
@@ -579,7 +579,7 @@ static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs
 /* put(key, value, *, compress=, level=, raw=, content_encoding=, and the write attributes) */
 static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "key", "value", "compress", "level", "raw", "content_encoding", "content_type",
+    static char *kwlist[] = { "", "", "compress", "level", "raw", "content_encoding", "content_type",
                               "cache_control", "content_disposition", "storage_class", "metadata", NULL };
     PyObject *key, *value, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
     PyObject *attr_values[5] = { NULL };
