@@ -4,7 +4,6 @@ boto3 and the GCS JSON API, and interoperation with the real `cloud-files` packa
 file://, S3 (moto) and GCS (fake-gcs-server), both ways."""
 import gzip
 import http.server
-import io
 import json
 import os
 import threading

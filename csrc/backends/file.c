@@ -211,7 +211,8 @@ static void fail_resolve(cfs_op *op, int e, const char *what, int writing)
     if (e == EXDEV)
         cfs_op_fail(op, CFS_EIO, "cannot %s: a symbolic link leads outside the store's root", what);
     else if (e == ELOOP)
-        cfs_op_fail(op, CFS_EIO, "cannot %s: the path crosses a symbolic link, not followed here", what);
+        cfs_op_fail(op, CFS_EIO, "cannot %s: the path crosses a symbolic link, not followed here",
+                    what);
     else
         cfs_op_fail(op, writing ? CFS_EIO : errno_status(e), "cannot %s: %s", what, strerror(e));
 }
@@ -382,7 +383,8 @@ static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only
         /* a file keeps only its bytes: its time, and an ETag of size and time as a web
          * server makes one (nginx: "mtime-size" in hex) */
         char etag[64];
-        op->attrs.last_modified_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        op->attrs.last_modified_ms =
+            (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
         snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
                  (unsigned long long)size);
         if (cfs_attr_set(&op->attrs.etag, etag, strlen(etag)) < 0)
@@ -647,7 +649,8 @@ static int walk(int dfd, cfs_op *op, cfs_buf *rel, const char *prefix, size_t pr
             for (size_t i = 0; i < N_VARIANTS; i++) {
                 const char *sfx = cfs_codec_suffix(g_variants[i]);
                 size_t sl = strlen(sfx);
-                if (len > sl && strcmp(rel->data + len - sl, sfx) == 0 && rel->data[len - sl - 1] != '/') {
+                if (len > sl && strcmp(rel->data + len - sl, sfx) == 0 &&
+                    rel->data[len - sl - 1] != '/') {
                     len -= sl;
                     break;
                 }
@@ -657,8 +660,9 @@ static int walk(int dfd, cfs_op *op, cfs_buf *rel, const char *prefix, size_t pr
                      (unsigned long long)st.st_size);
             if (len >= prefix_len &&
                 (cfs_entries_add(&op->entries, rel->data, len, st.st_size, 0) < 0 ||
-                 cfs_entries_set_info(&op->entries, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
-                                      etag, strlen(etag)) < 0))
+                 cfs_entries_set_info(
+                     &op->entries, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000,
+                     etag, strlen(etag)) < 0))
                 rc = -1;
         }
     }

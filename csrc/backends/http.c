@@ -77,7 +77,8 @@ static cfs_backend *http_open(const char *url, cfs_options *opts, char *err, siz
     /* Credentials in the URL (user:pass@host) become basic auth and leave the URL. */
     const char *scheme_end = strstr(url, "://") + 3;
     const char *host = scheme_end, *slash = strchr(scheme_end, '/');
-    const char *at = memchr(scheme_end, '@', slash ? (size_t)(slash - scheme_end) : strlen(scheme_end));
+    const char *at =
+        memchr(scheme_end, '@', slash ? (size_t)(slash - scheme_end) : strlen(scheme_end));
     cfs_buf u = { 0 };
     if (cfs_buf_append(&u, url, (size_t)(scheme_end - url)) < 0)
         goto oom;
@@ -208,8 +209,9 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (op->kind == CFS_OP_GET && cfs_request_range(req, &op->range) < 0)
         goto oom;
     if (op->kind == CFS_OP_PUT || (op->kind == CFS_OP_COPY && op->step == 1)) {
-        const char *ct = op->kind == CFS_OP_PUT && op->attrs.content_type ? op->attrs.content_type
-                                                                          : "application/octet-stream";
+        const char *ct = op->kind == CFS_OP_PUT && op->attrs.content_type
+                             ? op->attrs.content_type
+                             : "application/octet-stream";
         if (cfs_request_header(req, "Content-Type: %s", ct) < 0)
             goto oom;
         if (op->if_none_match && cfs_request_header(req, "If-None-Match: *") < 0)
@@ -354,7 +356,7 @@ static const char *http_url(cfs_backend *b)
 
 static const char *const http_schemes[] = { "http", "https", NULL };
 
-static const char *const http_secret_options[] = {"bearer_token", "password", NULL};
+static const char *const http_secret_options[] = { "bearer_token", "password", NULL };
 
 const cfs_backend_ops cfs_http_backend = {
     .name = "http",

@@ -25,7 +25,8 @@ static int index_entry(const cJSON *item, cfs_http_index_fn fn, void *ctx, char 
     }
     /* a size is a whole number of bytes below 2^53; any other number is no size (-1) */
     int64_t sz = cJSON_IsNumber(size) && size->valuedouble >= 0 && size->valuedouble < 9.0e15
-                     ? (int64_t)size->valuedouble : -1;
+                     ? (int64_t)size->valuedouble
+                     : -1;
     const cJSON *mtime = cJSON_GetObjectItemCaseSensitive(item, "mtime");
     int64_t ms = -1;
     if (!cJSON_IsString(mtime) || cfs_parse_http_date(mtime->valuestring, &ms) < 0)
@@ -37,8 +38,8 @@ static int index_entry(const cJSON *item, cfs_http_index_fn fn, void *ctx, char 
  * million allocations, freed together, and malloc then spent most of a listing merging
  * them. So the array is read one element at a time (cJSON parses each and says where it
  * ended): each element's few nodes are freed before the next is parsed, and reused. */
-int cfs_http_index_parse(const char *body, size_t len, cfs_http_index_fn fn, void *ctx,
-                         char *err, size_t errlen)
+int cfs_http_index_parse(const char *body, size_t len, cfs_http_index_fn fn, void *ctx, char *err,
+                         size_t errlen)
 {
     const char *p = body ? body : "", *end = p + len;
     p = skip_json_space(p, end);

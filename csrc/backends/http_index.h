@@ -16,7 +16,7 @@ typedef int (*cfs_http_index_fn)(void *ctx, const char *name, const char *type, 
 /* Read an index one array element at a time, calling fn for each. Returns 0, the
  * callback's nonzero value, or -1 with a reason in err (not a JSON array, an entry
  * without a string name or type). */
-int cfs_http_index_parse(const char *body, size_t len, cfs_http_index_fn fn, void *ctx,
-                         char *err, size_t errlen);
+int cfs_http_index_parse(const char *body, size_t len, cfs_http_index_fn fn, void *ctx, char *err,
+                         size_t errlen);
 
 #endif

@@ -294,8 +294,10 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
         memcpy(copy, op->body, op->body_len);
     }
     pthread_mutex_lock(&b->lock);
-    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR || op->kind == CFS_OP_DELETE_MANY ||
-                        op->kind == CFS_OP_COPY) ? NULL : find_slot(b, op->key, h);
+    mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR ||
+                       op->kind == CFS_OP_DELETE_MANY || op->kind == CFS_OP_COPY)
+                          ? NULL
+                          : find_slot(b, op->key, h);
     switch (op->kind) {
     case CFS_OP_GET:
     case CFS_OP_HEAD:

@@ -28,7 +28,8 @@ const cfs_backend_ops *cfs_backend_for_url(const char *url)
 {
     /* a scheme is a letter, then letters, digits, '+', '-', '.' (RFC 3986) */
     size_t n = 0;
-    while (isalnum((unsigned char)url[n]) || (n && (url[n] == '+' || url[n] == '-' || url[n] == '.')))
+    while (isalnum((unsigned char)url[n]) ||
+           (n && (url[n] == '+' || url[n] == '-' || url[n] == '.')))
         n++;
     if (n == 0 || !isalpha((unsigned char)url[0]) || strncmp(url + n, "://", 3) != 0)
         return &cfs_file_backend; /* a plain path */

@@ -41,9 +41,9 @@ int cfs_object_attrs_add_meta(cfs_object_attrs *a, const char *name, size_t name
 int cfs_object_attrs_copy(cfs_object_attrs *dst, const cfs_object_attrs *src)
 {
     cfs_object_attrs_free(dst);
-    const char *const s[] = { src->content_encoding, src->content_type, src->cache_control,
+    const char *const s[] = { src->content_encoding,    src->content_type,  src->cache_control,
                               src->content_disposition, src->storage_class, src->etag };
-    char **d[] = { &dst->content_encoding, &dst->content_type, &dst->cache_control,
+    char **d[] = { &dst->content_encoding,    &dst->content_type,  &dst->cache_control,
                    &dst->content_disposition, &dst->storage_class, &dst->etag };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (s[i] && cfs_attr_set(d[i], s[i], strlen(s[i])) < 0)
@@ -97,8 +97,10 @@ int cfs_parse_http_date(const char *s, int64_t *ms)
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     char wd[4], mon[4], zone[4];
     int d, y, h, mi, sec, used = 0;
-    if (!s || sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", wd, &d, mon, &y, &h,
-                     &mi, &sec, zone, &used) != 8 || s[used] != '\0' || strcmp(zone, "GMT") != 0)
+    if (!s ||
+        sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", wd, &d, mon, &y, &h, &mi,
+               &sec, zone, &used) != 8 ||
+        s[used] != '\0' || strcmp(zone, "GMT") != 0)
         return -1;
     const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
     if (!m || (m - months) % 3)
@@ -202,7 +204,8 @@ static int take_header(void *vctx, const char *n, size_t nl, const char *v, size
                 a->last_modified_ms = ms;
         }
         return 0;
-    } else if (c->meta_prefix && nl > c->prefix_len && strncasecmp(n, c->meta_prefix, c->prefix_len) == 0) {
+    } else if (c->meta_prefix && nl > c->prefix_len &&
+               strncasecmp(n, c->meta_prefix, c->prefix_len) == 0) {
         /* S3 gives names in lower case (HTTP names are case-insensitive) */
         if (a->n_metadata >= CFS_META_MAX)
             return -2;
@@ -229,17 +232,18 @@ int cfs_attrs_from_headers(cfs_op *op, const cfs_response *resp, const char *met
         return -1;
     }
     if ((resp->etag && cfs_attr_set(&a->etag, resp->etag, strlen(resp->etag)) < 0) ||
-        (resp->content_type && cfs_attr_set(&a->content_type, resp->content_type, strlen(resp->content_type)) < 0) ||
-        (resp->content_encoding &&
-         cfs_attr_set(&a->content_encoding, resp->content_encoding, strlen(resp->content_encoding)) < 0)) {
+        (resp->content_type &&
+         cfs_attr_set(&a->content_type, resp->content_type, strlen(resp->content_type)) < 0) ||
+        (resp->content_encoding && cfs_attr_set(&a->content_encoding, resp->content_encoding,
+                                                strlen(resp->content_encoding)) < 0)) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return -1;
     }
     attrs_ctx c = { a, meta_prefix, meta_prefix ? strlen(meta_prefix) : 0 };
     int rc = each_header(resp, take_header, &c);
     if (rc == -2) {
-        cfs_op_fail(op, CFS_EPROTOCOL, "more than %d user metadata headers, or a name over 255 bytes",
-                    CFS_META_MAX);
+        cfs_op_fail(op, CFS_EPROTOCOL,
+                    "more than %d user metadata headers, or a name over 255 bytes", CFS_META_MAX);
         return -1;
     }
     if (rc < 0) {

@@ -73,9 +73,9 @@ int cfs_attrs_from_headers(cfs_op *op, const cfs_response *resp, const char *met
 typedef enum cfs_next {
     CFS_NEXT_DONE,      /* op->status is final */
     CFS_NEXT_AGAIN,     /* build() and send the next request of a multi-step op now */
-    CFS_NEXT_RETRY,     /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
-    CFS_NEXT_VERIFY,    /* run verify() on a worker thread (hashing a body), then done or retry */
-    CFS_NEXT_CHILDREN,  /* run the ops attached to op->children, each its own transfer, in
+    CFS_NEXT_RETRY, /* transient failure seen by the backend (checksum, SlowDown): back off, retry */
+    CFS_NEXT_VERIFY, /* run verify() on a worker thread (hashing a body), then done or retry */
+    CFS_NEXT_CHILDREN, /* run the ops attached to op->children, each its own transfer, in
                          * parallel (the parts of a multipart upload); child_done() hears
                          * of each as it completes */
 } cfs_next;
@@ -84,13 +84,13 @@ typedef struct cfs_backend cfs_backend;
 
 /* What build() did. */
 enum {
-    CFS_BUILD_FAILED = -1,  /* after cfs_op_fail() */
-    CFS_BUILD_SEND = 0,     /* the request is ready */
-    CFS_BUILD_DONE = 1,     /* the op is complete without a request (op->status says how) */
-    CFS_BUILD_WAIT = 2,     /* not yet: another op is fetching what this one needs (a token);
+    CFS_BUILD_FAILED = -1, /* after cfs_op_fail() */
+    CFS_BUILD_SEND = 0, /* the request is ready */
+    CFS_BUILD_DONE = 1, /* the op is complete without a request (op->status says how) */
+    CFS_BUILD_WAIT = 2, /* not yet: another op is fetching what this one needs (a token);
                              * the engine parks the op, without counting an attempt, and
                              * builds it again once cfs_engine_release_parked() is called */
-    CFS_BUILD_PREPARE = 3,  /* run prepare() on a worker thread first (hashing a large body
+    CFS_BUILD_PREPARE = 3, /* run prepare() on a worker thread first (hashing a large body
                              * would stall every other transfer), then build again */
 };
 
@@ -98,19 +98,19 @@ enum {
  * the layers above to ask rather than keep a list of backends. */
 enum {
     CFS_CAP_ATOMIC_IF_ABSENT = 1u << 0, /* a PUT with if_none_match is atomic on the server */
-    CFS_CAP_SERVER_COPY = 1u << 1,      /* CFS_OP_COPY runs on the server, no bytes through us */
+    CFS_CAP_SERVER_COPY = 1u << 1, /* CFS_OP_COPY runs on the server, no bytes through us */
     /* What a PUT stores of op->attrs besides the bytes (the Python layer refuses the rest,
      * naming it, rather than drop it): */
-    CFS_CAP_CONTENT_TYPE = 1u << 2,     /* content_type */
-    CFS_CAP_OBJECT_ATTRS = 1u << 3,     /* cache_control, content_disposition, metadata */
-    CFS_CAP_STORAGE_CLASS = 1u << 4,    /* storage_class */
+    CFS_CAP_CONTENT_TYPE = 1u << 2, /* content_type */
+    CFS_CAP_OBJECT_ATTRS = 1u << 3, /* cache_control, content_disposition, metadata */
+    CFS_CAP_STORAGE_CLASS = 1u << 4, /* storage_class */
 };
 
 typedef struct cfs_backend_ops {
-    const char *name;               /* "http", "file", "mem", ... */
-    const char *const *schemes;     /* URL schemes handled, NULL-terminated */
-    size_t delete_many_max;         /* keys per CFS_OP_DELETE_MANY; 0: one DELETE per key */
-    unsigned capabilities;          /* CFS_CAP_* */
+    const char *name; /* "http", "file", "mem", ... */
+    const char *const *schemes; /* URL schemes handled, NULL-terminated */
+    size_t delete_many_max; /* keys per CFS_OP_DELETE_MANY; 0: one DELETE per key */
+    unsigned capabilities; /* CFS_CAP_* */
     /* Options whose values are secrets, NULL-terminated (or NULL): masked wherever options
      * are shown (repr, the options property). */
     const char *const *secret_options;

@@ -47,7 +47,10 @@ static void storage_free(char *data)
 }
 
 static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct { char *data; size_t cap; } g_pool[POOL_SLOTS]; /* guarded by g_pool_lock */
+static struct {
+    char *data;
+    size_t cap;
+} g_pool[POOL_SLOTS]; /* guarded by g_pool_lock */
 static size_t g_pool_bytes;                                    /* guarded by g_pool_lock */
 static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
 

@@ -132,7 +132,8 @@ void cfs_coding_decode(cfs_op *op)
     if (rc < 0) {
         cfs_op_fail(op, CFS_EPROTOCOL,
                     "stored with Content-Encoding '%.60s', which this package does not decode "
-                    "(read it with raw=True)", op->attrs.content_encoding);
+                    "(read it with raw=True)",
+                    op->attrs.content_encoding);
         return;
     }
     cfs_range want = op->range;
@@ -146,17 +147,21 @@ void cfs_coding_decode(cfs_op *op)
     if (rc != CFS_CODEC_OK) {
         cfs_buf_free(&plain);
         if (rc == CFS_CODEC_ENOMEM)
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory decoding the %s-encoded object", cfs_codec_name(c));
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory decoding the %s-encoded object",
+                        cfs_codec_name(c));
         else if (rc == CFS_CODEC_ELIMIT)
-            cfs_op_fail(op, CFS_EPROTOCOL, "the %s-encoded object decodes to more than "
-                        "max_decoded_size (%lld bytes)", cfs_codec_name(c), limit);
+            cfs_op_fail(op, CFS_EPROTOCOL,
+                        "the %s-encoded object decodes to more than "
+                        "max_decoded_size (%lld bytes)",
+                        cfs_codec_name(c), limit);
         else
             cfs_op_fail(op, CFS_ECHECKSUM, "the %s-encoded object does not decode: %s",
                         cfs_codec_name(c), cfs_codec_strerror(rc));
         return;
     }
     int64_t start = 0, end = (int64_t)plain.len;
-    if (want.kind != CFS_RANGE_NONE && cfs_range_resolve(&want, (int64_t)plain.len, &start, &end) < 0) {
+    if (want.kind != CFS_RANGE_NONE &&
+        cfs_range_resolve(&want, (int64_t)plain.len, &start, &end) < 0) {
         cfs_buf_free(&plain);
         cfs_op_fail(op, CFS_ERANGE, "range starts past the end (%zu bytes decoded)", plain.len);
         return;

@@ -80,8 +80,10 @@ static void store_locked(cfs_cred_cache *c, cfs_cred *cred, double lifetime, dou
     if (isinf(lifetime)) {
         c->expires_at = c->refresh_at = c->usable_until = INFINITY;
     } else {
-        double refresh = c->policy.refresh_margin < lifetime / 2 ? c->policy.refresh_margin : lifetime / 2;
-        double expiry = c->policy.expiry_margin < lifetime / 10 ? c->policy.expiry_margin : lifetime / 10;
+        double refresh =
+            c->policy.refresh_margin < lifetime / 2 ? c->policy.refresh_margin : lifetime / 2;
+        double expiry =
+            c->policy.expiry_margin < lifetime / 10 ? c->policy.expiry_margin : lifetime / 10;
         c->expires_at = now + lifetime;
         c->refresh_at = c->expires_at - refresh;
         c->usable_until = c->expires_at - expiry;
@@ -126,7 +128,8 @@ static void claim_locked(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_op *op, doub
 }
 
 /* Under the lock: answer for the next failure_memory seconds with this failure. */
-static void remember_failure_locked(cfs_cred_cache *c, const cfs_op *op, const char *where, double now)
+static void remember_failure_locked(cfs_cred_cache *c, const cfs_op *op, const char *where,
+                                    double now)
 {
     c->failed_until = now + c->policy.failure_memory;
     c->fail_status = op->status != CFS_OK ? op->status : CFS_EAUTH;
@@ -174,7 +177,8 @@ int cfs_cred_decide(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_op *op,
             cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         rc = CFS_CRED_FAILED;
     } else if (t->fetches >= c->policy.max_fetches) {
-        cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s after %d fetches", c->where, t->fetches);
+        cfs_op_fail(op, CFS_EAUTH, "no usable credentials from %s after %d fetches", c->where,
+                    t->fetches);
         if (cfs_op_set_where(op, c->where) < 0)
             cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         rc = CFS_CRED_FAILED;
@@ -212,7 +216,8 @@ int cfs_cred_fetch_failed(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_op *op, int
     return rc;
 }
 
-int cfs_cred_fetched(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_cred *cred, double lifetime, cfs_op *op)
+int cfs_cred_fetched(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_cred *cred, double lifetime,
+                     cfs_op *op)
 {
     if (!(lifetime > 0)) {
         cfs_cred_clear(cred);

@@ -115,7 +115,8 @@ int cfs_cred_decide(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_op *op,
  * CFS_CRED_FOREVER): stored, the claim released, the parked ops woken; the op uses it next.
  * Returns CFS_CRED_USE, or, when it has expired already (lifetime <= 0), what
  * cfs_cred_fetch_failed() returns for that failure. */
-int cfs_cred_fetched(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_cred *cred, double lifetime, cfs_op *op);
+int cfs_cred_fetched(cfs_cred_cache *c, cfs_cred_ticket *t, cfs_cred *cred, double lifetime,
+                     cfs_op *op);
 
 /* The op's fetch failed, op->status, message and where saying how. retry: it may be tried
  * again (a transient failure with attempts left). Returns
@@ -142,8 +143,9 @@ int cfs_cred_fetching(const cfs_cred_ticket *t);
  * than CFS_CRED_USE: send its fetch (built), wait (parked), or fail. */
 static inline int cfs_cred_build_answer(int decided)
 {
-    return decided == CFS_CRED_FETCH ? CFS_BUILD_SEND
-         : decided == CFS_CRED_WAIT  ? CFS_BUILD_WAIT : CFS_BUILD_FAILED;
+    return decided == CFS_CRED_FETCH  ? CFS_BUILD_SEND
+           : decided == CFS_CRED_WAIT ? CFS_BUILD_WAIT
+                                      : CFS_BUILD_FAILED;
 }
 
 /* What finish() answers after cfs_cred_fetched() or cfs_cred_fetch_failed(): retry the

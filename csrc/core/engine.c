@@ -262,8 +262,8 @@ engine *cfs_engine_get(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int started = 0;
-    while (started < opened && pthread_create(&e->lanes[started].thread, &attr, cfs_lane_main,
-                                              &e->lanes[started]) == 0)
+    while (started < opened &&
+           pthread_create(&e->lanes[started].thread, &attr, cfs_lane_main, &e->lanes[started]) == 0)
         started++;
     if (started < opened) {
         /* fewer lanes: nothing was submitted yet, so nothing waits on the others */

@@ -36,7 +36,8 @@ typedef struct cfs_transfer_config {
 #define CFS_HEDGE_QUANTILE 0.95
 #define CFS_HEDGE_BUDGET 0.05
 
-#define CFS_TRANSFER_DEFAULT { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 0, 0, 0, 0, 2LL << 30 }
+#define CFS_TRANSFER_DEFAULT \
+    { 64, CFS_RETRY_DEFAULT, 10000, 30, 512 * 1024, 0, 0, 0, 0, 0, 2LL << 30 }
 
 /* Create a limiter (registers it with the engine). NULL on out-of-memory. */
 cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);

@@ -152,14 +152,14 @@ typedef struct transfer {
     int stalled;
     int cancelled;              /* given up mid-transfer (cfs_engine_notice_cancel) */
     int parked;                 /* in lane.retries until released (CFS_BUILD_WAIT) */
-    unsigned park_gen;          /* cfs_transfer_park_gen() before its build() said CFS_BUILD_WAIT */
+    unsigned park_gen; /* cfs_transfer_park_gen() before its build() said CFS_BUILD_WAIT */
     struct transfer *prev_active, *next_active; /* in lane.active while in the multi */
     /* hedging (transfer.c) */
-    struct timespec started;    /* when it was added to the multi handle */
-    struct timespec hedge_at;   /* when a hedge is due if still unanswered */
-    int hedgeable;              /* a read whose first-byte time counts and may be hedged */
-    int is_hedge;               /* the second request of its op */
-    struct transfer *sibling;   /* the op's other transfer while both run, else NULL */
+    struct timespec started; /* when it was added to the multi handle */
+    struct timespec hedge_at; /* when a hedge is due if still unanswered */
+    int hedgeable; /* a read whose first-byte time counts and may be hedged */
+    int is_hedge; /* the second request of its op */
+    struct transfer *sibling; /* the op's other transfer while both run, else NULL */
     cfs_host_window *hedge_host; /* a hedge: the host window it counts in */
     int in_hedge_queue;
     struct transfer *prev_hedge, *next_hedge; /* in lane.hedge_head, by hedge_at */
@@ -173,22 +173,22 @@ typedef struct lane {
     int index;
     CURLM *multi;
     pthread_t thread;
-    atomic_int wake_pending;        /* a wakeup is on its way to the lane's thread */
-    int epfd;                       /* the lane's epoll: sockets and wake_fd */
-    int wake_fd;                    /* eventfd other threads write to wake it */
+    atomic_int wake_pending; /* a wakeup is on its way to the lane's thread */
+    int epfd; /* the lane's epoll: sockets and wake_fd */
+    int wake_fd; /* eventfd other threads write to wake it */
     /* under engine.lock: work other threads hand to this lane */
-    op_queue ready;                 /* admitted, prepared, or child ops to start */
-    op_queue verify_failed;         /* verified ops to back off and retry */
-    op_queue children_done;         /* completed children of this lane's ops */
+    op_queue ready; /* admitted, prepared, or child ops to start */
+    op_queue verify_failed; /* verified ops to back off and retry */
+    op_queue children_done; /* completed children of this lane's ops */
     /* the lane's thread only */
-    struct timespec curl_deadline;  /* when libcurl wants its timeout handled */
+    struct timespec curl_deadline; /* when libcurl wants its timeout handled */
     int curl_timer_set;
-    transfer *active;               /* transfers in the multi handle */
+    transfer *active; /* transfers in the multi handle */
     struct timespec next_stall_check;
     transfer *retries;
     transfer *hedge_head, *hedge_tail; /* reads that may be hedged, by hedge_at */
-    unsigned cancel_gen;            /* cfs_engine_cancel_gen() when the lane last looked for cancelled ops */
-    unsigned park_gen;              /* cfs_transfer_park_gen() when the lane last released parked ops */
+    unsigned cancel_gen; /* cfs_engine_cancel_gen() when the lane last looked for cancelled ops */
+    unsigned park_gen; /* cfs_transfer_park_gen() when the lane last released parked ops */
     CURL *idle_easy[64];
     int n_idle_easy;
 } lane;
@@ -200,8 +200,8 @@ typedef struct engine {
     pthread_t workers[WORKER_THREADS];
     int workers_started;
     cfs_limiter *limiters;
-    cfs_host_window *hosts;         /* throttle.c: a window per host pushed back by */
-    op_queue work;                  /* local ops to execute, remote ops to prepare or verify */
+    cfs_host_window *hosts; /* throttle.c: a window per host pushed back by */
+    op_queue work; /* local ops to execute, remote ops to prepare or verify */
     lane lanes[MAX_LANES];
     int n_lanes;
     /* TLS sessions shared by every transfer of the process (all lanes, all stores): a new

@@ -281,7 +281,8 @@ void *cfs_lane_main(void *arg)
                 timeout_ms = ms;
         }
 
-        int n = epoll_wait(ln->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
+        int n =
+            epoll_wait(ln->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (fd == ln->wake_fd) {
@@ -331,7 +332,8 @@ int cfs_lane_open(engine *e, lane *ln, int index)
     ln->epfd = epoll_create1(EPOLL_CLOEXEC);
     ln->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event wake_ev = { .events = EPOLLIN, .data.fd = ln->wake_fd };
-    if (ln->epfd < 0 || ln->wake_fd < 0 || epoll_ctl(ln->epfd, EPOLL_CTL_ADD, ln->wake_fd, &wake_ev) < 0 ||
+    if (ln->epfd < 0 || ln->wake_fd < 0 ||
+        epoll_ctl(ln->epfd, EPOLL_CTL_ADD, ln->wake_fd, &wake_ev) < 0 ||
         !(ln->multi = curl_multi_init())) {
         cfs_lane_close(ln);
         return -1;

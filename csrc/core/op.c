@@ -9,22 +9,38 @@
 const char *cfs_status_name(cfs_status s)
 {
     switch (s) {
-    case CFS_OK: return "ok";
-    case CFS_ENOTFOUND: return "not found";
-    case CFS_EEXISTS: return "already exists";
-    case CFS_EAUTH: return "not authorized";
-    case CFS_ERANGE: return "range not satisfiable";
-    case CFS_EHTTP: return "request refused";
-    case CFS_ETRANSIENT: return "failed after retries";
-    case CFS_ECHECKSUM: return "checksum mismatch";
-    case CFS_EPROTOCOL: return "malformed response";
-    case CFS_ENETWORK: return "network error";
-    case CFS_EIO: return "I/O error";
-    case CFS_EINVALID: return "invalid request";
-    case CFS_ENOMEM: return "out of memory";
-    case CFS_ECANCELLED: return "cancelled";
-    case CFS_ENOCONTAINER: return "no such bucket";
-    case CFS_EBADKEY: return "invalid key";
+    case CFS_OK:
+        return "ok";
+    case CFS_ENOTFOUND:
+        return "not found";
+    case CFS_EEXISTS:
+        return "already exists";
+    case CFS_EAUTH:
+        return "not authorized";
+    case CFS_ERANGE:
+        return "range not satisfiable";
+    case CFS_EHTTP:
+        return "request refused";
+    case CFS_ETRANSIENT:
+        return "failed after retries";
+    case CFS_ECHECKSUM:
+        return "checksum mismatch";
+    case CFS_EPROTOCOL:
+        return "malformed response";
+    case CFS_ENETWORK:
+        return "network error";
+    case CFS_EIO:
+        return "I/O error";
+    case CFS_EINVALID:
+        return "invalid request";
+    case CFS_ENOMEM:
+        return "out of memory";
+    case CFS_ECANCELLED:
+        return "cancelled";
+    case CFS_ENOCONTAINER:
+        return "no such bucket";
+    case CFS_EBADKEY:
+        return "invalid key";
     }
     return "unknown";
 }
@@ -32,14 +48,22 @@ const char *cfs_status_name(cfs_status s)
 const char *cfs_op_kind_name(cfs_op_kind k)
 {
     switch (k) {
-    case CFS_OP_GET: return "get";
-    case CFS_OP_HEAD: return "head";
-    case CFS_OP_PUT: return "put";
-    case CFS_OP_DELETE: return "delete";
-    case CFS_OP_LIST: return "list";
-    case CFS_OP_RMDIR: return "rmdir";
-    case CFS_OP_DELETE_MANY: return "delete";
-    case CFS_OP_COPY: return "copy";
+    case CFS_OP_GET:
+        return "get";
+    case CFS_OP_HEAD:
+        return "head";
+    case CFS_OP_PUT:
+        return "put";
+    case CFS_OP_DELETE:
+        return "delete";
+    case CFS_OP_LIST:
+        return "list";
+    case CFS_OP_RMDIR:
+        return "rmdir";
+    case CFS_OP_DELETE_MANY:
+        return "delete";
+    case CFS_OP_COPY:
+        return "copy";
     }
     return "unknown";
 }
@@ -115,8 +139,7 @@ void cfs_entries_sort_unique(cfs_entries *e)
             free(e->items[i].name);
             free(e->items[i].detail);
             free(e->items[i].etag);
-        }
-        else
+        } else
             e->items[kept++] = e->items[i];
     }
     e->len = kept;

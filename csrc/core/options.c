@@ -58,16 +58,16 @@ int cfs_options_take_long(cfs_options *o, const char *name, long lo, long hi, lo
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi) {
-        snprintf(err, errlen, "option %s must be an integer from %ld to %ld, not %s", name, lo,
-                 hi, s);
+        snprintf(err, errlen, "option %s must be an integer from %ld to %ld, not %s", name, lo, hi,
+                 s);
         return -1;
     }
     *value = v;
     return 1;
 }
 
-int cfs_options_take_double(cfs_options *o, const char *name, double lo, double hi,
-                            double *value, char *err, size_t errlen)
+int cfs_options_take_double(cfs_options *o, const char *name, double lo, double hi, double *value,
+                            char *err, size_t errlen)
 {
     const char *s = cfs_options_take(o, name);
     if (!s)

@@ -23,8 +23,8 @@ const char *cfs_options_take(cfs_options *o, const char *name);
  * (with a message in err). */
 int cfs_options_take_long(cfs_options *o, const char *name, long lo, long hi, long *value,
                           char *err, size_t errlen);
-int cfs_options_take_double(cfs_options *o, const char *name, double lo, double hi,
-                            double *value, char *err, size_t errlen);
+int cfs_options_take_double(cfs_options *o, const char *name, double lo, double hi, double *value,
+                            char *err, size_t errlen);
 int cfs_options_take_bool(cfs_options *o, const char *name, int *value, char *err, size_t errlen);
 /* The first option nobody took, or NULL. */
 const char *cfs_options_unknown(const cfs_options *o);

@@ -77,8 +77,9 @@ cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp)
         if (op->kind == CFS_OP_GET && s == 200 && op->range.kind != CFS_RANGE_NONE)
             slice_whole_body(op, resp->body);
         else if (op->kind == CFS_OP_HEAD || (op->kind == CFS_OP_GET && s == 200))
-            op->size = resp->content_length >= 0 ? resp->content_length
-                                                 : (op->kind == CFS_OP_GET ? (int64_t)resp->body->len : -1);
+            op->size = resp->content_length >= 0
+                           ? resp->content_length
+                           : (op->kind == CFS_OP_GET ? (int64_t)resp->body->len : -1);
         return CFS_NEXT_DONE;
     }
     if (cfs_retry_status_is_transient(s)) {

@@ -137,8 +137,8 @@ static long hedge_cap(const cfs_limiter *l)
 static void hedge_earn(hedge_state *h, long amount, long cap)
 {
     long cur = atomic_load(&h->tokens);
-    while (cur < cap && !atomic_compare_exchange_weak(&h->tokens, &cur,
-                                                      cur + amount > cap ? cap : cur + amount))
+    while (cur < cap &&
+           !atomic_compare_exchange_weak(&h->tokens, &cur, cur + amount > cap ? cap : cur + amount))
         ;
 }
 
@@ -526,12 +526,16 @@ static CURL *easy_with_buffer(lane *ln, long buffer_size)
 
 /* Set an option of t->easy unless an earlier one failed; *failed names the one that
  * failed, for the error message. */
-#define SET(opt, val) \
-    do { if (rc == CURLE_OK && (rc = curl_easy_setopt(t->easy, opt, val)) != CURLE_OK) *failed = #opt; } while (0)
+#define SET(opt, val)                                                                 \
+    do {                                                                              \
+        if (rc == CURLE_OK && (rc = curl_easy_setopt(t->easy, opt, val)) != CURLE_OK) \
+            *failed = #opt;                                                           \
+    } while (0)
 
 /* The options every request has: the engine's callbacks, the HTTP version, timeouts and
  * connection reuse. */
-static CURLcode set_transfer_options(transfer *t, const cfs_transfer_config *cfg, const char **failed)
+static CURLcode set_transfer_options(transfer *t, const cfs_transfer_config *cfg,
+                                     const char **failed)
 {
     CURLcode rc = CURLE_OK;
     SET(CURLOPT_PRIVATE, t);
@@ -609,7 +613,8 @@ static int attach_handle(lane *ln, transfer *t)
     t->easy = c;
     const char *failed = NULL; /* what could not be set, for the error message */
     CURLcode rc = set_transfer_options(t, cfg, &failed);
-    if (rc == CURLE_OK && ln->e->share && (rc = curl_easy_setopt(c, CURLOPT_SHARE, ln->e->share)) != CURLE_OK)
+    if (rc == CURLE_OK && ln->e->share &&
+        (rc = curl_easy_setopt(c, CURLOPT_SHARE, ln->e->share)) != CURLE_OK)
         failed = "CURLOPT_SHARE";
     if (rc == CURLE_OK)
         rc = set_request_options(t, &failed);
@@ -690,8 +695,8 @@ static void hedge_consider(lane *ln, transfer *t)
     hedge_state *h = &t->op->limiter->hedge;
     long earn = (long)(cfg->hedge_budget * HEDGE_TOKEN + 0.5);
     hedge_earn(h, earn < 1 ? 1 : earn, hedge_cap(t->op->limiter));
-    long long delay = cfg->hedge_delay > 0 ? (long long)(cfg->hedge_delay * 1e9)
-                                           : atomic_load(&h->delay_ns);
+    long long delay =
+        cfg->hedge_delay > 0 ? (long long)(cfg->hedge_delay * 1e9) : atomic_load(&h->delay_ns);
     if (delay <= 0)
         return; /* not enough samples yet */
     t->hedge_at = t->started;

@@ -60,7 +60,8 @@ static char *expand_user(const char *path)
     char pwbuf[4096];
     if (name_len == 0) {
         home = getenv("HOME");
-        if ((!home || !*home) && getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &found) == 0 && found)
+        if ((!home || !*home) && getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &found) == 0 &&
+            found)
             home = found->pw_dir;
     } else if (name_len < sizeof name) {
         memcpy(name, path + 1, name_len);
@@ -92,8 +93,10 @@ static char *normalize_file(const char *url, const char *rest, char *err, size_t
     if (!path) {
         char shown[512];
         cfs_url_redact(url, shown, sizeof shown);
-        snprintf(err, errlen, "malformed file URL %s: expected file:///absolute/path, file:/absolute/path "
-                 "or a plain path", shown);
+        snprintf(err, errlen,
+                 "malformed file URL %s: expected file:///absolute/path, file:/absolute/path "
+                 "or a plain path",
+                 shown);
         return NULL;
     }
     return concat("file://", path);

@@ -29,8 +29,10 @@ static int check_value(const char *field, const char *what, const char *v, Py_ss
         if (c < 0x20 || c >= 0x7F) {
             PyErr_Format(cfs_err.option,
                          "%s%s: only printable ASCII is allowed in a header value (found %s)",
-                         field, what, c == '\r' || c == '\n' ? "CR or LF" : c == 0 ? "NUL"
-                                                                             : "a control or non-ASCII byte");
+                         field, what,
+                         c == '\r' || c == '\n' ? "CR or LF"
+                         : c == 0               ? "NUL"
+                                                : "a control or non-ASCII byte");
             return -1;
         }
     }
@@ -89,7 +91,8 @@ static int take_metadata(PyObject *md, cfs_object_attrs *out)
         if (!is_token(ks, kn) || kn > 128) {
             PyErr_Format(cfs_err.option,
                          "metadata: the name %R is not a valid header name (1 to 128 letters, "
-                         "digits and !#$%%&'*+-.^_`|~)", k);
+                         "digits and !#$%%&'*+-.^_`|~)",
+                         k);
             goto out;
         }
         const char *vs = utf8_of(v, "metadata value", &vn);
@@ -101,17 +104,22 @@ static int take_metadata(PyObject *md, cfs_object_attrs *out)
             goto out;
         total += kn + vn;
         if (total > CFS_META_BYTES_MAX) {
-            PyErr_Format(cfs_err.option, "metadata: names and values add up to more than %d bytes "
-                         "(S3's limit on user metadata)", CFS_META_BYTES_MAX);
+            PyErr_Format(cfs_err.option,
+                         "metadata: names and values add up to more than %d bytes "
+                         "(S3's limit on user metadata)",
+                         CFS_META_BYTES_MAX);
             goto out;
         }
         char lower[129];
         for (Py_ssize_t j = 0; j < kn; j++)
             lower[j] = (char)tolower((unsigned char)ks[j]);
         for (size_t j = 0; j < out->n_metadata; j++)
-            if (strlen(out->metadata[j].name) == (size_t)kn && !memcmp(out->metadata[j].name, lower, (size_t)kn)) {
-                PyErr_Format(cfs_err.option, "metadata: the name %R is given twice (names are "
-                             "case-insensitive and stored in lower case)", k);
+            if (strlen(out->metadata[j].name) == (size_t)kn &&
+                !memcmp(out->metadata[j].name, lower, (size_t)kn)) {
+                PyErr_Format(cfs_err.option,
+                             "metadata: the name %R is given twice (names are "
+                             "case-insensitive and stored in lower case)",
+                             k);
                 goto out;
             }
         if (cfs_object_attrs_add_meta(out, lower, (size_t)kn, vs, (size_t)vn) < 0) {
@@ -140,9 +148,12 @@ int cfs_py_write_attrs(PyObject *const values[5], cfs_object_attrs *out)
             goto fail;
         if (i == 3) {
             for (Py_ssize_t j = 0; j < n; j++)
-                if (!(isupper((unsigned char)s[j]) || isdigit((unsigned char)s[j]) || s[j] == '_') || n > 64) {
-                    PyErr_Format(cfs_err.option, "storage_class: %R is not a storage class name "
-                                 "(upper-case letters, digits and _, such as STANDARD_IA, NEARLINE)", v);
+                if (!(isupper((unsigned char)s[j]) || isdigit((unsigned char)s[j]) || s[j] == '_') ||
+                    n > 64) {
+                    PyErr_Format(cfs_err.option,
+                                 "storage_class: %R is not a storage class name "
+                                 "(upper-case letters, digits and _, such as STANDARD_IA, NEARLINE)",
+                                 v);
                     goto fail;
                 }
         }
@@ -212,26 +223,31 @@ int cfs_py_attrs_for_call(StoreObject *s, const cfs_object_attrs *call, cfs_obje
             PyErr_Format(cfs_err.option, "metadata: at most %d entries with the store's own",
                          CFS_META_MAX);
             goto fail;
-        } else if (cfs_object_attrs_add_meta(out, p->name, strlen(p->name), p->value, strlen(p->value)) < 0) {
+        } else if (cfs_object_attrs_add_meta(out, p->name, strlen(p->name), p->value,
+                                             strlen(p->value)) < 0) {
             goto oom;
         }
     }
     for (size_t i = 0; i < out->n_metadata; i++)
         total += strlen(out->metadata[i].name) + strlen(out->metadata[i].value);
     if (total > CFS_META_BYTES_MAX) {
-        PyErr_Format(cfs_err.option, "metadata: with the store's own, names and values add up "
-                     "to more than %d bytes", CFS_META_BYTES_MAX);
+        PyErr_Format(cfs_err.option,
+                     "metadata: with the store's own, names and values add up "
+                     "to more than %d bytes",
+                     CFS_META_BYTES_MAX);
         goto fail;
     }
     unsigned caps = s->backend->ops->capabilities;
     if (out->content_type && !(caps & CFS_CAP_CONTENT_TYPE)) {
-        refuse(s, "content_type", "it keeps only the bytes; head() guesses a type from the extension");
+        refuse(s, "content_type",
+               "it keeps only the bytes; head() guesses a type from the extension");
         goto fail;
     }
     if (!(caps & CFS_CAP_OBJECT_ATTRS)) {
-        const char *what = out->cache_control ? "cache_control"
-                         : out->content_disposition ? "content_disposition"
-                         : out->n_metadata ? "metadata" : NULL;
+        const char *what = out->cache_control         ? "cache_control"
+                           : out->content_disposition ? "content_disposition"
+                           : out->n_metadata          ? "metadata"
+                                                      : NULL;
         if (what) {
             refuse(s, what, "it keeps only the bytes and a content type at most");
             goto fail;
@@ -373,7 +389,8 @@ static const char *lookup_ext(const char *ext, size_t n)
         lower[i] = (char)tolower((unsigned char)ext[i]);
     lower[n] = '\0';
     mime_entry want = { lower, NULL };
-    const mime_entry *hit = g_mime ? bsearch(&want, g_mime, g_n_mime, sizeof *g_mime, mime_cmp) : NULL;
+    const mime_entry *hit =
+        g_mime ? bsearch(&want, g_mime, g_n_mime, sizeof *g_mime, mime_cmp) : NULL;
     return hit ? hit->type : NULL;
 }
 

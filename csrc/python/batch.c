@@ -60,21 +60,23 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
-    {
-        cfs_op *op = cfs_pyop_put_coded(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0,
-                                        b->has_coding ? &b->coding : NULL);
-        if (op && b->put_attrs && cfs_pyop_set_attrs(op, b->put_attrs) < 0) {
-            cfs_pyop_release(op);
-            return NULL;
+        {
+            cfs_op *op =
+                cfs_pyop_put_coded(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), 0,
+                                   b->has_coding ? &b->coding : NULL);
+            if (op && b->put_attrs && cfs_pyop_set_attrs(op, b->put_attrs) < 0) {
+                cfs_pyop_release(op);
+                return NULL;
+            }
+            return op;
         }
-        return op;
-    }
     case BATCH_HEAD:
         return cfs_pyop_head(b->store, obj);
     case BATCH_COPY: {
         long long size = -1;
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
-            PyErr_Format(PyExc_TypeError, "copy items must be (source, destination, size), not %.100s",
+            PyErr_Format(PyExc_TypeError,
+                         "copy items must be (source, destination, size), not %.100s",
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
@@ -83,7 +85,8 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
             if (size == -1 && PyErr_Occurred())
                 return NULL;
         }
-        return cfs_pyop_copy(b->store, b->source, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), size);
+        return cfs_pyop_copy(b->store, b->source, PyTuple_GET_ITEM(obj, 0),
+                             PyTuple_GET_ITEM(obj, 1), size);
     }
     case BATCH_RANGE:
         if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) < 2 || PyTuple_GET_SIZE(obj) > 3) {
@@ -91,13 +94,14 @@ static cfs_op *build_item(BatchObject *b, PyObject *obj)
                          Py_TYPE(obj)->tp_name);
             return NULL;
         }
-    {
-        cfs_op *op = cfs_pyop_get(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1),
-                                  PyTuple_GET_SIZE(obj) == 3 ? PyTuple_GET_ITEM(obj, 2) : Py_None);
-        if (op)
-            op->raw = b->raw_reads;
-        return op;
-    }
+        {
+            cfs_op *op =
+                cfs_pyop_get(b->store, PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1),
+                             PyTuple_GET_SIZE(obj) == 3 ? PyTuple_GET_ITEM(obj, 2) : Py_None);
+            if (op)
+                op->raw = b->raw_reads;
+            return op;
+        }
     }
     PyErr_SetString(PyExc_SystemError, "unknown batch kind");
     return NULL;
@@ -204,10 +208,9 @@ cfs_op *cfs_batch_next(BatchObject *b)
             want = 1;
         cfs_op *done;
         Py_BEGIN_ALLOW_THREADS
-        /* bounded, so a Ctrl-C is seen while a transfer stalls */
-        done = cfs_waiter_take(b->waiter, want, CFS_SIGNAL_CHECK_MS);
-        Py_END_ALLOW_THREADS
-        b->ready = done;
+            /* bounded, so a Ctrl-C is seen while a transfer stalls */
+            done = cfs_waiter_take(b->waiter, want, CFS_SIGNAL_CHECK_MS);
+        Py_END_ALLOW_THREADS b->ready = done;
         if (!b->interrupted && PyErr_CheckSignals() < 0) {
             /* Ctrl-C: submit nothing more, give up what can be given up (engine.h); the
              * rest completes as usual */
@@ -250,12 +253,15 @@ BatchObject *cfs_batch_new(StoreObject *store, PyObject *iterable, batch_kind ki
     /* a str is iterable, but "abc" is never meant as the keys "a", "b", "c" */
     if (PyUnicode_Check(iterable) || PyBytes_Check(iterable) || PyByteArray_Check(iterable)) {
         static const char *const items[] = {
-            [BATCH_GET] = "keys", [BATCH_RANGE] = "(key, start, end) ranges",
-            [BATCH_PUT] = "(key, value) pairs or a mapping", [BATCH_DELETE] = "keys",
+            [BATCH_GET] = "keys",
+            [BATCH_RANGE] = "(key, start, end) ranges",
+            [BATCH_PUT] = "(key, value) pairs or a mapping",
+            [BATCH_DELETE] = "keys",
             [BATCH_HEAD] = "keys",
             [BATCH_COPY] = "(source, destination, size) items",
         };
-        PyErr_Format(PyExc_TypeError, "expected an iterable of %s, not %.50s (put a single key in a list)",
+        PyErr_Format(PyExc_TypeError,
+                     "expected an iterable of %s, not %.50s (put a single key in a list)",
                      items[kind], Py_TYPE(iterable)->tp_name);
         return NULL;
     }
@@ -324,10 +330,8 @@ static void drain(BatchObject *b)
         if (b->in_flight == 0)
             break;
         cfs_op *done;
-        Py_BEGIN_ALLOW_THREADS
-        done = cfs_waiter_take(b->waiter, 1, -1);
-        Py_END_ALLOW_THREADS
-        b->ready = done;
+        Py_BEGIN_ALLOW_THREADS done = cfs_waiter_take(b->waiter, 1, -1);
+        Py_END_ALLOW_THREADS b->ready = done;
     }
 }
 
@@ -368,8 +372,9 @@ static PyObject *batch_iternext(BatchObject *b)
         PyObject *key = cfs_pyop_of(op)->key;
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
-            PyObject *data = b->raw_reads ? cfs_py_raw_result(op)
-                                          : cfs_bytes_from_buf(&op->data); /* no copy where it can */
+            PyObject *data = b->raw_reads
+                                 ? cfs_py_raw_result(op)
+                                 : cfs_bytes_from_buf(&op->data); /* no copy where it can */
             result = data ? PyTuple_Pack(2, key, data) : NULL;
             Py_XDECREF(data);
         } else if (op->status == CFS_ENOTFOUND) {
@@ -384,8 +389,7 @@ static PyObject *batch_iternext(BatchObject *b)
 }
 
 PyTypeObject cfs_BatchType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "cloudfiles_store._core.Batch",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cloudfiles_store._core.Batch",
     .tp_basicsize = sizeof(BatchObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Results of a batch, yielded as the transfers complete.",

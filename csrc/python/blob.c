@@ -155,13 +155,13 @@ static PySequenceMethods blob_as_sequence = {
 };
 
 static PyMethodDef blob_methods[] = {
-    { "__bytes__", (PyCFunction)blob_bytes, METH_NOARGS, "__bytes__($self, /)\n--\n\nReturn a copy as bytes." },
+    { "__bytes__", (PyCFunction)blob_bytes, METH_NOARGS,
+      "__bytes__($self, /)\n--\n\nReturn a copy as bytes." },
     { NULL },
 };
 
 PyTypeObject cfs_BlobType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "cloudfiles_store._core.Blob",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cloudfiles_store._core.Blob",
     .tp_basicsize = sizeof(BlobObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "An object's bytes as received, without a copy (read-only buffer).",

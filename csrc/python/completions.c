@@ -52,7 +52,10 @@ static PyObject *on_future_done(PyObject *capsule, PyObject *future)
 }
 
 static PyMethodDef on_future_done_def = {
-    "on_future_done", (PyCFunction)on_future_done, METH_O, NULL,
+    "on_future_done",
+    (PyCFunction)on_future_done,
+    METH_O,
+    NULL,
 };
 
 /* The flag for op->cancel, which a done callback on the future sets if the future is
@@ -155,7 +158,8 @@ static PyObject *submit_keyed(CompletionsObject *c, PyObject *args, PyObject *kw
 {
     StoreObject *s;
     PyObject *key, *future;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &cfs_StoreType, &s, &key, &future))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &cfs_StoreType, &s, &key,
+                                     &future))
         return NULL;
     return submit(c, future, build(s, key));
 }
@@ -181,10 +185,10 @@ static cfs_op *build_list_dir(StoreObject *s, PyObject *prefix)
 }
 
 /* completions_<name>(store, key/prefix/keys, future): the op `build` makes */
-#define KEYED_METHOD(name, kwlist, build)                                                     \
+#define KEYED_METHOD(name, kwlist, build)                                                       \
     static PyObject *completions_##name(CompletionsObject *c, PyObject *args, PyObject *kwargs) \
-    {                                                                                         \
-        return submit_keyed(c, args, kwargs, "O!OO:" #name, kwlist, build);                   \
+    {                                                                                           \
+        return submit_keyed(c, args, kwargs, "O!OO:" #name, kwlist, build);                     \
     }
 
 KEYED_METHOD(head, key_kwlist, cfs_pyop_head)
@@ -250,9 +254,11 @@ static PyObject *result_of(cfs_op *op, PyObject **exc)
             PyObject *list = PyList_New((Py_ssize_t)op->entries.len);
             for (size_t i = 0; list && i < op->entries.len; i++) {
                 const cfs_entry *e = &op->entries.items[i];
-                PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+                PyObject *name =
+                    PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
                 PyObject *t = name ? Py_BuildValue("(NLN)", name, (long long)e->size,
-                                                   PyBool_FromLong(e->is_dir)) : NULL;
+                                                   PyBool_FromLong(e->is_dir))
+                                   : NULL;
                 if (!t) {
                     Py_CLEAR(list);
                     break;
@@ -413,13 +419,13 @@ static PyMethodDef completions_methods[] = {
 };
 
 static PyGetSetDef completions_getset[] = {
-    { "in_flight", (getter)completions_get_in_flight, NULL, "Ops submitted and not yet drained.", NULL },
+    { "in_flight", (getter)completions_get_in_flight, NULL, "Ops submitted and not yet drained.",
+      NULL },
     { NULL },
 };
 
 PyTypeObject cfs_CompletionsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "cloudfiles_store._core.Completions",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cloudfiles_store._core.Completions",
     .tp_basicsize = sizeof(CompletionsObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Completions()\n--\n\nAsyncio completion of engine ops through an eventfd.",

@@ -17,12 +17,12 @@ static PyObject *engine_stats(PyObject *module, PyObject *unused)
     (void)unused;
     cfs_engine_stats st;
     cfs_engine_get_stats(&st);
-    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K,s:K,s:K,s:K}", "requests", (unsigned long long)st.requests, "retries",
-                         (unsigned long long)st.retries, "connections",
-                         (unsigned long long)st.connections, "lanes", st.lanes, "window_decreases",
-                         (unsigned long long)st.window_decreases, "parked", (unsigned long long)st.parked,
-                         "hedges", (unsigned long long)st.hedges, "hedges_won",
-                         (unsigned long long)st.hedges_won);
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:K,s:K,s:K,s:K}", "requests",
+                         (unsigned long long)st.requests, "retries", (unsigned long long)st.retries,
+                         "connections", (unsigned long long)st.connections, "lanes", st.lanes,
+                         "window_decreases", (unsigned long long)st.window_decreases, "parked",
+                         (unsigned long long)st.parked, "hedges", (unsigned long long)st.hedges,
+                         "hedges_won", (unsigned long long)st.hedges_won);
 }
 
 static PyMethodDef module_methods[] = {

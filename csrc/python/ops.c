@@ -111,16 +111,17 @@ int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *co
         return -1;
     if (raw && out->given && out->codec != CFS_CODEC_NONE) {
         PyErr_SetString(PyExc_ValueError, "raw=True stores the value as it is: name its encoding "
-                        "with content_encoding=, not compress=");
+                                          "with content_encoding=, not compress=");
         return -1;
     }
     int ce_given = 0;
-    if (cfs_py_codec(content_encoding == Py_True || content_encoding == Py_False ? NULL : content_encoding,
+    if (cfs_py_codec(content_encoding == Py_True || content_encoding == Py_False ? NULL
+                                                                                 : content_encoding,
                      "content_encoding", &ce_given, &out->raw_codec) < 0)
         return -1;
     if (ce_given && !raw) {
         PyErr_SetString(PyExc_ValueError, "content_encoding= names the encoding of a raw value: "
-                        "give raw=True (or compress= to have the value encoded)");
+                                          "give raw=True (or compress= to have the value encoded)");
         return -1;
     }
     if (level && level != Py_None) {
@@ -135,7 +136,8 @@ int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *co
         if (out->given && (v < INT_MIN / 2 || v > INT_MAX / 2 || !cfs_codec_level_ok(c, (int)v))) {
             char range[64];
             cfs_codec_level_range(c, range, sizeof range);
-            PyErr_Format(PyExc_ValueError, "level %ld is not a %s level (%s)", v, cfs_codec_name(c), range);
+            PyErr_Format(PyExc_ValueError, "level %ld is not a %s level (%s)", v, cfs_codec_name(c),
+                         range);
             return -1;
         }
         out->level = (int)v;
@@ -192,7 +194,8 @@ static int apply_coding(StoreObject *s, cfs_op *op, const cfs_put_coding *pc, in
     }
     if (s->compress != CFS_CODEC_NONE && key_compressed(s, op->key)) {
         op->encode = s->compress;
-        op->encode_level = pc && pc->level != CFS_CODEC_LEVEL_DEFAULT ? pc->level : s->compress_level;
+        op->encode_level =
+            pc && pc->level != CFS_CODEC_LEVEL_DEFAULT ? pc->level : s->compress_level;
         if (!cfs_codec_level_ok((cfs_codec)op->encode, op->encode_level)) {
             char range[64];
             cfs_codec_level_range((cfs_codec)op->encode, range, sizeof range);
@@ -210,7 +213,8 @@ cfs_op *cfs_pyop_put_coded(StoreObject *s, PyObject *key, PyObject *value, int i
     int item_codec = -1;
     if (pc && pc->raw && PyTuple_Check(value) && PyTuple_GET_SIZE(value) == 2) {
         int given;
-        if (cfs_py_codec(PyTuple_GET_ITEM(value, 1), "a raw value's encoding", &given, &item_codec) < 0)
+        if (cfs_py_codec(PyTuple_GET_ITEM(value, 1), "a raw value's encoding", &given,
+                         &item_codec) < 0)
             return NULL;
         value = PyTuple_GET_ITEM(value, 0);
     }
@@ -243,7 +247,8 @@ cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_abse
     if (PyObject_GetBuffer(value, &p->value, PyBUF_CONTIG_RO) < 0) {
         PyErr_Format(PyExc_TypeError,
                      "value for key %R must support the buffer protocol (bytes, bytearray, "
-                     "memoryview, numpy array), not %.100s", key, Py_TYPE(value)->tp_name);
+                     "memoryview, numpy array), not %.100s",
+                     key, Py_TYPE(value)->tp_name);
         cfs_pyop_release(op);
         return NULL;
     }
@@ -408,11 +413,8 @@ int cfs_pyop_run(cfs_op *op)
         cfs_op *done;
         /* bounded while no signal came, so that a Ctrl-C is seen while a transfer stalls */
         long wait_ms = interrupted ? -1 : CFS_SIGNAL_CHECK_MS;
-        Py_BEGIN_ALLOW_THREADS
-        done = cfs_waiter_take(w, 1, wait_ms);
-        Py_END_ALLOW_THREADS
-        if (done)
-            break;
+        Py_BEGIN_ALLOW_THREADS done = cfs_waiter_take(w, 1, wait_ms);
+        Py_END_ALLOW_THREADS if (done) break;
         if (PyErr_CheckSignals() < 0) {
             /* the signal's exception stays set; the op is given up if it can be (engine.h)
              * and waited for, since it uses the caller's buffers */
@@ -466,10 +468,12 @@ int cfs_pyop_add_failures(const cfs_op *op, PyObject *failures)
     }
     for (size_t i = 0; i < op->entries.len; i++) {
         const cfs_entry *e = &op->entries.items[i];
-        PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        PyObject *name =
+            PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
         if (!name)
             return -1;
-        int rc = append_failure(failures, cfs_py_key_error(op, name, e->status, e->detail ? e->detail : ""));
+        int rc = append_failure(failures,
+                                cfs_py_key_error(op, name, e->status, e->detail ? e->detail : ""));
         Py_DECREF(name);
         if (rc < 0)
             return -1;

@@ -9,21 +9,17 @@ int cfs_errors_load(void)
     PyObject *m = PyImport_ImportModule("cloudfiles_store.errors");
     if (!m)
         return -1;
-    struct { PyObject **slot; const char *name; } names[] = {
-        { &cfs_err.base, "CloudFilesError" },
-        { &cfs_err.auth, "AuthenticationError" },
-        { &cfs_err.transient, "TransientError" },
-        { &cfs_err.checksum, "ChecksumError" },
-        { &cfs_err.protocol, "ProtocolError" },
-        { &cfs_err.network, "NetworkError" },
-        { &cfs_err.io, "StorageIOError" },
-        { &cfs_err.request, "RequestError" },
-        { &cfs_err.exists, "AlreadyExistsError" },
-        { &cfs_err.batch, "BatchError" },
-        { &cfs_err.invalid_key, "InvalidKeyError" },
-        { &cfs_err.no_bucket, "BucketNotFoundError" },
-        { &cfs_err.option, "OptionError" },
-        { &cfs_err.scheme, "UnsupportedSchemeError" },
+    struct {
+        PyObject **slot;
+        const char *name;
+    } names[] = {
+        { &cfs_err.base, "CloudFilesError" },        { &cfs_err.auth, "AuthenticationError" },
+        { &cfs_err.transient, "TransientError" },    { &cfs_err.checksum, "ChecksumError" },
+        { &cfs_err.protocol, "ProtocolError" },      { &cfs_err.network, "NetworkError" },
+        { &cfs_err.io, "StorageIOError" },           { &cfs_err.request, "RequestError" },
+        { &cfs_err.exists, "AlreadyExistsError" },   { &cfs_err.batch, "BatchError" },
+        { &cfs_err.invalid_key, "InvalidKeyError" }, { &cfs_err.no_bucket, "BucketNotFoundError" },
+        { &cfs_err.option, "OptionError" },          { &cfs_err.scheme, "UnsupportedSchemeError" },
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         *names[i].slot = PyObject_GetAttrString(m, names[i].name);
@@ -64,8 +60,9 @@ int cfs_py_key(PyObject *key, int prefix, const char **utf8, Py_ssize_t *len)
     const char *s = PyUnicode_AsUTF8AndSize(key, len);
     if (!s)
         PyErr_Clear();
-    int rc = !s ? -1 : prefix ? cfs_prefix_check(s, (size_t)*len, why, sizeof why)
-                              : cfs_key_check(s, (size_t)*len, why, sizeof why);
+    int rc = !s       ? -1
+             : prefix ? cfs_prefix_check(s, (size_t)*len, why, sizeof why)
+                      : cfs_key_check(s, (size_t)*len, why, sizeof why);
     if (rc < 0) {
         PyObject *shown = key_for_message(key);
         if (shown)
@@ -133,18 +130,29 @@ int cfs_py_options(PyObject *kwargs, cfs_options *out)
 static PyObject *error_class(cfs_status s)
 {
     switch (s) {
-    case CFS_EAUTH: return cfs_err.auth;
-    case CFS_ETRANSIENT: return cfs_err.transient;
-    case CFS_ECHECKSUM: return cfs_err.checksum;
-    case CFS_EPROTOCOL: return cfs_err.protocol;
-    case CFS_ENETWORK: return cfs_err.network;
-    case CFS_EIO: return cfs_err.io;
-    case CFS_EEXISTS: return cfs_err.exists;
-    case CFS_ENOCONTAINER: return cfs_err.no_bucket;
-    case CFS_EBADKEY: return cfs_err.invalid_key;
+    case CFS_EAUTH:
+        return cfs_err.auth;
+    case CFS_ETRANSIENT:
+        return cfs_err.transient;
+    case CFS_ECHECKSUM:
+        return cfs_err.checksum;
+    case CFS_EPROTOCOL:
+        return cfs_err.protocol;
+    case CFS_ENETWORK:
+        return cfs_err.network;
+    case CFS_EIO:
+        return cfs_err.io;
+    case CFS_EEXISTS:
+        return cfs_err.exists;
+    case CFS_ENOCONTAINER:
+        return cfs_err.no_bucket;
+    case CFS_EBADKEY:
+        return cfs_err.invalid_key;
     case CFS_EHTTP:
-    case CFS_ERANGE: return cfs_err.request;
-    default: return cfs_err.base;
+    case CFS_ERANGE:
+        return cfs_err.request;
+    default:
+        return cfs_err.base;
     }
 }
 
@@ -166,19 +174,20 @@ PyObject *cfs_py_key_error(const cfs_op *op, PyObject *key, cfs_status status, c
     else
         snprintf(where_shown, sizeof where_shown, "%.160s...%s", where, where + wlen - 60);
     PyObject *shown = key_for_message(key);
-    PyObject *msg = shown ? PyUnicode_FromFormat("%s %U failed (%s): %s [%s]", cfs_op_kind_name(op->kind),
-                                                 shown, cfs_status_name(status), message, where_shown)
-                          : NULL;
+    PyObject *msg =
+        shown ? PyUnicode_FromFormat("%s %U failed (%s): %s [%s]", cfs_op_kind_name(op->kind),
+                                     shown, cfs_status_name(status), message, where_shown)
+              : NULL;
     Py_XDECREF(shown);
     if (!msg)
         return NULL;
     PyObject *args = PyTuple_Pack(1, msg);
     Py_DECREF(msg);
-    PyObject *kw = args ? Py_BuildValue("{s:s,s:O,s:s,s:l,s:s,s:i}", "operation",
-                                        cfs_op_kind_name(op->kind), "key", key ? key : Py_None,
-                                        "url", where, "status", op->http_status, "reason",
-                                        cfs_status_name(status), "attempts", op->attempts)
-                        : NULL;
+    PyObject *kw =
+        args ? Py_BuildValue("{s:s,s:O,s:s,s:l,s:s,s:i}", "operation", cfs_op_kind_name(op->kind),
+                             "key", key ? key : Py_None, "url", where, "status", op->http_status,
+                             "reason", cfs_status_name(status), "attempts", op->attempts)
+             : NULL;
     PyObject *exc = kw ? PyObject_Call(error_class(status), args, kw) : NULL;
     Py_XDECREF(args);
     Py_XDECREF(kw);

@@ -82,7 +82,8 @@ static int take_compress_options(StoreObject *s, cfs_options *o, char *err, size
     cfs_codec c = CFS_CODEC_NONE;
     if (v && strcasecmp(v, "true") == 0)
         c = CFS_CODEC_GZIP; /* compress=True: gzip, as CloudFiles takes it */
-    else if (v && strcasecmp(v, "false") != 0 && strcasecmp(v, "none") != 0 && cfs_codec_parse(v, &c) < 0) {
+    else if (v && strcasecmp(v, "false") != 0 && strcasecmp(v, "none") != 0 &&
+             cfs_codec_parse(v, &c) < 0) {
         snprintf(err, n, "option compress must be 'gzip', 'br', 'zstd' or None, not '%.40s'", v);
         return -1;
     }
@@ -121,8 +122,9 @@ static PyObject *resolve_options(const cfs_backend_ops *ops, PyObject *url, PyOb
     if (!given || !ops->discover_options)
         return given;
     const char *colon = strchr(ops->discover_options, ':');
-    PyObject *module = colon ? PyUnicode_FromStringAndSize(ops->discover_options,
-                                                           colon - ops->discover_options) : NULL;
+    PyObject *module =
+        colon ? PyUnicode_FromStringAndSize(ops->discover_options, colon - ops->discover_options)
+              : NULL;
     PyObject *m = module ? PyImport_Import(module) : NULL;
     PyObject *r = m ? PyObject_CallMethod(m, colon + 1, "OO", url, given) : NULL;
     Py_XDECREF(module);
@@ -295,7 +297,8 @@ static PyObject *list_names(StoreObject *s, PyObject *prefix, int recursive, int
             continue;
         if (want_sizes && !e->is_dir && e->size > 0)
             total += e->size;
-        PyObject *n = PyUnicode_DecodeUTF8(e->name + strip, (Py_ssize_t)(len - strip), "surrogateescape");
+        PyObject *n =
+            PyUnicode_DecodeUTF8(e->name + strip, (Py_ssize_t)(len - strip), "surrogateescape");
         if (!n || PyList_Append(names, n) < 0) {
             Py_XDECREF(n);
             Py_DECREF(names);
@@ -449,7 +452,8 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
 
 /* Run a batch whose results are only successes or failures (put, delete). */
 static PyObject *run_void_batch(StoreObject *s, PyObject *items, batch_kind kind, int missing_ok,
-                                const char *what, const cfs_put_coding *pc, const cfs_object_attrs *attrs)
+                                const char *what, const cfs_put_coding *pc,
+                                const cfs_object_attrs *attrs)
 {
     BatchObject *b = cfs_batch_new(s, items, kind);
     if (!b)
@@ -484,7 +488,8 @@ static int call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attr
 }
 
 /* Whether a call gave any write attribute; if so merge them with the store's into *out. */
-static int take_call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attrs *out, int *given)
+static int take_call_attrs(StoreObject *s, PyObject *const values[5], cfs_object_attrs *out,
+                           int *given)
 {
     *given = 0;
     for (int i = 0; i < 5; i++)
@@ -494,14 +499,24 @@ static int take_call_attrs(StoreObject *s, PyObject *const values[5], cfs_object
 
 static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "", "compress", "level", "raw", "content_encoding", "content_type",
-                              "cache_control", "content_disposition", "storage_class", "metadata", NULL };
+    static char *kwlist[] = { "",
+                              "compress",
+                              "level",
+                              "raw",
+                              "content_encoding",
+                              "content_type",
+                              "cache_control",
+                              "content_disposition",
+                              "storage_class",
+                              "metadata",
+                              NULL };
     PyObject *values, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
     PyObject *attr_values[5] = { NULL };
     int raw = 0, have_attrs;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpOOOOOO:setitems", kwlist, &values, &compress,
-                                     &level, &raw, &content_encoding, &attr_values[0], &attr_values[1],
-                                     &attr_values[2], &attr_values[3], &attr_values[4]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOpOOOOOO:setitems", kwlist, &values,
+                                     &compress, &level, &raw, &content_encoding, &attr_values[0],
+                                     &attr_values[1], &attr_values[2], &attr_values[3],
+                                     &attr_values[4]))
         return NULL;
     cfs_put_coding pc;
     cfs_object_attrs attrs = { .last_modified_ms = -1 };
@@ -516,7 +531,8 @@ static PyObject *store_setitems(StoreObject *s, PyObject *args, PyObject *kwargs
     } else {
         Py_INCREF(items);
     }
-    PyObject *r = run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc, have_attrs ? &attrs : NULL);
+    PyObject *r =
+        run_void_batch(s, items, BATCH_PUT, 0, "setitems", &pc, have_attrs ? &attrs : NULL);
     Py_DECREF(items);
     cfs_object_attrs_free(&attrs);
     return r;
@@ -579,14 +595,25 @@ static PyObject *store_iter_get(StoreObject *s, PyObject *args, PyObject *kwargs
 /* put(key, value, *, compress=, level=, raw=, content_encoding=, and the write attributes) */
 static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "", "", "compress", "level", "raw", "content_encoding", "content_type",
-                              "cache_control", "content_disposition", "storage_class", "metadata", NULL };
+    static char *kwlist[] = { "",
+                              "",
+                              "compress",
+                              "level",
+                              "raw",
+                              "content_encoding",
+                              "content_type",
+                              "cache_control",
+                              "content_disposition",
+                              "storage_class",
+                              "metadata",
+                              NULL };
     PyObject *key, *value, *compress = Py_None, *level = Py_None, *content_encoding = Py_None;
     PyObject *attr_values[5] = { NULL };
     int raw = 0, have_attrs;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpOOOOOO:put", kwlist, &key, &value, &compress,
-                                     &level, &raw, &content_encoding, &attr_values[0], &attr_values[1],
-                                     &attr_values[2], &attr_values[3], &attr_values[4]))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpOOOOOO:put", kwlist, &key, &value,
+                                     &compress, &level, &raw, &content_encoding, &attr_values[0],
+                                     &attr_values[1], &attr_values[2], &attr_values[3],
+                                     &attr_values[4]))
         return NULL;
     cfs_put_coding pc;
     cfs_object_attrs attrs = { .last_modified_ms = -1 };
@@ -595,7 +622,8 @@ static PyObject *store_put(StoreObject *s, PyObject *args, PyObject *kwargs)
         return NULL;
     cfs_op *op = cfs_pyop_put_coded(s, key, value, 0, &pc);
     PyObject *r = NULL;
-    if (op && (!have_attrs || cfs_pyop_set_attrs(op, &attrs) == 0) && cfs_pyop_run_checked(op, 0) == 0)
+    if (op && (!have_attrs || cfs_pyop_set_attrs(op, &attrs) == 0) &&
+        cfs_pyop_run_checked(op, 0) == 0)
         r = Py_NewRef(Py_None);
     cfs_pyop_release(op);
     cfs_object_attrs_free(&attrs);
@@ -741,16 +769,19 @@ static PyObject *store_entries(StoreObject *s, PyObject *args, PyObject *kwargs)
     out = PyList_New((Py_ssize_t)op->entries.len);
     for (size_t i = 0; out && i < op->entries.len; i++) {
         const cfs_entry *e = &op->entries.items[i];
-        PyObject *name = PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
+        PyObject *name =
+            PyUnicode_DecodeUTF8(e->name, (Py_ssize_t)strlen(e->name), "surrogateescape");
         PyObject *t = NULL;
         if (name && !details) {
             t = Py_BuildValue("(NL)", name, (long long)e->size);
         } else if (name) {
             PyObject *mtime = e->mtime_ms >= 0 ? PyFloat_FromDouble((double)e->mtime_ms / 1000.0)
                                                : Py_NewRef(Py_None);
-            PyObject *etag = e->etag ? PyUnicode_DecodeUTF8(e->etag, (Py_ssize_t)strlen(e->etag), "replace")
-                                     : Py_NewRef(Py_None);
-            t = mtime && etag ? Py_BuildValue("(NLNN)", name, (long long)e->size, mtime, etag) : NULL;
+            PyObject *etag =
+                e->etag ? PyUnicode_DecodeUTF8(e->etag, (Py_ssize_t)strlen(e->etag), "replace")
+                        : Py_NewRef(Py_None);
+            t = mtime && etag ? Py_BuildValue("(NLNN)", name, (long long)e->size, mtime, etag)
+                              : NULL;
             if (!t) {
                 Py_XDECREF(mtime);
                 Py_XDECREF(etag);
@@ -948,7 +979,7 @@ static PyObject *store_repr(StoreObject *s)
     Py_ssize_t pos = 0;
     while (PyDict_Next(s->options, &pos, &name, &value)) {
         PyObject *p = is_secret_option(s, name) ? PyUnicode_FromFormat("%U='***'", name)
-                                             : PyUnicode_FromFormat("%U=%R", name, value);
+                                                : PyUnicode_FromFormat("%U=%R", name, value);
         if (!p || PyList_Append(parts, p) < 0) {
             Py_XDECREF(p);
             Py_DECREF(parts);
@@ -1106,11 +1137,12 @@ static PyObject *store_get_capabilities(StoreObject *s, void *closure)
     (void)closure;
     if (cfs_store_check_open(s) < 0)
         return NULL;
-    static const struct { unsigned flag; const char *name; } names[] = {
-        { CFS_CAP_ATOMIC_IF_ABSENT, "atomic_if_absent" },
-        { CFS_CAP_SERVER_COPY, "server_copy" },
-        { CFS_CAP_CONTENT_TYPE, "content_type" },
-        { CFS_CAP_OBJECT_ATTRS, "object_attrs" },
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } names[] = {
+        { CFS_CAP_ATOMIC_IF_ABSENT, "atomic_if_absent" }, { CFS_CAP_SERVER_COPY, "server_copy" },
+        { CFS_CAP_CONTENT_TYPE, "content_type" },         { CFS_CAP_OBJECT_ATTRS, "object_attrs" },
         { CFS_CAP_STORAGE_CLASS, "storage_class" },
     };
     PyObject *set = PyFrozenSet_New(NULL);
@@ -1146,7 +1178,8 @@ static PyGetSetDef store_getset[] = {
       NULL },
     { "delete_many_max", (getter)store_get_delete_many_max, NULL,
       "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"
-      "batch: 100); 0 where each key takes a request of its own.", NULL },
+      "batch: 100); 0 where each key takes a request of its own.",
+      NULL },
     { NULL },
 };
 
@@ -1161,8 +1194,7 @@ static PySequenceMethods store_as_sequence = {
 };
 
 PyTypeObject cfs_StoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "cloudfiles_store._core.Store",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cloudfiles_store._core.Store",
     .tp_basicsize = sizeof(StoreObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Store(url, /, **options)\n--\n\n"

@@ -49,30 +49,52 @@ int cfs_codec_parse(const char *name, cfs_codec *out)
 const char *cfs_codec_name(cfs_codec c)
 {
     switch (c) {
-    case CFS_CODEC_GZIP: return "gzip";
-    case CFS_CODEC_BR: return "br";
-    case CFS_CODEC_ZSTD: return "zstd";
-    default: return NULL;
+    case CFS_CODEC_GZIP:
+        return "gzip";
+    case CFS_CODEC_BR:
+        return "br";
+    case CFS_CODEC_ZSTD:
+        return "zstd";
+    default:
+        return NULL;
     }
 }
 
 const char *cfs_codec_suffix(cfs_codec c)
 {
     switch (c) {
-    case CFS_CODEC_GZIP: return ".gz";
-    case CFS_CODEC_BR: return ".br";
-    case CFS_CODEC_ZSTD: return ".zstd";
-    default: return "";
+    case CFS_CODEC_GZIP:
+        return ".gz";
+    case CFS_CODEC_BR:
+        return ".br";
+    case CFS_CODEC_ZSTD:
+        return ".zstd";
+    default:
+        return "";
     }
 }
 
 static void level_bounds(cfs_codec c, int *lo, int *hi, int *def)
 {
     switch (c) {
-    case CFS_CODEC_GZIP: *lo = 0; *hi = 12; *def = 6; break;
-    case CFS_CODEC_BR: *lo = BROTLI_MIN_QUALITY; *hi = BROTLI_MAX_QUALITY; *def = BROTLI_DEFAULT_QUALITY; break;
-    case CFS_CODEC_ZSTD: *lo = ZSTD_minCLevel(); *hi = ZSTD_maxCLevel(); *def = ZSTD_CLEVEL_DEFAULT; break;
-    default: *lo = *hi = *def = 0; break;
+    case CFS_CODEC_GZIP:
+        *lo = 0;
+        *hi = 12;
+        *def = 6;
+        break;
+    case CFS_CODEC_BR:
+        *lo = BROTLI_MIN_QUALITY;
+        *hi = BROTLI_MAX_QUALITY;
+        *def = BROTLI_DEFAULT_QUALITY;
+        break;
+    case CFS_CODEC_ZSTD:
+        *lo = ZSTD_minCLevel();
+        *hi = ZSTD_maxCLevel();
+        *def = ZSTD_CLEVEL_DEFAULT;
+        break;
+    default:
+        *lo = *hi = *def = 0;
+        break;
     }
 }
 
@@ -95,11 +117,16 @@ void cfs_codec_level_range(cfs_codec c, char *out, size_t n)
 const char *cfs_codec_strerror(int rc)
 {
     switch (rc) {
-    case CFS_CODEC_OK: return "ok";
-    case CFS_CODEC_EDATA: return "damaged or truncated data";
-    case CFS_CODEC_ENOMEM: return "out of memory";
-    case CFS_CODEC_ELIMIT: return "decoded size over the limit";
-    default: return "invalid codec or level";
+    case CFS_CODEC_OK:
+        return "ok";
+    case CFS_CODEC_EDATA:
+        return "damaged or truncated data";
+    case CFS_CODEC_ENOMEM:
+        return "out of memory";
+    case CFS_CODEC_ELIMIT:
+        return "decoded size over the limit";
+    default:
+        return "invalid codec or level";
     }
 }
 
@@ -207,7 +234,8 @@ static int encode_zstd(thread_ctx *t, int level, const void *in, size_t len, cfs
         return CFS_CODEC_ENOMEM;
     size_t n = ZSTD_compressCCtx(t->zc, out->data + out->len, bound, in, len, level);
     if (ZSTD_isError(n))
-        return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? CFS_CODEC_ENOMEM : CFS_CODEC_EINVAL;
+        return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? CFS_CODEC_ENOMEM
+                                                                    : CFS_CODEC_EINVAL;
     out->len += n;
     return CFS_CODEC_OK;
 }
@@ -226,7 +254,8 @@ int cfs_encode(cfs_codec c, int level, const void *in, size_t len, cfs_buf *out)
     thread_ctx *t = ctx_get(&owned);
     if (!t)
         return CFS_CODEC_ENOMEM;
-    int rc = c == CFS_CODEC_GZIP ? encode_gzip(t, level, in, len, out) : encode_zstd(t, level, in, len, out);
+    int rc = c == CFS_CODEC_GZIP ? encode_gzip(t, level, in, len, out)
+                                 : encode_zstd(t, level, in, len, out);
     ctx_put(t, owned);
     return rc;
 }
@@ -249,7 +278,8 @@ static size_t first_room(size_t claimed, size_t len, size_t ratio, size_t max_ou
     return room;
 }
 
-static int decode_gzip(thread_ctx *t, const unsigned char *p, size_t len, size_t max_out, cfs_buf *out)
+static int decode_gzip(thread_ctx *t, const unsigned char *p, size_t len, size_t max_out,
+                       cfs_buf *out)
 {
     if (!t->gunz && !(t->gunz = libdeflate_alloc_decompressor()))
         return CFS_CODEC_ENOMEM;
@@ -316,7 +346,8 @@ static int decode_br(const uint8_t *p, size_t len, size_t max_out, cfs_buf *out)
         }
         uint8_t *next_out = (uint8_t *)out->data + out->len;
         size_t before = avail_out;
-        BrotliDecoderResult r = BrotliDecoderDecompressStream(d, &avail_in, &next_in, &avail_out, &next_out, NULL);
+        BrotliDecoderResult r =
+            BrotliDecoderDecompressStream(d, &avail_in, &next_in, &avail_out, &next_out, NULL);
         out->len += before - avail_out;
         if (r == BROTLI_DECODER_RESULT_SUCCESS) {
             if (avail_in != 0)
@@ -346,7 +377,9 @@ static int decode_zstd(thread_ctx *t, const void *p, size_t len, size_t max_out,
     unsigned long long claimed = ZSTD_getFrameContentSize(p, len);
     size_t start = out->len;
     size_t hint = (claimed == ZSTD_CONTENTSIZE_UNKNOWN || claimed == ZSTD_CONTENTSIZE_ERROR ||
-                   claimed > SIZE_MAX - 1) ? 0 : (size_t)claimed + 1;
+                   claimed > SIZE_MAX - 1)
+                      ? 0
+                      : (size_t)claimed + 1;
     if (cfs_buf_reserve(out, first_room(hint, len, 1032, max_out)) < 0)
         return CFS_CODEC_ENOMEM;
     ZSTD_inBuffer in = { p, len, 0 };
@@ -385,7 +418,8 @@ int cfs_decode(cfs_codec c, const void *in, size_t len, size_t max_out, cfs_buf 
     thread_ctx *t = ctx_get(&owned);
     if (!t)
         return CFS_CODEC_ENOMEM;
-    int rc = c == CFS_CODEC_GZIP ? decode_gzip(t, in, len, max_out, out) : decode_zstd(t, in, len, max_out, out);
+    int rc = c == CFS_CODEC_GZIP ? decode_gzip(t, in, len, max_out, out)
+                                 : decode_zstd(t, in, len, max_out, out);
     ctx_put(t, owned);
     return rc;
 }

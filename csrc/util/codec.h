@@ -36,10 +36,10 @@ void cfs_codec_level_range(cfs_codec c, char *out, size_t n);
 /* Results of cfs_encode / cfs_decode. */
 enum {
     CFS_CODEC_OK = 0,
-    CFS_CODEC_EDATA = -1,    /* not valid data for the codec (truncated, damaged, trailing bytes) */
+    CFS_CODEC_EDATA = -1, /* not valid data for the codec (truncated, damaged, trailing bytes) */
     CFS_CODEC_ENOMEM = -2,
-    CFS_CODEC_ELIMIT = -3,   /* decoding would exceed max_out */
-    CFS_CODEC_EINVAL = -4,   /* bad level or codec */
+    CFS_CODEC_ELIMIT = -3, /* decoding would exceed max_out */
+    CFS_CODEC_EINVAL = -4, /* bad level or codec */
 };
 
 /* Encode `in` and append it to out (left as it was on failure beyond its length). */

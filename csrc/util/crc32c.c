@@ -147,8 +147,8 @@ crc32c_three_streams(uint64_t c0, const unsigned char **pp, size_t *len, size_t 
 }
 #endif
 
-__attribute__((target("sse4.2")))
-static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
+                                                               size_t len)
 {
     const unsigned char *p = data;
     uint32_t c = ~crc;

@@ -20,7 +20,8 @@ static int check_segments(const char *key, size_t len, int allow_trailing_slash,
             snprintf(err, errlen, "key has an empty path segment (leading, trailing or double '/')");
             return -1;
         }
-        if ((seg == 1 && key[start] == '.') || (seg == 2 && key[start] == '.' && key[start + 1] == '.')) {
+        if ((seg == 1 && key[start] == '.') ||
+            (seg == 2 && key[start] == '.' && key[start + 1] == '.')) {
             snprintf(err, errlen, "key has a '.' or '..' path segment");
             return -1;
         }

@@ -55,7 +55,8 @@ char *cfs_secret_read_file(const char *path, size_t max)
         return NULL;
     buf[n] = '\0';
     int ok = n <= max;
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    while (n &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         buf[--n] = '\0';
     for (size_t i = 0; ok && i < n; i++)
         if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)

@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT_MESSAGE(err);
         FUZZ_ASSERT(!c.access_key_id && !c.secret_access_key && !c.session_token && !c.expiration);
     } else {
-        FUZZ_ASSERT(c.access_key_id && c.access_key_id[0] && c.secret_access_key && c.secret_access_key[0]);
+        FUZZ_ASSERT(c.access_key_id && c.access_key_id[0] && c.secret_access_key &&
+                    c.secret_access_key[0]);
         FUZZ_ASSERT(header_safe(c.access_key_id) && header_safe(c.secret_access_key));
         FUZZ_ASSERT(!c.session_token || header_safe(c.session_token));
         cfs_aws_creds_clear(&c);

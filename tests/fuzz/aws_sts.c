@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cfs_aws_sts_parse((const char *)data, size, &c, err, sizeof err) < 0) {
         FUZZ_ASSERT_MESSAGE(err);
     } else {
-        FUZZ_ASSERT(c.access_key_id && c.access_key_id[0] && c.secret_access_key && c.secret_access_key[0]);
+        FUZZ_ASSERT(c.access_key_id && c.access_key_id[0] && c.secret_access_key &&
+                    c.secret_access_key[0]);
         FUZZ_ASSERT(!strpbrk(c.access_key_id, "\r\n") && !strpbrk(c.secret_access_key, "\r\n"));
         FUZZ_ASSERT(!c.session_token || !strpbrk(c.session_token, "\r\n"));
         cfs_aws_creds_clear(&c);

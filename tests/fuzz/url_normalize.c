@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t n = (size_t)(sep - out);
             int scheme = 1;
             for (size_t i = 0; i < n; i++)
-                scheme &= isalnum((unsigned char)out[i]) || out[i] == '+' || out[i] == '-' || out[i] == '.';
+                scheme &= isalnum((unsigned char)out[i]) || out[i] == '+' || out[i] == '-' ||
+                          out[i] == '.';
             if (scheme) { /* a URL: its scheme is a known one, in lower case */
                 char s[32] = "";
                 if (n < sizeof s)

@@ -96,13 +96,16 @@ int cfs_gcs_credentials_parse(const char *json, size_t len, const char *token_ur
             take_string(root, "refresh_token", &out->refresh_token) < 0)
             goto bad;
         if (!out->client_id || !out->client_secret || !out->refresh_token) {
-            snprintf(err, errlen, "authorized_user credentials need client_id, client_secret "
-                                  "and refresh_token");
+            snprintf(err, errlen,
+                     "authorized_user credentials need client_id, client_secret "
+                     "and refresh_token");
             goto out;
         }
     } else {
-        snprintf(err, errlen, "unsupported credentials type \"%.40s\" (service_account or "
-                              "authorized_user)", type);
+        snprintf(err, errlen,
+                 "unsupported credentials type \"%.40s\" (service_account or "
+                 "authorized_user)",
+                 type);
         goto out;
     }
     if (token_uri_override) {
@@ -201,13 +204,15 @@ int cfs_gcs_jwt(cfs_buf *out, const cfs_gcs_credentials *c, const char *scope, i
         !cJSON_AddNumberToObject(claims, "exp", (double)(now + 3600)))
         goto nomem;
     size_t start = out->len;
-    if (b64url_json(out, header) < 0 || cfs_buf_append(out, ".", 1) < 0 || b64url_json(out, claims) < 0)
+    if (b64url_json(out, header) < 0 || cfs_buf_append(out, ".", 1) < 0 ||
+        b64url_json(out, claims) < 0)
         goto nomem;
     size_t signed_len = out->len - start;
     if (!(md = EVP_MD_CTX_new()))
         goto nomem;
     if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, c->pkey) != 1 ||
-        EVP_DigestSign(md, NULL, &sig_len, (const unsigned char *)out->data + start, signed_len) != 1)
+        EVP_DigestSign(md, NULL, &sig_len, (const unsigned char *)out->data + start, signed_len) !=
+            1)
         goto sign_failed;
     if (!(sig = malloc(sig_len)))
         goto nomem;
@@ -249,7 +254,9 @@ int cfs_gcs_token_request_body(cfs_buf *out, const cfs_gcs_credentials *c, const
             return -1;
         }
         int rc = form_pair(out, "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer") < 0 ||
-                 form_pair(out, "assertion", jwt.data) < 0 ? -1 : 0;
+                         form_pair(out, "assertion", jwt.data) < 0
+                     ? -1
+                     : 0;
         cfs_secret_buf_free(&jwt); /* a bearer assertion for the next hour */
         if (rc < 0)
             snprintf(err, errlen, "out of memory");
@@ -269,8 +276,8 @@ int cfs_gcs_token_request_body(cfs_buf *out, const cfs_gcs_credentials *c, const
     return -1;
 }
 
-int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *expires_in,
-                        char *err, size_t errlen)
+int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *expires_in, char *err,
+                        size_t errlen)
 {
     *token = NULL;
     *expires_in = 3600;

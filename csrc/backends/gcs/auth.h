@@ -55,7 +55,7 @@ int cfs_gcs_token_request_body(cfs_buf *out, const cfs_gcs_credentials *c, const
 
 /* A token response: {"access_token": "...", "expires_in": N, "token_type": "Bearer"}.
  * *token is a fresh string; *expires_in is seconds (3600 if absent). Returns 0 or -1. */
-int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *expires_in,
-                        char *err, size_t errlen);
+int cfs_gcs_parse_token(const char *body, size_t len, char **token, int64_t *expires_in, char *err,
+                        size_t errlen);
 
 #endif

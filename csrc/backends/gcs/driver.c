@@ -44,8 +44,12 @@ extern const cfs_backend_ops cfs_gcs_backend;
  * and no longer used from min(60 s, L/10) before it: 3300 s and 3540 s into Google's usual
  * hour; a short-lived token (a metadata server's, near its own refresh) scales down. */
 static const cfs_cred_policy TOKEN_POLICY = {
-    .refresh_margin = 300, .expiry_margin = 60, .claim_timeout = 60, .refresh_backoff = 30,
-    .failure_memory = 1, .max_fetches = 4, /* an op makes at most 4 token requests */
+    .refresh_margin = 300,
+    .expiry_margin = 60,
+    .claim_timeout = 60,
+    .refresh_backoff = 30,
+    .failure_memory = 1,
+    .max_fetches = 4, /* an op makes at most 4 token requests */
 };
 #define MIB (1024L * 1024L)
 #define RESUMABLE_QUANTUM (256L * 1024L) /* a session's chunks are multiples of this */
@@ -58,7 +62,7 @@ static const char *const gcs_response_headers[] = {
     "range",       /* what a resumable upload's server has: "bytes=0-N" */
     NULL,
 };
-static const char *const gcs_secret_options[] = {"token", NULL};
+static const char *const gcs_secret_options[] = { "token", NULL };
 
 /* ---------- open / close ---------- */
 
@@ -229,7 +233,8 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     if (cfs_tls_take_options(&g->tls, opts, err, errlen) < 0)
         goto fail;
     long threshold = 8 * MIB, chunk = 8 * MIB;
-    if (cfs_options_take_long(opts, "resumable_threshold", 1, LONG_MAX, &threshold, err, errlen) < 0 ||
+    if (cfs_options_take_long(opts, "resumable_threshold", 1, LONG_MAX, &threshold, err, errlen) <
+            0 ||
         cfs_options_take_long(opts, "resumable_chunksize", RESUMABLE_QUANTUM, 1024 * MIB, &chunk,
                               err, errlen) < 0)
         goto fail;
@@ -273,8 +278,8 @@ static cfs_backend *gcs_open(const char *url, cfs_options *opts, char *err, size
     if (choose_credentials(g, token, anon, anon_set, credentials, token_uri, metadata_host,
                            emulator, err, errlen) < 0)
         goto fail;
-    if (g->cred.token_uri &&
-        cfs_cred_cache_init(&g->tokens, &TOKEN_POLICY, g->cred.token_uri, cfs_engine_release_parked) < 0)
+    if (g->cred.token_uri && cfs_cred_cache_init(&g->tokens, &TOKEN_POLICY, g->cred.token_uri,
+                                                 cfs_engine_release_parked) < 0)
         goto oom;
     return &g->base;
 
@@ -326,8 +331,9 @@ static int token_decide(gcs_backend *g, gcs_state *st, cfs_op *op, char **token)
     case CFS_GCS_CRED_ANON:
         return CFS_CRED_USE;
     case CFS_GCS_CRED_STATIC:
-        return copy_token(&(cfs_cred){ .secret = g->cred.static_token }, &copy) == 0 ? CFS_CRED_USE
-                                                                                     : CFS_CRED_FAILED;
+        return copy_token(&(cfs_cred){ .secret = g->cred.static_token }, &copy) == 0
+                   ? CFS_CRED_USE
+                   : CFS_CRED_FAILED;
     default:
         return cfs_cred_decide(&g->tokens, &st->ticket, op, copy_token, &copy);
     }
@@ -347,8 +353,8 @@ static int build_token_request(gcs_backend *g, cfs_op *op, cfs_request *req)
         return 0;
     }
     req->method = "POST";
-    if (cfs_gcs_token_request_body(&req->body_owned, &g->cred, g->scope, (int64_t)time(NULL),
-                                   err, sizeof err) < 0) {
+    if (cfs_gcs_token_request_body(&req->body_owned, &g->cred, g->scope, (int64_t)time(NULL), err,
+                                   sizeof err) < 0) {
         cfs_op_fail(op, CFS_EAUTH, "cannot make the token request: %s", err);
         return -1;
     }
@@ -388,7 +394,8 @@ cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_respo
     if (resp->status == 200) {
         cfs_cred tok = { 0 };
         int64_t expires_in = 0;
-        int rc = cfs_gcs_parse_token(body->data, body->len, &tok.secret, &expires_in, detail, sizeof detail);
+        int rc = cfs_gcs_parse_token(body->data, body->len, &tok.secret, &expires_in, detail,
+                                     sizeof detail);
         cfs_secret_wipe(body->data, body->len);
         if (rc == 0) {
             outcome = cfs_cred_fetched(&g->tokens, &st->ticket, &tok, (double)expires_in, op);
@@ -401,7 +408,8 @@ cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_respo
         cfs_gcs_error_message(body->data, body->len, detail, sizeof detail);
         cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "token %s: HTTP %ld: %s",
                     transient ? "endpoint" : "request refused", resp->status, detail);
-        outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op, transient && !cfs_op_last_attempt(op));
+        outcome = cfs_cred_fetch_failed(&g->tokens, &st->ticket, op,
+                                        transient && !cfs_op_last_attempt(op));
     }
     st->auth_step = outcome == CFS_CRED_FETCH; /* else: done with it, or a token to use */
     return cfs_cred_next(op, outcome, op->step + 1);

@@ -41,16 +41,16 @@ char *cfs_gcs_object_url(const char *endpoint, const char *bucket, const char *n
     return finish_url(&u, ok);
 }
 
-char *cfs_gcs_list_url(const char *endpoint, const char *bucket, const char *prefix,
-                       int recursive, const char *page_token, int max_results)
+char *cfs_gcs_list_url(const char *endpoint, const char *bucket, const char *prefix, int recursive,
+                       const char *page_token, int max_results)
 {
     cfs_buf u = { 0 };
     char tail[64];
     snprintf(tail, sizeof tail, "&maxResults=%d", max_results);
-    int ok = cfs_buf_append_str(&u, endpoint) == 0 &&
-             cfs_buf_append_str(&u, "/storage/v1/b/") == 0 &&
-             append_enc(&u, bucket, strlen(bucket)) == 0 &&
-             cfs_buf_append_str(&u, "/o?prefix=") == 0 && append_enc(&u, prefix, strlen(prefix)) == 0;
+    int ok =
+        cfs_buf_append_str(&u, endpoint) == 0 && cfs_buf_append_str(&u, "/storage/v1/b/") == 0 &&
+        append_enc(&u, bucket, strlen(bucket)) == 0 && cfs_buf_append_str(&u, "/o?prefix=") == 0 &&
+        append_enc(&u, prefix, strlen(prefix)) == 0;
     if (ok && !recursive)
         ok = cfs_buf_append_str(&u, "&delimiter=%2F") == 0;
     if (ok && page_token)
@@ -149,7 +149,8 @@ int cfs_gcs_parse_list(const char *body, size_t len, const char *strip, cfs_entr
         goto fail;
     }
     const cJSON *it;
-    cJSON_ArrayForEach(it, items) {
+    cJSON_ArrayForEach(it, items)
+    {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
         const cJSON *size = cJSON_GetObjectItemCaseSensitive(it, "size");
         if (!cJSON_IsString(name)) {
@@ -174,12 +175,14 @@ int cfs_gcs_parse_list(const char *body, size_t len, const char *strip, cfs_entr
         int64_t mtime = -1;
         if (cJSON_IsString(updated) && cfs_parse_rfc3339(updated->valuestring, &mtime) < 0)
             mtime = -1; /* a detail: not worth failing the listing */
-        const char *et = cJSON_IsString(etag) && strlen(etag->valuestring) < 128 ? etag->valuestring : NULL;
+        const char *et =
+            cJSON_IsString(etag) && strlen(etag->valuestring) < 128 ? etag->valuestring : NULL;
         if (cfs_entries_add(out, n + strip_len, nl - strip_len, sz, 0) < 0 ||
             cfs_entries_set_info(out, mtime, et, et ? strlen(et) : 0) < 0)
             goto nomem;
     }
-    cJSON_ArrayForEach(it, prefixes) {
+    cJSON_ArrayForEach(it, prefixes)
+    {
         if (!cJSON_IsString(it)) {
             snprintf(err, errlen, "listing prefix is not a string");
             goto fail;
@@ -227,7 +230,8 @@ int cfs_gcs_parse_object(const char *body, size_t len, int64_t *size, cfs_goog_h
         unsigned char raw[8];
         if (cfs_base64_decode(crc->valuestring, strlen(crc->valuestring), raw, sizeof raw) != 4)
             goto out;
-        hash->crc32c = (uint32_t)raw[0] << 24 | (uint32_t)raw[1] << 16 | (uint32_t)raw[2] << 8 | raw[3];
+        hash->crc32c =
+            (uint32_t)raw[0] << 24 | (uint32_t)raw[1] << 16 | (uint32_t)raw[2] << 8 | raw[3];
         hash->has_crc32c = 1;
     }
     rc = 0;
@@ -243,7 +247,10 @@ int cfs_gcs_parse_object_attrs(const char *body, size_t len, cfs_object_attrs *a
     int rc = -1;
     if (!cJSON_IsObject(root))
         goto out;
-    static const struct { const char *json; size_t off; } fields[] = {
+    static const struct {
+        const char *json;
+        size_t off;
+    } fields[] = {
         { "etag", offsetof(cfs_object_attrs, etag) },
         { "contentType", offsetof(cfs_object_attrs, content_type) },
         { "contentEncoding", offsetof(cfs_object_attrs, content_encoding) },
@@ -268,7 +275,8 @@ int cfs_gcs_parse_object_attrs(const char *body, size_t len, cfs_object_attrs *a
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata"), *it;
     if (meta && !cJSON_IsObject(meta) && !cJSON_IsNull(meta))
         goto out;
-    cJSON_ArrayForEach(it, meta) {
+    cJSON_ArrayForEach(it, meta)
+    {
         if (!it->string || (!cJSON_IsString(it) && !cJSON_IsNull(it)))
             goto out;
         if (a->n_metadata >= CFS_META_MAX)
@@ -344,7 +352,8 @@ static int attrs_json(cJSON *meta, const cfs_object_attrs *a)
         return -1;
     if (!a)
         return 0;
-    if ((a->content_encoding && !cJSON_AddStringToObject(meta, "contentEncoding", a->content_encoding)) ||
+    if ((a->content_encoding &&
+         !cJSON_AddStringToObject(meta, "contentEncoding", a->content_encoding)) ||
         (a->cache_control && !cJSON_AddStringToObject(meta, "cacheControl", a->cache_control)) ||
         (a->content_disposition &&
          !cJSON_AddStringToObject(meta, "contentDisposition", a->content_disposition)) ||
@@ -409,9 +418,9 @@ int cfs_gcs_multipart_body(cfs_buf *out, char boundary[64], const char *name, si
         cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "\r\nContent-Type: ") < 0 ||
         cfs_buf_append_str(out, attrs && attrs->content_type ? attrs->content_type
                                                              : "application/octet-stream") < 0 ||
-        cfs_buf_append_str(out, "\r\n\r\n") < 0 ||
-        (len && cfs_buf_append(out, data, len) < 0) || cfs_buf_append_str(out, "\r\n--") < 0 ||
-        cfs_buf_append_str(out, boundary) < 0 || cfs_buf_append_str(out, "--\r\n") < 0)
+        cfs_buf_append_str(out, "\r\n\r\n") < 0 || (len && cfs_buf_append(out, data, len) < 0) ||
+        cfs_buf_append_str(out, "\r\n--") < 0 || cfs_buf_append_str(out, boundary) < 0 ||
+        cfs_buf_append_str(out, "--\r\n") < 0)
         goto out;
     rc = 0;
 out:
@@ -478,8 +487,10 @@ int cfs_gcs_batch_delete_body(cfs_buf *out, const char *bucket, const char *cons
 {
     for (size_t i = 0; i < n; i++) {
         char head[160];
-        snprintf(head, sizeof head, "--" CFS_GCS_BATCH_BOUNDARY "\r\nContent-Type: application/http\r\n"
-                 "Content-ID: <%zu>\r\n\r\nDELETE ", ids[i]);
+        snprintf(head, sizeof head,
+                 "--" CFS_GCS_BATCH_BOUNDARY "\r\nContent-Type: application/http\r\n"
+                 "Content-ID: <%zu>\r\n\r\nDELETE ",
+                 ids[i]);
         char *path = cfs_gcs_object_url("", bucket, names[i], lens[i], NULL);
         int ok = path && cfs_buf_append_str(out, head) == 0 && cfs_buf_append_str(out, path) == 0 &&
                  cfs_buf_append_str(out, " HTTP/1.1\r\n\r\n\r\n") == 0;
@@ -617,4 +628,3 @@ int cfs_gcs_parse_batch(const char *content_type, const char *body, size_t len,
     }
     return 0;
 }
-

@@ -16,8 +16,8 @@ char *cfs_gcs_object_url(const char *endpoint, const char *bucket, const char *n
 
 /* URL of a listing page: prefix (may be ""), one level (delimiter '/') or recursive,
  * continuing after page_token (NULL for the first page), at most max_results names. */
-char *cfs_gcs_list_url(const char *endpoint, const char *bucket, const char *prefix,
-                       int recursive, const char *page_token, int max_results);
+char *cfs_gcs_list_url(const char *endpoint, const char *bucket, const char *prefix, int recursive,
+                       const char *page_token, int max_results);
 
 /* URL of a multipart upload; if_generation_match_zero: create only if absent. */
 char *cfs_gcs_upload_url(const char *endpoint, const char *bucket, int if_generation_match_zero);

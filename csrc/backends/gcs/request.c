@@ -77,8 +77,8 @@ static int build_get(const gcs_backend *g, cfs_op *op, cfs_request *req, const c
 /* PUT: one multipart upload (metadata with the body's crc32c, then the body), or the next
  * request of a resumable session for a large body (*may_auth: 0 when it goes off the
  * endpoint). */
-static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req,
-                     const char *name, size_t name_len, int *may_auth)
+static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, const char *name,
+                     size_t name_len, int *may_auth)
 {
     if (!st->have_crc) { /* once per op: every retry and chunk checks against it */
         st->crc = cfs_crc32c(0, op->body, op->body_len);
@@ -89,8 +89,8 @@ static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req
     char boundary[64];
     char *url = cfs_gcs_upload_url(g->endpoint, g->bucket, op->if_none_match);
     if (set_target(op, req, "POST", url) < 0 ||
-        cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body,
-                               op->body_len, st->crc, &op->attrs) < 0 ||
+        cfs_gcs_multipart_body(&req->body_owned, boundary, name, name_len, op->body, op->body_len,
+                               st->crc, &op->attrs) < 0 ||
         cfs_request_header(req, "Content-Type: multipart/related; boundary=%s", boundary) < 0)
         return -1;
     req->body = req->body_owned.data;
@@ -104,15 +104,22 @@ static char *rewrite_url(const gcs_backend *g, const gcs_backend *src, const cha
                          const char *dest, size_t dest_len, const char *token)
 {
     char *src_name = cfs_asprintf("%s%s", src->root, source);
-    char *src_url = src_name ? cfs_gcs_object_url(g->endpoint, src->bucket, src_name, strlen(src_name), NULL) : NULL;
+    char *src_url =
+        src_name ? cfs_gcs_object_url(g->endpoint, src->bucket, src_name, strlen(src_name), NULL)
+                 : NULL;
     cfs_buf u = { 0 };
     int rc = src_url ? 0 : -1;
     if (rc == 0)
         rc = cfs_buf_append_str(&u, src_url) < 0 || cfs_buf_append_str(&u, "/rewriteTo/b/") < 0 ||
                      cfs_url_encode(&u, g->bucket, strlen(g->bucket), 0) < 0 ||
-                     cfs_buf_append_str(&u, "/o/") < 0 || cfs_url_encode(&u, dest, dest_len, 0) < 0 ? -1 : 0;
+                     cfs_buf_append_str(&u, "/o/") < 0 || cfs_url_encode(&u, dest, dest_len, 0) < 0
+                 ? -1
+                 : 0;
     if (rc == 0 && token)
-        rc = cfs_buf_append_str(&u, "?rewriteToken=") < 0 || cfs_url_encode(&u, token, strlen(token), 0) < 0 ? -1 : 0;
+        rc = cfs_buf_append_str(&u, "?rewriteToken=") < 0 ||
+                     cfs_url_encode(&u, token, strlen(token), 0) < 0
+                 ? -1
+                 : 0;
     if (rc == 0)
         rc = cfs_buf_terminate(&u);
     free(src_name);
@@ -219,7 +226,8 @@ static int build_batch_delete(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_req
     if (set_target(op, req, "POST", cfs_asprintf("%s/batch/storage/v1", g->endpoint)) < 0 ||
         cfs_gcs_batch_delete_body(&req->body_owned, g->bucket, (const char *const *)names, lens,
                                   ids, n) < 0 ||
-        cfs_request_header(req, "Content-Type: multipart/mixed; boundary=\"" CFS_GCS_BATCH_BOUNDARY "\"") < 0)
+        cfs_request_header(req, "Content-Type: multipart/mixed; boundary=\"" CFS_GCS_BATCH_BOUNDARY
+                                "\"") < 0)
         goto out;
     req->body = req->body_owned.data;
     req->body_len = req->body_owned.len;
@@ -251,7 +259,7 @@ int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     if (t == CFS_CRED_USE) {
         int may_auth = 1;
         rc = op->kind == CFS_OP_DELETE_MANY ? build_batch_delete(g, op, st, req)
-                                             : build_object_request(g, op, st, req, &may_auth);
+                                            : build_object_request(g, op, st, req, &may_auth);
         if (rc == CFS_BUILD_SEND && token && may_auth && add_bearer(req, token) < 0)
             rc = no_memory(op);
     }

@@ -25,8 +25,9 @@ static int verify_download(cfs_op *op, const cfs_goog_hash *want)
     if (h.has_crc32c) {
         uint32_t got = cfs_crc32c(0, body->data, body->len);
         if (got != h.crc32c) {
-            cfs_op_fail(op, CFS_ECHECKSUM, "crc32c of the %zu bytes received is %08x, the server's is %08x",
-                        body->len, got, h.crc32c);
+            cfs_op_fail(op, CFS_ECHECKSUM,
+                        "crc32c of the %zu bytes received is %08x, the server's is %08x", body->len,
+                        got, h.crc32c);
             return 0;
         }
         return 1;
@@ -40,8 +41,8 @@ static int verify_download(cfs_op *op, const cfs_goog_hash *want)
             return -1;
         }
         if (memcmp(md, h.md5, 16) != 0) {
-            cfs_op_fail(op, CFS_ECHECKSUM, "md5 of the %zu bytes received differs from the server's",
-                        body->len);
+            cfs_op_fail(op, CFS_ECHECKSUM,
+                        "md5 of the %zu bytes received differs from the server's", body->len);
             return 0;
         }
     }
@@ -61,8 +62,8 @@ static cfs_next finish_list(cfs_op *op, gcs_state *st, const char *root, const c
     char err[160];
     char *next = NULL;
     int oom = 0;
-    if (cfs_gcs_parse_list(resp->body->data, resp->body->len, root, &op->entries, &next, &oom,
-                           err, sizeof err) < 0) {
+    if (cfs_gcs_parse_list(resp->body->data, resp->body->len, root, &op->entries, &next, &oom, err,
+                           sizeof err) < 0) {
         cfs_op_fail(op, oom ? CFS_ENOMEM : CFS_EPROTOCOL, "%s", err);
         return CFS_NEXT_DONE;
     }
@@ -82,9 +83,10 @@ int gcs_check_stored(cfs_op *op, const gcs_state *st, const cfs_response *resp)
     int64_t size = -1;
     if (cfs_gcs_parse_object(resp->body->data, resp->body->len, &size, &h) == 0) {
         if ((h.has_crc32c && h.crc32c != st->crc) || (size >= 0 && (size_t)size != op->body_len)) {
-            cfs_op_fail(op, CFS_ECHECKSUM, "the server stored %lld bytes with crc32c %08x; "
-                        "%zu bytes with crc32c %08x were sent", (long long)size, h.crc32c,
-                        op->body_len, st->crc);
+            cfs_op_fail(op, CFS_ECHECKSUM,
+                        "the server stored %lld bytes with crc32c %08x; "
+                        "%zu bytes with crc32c %08x were sent",
+                        (long long)size, h.crc32c, op->body_len, st->crc);
             return 0;
         }
     }
@@ -123,8 +125,9 @@ static int batch_part(void *vctx, long id, long status, const char *body, size_t
     cfs_gcs_error_message(body, len, msg, sizeof msg);
     snprintf(detail, sizeof detail, "HTTP %ld: %s", status, msg[0] ? msg : "no message");
     cfs_status why = status == 401 || status == 403 ? CFS_EAUTH
-                   : is_transient_status(status) ? CFS_ETRANSIENT
-                   : status == 412 ? CFS_EEXISTS : CFS_EHTTP;
+                     : is_transient_status(status)  ? CFS_ETRANSIENT
+                     : status == 412                ? CFS_EEXISTS
+                                                    : CFS_EHTTP;
     return cfs_entries_add_failure(&op->entries, op->keys[i], why, detail) < 0 ? -2 : 0;
 }
 
@@ -222,7 +225,8 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
     int whole = op->kind == CFS_OP_GET && resp->status == 200 && op->range.kind == CFS_RANGE_NONE;
     if (whole) {
         memset(&st->want, 0, sizeof st->want);
-        if (resp->captured[GCS_GOOG_HASH] && cfs_gcs_parse_hash(resp->captured[GCS_GOOG_HASH], &st->want) < 0) {
+        if (resp->captured[GCS_GOOG_HASH] &&
+            cfs_gcs_parse_hash(resp->captured[GCS_GOOG_HASH], &st->want) < 0) {
             cfs_op_fail(op, CFS_EPROTOCOL, "malformed x-goog-hash header");
             return CFS_NEXT_DONE;
         }
@@ -244,7 +248,8 @@ cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
             op->status = CFS_ENOCONTAINER;
         if (op->status == CFS_EAUTH && g->cred.kind == CFS_GCS_CRED_ANON) {
             size_t n = strlen(op->message);
-            snprintf(op->message + n, sizeof op->message - n, " (anonymous request: no credentials)");
+            snprintf(op->message + n, sizeof op->message - n,
+                     " (anonymous request: no credentials)");
         }
         return next;
     }

@@ -29,7 +29,8 @@ int gcs_build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *
                         const char *name, size_t name_len, int *may_auth)
 {
     *may_auth = 1;
-    const char *content_type = op->attrs.content_type ? op->attrs.content_type : "application/octet-stream";
+    const char *content_type =
+        op->attrs.content_type ? op->attrs.content_type : "application/octet-stream";
     if (st->rs_phase == RS_START) {
         st->rs_in_flight = 0;
         req->method = "POST";
@@ -118,7 +119,8 @@ cfs_next gcs_finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *res
     st->rs_querying = 0;
     if (code == 308) { /* incomplete: the Range header says how much the server holds */
         int64_t have = 0;
-        if (cfs_gcs_parse_upload_range(resp->captured[GCS_RANGE], &have) < 0 || (uint64_t)have > op->body_len) {
+        if (cfs_gcs_parse_upload_range(resp->captured[GCS_RANGE], &have) < 0 ||
+            (uint64_t)have > op->body_len) {
             cfs_op_fail(op, CFS_EPROTOCOL, "resumable upload: bad Range in a 308 answer: %.80s",
                         resp->captured[GCS_RANGE] ? resp->captured[GCS_RANGE] : "");
             return CFS_NEXT_DONE;

@@ -39,9 +39,10 @@ int cfs_aws_parse_time(const char *s, int64_t *out)
 {
     /* YYYY-MM-DDTHH:MM:SS[.fff][Z|+HH:MM|-HH:MM] */
     int Y, M, D, h, m, sec;
-    if (!s || strlen(s) < 19 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) || s[7] != '-' ||
-        digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || digits(s + 11, 2, &h) ||
-        s[13] != ':' || digits(s + 14, 2, &m) || s[16] != ':' || digits(s + 17, 2, &sec))
+    if (!s || strlen(s) < 19 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) ||
+        s[7] != '-' || digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &m) || s[16] != ':' ||
+        digits(s + 17, 2, &sec))
         return -1;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return -1;
@@ -212,7 +213,8 @@ static void XMLCALL sts_start(void *ud, const XML_Char *name, const XML_Char **a
 
 static int sts_at(const sts_doc *d, const char *l1, const char *l2, const char *l3)
 {
-    return d->depth == 4 && !strcmp(d->names[1], l1) && !strcmp(d->names[2], l2) && !strcmp(d->names[3], l3);
+    return d->depth == 4 && !strcmp(d->names[1], l1) && !strcmp(d->names[2], l2) &&
+           !strcmp(d->names[3], l3);
 }
 
 /* The text into a short field, cut to fit. */
@@ -249,7 +251,8 @@ static void XMLCALL sts_end(void *ud, const XML_Char *name)
             sts_keep(d, &d->token);
         else if (!strcmp(leaf, "Expiration"))
             sts_copy(d->expiration, sizeof d->expiration, d);
-    } else if (d->depth == 3 && !strcmp(d->names[1], "ErrorResponse") && !strcmp(d->names[2], "Error")) {
+    } else if (d->depth == 3 && !strcmp(d->names[1], "ErrorResponse") &&
+               !strcmp(d->names[2], "Error")) {
         if (!strcmp(leaf, "Code"))
             sts_copy(d->code, sizeof d->code, d);
         else if (!strcmp(leaf, "Message"))
@@ -295,7 +298,8 @@ int cfs_aws_sts_parse(const char *xml, size_t len, cfs_aws_creds *out, char *err
     if (d->oom) {
         snprintf(err, errlen, "out of memory");
     } else if (d->code[0]) {
-        snprintf(err, errlen, "STS error %.60s: %.150s", d->code, d->message[0] ? d->message : "no message");
+        snprintf(err, errlen, "STS error %.60s: %.150s", d->code,
+                 d->message[0] ? d->message : "no message");
     } else if (!parsed) {
         snprintf(err, errlen, "STS answer is not XML (%s)", XML_ErrorString(XML_GetErrorCode(p)));
     } else if (d->too_long) {

@@ -187,16 +187,19 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
     }
     if (!src || !*src || !strcmp(src, "static")) {
         if (s->cred_url || s->cred_auth || s->cred_auth_file || s->role_arn || s->role_session) {
-            snprintf(err, errlen, "credential_url, credential_token and credential_role_arn need "
-                                  "credential_source");
+            snprintf(err, errlen,
+                     "credential_url, credential_token and credential_role_arn need "
+                     "credential_source");
             return -1;
         }
         s->source = CRED_STATIC;
     } else if (!strcmp(src, "container") || !strcmp(src, "imds") || !strcmp(src, "web_identity")) {
         s->source = !strcmp(src, "container") ? CRED_CONTAINER
-                  : !strcmp(src, "imds")      ? CRED_IMDS : CRED_WEB_IDENTITY;
-        if (s->source == CRED_WEB_IDENTITY ? (s->cred_url && strncmp(s->cred_url, "http", 4) != 0)
-                                           : (!s->cred_url || strncmp(s->cred_url, "http", 4) != 0)) {
+                    : !strcmp(src, "imds")    ? CRED_IMDS
+                                              : CRED_WEB_IDENTITY;
+        if (s->source == CRED_WEB_IDENTITY
+                ? (s->cred_url && strncmp(s->cred_url, "http", 4) != 0)
+                : (!s->cred_url || strncmp(s->cred_url, "http", 4) != 0)) {
             snprintf(err, errlen, "credential_source=%s needs an http(s) credential_url", src);
             return -1;
         }
@@ -205,8 +208,9 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
             return -1;
         }
         if (s->source == CRED_WEB_IDENTITY && (!s->role_arn || !s->cred_auth_file)) {
-            snprintf(err, errlen, "credential_source=web_identity needs credential_role_arn and "
-                                  "credential_token_file");
+            snprintf(err, errlen,
+                     "credential_source=web_identity needs credential_role_arn and "
+                     "credential_token_file");
             return -1;
         }
         if (s->source == CRED_WEB_IDENTITY && !s->role_session &&
@@ -223,7 +227,8 @@ static int open_cred_source(s3_backend *s, cfs_options *opts, char *err, size_t 
             return -1;
         }
     } else {
-        snprintf(err, errlen, "credential_source must be container, imds or web_identity, not %.40s", src);
+        snprintf(err, errlen,
+                 "credential_source must be container, imds or web_identity, not %.40s", src);
         return -1;
     }
     if (exp && *exp) {
@@ -269,7 +274,8 @@ static int open_url(s3_backend *s, const char *url, char *err, size_t errlen)
         return -1;
     }
     s->prefix = rlen ? cfs_asprintf("%.*s/", (int)rlen, root) : strdup("");
-    s->url = rlen ? cfs_asprintf("s3://%s/%.*s", s->bucket, (int)rlen, root) : cfs_asprintf("s3://%s", s->bucket);
+    s->url = rlen ? cfs_asprintf("s3://%s/%.*s", s->bucket, (int)rlen, root)
+                  : cfs_asprintf("s3://%s", s->bucket);
     if (!s->prefix || !s->url)
         return open_oom(err, errlen);
     return 0;
@@ -278,10 +284,11 @@ static int open_url(s3_backend *s, const char *url, char *err, size_t errlen)
 /* The options but addressing: strings, TLS, flags, multipart sizes, the credential source
  * and the region. *endpoint (the caller frees it) and *style (borrowed from opts) are
  * left for open_addressing(). */
-static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const char **style, char *err,
-                        size_t errlen)
+static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const char **style,
+                        char *err, size_t errlen)
 {
-    if (take_string(opts, "endpoint_url", endpoint) < 0 || take_string(opts, "region", &s->region) < 0 ||
+    if (take_string(opts, "endpoint_url", endpoint) < 0 ||
+        take_string(opts, "region", &s->region) < 0 ||
         take_string(opts, "access_key_id", &s->access_key_id) < 0 ||
         take_string(opts, "secret_access_key", &s->secret_access_key) < 0 ||
         take_string(opts, "session_token", &s->session_token) < 0)
@@ -306,17 +313,20 @@ static int open_options(s3_backend *s, cfs_options *opts, char **endpoint, const
         return -1;
     }
     long threshold = 128 * MIB, chunk = 16 * MIB, parts_at_once = 8;
-    if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err, errlen) < 0 ||
-        cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err, errlen) < 0 ||
-        cfs_options_take_long(opts, "multipart_concurrency", 1, 256, &parts_at_once, err, errlen) < 0)
+    if (cfs_options_take_long(opts, "multipart_threshold", 5 * MIB, LONG_MAX, &threshold, err,
+                              errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_chunksize", 5 * MIB, 5 * 1024 * MIB, &chunk, err,
+                              errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_concurrency", 1, 256, &parts_at_once, err, errlen) <
+            0)
         return -1;
     /* S3 copies at most 5 GiB in one CopyObject; a larger source goes in UploadPartCopy
      * parts (lower thresholds are for tests against small objects) */
     long copy_threshold = 5 * 1024 * MIB, copy_chunk = 512 * MIB;
-    if (cfs_options_take_long(opts, "multipart_copy_threshold", 5 * MIB, 5 * 1024 * MIB, &copy_threshold,
-                              err, errlen) < 0 ||
-        cfs_options_take_long(opts, "multipart_copy_chunksize", 5 * MIB, 5 * 1024 * MIB, &copy_chunk,
-                              err, errlen) < 0)
+    if (cfs_options_take_long(opts, "multipart_copy_threshold", 5 * MIB, 5 * 1024 * MIB,
+                              &copy_threshold, err, errlen) < 0 ||
+        cfs_options_take_long(opts, "multipart_copy_chunksize", 5 * MIB, 5 * 1024 * MIB,
+                              &copy_chunk, err, errlen) < 0)
         return -1;
     s->mpu_copy_threshold = copy_threshold;
     s->mpu_copy_chunksize = (size_t)copy_chunk;
@@ -350,7 +360,8 @@ static int open_credentials(s3_backend *s, char *err, size_t errlen)
         cfs_secret_free(s->secret_access_key);
         cfs_secret_free(s->session_token);
         s->access_key_id = s->secret_access_key = s->session_token = NULL;
-    } else if (!s->access_key_id != !s->secret_access_key || (s->source == CRED_STATIC && !s->access_key_id)) {
+    } else if (!s->access_key_id != !s->secret_access_key ||
+               (s->source == CRED_STATIC && !s->access_key_id)) {
         snprintf(err, errlen, "%s",
                  s->access_key_id || s->secret_access_key
                      ? "access_key_id and secret_access_key go together"
@@ -367,7 +378,8 @@ static int open_credentials(s3_backend *s, char *err, size_t errlen)
 
 /* Where requests go: the origin, the Host header and the path before the key, for a
  * virtual-hosted or a path-style bucket. */
-static int open_addressing(s3_backend *s, const char *endpoint, const char *style, char *err, size_t errlen)
+static int open_addressing(s3_backend *s, const char *endpoint, const char *style, char *err,
+                           size_t errlen)
 {
     char *scheme = NULL, *authority = NULL;
     int rc = -1;
@@ -377,7 +389,8 @@ static int open_addressing(s3_backend *s, const char *endpoint, const char *styl
             goto done;
         virtual_host = style && !strcmp(style, "virtual");
     } else {
-        if (!(scheme = strdup("https")) || !(authority = cfs_asprintf("s3.%s.amazonaws.com", s->region))) {
+        if (!(scheme = strdup("https")) ||
+            !(authority = cfs_asprintf("s3.%s.amazonaws.com", s->region))) {
             open_oom(err, errlen);
             goto done;
         }
@@ -386,7 +399,8 @@ static int open_addressing(s3_backend *s, const char *endpoint, const char *styl
                              : dns_compatible(s->bucket);
     }
     if (virtual_host && !dns_compatible(s->bucket) && strchr(s->bucket, '_')) {
-        snprintf(err, errlen, "bucket %.100s cannot be a host name: use addressing_style='path'", s->bucket);
+        snprintf(err, errlen, "bucket %.100s cannot be a host name: use addressing_style='path'",
+                 s->bucket);
         goto done;
     }
     if (virtual_host) {
@@ -421,8 +435,10 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
     s->verify_checksum = 1;
     char *endpoint = NULL;
     const char *style = NULL;
-    if (open_url(s, url, err, errlen) < 0 || open_options(s, opts, &endpoint, &style, err, errlen) < 0 ||
-        open_credentials(s, err, errlen) < 0 || open_addressing(s, endpoint, style, err, errlen) < 0) {
+    if (open_url(s, url, err, errlen) < 0 ||
+        open_options(s, opts, &endpoint, &style, err, errlen) < 0 ||
+        open_credentials(s, err, errlen) < 0 ||
+        open_addressing(s, endpoint, style, err, errlen) < 0) {
         free(endpoint);
         s3_close(&s->base);
         return NULL;
@@ -491,8 +507,12 @@ s3_state *s3_state_of(s3_backend *s, cfs_op *op)
  * others keep signing with them; from min(60 s, L/10) before, they are not used. An op makes
  * at most 3 fetches. */
 static const cfs_cred_policy CRED_POLICY = {
-    .refresh_margin = 600, .expiry_margin = 60, .claim_timeout = 60, .refresh_backoff = 30,
-    .failure_memory = 1, .max_fetches = 3,
+    .refresh_margin = 600,
+    .expiry_margin = 60,
+    .claim_timeout = 60,
+    .refresh_backoff = 30,
+    .failure_memory = 1,
+    .max_fetches = 3,
 };
 _Static_assert(CFS_CRED_DERIVED_LEN == CFS_SHA256_LEN, "the signing key is the derived value");
 
@@ -507,8 +527,10 @@ static int open_creds(s3_backend *s, char *err, size_t errlen)
         goto oom;
     if (s->access_key_id) {
         double life = s->source == CRED_STATIC || !s->expiration
-                          ? CFS_CRED_FOREVER : (double)(s->expiration - (int64_t)time(NULL));
-        cfs_cred given = { .id = s->access_key_id, .secret = s->secret_access_key,
+                          ? CFS_CRED_FOREVER
+                          : (double)(s->expiration - (int64_t)time(NULL));
+        cfs_cred given = { .id = s->access_key_id,
+                           .secret = s->secret_access_key,
                            .token = s->session_token };
         s->access_key_id = s->secret_access_key = s->session_token = NULL;
         cfs_cred_cache_seed(&s->creds, &given, life);
@@ -565,7 +587,8 @@ static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_reque
         if (s->cred_auth_file) {
             char *t = cfs_secret_read_file(s->cred_auth_file, 16384);
             if (!t) {
-                cfs_op_fail(op, CFS_EAUTH, "cannot read the container authorization token file %.200s",
+                cfs_op_fail(op, CFS_EAUTH,
+                            "cannot read the container authorization token file %.200s",
                             s->cred_auth_file);
                 return -1;
             }
@@ -579,7 +602,8 @@ static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_reque
     } else if (s->source == CRED_WEB_IDENTITY) {
         char *t = cfs_secret_read_file(s->cred_auth_file, 65536); /* rotated: read at each fetch */
         if (!t) {
-            cfs_op_fail(op, CFS_EAUTH, "cannot read the web identity token file %.200s", s->cred_auth_file);
+            cfs_op_fail(op, CFS_EAUTH, "cannot read the web identity token file %.200s",
+                        s->cred_auth_file);
             return -1;
         }
         req->method = "POST";
@@ -588,7 +612,8 @@ static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_reque
         req->body = req->body_owned.data;
         req->body_len = req->body_owned.len;
         if (rc < 0 || !(req->url = strdup(s->cred_url)) ||
-            cfs_request_header(req, "Content-Type: application/x-www-form-urlencoded; charset=utf-8") < 0 ||
+            cfs_request_header(
+                req, "Content-Type: application/x-www-form-urlencoded; charset=utf-8") < 0 ||
             cfs_request_header(req, "Accept: text/xml") < 0)
             goto oom;
     } else if (st->cred_step == 1) {
@@ -597,13 +622,15 @@ static int build_cred_request(s3_backend *s, cfs_op *op, s3_state *st, cfs_reque
         req->body = "";
         req->body_len = 0;
         req->url = cfs_asprintf("%s/latest/api/token", s->cred_url);
-        if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL) < 0)
+        if (!req->url ||
+            add_header_line(req, "X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL) < 0)
             goto oom;
     } else {
         req->timeout_ms = 1000;
         req->url = st->cred_step == 2
                        ? cfs_asprintf("%s/latest/meta-data/iam/security-credentials/", s->cred_url)
-                       : cfs_asprintf("%s/latest/meta-data/iam/security-credentials/%s", s->cred_url, st->imds_role);
+                       : cfs_asprintf("%s/latest/meta-data/iam/security-credentials/%s",
+                                      s->cred_url, st->imds_role);
         if (!req->url || add_header_line(req, "X-aws-ec2-metadata-token", st->imds_token) < 0)
             goto oom;
     }
@@ -666,7 +693,8 @@ cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response
         char *v = strndup(d, n);
         if (!v || !n || !header_safe(v) || (st->cred_step == 2 && strchr(v, '/'))) {
             cfs_secret_free(v);
-            snprintf(detail, sizeof detail, "%s", st->cred_step == 1 ? "bad IMDS token" : "no IAM role");
+            snprintf(detail, sizeof detail, "%s",
+                     st->cred_step == 1 ? "bad IMDS token" : "no IAM role");
             goto failed;
         }
         if (st->cred_step == 1) {
@@ -694,9 +722,10 @@ cfs_next finish_cred(s3_backend *s, cfs_op *op, s3_state *st, const cfs_response
     return cfs_cred_next(op, cfs_cred_fetched(&s->creds, &st->ticket, &k, life, op), op->step);
 
 failed:
-    cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "credentials from %s%s: %s", s->cred_url,
-                transient ? "" : " refused", detail);
-    outcome = cfs_cred_fetch_failed(&s->creds, &st->ticket, op, transient && !cfs_op_last_attempt(op));
+    cfs_op_fail(op, transient ? CFS_ETRANSIENT : CFS_EAUTH, "credentials from %s%s: %s",
+                s->cred_url, transient ? "" : " refused", detail);
+    outcome =
+        cfs_cred_fetch_failed(&s->creds, &st->ticket, op, transient && !cfs_op_last_attempt(op));
     if (outcome != CFS_CRED_FETCH)
         st->cred_step = 0;
     return cfs_cred_next(op, outcome, op->step);
@@ -733,14 +762,15 @@ int s3_can_copy_from(const cfs_backend *dst, const cfs_backend *src)
            !strncmp(a->origin, b->origin, 5) /* http: or https: alike */ && a->anon == b->anon;
 }
 
-static const char *const s3_schemes[] = {"s3", NULL};
+static const char *const s3_schemes[] = { "s3", NULL };
 
 /* The response headers s3_finish reads (cfs_response.captured, in the order of the
  * S3_CAPTURE_* indices in s3_internal.h). */
-static const char *const s3_response_headers[] = {"x-amz-checksum-crc32c", "x-amz-checksum-type", NULL};
+static const char *const s3_response_headers[] = { "x-amz-checksum-crc32c", "x-amz-checksum-type",
+                                                   NULL };
 
-static const char *const s3_secret_options[] = {"secret_access_key", "session_token", "credential_token",
-                                                NULL};
+static const char *const s3_secret_options[] = { "secret_access_key", "session_token",
+                                                 "credential_token", NULL };
 
 const cfs_backend_ops cfs_s3_backend = {
     .name = "s3",

@@ -53,7 +53,8 @@ int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
                 uint32_t whole = 0;
                 for (size_t i = 0; i < st->n_parts; i++) {
                     size_t off = i * st->part_size;
-                    size_t len = op->body_len - off < st->part_size ? op->body_len - off : st->part_size;
+                    size_t len =
+                        op->body_len - off < st->part_size ? op->body_len - off : st->part_size;
                     whole = cfs_crc32c_combine(whole, crcs[i], len);
                 }
                 st->crc32c = whole;
@@ -145,9 +146,11 @@ static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
         if (ps && op->kind == CFS_OP_COPY) {
             part->source_backend = op->source_backend;
             part->size = -1;
-            part->range = (cfs_range){ .kind = CFS_RANGE_BOUNDED, .start = (int64_t)off,
-                                       .end = (int64_t)(off + (total - off < m->part_size ? total - off
-                                                                                          : m->part_size)) };
+            part->range = (cfs_range){
+                .kind = CFS_RANGE_BOUNDED,
+                .start = (int64_t)off,
+                .end = (int64_t)(off + (total - off < m->part_size ? total - off : m->part_size))
+            };
             if (!(part->source = strdup(op->source))) {
                 free(ps);
                 ps = NULL;
@@ -209,7 +212,8 @@ cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
     if (op->step == MPU_COMPLETE)
         return CFS_NEXT_DONE;
     char err[200];
-    if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) < 0) {
+    if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) <
+        0) {
         cfs_op_fail(op, CFS_EPROTOCOL, "bad CreateMultipartUpload answer: %s", err);
         return CFS_NEXT_DONE;
     }
@@ -236,7 +240,8 @@ cfs_next s3_part_finish(cfs_op *op, const cfs_response *resp)
         free(st->part_etag);
         st->part_etag = NULL;
         if (cfs_s3_parse_copy_part_etag(body, len, &st->part_etag, err, sizeof err) < 0)
-            cfs_op_fail(op, CFS_EPROTOCOL, "bad UploadPartCopy answer for part %zu: %s", st->part_number, err);
+            cfs_op_fail(op, CFS_EPROTOCOL, "bad UploadPartCopy answer for part %zu: %s",
+                        st->part_number, err);
         return CFS_NEXT_DONE;
     }
     if (!resp->etag) {
@@ -263,8 +268,8 @@ cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
         m->fail_status = part->status;
         m->fail_http_status = part->http_status;
         m->fail_attempts = part->attempts;
-        snprintf(m->fail_message, sizeof m->fail_message, "part %zu of %zu: %.200s", ps->part_number,
-                 m->n_parts, part->message);
+        snprintf(m->fail_message, sizeof m->fail_message, "part %zu of %zu: %.200s",
+                 ps->part_number, m->n_parts, part->message);
         m->fail_where = part->where; /* reported once the upload is aborted */
         part->where = NULL;
     }
@@ -274,4 +279,3 @@ cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
         return CFS_NEXT_CHILDREN;
     return m->fail_status ? mpu_abort(op, m) : cfs_op_next_step(op, MPU_COMPLETE);
 }
-

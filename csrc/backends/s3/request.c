@@ -20,8 +20,8 @@
 
 void s3_crc32c_b64(uint32_t crc, char out[CRC32C_B64_LEN + 1])
 {
-    const unsigned char be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
-                                 (unsigned char)(crc >> 8), (unsigned char)crc};
+    const unsigned char be[4] = { (unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                                  (unsigned char)(crc >> 8), (unsigned char)crc };
     EVP_EncodeBlock((unsigned char *)out, be, sizeof be); /* 8 characters and a NUL */
 }
 
@@ -60,9 +60,10 @@ static int append_query(cfs_buf *u, const cfs_sigv4_pair *q, size_t n)
 
 /* Sign the spec (unless anonymous) and fill the engine's request. 0, or -1 after
  * cfs_op_fail(). */
-static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r, const creds_view *cv)
+static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r,
+                        const creds_view *cv)
 {
-    cfs_buf u = {0};
+    cfs_buf u = { 0 };
     cfs_sigv4_output sig;
     memset(&sig, 0, sizeof sig);
     req->method = r->method;
@@ -74,7 +75,8 @@ static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r
     if (cfs_buf_terminate(&r->path) < 0 || cfs_buf_append_str(&u, s->origin) < 0)
         goto oom;
     if (s->anon) {
-        if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 || append_query(&u, r->query, r->nq) < 0)
+        if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 ||
+            append_query(&u, r->query, r->nq) < 0)
             goto oom;
     } else {
         char err[160] = "";
@@ -100,8 +102,8 @@ static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r
             goto fail;
         }
         if (cfs_buf_append_str(&u, sig.canonical_path) < 0 ||
-            (sig.canonical_query[0] && (cfs_buf_append(&u, "?", 1) < 0 ||
-                                        cfs_buf_append_str(&u, sig.canonical_query) < 0)))
+            (sig.canonical_query[0] &&
+             (cfs_buf_append(&u, "?", 1) < 0 || cfs_buf_append_str(&u, sig.canonical_query) < 0)))
             goto oom;
     }
     if (cfs_buf_terminate(&u) < 0)
@@ -138,13 +140,15 @@ char *s3_copy_source(const s3_backend *s, const cfs_op *op)
 {
     if (op->source_backend)
         s = (const s3_backend *)op->source_backend; /* s3_can_copy_from said it is one */
-    cfs_buf v = {0};
+    cfs_buf v = { 0 };
     char *key = cfs_asprintf("%s%s", s->prefix, op->source);
     int rc = key ? 0 : -1;
     if (rc == 0)
         rc = cfs_buf_append(&v, "/", 1) < 0 || cfs_buf_append_str(&v, s->bucket) < 0 ||
-                     cfs_buf_append(&v, "/", 1) < 0 || cfs_aws_uri_encode(&v, key, strlen(key), 1) < 0 ||
-                     cfs_buf_terminate(&v) < 0 ? -1 : 0;
+                     cfs_buf_append(&v, "/", 1) < 0 ||
+                     cfs_aws_uri_encode(&v, key, strlen(key), 1) < 0 || cfs_buf_terminate(&v) < 0
+                 ? -1
+                 : 0;
     free(key);
     if (rc < 0) {
         cfs_buf_free(&v);
@@ -228,7 +232,8 @@ static int spec_target(s3_backend *s, cfs_op *op, req_spec *r)
     if (op->kind == CFS_OP_LIST || op->kind == CFS_OP_DELETE_MANY) {
         if (r->path.len > 1)
             r->path.len--; /* path-style bucket requests are "/bucket", not "/bucket/" */
-    } else if (cfs_buf_append_str(&r->path, s->prefix) < 0 || cfs_buf_append_str(&r->path, op->key) < 0) {
+    } else if (cfs_buf_append_str(&r->path, s->prefix) < 0 ||
+               cfs_buf_append_str(&r->path, op->key) < 0) {
         return -1;
     }
     return 0;
@@ -244,7 +249,8 @@ static void spec_get(s3_backend *s, cfs_op *op, req_spec *r)
     if (op->range.kind != CFS_RANGE_NONE) {
         const cfs_range *g = &op->range;
         if (g->kind == CFS_RANGE_BOUNDED)
-            snprintf(r->range, sizeof r->range, "bytes=%lld-%lld", (long long)g->start, (long long)g->end - 1);
+            snprintf(r->range, sizeof r->range, "bytes=%lld-%lld", (long long)g->start,
+                     (long long)g->end - 1);
         else if (g->kind == CFS_RANGE_FROM)
             snprintf(r->range, sizeof r->range, "bytes=%lld-", (long long)g->start);
         else

@@ -35,14 +35,34 @@ static int code_is(const char *code, const char *const *list)
 }
 
 static const char *const RETRY_CODES[] = {
-    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted",
-    "RequestTimeTooSkewed", "ThrottlingException", "Throttling", "TooManyRequests", NULL,
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "OperationAborted",
+    "RequestTimeTooSkewed",
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequests",
+    NULL,
 };
 static const char *const AUTH_CODES[] = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AuthorizationHeaderMalformed", "InvalidSecurity", "AllAccessDisabled",
-    "AccountProblem", "MissingSecurityHeader", "InvalidClientTokenId", "UnrecognizedClientException",
-    "AuthFailure", "Unauthorized", NULL,
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "MissingSecurityHeader",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "AuthFailure",
+    "Unauthorized",
+    NULL,
 };
 
 /* A non-2xx answer: status from the S3 error code if the body has one, else from HTTP. */
@@ -70,7 +90,8 @@ cfs_next s3_error(cfs_op *op, const cfs_response *resp)
     } else if (!strcmp(e.code, "InvalidRange")) {
         st = CFS_ERANGE;
     }
-    cfs_op_fail(op, st, "%s: %s (HTTP %ld)", e.code, e.message[0] ? e.message : "no message", resp->status);
+    cfs_op_fail(op, st, "%s: %s (HTTP %ld)", e.code, e.message[0] ? e.message : "no message",
+                resp->status);
     return next;
 }
 
@@ -109,7 +130,8 @@ static int full_object_crc32c(const cfs_response *resp, uint32_t *crc)
     const char *v = resp->captured[S3_CAPTURE_CRC32C];
     const char *type = resp->captured[S3_CAPTURE_CHECKSUM_TYPE];
     unsigned char raw[4];
-    if (!v || (type && strcasecmp(type, "FULL_OBJECT") != 0) || cfs_base64_decode(v, strlen(v), raw, 4) != 4)
+    if (!v || (type && strcasecmp(type, "FULL_OBJECT") != 0) ||
+        cfs_base64_decode(v, strlen(v), raw, 4) != 4)
         return 0;
     *crc = (uint32_t)raw[0] << 24 | (uint32_t)raw[1] << 16 | (uint32_t)raw[2] << 8 | raw[3];
     return 1;
@@ -153,8 +175,9 @@ cfs_next s3_verify(cfs_backend *b, cfs_op *op)
             char got[CRC32C_B64_LEN + 1], want[CRC32C_B64_LEN + 1];
             s3_crc32c_b64(crc, got);
             s3_crc32c_b64(st->want_crc32c, want);
-            cfs_op_fail(op, CFS_ECHECKSUM, "body CRC32C %s does not match x-amz-checksum-crc32c %s (%zu bytes)",
-                        got, want, op->data.len);
+            cfs_op_fail(op, CFS_ECHECKSUM,
+                        "body CRC32C %s does not match x-amz-checksum-crc32c %s (%zu bytes)", got,
+                        want, op->data.len);
             return CFS_NEXT_RETRY;
         }
         return CFS_NEXT_DONE;
@@ -190,7 +213,7 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         return CFS_NEXT_DONE;
     }
     size_t plen = strlen(s->prefix);
-    cfs_buf name = {0};
+    cfs_buf name = { 0 };
     for (size_t i = 0; i < page.entries.len; i++) {
         const cfs_entry *e = &page.entries.items[i];
         cfs_buf_reset(&name);
@@ -210,7 +233,8 @@ static cfs_next list_page(s3_backend *s, cfs_op *op, const cfs_response *resp)
         if (cfs_key_check(rel, rlen, kerr, sizeof kerr) < 0)
             continue; /* directory markers ("a/"), keys this store cannot name */
         if (cfs_entries_add(&op->entries, rel, rlen, e->size, e->is_dir) < 0 ||
-            cfs_entries_set_info(&op->entries, e->mtime_ms, e->etag, e->etag ? strlen(e->etag) : 0) < 0) {
+            cfs_entries_set_info(&op->entries, e->mtime_ms, e->etag,
+                                 e->etag ? strlen(e->etag) : 0) < 0) {
             cfs_op_fail(op, CFS_ENOMEM, "out of memory listing");
             goto done;
         }
@@ -239,9 +263,11 @@ static int note_delete_error(void *ctx, const char *key, const char *code, const
     cfs_op *op = ((delete_errors *)ctx)->op;
     size_t plen = ((delete_errors *)ctx)->prefix_len;
     char detail[sizeof op->message];
-    snprintf(detail, sizeof detail, "%s: %s", code[0] ? code : "error", message[0] ? message : "no message");
-    cfs_status st = code_is(code, AUTH_CODES) ? CFS_EAUTH
-                  : code_is(code, RETRY_CODES) ? CFS_ETRANSIENT : CFS_EHTTP;
+    snprintf(detail, sizeof detail, "%s: %s", code[0] ? code : "error",
+             message[0] ? message : "no message");
+    cfs_status st = code_is(code, AUTH_CODES)    ? CFS_EAUTH
+                    : code_is(code, RETRY_CODES) ? CFS_ETRANSIENT
+                                                 : CFS_EHTTP;
     /* the server names full object keys: report them as the store's keys */
     const char *rel = strlen(key) >= plen ? key + plen : key;
     return cfs_entries_add_failure(&op->entries, rel, st, detail);
@@ -263,10 +289,12 @@ static cfs_next delete_result(s3_backend *s, cfs_op *op, const cfs_response *res
 static cfs_next copy_result(cfs_op *op, const cfs_response *resp)
 {
     cfs_s3_error e;
-    if (!resp->body->len || cfs_s3_parse_error(resp->body->data, resp->body->len, &e) < 0 || !e.code[0])
+    if (!resp->body->len || cfs_s3_parse_error(resp->body->data, resp->body->len, &e) < 0 ||
+        !e.code[0])
         return CFS_NEXT_DONE;
-    cfs_status st = code_is(e.code, RETRY_CODES) ? CFS_ETRANSIENT
-                  : code_is(e.code, AUTH_CODES) ? CFS_EAUTH : CFS_EHTTP;
+    cfs_status st = code_is(e.code, RETRY_CODES)  ? CFS_ETRANSIENT
+                    : code_is(e.code, AUTH_CODES) ? CFS_EAUTH
+                                                  : CFS_EHTTP;
     cfs_op_fail(op, st, "%s: %s (in a 200 answer)", e.code, e.message[0] ? e.message : "no message");
     return st == CFS_ETRANSIENT ? CFS_NEXT_RETRY : CFS_NEXT_DONE;
 }
@@ -308,4 +336,3 @@ cfs_next s3_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp)
         return CFS_NEXT_DONE;
     }
 }
-

@@ -219,13 +219,13 @@ typedef struct req_spec {
 static inline void add_h(req_spec *r, const char *name, const char *value)
 {
     if (r->nh < MAX_SIGNED_HEADERS)
-        r->headers[r->nh++] = (cfs_sigv4_pair){name, value};
+        r->headers[r->nh++] = (cfs_sigv4_pair){ name, value };
 }
 
 static inline void add_q(req_spec *r, const char *name, const char *value)
 {
     if (r->nq < sizeof r->query / sizeof r->query[0])
-        r->query[r->nq++] = (cfs_sigv4_pair){name, value};
+        r->query[r->nq++] = (cfs_sigv4_pair){ name, value };
 }
 
 /* MD5 of n bytes. Returns 0 or -1. */

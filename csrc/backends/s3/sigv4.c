@@ -37,8 +37,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 int cfs_aws_uri_encode(cfs_buf *out, const char *s, size_t n, int keep_slash)
@@ -64,7 +64,7 @@ int cfs_aws_uri_encode(cfs_buf *out, const char *s, size_t n, int keep_slash)
 
 char *cfs_aws_uri_encode_dup(const char *s, size_t n, int keep_slash)
 {
-    cfs_buf b = {0};
+    cfs_buf b = { 0 };
     if (cfs_aws_uri_encode(&b, s, n, keep_slash) < 0 || cfs_buf_terminate(&b) < 0) {
         cfs_buf_free(&b);
         return NULL;
@@ -515,7 +515,8 @@ static int canonical_headers(signer *g)
         if (g->token && !in->omit_session_token &&
             add_header(g->hdrs, &g->n_hdrs, "x-amz-security-token", g->token) < 0)
             return oom(g);
-        if (in->content_sha256_header && add_header(g->hdrs, &g->n_hdrs, "x-amz-content-sha256", g->payload) < 0)
+        if (in->content_sha256_header &&
+            add_header(g->hdrs, &g->n_hdrs, "x-amz-content-sha256", g->payload) < 0)
             return oom(g);
     }
     qsort(g->hdrs, g->n_hdrs, sizeof *g->hdrs, cmp_header);
@@ -528,7 +529,8 @@ static int signed_headers(signer *g)
     for (size_t i = 0; i < g->n_hdrs; i++) {
         if (i && !strcmp(g->hdrs[i].name, g->hdrs[i - 1].name))
             continue;
-        if ((i && cfs_buf_append(&g->b, ";", 1) < 0) || cfs_buf_append_str(&g->b, g->hdrs[i].name) < 0)
+        if ((i && cfs_buf_append(&g->b, ";", 1) < 0) ||
+            cfs_buf_append_str(&g->b, g->hdrs[i].name) < 0)
             return oom(g);
     }
     if (!(g->out->signed_headers = buf_string(&g->b)))
@@ -555,7 +557,8 @@ static int canonical_query(signer *g)
             return oom(g);
     }
     qsort(g->params, g->n_params, sizeof *g->params, cmp_param);
-    if (join_params(&g->b, g->params, g->n_params) < 0 || !(g->out->canonical_query = buf_string(&g->b)))
+    if (join_params(&g->b, g->params, g->n_params) < 0 ||
+        !(g->out->canonical_query = buf_string(&g->b)))
         return oom(g);
     return 0;
 }
@@ -591,8 +594,8 @@ static int canonical_request(signer *g)
         /* a repeated name: its values joined with ',' on one line */
         int first = i == 0 || strcmp(g->hdrs[i].name, g->hdrs[i - 1].name) != 0;
         if (first) {
-            if ((i && cfs_buf_append(b, "\n", 1) < 0) || cfs_buf_append_str(b, g->hdrs[i].name) < 0 ||
-                cfs_buf_append(b, ":", 1) < 0)
+            if ((i && cfs_buf_append(b, "\n", 1) < 0) ||
+                cfs_buf_append_str(b, g->hdrs[i].name) < 0 || cfs_buf_append(b, ":", 1) < 0)
                 return oom(g);
         } else if (cfs_buf_append(b, ",", 1) < 0) {
             return oom(g);
@@ -613,7 +616,8 @@ static int string_to_sign(signer *g)
     char creq_hash[CFS_SHA256_HEX_LEN + 1];
     if (cfs_sha256_hex(g->out->canonical_request, strlen(g->out->canonical_request), creq_hash) < 0)
         return crypto_failure(g);
-    if (!(g->out->string_to_sign = cfs_asprintf(ALGORITHM "\n%s\n%s\n%s", g->out->amz_date, g->scope, creq_hash)))
+    if (!(g->out->string_to_sign =
+              cfs_asprintf(ALGORITHM "\n%s\n%s\n%s", g->out->amz_date, g->scope, creq_hash)))
         return oom(g);
     return 0;
 }
@@ -625,11 +629,13 @@ static int signature(signer *g)
     const unsigned char *skey = g->in->signing_key;
     unsigned char sig[CFS_SHA256_LEN];
     if (!skey) {
-        if (cfs_sigv4_derive_key(g->in->secret_access_key, g->date8, g->in->region, g->in->service, g->key) < 0)
+        if (cfs_sigv4_derive_key(g->in->secret_access_key, g->date8, g->in->region, g->in->service,
+                                 g->key) < 0)
             return crypto_failure(g);
         skey = g->key;
     }
-    if (hmac_sha256(skey, CFS_SHA256_LEN, g->out->string_to_sign, strlen(g->out->string_to_sign), sig) < 0)
+    if (hmac_sha256(skey, CFS_SHA256_LEN, g->out->string_to_sign, strlen(g->out->string_to_sign),
+                    sig) < 0)
         return crypto_failure(g);
     hex_lower(sig, sizeof sig, g->out->signature);
     return 0;
@@ -645,14 +651,15 @@ static int presigned_query(signer *g)
     if (cfs_buf_append_str(b, "X-Amz-Algorithm=" ALGORITHM "&X-Amz-Credential=") < 0 ||
         cfs_aws_uri_encode(b, g->credential, strlen(g->credential), 0) < 0 ||
         cfs_buf_append_str(b, "&X-Amz-Date=") < 0 || cfs_buf_append_str(b, g->out->amz_date) < 0 ||
-        cfs_buf_append_str(b, "&X-Amz-SignedHeaders=") < 0 || cfs_aws_uri_encode(b, sh, strlen(sh), 0) < 0 ||
+        cfs_buf_append_str(b, "&X-Amz-SignedHeaders=") < 0 ||
+        cfs_aws_uri_encode(b, sh, strlen(sh), 0) < 0 ||
         cfs_buf_append_str(b, "&X-Amz-Expires=") < 0 || cfs_buf_append_str(b, expires) < 0)
         return oom(g);
     if (g->token && (cfs_buf_append_str(b, "&X-Amz-Security-Token=") < 0 ||
                      cfs_aws_uri_encode(b, g->token, strlen(g->token), 0) < 0))
         return oom(g);
-    if (cfs_buf_append_str(b, "&X-Amz-Signature=") < 0 || cfs_buf_append_str(b, g->out->signature) < 0 ||
-        !(g->out->presigned_query = buf_string(b)))
+    if (cfs_buf_append_str(b, "&X-Amz-Signature=") < 0 ||
+        cfs_buf_append_str(b, g->out->signature) < 0 || !(g->out->presigned_query = buf_string(b)))
         return oom(g);
     return 0;
 }
@@ -661,16 +668,18 @@ static int presigned_query(signer *g)
 static int authorization_headers(signer *g)
 {
     cfs_sigv4_output *out = g->out;
-    if (!(out->authorization = cfs_asprintf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
-                                          g->credential, out->signed_headers, out->signature)))
+    if (!(out->authorization =
+              cfs_asprintf(ALGORITHM " Credential=%s, SignedHeaders=%s, Signature=%s",
+                           g->credential, out->signed_headers, out->signature)))
         return oom(g);
-    if (!(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Date: %s", out->amz_date)))
+    if (!(out->extra_headers[out->n_extra_headers++] =
+              cfs_asprintf("X-Amz-Date: %s", out->amz_date)))
         return oom(g);
-    if (g->token &&
-        !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("X-Amz-Security-Token: %s", g->token)))
+    if (g->token && !(out->extra_headers[out->n_extra_headers++] =
+                          cfs_asprintf("X-Amz-Security-Token: %s", g->token)))
         return oom(g);
-    if (g->in->content_sha256_header &&
-        !(out->extra_headers[out->n_extra_headers++] = cfs_asprintf("x-amz-content-sha256: %s", g->payload)))
+    if (g->in->content_sha256_header && !(out->extra_headers[out->n_extra_headers++] =
+                                              cfs_asprintf("x-amz-content-sha256: %s", g->payload)))
         return oom(g);
     return 0;
 }
@@ -698,8 +707,9 @@ int cfs_sigv4_sign(const cfs_sigv4_input *in, cfs_sigv4_output *out, char *err, 
 
     /* The steps of botocore's SigV4Auth; the headers are checked before the query. */
     int failed = credential_scope(&g) < 0 || canonical_uri(&g) < 0 || canonical_headers(&g) < 0 ||
-                 signed_headers(&g) < 0 || canonical_query(&g) < 0 || (g.presign && presign_params(&g) < 0) ||
-                 canonical_request(&g) < 0 || string_to_sign(&g) < 0 || signature(&g) < 0 ||
+                 signed_headers(&g) < 0 || canonical_query(&g) < 0 ||
+                 (g.presign && presign_params(&g) < 0) || canonical_request(&g) < 0 ||
+                 string_to_sign(&g) < 0 || signature(&g) < 0 ||
                  (g.presign ? presigned_query(&g) : authorization_headers(&g)) < 0;
     if (failed)
         cfs_sigv4_output_free(out);

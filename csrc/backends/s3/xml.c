@@ -84,7 +84,8 @@ static int list_end(cfs_xml_walker *w)
     } else if (w->depth == 3 && cfs_xml_is(w, 2, "Contents") && cfs_xml_is(w, 3, "ETag")) {
         if (strlen(t) < sizeof c->etag)
             copy_trunc(c->etag, sizeof c->etag, t);
-    } else if (w->depth == 2 && (cfs_xml_is(w, 2, "Contents") || cfs_xml_is(w, 2, "CommonPrefixes"))) {
+    } else if (w->depth == 2 &&
+               (cfs_xml_is(w, 2, "Contents") || cfs_xml_is(w, 2, "CommonPrefixes"))) {
         int dir = cfs_xml_is(w, 2, "CommonPrefixes");
         if (!c->have_name) {
             cfs_xml_fail(w, "listing entry without a %s", dir ? "<Prefix>" : "<Key>");
@@ -183,11 +184,21 @@ static int xml_escape(cfs_buf *out, const char *s)
         const char *rep = NULL;
         char num[8];
         switch (*p) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&apos;";
+            break;
         case '\t':
         case '\n':
         case '\r':
@@ -246,7 +257,8 @@ static int delete_end(cfs_xml_walker *w)
     if (w->depth == 3 && cfs_xml_is(w, 2, "Error")) {
         if (cfs_xml_is(w, 3, "Key")) {
             cfs_buf_reset(&c->key);
-            if (cfs_buf_append(&c->key, cfs_xml_text(w), w->text.len) < 0 || cfs_buf_terminate(&c->key) < 0) {
+            if (cfs_buf_append(&c->key, cfs_xml_text(w), w->text.len) < 0 ||
+                cfs_buf_terminate(&c->key) < 0) {
                 cfs_xml_fail_oom(w);
                 return -1;
             }
@@ -285,7 +297,8 @@ typedef struct upload_ctx {
 static int upload_start(cfs_xml_walker *w)
 {
     if (w->depth == 1 && !cfs_xml_is(w, 1, "InitiateMultipartUploadResult")) {
-        cfs_xml_fail(w, "not an InitiateMultipartUploadResult (root element <%s>)", cfs_xml_name(w, 1));
+        cfs_xml_fail(w, "not an InitiateMultipartUploadResult (root element <%s>)",
+                     cfs_xml_name(w, 1));
         return -1;
     }
     return 0;
@@ -361,8 +374,9 @@ int cfs_s3_parse_copy_part_etag(const char *xml, size_t len, char **etag, char *
 
 int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32c, size_t n)
 {
-    if (cfs_buf_append_str(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
-                                "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") < 0)
+    if (cfs_buf_append_str(
+            out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                 "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char num[80];
@@ -371,9 +385,12 @@ int cfs_s3_complete_body(cfs_buf *out, char *const *etags, const uint32_t *crc32
             cfs_buf_append_str(out, "</ETag>") < 0)
             return -1;
         if (crc32c) {
-            const unsigned char be[4] = {(unsigned char)(crc32c[i] >> 24), (unsigned char)(crc32c[i] >> 16),
-                                         (unsigned char)(crc32c[i] >> 8), (unsigned char)crc32c[i]};
-            if (cfs_buf_append_str(out, "<ChecksumCRC32C>") < 0 || cfs_base64_encode(out, be, sizeof be, 0) < 0 ||
+            const unsigned char be[4] = { (unsigned char)(crc32c[i] >> 24),
+                                          (unsigned char)(crc32c[i] >> 16),
+                                          (unsigned char)(crc32c[i] >> 8),
+                                          (unsigned char)crc32c[i] };
+            if (cfs_buf_append_str(out, "<ChecksumCRC32C>") < 0 ||
+                cfs_base64_encode(out, be, sizeof be, 0) < 0 ||
                 cfs_buf_append_str(out, "</ChecksumCRC32C>") < 0)
                 return -1;
         }

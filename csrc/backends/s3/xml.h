@@ -41,7 +41,8 @@ int cfs_s3_delete_body(cfs_buf *out, const char *const *keys, size_t n);
 /* Walk a <DeleteResult>: cb(ctx, key, code, message) for each <Error> entry (the keys that
  * failed; code/message may be ""). Returns 0, or -1 with err if the body is not a
  * DeleteResult or cb returned non-zero. */
-typedef int (*cfs_s3_delete_error_cb)(void *ctx, const char *key, const char *code, const char *message);
+typedef int (*cfs_s3_delete_error_cb)(void *ctx, const char *key, const char *code,
+                                      const char *message);
 int cfs_s3_parse_delete_result(const char *xml, size_t len, cfs_s3_delete_error_cb cb, void *ctx,
                                char *err, size_t errlen);
 

@@ -42,8 +42,10 @@ int main(void)
         "{ \"name\":\"a b.txt\", \"type\":\"file\", \"mtime\":\"Tue, 14 Nov 2023 22:13:20 GMT\", \"size\":12 },\n"
         "{ \"name\":\"\\u00fc\", \"type\":\"other\", \"mtime\":\"Tue, 14 Nov 2023 22:13:20 GMT\" }\n]\n";
     CHECK(parse(nginx, &s, err, sizeof err) == 0 && s.n == 3, "nginx index: %s", err);
-    CHECK(strcmp(s.names[0], "dir") == 0 && strcmp(s.types[0], "directory") == 0 && s.sizes[0] == -1, "dir");
-    CHECK(strcmp(s.names[1], "a b.txt") == 0 && strcmp(s.types[1], "file") == 0 && s.sizes[1] == 12, "file");
+    CHECK(strcmp(s.names[0], "dir") == 0 && strcmp(s.types[0], "directory") == 0 && s.sizes[0] == -1,
+          "dir");
+    CHECK(strcmp(s.names[1], "a b.txt") == 0 && strcmp(s.types[1], "file") == 0 && s.sizes[1] == 12,
+          "file");
     CHECK(strcmp(s.names[2], "\xc3\xbc") == 0 && strcmp(s.types[2], "other") == 0, "other");
     CHECK(parse(" [ ] ", &s, err, sizeof err) == 0 && s.n == 0, "empty");
     CHECK(cfs_http_index_parse(NULL, 0, note, &s, err, sizeof err) == -1, "no body");
@@ -52,8 +54,14 @@ int main(void)
           "the callback's stop is handed back");
 
     static const char *const bad[] = {
-        "", "{}", "[", "[{\"name\":\"a\",\"type\":\"file\"}", "[{\"name\":\"a\",\"type\":\"file\"},]",
-        "[{\"name\":\"a\",\"type\":\"file\"}] x", "[{\"name\":\"a\"}]", "[{\"name\":5,\"type\":\"file\"}]",
+        "",
+        "{}",
+        "[",
+        "[{\"name\":\"a\",\"type\":\"file\"}",
+        "[{\"name\":\"a\",\"type\":\"file\"},]",
+        "[{\"name\":\"a\",\"type\":\"file\"}] x",
+        "[{\"name\":\"a\"}]",
+        "[{\"name\":5,\"type\":\"file\"}]",
         "[1]",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -28,8 +28,12 @@ static void count_wake(void)
 }
 
 static const cfs_cred_policy POLICY = {
-    .refresh_margin = 30, .expiry_margin = 5, .claim_timeout = 60, .refresh_backoff = 10,
-    .failure_memory = 2, .max_fetches = 3,
+    .refresh_margin = 30,
+    .expiry_margin = 5,
+    .claim_timeout = 60,
+    .refresh_backoff = 10,
+    .failure_memory = 2,
+    .max_fetches = 3,
 };
 
 typedef struct seen {
@@ -91,7 +95,7 @@ static void test_cold_start_one_fetches_others_wait(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0}, d = {0};
+    op_t a = { 0 }, b = { 0 }, d = { 0 };
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "first op fetches");
     CHECK(cfs_cred_fetching(&a.t), "it holds the claim");
     CHECK(decide(&c, &b) == CFS_CRED_WAIT, "second waits");
@@ -114,7 +118,7 @@ static void test_early_refresh_and_backoff(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0};
+    op_t a = { 0 }, b = { 0 };
     decide(&c, &a);
     fetched(&c, &a, "K1", 100); /* refresh from 70 s (margin 30 <= L/2), unusable from 95 s */
     decide(&c, &a);
@@ -122,14 +126,16 @@ static void test_early_refresh_and_backoff(void)
     CHECK(decide(&c, &b) == CFS_CRED_USE, "before the refresh point: use");
     g_now += 2;
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "past it: one op refreshes");
-    CHECK(decide(&c, &b) == CFS_CRED_USE && !strcmp(b.s.id, "K1"), "the others keep the current one");
+    CHECK(decide(&c, &b) == CFS_CRED_USE && !strcmp(b.s.id, "K1"),
+          "the others keep the current one");
     cfs_op_fail(&a.op, CFS_ETRANSIENT, "HTTP 500");
     CHECK(cfs_cred_fetch_failed(&c, &a.t, &a.op, 1) == CFS_CRED_USE,
           "a failed early refresh is not retried: use the current");
     CHECK(a.op.status == CFS_OK && a.op.message[0] == '\0', "its failure is cleared");
     CHECK(decide(&c, &a) == CFS_CRED_USE && !strcmp(a.s.id, "K1"), "and it goes on with K1");
     g_now += 9;
-    CHECK(decide(&c, &b) == CFS_CRED_USE && !cfs_cred_fetching(&b.t), "no refresh within the back-off");
+    CHECK(decide(&c, &b) == CFS_CRED_USE && !cfs_cred_fetching(&b.t),
+          "no refresh within the back-off");
     g_now += 1.5;
     CHECK(decide(&c, &b) == CFS_CRED_FETCH, "after the back-off, refresh again");
     fetched(&c, &b, "K2", 3600);
@@ -143,7 +149,7 @@ static void test_short_lifetime_scales_margins(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0};
+    op_t a = { 0 };
     decide(&c, &a);
     fetched(&c, &a, "K1", 12); /* refresh from 6 s, usable until 10.8 s */
     decide(&c, &a);
@@ -165,21 +171,23 @@ static void test_failure_remembered_then_forgotten(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0}, d = {0};
+    op_t a = { 0 }, b = { 0 }, d = { 0 };
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "fetch");
     CHECK(decide(&c, &b) == CFS_CRED_WAIT, "wait");
     cfs_op_fail(&a.op, CFS_ETRANSIENT, "HTTP 503");
-    CHECK(cfs_cred_fetch_failed(&c, &a.t, &a.op, 1) == CFS_CRED_FETCH, "nothing usable: retry, claim kept");
+    CHECK(cfs_cred_fetch_failed(&c, &a.t, &a.op, 1) == CFS_CRED_FETCH,
+          "nothing usable: retry, claim kept");
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "its retry fetches again");
     CHECK(decide(&c, &b) == CFS_CRED_WAIT && g_wakes == 0, "the other still waits");
     cfs_op_fail(&a.op, CFS_EAUTH, "credentials from http://creds.example/x refused: HTTP 401");
     cfs_op_set_where(&a.op, "http://creds.example/x");
-    CHECK(cfs_cred_fetch_failed(&c, &a.t, &a.op, 0) == CFS_CRED_FAILED, "nothing usable: the op fails");
+    CHECK(cfs_cred_fetch_failed(&c, &a.t, &a.op, 0) == CFS_CRED_FAILED,
+          "nothing usable: the op fails");
     CHECK(g_wakes == 1, "the waiter is woken by the failure");
     CHECK(decide(&c, &b) == CFS_CRED_FAILED, "the woken waiter fails at once");
-    CHECK(b.op.status == CFS_EAUTH && strstr(b.op.message, "HTTP 401") &&
-          b.op.where && !strcmp(b.op.where, "http://creds.example/x"), "with the same failure: %s",
-          b.op.message);
+    CHECK(b.op.status == CFS_EAUTH && strstr(b.op.message, "HTTP 401") && b.op.where &&
+              !strcmp(b.op.where, "http://creds.example/x"),
+          "with the same failure: %s", b.op.message);
     g_now += 1.9;
     CHECK(decide(&c, &d) == CFS_CRED_FAILED, "within the failure memory");
     g_now += 0.2;
@@ -192,7 +200,7 @@ static void test_claim_timeout_release_and_max_fetches(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0};
+    op_t a = { 0 }, b = { 0 };
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "a fetches");
     g_now += 59;
     CHECK(decide(&c, &b) == CFS_CRED_WAIT, "b waits within the claim timeout");
@@ -243,10 +251,12 @@ static void test_claim_timeout_release_and_max_fetches(void)
     for (int i = 0; i < POLICY.max_fetches; i++) {
         cfs_cred k = make("old", "x");
         CHECK(cfs_cred_fetched(&c, &b.t, &k, 0, &b.op) == CFS_CRED_FAILED, "expired on arrival");
-        CHECK(b.op.status == CFS_EAUTH && strstr(b.op.message, "expire at once"), "%s", b.op.message);
+        CHECK(b.op.status == CFS_EAUTH && strstr(b.op.message, "expire at once"), "%s",
+              b.op.message);
         g_now += 3; /* past the failure memory */
         int d = decide(&c, &b);
-        CHECK(d == (i + 1 < POLICY.max_fetches ? CFS_CRED_FETCH : CFS_CRED_FAILED), "fetch %d: %d", i, d);
+        CHECK(d == (i + 1 < POLICY.max_fetches ? CFS_CRED_FETCH : CFS_CRED_FAILED), "fetch %d: %d",
+              i, d);
     }
     CHECK(strstr(b.op.message, "no usable credentials from http://creds.example/x after 3 fetches"),
           "%s", b.op.message);
@@ -258,7 +268,7 @@ static void test_invalidate_only_the_current(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0};
+    op_t a = { 0 }, b = { 0 };
     decide(&c, &a);
     fetched(&c, &a, "K1", 3600);
     CHECK(decide(&c, &a) == CFS_CRED_USE, "use K1");
@@ -277,7 +287,7 @@ static void test_forked_child_forgets_the_claim(void)
 {
     cfs_cred_cache c;
     init(&c);
-    op_t a = {0}, b = {0};
+    op_t a = { 0 }, b = { 0 };
     CHECK(decide(&c, &a) == CFS_CRED_FETCH, "the parent's op fetches");
     fflush(NULL);
     pid_t pid = fork();
@@ -343,7 +353,8 @@ static void test_threads(void)
         pthread_create(&th[i], NULL, hammer, &c);
     for (int i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
-    CHECK(atomic_load(&g_max_fetching) == 1, "one fetch at a time (%d)", atomic_load(&g_max_fetching));
+    CHECK(atomic_load(&g_max_fetching) == 1, "one fetch at a time (%d)",
+          atomic_load(&g_max_fetching));
     CHECK(atomic_load(&g_torn) == 0, "no torn credential (%d)", atomic_load(&g_torn));
     CHECK(atomic_load(&g_fetches) > 10, "refreshed as it aged (%d)", atomic_load(&g_fetches));
     cfs_cred_cache_destroy(&c);

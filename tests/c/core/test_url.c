@@ -27,7 +27,8 @@ static void expect(const char *url, const char *want)
         CHECK(err[0] != '\0', "%s: no message", url);
         CHECK(strstr(err, "hunter2") == NULL, "%s: the password in %s", url, err);
     } else {
-        CHECK(got && strcmp(got, want) == 0, "%s -> %s, want %s (%s)", url, got ? got : "NULL", want, err);
+        CHECK(got && strcmp(got, want) == 0, "%s -> %s, want %s (%s)", url, got ? got : "NULL",
+              want, err);
     }
     free(got);
 }
@@ -78,7 +79,8 @@ static void test_redact(void)
 {
     char out[128];
     cfs_url_redact("http://alice:hunter2@host:8080/p?q=1", out, sizeof out);
-    CHECK(strcmp(out, "http://alice:***@host:8080/p?q=1") == 0, "strcmp(out, 'http://alice:***@host:8080/p?q=1') == 0");
+    CHECK(strcmp(out, "http://alice:***@host:8080/p?q=1") == 0,
+          "strcmp(out, 'http://alice:***@host:8080/p?q=1') == 0");
     cfs_url_redact("http://alice@host/p", out, sizeof out);
     CHECK(strcmp(out, "http://alice@host/p") == 0, "strcmp(out, 'http://alice@host/p') == 0");
     cfs_url_redact("http://a:b:c@d@host/p@x", out, sizeof out);

@@ -29,7 +29,8 @@ static void test_gunzip(void)
     };
     cfs_buf out = { 0 };
     CHECK(gunzip(gz, sizeof gz, &out) == 0 && out.len == 23 &&
-          memcmp(out.data, "hello hello hello hello", 23) == 0, "one member");
+              memcmp(out.data, "hello hello hello hello", 23) == 0,
+          "one member");
     cfs_buf_reset(&out);
     unsigned char two[2 * sizeof gz];
     memcpy(two, gz, sizeof gz);
@@ -54,11 +55,12 @@ static void test_gunzip(void)
     CHECK(gunzip(bad, sizeof bad, &out) == -1 && out.cap <= sizeof bad * 1032,
           "ISIZE 4 GiB: room %zu", out.cap);
     cfs_buf_free(&out);
-    static const unsigned char fuzz_oom[] = { /* tests/fuzz/corpus/codec_decode/oom-isize-4gib */
-        0x1f, 0x8b, 0x08, 0x00, 0x20, 0x00, 0x00, 0x00, 0x02, 0x03, 0xcb, 0xff, 0xff, 0xff, 0xff,
-        0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
-        0x03, 0x40, 0x27, 0x01, 0xe3, 0x51, 0x3d, 0x8d, 0x17, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00,
-        0x00, 0x3f, 0x00, 0xff, 0xff, 0xff, 0xff,
+    static const unsigned char fuzz_oom[] = {
+        /* tests/fuzz/corpus/codec_decode/oom-isize-4gib */
+        0x1f, 0x8b, 0x08, 0x00, 0x20, 0x00, 0x00, 0x00, 0x02, 0x03, 0xcb, 0xff, 0xff,
+        0xff, 0xff, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x1f, 0x8b, 0x08, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x02, 0x03, 0x40, 0x27, 0x01, 0xe3, 0x51, 0x3d, 0x8d, 0x17,
+        0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x3f, 0x00, 0xff, 0xff, 0xff, 0xff,
     };
     CHECK(gunzip(fuzz_oom, sizeof fuzz_oom, &out) == -1 && out.cap <= sizeof fuzz_oom * 1032,
           "fuzz oom input: room %zu", out.cap);
@@ -80,11 +82,14 @@ static void test_names(void)
     CHECK(cfs_codec_parse("zstd", &c) == 0 && c == CFS_CODEC_ZSTD, "zstd");
     CHECK(cfs_codec_parse("compress", &c) == -1, "unknown");
     CHECK(cfs_codec_parse("gzip, br", &c) == -1, "stacked encodings are not decoded");
-    CHECK(!strcmp(cfs_codec_suffix(CFS_CODEC_ZSTD), ".zstd") && !strcmp(cfs_codec_suffix(CFS_CODEC_GZIP), ".gz"),
+    CHECK(!strcmp(cfs_codec_suffix(CFS_CODEC_ZSTD), ".zstd") &&
+              !strcmp(cfs_codec_suffix(CFS_CODEC_GZIP), ".gz"),
           "suffixes");
-    CHECK(cfs_codec_level_ok(CFS_CODEC_GZIP, 12) && !cfs_codec_level_ok(CFS_CODEC_GZIP, 13), "gzip levels");
+    CHECK(cfs_codec_level_ok(CFS_CODEC_GZIP, 12) && !cfs_codec_level_ok(CFS_CODEC_GZIP, 13),
+          "gzip levels");
     CHECK(cfs_codec_level_ok(CFS_CODEC_BR, 0) && !cfs_codec_level_ok(CFS_CODEC_BR, 12), "br levels");
-    CHECK(cfs_codec_level_ok(CFS_CODEC_ZSTD, 19) && !cfs_codec_level_ok(CFS_CODEC_ZSTD, 99), "zstd levels");
+    CHECK(cfs_codec_level_ok(CFS_CODEC_ZSTD, 19) && !cfs_codec_level_ok(CFS_CODEC_ZSTD, 99),
+          "zstd levels");
 }
 
 static void test_round_trips(void)
@@ -111,14 +116,18 @@ static void test_round_trips(void)
                 int rc = cfs_encode(c, level, src, sizes[si], &enc);
                 CHECK(rc == CFS_CODEC_OK, "encode %s %zu: %d", cfs_codec_name(c), sizes[si], rc);
                 rc = cfs_decode(c, enc.data, enc.len, BIG, &dec);
-                CHECK(rc == CFS_CODEC_OK && dec.len == sizes[si] && (sizes[si] == 0 || !memcmp(dec.data, src, sizes[si])),
-                      "round trip %s level %d size %zu: rc %d len %zu", cfs_codec_name(c), level, sizes[si], rc, dec.len);
+                CHECK(rc == CFS_CODEC_OK && dec.len == sizes[si] &&
+                          (sizes[si] == 0 || !memcmp(dec.data, src, sizes[si])),
+                      "round trip %s level %d size %zu: rc %d len %zu", cfs_codec_name(c), level,
+                      sizes[si], rc, dec.len);
                 if (sizes[si] == 65536) {
-                    CHECK(level == 0 || enc.len < sizes[si] * 3 / 4, "%s shrinks: %zu", cfs_codec_name(c), enc.len);
+                    CHECK(level == 0 || enc.len < sizes[si] * 3 / 4, "%s shrinks: %zu",
+                          cfs_codec_name(c), enc.len);
                     cfs_buf_reset(&dec);
                     CHECK(cfs_decode(c, enc.data, enc.len, sizes[si] - 1, &dec) == CFS_CODEC_ELIMIT,
                           "%s limit one short", cfs_codec_name(c));
-                    CHECK(dec.cap <= sizes[si] + 65536, "%s room within the limit: %zu", cfs_codec_name(c), dec.cap);
+                    CHECK(dec.cap <= sizes[si] + 65536, "%s room within the limit: %zu",
+                          cfs_codec_name(c), dec.cap);
                     cfs_buf_reset(&dec);
                     CHECK(cfs_decode(c, enc.data, enc.len - 1, BIG, &dec) == CFS_CODEC_EDATA,
                           "%s truncated", cfs_codec_name(c));
@@ -139,7 +148,8 @@ static void test_round_trips(void)
                     if (c == CFS_CODEC_BR)
                         CHECK(rc == CFS_CODEC_EDATA, "br: one stream only");
                     else
-                        CHECK(rc == CFS_CODEC_OK && dec.len == 2 * sizes[si], "%s two members/frames", cfs_codec_name(c));
+                        CHECK(rc == CFS_CODEC_OK && dec.len == 2 * sizes[si],
+                              "%s two members/frames", cfs_codec_name(c));
                     free(twice);
                 }
                 cfs_buf_free(&enc);
@@ -159,7 +169,8 @@ static void test_zstd_claimed_size(void)
     hostile[5 + 5] = 1; /* 2^40 */
     memcpy(hostile + 13, "\x01\x00\x00", 3); /* a raw block header of 0 bytes, last */
     int rc = cfs_decode(CFS_CODEC_ZSTD, hostile, 16, BIG, &dec);
-    CHECK(rc != CFS_CODEC_OK && dec.cap <= 16 * 1032 + 65536, "claimed 2^40: rc %d room %zu", rc, dec.cap);
+    CHECK(rc != CFS_CODEC_OK && dec.cap <= 16 * 1032 + 65536, "claimed 2^40: rc %d room %zu", rc,
+          dec.cap);
     cfs_buf_free(&enc);
     cfs_buf_free(&dec);
 }

@@ -93,7 +93,12 @@ static void check_known_vectors(void)
         up[i] = (unsigned char)i;
         down[i] = (unsigned char)(31 - i);
     }
-    const struct { const char *what; const void *data; size_t len; uint32_t want; } v[] = {
+    const struct {
+        const char *what;
+        const void *data;
+        size_t len;
+        uint32_t want;
+    } v[] = {
         { "empty", "", 0, 0x00000000u },
         { "a", "a", 1, 0xC1D04330u },
         { "123456789", "123456789", 9, 0xE3069283u },
@@ -146,8 +151,14 @@ static void check_stream_joins(void)
     size_t big = 2 * 3 * 8192 + 3 * 256 + 64;
     unsigned char *data = pseudo_random(big, 777);
     unsigned int x = 777;
-    static const size_t lens[] = { 3 * 256 - 1, 3 * 256, 3 * 256 + 1, 2 * 3 * 256 + 7, 3 * 8192 - 1,
-                                   3 * 8192, 3 * 8192 + 3 * 256 + 9, 2 * 3 * 8192 + 3 * 256 };
+    static const size_t lens[] = { 3 * 256 - 1,
+                                   3 * 256,
+                                   3 * 256 + 1,
+                                   2 * 3 * 256 + 7,
+                                   3 * 8192 - 1,
+                                   3 * 8192,
+                                   3 * 8192 + 3 * 256 + 9,
+                                   2 * 3 * 8192 + 3 * 256 };
     int bad = 0;
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
         for (size_t off = 0; off < 9; off++) {
@@ -181,7 +192,8 @@ static void check_combine(void)
     uint32_t whole = cfs_crc32c(0, data, n);
     int bad = 0;
     for (size_t cut = 0; cut <= n; cut += cut < 300 ? 1 : 97)
-        if (cfs_crc32c_combine(cfs_crc32c(0, data, cut), cfs_crc32c(0, data + cut, n - cut), n - cut) != whole)
+        if (cfs_crc32c_combine(cfs_crc32c(0, data, cut), cfs_crc32c(0, data + cut, n - cut),
+                               n - cut) != whole)
             bad++;
     CHECK(bad == 0, "%d splits combine to another CRC", bad);
     uint32_t chained = 0;
@@ -260,8 +272,16 @@ int main(void)
         x = x * 1103515245u + 12345u;
         data[i] = (unsigned char)(x >> 16);
     }
-    static const size_t lens[] = { 767, 768, 769, 1536, 3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1,
-                                   3 * 8192 + 768, 2 * 3 * 8192 + 5, 3 * 8192 * 3 };
+    static const size_t lens[] = { 767,
+                                   768,
+                                   769,
+                                   1536,
+                                   3 * 8192 - 1,
+                                   3 * 8192,
+                                   3 * 8192 + 1,
+                                   3 * 8192 + 768,
+                                   2 * 3 * 8192 + 5,
+                                   3 * 8192 * 3 };
     mismatches = 0;
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
         for (size_t off = 0; off < 9; off++)

@@ -26,11 +26,15 @@ static int prefix_ok(const char *k)
 
 static void test_keys(void)
 {
-    const char *good[] = { "a", "a/b", ".zarray", "a/.zattrs", "c/0/0", "...", "a/..b", "x y+%#?~=",
-                           "\xc3\xbc/\xe2\x82\xac", "a.b/c..", NULL };
+    const char *good[] = { "a",         "a/b",       ".zarray",
+                           "a/.zattrs", "c/0/0",     "...",
+                           "a/..b",     "x y+%#?~=", "\xc3\xbc/\xe2\x82\xac",
+                           "a.b/c..",   NULL };
     for (const char **k = good; *k; k++)
         CHECK(key_ok(*k, strlen(*k)), "key %s should be accepted", *k);
-    const char *bad[] = { "", "/a", "a/", "a//b", ".", "..", "a/../b", "a/./b", "../a", "a/..", NULL };
+    const char *bad[] = {
+        "", "/a", "a/", "a//b", ".", "..", "a/../b", "a/./b", "../a", "a/..", NULL
+    };
     for (const char **k = bad; *k; k++)
         CHECK(!key_ok(*k, strlen(*k)), "key '%s' should be refused", *k);
     CHECK(!key_ok("a\0b", 3), "NUL inside a key must be refused");
@@ -44,7 +48,11 @@ static void test_keys(void)
 
 static void test_encoding(void)
 {
-    struct { const char *in; int keep_slash; const char *out; } cases[] = {
+    struct {
+        const char *in;
+        int keep_slash;
+        const char *out;
+    } cases[] = {
         { "a/b", 1, "a/b" },
         { "a/b", 0, "a%2Fb" },
         { "x y+%#?~=", 1, "x%20y%2B%25%23%3F~%3D" },
@@ -54,8 +62,10 @@ static void test_encoding(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cfs_buf b = { 0 };
-        CHECK(cfs_url_encode(&b, cases[i].in, strlen(cases[i].in), cases[i].keep_slash) == 0, "encode");
-        CHECK(strcmp(b.data, cases[i].out) == 0, "encode(%s) = %s, want %s", cases[i].in, b.data, cases[i].out);
+        CHECK(cfs_url_encode(&b, cases[i].in, strlen(cases[i].in), cases[i].keep_slash) == 0,
+              "encode");
+        CHECK(strcmp(b.data, cases[i].out) == 0, "encode(%s) = %s, want %s", cases[i].in, b.data,
+              cases[i].out);
         cfs_buf d = { 0 };
         CHECK(cfs_url_decode(&d, b.data, b.len, 0) == 0, "decode");
         CHECK(d.len == strlen(cases[i].in) && memcmp(d.data, cases[i].in, d.len) == 0,
@@ -93,7 +103,8 @@ static void test_retry(void)
     CHECK(cfs_retry_after_parse(" 1.5 ", 0) == 1.5, "fractional seconds");
     CHECK(cfs_retry_after_parse("soon", 0) < 0, "garbage");
     CHECK(cfs_retry_after_parse("Sun, 06 Nov 1994 08:49:37 GMT", 784111767) == 10.0, "HTTP date");
-    CHECK(cfs_retry_after_parse("Sun, 06 Nov 1994 08:49:37 GMT", 784111787) == 0.0, "date in the past");
+    CHECK(cfs_retry_after_parse("Sun, 06 Nov 1994 08:49:37 GMT", 784111787) == 0.0,
+          "date in the past");
 }
 
 int main(void)

@@ -38,7 +38,8 @@ static int record(cfs_xml_walker *w, char sign)
         snprintf(line, sizeof line, "+%s@%d/%s\n", cfs_xml_name(w, w->depth), w->depth,
                  cfs_xml_name(w, w->depth - 1));
     else
-        snprintf(line, sizeof line, "-%s@%d=%s\n", cfs_xml_name(w, w->depth), w->depth, cfs_xml_text(w));
+        snprintf(line, sizeof line, "-%s@%d=%s\n", cfs_xml_name(w, w->depth), w->depth,
+                 cfs_xml_text(w));
     if (cfs_buf_append_str(&t->log, line) < 0) {
         cfs_xml_fail_oom(w);
         return -1;
@@ -78,7 +79,7 @@ static void test_nesting(void)
     const char *doc = "<?xml version=\"1.0\"?>\n"
                       "<r xmlns=\"urn:a\" xmlns:n=\"urn:b\"><n:one>1</n:one>"
                       "<two><three>3</three><empty/></two></r>";
-    trace t = {0};
+    trace t = { 0 };
     cfs_xml_walker w;
     CHECK(walk_traced(doc, strlen(doc), &t, &w) == 0, "nesting: %s", w.err);
     /* namespaces dropped; the parent's name is still there at depth - 1 */
@@ -103,7 +104,7 @@ static void test_text(void)
     /* expat calls the text handler at each entity, character reference, line end and
      * CDATA section: the element's text is the whole of it */
     const char *doc = "<a>one &amp; two\r\nthree<![CDATA[ <four> ]]>&#233;&lt;\n  five</a>";
-    trace t = {0};
+    trace t = { 0 };
     cfs_xml_walker w;
     CHECK(walk_traced(doc, strlen(doc), &t, &w) == 0, "text: %s", w.err);
     const char *want = "+a@1/\n-a@1=one & two\nthree <four> \xc3\xa9<\n  five\n";
@@ -114,7 +115,8 @@ static void test_text(void)
     const char *mixed = "<a>before<b>in</b>after</a>";
     memset(&t, 0, sizeof t);
     CHECK(walk_traced(mixed, strlen(mixed), &t, &w) == 0, "mixed: %s", w.err);
-    CHECK(streq(t.log.data, "+a@1/\n+b@2/a\n-b@2=in\n-a@1=after\n"), "mixed:\n%s", t.log.data ? t.log.data : "");
+    CHECK(streq(t.log.data, "+a@1/\n+b@2/a\n-b@2=in\n-a@1=after\n"), "mixed:\n%s",
+          t.log.data ? t.log.data : "");
     cfs_buf_free(&t.log);
 }
 
@@ -137,7 +139,7 @@ static int len_end(cfs_xml_walker *w)
 /* A long text arrives in many pieces. */
 static void test_long_text(void)
 {
-    cfs_buf big = {0};
+    cfs_buf big = { 0 };
     size_t want = 0;
     cfs_buf_append_str(&big, "<a>");
     for (int i = 0; i < 20000; i++) {
@@ -145,7 +147,7 @@ static void test_long_text(void)
         want += i % 7 ? 1 : 2;
     }
     cfs_buf_append_str(&big, "</a>");
-    text_len l = {0};
+    text_len l = { 0 };
     cfs_xml_walker w;
     memset(&w, 0, sizeof w);
     w.on_end = len_end;
@@ -169,7 +171,7 @@ static void test_malformed(void)
         "<a x=\"1\" x=\"2\"/>",     /* repeated attribute */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        trace t = {0};
+        trace t = { 0 };
         cfs_xml_walker w;
         int rc = walk_traced(bad[i], strlen(bad[i]), &t, &w);
         CHECK(rc == -1 && w.failed && !w.oom, "malformed %zu accepted", i);
@@ -188,11 +190,12 @@ static void test_handler_failure(void)
     const char *doc = "<r><a>1</a><b>2</b><c>3</c></r>";
     /* a refusal without a message: "unexpected XML"; with one: that message */
     for (int with_message = 0; with_message <= 1; with_message++) {
-        trace t = {.fail_at = 4, .with_message = with_message};
+        trace t = { .fail_at = 4, .with_message = with_message };
         cfs_xml_walker w;
         int rc = walk_traced(doc, strlen(doc), &t, &w);
         CHECK(rc == -1 && w.failed && !w.oom, "refusal %d", with_message);
-        CHECK(streq(w.err, with_message ? "refused at event 4" : "unexpected XML"), "refusal message '%s'", w.err);
+        CHECK(streq(w.err, with_message ? "refused at event 4" : "unexpected XML"),
+              "refusal message '%s'", w.err);
         /* no handler runs after the refusal */
         CHECK(t.events == 4, "events after a refusal: %d", t.events);
         CHECK(streq(t.log.data, "+r@1/\n+a@2/r\n-a@2=1\n+b@2/r\n"), "refusal log:\n%s", t.log.data);
@@ -200,7 +203,7 @@ static void test_handler_failure(void)
     }
     /* the first failure's message is kept: a malformed tail does not replace it */
     const char *bad_tail = "<r><a>1</a><b>";
-    trace t = {.fail_at = 1, .with_message = 1};
+    trace t = { .fail_at = 1, .with_message = 1 };
     cfs_xml_walker w;
     CHECK(walk_traced(bad_tail, strlen(bad_tail), &t, &w) == -1, "refused then malformed");
     CHECK(streq(w.err, "refused at event 1"), "first message kept: '%s'", w.err);
@@ -252,7 +255,7 @@ static int depth_end(cfs_xml_walker *w)
 static void test_depth(void)
 {
     /* 40 levels, e1..e40: names are kept to CFS_XML_MAX_DEPTH, deeper ones read as "" */
-    cfs_buf doc = {0};
+    cfs_buf doc = { 0 };
     char tag[32];
     for (int d = 1; d <= 40; d++) {
         snprintf(tag, sizeof tag, "<e%d>", d);
@@ -263,7 +266,7 @@ static void test_depth(void)
         snprintf(tag, sizeof tag, "</e%d>", d);
         cfs_buf_append_str(&doc, tag);
     }
-    depth_seen s = {0, 1, 1, 1};
+    depth_seen s = { 0, 1, 1, 1 };
     cfs_xml_walker w;
     memset(&w, 0, sizeof w);
     w.on_start = depth_start;
@@ -271,12 +274,13 @@ static void test_depth(void)
     w.ctx = &s;
     CHECK(cfs_xml_walk(&w, doc.data, doc.len) == 0, "deep: %s", w.err);
     CHECK(s.max_depth == 40 && w.depth == 0, "depth counted: %d, back to %d", s.max_depth, w.depth);
-    CHECK(s.names_in_ok && s.names_out_ok, "names by depth (in %d, out %d)", s.names_in_ok, s.names_out_ok);
+    CHECK(s.names_in_ok && s.names_out_ok, "names by depth (in %d, out %d)", s.names_in_ok,
+          s.names_out_ok);
     CHECK(s.text_ok, "text at depth");
     cfs_buf_free(&doc);
 
     /* very deep nesting: expat copes, the walker keeps nothing per level */
-    cfs_buf deep = {0};
+    cfs_buf deep = { 0 };
     for (int d = 0; d < 100000; d++)
         cfs_buf_append_str(&deep, "<d>");
     for (int d = 0; d < 100000; d++)
@@ -305,7 +309,7 @@ static void test_name_length(void)
     long_name[sizeof long_name - 1] = '\0';
     char doc[512];
     snprintf(doc, sizeof doc, "<r><%s/><p:%s xmlns:p=\"urn:p\"/></r>", ok, long_name);
-    cfs_buf seen = {0};
+    cfs_buf seen = { 0 };
     cfs_xml_walker w;
     memset(&w, 0, sizeof w);
     w.on_end = names_end;
@@ -329,14 +333,15 @@ static void test_entity_expansion(void)
         "<x>&h;</x>";
     XML_Expat_Version v = XML_ExpatVersionInfo();
     int guarded = v.major > 2 || (v.major == 2 && v.minor >= 4);
-    text_len l = {0};
+    text_len l = { 0 };
     cfs_xml_walker w;
     memset(&w, 0, sizeof w);
     w.on_end = len_end;
     w.ctx = &l;
     int rc = cfs_xml_walk(&w, doc, strlen(doc));
     if (guarded)
-        CHECK(rc == -1 && !strncmp(w.err, "malformed XML (", 15), "billion laughs accepted: '%s'", w.err);
+        CHECK(rc == -1 && !strncmp(w.err, "malformed XML (", 15), "billion laughs accepted: '%s'",
+              w.err);
     else
         CHECK(rc == -1 || l.len == 100000000u, "billion laughs: rc %d, %zu bytes", rc, l.len);
     CHECK(w.text.data == NULL, "text buffer freed");

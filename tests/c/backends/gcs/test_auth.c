@@ -79,26 +79,35 @@ static void test_service_account(void)
     char err[256] = "";
     CHECK(cfs_gcs_credentials_parse(json, strlen(json), NULL, &c, err, sizeof err) == 0, "%s", err);
     CHECK(c.kind == CFS_GCS_CRED_SERVICE_ACCOUNT && streq(c.token_uri, "http://127.0.0.1:1/token") &&
-          streq(c.client_email, "sa@p.iam.gserviceaccount.com") && streq(c.private_key_id, "kid-9"),
+              streq(c.client_email, "sa@p.iam.gserviceaccount.com") &&
+              streq(c.private_key_id, "kid-9"),
           "fields");
 
     cfs_buf jwt = { 0 };
-    CHECK(cfs_gcs_jwt(&jwt, &c, CFS_GCS_SCOPE_READ_WRITE, 1700000000, err, sizeof err) == 0, "%s", err);
+    CHECK(cfs_gcs_jwt(&jwt, &c, CFS_GCS_SCOPE_READ_WRITE, 1700000000, err, sizeof err) == 0, "%s",
+          err);
     CHECK(cfs_buf_terminate(&jwt) == 0, "terminate");
     char *dot1 = jwt.data ? strchr(jwt.data, '.') : NULL;
     char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-    CHECK(dot1 && dot2 && !strchr(dot2 + 1, '.') && !strpbrk(jwt.data, "=+/"), "three base64url parts");
+    CHECK(dot1 && dot2 && !strchr(dot2 + 1, '.') && !strpbrk(jwt.data, "=+/"),
+          "three base64url parts");
     if (dot1 && dot2) {
         cJSON *h = decode_part(jwt.data, (size_t)(dot1 - jwt.data));
         cJSON *cl = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
         CHECK(h && streq(cJSON_GetStringValue(cJSON_GetObjectItem(h, "alg")), "RS256") &&
-              streq(cJSON_GetStringValue(cJSON_GetObjectItem(h, "typ")), "JWT") &&
-              streq(cJSON_GetStringValue(cJSON_GetObjectItem(h, "kid")), "kid-9"), "header");
-        CHECK(cl && streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "iss")), "sa@p.iam.gserviceaccount.com") &&
-              streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "aud")), "http://127.0.0.1:1/token") &&
-              streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "scope")), CFS_GCS_SCOPE_READ_WRITE) &&
-              cJSON_GetNumberValue(cJSON_GetObjectItem(cl, "iat")) == 1700000000.0 &&
-              cJSON_GetNumberValue(cJSON_GetObjectItem(cl, "exp")) == 1700003600.0, "claims");
+                  streq(cJSON_GetStringValue(cJSON_GetObjectItem(h, "typ")), "JWT") &&
+                  streq(cJSON_GetStringValue(cJSON_GetObjectItem(h, "kid")), "kid-9"),
+              "header");
+        CHECK(cl &&
+                  streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "iss")),
+                        "sa@p.iam.gserviceaccount.com") &&
+                  streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "aud")),
+                        "http://127.0.0.1:1/token") &&
+                  streq(cJSON_GetStringValue(cJSON_GetObjectItem(cl, "scope")),
+                        CFS_GCS_SCOPE_READ_WRITE) &&
+                  cJSON_GetNumberValue(cJSON_GetObjectItem(cl, "iat")) == 1700000000.0 &&
+                  cJSON_GetNumberValue(cJSON_GetObjectItem(cl, "exp")) == 1700003600.0,
+              "claims");
         cJSON_Delete(h);
         cJSON_Delete(cl);
 
@@ -124,19 +133,23 @@ static void test_service_account(void)
 
     cfs_buf body = { 0 };
     CHECK(cfs_gcs_token_request_body(&body, &c, "s", 1700000000, err, sizeof err) == 0, "%s", err);
-    static const char grant[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
+    static const char grant[] =
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
     CHECK(cfs_buf_terminate(&body) == 0 && strncmp(body.data, grant, sizeof grant - 1) == 0 &&
-          strlen(body.data) > sizeof grant + 300, "body %s", body.data);
+              strlen(body.data) > sizeof grant + 300,
+          "body %s", body.data);
     cfs_buf_free(&body);
     cfs_gcs_credentials_clear(&c);
 
     /* override of token_uri; default when absent */
     char *json2 = sa_json(pem, NULL);
     CHECK(cfs_gcs_credentials_parse(json2, strlen(json2), NULL, &c, err, sizeof err) == 0 &&
-          streq(c.token_uri, CFS_GCS_DEFAULT_TOKEN_URI), "default token uri");
+              streq(c.token_uri, CFS_GCS_DEFAULT_TOKEN_URI),
+          "default token uri");
     cfs_gcs_credentials_clear(&c);
     CHECK(cfs_gcs_credentials_parse(json2, strlen(json2), "http://x/t", &c, err, sizeof err) == 0 &&
-          streq(c.token_uri, "http://x/t"), "override");
+              streq(c.token_uri, "http://x/t"),
+          "override");
     cfs_gcs_credentials_clear(&c);
 
     /* the same through a file */
@@ -147,11 +160,13 @@ static void test_service_account(void)
         CHECK(write(fd, json, strlen(json)) == (ssize_t)strlen(json), "write");
         close(fd);
         CHECK(cfs_gcs_credentials_load(path, NULL, &c, err, sizeof err) == 0 &&
-              c.kind == CFS_GCS_CRED_SERVICE_ACCOUNT, "load %s", err);
+                  c.kind == CFS_GCS_CRED_SERVICE_ACCOUNT,
+              "load %s", err);
         cfs_gcs_credentials_clear(&c);
         unlink(path);
         CHECK(cfs_gcs_credentials_load(path, NULL, &c, err, sizeof err) == -1 &&
-              strstr(err, "cannot read"), "missing file: %s", err);
+                  strstr(err, "cannot read"),
+              "missing file: %s", err);
     }
     cJSON_free(json);
     cJSON_free(json2);
@@ -162,7 +177,11 @@ static void test_service_account(void)
 static void test_bad_credentials(void)
 {
     static const char *bad[] = {
-        "", "[]", "{}", "{\"type\":5}", "{\"type\":\"external_account\"}",
+        "",
+        "[]",
+        "{}",
+        "{\"type\":5}",
+        "{\"type\":\"external_account\"}",
         "{\"type\":\"service_account\",\"client_email\":\"a\"}",
         "{\"type\":\"service_account\",\"client_email\":\"a\",\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nSECRETBITS\\n-----END PRIVATE KEY-----\\n\"}",
         "{\"type\":\"authorized_user\",\"client_id\":\"c\",\"client_secret\":\"SECRETBITS\"}",
@@ -179,16 +198,22 @@ static void test_bad_credentials(void)
 
 static void test_authorized_user(void)
 {
-    const char *j = "{\"type\":\"authorized_user\",\"client_id\":\"id.apps\",\"client_secret\":\"s&c=t\","
-                    "\"refresh_token\":\"1//r t\"}";
+    const char *j =
+        "{\"type\":\"authorized_user\",\"client_id\":\"id.apps\",\"client_secret\":\"s&c=t\","
+        "\"refresh_token\":\"1//r t\"}";
     cfs_gcs_credentials c;
     char err[256] = "";
     CHECK(cfs_gcs_credentials_parse(j, strlen(j), NULL, &c, err, sizeof err) == 0 &&
-          c.kind == CFS_GCS_CRED_AUTHORIZED_USER && streq(c.token_uri, CFS_GCS_DEFAULT_TOKEN_URI), "%s", err);
+              c.kind == CFS_GCS_CRED_AUTHORIZED_USER &&
+              streq(c.token_uri, CFS_GCS_DEFAULT_TOKEN_URI),
+          "%s", err);
     cfs_buf body = { 0 };
-    CHECK(cfs_gcs_token_request_body(&body, &c, "s", 0, err, sizeof err) == 0 && cfs_buf_terminate(&body) == 0, "body");
+    CHECK(cfs_gcs_token_request_body(&body, &c, "s", 0, err, sizeof err) == 0 &&
+              cfs_buf_terminate(&body) == 0,
+          "body");
     CHECK(streq(body.data, "grant_type=refresh_token&client_id=id.apps&client_secret=s%26c%3Dt"
-                           "&refresh_token=1%2F%2Fr%20t"), "body %s", body.data);
+                           "&refresh_token=1%2F%2Fr%20t"),
+          "body %s", body.data);
     cfs_buf_free(&body);
     CHECK(cfs_gcs_jwt(&body, &c, "s", 0, err, sizeof err) == -1, "no JWT for a user");
     cfs_buf_free(&body);
@@ -201,10 +226,12 @@ static void test_token_response(void)
     int64_t exp = 0;
     const char *ok = "{\"access_token\":\"ya29.abc\",\"expires_in\":3599,\"token_type\":\"Bearer\"}";
     CHECK(cfs_gcs_parse_token(ok, strlen(ok), &tok, &exp, err, sizeof err) == 0 &&
-          streq(tok, "ya29.abc") && exp == 3599, "%s", err);
+              streq(tok, "ya29.abc") && exp == 3599,
+          "%s", err);
     free(tok);
     const char *noexp = "{\"access_token\":\"t\"}";
-    CHECK(cfs_gcs_parse_token(noexp, strlen(noexp), &tok, &exp, err, sizeof err) == 0 && exp == 3600, "default expiry");
+    CHECK(cfs_gcs_parse_token(noexp, strlen(noexp), &tok, &exp, err, sizeof err) == 0 && exp == 3600,
+          "default expiry");
     free(tok);
     /* less than a second is no lifetime: it was truncated to 0, a token expired on arrival
      * (fuzzing, tests/fuzz/corpus/gcs_token/crash-expires-in-subsecond) */
@@ -213,16 +240,23 @@ static void test_token_response(void)
         "{\"access_token\":\"ya2a\",\"expires_in\":00.1100721333,\"te\":\"Beaer\"}",
     };
     for (size_t i = 0; i < 2; i++) {
-        CHECK(cfs_gcs_parse_token(subsecond[i], strlen(subsecond[i]), &tok, &exp, err, sizeof err) == 0 &&
-              exp == 3600, "sub-second expiry %zu: %lld", i, (long long)exp);
+        CHECK(cfs_gcs_parse_token(subsecond[i], strlen(subsecond[i]), &tok, &exp, err,
+                                  sizeof err) == 0 &&
+                  exp == 3600,
+              "sub-second expiry %zu: %lld", i, (long long)exp);
         free(tok);
     }
     static const char *bad[] = {
-        "", "{}", "{\"access_token\":\"\"}", "{\"access_token\":5}",
-        "{\"access_token\":\"a\\r\\nX-Evil: 1\"}", "{\"access_token\":\"t\",\"token_type\":\"MAC\"}",
+        "",
+        "{}",
+        "{\"access_token\":\"\"}",
+        "{\"access_token\":5}",
+        "{\"access_token\":\"a\\r\\nX-Evil: 1\"}",
+        "{\"access_token\":\"t\",\"token_type\":\"MAC\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK(cfs_gcs_parse_token(bad[i], strlen(bad[i]), &tok, &exp, err, sizeof err) == -1 && tok == NULL,
+        CHECK(cfs_gcs_parse_token(bad[i], strlen(bad[i]), &tok, &exp, err, sizeof err) == -1 &&
+                  tok == NULL,
               "bad token response %zu accepted", i);
     }
 }

@@ -19,16 +19,25 @@ static int streq(const char *a, const char *b)
 
 static void test_base64(void)
 {
-    static const struct { const char *in, *std, *url; } v[] = {
-        { "", "", "" }, { "f", "Zg==", "Zg" }, { "fo", "Zm8=", "Zm8" }, { "foo", "Zm9v", "Zm9v" },
-        { "foob", "Zm9vYg==", "Zm9vYg" }, { "fooba", "Zm9vYmE=", "Zm9vYmE" },
-        { "foobar", "Zm9vYmFy", "Zm9vYmFy" }, { "\xfb\xff\xbf", "+/+/", "-_-_" },
+    static const struct {
+        const char *in, *std, *url;
+    } v[] = {
+        { "", "", "" },
+        { "f", "Zg==", "Zg" },
+        { "fo", "Zm8=", "Zm8" },
+        { "foo", "Zm9v", "Zm9v" },
+        { "foob", "Zm9vYg==", "Zm9vYg" },
+        { "fooba", "Zm9vYmE=", "Zm9vYmE" },
+        { "foobar", "Zm9vYmFy", "Zm9vYmFy" },
+        { "\xfb\xff\xbf", "+/+/", "-_-_" },
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         cfs_buf a = { 0 }, b = { 0 };
         size_t n = strlen(v[i].in);
-        CHECK(cfs_base64_encode(&a, v[i].in, n, 0) == 0 && STREQ(a.data, v[i].std), "std %zu: %s", i, a.data);
-        CHECK(cfs_base64_encode(&b, v[i].in, n, 1) == 0 && STREQ(b.data, v[i].url), "url %zu: %s", i, b.data);
+        CHECK(cfs_base64_encode(&a, v[i].in, n, 0) == 0 && STREQ(a.data, v[i].std), "std %zu: %s",
+              i, a.data);
+        CHECK(cfs_base64_encode(&b, v[i].in, n, 1) == 0 && STREQ(b.data, v[i].url), "url %zu: %s",
+              i, b.data);
         unsigned char out[16];
         long k = cfs_base64_decode(v[i].std, strlen(v[i].std), out, sizeof out);
         CHECK(k == (long)n && memcmp(out, v[i].in, n) == 0, "decode std %zu", i);
@@ -46,21 +55,26 @@ static void test_base64(void)
 
 static void test_urls(void)
 {
-    char *u = cfs_gcs_object_url("http://h:1", "bkt", "p/a b+c%/ü", strlen("p/a b+c%/ü"), "alt=media");
-    CHECK(STREQ(u, "http://h:1/storage/v1/b/bkt/o/p%2Fa%20b%2Bc%25%2F%C3%BC?alt=media"), "object url %s", u);
+    char *u =
+        cfs_gcs_object_url("http://h:1", "bkt", "p/a b+c%/ü", strlen("p/a b+c%/ü"), "alt=media");
+    CHECK(STREQ(u, "http://h:1/storage/v1/b/bkt/o/p%2Fa%20b%2Bc%25%2F%C3%BC?alt=media"),
+          "object url %s", u);
     free(u);
     u = cfs_gcs_object_url("http://h:1", "bkt", "k", 1, NULL);
     CHECK(STREQ(u, "http://h:1/storage/v1/b/bkt/o/k"), "object url without query %s", u);
     free(u);
     u = cfs_gcs_list_url("https://e", "b", "root/d ir/", 0, NULL, 1000);
-    CHECK(STREQ(u, "https://e/storage/v1/b/b/o?prefix=root%2Fd%20ir%2F&delimiter=%2F&maxResults=1000"),
+    CHECK(STREQ(u,
+                "https://e/storage/v1/b/b/o?prefix=root%2Fd%20ir%2F&delimiter=%2F&maxResults=1000"),
           "list url %s", u);
     free(u);
     u = cfs_gcs_list_url("https://e", "b", "", 1, "tok+/=", 5);
-    CHECK(STREQ(u, "https://e/storage/v1/b/b/o?prefix=&pageToken=tok%2B%2F%3D&maxResults=5"), "list url %s", u);
+    CHECK(STREQ(u, "https://e/storage/v1/b/b/o?prefix=&pageToken=tok%2B%2F%3D&maxResults=5"),
+          "list url %s", u);
     free(u);
     u = cfs_gcs_upload_url("https://e", "b", 1);
-    CHECK(STREQ(u, "https://e/upload/storage/v1/b/b/o?uploadType=multipart&ifGenerationMatch=0"), "upload %s", u);
+    CHECK(STREQ(u, "https://e/upload/storage/v1/b/b/o?uploadType=multipart&ifGenerationMatch=0"),
+          "upload %s", u);
     free(u);
 }
 
@@ -72,9 +86,11 @@ static void test_hash(void)
     CHECK(h.has_crc32c && h.crc32c == 0xC99465AAu, "crc %08x", h.crc32c);
     CHECK(h.has_md5 && h.md5[0] == 0x5e && h.md5[15] == 0xc3, "md5");
     CHECK(cfs_gcs_parse_hash("md5=XrY7u+Ae7tCTyyK7j1rNww==, crc32c=yZRlqg==", &h) == 0 &&
-          h.has_crc32c && h.has_md5, "either order, spaces");
+              h.has_crc32c && h.has_md5,
+          "either order, spaces");
     CHECK(cfs_gcs_parse_hash("crc32c=yZRlqg==", &h) == 0 && h.has_crc32c && !h.has_md5, "crc only");
-    CHECK(cfs_gcs_parse_hash("sha1=abc,crc32c=yZRlqg==", &h) == 0 && h.has_crc32c, "unknown skipped");
+    CHECK(cfs_gcs_parse_hash("sha1=abc,crc32c=yZRlqg==", &h) == 0 && h.has_crc32c,
+          "unknown skipped");
     CHECK(cfs_gcs_parse_hash("crc32c=yZRl", &h) == -1, "short crc");
     CHECK(cfs_gcs_parse_hash("md5=!!", &h) == -1, "bad md5");
     CHECK(cfs_gcs_parse_hash("", &h) == 0 && !h.has_crc32c && !h.has_md5, "empty");
@@ -91,7 +107,8 @@ static void test_list(void)
     cfs_entries e = { 0 };
     char *next = NULL, err[128];
     int oom;
-    CHECK(cfs_gcs_parse_list(PAGE, strlen(PAGE), "root/", &e, &next, &oom, err, sizeof err) == 0, "%s", err);
+    CHECK(cfs_gcs_parse_list(PAGE, strlen(PAGE), "root/", &e, &next, &oom, err, sizeof err) == 0,
+          "%s", err);
     CHECK(STREQ(next, "CgNhYmM="), "next %s", next);
     CHECK(e.len == 4, "entries %zu", e.len);
     if (e.len == 4) {
@@ -105,15 +122,23 @@ static void test_list(void)
 
     const char *last = "{\"kind\":\"storage#objects\"}";
     CHECK(cfs_gcs_parse_list(last, strlen(last), "", &e, &next, &oom, err, sizeof err) == 0 &&
-          next == NULL && e.len == 0, "empty last page");
+              next == NULL && e.len == 0,
+          "empty last page");
     const char *bad[] = {
-        "[]", "{\"items\":{}}", "{\"items\":[{\"size\":\"1\"}]}", "{\"items\":[{\"name\":\"x/a\"}]}",
-        "{\"items\":[{\"name\":\"root/a\",\"size\":\"-1\"}]}", "{\"prefixes\":[1]}", "not json",
+        "[]",
+        "{\"items\":{}}",
+        "{\"items\":[{\"size\":\"1\"}]}",
+        "{\"items\":[{\"name\":\"x/a\"}]}",
+        "{\"items\":[{\"name\":\"root/a\",\"size\":\"-1\"}]}",
+        "{\"prefixes\":[1]}",
+        "not json",
         "{\"nextPageToken\":5}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK(cfs_gcs_parse_list(bad[i], strlen(bad[i]), "root/", &e, &next, &oom, err, sizeof err) == -1 &&
-              !oom && next == NULL, "bad page %zu accepted", i);
+        CHECK(cfs_gcs_parse_list(bad[i], strlen(bad[i]), "root/", &e, &next, &oom, err,
+                                 sizeof err) == -1 &&
+                  !oom && next == NULL,
+              "bad page %zu accepted", i);
         cfs_entries_free(&e);
     }
     CHECK(cfs_gcs_parse_list(NULL, 0, "", &e, &next, &oom, err, sizeof err) == -1, "no body");
@@ -125,23 +150,29 @@ static void test_object_and_errors(void)
     cfs_goog_hash h;
     const char *obj = "{\"name\":\"k\",\"size\":\"1234567890123\",\"crc32c\":\"yZRlqg==\"}";
     CHECK(cfs_gcs_parse_object(obj, strlen(obj), &size, &h) == 0 && size == 1234567890123LL &&
-          h.has_crc32c && h.crc32c == 0xC99465AAu, "object");
+              h.has_crc32c && h.crc32c == 0xC99465AAu,
+          "object");
     CHECK(cfs_gcs_parse_object("{\"size\":\"x\"}", 12, &size, &h) == -1, "bad size");
     CHECK(cfs_gcs_parse_object("{}", 2, &size, &h) == -1, "no size");
 
     cfs_object_attrs a = { .last_modified_ms = -1 };
-    const char *res = "{\"size\":\"3\",\"etag\":\"CJ+h\",\"updated\":\"2024-01-02T03:04:05.678Z\","
-                      "\"contentType\":\"text/csv\",\"contentEncoding\":\"gzip\",\"cacheControl\":\"no-cache\","
-                      "\"storageClass\":\"NEARLINE\",\"metadata\":{\"Owner\":\"alice\",\"n\":null}}";
+    const char *res =
+        "{\"size\":\"3\",\"etag\":\"CJ+h\",\"updated\":\"2024-01-02T03:04:05.678Z\","
+        "\"contentType\":\"text/csv\",\"contentEncoding\":\"gzip\",\"cacheControl\":\"no-cache\","
+        "\"storageClass\":\"NEARLINE\",\"metadata\":{\"Owner\":\"alice\",\"n\":null}}";
     CHECK(cfs_gcs_parse_object_attrs(res, strlen(res), &a) == 0 && STREQ(a.etag, "CJ+h") &&
-          STREQ(a.content_type, "text/csv") && STREQ(a.content_encoding, "gzip") &&
-          STREQ(a.cache_control, "no-cache") && STREQ(a.storage_class, "NEARLINE") && !a.content_disposition &&
-          a.last_modified_ms == 1704164645678LL && a.n_metadata == 2 && STREQ(a.metadata[0].name, "Owner") &&
-          STREQ(a.metadata[0].value, "alice") && STREQ(a.metadata[1].value, ""), "object attrs");
-    const char *bad_attrs[] = { "[]", "{\"contentType\":5}", "{\"metadata\":[1]}", "{\"metadata\":{\"a\":1}}", NULL };
+              STREQ(a.content_type, "text/csv") && STREQ(a.content_encoding, "gzip") &&
+              STREQ(a.cache_control, "no-cache") && STREQ(a.storage_class, "NEARLINE") &&
+              !a.content_disposition && a.last_modified_ms == 1704164645678LL &&
+              a.n_metadata == 2 && STREQ(a.metadata[0].name, "Owner") &&
+              STREQ(a.metadata[0].value, "alice") && STREQ(a.metadata[1].value, ""),
+          "object attrs");
+    const char *bad_attrs[] = { "[]", "{\"contentType\":5}", "{\"metadata\":[1]}",
+                                "{\"metadata\":{\"a\":1}}", NULL };
     for (int i = 0; bad_attrs[i]; i++)
-        CHECK(cfs_gcs_parse_object_attrs(bad_attrs[i], strlen(bad_attrs[i]), &a) == -1 && a.n_metadata == 0 &&
-              !a.content_type, "bad attrs %s", bad_attrs[i]);
+        CHECK(cfs_gcs_parse_object_attrs(bad_attrs[i], strlen(bad_attrs[i]), &a) == -1 &&
+                  a.n_metadata == 0 && !a.content_type,
+              "bad attrs %s", bad_attrs[i]);
     cfs_buf many = { 0 };
     cfs_buf_append_str(&many, "{\"metadata\":{");
     for (int i = 0; i <= CFS_META_MAX; i++) {
@@ -150,7 +181,8 @@ static void test_object_and_errors(void)
         cfs_buf_append_str(&many, kv);
     }
     cfs_buf_append_str(&many, "}}");
-    CHECK(cfs_gcs_parse_object_attrs(many.data, many.len, &a) == -1, "more metadata than CFS_META_MAX");
+    CHECK(cfs_gcs_parse_object_attrs(many.data, many.len, &a) == -1,
+          "more metadata than CFS_META_MAX");
     cfs_buf_free(&many);
     cfs_object_attrs_free(&a);
 
@@ -161,18 +193,22 @@ static void test_object_and_errors(void)
     cfs_object_attrs_add_meta(&w, "run", 3, "7", 1);
     cfs_buf up = { 0 };
     char bnd[64];
-    CHECK(cfs_gcs_multipart_body(&up, bnd, "k", 1, "1,2", 3, 7, &w) == 0 && cfs_buf_terminate(&up) == 0 &&
-          strstr(up.data, "\"contentType\":\"text/csv\"") && strstr(up.data, "\"storageClass\":\"COLDLINE\"") &&
-          strstr(up.data, "\"metadata\":{\"run\":\"7\"}") && strstr(up.data, "\r\nContent-Type: text/csv\r\n\r\n1,2"),
+    CHECK(cfs_gcs_multipart_body(&up, bnd, "k", 1, "1,2", 3, 7, &w) == 0 &&
+              cfs_buf_terminate(&up) == 0 && strstr(up.data, "\"contentType\":\"text/csv\"") &&
+              strstr(up.data, "\"storageClass\":\"COLDLINE\"") &&
+              strstr(up.data, "\"metadata\":{\"run\":\"7\"}") &&
+              strstr(up.data, "\r\nContent-Type: text/csv\r\n\r\n1,2"),
           "upload attrs: %s", up.data ? up.data : "");
     cfs_buf_free(&up);
     cfs_object_attrs_free(&w);
 
     char msg[64];
-    const char *e1 = "{\"error\":{\"code\":403,\"message\":\"a@b does not have\\nstorage.objects.get access\"}}";
+    const char *e1 =
+        "{\"error\":{\"code\":403,\"message\":\"a@b does not have\\nstorage.objects.get access\"}}";
     cfs_gcs_error_message(e1, strlen(e1), msg, sizeof msg);
     CHECK(STREQ(msg, "a@b does not have storage.objects.get access"), "%s", msg);
-    const char *e2 = "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}";
+    const char *e2 =
+        "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}";
     cfs_gcs_error_message(e2, strlen(e2), msg, sizeof msg);
     CHECK(STREQ(msg, "invalid_grant: Invalid JWT Signature."), "%s", msg);
     cfs_gcs_error_message("Service Unavailable\r\n", 21, msg, sizeof msg);
@@ -190,11 +226,14 @@ static void test_multipart(void)
     uint32_t crc = cfs_crc32c(0, data, sizeof data - 1);
     cfs_buf b = { 0 };
     char boundary[64];
-    CHECK(cfs_gcs_multipart_body(&b, boundary, "p/k\"ey", 6, data, sizeof data - 1, crc, NULL) == 0, "built");
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "p/k\"ey", 6, data, sizeof data - 1, crc, NULL) == 0,
+          "built");
     CHECK(cfs_buf_terminate(&b) == 0, "terminate");
     char expect_head[256];
-    snprintf(expect_head, sizeof expect_head, "--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-             "{\"name\":\"p/k\\\"ey\",\"crc32c\":", boundary);
+    snprintf(expect_head, sizeof expect_head,
+             "--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+             "{\"name\":\"p/k\\\"ey\",\"crc32c\":",
+             boundary);
     CHECK(b.data && strncmp(b.data, expect_head, strlen(expect_head)) == 0, "head: %s", b.data);
     char tail[128];
     snprintf(tail, sizeof tail, "\r\n\r\n%s\r\n--%s--\r\n", data, boundary);
@@ -208,7 +247,8 @@ static void test_multipart(void)
     cfs_buf_free(&b);
     char tricky[128];
     snprintf(tricky, sizeof tricky, "xx%syy", first);
-    CHECK(cfs_gcs_multipart_body(&b, boundary, "k", 1, tricky, strlen(tricky), 7, NULL) == 0, "tricky");
+    CHECK(cfs_gcs_multipart_body(&b, boundary, "k", 1, tricky, strlen(tricky), 7, NULL) == 0,
+          "tricky");
     CHECK(!STREQ(boundary, first), "boundary changed: %s", boundary);
     cfs_buf_free(&b);
 }
@@ -216,32 +256,48 @@ static void test_multipart(void)
 static void test_resumable(void)
 {
     char *u = cfs_gcs_resumable_url("http://h:1", "b", "p/a b+/ü", strlen("p/a b+/ü"), 0);
-    CHECK(STREQ(u, "http://h:1/upload/storage/v1/b/b/o?uploadType=resumable&name=p%2Fa%20b%2B%2F%C3%BC"),
-          "resumable url: %s", u);
+    CHECK(
+        STREQ(u,
+              "http://h:1/upload/storage/v1/b/b/o?uploadType=resumable&name=p%2Fa%20b%2B%2F%C3%BC"),
+        "resumable url: %s", u);
     free(u);
     u = cfs_gcs_resumable_url("https://e", "b", "k", 1, 1);
-    CHECK(STREQ(u, "https://e/upload/storage/v1/b/b/o?uploadType=resumable&name=k&ifGenerationMatch=0"),
+    CHECK(STREQ(u,
+                "https://e/upload/storage/v1/b/b/o?uploadType=resumable&name=k&ifGenerationMatch=0"),
           "conditional: %s", u);
     free(u);
 
     cfs_buf m = { 0 };
-    CHECK(cfs_gcs_upload_metadata(&m, "d/\"q\"", 5, 0xE3069283u, NULL) == 0 && cfs_buf_terminate(&m) == 0,
+    CHECK(cfs_gcs_upload_metadata(&m, "d/\"q\"", 5, 0xE3069283u, NULL) == 0 &&
+              cfs_buf_terminate(&m) == 0,
           "metadata");
-    CHECK(m.data && strstr(m.data, "\"name\":\"d/\\\"q\\\"\"") && strstr(m.data, "\"crc32c\":\"4waSgw==\"") &&
+    CHECK(m.data && strstr(m.data, "\"name\":\"d/\\\"q\\\"\"") &&
+              strstr(m.data, "\"crc32c\":\"4waSgw==\"") &&
               strstr(m.data, "\"contentType\":\"application/octet-stream\""),
           "metadata: %s", m.data);
     cfs_buf_free(&m);
 
     int64_t have = -5;
     CHECK(cfs_gcs_parse_upload_range(NULL, &have) == 0 && have == 0, "no Range: nothing held");
-    CHECK(cfs_gcs_parse_upload_range("bytes=0-0", &have) == 0 && have == 1, "one byte: %lld", (long long)have);
-    CHECK(cfs_gcs_parse_upload_range("bytes=0-262143", &have) == 0 && have == 262144, "%lld", (long long)have);
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-0", &have) == 0 && have == 1, "one byte: %lld",
+          (long long)have);
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-262143", &have) == 0 && have == 262144, "%lld",
+          (long long)have);
     CHECK(cfs_gcs_parse_upload_range(" bytes=0-8388607 ", &have) == 0 && have == 8388608, "spaces");
-    CHECK(cfs_gcs_parse_upload_range("bytes=0-9223372036854775806", &have) == 0 &&
-              have == INT64_MAX, "largest");
+    CHECK(cfs_gcs_parse_upload_range("bytes=0-9223372036854775806", &have) == 0 && have == INT64_MAX,
+          "largest");
     static const char *const bad[] = {
-        "", "bytes=", "bytes=0-", "bytes=1-5", "bytes=0-x", "bytes=0--1", "bytes=0-5,7-9",
-        "bytes 0-5", "bytes=0-9223372036854775807", "bytes=0-99999999999999999999", "items=0-5",
+        "",
+        "bytes=",
+        "bytes=0-",
+        "bytes=1-5",
+        "bytes=0-x",
+        "bytes=0--1",
+        "bytes=0-5,7-9",
+        "bytes 0-5",
+        "bytes=0-9223372036854775807",
+        "bytes=0-99999999999999999999",
+        "items=0-5",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(cfs_gcs_parse_upload_range(bad[i], &have) == -1, "malformed accepted: %s", bad[i]);
@@ -279,7 +335,8 @@ static void test_batch(void)
     size_t lens[] = { 5, strlen("p/ü=?") };
     size_t ids[] = { 3, 17 };
     cfs_buf b = { 0 };
-    CHECK(cfs_gcs_batch_delete_body(&b, "bk", names, lens, ids, 2) == 0 && cfs_buf_terminate(&b) == 0,
+    CHECK(cfs_gcs_batch_delete_body(&b, "bk", names, lens, ids, 2) == 0 &&
+              cfs_buf_terminate(&b) == 0,
           "batch body");
     const char *want =
         "--==cfs-batch==\r\nContent-Type: application/http\r\nContent-ID: <3>\r\n\r\n"
@@ -310,36 +367,45 @@ static void test_batch(void)
     CHECK(sp.id[1] == 17 && sp.status[1] == 404 &&
               STREQ(sp.body[1], "{\"error\":{\"code\":404,\"message\":\"Not Found\"}}\r\n"),
           "part 1: '%s'", sp.body[1]);
-    CHECK(sp.id[2] == 4 && sp.status[2] == 503 && STREQ(sp.body[2], "busy"), "part 2: '%s'", sp.body[2]);
+    CHECK(sp.id[2] == 4 && sp.status[2] == 503 && STREQ(sp.body[2], "busy"), "part 2: '%s'",
+          sp.body[2]);
 
     /* a quoted boundary, LF line ends, a preamble, <N> ids */
-    const char *r2 = "preamble\n--\"odd\n--x\"\nContent-ID: <2>\n\nHTTP/1.1 403 Forbidden\n\n{\"error\":{\"message\":\"no\"}}\n--x--";
+    const char *r2 =
+        "preamble\n--\"odd\n--x\"\nContent-ID: <2>\n\nHTTP/1.1 403 Forbidden\n\n{\"error\":{\"message\":\"no\"}}\n--x--";
     memset(&sp, 0, sizeof sp);
-    rc = cfs_gcs_parse_batch("multipart/mixed; boundary=\"x\"", r2, strlen(r2), note_part, &sp, err, sizeof err);
+    rc = cfs_gcs_parse_batch("multipart/mixed; boundary=\"x\"", r2, strlen(r2), note_part, &sp, err,
+                             sizeof err);
     CHECK(rc == 0 && sp.n == 1 && sp.id[0] == 2 && sp.status[0] == 403 &&
               STREQ(sp.body[0], "{\"error\":{\"message\":\"no\"}}"),
-          "quoted: rc %d n %d id %ld status %ld '%s' %s", rc, sp.n, sp.id[0], sp.status[0], sp.body[0], err);
+          "quoted: rc %d n %d id %ld status %ld '%s' %s", rc, sp.n, sp.id[0], sp.status[0],
+          sp.body[0], err);
 
     /* the callback stops the parse */
     memset(&sp, 0, sizeof sp);
     sp.n = 8;
     CHECK(cfs_gcs_parse_batch("multipart/mixed; boundary=B1", r1, strlen(r1), note_part, &sp, err,
-                              sizeof err) == 7, "callback value returned");
+                              sizeof err) == 7,
+          "callback value returned");
 
-    static const struct { const char *ct, *body; } bad[] = {
-        { "multipart/mixed", "--B1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n--B1--" },           /* no boundary */
-        { "multipart/mixed; boundary=B1", "" },                                      /* no parts */
-        { "multipart/mixed; boundary=B1", "--B1--\r\n" },                            /* no parts */
+    static const struct {
+        const char *ct, *body;
+    } bad[] = {
+        { "multipart/mixed", "--B1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n--B1--" }, /* no boundary */
+        { "multipart/mixed; boundary=B1", "" }, /* no parts */
+        { "multipart/mixed; boundary=B1", "--B1--\r\n" }, /* no parts */
         { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n\r\nnot http\r\n--B1--" },
-        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n\r\nHTTP/1.1 2x0 OK\r\n--B1--" },
-        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n" },           /* truncated */
-        { "multipart/mixed; boundary=\"B1", "--B1\r\n" },                            /* unclosed quote */
+        { "multipart/mixed; boundary=B1",
+          "--B1\r\nContent-ID: <1>\r\n\r\nHTTP/1.1 2x0 OK\r\n--B1--" },
+        { "multipart/mixed; boundary=B1", "--B1\r\nContent-ID: <1>\r\n" }, /* truncated */
+        { "multipart/mixed; boundary=\"B1", "--B1\r\n" }, /* unclosed quote */
         { NULL, "--B1\r\n" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&sp, 0, sizeof sp);
         CHECK(cfs_gcs_parse_batch(bad[i].ct, bad[i].body, strlen(bad[i].body), note_part, &sp, err,
-                                  sizeof err) == -1, "malformed batch %zu accepted", i);
+                                  sizeof err) == -1,
+              "malformed batch %zu accepted", i);
     }
 }
 

@@ -64,15 +64,16 @@ static void handle(const char *line)
         cfs_sigv4_input in = {
             .method = str(req, "method"),
             .path = str(req, "path"),
-            .path_mode = !mode || !strcmp(mode, "s3")  ? CFS_SIGV4_PATH_S3
-                         : !strcmp(mode, "encoded") ? CFS_SIGV4_PATH_ENCODED
-                                                    : CFS_SIGV4_PATH_NORMALIZE,
+            .path_mode = !mode || !strcmp(mode, "s3") ? CFS_SIGV4_PATH_S3
+                         : !strcmp(mode, "encoded")   ? CFS_SIGV4_PATH_ENCODED
+                                                      : CFS_SIGV4_PATH_NORMALIZE,
             .query = query,
             .n_query = pairs(req, "query", query),
             .headers = headers,
             .n_headers = pairs(req, "headers", headers),
             .payload_hash = str(req, "payload_hash"),
-            .content_sha256_header = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "content_sha256_header")),
+            .content_sha256_header =
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "content_sha256_header")),
             .time = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0,
             .region = str(req, "region"),
             .service = str(req, "service"),

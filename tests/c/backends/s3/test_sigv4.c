@@ -351,7 +351,8 @@ static void run_vector(const char *root, const char *name)
                                  r.query_raw ? "&" : "?", out.presigned_query) < 0)
                         got_line = NULL;
                     const char *e = strchr(want_signed, '\n');
-                    char *want_line = dupn(want_signed, e ? (size_t)(e - want_signed) : strlen(want_signed));
+                    char *want_line =
+                        dupn(want_signed, e ? (size_t)(e - want_signed) : strlen(want_signed));
                     snprintf(what, sizeof what, "%s/query signed request line", name);
                     check_str(what, got_line, want_line);
                     free(got_line);
@@ -414,8 +415,8 @@ static int run_vectors(const char *root)
 static void test_s3_doc_example(void)
 {
     cfs_sigv4_pair headers[] = {
-        {"Host", "examplebucket.s3.amazonaws.com"},
-        {"Range", "bytes=0-9"},
+        { "Host", "examplebucket.s3.amazonaws.com" },
+        { "Range", "bytes=0-9" },
     };
     cfs_sigv4_input in = {
         .method = "GET",
@@ -434,11 +435,12 @@ static void test_s3_doc_example(void)
     cfs_sigv4_output out;
     char err[256] = "";
     CHECK(cfs_sigv4_sign(&in, &out, err, sizeof err) == 0, "s3 doc example: %s", err);
-    check_str("s3 doc example canonical request", out.canonical_request,
-              "GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\n"
-              "x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
-              "x-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\n"
-              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    check_str(
+        "s3 doc example canonical request", out.canonical_request,
+        "GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\n"
+        "x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+        "x-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\n"
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     check_str("s3 doc example signature", out.signature,
               "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
     check_str("s3 doc example authorization", out.authorization,
@@ -448,13 +450,15 @@ static void test_s3_doc_example(void)
     CHECK(out.n_extra_headers == 2, "extra headers: %zu", out.n_extra_headers);
     if (out.n_extra_headers == 2) {
         check_str("extra 0", out.extra_headers[0], "X-Amz-Date: 20130524T000000Z");
-        check_str("extra 1", out.extra_headers[1],
-                  "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        check_str(
+            "extra 1", out.extra_headers[1],
+            "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     /* A precomputed signing key gives the same signature. */
     unsigned char key[CFS_SHA256_LEN];
-    CHECK(cfs_sigv4_derive_key(in.secret_access_key, "20130524", "us-east-1", "s3", key) == 0, "derive");
+    CHECK(cfs_sigv4_derive_key(in.secret_access_key, "20130524", "us-east-1", "s3", key) == 0,
+          "derive");
     cfs_sigv4_input in2 = in;
     in2.secret_access_key = NULL;
     in2.signing_key = key;
@@ -504,10 +508,17 @@ static void test_uri_encode(void)
 
 static void sign_path(const char *path, cfs_sigv4_path_mode mode, const char *want)
 {
-    cfs_sigv4_pair h[] = {{"host", "h"}};
-    cfs_sigv4_input in = {.method = "GET", .path = path, .path_mode = mode, .headers = h,
-                          .n_headers = 1, .time = 0, .region = "r", .service = "s",
-                          .access_key_id = "AK", .secret_access_key = "SK"};
+    cfs_sigv4_pair h[] = { { "host", "h" } };
+    cfs_sigv4_input in = { .method = "GET",
+                           .path = path,
+                           .path_mode = mode,
+                           .headers = h,
+                           .n_headers = 1,
+                           .time = 0,
+                           .region = "r",
+                           .service = "s",
+                           .access_key_id = "AK",
+                           .secret_access_key = "SK" };
     cfs_sigv4_output out;
     char err[256] = "", what[256];
     int rc = cfs_sigv4_sign(&in, &out, err, sizeof err);
@@ -545,22 +556,29 @@ static void expect_error(const char *what, const cfs_sigv4_input *in)
 
 static void test_errors(void)
 {
-    cfs_sigv4_pair host[] = {{"Host", "h"}};
-    cfs_sigv4_input base = {.method = "GET", .path = "/", .path_mode = CFS_SIGV4_PATH_S3,
-                            .headers = host, .n_headers = 1, .time = 0, .region = "r",
-                            .service = "s", .access_key_id = "AK", .secret_access_key = "SK"};
+    cfs_sigv4_pair host[] = { { "Host", "h" } };
+    cfs_sigv4_input base = { .method = "GET",
+                             .path = "/",
+                             .path_mode = CFS_SIGV4_PATH_S3,
+                             .headers = host,
+                             .n_headers = 1,
+                             .time = 0,
+                             .region = "r",
+                             .service = "s",
+                             .access_key_id = "AK",
+                             .secret_access_key = "SK" };
     cfs_sigv4_input in = base;
     in.n_headers = 0;
     expect_error("no host", &in);
-    cfs_sigv4_pair bad_name[] = {{"Host", "h"}, {"Bad Name", "v"}};
+    cfs_sigv4_pair bad_name[] = { { "Host", "h" }, { "Bad Name", "v" } };
     in = base;
     in.headers = bad_name;
     in.n_headers = 2;
     expect_error("header name with space", &in);
-    cfs_sigv4_pair crlf[] = {{"Host", "h"}, {"X-A", "v\r\nX-Injected: 1"}};
+    cfs_sigv4_pair crlf[] = { { "Host", "h" }, { "X-A", "v\r\nX-Injected: 1" } };
     in.headers = crlf;
     expect_error("header value with CRLF", &in);
-    cfs_sigv4_pair reserved[] = {{"Host", "h"}, {"X-Amz-Date", "20150830T123600Z"}};
+    cfs_sigv4_pair reserved[] = { { "Host", "h" }, { "X-Amz-Date", "20150830T123600Z" } };
     in.headers = reserved;
     expect_error("x-amz-date given by the caller", &in);
     in = base;
@@ -590,8 +608,12 @@ static void test_errors(void)
     expect_error("time out of range", &in);
 
     /* Header values are trimmed and repeated names joined; query values sorted. */
-    cfs_sigv4_pair hs[] = {{"Host", "h"}, {"X-B", "  two   words  "}, {"x-a", "1"}, {"X-A", "0"}};
-    cfs_sigv4_pair qs[] = {{"b", "2"}, {"a", "z"}, {"a", "y"}, {"prefix", "dir/sub dir/"}, {"flag", NULL}};
+    cfs_sigv4_pair hs[] = {
+        { "Host", "h" }, { "X-B", "  two   words  " }, { "x-a", "1" }, { "X-A", "0" }
+    };
+    cfs_sigv4_pair qs[] = {
+        { "b", "2" }, { "a", "z" }, { "a", "y" }, { "prefix", "dir/sub dir/" }, { "flag", NULL }
+    };
     in = base;
     in.headers = hs;
     in.n_headers = 4;
@@ -607,7 +629,8 @@ static void test_errors(void)
               strstr(out.canonical_request, "\nx-b:two words\n") &&
               strstr(out.canonical_request, "\nx-amz-security-token:TOKEN/+=\n"),
           "canonical headers: %s", out.canonical_request);
-    CHECK(out.n_extra_headers == 2 && !strcmp(out.extra_headers[1], "X-Amz-Security-Token: TOKEN/+="),
+    CHECK(out.n_extra_headers == 2 &&
+              !strcmp(out.extra_headers[1], "X-Amz-Security-Token: TOKEN/+="),
           "token header");
     cfs_sigv4_output_free(&out);
 }
