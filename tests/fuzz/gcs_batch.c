@@ -1,6 +1,6 @@
 // libFuzzer target: a GCS batch (multipart/mixed) response (cfs_gcs_parse_batch). Input:
 // the Content-Type header (with its boundary) on the first line, then the body.
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=32768 -dict=tests/fuzz/batch.dict
 #include "backends/gcs/proto.h"

@@ -1,6 +1,6 @@
 // libFuzzer target: the human part of a GCS or OAuth error body (cfs_gcs_error_message),
 // into a roomy buffer and a tiny one.
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=16384 -dict=tests/fuzz/json.dict
 #include "backends/gcs/proto.h"

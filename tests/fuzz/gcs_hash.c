@@ -1,5 +1,5 @@
 // libFuzzer target: the x-goog-hash header (cfs_gcs_parse_hash).
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=1024
 #include "backends/gcs/proto.h"

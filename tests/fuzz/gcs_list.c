@@ -1,6 +1,6 @@
 // libFuzzer target: a GCS listing page (cfs_gcs_parse_list). Input: the store root to
 // strip ("root/" or empty) on the first line, then the JSON page.
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=65536 -dict=tests/fuzz/json.dict
 #include "backends/gcs/proto.h"

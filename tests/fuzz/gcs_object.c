@@ -1,5 +1,5 @@
 // libFuzzer target: a GCS object resource, its size and crc32c (cfs_gcs_parse_object).
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=16384 -dict=tests/fuzz/json.dict
 #include "backends/gcs/proto.h"

@@ -1,6 +1,6 @@
 // libFuzzer target: the Range header of a resumable upload's 308 answer
 // (cfs_gcs_parse_upload_range).
-// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c
+// sources: csrc/backends/gcs/proto.c csrc/util/base64.c csrc/util/keys.c csrc/core/buf.c csrc/core/op.c csrc/core/attrs.c
 // pkg: libcjson libdeflate
 // args: -max_len=256
 #include "backends/gcs/proto.h"

@@ -1,14 +1,14 @@
 // libFuzzer target: nginx's JSON directory index (cfs_http_index_parse).
-// sources: csrc/backends/http_index.c
+// sources: csrc/backends/http_index.c csrc/core/attrs.c csrc/core/op.c csrc/core/buf.c
 // pkg: libcjson
 // args: -max_len=65536 -dict=tests/fuzz/json.dict
 #include "backends/http_index.h"
 
 #include "fuzz.h"
 
-static int on_entry(void *ctx, const char *name, const char *type, int64_t size)
+static int on_entry(void *ctx, const char *name, const char *type, int64_t size, int64_t mtime_ms)
 {
-    FUZZ_ASSERT(name && type && size >= -1);
+    FUZZ_ASSERT(name && type && size >= -1 && mtime_ms >= -1);
     return ++*(int *)ctx >= 1000; /* a callback's stop is handed back */
 }
 

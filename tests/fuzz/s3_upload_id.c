@@ -1,6 +1,6 @@
 // libFuzzer target: the UploadId of an <InitiateMultipartUploadResult>
 // (cfs_s3_parse_upload_id).
-// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/base64.c csrc/util/keys.c csrc/core/op.c csrc/core/buf.c
+// sources: csrc/backends/s3/xml.c csrc/util/xml.c csrc/util/base64.c csrc/util/keys.c csrc/core/op.c csrc/core/attrs.c csrc/core/buf.c
 // pkg: expat
 // args: -max_len=16384 -dict=tests/fuzz/s3.dict
 #include "backends/s3/xml.h"
