@@ -1,5 +1,6 @@
 """file:// specifics: symbolic links never lead a store outside its root, crashed writes
-leave recognisable temporary files that rmdir/clear remove once stale, durable=True.
+leave nothing (or, without O_TMPFILE, recognisable temporary files that rmdir/clear remove
+once stale), durable=True.
 
 The policy (csrc/backends/file.c): reads follow a link whose target lies beneath the root;
 writes replace the key's own name (never through a link) in directories resolved beneath
@@ -118,28 +119,99 @@ def test_stale_temporary_files_are_removed_by_rmdir_and_clear(tmp_path):
         assert _temp_files(root) == [fresh]
 
 
-def test_a_killed_write_leaves_a_recognisable_file_that_clear_removes(tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
-    # a child writes 1 GiB slowly enough to be caught mid-way, then is killed
+def _preload(tmp_path, name):
+    """Build tests/c/backends/NAME.c into a preload library; the environment to run with it
+    (after whatever is preloaded already: the sanitizer runtimes under .ci/sanitize)."""
+    lib = tmp_path / f"{name}.so"
+    src = pathlib.Path(__file__).parent / "c" / "backends" / f"{name}.c"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(lib), str(src), "-ldl"],
+                   check=True)
+    return dict(os.environ, LD_PRELOAD=f"{os.environ.get('LD_PRELOAD', '')} {lib}".strip())
+
+
+def _kill_mid_write(root, env=None):
+    """Run a child that writes 1 GiB to key "big" under root; kill it once it has the new
+    file open (its fd shows a path under root) and before it is done. Returns its pid."""
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from cloudfiles_store import CloudFilesStore
         s = CloudFilesStore({str(root)!r})
         s["big"] = bytes(1 << 30)
-    """)])
+    """)], env=env)
+    caught = False
     try:
         deadline = time.time() + 60
-        while not _temp_files(root) and time.time() < deadline and child.poll() is None:
-            time.sleep(0.005)
+        while not caught and time.time() < deadline and child.poll() is None:
+            try:
+                fds = os.listdir(f"/proc/{child.pid}/fd")
+            except FileNotFoundError:
+                break
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{child.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith(str(root) + "/") and not target.endswith(str(root)):
+                    caught = os.path.isdir(target) is False
+                    break
+            else:
+                time.sleep(0.002)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait()
+    assert caught and not (root / "big").exists(), "the write finished before it could be killed"
+    return child.pid
+
+
+def test_a_killed_write_leaves_nothing(tmp_path):
+    """The new file is unnamed (O_TMPFILE) until it is complete: a writer killed mid-way
+    leaves no file and no key."""
+    root = tmp_path / "root"
+    root.mkdir()
+    _kill_mid_write(root)
+    assert [p for p in root.rglob("*") if not p.is_dir()] == []
+    with CloudFilesStore(str(root)) as store:
+        assert list(store) == [] and "big" not in store
+
+
+def test_without_tmpfile_a_killed_write_leaves_a_recognisable_file_that_clear_removes(tmp_path):
+    """Where the filesystem has no unnamed files, the new file has a hidden temporary name:
+    never listed, removed by clear once stale."""
+    root = tmp_path / "root"
+    root.mkdir()
+    pid = _kill_mid_write(root, _preload(tmp_path, "no_tmpfile"))
     left = _temp_files(root)
-    assert left, "the write finished before it could be killed"
-    assert left[0].name.startswith(f".cfs-tmp-{child.pid}-")
+    assert left and left[0].name.startswith(f".cfs-tmp-{pid}-")
     with CloudFilesStore(str(root), stale_temp_seconds=0) as store:
         assert list(store) == [] and store.listdir("") == []
         store.clear()
+    assert _temp_files(root) == []
+
+
+WRITE_CHECK = textwrap.dedent("""
+    import os, sys
+    from cloudfiles_store import CloudFilesStore, errors
+    s = CloudFilesStore(sys.argv[1])
+    s["a/b"] = b"1"
+    s["a/b"] = b"22"                      # replaces
+    s.setitems({"a/b": b"333", "c": b"4"})
+    assert s["a/b"] == b"333" and s["c"] == b"4"
+    s.put("a/b", b"x" * 1000, compress="gzip")   # stored as a/b.gz, a/b removed
+    assert sorted(os.listdir(os.path.join(sys.argv[1], "a"))) == ["b.gz"], os.listdir(os.path.join(sys.argv[1], "a"))
+    assert s["a/b"] == b"x" * 1000
+    print("writes ok", sorted(n for n in os.listdir(sys.argv[1])))
+""")
+
+
+@pytest.mark.parametrize("preload", [None, "no_tmpfile"])
+def test_writes_create_and_replace_with_and_without_tmpfile(tmp_path, preload):
+    """A new key is linked into place, an existing one replaced by a rename, and an encoded
+    variant replaces the plain file; the same with named temporary files; nothing left."""
+    root = tmp_path / "root"
+    root.mkdir()
+    env = _preload(tmp_path, preload) if preload else None
+    run = subprocess.run([sys.executable, "-c", WRITE_CHECK, str(root)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "writes ok ['a', 'c']" in run.stdout, run.stdout + run.stderr
     assert _temp_files(root) == []
 
 
@@ -187,12 +259,7 @@ def test_without_openat2_every_link_is_refused(escape, tmp_path):
     followed, not even one inside the root), never looser."""
     _, root, outside = escape
     (root / "alias").symlink_to("data")
-    lib = tmp_path / "no_openat2.so"
-    src = pathlib.Path(__file__).parent / "c" / "backends" / "no_openat2.c"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(lib), str(src), "-ldl"],
-                   check=True)
-    # after whatever is preloaded already (the sanitizer runtimes under .ci/sanitize)
-    env = dict(os.environ, LD_PRELOAD=f"{os.environ.get('LD_PRELOAD', '')} {lib}".strip())
+    env = _preload(tmp_path, "no_openat2")
     run = subprocess.run([sys.executable, "-c", FALLBACK_CHECK, str(root), str(outside)], env=env,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "fallback ok" in run.stdout, run.stdout + run.stderr
