@@ -20,9 +20,12 @@ mem:// is refused: a memory store lives in one process and would vanish at exit.
 
 Global options go anywhere on the line: -o KEY=VAL (a store option, to every store the
 command opens), --src-opt/--dst-opt KEY=VAL (one side of cp/mv/sync/verify only),
---concurrency N, --retries N, -q/--quiet, --json (one JSON object a line), --debug
-(tracebacks), --version. Exit status: 0 done, 1 failed (one line per failure), 2 usage,
-130 interrupted.
+--profile NAME (store options from [profile.NAME] of $CLOUDFILES_STORE_CONFIG or
+~/.config/cloudfiles-store/config.toml; --src-profile/--dst-profile for one side; the
+command line's options override it), --concurrency N, --retries N, -q/--quiet, --json
+(one JSON object a line), --debug (tracebacks), --version. cp, mv, sync and put take
+--compress gzip|br|zstd|none and --compress-level N for what they write. Exit status:
+0 done, 1 failed (one line per failure), 2 usage or config file, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class Ctx:
         if not name:
             return {}
         if self.config is None:
-            self.config = Config.load(config_path(), self)
+            self.config = Config.load(config_path())
         return self.config.profile(name, self)
 
     def options(self, side=None) -> dict:
@@ -216,12 +219,14 @@ class Ctx:
                     + {"src": self.args.src_opt, "dst": self.args.dst_opt}.get(side, [])}
         if not name:
             return exc
-        if not m or m.group(1) not in self.profile(side) or m.group(1) in explicit:
-            # another option error (a bad value, options that go together): say which
-            # profile took part; the store's message never holds a secret's value
-            return Failure(f"{exc} (with profile {name!r} of {self.config.path})")
-        return Usage(f"profile {name!r} in {self.config.path}: unknown option {m.group(1)} "
-                     f"for {m.group(2)}")
+        if m:
+            if m.group(1) in self.profile(side) and m.group(1) not in explicit:
+                return Usage(f"profile {name!r} in {self.config.path}: unknown option "
+                             f"{m.group(1)} for {m.group(2)}")
+            return exc  # the command line's own
+        # another option error (a bad value, options that go together): say which profile
+        # took part; the store's message never holds a secret's value
+        return Failure(f"{exc} (with profile {name!r} of {self.config.path})")
 
     def open_sides(self, srcs, dst):
         """Open every store of a two-sided command up front; an -o option that no side
@@ -345,7 +350,7 @@ class Config:
         self.warned = False
 
     @classmethod
-    def load(cls, path, ctx):
+    def load(cls, path):
         try:
             with open(path, "rb") as f:
                 mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
@@ -372,8 +377,7 @@ class Config:
         if not isinstance(table, dict):
             raise Usage(f"{self.path}: profile.{name} must be a table of store options")
         for key, value in table.items():
-            if isinstance(value, dict) or isinstance(value, list) or not isinstance(
-                    value, (str, int, float, bool)):
+            if not isinstance(value, (str, int, float, bool)):
                 # the value itself is never shown: it may be a secret
                 raise Usage(f"{self.path}: [profile.{name}] {key}: a store option is a "
                             f"string, number or boolean, not a {type(value).__name__}")
@@ -531,8 +535,8 @@ def _stream_copy(ctx, sstore, dstore, group, bar, done, coding=None):
     failed_dst = set()
     try:
         dstore.setitems(feed(), **_write_attrs(ctx.args), **(coding or {}))
-    except ValueError as e:  # a level the codec does not have: checked before any write
-        raise Usage(str(e)) from None
+    except ValueError as e:
+        _bad_level(e, coding)
     except BatchError as e:
         ctx.batch_errors(e)
         failed_dst = {err.key for err in e.errors}
@@ -771,9 +775,17 @@ def _put(ctx, dst, data, args):
     with ctx.progress("uploaded", 1, len(data), watch=[store]) as bar:
         try:
             store.put(dst.path, data, **_write_attrs(args), **coding)
-        except ValueError as e:  # a level the codec does not have
-            raise Usage(str(e)) from None
+        except ValueError as e:
+            _bad_level(e, coding)
         bar.update(1, len(data))
+
+
+def _bad_level(exc, coding):
+    """A level the codec does not have is a usage error (the store checks it before any
+    write); any other ValueError goes on."""
+    if coding and coding.get("level") is not None and "level" in str(exc):
+        raise Usage(str(exc)) from None
+    raise exc
 
 
 def _write_attrs(args) -> dict:

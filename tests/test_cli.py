@@ -610,37 +610,57 @@ def slow_moto(moto_server):
         yield moto_server.store_options(endpoint_url=f"http://127.0.0.1:{px.port}", **MULTIPART)
 
 
-def test_upload_bytes_held_counts_the_parts_of_an_upload_in_progress(moto_server, slow_moto):
+def _watch_one_upload(store, data) -> list[int]:
+    """store.put('big', data) on a thread; store.upload_bytes_held read meanwhile, every
+    millisecond or so: the values read."""
     import threading
     import time
-
-    from cloudfiles_store import CloudFilesStore
-    data = os.urandom(28 * MIB)  # parts of 5, 5, 5, 5, 5 and 3 MiB
     seen, failed = [], []
 
     def upload():
         try:
-            s.put("big", data)
+            store.put("big", data)
         except Exception as e:  # noqa: BLE001 - reported below
             failed.append(e)
 
+    assert store.upload_bytes_held == 0
+    t = threading.Thread(target=upload)
+    t.start()
+    while t.is_alive():
+        seen.append(store.upload_bytes_held)
+        time.sleep(0.001)
+    t.join()
+    assert not failed, failed
+    # the upload's bytes leave the count when it completes
+    assert store.upload_bytes_held == 0
+    assert store["big"] == data
+    # it only grows while the upload runs
+    assert seen[:len(seen) - 1] == sorted(seen[:len(seen) - 1]), seen
+    return sorted(set(seen) - {0})
+
+
+def test_upload_bytes_held_counts_the_parts_of_an_s3_upload(moto_server, slow_moto):
+    from cloudfiles_store import CloudFilesStore
+    data = os.urandom(28 * MIB)  # parts of 5, 5, 5, 5, 5 and 3 MiB
     with CloudFilesStore(moto_server.url(uuid.uuid4().hex), **slow_moto) as s:
-        assert s.upload_bytes_held == 0
-        t = threading.Thread(target=upload)
-        t.start()
-        while t.is_alive():
-            seen.append(s.upload_bytes_held)
-            time.sleep(0.005)
-        t.join()
-        assert not failed, failed
-        # the upload's bytes leave the count when it completes
-        assert s.upload_bytes_held == 0
-        assert s["big"] == data
-    held = sorted(set(seen) - {0})
+        held = _watch_one_upload(s, data)
     # whole parts, as they were stored, several of them seen on the way
     assert set(held) <= {n * 5 * MIB for n in range(1, 6)} | {len(data)}, held
     assert len(held) >= 3, held
-    assert seen == sorted(seen) or seen[-1] == 0  # it only grows while the upload runs
+
+
+def test_upload_bytes_held_counts_the_chunks_of_a_gcs_resumable_upload(gcs_server):
+    from conftest import GCS_BUCKET
+
+    from cloudfiles_store import CloudFilesStore
+    quantum = 256 * 1024  # GCS's chunk unit
+    data = os.urandom(64 * quantum)
+    with CloudFilesStore(f"gs://{GCS_BUCKET}/{uuid.uuid4().hex}", endpoint_url=gcs_server.url,
+                         resumable_threshold=quantum, resumable_chunksize=quantum) as s:
+        held = _watch_one_upload(s, data)
+    # what the session held after each chunk
+    assert all(n % quantum == 0 and 0 < n <= len(data) for n in held), held
+    assert len(held) >= 3, held
 
 
 def test_progress_bar_moves_by_parts_during_one_large_upload(moto_server, slow_moto, tmp_path):
