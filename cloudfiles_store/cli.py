@@ -20,9 +20,12 @@ mem:// is refused: a memory store lives in one process and would vanish at exit.
 
 Global options go anywhere on the line: -o KEY=VAL (a store option, to every store the
 command opens), --src-opt/--dst-opt KEY=VAL (one side of cp/mv/sync/verify only),
---concurrency N, --retries N, -q/--quiet, --json (one JSON object a line), --debug
-(tracebacks), --version. Exit status: 0 done, 1 failed (one line per failure), 2 usage,
-130 interrupted.
+--profile NAME (store options from [profile.NAME] of $CLOUDFILES_STORE_CONFIG or
+~/.config/cloudfiles-store/config.toml; --src-profile/--dst-profile for one side; the
+command line's options override it), --concurrency N, --retries N, -q/--quiet, --json
+(one JSON object a line), --debug (tracebacks), --version. cp, mv, sync and put take
+--compress gzip|br|zstd|none and --compress-level N for what they write. Exit status:
+0 done, 1 failed (one line per failure), 2 usage or config file, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
+import tomllib
 
 from . import CloudFilesStore
 from .errors import BatchError, BucketNotFoundError, CloudFilesError, OptionError
@@ -140,10 +145,27 @@ class Ctx:
         self.dropped = {}
         self.json = getattr(args, "json", False)
         self.quiet = getattr(args, "quiet", False) or self.json
+        self.config = None  # the config file's profiles, read when a profile is named
+
+    def profile_name(self, side=None) -> str | None:
+        """The profile for SIDE: --src-profile/--dst-profile, else --profile."""
+        a = self.args
+        own = {"src": a.src_profile, "dst": a.dst_profile}.get(side)
+        return own or a.profile
+
+    def profile(self, side=None) -> dict:
+        name = self.profile_name(side)
+        if not name:
+            return {}
+        if self.config is None:
+            self.config = Config.load(config_path())
+        return self.config.profile(name, self)
 
     def options(self, side=None) -> dict:
+        """The store options for SIDE: the profile's, then -o, then --src-opt/--dst-opt,
+        then --concurrency and --retries (each overriding what comes before)."""
         a = self.args
-        opts = {}
+        opts = dict(self.profile(side))
         items = list(a.option)
         if side == "src":
             items += a.src_opt
@@ -164,13 +186,20 @@ class Ctx:
         opts = self.options(side)
         ident = (loc.base, tuple(sorted(opts.items())))
         if ident not in self.stores:
-            self.stores[ident] = self._open(loc, opts, side)
+            try:
+                self.stores[ident] = self._open(loc, opts, side)
+            except OptionError as e:
+                raise self._from_profile(e, side) from None
         return self.stores[ident]
 
     def _open(self, loc, opts, side):
-        """Open a store; on the two sides of a copy, an -o option the backend does not
-        know is left out for that side (open_sides checks some side took it)."""
+        """Open a store; on the two sides of a copy, an option of -o or of --profile the
+        backend does not know is left out for that side (open_sides checks some side
+        took it): a profile for S3 still applies to the S3 side of a copy from a file."""
         shared = {item.partition("=")[0] for item in self.args.option}
+        if side is not None and not {"src": self.args.src_profile,
+                                     "dst": self.args.dst_profile}.get(side):
+            shared |= set(self.profile(None))
         while True:
             try:
                 return CloudFilesStore(loc.base, **opts)
@@ -179,7 +208,25 @@ class Ctx:
                 if side is None or not m or m.group(1) not in shared or m.group(1) not in opts:
                     raise
                 del opts[m.group(1)]
-                self.dropped.setdefault(m.group(1), []).append(e)
+                self.dropped.setdefault(m.group(1), []).append((e, side))
+
+    def _from_profile(self, exc, side):
+        """An unknown option that came from a profile (not overridden on the command line)
+        is the config file's mistake: a usage error naming the profile and the file."""
+        m = re.match(r"unknown option (\S+) for (.*)", str(exc))
+        name = self.profile_name(side)
+        explicit = {item.partition("=")[0] for item in self.args.option
+                    + {"src": self.args.src_opt, "dst": self.args.dst_opt}.get(side, [])}
+        if not name:
+            return exc
+        if m:
+            if m.group(1) in self.profile(side) and m.group(1) not in explicit:
+                return Usage(f"profile {name!r} in {self.config.path}: unknown option "
+                             f"{m.group(1)} for {m.group(2)}")
+            return exc  # the command line's own
+        # another option error (a bad value, options that go together): say which profile
+        # took part; the store's message never holds a secret's value
+        return Failure(f"{exc} (with profile {name!r} of {self.config.path})")
 
     def open_sides(self, srcs, dst):
         """Open every store of a two-sided command up front; an -o option that no side
@@ -191,7 +238,7 @@ class Ctx:
                 opened += 1
         for name, errs in self.dropped.items():
             if len(errs) >= opened:
-                raise errs[0]
+                raise self._from_profile(*errs[0])
 
     def close(self):
         for s in self.stores.values():
@@ -233,10 +280,114 @@ class Ctx:
         for e in errs:
             self.error(e)
 
-    def progress(self, what, total_objects, total_bytes=None):
+    def warn(self, text):
+        """A warning: on stderr even with --quiet (as ssh warns of a readable key)."""
+        if self.json:
+            print(json.dumps({"warning": text}), file=sys.stderr, flush=True)
+        else:
+            print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+
+    def progress(self, what, total_objects, total_bytes=None, watch=()):
+        """A progress bar; WATCH: stores whose uploads in progress move it by bytes."""
         from ._progress import Progress
-        return Progress(what, total_objects, total_bytes,
-                        enabled=not self.quiet and sys.stderr.isatty())
+        bar = Progress(what, total_objects, total_bytes,
+                       enabled=not self.quiet and sys.stderr.isatty())
+        return bar.watch(*watch)
+
+    def write_coding(self, side="dst") -> dict:
+        """setitems()/put() keywords for the encoding of what this command writes, or {}
+        (keep each object's as it is): --compress and --compress-level, else the
+        destination's compress and compress_level options (-o, --dst-opt, a profile)."""
+        a = self.args
+        if getattr(a, "compress", None) is not None:
+            codec, level = a.compress, a.compress_level
+        else:
+            opts = self.options(side)
+            codec, level = opts.get("compress"), opts.get("compress_level")
+            if codec in (None, False, "", "none", "None", "false", "False"):
+                if getattr(a, "compress_level", None) is not None:
+                    raise Usage("--compress-level needs --compress gzip, br or zstd")
+                return {}
+            if getattr(a, "compress_level", None) is not None:
+                level = a.compress_level
+        if codec == "none":
+            if level is not None:
+                raise Usage("--compress-level needs --compress gzip, br or zstd")
+            return {"compress": False}
+        out = {"compress": "gzip" if codec in (True, "true", "True") else codec}
+        if level is not None:
+            try:
+                out["level"] = int(level)
+            except ValueError:
+                raise Usage(f"a compression level is a whole number, not {level!r}") from None
+        return out
+
+
+# --------------------------------------------------------------------------- profiles
+
+# Options whose values are credentials (the backends' secret_options): never printed, and
+# a config file holding them should be readable by its owner only.
+SECRET_OPTIONS = frozenset({"secret_access_key", "session_token", "credential_token", "token",
+                            "bearer_token", "password"})
+
+
+def config_path() -> str:
+    """$CLOUDFILES_STORE_CONFIG, else $XDG_CONFIG_HOME (~/.config) /cloudfiles-store/config.toml."""
+    given = os.environ.get("CLOUDFILES_STORE_CONFIG")
+    if given:
+        return os.path.expanduser(given)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "cloudfiles-store", "config.toml")
+
+
+class Config:
+    """The profiles of a TOML config file: [profile.NAME] tables of store options."""
+
+    def __init__(self, path, profiles, mode):
+        self.path = path
+        self.profiles = profiles
+        self.mode = mode          # permission bits of the file
+        self.warned = False
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path, "rb") as f:
+                mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise Usage(f"{path}: no such config file, where profiles are read from "
+                        "($CLOUDFILES_STORE_CONFIG names another)") from None
+        except tomllib.TOMLDecodeError as e:
+            # tomllib's message names the line and column, not the text there (a secret)
+            raise Usage(f"{path}: not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise Usage(f"{path}: cannot read the config file: "
+                        f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
+        profiles = data.get("profile", {})
+        if not isinstance(profiles, dict):
+            raise Usage(f"{path}: 'profile' must be a table of [profile.NAME] tables")
+        return cls(path, profiles, mode)
+
+    def profile(self, name, ctx) -> dict:
+        table = self.profiles.get(name)
+        if table is None:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise Usage(f"{self.path}: no profile {name!r} (profiles there: {known})")
+        if not isinstance(table, dict):
+            raise Usage(f"{self.path}: profile.{name} must be a table of store options")
+        for key, value in table.items():
+            if not isinstance(value, (str, int, float, bool)):
+                # the value itself is never shown: it may be a secret
+                raise Usage(f"{self.path}: [profile.{name}] {key}: a store option is a "
+                            f"string, number or boolean, not a {type(value).__name__}")
+        secrets = sorted(SECRET_OPTIONS & set(table))
+        if secrets and self.mode & 0o077 and not self.warned:
+            # ssh refuses such a key file; a config file may be shared on purpose: warn
+            self.warned = True
+            ctx.warn(f"{self.path} holds secrets ({', '.join(secrets)} in profile {name!r}) "
+                     f"and others can read it (mode {self.mode:04o}); chmod 600 {self.path}")
+        return dict(table)
 
 
 # --------------------------------------------------------------------------- listing
@@ -318,12 +469,14 @@ def run_jobs(ctx: Ctx, jobs: list[Job], dst: Loc, verb="copied") -> set[str]:
     groups = {}
     for j in jobs:
         groups.setdefault(j.src.base, []).append(j)
-    with ctx.progress(verb, len(jobs), total_bytes) as bar:
+    coding = ctx.write_coding()
+    with ctx.progress(verb, len(jobs), total_bytes, watch=[dstore]) as bar:
         for base, group in groups.items():
             sstore = ctx.store(group[0].src, "src")
-            if _write_attrs(ctx.args):
-                # attributes asked for: written with each object (a copy keeps the source's)
-                _stream_copy(ctx, sstore, dstore, group, bar, done)
+            if _write_attrs(ctx.args) or coding:
+                # attributes or an encoding asked for: each object read decoded and written
+                # with them (a copy keeps the source's; transfer_to's reencode takes no level)
+                _stream_copy(ctx, sstore, dstore, group, bar, done, coding)
             else:
                 _transfer(ctx, sstore, dstore, group, bar, done)
     if ctx.json:
@@ -354,7 +507,7 @@ def _transfer(ctx, sstore, dstore, group, bar, done):
             done.add(j.src.url(j.key))
 
 
-def _stream_copy(ctx, sstore, dstore, group, bar, done):
+def _stream_copy(ctx, sstore, dstore, group, bar, done, coding=None):
     by_key = {}
     for j in group:
         by_key.setdefault(j.key, []).append(j)
@@ -381,7 +534,9 @@ def _stream_copy(ctx, sstore, dstore, group, bar, done):
 
     failed_dst = set()
     try:
-        dstore.setitems(feed(), **_write_attrs(ctx.args))
+        dstore.setitems(feed(), **_write_attrs(ctx.args), **(coding or {}))
+    except ValueError as e:
+        _bad_level(e, coding)
     except BatchError as e:
         ctx.batch_errors(e)
         failed_dst = {err.key for err in e.errors}
@@ -609,7 +764,28 @@ def cmd_put(ctx, args):
     else:
         src = parse_loc(args.file)
         data = _read(ctx, src, ctx.store(src, "src"))
-    ctx.store(dst, "dst").put(dst.path, data, **_write_attrs(args))
+    _put(ctx, dst, data, args)
+
+
+def _put(ctx, dst, data, args):
+    """One object written whole, with the attributes and encoding asked for; a progress
+    bar (by the parts its upload has stored) when it is large enough to have parts."""
+    store = ctx.store(dst, "dst")
+    coding = ctx.write_coding()
+    with ctx.progress("uploaded", 1, len(data), watch=[store]) as bar:
+        try:
+            store.put(dst.path, data, **_write_attrs(args), **coding)
+        except ValueError as e:
+            _bad_level(e, coding)
+        bar.update(1, len(data))
+
+
+def _bad_level(exc, coding):
+    """A level the codec does not have is a usage error (the store checks it before any
+    write); any other ValueError goes on."""
+    if coding and coding.get("level") is not None and "level" in str(exc):
+        raise Usage(str(exc)) from None
+    raise exc
 
 
 def _write_attrs(args) -> dict:
@@ -639,7 +815,7 @@ def cmd_cp(ctx, args, move=False):
             raise Usage("'-' (stdin) must be the only source, and cannot be moved")
         if dst.stdio or dst.dirlike:
             raise Usage(f"{dst.text}: stdin needs an object to go to")
-        ctx.store(dst, "dst").put(dst.path, sys.stdin.buffer.read(), **_write_attrs(args))
+        _put(ctx, dst, sys.stdin.buffer.read(), args)
         return
     if dst.stdio:
         for src in srcs:
@@ -819,7 +995,8 @@ def _version() -> str:
     return __version__
 
 
-_VALUE_OPTS = {"-o", "--option", "--src-opt", "--dst-opt", "--concurrency", "--retries"}
+_VALUE_OPTS = {"-o", "--option", "--src-opt", "--dst-opt", "--concurrency", "--retries",
+               "--profile", "--src-profile", "--dst-profile", "--compress", "--compress-level"}
 
 
 def _add_globals(p):
@@ -830,6 +1007,10 @@ def _add_globals(p):
                    help="a store option for the source side only")
     g.add_argument("--dst-opt", action="append", default=[], metavar="KEY=VAL",
                    help="a store option for the destination side only")
+    g.add_argument("--profile", metavar="NAME",
+                   help="store options from [profile.NAME] of the config file, for every store")
+    g.add_argument("--src-profile", metavar="NAME", help="... for the source side only")
+    g.add_argument("--dst-profile", metavar="NAME", help="... for the destination side only")
     g.add_argument("--concurrency", type=int, help="requests in flight per store")
     g.add_argument("--retries", type=int, help="attempts per request, retries included")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
@@ -849,6 +1030,15 @@ def _filters(p):
                    help="only names matching (wildcards; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN",
                    help="skip names matching (wildcards; repeatable)")
+
+
+def _compress_options(p):
+    g = p.add_argument_group("encoding of the objects written")
+    g.add_argument("--compress", choices=["gzip", "br", "zstd", "none"],
+                   help="store the objects encoded so (Content-Encoding; on file:// as K.gz, "
+                        "K.br, K.zstd), or plain; a copy re-encodes, never on the server")
+    g.add_argument("--compress-level", type=int, metavar="N",
+                   help="the codec's level (gzip 0-12, br 0-11, zstd up to 22)")
 
 
 def _attr_options(p):
@@ -910,6 +1100,7 @@ def _command_parsers():
         p.add_argument("-n", "--dry-run", action="store_true", help="say what would be copied")
         _filters(p)
         _attr_options(p)
+        _compress_options(p)
 
     p = new("rm", cmd_rm, "delete objects")
     _url_key(p, many=True)
@@ -928,6 +1119,7 @@ def _command_parsers():
     p.add_argument("key")
     p.add_argument("file", nargs="?")
     _attr_options(p)
+    _compress_options(p)
 
     p = new("verify", cmd_verify, "compare local files with objects, by size and content")
     p.add_argument("local")
@@ -942,6 +1134,7 @@ def _command_parsers():
                    help="also compare the bytes of objects of the same size")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would change")
     _filters(p)
+    _compress_options(p)
 
     for p, _ in cmds.values():
         _add_globals(p)

@@ -399,22 +399,19 @@ def test_verify_and_sync(remote, tmp_path):
 
 # ------------------------------------------------------------------ 5. progress
 
-def test_progress_bar_on_a_terminal(tmp_path):
+def _on_a_terminal(*args) -> tuple[int, str]:
+    """Run the tool with stdout and stderr on a pseudo-terminal 100 columns wide:
+    (exit status, what it drew)."""
     import pty
     import select
 
-    src = tmp_path / "many"
-    src.mkdir()
-    for i in range(200):
-        (src / f"f{i}").write_bytes(b"z" * 1000)
     pid, fd = pty.fork()
     if pid == 0:
         import fcntl
         import struct
         import termios
         fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        os.execv(sys.executable, [sys.executable, "-m", "cloudfiles_store", "cp", "-r",
-                                  str(src), str(tmp_path / "dst")])
+        os.execv(sys.executable, [sys.executable, "-m", "cloudfiles_store", *args])
     out = b""
     while True:
         r, _, _ = select.select([fd], [], [], 60)
@@ -428,8 +425,16 @@ def test_progress_bar_on_a_terminal(tmp_path):
             break
         out += chunk
     _, status = os.waitpid(pid, 0)
-    text = out.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i}").write_bytes(b"z" * 1000)
+    status, text = _on_a_terminal("cp", "-r", str(src), str(tmp_path / "dst"))
+    assert status == 0, text
     last = text.replace("\r", "\n").strip().splitlines()
     bar = [line for line in last if "copied" in line and "%" in line]
     assert bar, text
@@ -487,3 +492,302 @@ def test_ctrl_c_during_a_tree_copy_exits_130(fault_server, tmp_path):
     out, err = proc.communicate(timeout=20)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 130 and err == b"cloudfiles-store: interrupted\n"
+
+
+# ------------------------------------------------------------------ 6. --compress
+
+COMPRESSIBLE = b"the same words again and again; " * 4000
+
+
+@pytest.fixture(params=["moto_server", "seaweedfs_server"])
+def s3srv(request):
+    return request.getfixturevalue(request.param)
+
+
+def _stored(srv, url, key):
+    """(Content-Encoding, stored bytes) of s3://bucket/KEY below URL, as boto3 sees them
+    (boto3 does not decode)."""
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    got = srv.client().get_object(Bucket=bucket, Key=f"{prefix}/{key}")
+    return got.get("ContentEncoding"), got["Body"].read()
+
+
+def test_cp_compress_to_s3_stores_the_encoding_and_reads_back_decoded(s3srv, tmp_path):
+    import gzip
+
+    import zstandard
+    url = s3srv.url(uuid.uuid4().hex)
+    opts = _opts(s3srv.store_options())
+    dst_opts = [a.replace("-o", "--dst-opt") for a in opts]
+    (tmp_path / "f.txt").write_bytes(COMPRESSIBLE)
+    ok("cp", "--compress", "gzip", str(tmp_path / "f.txt"), url + "/f.txt", *dst_opts)
+    enc, raw = _stored(s3srv, url, "f.txt")
+    assert enc == "gzip" and len(raw) < len(COMPRESSIBLE) // 10
+    assert gzip.decompress(raw) == COMPRESSIBLE
+    assert ok("cat", url + "/f.txt", *opts).stdout == COMPRESSIBLE
+    # a level, and an object -> object copy re-encoded (so not a copy on the server)
+    ok("cp", "--compress", "zstd", "--compress-level", "19", url + "/f.txt", url + "/z", *opts)
+    enc, raw = _stored(s3srv, url, "z")
+    assert enc == "zstd" and zstandard.ZstdDecompressor().decompress(raw) == COMPRESSIBLE
+    # none: stored plain; mv deletes the source
+    ok("mv", "--compress", "none", url + "/z", url + "/plain", *opts)
+    assert _stored(s3srv, url, "plain") == (None, COMPRESSIBLE)
+    assert _keys(url, opts) == ["f.txt", "plain"]
+    # put and stdin
+    ok("put", "--compress", "br", url, "p", str(tmp_path / "f.txt"), *dst_opts)
+    assert _stored(s3srv, url, "p")[0] == "br"
+    ok("cp", "-", url + "/s", "--compress", "gzip", *opts, input=COMPRESSIBLE)
+    assert _stored(s3srv, url, "s")[0] == "gzip"
+    assert ok("cat", url + "/s", *opts).stdout == COMPRESSIBLE
+    # sync writes with it too
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "a").write_bytes(COMPRESSIBLE)
+    ok("sync", "--compress", "gzip", str(tmp_path / "tree"), url + "/synced", *dst_opts)
+    assert _stored(s3srv, url, "synced/a")[0] == "gzip"
+    # without --compress a copy keeps what the source stores (on file://, as K.gz);
+    # --compress none writes the plain file
+    ok("cp", url + "/f.txt", str(tmp_path / "back"), *opts)
+    assert gzip.decompress((tmp_path / "back.gz").read_bytes()) == COMPRESSIBLE
+    ok("cp", "--compress", "none", url + "/f.txt", str(tmp_path / "plain"), *opts)
+    assert (tmp_path / "plain").read_bytes() == COMPRESSIBLE
+
+
+def test_cp_compress_local_tree_to_file_store(tmp_path):
+    import gzip
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(COMPRESSIBLE)
+    (src / "sub" / "b.json").write_bytes(b'{"k": 1}' * 500)
+    out = tmp_path / "out"
+    ok("cp", "-r", "--compress", "gzip", str(src) + "/", f"file://{out}/")
+    # CloudFiles' layout: the encoding in the file name
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a.txt.gz", "sub/b.json.gz"]
+    assert gzip.decompress((out / "a.txt.gz").read_bytes()) == COMPRESSIBLE
+    assert ok("cat", str(out / "a.txt")).stdout == COMPRESSIBLE
+    assert ok("ls", "-r", str(out)).stdout.decode().split() == ["a.txt", "sub/b.json"]
+    # and back, decoded
+    ok("cp", "-r", "--compress", "none", str(out) + "/", str(tmp_path / "plain") + "/")
+    assert (tmp_path / "plain" / "sub" / "b.json").read_bytes() == b'{"k": 1}' * 500
+    ok("put", "--compress", "zstd", str(out), "c", str(src / "a.txt"))
+    assert (out / "c.zstd").exists() and ok("cat", str(out / "c")).stdout == COMPRESSIBLE
+
+
+def test_compress_usage_errors(tmp_path):
+    (tmp_path / "f").write_bytes(COMPRESSIBLE)
+    dst = str(tmp_path / "g")
+    err = one_line_error(cli("cp", "--compress-level", "3", str(tmp_path / "f"), dst), status=2)
+    assert "--compress-level needs --compress" in err
+    err = one_line_error(cli("cp", "--compress", "none", "--compress-level", "3",
+                             str(tmp_path / "f"), dst), status=2)
+    assert "--compress-level needs --compress" in err
+    err = one_line_error(cli("cp", "--compress", "gzip", "--compress-level", "99",
+                             str(tmp_path / "f"), dst), status=2)
+    assert "level 99" in err and "gzip" in err
+    run = cli("cp", "--compress", "lzma", str(tmp_path / "f"), dst)
+    assert run.returncode == 2 and b"invalid choice: 'lzma'" in run.stderr
+    assert not os.path.exists(dst) and not os.path.exists(dst + ".gz")
+
+
+# ------------------------------------------------------------------ 7. bytes of one object
+
+MIB = 1 << 20
+# S3's smallest part; one part at a time, so the parts complete one by one
+MULTIPART = {"multipart_threshold": 5 * MIB, "multipart_chunksize": 5 * MIB,
+             "multipart_concurrency": 1}
+
+
+@pytest.fixture
+def slow_moto(moto_server):
+    """Store options for moto behind benchmarks/delayproxy.c (40 ms each way, at most
+    1 MiB held at once): a multipart upload of a few parts lasts about a second, long
+    enough to be watched part by part."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "benchmarks"))
+    import delayproxy
+    target = moto_server.endpoint.split("://", 1)[1]
+    with delayproxy.DelayProxy(target, delay_ms=40) as px:
+        yield moto_server.store_options(endpoint_url=f"http://127.0.0.1:{px.port}", **MULTIPART)
+
+
+def _watch_one_upload(store, data) -> list[int]:
+    """store.put('big', data) on a thread; store.upload_bytes_held read meanwhile, every
+    millisecond or so: the values read."""
+    import threading
+    import time
+    seen, failed = [], []
+
+    def upload():
+        try:
+            store.put("big", data)
+        except Exception as e:  # noqa: BLE001 - reported below
+            failed.append(e)
+
+    assert store.upload_bytes_held == 0
+    t = threading.Thread(target=upload)
+    t.start()
+    while t.is_alive():
+        seen.append(store.upload_bytes_held)
+        time.sleep(0.001)
+    t.join()
+    assert not failed, failed
+    # the upload's bytes leave the count when it completes
+    assert store.upload_bytes_held == 0
+    assert store["big"] == data
+    # it only grows while the upload runs (then drops to 0 when it completes)
+    while seen and seen[-1] == 0:
+        seen.pop()
+    assert seen == sorted(seen), seen
+    return sorted(set(seen) - {0})
+
+
+def test_upload_bytes_held_counts_the_parts_of_an_s3_upload(moto_server, slow_moto):
+    from cloudfiles_store import CloudFilesStore
+    data = os.urandom(28 * MIB)  # parts of 5, 5, 5, 5, 5 and 3 MiB
+    with CloudFilesStore(moto_server.url(uuid.uuid4().hex), **slow_moto) as s:
+        held = _watch_one_upload(s, data)
+    # whole parts, as they were stored, several of them seen on the way
+    assert set(held) <= {n * 5 * MIB for n in range(1, 6)} | {len(data)}, held
+    assert len(held) >= 3, held
+
+
+def test_upload_bytes_held_counts_the_chunks_of_a_gcs_resumable_upload(gcs_server):
+    from conftest import GCS_BUCKET
+
+    from cloudfiles_store import CloudFilesStore
+    quantum = 256 * 1024  # GCS's chunk unit
+    data = os.urandom(64 * quantum)
+    with CloudFilesStore(f"gs://{GCS_BUCKET}/{uuid.uuid4().hex}", endpoint_url=gcs_server.url,
+                         resumable_threshold=quantum, resumable_chunksize=quantum) as s:
+        held = _watch_one_upload(s, data)
+    # what the session held after each chunk
+    assert all(n % quantum == 0 and 0 < n <= len(data) for n in held), held
+    assert len(held) >= 3, held
+
+
+def test_progress_bar_moves_by_parts_during_one_large_upload(moto_server, slow_moto, tmp_path):
+    big = tmp_path / "big.bin"
+    data = os.urandom(28 * MIB)
+    big.write_bytes(data)
+    url = moto_server.url(uuid.uuid4().hex)
+    dst_opts = [a for k, v in slow_moto.items() for a in ("--dst-opt", f"{k}={v}")]
+    status, text = _on_a_terminal("cp", str(big), url + "/big.bin", *dst_opts)
+    assert status == 0, text
+    percents = [int(p) for p in re.findall(r"copied:\s+(\d+)%", text)]
+    # before: 0% until the object completed, then 100%; now the parts move it
+    assert any(0 < p < 100 for p in percents), text
+    assert percents == sorted(percents) and percents[-1] == 100, text
+    bar = [line for line in text.replace("\r", "\n").splitlines() if "copied:" in line]
+    assert "100%" in bar[-1] and "1/1 objects" in bar[-1], text
+    from cloudfiles_store import CloudFilesStore
+    with CloudFilesStore(url, **moto_server.store_options()) as s:
+        assert s["big.bin"] == data
+
+
+# ------------------------------------------------------------------ 8. profiles
+
+def _config(path, text, mode=0o600):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def _moto_profile(srv, name="moto", **extra):
+    opts = {**srv.store_options(), **extra}
+    lines = [f"[profile.{name}]"] + [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_profile_for_one_side_of_a_copy(moto_server, tmp_path, monkeypatch):
+    conf = _config(tmp_path / "conf.toml", _moto_profile(moto_server)
+                   + '[profile.other]\nconcurrency = 4\n')
+    monkeypatch.setenv("CLOUDFILES_STORE_CONFIG", str(conf))
+    url = moto_server.url(uuid.uuid4().hex)
+    (tmp_path / "f").write_bytes(b"via a profile")
+    # the destination's endpoint and keys come from the profile; the local side has none
+    ok("cp", str(tmp_path / "f"), url + "/f", "--dst-profile", "moto")
+    assert ok("cat", url + "/f", "--profile", "moto").stdout == b"via a profile"
+    # --profile names both sides: the file side leaves out what it does not take
+    ok("--profile", "moto", "cp", str(tmp_path / "f"), url + "/g")
+    ok("cp", url + "/g", str(tmp_path / "back"), "--src-profile", "moto", "--profile", "other")
+    assert (tmp_path / "back").read_bytes() == b"via a profile"
+    # $XDG_CONFIG_HOME/cloudfiles-store/config.toml when $CLOUDFILES_STORE_CONFIG is unset
+    monkeypatch.delenv("CLOUDFILES_STORE_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    _config(tmp_path / "xdg" / "cloudfiles-store" / "config.toml", _moto_profile(moto_server, "x"))
+    assert ok("cat", url + "/g", "--profile", "x").stdout == b"via a profile"
+
+
+def test_profile_precedence(moto_server, tmp_path, monkeypatch):
+    # a profile whose endpoint refuses connections: the command line's -o wins over it
+    dead = socket_port_nobody_listens_on()
+    conf = _config(tmp_path / "conf.toml",
+                   _moto_profile(moto_server, endpoint_url=f"http://127.0.0.1:{dead}", retries=1)
+                   + _moto_profile(moto_server, "gz", compress="gzip"))
+    monkeypatch.setenv("CLOUDFILES_STORE_CONFIG", str(conf))
+    url = moto_server.url(uuid.uuid4().hex)
+    ok("put", url, "k", "--profile", "moto", "-o", f"endpoint_url={moto_server.endpoint}",
+       input=COMPRESSIBLE)
+    ok("put", url, "k2", "--dst-profile", "moto", "--dst-opt",
+       f"endpoint_url={moto_server.endpoint}", input=b"x")
+    err = one_line_error(cli("cat", url + "/k", "--profile", "moto"))
+    assert url + "/k" in err or "127.0.0.1" in err
+    assert moto_server.secret_access_key not in err
+    # --src-profile overrides --profile on its side
+    ok("cp", url + "/k", str(tmp_path / "k"), "--profile", "moto", "--src-profile", "gz")
+    # a profile's compress is the default encoding of what a copy writes; --compress wins
+    ok("cp", str(tmp_path / "k"), url + "/gz", "--dst-profile", "gz")
+    assert _stored(moto_server, url, "gz")[0] == "gzip"
+    ok("cp", str(tmp_path / "k"), url + "/plain", "--dst-profile", "gz", "--compress", "none")
+    assert _stored(moto_server, url, "plain") == (None, COMPRESSIBLE)
+
+
+def socket_port_nobody_listens_on() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_profile_errors_are_one_line_and_keep_secrets(moto_server, tmp_path, monkeypatch):
+    secret = "s3cr3t-never-printed"
+    conf = tmp_path / "conf.toml"
+    monkeypatch.setenv("CLOUDFILES_STORE_CONFIG", str(conf))
+    url = moto_server.url(uuid.uuid4().hex)
+    err = one_line_error(cli("ls", url, "--profile", "p"), status=2)
+    assert str(conf) in err and "no such config file" in err
+    _config(conf, f'[profile.p]\nsecret_access_key = "{secret}"\nendpoint_url = oops\n')
+    err = one_line_error(cli("ls", url, "--profile", "p"), status=2)
+    assert "not valid TOML" in err and "line 3" in err and secret not in err
+    _config(conf, f'[profile.p]\naccess_key_id = "a"\nsecret_access_key = "{secret}"\n'
+            'endpiont_url = "x"\n[profile.q]\naccess_key_id = "a"\n')
+    err = one_line_error(cli("ls", url, "--profile", "nope"), status=2)
+    assert "no profile 'nope'" in err and "profiles there: p, q" in err
+    err = one_line_error(cli("ls", url, "--profile", "p"), status=2)
+    assert "profile 'p'" in err and "unknown option endpiont_url" in err and secret not in err
+    # a store's other option errors name the profile too (exit 1, as for -o)
+    err = one_line_error(cli("ls", url, "--profile", "q"))
+    assert "go together" in err and "profile 'q'" in err
+    _config(conf, f'[profile.p]\nsecret_access_key = ["{secret}"]\n')
+    err = one_line_error(cli("ls", url, "--profile", "p"), status=2)
+    assert "secret_access_key" in err and "not a list" in err and secret not in err
+    _config(conf, "[profile.p]\nconcurrency = 2\n", mode=0o000)
+    if os.geteuid() != 0:  # root reads it anyway
+        err = one_line_error(cli("ls", url, "--profile", "p"), status=2)
+        assert "cannot read" in err
+
+
+def test_a_config_others_can_read_holding_secrets_is_warned_of(moto_server, tmp_path, monkeypatch):
+    conf = _config(tmp_path / "conf.toml", _moto_profile(moto_server), mode=0o644)
+    monkeypatch.setenv("CLOUDFILES_STORE_CONFIG", str(conf))
+    url = moto_server.url(uuid.uuid4().hex)
+    run = ok("put", url, "k", "--profile", "moto", "-q", input=b"x")
+    err = run.stderr.decode()
+    assert err.count("\n") == 1 and "warning" in err and "chmod 600" in err
+    assert "secret_access_key" in err and moto_server.secret_access_key not in err
+    os.chmod(conf, 0o600)
+    assert ok("put", url, "k", "--profile", "moto", "-q", input=b"x").stderr == b""
+    # no secrets in it: no warning
+    _config(conf, "[profile.c]\nconcurrency = 3\n", mode=0o644)
+    assert ok("ls", str(tmp_path), "--profile", "c").stderr == b""

@@ -30,12 +30,28 @@ cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg)
     atomic_init(&h->seen, 0);
     atomic_init(&h->delay_ns, 0);
     atomic_init(&h->tokens, 0);
+    atomic_init(&l->upload_bytes_held, 0);
     return l;
 }
 
 const cfs_transfer_config *cfs_limiter_config(const cfs_limiter *l)
 {
     return &l->cfg;
+}
+
+int64_t cfs_limiter_upload_bytes_held(const cfs_limiter *l)
+{
+    /* relaxed: a progress figure, ordered with nothing else */
+    return (int64_t)atomic_load_explicit(&l->upload_bytes_held, memory_order_relaxed);
+}
+
+void cfs_op_set_bytes_held(cfs_op *op, int64_t held)
+{
+    int64_t change = held - op->bytes_held;
+    op->bytes_held = held;
+    if (change)
+        atomic_fetch_add_explicit(&op->limiter->upload_bytes_held, (long long)change,
+                                  memory_order_relaxed);
 }
 
 void cfs_limiter_free(cfs_limiter *l)
@@ -147,6 +163,8 @@ void cfs_engine_complete(engine *e, cfs_op *op)
         memcpy(was, op->message, sizeof was);
         cfs_op_fail(op, CFS_EHTTP, "the server answered a write with 'not found': %.200s", was);
     }
+    /* its bytes now count as a completed object's, wherever its caller counts those */
+    cfs_op_set_bytes_held(op, 0);
     int local = is_local(op);
     pthread_mutex_lock(&e->lock);
     op->limiter->active--;

@@ -186,6 +186,11 @@ int cfs_op_last_attempt(const cfs_op *op);
 cfs_next cfs_op_next_step(cfs_op *op, int step);
 /* A parent op (CFS_NEXT_CHILDREN): its children started and not yet handed back. */
 int cfs_op_children_running(const cfs_op *op);
+/* A PUT in several requests (multipart parts, resumable chunks): the service now holds
+ * `held` bytes of its body (fewer than before if the upload started over). The store
+ * counts them until the op completes (cfs_limiter_upload_bytes_held), so a progress bar
+ * moves during one large upload. The op's own thread. */
+void cfs_op_set_bytes_held(cfs_op *op, int64_t held);
 
 /* Whether `option` is one of the backend's secret_options. */
 int cfs_backend_is_secret_option(const cfs_backend_ops *ops, const char *option);

@@ -44,6 +44,11 @@ cfs_limiter *cfs_limiter_new(const cfs_transfer_config *cfg);
 /* Release; ops submitted against it must all have completed. */
 void cfs_limiter_free(cfs_limiter *l);
 const cfs_transfer_config *cfs_limiter_config(const cfs_limiter *l);
+/* Bytes of the store's uploads still in progress that the service holds already (S3
+ * multipart parts stored, a GCS resumable session's chunks). An upload's bytes leave the
+ * count when it completes, done or failed: a caller adds the count to the bytes of the
+ * objects it saw complete for a running total. Any thread. */
+int64_t cfs_limiter_upload_bytes_held(const cfs_limiter *l);
 
 /* Submit an op (op->limiter, op->backend and op->on_done set). Never blocks on I/O.
  * Returns 0, or -1 if the engine cannot start (the op is then not completed). */

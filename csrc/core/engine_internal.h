@@ -120,6 +120,8 @@ struct cfs_limiter {
     cfs_host_window *host;      /* where its requests go, once known (throttle.c) */
     cfs_limiter *next;
     hedge_state hedge;          /* lock-free: see above */
+    atomic_llong upload_bytes_held; /* cfs_limiter_upload_bytes_held: lane threads add,
+                                 * completions take back, Python reads */
 };
 
 /* One HTTP transfer in flight (its lane's thread only). */

@@ -200,6 +200,8 @@ typedef struct cfs_op {
     cfs_range asked;            /* GET of an encoded object: the range asked, read whole */
     int refetched_whole;        /* GET: the range was replaced by the whole object */
     cfs_buf encoded;            /* PUT: the encoded body op->body points into */
+    int64_t bytes_held;         /* PUT: what cfs_op_set_bytes_held last said, counted in
+                                 * its limiter's upload bytes until the op completes */
     void *engine_priv;
     int fresh_connection;       /* the last try failed on its connection: use a new one */
     int worker_job;             /* a remote op on the worker queue: prepare or verify */

@@ -1165,6 +1165,14 @@ static PyObject *store_get_delete_many_max(StoreObject *s, void *closure)
     return PyLong_FromSize_t(s->backend->ops->delete_many_max);
 }
 
+static PyObject *store_get_upload_bytes_held(StoreObject *s, void *closure)
+{
+    (void)closure;
+    /* a closed store has no uploads in progress (and no limiter): 0, not an error, so a
+     * progress thread may read it at any time */
+    return PyLong_FromLongLong(s->limiter ? cfs_limiter_upload_bytes_held(s->limiter) : 0);
+}
+
 static PyGetSetDef store_getset[] = {
     { "url", (getter)store_get_url, NULL, "The store's URL, without credentials.", NULL },
     { "options", (getter)store_get_options, NULL,
@@ -1179,6 +1187,12 @@ static PyGetSetDef store_getset[] = {
     { "delete_many_max", (getter)store_get_delete_many_max, NULL,
       "How many keys one multi-key delete request takes (S3 DeleteObjects: 1000, a GCS\n"
       "batch: 100); 0 where each key takes a request of its own.",
+      NULL },
+    { "upload_bytes_held", (getter)store_get_upload_bytes_held, NULL,
+      "Bytes of this store's uploads in progress that the service holds already: S3\n"
+      "multipart parts stored, the chunks a GCS resumable session holds. An upload's bytes\n"
+      "leave the count when it completes (done or failed), so the bytes of the objects\n"
+      "written plus this is a running total: a progress bar for one large object.",
       NULL },
     { NULL },
 };

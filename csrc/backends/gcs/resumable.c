@@ -85,6 +85,7 @@ static cfs_next restart_session(cfs_op *op, gcs_state *st)
     st->session = NULL;
     st->rs_phase = RS_START;
     st->rs_offset = 0;
+    cfs_op_set_bytes_held(op, 0);
     st->rs_query = st->rs_querying = st->rs_in_flight = 0;
     return CFS_NEXT_RETRY;
 }
@@ -127,6 +128,7 @@ cfs_next gcs_finish_resumable(cfs_op *op, gcs_state *st, const cfs_response *res
         }
         size_t before = st->rs_offset;
         st->rs_offset = (size_t)have; /* may be less than sent: resend from there */
+        cfs_op_set_bytes_held(op, have);
         st->rs_query = 0;
         if (st->rs_offset > before)
             return cfs_op_next_step(op, op->step + 1); /* progress: the next chunk has every try */

@@ -264,6 +264,8 @@ cfs_next s3_child_done(cfs_backend *b, cfs_op *op, cfs_op *part)
         m->etags[ps->part_number - 1] = ps->part_etag;
         m->part_crc32c[ps->part_number - 1] = ps->crc32c;
         ps->part_etag = NULL;
+        if (part->kind == CFS_OP_PUT) /* a copy's parts move no bytes through here */
+            cfs_op_set_bytes_held(op, op->bytes_held + (int64_t)part->body_len);
     } else if (!m->fail_status) {
         m->fail_status = part->status;
         m->fail_http_status = part->http_status;
