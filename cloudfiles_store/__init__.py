@@ -69,12 +69,15 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         found = self._heads(keys)
         return {k: k in found for k in keys}
 
-    def get_ranges(self, ranges: "Iterable[tuple[str, int, int | None]]") -> "list[bytes | None]":
+    def get_ranges(self, ranges: "Iterable[tuple[str, int, int | None]]", *,
+                   raw: bool = False) -> "list[Any]":
         """get_ranges(iterable of (key, start, end)) -> list of bytes (None for a missing
         key). Ranges of one object less than 1 MiB apart are read as one request and
-        sliced (up to 64 MiB a request); a whole-object read serves every range of its key."""
+        sliced (up to 64 MiB a request); a whole-object read serves every range of its key.
+        A range of an encoded object is of its decoded value (the object is read whole);
+        raw=True: ranges of the stored bytes, each a (bytes, encoding) pair."""
         from ._ranges import get_ranges
-        return get_ranges(_Store.get_ranges, self, ranges)
+        return get_ranges(_Store.get_ranges, self, ranges, raw)
 
     def transfer_to(self, dest: "_Store", keys: "Any" = None, prefix: str = "",
                     reencode: "str | bool | None" = None, *, window: "int | None" = None,

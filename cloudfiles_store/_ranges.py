@@ -104,18 +104,22 @@ def _plain(item) -> bool:
     return True
 
 
-def get_ranges(core_get_ranges, store, items):
+def get_ranges(core_get_ranges, store, items, raw: bool = False):
     """The mapping's get_ranges: the plan's requests through the engine's batch
-    (``core_get_ranges``, which keeps its errors for items it cannot read), then sliced."""
+    (``core_get_ranges``, which keeps its errors for items it cannot read), then sliced.
+    raw: ranges of the stored bytes, each a (bytes, encoding) pair."""
     items = list(items) if not isinstance(items, (str, bytes, bytearray)) else items
     if not isinstance(items, list) or not all(_plain(it) for it in items):
-        return core_get_ranges(store, items)  # the engine's own errors for bad input
+        return core_get_ranges(store, items, raw=raw)  # the engine's own errors for bad input
     ranges = [(it[0], it[1], it[2] if len(it) == 3 else None) for it in items]
     requests, members = plan(ranges)
-    results = core_get_ranges(store, requests)
+    results = core_get_ranges(store, requests, raw=raw)
     out = [None] * len(ranges)
-    for data, served in zip(results, members):
+    for got, served in zip(results, members):
+        data, encoding = got if raw and got is not None else (got, None)
         for i, how in served:
             piece = cut(data, how)
-            out[i] = piece if piece is None or type(piece) is bytes else bytes(piece)
+            if piece is not None and type(piece) is not bytes:
+                piece = bytes(piece)
+            out[i] = (piece, encoding) if raw and piece is not None else piece
     return out

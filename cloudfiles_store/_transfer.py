@@ -10,7 +10,8 @@ one, and every wait releases the GIL):
   thread reads a group (``_read_raw``, many objects in flight) while a helper thread writes
   the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
   object larger than half the window travels in a group of its own and is held whole;
-  one of LARGE_OBJECT bytes or more is read as parallel ranges, ``_read_large_raw``).
+  one of LARGE_OBJECT bytes or more is read as parallel ranges of its stored bytes,
+  ``_read_large_raw``).
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
@@ -79,26 +80,31 @@ def _read_raw(src, keys: list[str], decode: bool = False
             yield key, got[0], got[1]
 
 
-def _read_large_raw(src, key: str, size: int) -> tuple[bytes, str | None]:
+def _read_large_raw(src, key: str, size: int, decode: bool = False) -> tuple[bytes, str | None]:
     """(stored bytes, content encoding) of one large object, read as ranges of RANGE_PART
-    bytes in parallel (the engine's get_ranges, not coalesced) and joined. Ranges of an
-    encoded object are ranges of its stored bytes on S3, GCS and HTTP: with raw=True the
-    KeyError if the object is gone; ProtocolError if its size changed since it was listed.
-    The ranges are of the decoded value (the engine reads an encoded object whole to cut a
-    range of it), so a large encoded object arrives decoded and is written plain: correct
-    bytes, its encoding not kept."""
+    stored bytes in parallel (the engine's get_ranges with raw=True, not coalesced) and
+    joined; with ``decode`` the decoded value and None, read whole (a range of the decoded
+    value costs a read of the whole object). KeyError if the object is gone;
+    ProtocolError if its size or encoding changed since it was listed."""
     from ._core import Store
+    if decode:
+        got = src.getitems([key])
+        if key not in got:
+            raise KeyError(key)
+        return got[key], None
     # the last range asks for one byte more: an object that grew since it was listed shows
     parts = Store.get_ranges(src, [(key, off, min(off + RANGE_PART, size + 1))
-                                   for off in range(0, size, RANGE_PART)])
+                                   for off in range(0, size, RANGE_PART)], raw=True)
     if any(p is None for p in parts):
         raise KeyError(key)
-    data = b"".join(parts)
+    encodings = {enc for _data, enc in parts}
+    data = b"".join(part for part, _enc in parts)
     parts = None
-    if len(data) != size:
-        raise ProtocolError(f"{key}: {len(data)} bytes read where the listing said {size} "
-                            "(changed while it was copied)", operation="get", key=key, url=src.url)
-    return data, None
+    if len(data) != size or len(encodings) != 1:
+        raise ProtocolError(f"{key}: {len(data)} bytes read where the listing said {size}"
+                            + (f", encoded as {sorted(map(str, encodings))}" if len(encodings) > 1 else "")
+                            + " (changed while it was copied)", operation="get", key=key, url=src.url)
+    return data, encodings.pop()
 
 
 def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None) -> None:
@@ -275,7 +281,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
                 errs.extend(e.errors)
             for key, size in large.items():
                 try:
-                    value, enc = _read_large_raw(src, key, size)
+                    value, enc = _read_large_raw(src, key, size, decode=reencode is not None)
                 except KeyError:
                     missing.append(key)
                     continue

@@ -271,3 +271,22 @@ def test_reencode(tmp_path, reencode, expected):
     src.transfer_to(dest, reencode=reencode)
     assert dest.get_raw("k")[1] == expected
     assert dest["k"] == value
+
+
+def test_large_encoded_object_keeps_its_encoding(tmp_path, moto_server, monkeypatch):
+    """A large object read in ranges is read as ranges of its stored bytes: a gzip object
+    arrives as the same gzip bytes with its Content-Encoding; reencode reads it decoded."""
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", 64 * 1024)
+    monkeypatch.setattr(_transfer, "RANGE_PART", 64 * 1024)
+    src = _s3(moto_server)
+    value = b"".join(b"row %08d, compressible\n" % i for i in range(200000))
+    src.put("big", value, compress="gzip")
+    stored, encoding = src.get_raw("big")
+    assert encoding == "gzip" and len(stored) > 3 * 64 * 1024  # several ranges
+    dest = CloudFilesStore(f"file://{tmp_path}/dest")
+    assert src.transfer_to(dest) == {"objects": 1, "bytes": len(stored), "server_side": 0}
+    assert (tmp_path / "dest" / "big.gz").read_bytes() == stored
+    assert dest["big"] == value
+    mem = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
+    src.transfer_to(mem, reencode="zstd")
+    assert mem.get_raw("big")[1] == "zstd" and mem["big"] == value

@@ -642,20 +642,24 @@ static PyObject *store_get_raw(StoreObject *s, PyObject *key)
     return r;
 }
 
-static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
+/* The ranges read in parallel, in order; raw: (stored bytes, encoding) pairs, the ranges
+ * being of the stored bytes. */
+static PyObject *read_ranges(StoreObject *s, PyObject *ranges, int raw)
 {
     BatchObject *b = cfs_batch_new(s, ranges, BATCH_RANGE);
     if (!b)
         return NULL;
+    cfs_batch_set_coding(b, NULL, raw);
     PyObject *out = PyList_New(0);
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
         Py_ssize_t index = cfs_pyop_of(op)->index;
         PyObject *v = NULL;
         if (op->status == CFS_OK)
-            v = bytes_of(op);
+            v = raw ? cfs_py_raw_result(op) : bytes_of(op);
         else if (op->status == CFS_ERANGE)
-            v = PyBytes_FromStringAndSize(NULL, 0);
+            v = raw ? Py_BuildValue("(y#O)", "", (Py_ssize_t)0, Py_None)
+                    : PyBytes_FromStringAndSize(NULL, 0);
         else if (op->status == CFS_ENOTFOUND)
             v = Py_NewRef(Py_None);
         else if (cfs_batch_record_failure(b, op) == 0)
@@ -674,6 +678,17 @@ static PyObject *store_get_ranges(StoreObject *s, PyObject *ranges)
     return out;
 }
 
+/* get_ranges(ranges, /, *, raw=False) */
+static PyObject *store_get_ranges(StoreObject *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = { "", "raw", NULL };
+    PyObject *ranges;
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:get_ranges", kwlist, &ranges, &raw))
+        return NULL;
+    return read_ranges(s, ranges, raw);
+}
+
 static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = { "key", "start", "end", NULL };
@@ -683,7 +698,7 @@ static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwarg
     PyObject *item = Py_BuildValue("((OOO))", key, start, end);
     if (!item)
         return NULL;
-    PyObject *list = store_get_ranges(s, item);
+    PyObject *list = read_ranges(s, item, 0);
     Py_DECREF(item);
     if (!list)
         return NULL;
@@ -1084,10 +1099,12 @@ static PyMethodDef store_methods[] = {
       "Return bytes [start, end) of key (end None: to the end); start < 0 reads the last\n"
       "-start bytes; a range past the end gives b''. Raises KeyError if key is missing,\n"
       "CloudFilesError on any other failure." },
-    { "get_ranges", (PyCFunction)store_get_ranges, METH_O,
-      "get_ranges($self, ranges, /)\n--\n\n"
+    { "get_ranges", (PyCFunction)(void (*)(void))store_get_ranges, METH_VARARGS | METH_KEYWORDS,
+      "get_ranges($self, ranges, /, *, raw=False)\n--\n\n"
       "Read an iterable of (key, start, end) ranges in parallel; return a list of bytes in\n"
-      "the same order, None for a missing key. Raises BatchError if some reads failed." },
+      "the same order, None for a missing key. A range of an encoded object is of its\n"
+      "decoded value (the object is read whole); raw=True: ranges of the stored bytes,\n"
+      "each a (bytes, encoding) pair. Raises BatchError if some reads failed." },
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
       "entries($self, /, prefix='', *, details=False)\n--\n\n"
       "Return a sorted list of (key, size) for every key starting with prefix (size -1\n"
