@@ -33,6 +33,7 @@ DEFAULT_WINDOW = 256 << 20
 # service serves each connection at its own pace.
 LARGE_OBJECT = 64 << 20
 RANGE_PART = 16 << 20
+_LOCAL_SCHEMES = ("file://", "mem://")
 
 # Options that say nothing about who the store is or which credentials it uses: two stores
 # that differ only in these are the same account for a server-side copy.
@@ -211,6 +212,9 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
     half = max(1, window // 2)
     # objects of unknown size (keys given without sizes) per group: the engine's window
     unknown = max(16, 2 * int(src.options.get("concurrency") or 64))
+    # ranges speed up a large object only where a connection has its own pace; a local
+    # object is read whole (half the memory touched: no ranges to join)
+    ranged = not src.url.startswith(_LOCAL_SCHEMES)
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
     slots = threading.Semaphore(2)           # groups held: one being written, one being read
     stop = threading.Event()                 # the caller gave up: write nothing more
@@ -267,7 +271,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
             large = {}
             for s, d, size in group:
                 dests.setdefault(s, []).append(d)
-                if size >= LARGE_OBJECT:
+                if size >= LARGE_OBJECT and ranged:
                     large[s] = size
             got, missing, errs = [], [], []
             try:
