@@ -290,3 +290,60 @@ def test_large_encoded_object_keeps_its_encoding(tmp_path, moto_server, monkeypa
     mem = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
     src.transfer_to(mem, reencode="zstd")
     assert mem.get_raw("big")[1] == "zstd" and mem["big"] == value
+
+
+def test_s3_multipart_copy_keeps_attributes(moto_server):
+    """UploadPartCopy copies bytes only: the upload is created with the source's attributes
+    (read by a HEAD first), so the copy keeps them as a CopyObject does."""
+    mib = 1 << 20
+    src = _s3(moto_server)
+    big = os.urandom(8 * mib).hex().encode()  # gzip takes it to about half
+    src.put("big.csv", big, compress="gzip", level=1, content_type="text/csv; charset=utf-8",
+            cache_control="public, max-age=60", content_disposition='attachment; filename="b.csv"',
+            metadata={"Owner": "alice", "run-id": "42"})
+    dest = _s3(moto_server, uuid.uuid4().hex, multipart_copy_threshold=5 * mib,
+               multipart_copy_chunksize=5 * mib)
+    stored = src.head("big.csv").size  # the gzip-encoded bytes
+    assert src.head("big.csv").content_encoding == "gzip" and stored > 5 * mib
+    summary = src.transfer_to(dest)
+    assert summary["server_side"] == 1
+    dest_key = f"{dest.url.split('/', 3)[3]}/big.csv"
+    parts = [ln for ln in moto_server.log().splitlines()
+             if f"/{dest_key}?" in ln and "partNumber=" in ln and '"PUT' in ln]
+    assert len(parts) == -(-stored // (5 * mib)) >= 2, parts  # part copies, not CopyObject
+    h = moto_server.client().head_object(Bucket=moto_server.bucket, Key=dest_key)
+    assert h["ContentType"] == "text/csv; charset=utf-8"
+    assert h["CacheControl"] == "public, max-age=60"
+    assert h["ContentDisposition"] == 'attachment; filename="b.csv"'
+    assert h["ContentEncoding"] == "gzip"
+    assert h["Metadata"] == {"owner": "alice", "run-id": "42"}
+    assert h["ContentLength"] == stored
+    assert dest["big.csv"] == big  # decoded by its Content-Encoding
+
+
+def test_s3_multipart_copy_missing_source(moto_server):
+    """The source's HEAD finds it gone: an error naming it and its URL, nothing uploaded."""
+    mib = 1 << 20
+    src = _s3(moto_server)
+    dest = _s3(moto_server, uuid.uuid4().hex, multipart_copy_threshold=5 * mib)
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest, keys=[("gone", "gone", 6 * mib)])
+    assert e.value.failed == ["gone"]
+    (err,) = e.value.errors
+    assert "not found" in str(err) and str(err).endswith(f"{src.url.split('/', 3)[3]}/gone]")
+    assert "gone" not in dest
+
+
+def test_s3_multipart_copy_source_changed(moto_server):
+    """A source whose size is not the listed one changed since: its parts would copy the
+    wrong bytes, so the copy fails, saying so."""
+    mib = 1 << 20
+    src = _s3(moto_server)
+    src["k"] = b"x" * (6 * mib)
+    dest = _s3(moto_server, uuid.uuid4().hex, multipart_copy_threshold=5 * mib)
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest, keys=[("k", "k", 7 * mib)])
+    assert e.value.failed == ["k"]
+    (err,) = e.value.errors
+    assert "changed since" in str(err) and "6291456 bytes" in str(err), err
+    assert "k" not in dest

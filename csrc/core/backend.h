@@ -51,9 +51,10 @@ typedef struct cfs_response {
     /* The headers named in the backend's response_headers, in that order; a header sent
      * more than once has its values joined by ','. NULL if absent. */
     const char *captured[CFS_CAPTURE_MAX];
-    /* HEAD: every header line of the response ("Name: value\r\n"...), at most
+    /* A HEAD request (an op's, or a step of another op's): every header line of the
+     * response ("Name: value\r\n"...), at most
      * CFS_HEAD_HEADERS_MAX bytes; headers_truncated when there were more (the rest
-     * dropped). NULL for other kinds of op. Read with cfs_attrs_from_headers(). */
+     * dropped). NULL for other requests. Read with cfs_attrs_from_headers(). */
     const char *headers;
     size_t headers_len;
     int headers_truncated;

@@ -254,7 +254,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     const char *colon = memchr(line, ':', len);
     if (!colon)
         return len;
-    if (t->op->kind == CFS_OP_HEAD) { /* kept whole, bounded: cfs_attrs_from_headers */
+    if (t->op->kind == CFS_OP_HEAD || !strcmp(t->req.method, "HEAD")) {
+        /* kept whole, bounded: cfs_attrs_from_headers (a HEAD op, or another op's HEAD
+         * step) */
         if (t->head_headers.len + len > CFS_HEAD_HEADERS_MAX)
             t->head_headers_truncated = 1;
         else if (cfs_buf_append(&t->head_headers, line, len) < 0)
@@ -948,7 +950,7 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
         };
         for (int i = 0; i < CFS_CAPTURE_MAX; i++)
             resp.captured[i] = t->captured[i][0] ? t->captured[i] : NULL;
-        if (op->kind == CFS_OP_HEAD) {
+        if (op->kind == CFS_OP_HEAD || !strcmp(t->req.method, "HEAD")) {
             resp.headers = t->head_headers.data ? t->head_headers.data : "";
             resp.headers_len = t->head_headers.len;
             resp.headers_truncated = t->head_headers_truncated;

@@ -493,6 +493,8 @@ s3_state *s3_state_of(s3_backend *s, cfs_op *op)
             free(st);
             return NULL;
         }
+        if (op->kind == CFS_OP_COPY)
+            op->step = MPU_HEAD_SOURCE; /* its attributes first, then the upload */
     }
     op->backend_state = st;
     op->free_backend_state = s3_state_free;

@@ -17,7 +17,10 @@
  * (5 GiB, S3's limit for CopyObject) goes the same way with UploadPartCopy parts: each part
  * a child COPY op naming its byte range of the source (x-amz-copy-source-range), its ETag
  * in the answer's body; no bytes pass through this process, and no checksum is asked for
- * (the source's bytes are never seen here; S3 copies them as they are). */
+ * (the source's bytes are never seen here; S3 copies them as they are). UploadPartCopy
+ * copies bytes only: the COPY's first step is a HEAD of the source (MPU_HEAD_SOURCE), and
+ * the upload is created with the source's attributes, so that the copy keeps them as a
+ * CopyObject does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +31,14 @@
 
 /* ----------------------------------------------------------------- requests */
 
-/* The PUT's own requests of a multipart upload (see enum mpu_step). */
+/* The PUT's (or COPY's) own requests of a multipart upload (see enum mpu_step). */
 int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r)
 {
     int crc = s->checksum_crc32c && op->kind == CFS_OP_PUT;
-    if (op->step == MPU_INITIATE) {
+    if (op->step == MPU_HEAD_SOURCE) { /* spec_target pointed it at the source */
+        r->method = "HEAD";
+        r->no_body = 1;
+    } else if (op->step == MPU_INITIATE) {
         r->method = "POST";
         r->body = "";
         add_q(r, "uploads", "");
@@ -177,7 +183,26 @@ static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
     }
 }
 
-/* The PUT's own requests of a multipart upload: initiate, complete, abort. */
+/* A multipart COPY's HEAD of its source: keep what the source stores besides its bytes
+ * (op->attrs: Content-Type, Cache-Control, Content-Disposition, Content-Encoding,
+ * x-amz-meta-*, and x-amz-storage-class when S3 named one: a STANDARD object names none),
+ * which CreateMultipartUpload sends, as CopyObject keeps them. A source whose size is not
+ * the one listed changed since: its parts would copy the wrong bytes. */
+static cfs_next source_headed(cfs_op *op, const cfs_response *resp)
+{
+    if (cfs_attrs_from_headers(op, resp, "x-amz-meta-") < 0)
+        return CFS_NEXT_DONE;
+    if (resp->content_length >= 0 && resp->content_length != op->size) {
+        cfs_op_fail(op, CFS_EPROTOCOL,
+                    "the source is %lld bytes where its listing said %lld (changed since)",
+                    (long long)resp->content_length, (long long)op->size);
+        return CFS_NEXT_DONE;
+    }
+    return cfs_op_next_step(op, MPU_INITIATE);
+}
+
+/* The PUT's (or COPY's) own requests of a multipart upload: the source's HEAD,
+ * initiate, complete, abort. */
 cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
 {
     s3_state *m = op->backend_state;
@@ -203,7 +228,7 @@ cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
             cfs_op_fail(op, CFS_ETRANSIENT, "%s: %s (in a 200 answer)", e.code, e.message);
         if (resp->status >= 200 && resp->status < 300 && !strcmp(e.code, "InternalError"))
             next = CFS_NEXT_RETRY;
-        if (op->step == MPU_INITIATE)
+        if (op->step == MPU_INITIATE || op->step == MPU_HEAD_SOURCE)
             return next; /* nothing uploaded yet: nothing to abort */
         if (next == CFS_NEXT_RETRY && !cfs_op_last_attempt(op))
             return CFS_NEXT_RETRY;
@@ -211,6 +236,8 @@ cfs_next s3_mpu_finish(s3_backend *s, cfs_op *op, const cfs_response *resp)
     }
     if (op->step == MPU_COMPLETE)
         return CFS_NEXT_DONE;
+    if (op->step == MPU_HEAD_SOURCE)
+        return source_headed(op, resp);
     char err[200];
     if (cfs_s3_parse_upload_id(resp->body->data, resp->body->len, &m->upload_id, err, sizeof err) <
         0) {

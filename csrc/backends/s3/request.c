@@ -72,7 +72,8 @@ static int emit_request(s3_backend *s, cfs_op *op, cfs_request *req, req_spec *r
     req->no_body = r->no_body;
     if (s->requester_pays)
         add_h(r, "x-amz-request-payer", "requester");
-    if (cfs_buf_terminate(&r->path) < 0 || cfs_buf_append_str(&u, s->origin) < 0)
+    if (cfs_buf_terminate(&r->path) < 0 ||
+        cfs_buf_append_str(&u, r->origin ? r->origin : s->origin) < 0)
         goto oom;
     if (s->anon) {
         if (cfs_aws_uri_encode(&u, r->path.data, r->path.len, 1) < 0 ||
@@ -223,9 +224,17 @@ int s3_spec_put_attrs(const cfs_op *op, req_spec *r)
 }
 
 /* Where the request goes: the Host header and the raw path, "/bucket/root/key" or
- * "/root/key"; the bucket itself for LIST and DELETE_MANY. */
+ * "/root/key"; the bucket itself for LIST and DELETE_MANY; a multipart COPY's source (in
+ * its own store: another bucket's host when virtual-hosted) for its HEAD. */
 static int spec_target(s3_backend *s, cfs_op *op, req_spec *r)
 {
+    const char *key = op->key;
+    if (op->kind == CFS_OP_COPY && op->step == MPU_HEAD_SOURCE && s3_is_multipart(s, op)) {
+        if (op->source_backend) /* same service, region and keys: s3_can_copy_from */
+            s = (s3_backend *)op->source_backend;
+        key = op->source;
+        r->origin = s->origin;
+    }
     add_h(r, "Host", s->host);
     if (cfs_buf_append_str(&r->path, s->path_base) < 0)
         return -1;
@@ -233,7 +242,7 @@ static int spec_target(s3_backend *s, cfs_op *op, req_spec *r)
         if (r->path.len > 1)
             r->path.len--; /* path-style bucket requests are "/bucket", not "/bucket/" */
     } else if (cfs_buf_append_str(&r->path, s->prefix) < 0 ||
-               cfs_buf_append_str(&r->path, op->key) < 0) {
+               cfs_buf_append_str(&r->path, key) < 0) {
         return -1;
     }
     return 0;

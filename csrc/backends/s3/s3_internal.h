@@ -131,6 +131,8 @@ enum mpu_step {
     MPU_PARTS,      /* the parts, as child ops: no request of the PUT's own */
     MPU_COMPLETE,   /* CompleteMultipartUpload */
     MPU_ABORT,      /* AbortMultipartUpload, after a failure */
+    MPU_HEAD_SOURCE, /* a COPY's first step: HEAD of the source, whose attributes the
+                      * upload is created with (UploadPartCopy copies bytes only) */
 };
 
 /* The op's state, made on first use (sized for the parts of a multipart PUT); NULL when
@@ -201,6 +203,7 @@ int add_header_line(cfs_request *req, const char *name, const char *value);
  * emit_request(). Strings are borrowed (from the op, its state, or `scratch`). */
 typedef struct req_spec {
     const char *method;
+    const char *origin;                 /* scheme://authority; NULL: the store's */
     cfs_buf path;                       /* raw (unencoded) path */
     cfs_sigv4_pair query[8];            /* raw names and values */
     size_t nq;
@@ -248,8 +251,8 @@ int s3_spec_put_attrs(const cfs_op *op, req_spec *r);
 
 /* ------------------------------------------------------- multipart (multipart.c) */
 
-/* The PUT's own requests of a multipart upload, and UploadPart for a part. 0, or -1 (out
- * of memory, or no request at this step). */
+/* The PUT's (or COPY's) own requests of a multipart upload, and UploadPart for a part. 0,
+ * or -1 (out of memory, or no request at this step). */
 int s3_spec_multipart(s3_backend *s, cfs_op *op, s3_state *st, req_spec *r);
 int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r);
 /* x-amz-copy-source of a COPY: "/bucket/key" of op->source in its store, URL-encoded.
