@@ -82,7 +82,8 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
     def transfer_to(self, dest: "_Store", keys: "Any" = None, prefix: str = "",
                     reencode: "str | bool | None" = None, *, window: "int | None" = None,
                     server_side: "bool | None" = None,
-                    progress: "Callable[[int, int], Any] | None" = None) -> "dict[str, int]":
+                    progress: "Callable[[int, int], Any] | None" = None,
+                    attributes: bool = True) -> "dict[str, int]":
         """Copy objects of this store to ``dest`` (any backend to any backend).
 
         ``keys``: None for every key starting with ``prefix``; else keys (the same key in
@@ -92,7 +93,11 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         otherwise streamed, many objects in flight, holding at most ``window`` bytes
         (default 256 MiB; an object larger than half of it is held whole). Objects keep
         their bytes as stored (and Content-Encoding) unless ``reencode`` asks for 'gzip', 'br',
-        'zstd' or False (none).
+        'zstd' or False (none), and their attributes: on the server as the service copies
+        them; streamed, read with one HEAD per object (alongside the reads) where ``dest``
+        stores them and this store has them (not file://): content type, cache control,
+        disposition, user metadata, and the storage class between stores of one service
+        (S3 to S3, GCS to GCS). ``attributes=False`` skips the HEADs (``dest``'s defaults).
         ``progress(objects, bytes)`` is called as groups complete.
 
         Returns ``{"objects": n, "bytes": n, "server_side": n}``; raises ``BatchError``
@@ -101,7 +106,7 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         from ._transfer import DEFAULT_WINDOW, transfer
         return transfer(self, dest, keys, prefix, reencode,
                         window=DEFAULT_WINDOW if window is None else window,
-                        server_side=server_side, progress=progress)
+                        server_side=server_side, progress=progress, attributes=attributes)
 
 
 def _rebuild(cls, url, options):

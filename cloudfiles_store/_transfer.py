@@ -16,15 +16,23 @@ one, and every wait releases the GIL):
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
 (``raw=True``), or decoded and encoded anew when ``reencode`` asks for another encoding.
+
+A streamed copy keeps the objects' attributes too (content type, cache control,
+disposition, user metadata; the storage class between stores of one service kind) where
+the destination stores them and the source has them (not file://): ``heads()`` of each
+group, on a helper thread while the group is read (``_AttrReader``: one HEAD per object),
+and each object written with its own (``_write_raw``: a ``setitems`` call per distinct set
+of attributes, several at once). ``attributes=False`` skips the HEADs.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 
-from .errors import BatchError, CloudFilesError, ProtocolError
+from .errors import BatchError, CloudFilesError, OptionError, ProtocolError
 
 # Bytes held at once by a streamed transfer, by default.
 DEFAULT_WINDOW = 256 << 20
@@ -108,15 +116,113 @@ def _read_large_raw(src, key: str, size: int, decode: bool = False) -> tuple[byt
     return data, encodings.pop()
 
 
-def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None) -> None:
+def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None,
+               attrs: dict | None = None) -> None:
     """Store each (key, bytes, content encoding) as it is (the bytes already encoded as
     the encoding says; ``raw=True``), or, with ``reencode``, the (decoded) bytes encoded
-    anew on the engine's workers: 'gzip', 'br', 'zstd', or False for none. Raises
+    anew on the engine's workers: 'gzip', 'br', 'zstd', or False for none; with ``attrs``
+    ({key: setitems' attribute keywords}), each with its own attributes. Raises
     BatchError naming the keys that failed, the rest stored."""
-    if reencode is None:
-        dest.setitems(((key, (value, enc)) for key, value, enc in items), raw=True)
+    def write(some, kwargs):
+        if reencode is None:
+            dest.setitems(((key, (value, enc)) for key, value, enc in some), raw=True, **kwargs)
+        else:
+            dest.setitems(((key, value) for key, value, _enc in some), compress=reencode, **kwargs)
+
+    if not attrs:
+        write(items, {})
+        return
+    # setitems takes attributes per call: one call per distinct set, several at once (each
+    # waits with the GIL released), so objects of attributes of their own still go in parallel
+    by_attrs: dict = {}
+    for item in items:
+        kwargs = attrs.get(item[0]) or {}
+        by_attrs.setdefault(_attrs_id(kwargs), (kwargs, []))[1].append(item)
+    errors: list[BaseException] = []
+
+    def write_group(kwargs, some):
+        try:
+            write(some, kwargs)
+        except BatchError as e:
+            errors.extend(e.errors)
+        except OptionError as e:  # attributes this destination refuses (a name, a length)
+            errors.extend(OptionError(f"{e}", operation="put", key=key, url=dest.url)
+                          for key, _v, _enc in some)
+
+    if len(by_attrs) == 1:
+        write_group(*next(iter(by_attrs.values())))
     else:
-        dest.setitems(((key, value) for key, value, _enc in items), compress=reencode)
+        with concurrent.futures.ThreadPoolExecutor(min(len(by_attrs), 16)) as pool:
+            for done in [pool.submit(write_group, kwargs, some) for kwargs, some in by_attrs.values()]:
+                done.result()
+    if errors:
+        raise BatchError(f"setitems: {len(errors)} of the keys failed; first: {errors[0]}",
+                         errors=errors, operation="setitems")
+
+
+def _attrs_id(kwargs: dict) -> tuple:
+    """A hashable form of setitems' attribute keywords (metadata is a dict)."""
+    return tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v)
+                        for k, v in kwargs.items()))
+
+
+# ------------------------------------------------------------- attributes
+
+
+def _service(store) -> str:
+    return (store.url or "").partition("://")[0]
+
+
+def _attr_fields(src, dest) -> tuple[str, ...]:
+    """The write attributes a streamed copy carries from src to dest: those dest stores and
+    src has; () when there are none (a file:// store on either side). The storage class
+    only between stores of one service kind: another service names its classes otherwise,
+    and its objects get the destination's default."""
+    have, take = src.capabilities, dest.capabilities
+    if "content_type" not in have or "content_type" not in take:
+        return ()
+    fields = ["content_type"]
+    if "object_attrs" in have and "object_attrs" in take:
+        fields += ["cache_control", "content_disposition", "metadata"]
+    if "storage_class" in have and "storage_class" in take and _service(src) == _service(dest):
+        fields.append("storage_class")
+    return tuple(fields)
+
+
+class _AttrReader:
+    """The attributes of a group's objects, read (``heads``: one HEAD each, in parallel)
+    on a helper thread while the caller's thread reads the group's bytes."""
+
+    def __init__(self, src, fields: tuple[str, ...]):
+        self.src = src
+        self.fields = fields
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cloudfiles-transfer-head")
+
+    def start(self, keys: list[str]) -> concurrent.futures.Future:
+        return self.pool.submit(self._read, keys)
+
+    def _read(self, keys: list[str]) -> tuple[dict, dict]:
+        """({key: setitems' attribute keywords} of the keys found, {key: error} of those
+        whose HEAD failed)."""
+        failed: dict = {}
+        while keys:
+            try:
+                infos = self.src.heads(keys)
+            except BatchError as e:
+                named = {getattr(x, "key", None): x for x in e.errors}
+                if not named.keys() & set(keys):  # no key named: each fails with the batch's error
+                    failed.update((k, CloudFilesError(f"head {k!r}: {e}", operation="head", key=k,
+                                                      url=self.src.url)) for k in keys)
+                    break
+                failed.update((k, x) for k, x in named.items() if k in keys)
+                keys = [k for k in keys if k not in failed]
+                continue
+            return {k: {n: v for n, v in info.write_kwargs().items() if n in self.fields}
+                    for k, info in infos.items()}, failed
+        return {}, failed
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------- transfers
@@ -163,7 +269,7 @@ def _groups(items: Iterable[tuple[str, str, int]], max_bytes: int, max_unknown: 
 
 
 def transfer(src, dest, keys=None, prefix: str = "", reencode=None, *, window: int = DEFAULT_WINDOW,
-             server_side: bool | None = None, progress=None) -> dict:
+             server_side: bool | None = None, progress=None, attributes: bool = True) -> dict:
     from ._core import Store
     if not isinstance(dest, Store):
         raise TypeError(f"transfer_to needs a CloudFilesStore to write to, not {type(dest).__name__}")
@@ -181,7 +287,8 @@ def transfer(src, dest, keys=None, prefix: str = "", reencode=None, *, window: i
                          + (" and reencode" if reencode is not None else ""))
     if server_side:
         return _server_side(src, dest, items, progress)
-    return _streamed(src, dest, items, window, progress, reencode)
+    return _streamed(src, dest, items, window, progress, reencode,
+                     _attr_fields(src, dest) if attributes else ())
 
 
 def _server_side(src, dest, items, progress) -> dict:
@@ -206,7 +313,7 @@ def _server_side(src, dest, items, progress) -> dict:
     return _finish(done, errors, src, dest)
 
 
-def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
+def _streamed(src, dest, items, window: int, progress, reencode=None, attr_fields=()) -> dict:
     done = {"objects": 0, "bytes": 0, "server_side": 0, "failed": []}
     errors: list[BaseException] = []
     half = max(1, window // 2)
@@ -228,7 +335,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
                 g = groups.get()
                 if g is None or stop.is_set():
                     return
-                got, missing, errs = g
+                got, missing, errs, attrs = g
                 g = None
                 errors.extend(errs)
                 done["failed"].extend(getattr(e, "key", None) for e in errs)
@@ -237,7 +344,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
                     done["failed"].append(key)
                 failed_dest = set()
                 try:
-                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got], reencode)
+                    _write_raw(dest, [(d, v, enc) for d, v, enc, _s in got], reencode, attrs)
                 except BatchError as e:
                     errors.extend(e.errors)
                     failed_dest = {getattr(x, "key", None) for x in e.errors}
@@ -260,6 +367,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
 
     writer = threading.Thread(target=write_all, name="cloudfiles-transfer-write", daemon=True)
     writer.start()
+    attr_reader = _AttrReader(src, attr_fields) if attr_fields else None
     try:
         for group in _groups(items, half, unknown):
             while not slots.acquire(timeout=0.2):
@@ -274,6 +382,7 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
                 if size >= LARGE_OBJECT and ranged:
                     large[s] = size
             got, missing, errs = [], [], []
+            heads = attr_reader.start(list(dests)) if attr_reader else None
             try:
                 for key, value, enc in _read_raw(src, [k for k in dests if k not in large],
                                                  decode=reencode is not None):
@@ -297,7 +406,8 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
                     continue
                 got.extend((d, value, enc, key) for d in dests[key])
                 value = None
-            groups.put((got, missing, errs))
+            attrs = _with_attrs(heads, got, missing, errs) if heads else None
+            groups.put((got, missing, errs, attrs))
             got = None
     except BaseException:
         stop.set()  # the group being written completes; the queued ones are dropped
@@ -305,9 +415,24 @@ def _streamed(src, dest, items, window: int, progress, reencode=None) -> dict:
     finally:
         groups.put(None)
         writer.join()
+        if attr_reader:
+            attr_reader.close()
     if writer_error:
         raise writer_error[0]
     return _finish(done, errors, src, dest)
+
+
+def _with_attrs(heads: concurrent.futures.Future, got: list, missing: list, errs: list) -> dict:
+    """{destination key: attribute keywords} of a group read, from its HEADs; an object
+    whose HEAD failed is taken out of ``got`` and its error added to ``errs`` (unless its
+    read failed too). One found by its read and not by its HEAD (put there in between) is
+    written with the destination's defaults."""
+    by_source, head_failed = heads.result()
+    if head_failed:
+        read_failed = set(missing) | {getattr(e, "key", None) for e in errs}
+        errs.extend(e for k, e in head_failed.items() if k not in read_failed)
+        got[:] = [g for g in got if g[3] not in head_failed]
+    return {d: by_source[s] for d, _v, _enc, s in got if s in by_source}
 
 
 def _finish(done: dict, errors: list, src, dest) -> dict:

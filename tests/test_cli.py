@@ -791,3 +791,36 @@ def test_a_config_others_can_read_holding_secrets_is_warned_of(moto_server, tmp_
     # no secrets in it: no warning
     _config(conf, "[profile.c]\nconcurrency = 3\n", mode=0o644)
     assert ok("ls", str(tmp_path), "--profile", "c").stderr == b""
+
+
+def test_cp_between_endpoints_keeps_attributes(moto_server, gcs_server):
+    """`cp -r` from S3 to GCS (streamed): the objects keep their content type, cache
+    control, disposition and metadata, read with a HEAD each."""
+    import urllib.parse
+    import urllib.request
+
+    from cloudfiles_store import CloudFilesStore
+    from conftest import GCS_BUCKET
+    unique = uuid.uuid4().hex
+    src = CloudFilesStore(moto_server.url(unique), **moto_server.store_options())
+    attrs = dict(content_type="text/csv; charset=utf-8", cache_control="public, max-age=60",
+                 content_disposition='attachment; filename="t.csv"', metadata={"owner": "alice"})
+    src.put("t/a.csv", b"a,b\n", **attrs)
+    src.put("t/b.bin", b"\0" * 10, content_type="application/x-other", metadata={"n": "2"})
+    src_opts = [a for k, v in moto_server.store_options().items() for a in ("--src-opt", f"{k}={v}")]
+    ok("cp", "-r", "-q", f"{moto_server.url(unique)}/t/", f"gs://{GCS_BUCKET}/{unique}/",
+       *src_opts, "--dst-opt", f"endpoint_url={gcs_server.url}")
+
+    def gcs_object(key):
+        name = urllib.parse.quote(f"{unique}/{key}", safe="")
+        with urllib.request.urlopen(f"{gcs_server.url}/storage/v1/b/{GCS_BUCKET}/o/{name}",
+                                    timeout=10) as r:
+            return json.load(r)
+
+    a = gcs_object("a.csv")
+    assert a["contentType"] == attrs["content_type"]
+    assert a.get("cacheControl") == attrs["cache_control"]
+    assert a.get("contentDisposition") == attrs["content_disposition"]
+    assert a["metadata"] == {"owner": "alice"}
+    b = gcs_object("b.bin")
+    assert b["contentType"] == "application/x-other" and b["metadata"] == {"n": "2"}

@@ -151,8 +151,8 @@ def test_memory_bounded(tmp_path, monkeypatch):
             held["max"] = max(held["max"], held["now"])
             yield key, value, enc
 
-    def counting_write(store, items, reencode=None):
-        write_raw(store, items, reencode)
+    def counting_write(store, items, reencode=None, attrs=None):
+        write_raw(store, items, reencode, attrs)
         held["now"] -= sum(len(v) for _k, v, _e in items)
 
     monkeypatch.setattr(_transfer, "_read_raw", counting_read)
@@ -347,3 +347,152 @@ def test_s3_multipart_copy_source_changed(moto_server):
     (err,) = e.value.errors
     assert "changed since" in str(err) and "6291456 bytes" in str(err), err
     assert "k" not in dest
+
+
+# ------------------------------------------------- streamed copies keep the attributes
+
+# objects of three sets of attributes (and one with none given): each written with its own
+_ATTRS = {
+    "a/t.csv": dict(content_type="text/csv; charset=utf-8", cache_control="public, max-age=60",
+                    content_disposition='attachment; filename="t.csv"',
+                    metadata={"Owner": "alice", "run-id": "42"}),
+    "a/u.csv": dict(content_type="text/csv; charset=utf-8", cache_control="public, max-age=60",
+                    content_disposition='attachment; filename="t.csv"',
+                    metadata={"Owner": "alice", "run-id": "42"}),
+    "b/img": dict(content_type="image/x-test", cache_control="no-store",
+                  content_disposition="inline", metadata={"owner": "bob"}),
+    "c/plain.json": {},
+}
+
+
+def _write_sources(src, storage_class=None):
+    for key, attrs in _ATTRS.items():
+        extra = {"storage_class": storage_class} if storage_class and attrs else {}
+        src.put(key, key.encode() * 500, compress="gzip", **attrs, **extra)
+
+
+def _s3_head(moto_server, store, key):
+    return moto_server.client().head_object(Bucket=moto_server.bucket,
+                                            Key=f"{store.url.split('/', 3)[3]}/{key}")
+
+
+def _gcs_head(gcs_server, store, key):
+    import json
+    import urllib.parse
+    import urllib.request
+    name = f"{store.url.split('/', 3)[3]}/{key}"
+    url = f"{gcs_server.url}/storage/v1/b/{GCS_BUCKET}/o/{urllib.parse.quote(name, safe='')}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def _check_s3_dest(moto_server, dest, storage_class="STANDARD"):
+    for key, attrs in _ATTRS.items():
+        h = _s3_head(moto_server, dest, key)
+        assert h["ContentEncoding"] == "gzip", key
+        assert dest[key] == key.encode() * 500
+        if not attrs:
+            assert h["ContentType"] == "application/json"  # guessed at the source, kept
+            assert "CacheControl" not in h and h["Metadata"] == {}
+            continue
+        assert h["ContentType"] == attrs["content_type"], key
+        assert h["CacheControl"] == attrs["cache_control"], key
+        assert h["ContentDisposition"] == attrs["content_disposition"], key
+        assert h["Metadata"] == {k.lower(): v for k, v in attrs["metadata"].items()}, key
+        assert h.get("StorageClass", "STANDARD") == storage_class, key
+
+
+def test_s3_to_gcs_keeps_attributes(moto_server, gcs_server):
+    src = _s3(moto_server)
+    _write_sources(src, storage_class="STANDARD_IA")
+    dest = _gcs(gcs_server)
+    assert src.transfer_to(dest) == {"objects": 4, "bytes": sum(src.head(k).size for k in _ATTRS),
+                                     "server_side": 0}
+    for key, attrs in _ATTRS.items():
+        o = _gcs_head(gcs_server, dest, key)
+        assert o.get("contentEncoding") == "gzip", key
+        assert dest[key] == key.encode() * 500
+        # an S3 storage class means nothing to GCS: the bucket's default
+        assert o["storageClass"] == "STANDARD", key
+        if not attrs:
+            assert o["contentType"] == "application/json" and not o.get("metadata")
+            continue
+        assert o["contentType"] == attrs["content_type"], key
+        assert o.get("cacheControl") == attrs["cache_control"], key
+        assert o.get("contentDisposition") == attrs["content_disposition"], key
+        assert o["metadata"] == {k.lower(): v for k, v in attrs["metadata"].items()}, key
+
+
+def test_gcs_to_s3_keeps_attributes(moto_server, gcs_server):
+    src = _gcs(gcs_server)
+    _write_sources(src, storage_class="NEARLINE")
+    dest = _s3(moto_server)
+    assert src.transfer_to(dest)["objects"] == 4
+    _check_s3_dest(moto_server, dest)  # NEARLINE is GCS's: S3's default
+
+
+def test_mem_to_s3_keeps_attributes(moto_server):
+    src = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
+    _write_sources(src)
+    dest = _s3(moto_server)
+    assert src.transfer_to(dest)["objects"] == 4
+    _check_s3_dest(moto_server, dest)
+
+
+def test_s3_to_other_s3_keeps_attributes_and_storage_class(moto_server):
+    """Another account (other keys: streamed) of the same service kind: the storage class
+    is kept too."""
+    src = _s3(moto_server)
+    _write_sources(src, storage_class="STANDARD_IA")
+    dest = _s3(moto_server, access_key_id="other")
+    assert not _transfer.server_side_possible(src, dest)
+    assert src.transfer_to(dest)["server_side"] == 0
+    _check_s3_dest(moto_server, dest, storage_class="STANDARD_IA")
+
+
+def _heads_of(moto_server, store):
+    prefix = store.url.split("/", 3)[3]
+    return [ln for ln in moto_server.log().splitlines()
+            if re.search(rf'"HEAD /{moto_server.bucket}/{re.escape(prefix)}/\S+ HTTP', ln)]
+
+
+def test_attributes_false_skips_the_heads(moto_server, gcs_server):
+    src = _s3(moto_server)
+    _write_sources(src)
+    dest = _gcs(gcs_server)
+    assert src.transfer_to(dest, attributes=False)["objects"] == 4
+    assert _heads_of(moto_server, src) == []
+    o = _gcs_head(gcs_server, dest, "b/img")
+    assert o["contentType"] == "application/octet-stream" and not o.get("metadata")
+    assert o.get("contentEncoding") == "gzip"  # the bytes as stored: always kept
+    src.transfer_to(dest)
+    assert len(_heads_of(moto_server, src)) == 4  # one HEAD an object
+    assert _gcs_head(gcs_server, dest, "b/img")["contentType"] == "image/x-test"
+
+
+def test_file_destination_takes_no_attributes(moto_server, tmp_path):
+    """file:// stores bytes only: no HEADs, and the copy works as before."""
+    src = _s3(moto_server)
+    _write_sources(src)
+    dest = CloudFilesStore(f"file://{tmp_path}/dst")
+    assert src.transfer_to(dest)["objects"] == 4
+    assert _heads_of(moto_server, src) == []
+    assert dest.getitems(list(_ATTRS)) == {k: k.encode() * 500 for k in _ATTRS}
+    assert dest.get_raw("b/img")[1] == "gzip"
+
+
+def test_attributes_the_destination_refuses_fail_that_object(moto_server):
+    """Attributes the destination cannot store (here: the source's metadata with the
+    destination store's own, over S3's 2 KiB): that object fails, naming it; the rest are
+    copied."""
+    src = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
+    src.put("ok", b"1", metadata={"fine": "yes"})
+    src.put("bad", b"2", metadata={"big": "y" * 1000, "bigger": "z" * 990})
+    dest = _s3(moto_server, metadata={"team": "t" * 100})
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest)
+    assert e.value.failed == ["bad"]
+    (err,) = e.value.errors
+    assert err.key == "bad" and err.url == dest.url and "metadata" in str(err)
+    assert dest["ok"] == b"1" and "bad" not in dest
+    assert dict(dest.head("ok").metadata) == {"fine": "yes", "team": "t" * 100}
