@@ -496,3 +496,40 @@ def test_attributes_the_destination_refuses_fail_that_object(moto_server):
     assert err.key == "bad" and err.url == dest.url and "metadata" in str(err)
     assert dest["ok"] == b"1" and "bad" not in dest
     assert dict(dest.head("ok").metadata) == {"fine": "yes", "team": "t" * 100}
+
+
+def test_http_source_gives_its_content_type():
+    """An http:// source has a content type only (whatever else its HEAD says: an http
+    store keeps no other attribute): kept under another name, where the destination would
+    guess another."""
+    import http.server
+    import threading
+
+    from test_metadata import _KeepsHeaders
+
+    class Serves(_KeepsHeaders):  # answers HEAD with Cache-Control and Content-Disposition
+        objects = {}
+
+        def do_GET(self):
+            body, ctype = self.objects[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", ctype)
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serves)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        src = CloudFilesStore(f"http://127.0.0.1:{srv.server_address[1]}/root")
+        src.put("a.csv", b"1,2", content_type="text/csv; header=present")
+        src["b.json"] = b"{}"
+        dest = CloudFilesStore(f"mem://{uuid.uuid4().hex}")
+        assert src.transfer_to(dest, keys={"a.csv": "x/a", "b.json": "x/b"})["objects"] == 2
+        a = dest.head("x/a")
+        assert a.content_type == "text/csv; header=present" and dest["x/a"] == b"1,2"
+        assert a.cache_control is None and a.content_disposition is None
+        assert dest.head("x/b").content_type == "application/json"
+    finally:
+        srv.shutdown()
+        srv.server_close()
