@@ -4,7 +4,7 @@
  *
  *   cc -O2 -Wall -Wextra -o delayproxy delayproxy.c
  *   delayproxy --target 127.0.0.1:8080 [--port 0] [--delay-ms 20] [--jitter-ms 0]
- *              [--max-conns 4096] [--max-buffer 1048576] [--seed N]
+ *              [--max-conns 4096] [--max-buffer 1048576] [--seed N] [--splice 1]
  *
  * Prints "PORT <n>" on stdout once listening on 127.0.0.1:<n>. Each accepted connection
  * gets its own connection to the target (which must be a 127.0.0.0/8 address). What is read
@@ -15,8 +15,14 @@
  *
  * One thread, epoll, a timer wheel of 1 ms slots. Bounded memory: at most max-buffer bytes
  * held per direction (reading from that side stops until they are written), at most
- * max-conns connections (more are accepted and closed at once). With delay 0 bytes are
- * written through at once (what is not written is held like delayed bytes).
+ * max-conns connections (more are accepted and closed at once).
+ *
+ * With delay and jitter 0 (the "is the proxy the bottleneck" check) bytes go through at once
+ * by splice(): socket -> pipe -> other socket, never copied into user space, one splice
+ * each way per message. Reading a side stops while bytes wait in its pipe (the other socket
+ * is full); a direction takes a pipe from a small pool only while it forwards, so idle
+ * connections hold no pipe. --splice 0 uses the copy path (recv + send) instead. With a
+ * delay, or where no pipe can be had, bytes are copied and queued with their release time.
  * SIGTERM/SIGINT stop it. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +42,8 @@
 
 #define WHEEL 1024     /* slots of 1 ms */
 #define READ_SIZE 65536
+#define PIPE_SIZE (256 * 1024) /* asked for each splice pipe (F_SETPIPE_SZ) */
+#define PIPE_POOL 256          /* empty pipes kept for reuse */
 
 typedef struct chunk {
     struct chunk *next;
@@ -50,7 +58,8 @@ typedef struct dir {              /* bytes flowing from one socket to the other 
     struct conn *c;
     int from, to;                 /* indexes into c->fd: 0 client, 1 upstream */
     chunk *head, *tail;
-    size_t held;                  /* bytes queued */
+    size_t held;                  /* bytes queued (in chunks, or in the pipe) */
+    int pipe[2];                  /* splice path: bytes read, not yet written (-1: none) */
     uint64_t last_due;            /* release times never go back */
     int eof;                      /* the source sent FIN */
     int shut;                     /* FIN passed on */
@@ -72,6 +81,7 @@ typedef struct conn {
     dir d[2];                     /* d[0]: client -> upstream, d[1]: upstream -> client */
     end ends[2];
     struct conn *next_dead;
+    struct conn *prev, *next; /* the live connections (freed at exit) */
 } conn;
 
 static uint64_t g_delay_ms, g_jitter_ms;
@@ -80,9 +90,11 @@ static int g_max_conns = 4096, g_nconns;
 static int g_ep;
 static dir *g_wheel[WHEEL];
 static uint64_t g_wheel_now;      /* slots up to this time were processed */
-static conn *g_dead;
+static conn *g_dead, *g_live;
 static volatile sig_atomic_t g_stop;
 static uint64_t g_rng = 88172645463325252ULL;
+static int g_splice = 1;          /* with delay and jitter 0: splice() through a pipe */
+static int g_pool[PIPE_POOL][2], g_npool;
 
 static uint64_t now_ms(void)
 {
@@ -142,6 +154,41 @@ static void wheel_add(dir *d, uint64_t due)
     d->in_wheel = 1;
 }
 
+/* ---------- pipes for the zero-delay path: a direction holds one only while bytes wait in it */
+
+static int pipe_get(dir *d)
+{
+    if (d->pipe[0] >= 0)
+        return 0;
+    if (g_npool) {
+        g_npool--;
+        d->pipe[0] = g_pool[g_npool][0];
+        d->pipe[1] = g_pool[g_npool][1];
+        return 0;
+    }
+    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        d->pipe[0] = d->pipe[1] = -1;
+        return -1;
+    }
+    fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE); /* a hint: the default 64 KiB also works */
+    return 0;
+}
+
+static void pipe_put(dir *d)
+{
+    if (d->pipe[0] < 0)
+        return;
+    if (d->held == 0 && g_npool < PIPE_POOL) { /* only an empty pipe goes back */
+        g_pool[g_npool][0] = d->pipe[0];
+        g_pool[g_npool][1] = d->pipe[1];
+        g_npool++;
+    } else {
+        close(d->pipe[0]);
+        close(d->pipe[1]);
+    }
+    d->pipe[0] = d->pipe[1] = -1;
+}
+
 /* ---------- connections */
 
 static void update_mask(conn *c, int side)
@@ -151,10 +198,15 @@ static void update_mask(conn *c, int side)
     unsigned m = 0;
     dir *in = &c->d[side];       /* reads from this side */
     dir *out = &c->d[1 - side];  /* writes to this side */
-    if (!in->eof && in->held < g_max_buffer && (side == 0 || c->connected))
+    /* a pipe is read into only when empty: splice() can refuse more before held reaches
+     * max-buffer (the pipe has slots, not bytes), and epoll would then wake us for nothing */
+    if (!in->eof && (in->pipe[0] >= 0 ? in->held == 0 : in->held < g_max_buffer) &&
+        (side == 0 || c->connected))
         m |= EPOLLIN;
     if (side == 1 && !c->connected)
         m |= EPOLLOUT; /* connect completion */
+    else if (out->pipe[0] >= 0 && out->held)
+        m |= EPOLLOUT; /* piped bytes wait for room in the socket */
     else if (out->head && out->head->due_ms <= now_ms())
         m |= EPOLLOUT; /* a due chunk waits for room in the socket */
     if (m == c->mask[side])
@@ -176,6 +228,7 @@ static void conn_kill(conn *c)
             free(k);
         }
         c->d[i].head = c->d[i].tail = NULL;
+        pipe_put(&c->d[i]); /* closed if bytes are left in it */
         c->d[i].held = 0;
         if (c->fd[i] >= 0) {
             epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd[i], NULL);
@@ -184,6 +237,12 @@ static void conn_kill(conn *c)
         }
     }
     g_nconns--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g_live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     c->next_dead = g_dead; /* freed after this round of events */
     g_dead = c;
 }
@@ -192,7 +251,7 @@ static void maybe_finish(conn *c)
 {
     for (int i = 0; i < 2; i++) {
         dir *d = &c->d[i];
-        if (d->eof && !d->head && !d->shut && c->connected) {
+        if (d->eof && !d->held && !d->shut && c->connected) {
             shutdown(c->fd[d->to], SHUT_WR);
             d->shut = 1;
         }
@@ -207,6 +266,27 @@ static int flush(dir *d)
     conn *c = d->c;
     if (!c->connected && d->to == 1)
         return 0;
+    if (d->pipe[0] >= 0) { /* zero-delay path: what waits in the pipe */
+        while (d->held) {
+            ssize_t n = splice(d->pipe[0], NULL, c->fd[d->to], NULL, d->held,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno != EAGAIN) {
+                conn_kill(c);
+                return -1;
+            }
+            if (n <= 0)
+                break;
+            d->held -= (size_t)n;
+        }
+        if (!d->held)
+            pipe_put(d);
+        update_mask(c, d->to);
+        update_mask(c, d->from);
+        maybe_finish(c);
+        return c->dead ? -1 : 0;
+    }
     uint64_t now = now_ms();
     while (d->head && d->head->due_ms <= now) {
         chunk *k = d->head;
@@ -238,10 +318,67 @@ static int flush(dir *d)
     return c->dead ? -1 : 0;
 }
 
+/* Zero delay: splice what side `side` sent into a pipe and on to the other side, without
+ * copying it through user space. Reads stop while bytes wait in the pipe. 0, or -1 if
+ * the copy path must take this read (no pipe to be had). */
+static int splice_readable(conn *c, int side)
+{
+    dir *d = &c->d[side];
+    if (d->held)
+        return 0; /* an event from before the pipe filled */
+    if (pipe_get(d) < 0)
+        return -1;
+    int can_write = c->connected || d->to == 0;
+    while (!c->dead && !d->eof && !d->held) {
+        size_t want = g_max_buffer < PIPE_SIZE ? g_max_buffer : PIPE_SIZE;
+        ssize_t n =
+            splice(c->fd[side], NULL, d->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                conn_kill(c);
+            break;
+        }
+        if (n == 0) {
+            d->eof = 1;
+            break;
+        }
+        d->held = (size_t)n;
+        if (!can_write)
+            break;
+        while (d->held) {
+            ssize_t w = splice(d->pipe[0], NULL, c->fd[d->to], NULL, d->held,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno != EAGAIN) {
+                conn_kill(c);
+                return 0;
+            }
+            if (w <= 0)
+                break; /* the socket is full: EPOLLOUT, and no reads meanwhile */
+            d->held -= (size_t)w;
+        }
+        if ((size_t)n < want)
+            break; /* most likely drained; level-triggered epoll tells us if not */
+    }
+    if (c->dead)
+        return 0;
+    if (!d->held)
+        pipe_put(d);
+    update_mask(c, side);
+    update_mask(c, d->to);
+    maybe_finish(c);
+    return 0;
+}
+
 /* Read what side `side` sent; queue it (or pass it on at once with no delay). */
 static void on_readable(conn *c, int side)
 {
     dir *d = &c->d[side];
+    if (g_splice && (d->pipe[0] >= 0 || !d->head) && splice_readable(c, side) == 0)
+        return;
     char buf[READ_SIZE];
     while (!c->dead && !d->eof && d->held < g_max_buffer) {
         size_t want = g_max_buffer - d->held < sizeof buf ? g_max_buffer - d->held : sizeof buf;
@@ -257,6 +394,7 @@ static void on_readable(conn *c, int side)
             d->eof = 1;
             break;
         }
+        int drained = (size_t)n < want; /* most likely; level-triggered epoll tells us if not */
         size_t off = 0;
         uint64_t now = now_ms();
         uint64_t due = now + g_delay_ms + (g_jitter_ms ? rnd() % (g_jitter_ms + 1) : 0);
@@ -270,8 +408,11 @@ static void on_readable(conn *c, int side)
                 break;
             }
             off = w > 0 ? (size_t)w : 0;
-            if (off == (size_t)n)
+            if (off == (size_t)n) {
+                if (drained)
+                    break;
                 continue;
+            }
         }
         chunk *k = malloc(sizeof *k + ((size_t)n - off));
         if (!k) {
@@ -291,6 +432,8 @@ static void on_readable(conn *c, int side)
         d->held += k->len;
         if (k == d->head && due > now)
             wheel_add(d, due);
+        if (drained)
+            break;
     }
     if (c->dead)
         return;
@@ -346,6 +489,7 @@ static void on_accept(int lfd)
         c->fd[1] = ufd;
         for (int i = 0; i < 2; i++) {
             c->d[i].c = c;
+            c->d[i].pipe[0] = c->d[i].pipe[1] = -1;
             c->d[i].from = i;
             c->d[i].to = 1 - i;
             c->ends[i].c = c;
@@ -356,7 +500,8 @@ static void on_accept(int lfd)
         if (r == 0)
             c->connected = 1;
         struct epoll_event ev0 = { .events = EPOLLIN, .data.ptr = &c->ends[0] };
-        struct epoll_event ev1 = { .events = c->connected ? EPOLLIN : EPOLLOUT, .data.ptr = &c->ends[1] };
+        struct epoll_event ev1 = { .events = c->connected ? EPOLLIN : EPOLLOUT,
+                                   .data.ptr = &c->ends[1] };
         if ((r < 0 && errno != EINPROGRESS) || epoll_ctl(g_ep, EPOLL_CTL_ADD, cfd, &ev0) < 0) {
             close(cfd);
             close(ufd);
@@ -374,6 +519,10 @@ static void on_accept(int lfd)
             continue;
         }
         c->mask[1] = ev1.events;
+        c->next = g_live;
+        if (g_live)
+            g_live->prev = c;
+        g_live = c;
     }
 }
 
@@ -410,10 +559,20 @@ static int next_timeout(void)
     return -1;
 }
 
+static void free_dead(void)
+{
+    while (g_dead) {
+        conn *c = g_dead;
+        g_dead = c->next_dead;
+        free(c);
+    }
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: delayproxy --target 127.0.0.1:PORT [--port 0] [--delay-ms N] [--jitter-ms N]\n"
-                    "                  [--max-conns N] [--max-buffer BYTES] [--seed N]\n");
+    fprintf(stderr,
+            "usage: delayproxy --target 127.0.0.1:PORT [--port 0] [--delay-ms N] [--jitter-ms N]\n"
+            "                  [--max-conns N] [--max-buffer BYTES] [--seed N] [--splice 0|1]\n");
     exit(2);
 }
 
@@ -445,11 +604,15 @@ int main(int argc, char **argv)
             g_max_buffer = (size_t)n;
         else if (strcmp(k, "--seed") == 0)
             g_rng = n ? n : 1;
+        else if (strcmp(k, "--splice") == 0 && n <= 1)
+            g_splice = (int)n;
         else
             usage();
     }
     if (!target)
         usage();
+    if (g_delay_ms || g_jitter_ms)
+        g_splice = 0; /* held bytes need timestamps: the chunk queues */
     char host[64];
     const char *colon = strrchr(target, ':');
     if (!colon || (size_t)(colon - target) >= sizeof host)
@@ -473,7 +636,8 @@ int main(int argc, char **argv)
 
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
-    struct sockaddr_in la = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in la = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof la;
     if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
@@ -515,11 +679,16 @@ int main(int argc, char **argv)
                 on_readable(c, en->side);
         }
         run_wheel();
-        while (g_dead) {
-            conn *c = g_dead;
-            g_dead = c->next_dead;
-            free(c);
-        }
+        free_dead();
     }
+    while (g_live) /* stopped: close everything, so leak checkers see a clean exit */
+        conn_kill(g_live);
+    free_dead();
+    while (g_npool--) {
+        close(g_pool[g_npool][0]);
+        close(g_pool[g_npool][1]);
+    }
+    close(g_ep);
+    close(lfd);
     return 0;
 }

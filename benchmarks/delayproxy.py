@@ -8,6 +8,7 @@
 
 Built with the system cc into benchmarks/results/ (gitignored) when the source is newer.
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -18,11 +19,16 @@ BIN = os.path.join(HERE, "results", "delayproxy")
 
 
 def build():
-    if not os.path.exists(BIN) or os.path.getmtime(BIN) < os.path.getmtime(SRC):
-        os.makedirs(os.path.dirname(BIN), exist_ok=True)
-        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-o", BIN + ".tmp", SRC], check=True)
-        os.replace(BIN + ".tmp", BIN)
-    return BIN
+    """The binary, rebuilt when the source is newer. DELAYPROXY_CFLAGS adds flags (for example
+    "-fsanitize=address,undefined -g"); such a build goes to its own file."""
+    extra = os.environ.get("DELAYPROXY_CFLAGS", "").split()
+    binary = BIN + ("-" + hashlib.sha1(" ".join(extra).encode()).hexdigest()[:8] if extra else "")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(SRC):
+        os.makedirs(os.path.dirname(binary), exist_ok=True)
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", *extra, "-o", binary + ".tmp", SRC],
+                       check=True)
+        os.replace(binary + ".tmp", binary)
+    return binary
 
 
 class DelayProxy:
@@ -30,6 +36,7 @@ class DelayProxy:
         self.target, self.delay_ms, self.jitter_ms, self.max_conns = target, delay_ms, jitter_ms, max_conns
         self.proc = None
         self.port = None
+        self.returncode = None
 
     def start(self):
         binary = build()
@@ -51,13 +58,17 @@ class DelayProxy:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Stop it; self.returncode is its exit status (0 after a clean SIGTERM; a sanitizer
+        build exits non-zero on a finding, leaks included)."""
+        if self.proc:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.returncode = self.proc.returncode
         self.proc = None
 
     def __enter__(self):
