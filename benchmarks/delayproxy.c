@@ -2,9 +2,9 @@
  * for a set time before passing it on: round-trip latency for benchmarks on a machine
  * without netem.
  *
- *   cc -O2 -Wall -Wextra -o delayproxy delayproxy.c
+ *   cc -O2 -Wall -Wextra -pthread -o delayproxy delayproxy.c
  *   delayproxy --target 127.0.0.1:8080 [--port 0] [--delay-ms 20] [--jitter-ms 0]
- *              [--max-conns 4096] [--max-buffer 1048576] [--seed N] [--splice 1]
+ *              [--max-conns 4096] [--max-buffer 1048576] [--seed N] [--splice 1] [--threads 1]
  *
  * Prints "PORT <n>" on stdout once listening on 127.0.0.1:<n>. Each accepted connection
  * gets its own connection to the target (which must be a 127.0.0.0/8 address). What is read
@@ -13,7 +13,10 @@
  * each connection is kept. A request and its response thus take 2 x delay-ms more (one
  * round trip), a TCP/TLS handshake as many round trips as it has.
  *
- * One thread, epoll, a timer wheel of 1 ms slots. Bounded memory: at most max-buffer bytes
+ * Each thread (--threads, default 1) runs its own loop: a listening socket of its own
+ * (SO_REUSEPORT spreads new connections over them), epoll, a timer wheel of 1 ms slots; a
+ * connection stays on the thread that accepted it. On 2 cores a second thread did not
+ * raise the zero-delay rate (benchmarks/NOTES.md). Bounded memory: at most max-buffer bytes
  * held per direction (reading from that side stops until they are written), at most
  * max-conns connections (more are accepted and closed at once).
  *
@@ -23,7 +26,7 @@
  * is full); a direction takes a pipe from a small pool only while it forwards, so idle
  * connections hold no pipe. --splice 0 uses the copy path (recv + send) instead. With a
  * delay, or where no pipe can be had, bytes are copied and queued with their release time.
- * SIGTERM/SIGINT stop it. */
+ * SIGTERM/SIGINT stop it: every loop closes its connections, and it exits 0. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +48,8 @@
 #define WHEEL 1024     /* slots of 1 ms */
 #define READ_SIZE 65536
 #define PIPE_SIZE (256 * 1024) /* asked for each splice pipe (F_SETPIPE_SZ) */
-#define PIPE_POOL 256          /* empty pipes kept for reuse */
+#define PIPE_POOL 256          /* empty pipes kept for reuse (per thread) */
+#define MAX_THREADS 64
 
 typedef struct chunk {
     struct chunk *next;
@@ -84,17 +90,20 @@ typedef struct conn {
     struct conn *prev, *next; /* the live connections (freed at exit) */
 } conn;
 
+/* set by main before the loops start, read-only after */
 static uint64_t g_delay_ms, g_jitter_ms;
 static size_t g_max_buffer = 1 << 20;
-static int g_max_conns = 4096, g_nconns;
-static int g_ep;
-static dir *g_wheel[WHEEL];
-static uint64_t g_wheel_now;      /* slots up to this time were processed */
-static conn *g_dead, *g_live;
-static volatile sig_atomic_t g_stop;
-static uint64_t g_rng = 88172645463325252ULL;
-static int g_splice = 1;          /* with delay and jitter 0: splice() through a pipe */
-static int g_pool[PIPE_POOL][2], g_npool;
+static int g_max_conns = 4096;
+static int g_splice = 1; /* with delay and jitter 0: splice() through a pipe */
+static int g_stopfd;     /* an eventfd in every loop's epoll: written once to stop them all */
+static int g_nconns;     /* over all loops (atomic) */
+/* each loop (thread) has its own */
+static __thread int g_ep;
+static __thread dir *g_wheel[WHEEL];
+static __thread uint64_t g_wheel_now; /* slots up to this time were processed */
+static __thread conn *g_dead, *g_live;
+static __thread uint64_t g_rng;
+static __thread int g_pool[PIPE_POOL][2], g_npool;
 
 static uint64_t now_ms(void)
 {
@@ -109,12 +118,6 @@ static uint64_t rnd(void)
     g_rng ^= g_rng >> 7;
     g_rng ^= g_rng << 17;
     return g_rng;
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
 }
 
 static int set_nonblock(int fd)
@@ -236,7 +239,7 @@ static void conn_kill(conn *c)
             c->fd[i] = -1;
         }
     }
-    g_nconns--;
+    __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -470,7 +473,8 @@ static void on_accept(int lfd)
         int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0)
             return; /* EAGAIN, or out of descriptors: tried again on the next event */
-        if (g_nconns >= g_max_conns) {
+        if (__atomic_add_fetch(&g_nconns, 1, __ATOMIC_RELAXED) > g_max_conns) {
+            __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
             close(cfd);
             continue;
         }
@@ -480,6 +484,7 @@ static void on_accept(int lfd)
             if (ufd >= 0)
                 close(ufd);
             close(cfd);
+            __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
             continue;
         }
         int one = 1;
@@ -495,7 +500,6 @@ static void on_accept(int lfd)
             c->ends[i].c = c;
             c->ends[i].side = i;
         }
-        g_nconns++;
         int r = connect(ufd, (struct sockaddr *)&g_target, sizeof g_target);
         if (r == 0)
             c->connected = 1;
@@ -506,7 +510,7 @@ static void on_accept(int lfd)
             close(cfd);
             close(ufd);
             free(c);
-            g_nconns--;
+            __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
             continue;
         }
         c->mask[0] = EPOLLIN;
@@ -515,7 +519,7 @@ static void on_accept(int lfd)
             close(cfd);
             close(ufd);
             free(c);
-            g_nconns--;
+            __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
             continue;
         }
         c->mask[1] = ev1.events;
@@ -568,104 +572,40 @@ static void free_dead(void)
     }
 }
 
-static void usage(void)
+typedef struct loop_arg {
+    int lfd;
+    uint64_t seed;
+} loop_arg;
+
+/* One event loop: its own listening socket (SO_REUSEPORT spreads new connections over the
+ * loops), epoll, wheel, connections and pipes. Runs until g_stopfd is written. */
+static void *run_loop(void *arg)
 {
-    fprintf(stderr,
-            "usage: delayproxy --target 127.0.0.1:PORT [--port 0] [--delay-ms N] [--jitter-ms N]\n"
-            "                  [--max-conns N] [--max-buffer BYTES] [--seed N] [--splice 0|1]\n");
-    exit(2);
-}
-
-int main(int argc, char **argv)
-{
-    int port = 0;
-    const char *target = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc)
-            usage();
-        const char *k = argv[i], *v = argv[++i];
-        char *e;
-        unsigned long long n = strtoull(v, &e, 10);
-        if (strcmp(k, "--target") == 0) {
-            target = v;
-            continue;
-        }
-        if (*e || e == v || n > 100000000ULL)
-            usage();
-        if (strcmp(k, "--port") == 0 && n < 65536)
-            port = (int)n;
-        else if (strcmp(k, "--delay-ms") == 0 && n <= 60000)
-            g_delay_ms = n;
-        else if (strcmp(k, "--jitter-ms") == 0 && n <= 60000)
-            g_jitter_ms = n;
-        else if (strcmp(k, "--max-conns") == 0 && n >= 1)
-            g_max_conns = (int)n;
-        else if (strcmp(k, "--max-buffer") == 0 && n >= 1024)
-            g_max_buffer = (size_t)n;
-        else if (strcmp(k, "--seed") == 0)
-            g_rng = n ? n : 1;
-        else if (strcmp(k, "--splice") == 0 && n <= 1)
-            g_splice = (int)n;
-        else
-            usage();
-    }
-    if (!target)
-        usage();
-    if (g_delay_ms || g_jitter_ms)
-        g_splice = 0; /* held bytes need timestamps: the chunk queues */
-    char host[64];
-    const char *colon = strrchr(target, ':');
-    if (!colon || (size_t)(colon - target) >= sizeof host)
-        usage();
-    memcpy(host, target, (size_t)(colon - target));
-    host[colon - target] = 0;
-    char *e;
-    unsigned long tport = strtoul(colon + 1, &e, 10);
-    g_target.sin_family = AF_INET;
-    if (*e || tport == 0 || tport > 65535 || inet_pton(AF_INET, host, &g_target.sin_addr) != 1 ||
-        (ntohl(g_target.sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "delayproxy: the target must be 127.x.x.x:PORT\n");
-        return 2;
-    }
-    g_target.sin_port = htons((uint16_t)tport);
-
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in la = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof la;
-    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(lfd, (struct sockaddr *)&la, sizeof la) < 0 || listen(lfd, 4096) < 0 ||
-        set_nonblock(lfd) < 0 || getsockname(lfd, (struct sockaddr *)&la, &alen) < 0) {
-        perror("delayproxy: listen");
-        return 1;
-    }
+    int lfd = ((loop_arg *)arg)->lfd;
+    g_rng = ((loop_arg *)arg)->seed;
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
-    if (g_ep < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &lev) < 0) {
+    struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &g_stopfd };
+    if (g_ep < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
+        epoll_ctl(g_ep, EPOLL_CTL_ADD, g_stopfd, &sev) < 0) {
         perror("delayproxy: epoll");
-        return 1;
+        exit(1);
     }
     g_wheel_now = now_ms();
-    printf("PORT %d\n", ntohs(la.sin_port));
-    fflush(stdout);
-
     struct epoll_event evs[256];
-    while (!g_stop) {
+    for (int stop = 0; !stop;) {
         int n = epoll_wait(g_ep, evs, 256, next_timeout());
         if (n < 0 && errno != EINTR) {
             perror("delayproxy: epoll_wait");
-            return 1;
+            exit(1);
         }
         for (int i = 0; i < n; i++) {
             if (!evs[i].data.ptr) {
                 on_accept(lfd);
+                continue;
+            }
+            if (evs[i].data.ptr == &g_stopfd) {
+                stop = 1;
                 continue;
             }
             end *en = evs[i].data.ptr;
@@ -690,5 +630,121 @@ int main(int argc, char **argv)
     }
     close(g_ep);
     close(lfd);
+    return NULL;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: delayproxy --target 127.0.0.1:PORT [--port 0] [--delay-ms N] [--jitter-ms N]\n"
+            "                  [--max-conns N] [--max-buffer BYTES] [--seed N] [--splice 0|1]\n"
+            "                  [--threads N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0, threads = 1;
+    uint64_t seed = 88172645463325252ULL;
+    const char *target = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        const char *k = argv[i], *v = argv[++i];
+        char *e;
+        unsigned long long n = strtoull(v, &e, 10);
+        if (strcmp(k, "--target") == 0) {
+            target = v;
+            continue;
+        }
+        if (*e || e == v || n > 100000000ULL)
+            usage();
+        if (strcmp(k, "--port") == 0 && n < 65536)
+            port = (int)n;
+        else if (strcmp(k, "--delay-ms") == 0 && n <= 60000)
+            g_delay_ms = n;
+        else if (strcmp(k, "--jitter-ms") == 0 && n <= 60000)
+            g_jitter_ms = n;
+        else if (strcmp(k, "--max-conns") == 0 && n >= 1)
+            g_max_conns = (int)n;
+        else if (strcmp(k, "--max-buffer") == 0 && n >= 1024)
+            g_max_buffer = (size_t)n;
+        else if (strcmp(k, "--seed") == 0)
+            seed = n ? n : 1;
+        else if (strcmp(k, "--splice") == 0 && n <= 1)
+            g_splice = (int)n;
+        else if (strcmp(k, "--threads") == 0 && n >= 1 && n <= MAX_THREADS)
+            threads = (int)n;
+        else
+            usage();
+    }
+    if (!target)
+        usage();
+    if (g_delay_ms || g_jitter_ms)
+        g_splice = 0; /* held bytes need timestamps: the chunk queues */
+    char host[64];
+    const char *colon = strrchr(target, ':');
+    if (!colon || (size_t)(colon - target) >= sizeof host)
+        usage();
+    memcpy(host, target, (size_t)(colon - target));
+    host[colon - target] = 0;
+    char *e;
+    unsigned long tport = strtoul(colon + 1, &e, 10);
+    g_target.sin_family = AF_INET;
+    if (*e || tport == 0 || tport > 65535 || inet_pton(AF_INET, host, &g_target.sin_addr) != 1 ||
+        (ntohl(g_target.sin_addr.s_addr) >> 24) != 127) {
+        fprintf(stderr, "delayproxy: the target must be 127.x.x.x:PORT\n");
+        return 2;
+    }
+    g_target.sin_port = htons((uint16_t)tport);
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t stopsigs; /* blocked in every thread; main waits for them with sigwait */
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGTERM);
+    sigaddset(&stopsigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
+    g_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (g_stopfd < 0) {
+        perror("delayproxy: eventfd");
+        return 1;
+    }
+
+    loop_arg args[MAX_THREADS];
+    struct sockaddr_in la = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    for (int t = 0; t < threads; t++) { /* the first binds (port 0: any), the others join it */
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        socklen_t alen = sizeof la;
+        if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            (threads > 1 && setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+            bind(lfd, (struct sockaddr *)&la, sizeof la) < 0 || listen(lfd, 4096) < 0 ||
+            set_nonblock(lfd) < 0 || getsockname(lfd, (struct sockaddr *)&la, &alen) < 0) {
+            perror("delayproxy: listen");
+            return 1;
+        }
+        args[t].lfd = lfd;
+        args[t].seed = t ? seed * 0x9E3779B97F4A7C15ULL + (uint64_t)t : seed; /* non-zero */
+        if (!args[t].seed)
+            args[t].seed = 1;
+    }
+    pthread_t tids[MAX_THREADS];
+    for (int t = 0; t < threads; t++)
+        if (pthread_create(&tids[t], NULL, run_loop, &args[t]) != 0) {
+            fprintf(stderr, "delayproxy: pthread_create failed\n");
+            return 1;
+        }
+    printf("PORT %d\n", ntohs(la.sin_port));
+    fflush(stdout);
+    int sig;
+    sigwait(&stopsigs, &sig);
+    uint64_t one64 = 1;
+    if (write(g_stopfd, &one64, sizeof one64) < 0)
+        perror("delayproxy: eventfd write");
+    for (int t = 0; t < threads; t++)
+        pthread_join(tids[t], NULL);
+    close(g_stopfd);
     return 0;
 }

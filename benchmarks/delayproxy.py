@@ -29,7 +29,7 @@ def build():
     binary = BIN + ("-" + hashlib.sha1(" ".join(extra).encode()).hexdigest()[:8] if extra else "")
     if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(SRC):
         os.makedirs(os.path.dirname(binary), exist_ok=True)
-        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", *extra, "-o", binary + ".tmp", SRC],
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-pthread", *extra, "-o", binary + ".tmp", SRC],
                        check=True)
         os.replace(binary + ".tmp", binary)
     return binary
@@ -90,7 +90,7 @@ def _median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def check(duration=3, conc=(64, 256), runs=3, schemes=("http", "https"), splice=True):
+def check(duration=3, conc=(64, 256), runs=3, schemes=("http", "https"), splice=True, threads=1):
     """Is the proxy the bottleneck? wrk's 64 KiB GET rate straight to nginx and through the
     proxy at 0 ms, http and https, alternating direct and via `runs` times; prints the
     medians, the median of the per-pair ratios, and the proxy's CPU per 1,000 requests."""
@@ -104,7 +104,8 @@ def check(duration=3, conc=(64, 256), runs=3, schemes=("http", "https"), splice=
     if not wrk_client.available():
         sys.exit("delayproxy --check: wrk is not installed")
     print(f"delayproxy --check: 64 KiB GETs, wrk -t2, {duration} s x {runs} runs per cell, proxy at 0 ms "
-          f"({'splice' if splice else 'copy'} path), {os.cpu_count()} cores, "
+          f"({'splice' if splice else 'copy'} path, {threads} thread{'s' if threads > 1 else ''}"
+          f"{', ' + os.environ['DELAYPROXY_BIN'] if os.environ.get('DELAYPROXY_BIN') else ''}), {os.cpu_count()} cores, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cfs-dp-") as d:
@@ -117,7 +118,7 @@ def check(duration=3, conc=(64, 256), runs=3, schemes=("http", "https"), splice=
         with NginxServer(root=d, tls=True) as srv:
             for scheme in schemes:
                 port = srv.port if scheme == "http" else srv.tls_port
-                with DelayProxy(f"127.0.0.1:{port}", 0, extra_args=["--splice", str(int(splice))]) as px:
+                with DelayProxy(f"127.0.0.1:{port}", 0, extra_args=([] if splice else ["--splice", "0"]) + (["--threads", threads] if threads != 1 else [])) as px:
                     for c in conc:
                         rd, rv, ratio, cpu_k, cores = [], [], [], [], []
                         for _ in range(runs):
@@ -159,11 +160,12 @@ def main(argv=None):
     ap.add_argument("--schemes", default="http,https", help="http, https or both (default)")
     ap.add_argument("--splice", type=int, choices=(0, 1), default=1,
                     help="1: the zero-delay splice() path (default); 0: the copy path, for comparison")
+    ap.add_argument("--threads", type=int, default=1, help="proxy event loops (default 1)")
     args = ap.parse_args(argv)
     if not args.check:
         ap.error("nothing to do: pass --check")
     check(duration=args.duration, conc=[int(x) for x in args.concurrency.split(",")], runs=args.runs,
-          schemes=args.schemes.split(","), splice=bool(args.splice))
+          schemes=args.schemes.split(","), splice=bool(args.splice), threads=args.threads)
 
 
 if __name__ == "__main__":

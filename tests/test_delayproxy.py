@@ -101,7 +101,8 @@ def test_no_delay_is_fast_and_intact(nginx_files, splice):
     assert dt_small < 1  # 50 round trips: nothing is held for a timer tick
 
 
-def test_many_connections_at_once_keep_their_bytes(nginx_files):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_connections_at_once_keep_their_bytes(nginx_files, threads):
     srv, body, small = nginx_files
     errors = []
 
@@ -114,12 +115,12 @@ def test_many_connections_at_once_keep_their_bytes(nginx_files):
             errors.append(repr(e))
 
     for delay in (0, 3):
-        with Proxy(f"127.0.0.1:{srv.port}", delay_ms=delay, extra_args=["--max-buffer", 65536]) as px:
-            threads = [threading.Thread(target=worker, args=(px.port, "/big" if i % 4 == 0 else "/small",
+        with Proxy(f"127.0.0.1:{srv.port}", delay_ms=delay, extra_args=["--max-buffer", 65536, "--threads", threads]) as px:
+            clients = [threading.Thread(target=worker, args=(px.port, "/big" if i % 4 == 0 else "/small",
                                                              body if i % 4 == 0 else small)) for i in range(24)]
-            for t in threads:
+            for t in clients:
                 t.start()
-            for t in threads:
+            for t in clients:
                 t.join(60)
     assert errors == []
 
@@ -131,9 +132,10 @@ def test_jitter_keeps_the_byte_order(nginx_files):
     assert all(b == body for b in bodies)
 
 
-def test_max_conns_closes_the_extra_connection(nginx_files):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_conns_closes_the_extra_connection(nginx_files, threads):
     srv, _, small = nginx_files
-    with Proxy(f"127.0.0.1:{srv.port}", delay_ms=0, max_conns=2) as px:
+    with Proxy(f"127.0.0.1:{srv.port}", delay_ms=0, max_conns=2, extra_args=["--threads", threads]) as px:
         held = [socket.create_connection(("127.0.0.1", px.port)) for _ in range(2)]
         time.sleep(0.2)  # let the proxy accept both
         extra = socket.create_connection(("127.0.0.1", px.port))
@@ -193,7 +195,7 @@ def test_only_a_loopback_target_is_accepted():
 
 def test_bad_options_are_refused():
     for args in (["--target", "127.0.0.1:80", "--splice", "2"], ["--target", "127.0.0.1:80", "--max-buffer", "10"],
-                 ["--target", "127.0.0.1:80", "--delay-ms"]):
+                 ["--target", "127.0.0.1:80", "--delay-ms"], ["--target", "127.0.0.1:80", "--threads", "0"]):
         p = subprocess.run([delayproxy.build(), *args], capture_output=True, text=True, timeout=10)
         assert p.returncode == 2 and "usage" in p.stderr, args
 
