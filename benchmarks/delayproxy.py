@@ -103,9 +103,10 @@ def check(duration=3, conc=(64, 256), runs=3, schemes=("http", "https"), splice=
 
     if not wrk_client.available():
         sys.exit("delayproxy --check: wrk is not installed")
+    what = f"binary {os.environ['DELAYPROXY_BIN']}" if os.environ.get("DELAYPROXY_BIN") else \
+        f"{'splice' if splice else 'copy'} path"
     print(f"delayproxy --check: 64 KiB GETs, wrk -t2, {duration} s x {runs} runs per cell, proxy at 0 ms "
-          f"({'splice' if splice else 'copy'} path, {threads} thread{'s' if threads > 1 else ''}"
-          f"{', ' + os.environ['DELAYPROXY_BIN'] if os.environ.get('DELAYPROXY_BIN') else ''}), {os.cpu_count()} cores, "
+          f"({what}, {threads} thread{'s' if threads > 1 else ''}), {os.cpu_count()} cores, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cfs-dp-") as d:

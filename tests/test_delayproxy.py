@@ -115,7 +115,8 @@ def test_many_connections_at_once_keep_their_bytes(nginx_files, threads):
             errors.append(repr(e))
 
     for delay in (0, 3):
-        with Proxy(f"127.0.0.1:{srv.port}", delay_ms=delay, extra_args=["--max-buffer", 65536, "--threads", threads]) as px:
+        opts = ["--max-buffer", 65536, "--threads", threads]
+        with Proxy(f"127.0.0.1:{srv.port}", delay_ms=delay, extra_args=opts) as px:
             clients = [threading.Thread(target=worker, args=(px.port, "/big" if i % 4 == 0 else "/small",
                                                              body if i % 4 == 0 else small)) for i in range(24)]
             for t in clients:
