@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +105,8 @@ static __thread uint64_t g_wheel_now; /* slots up to this time were processed */
 static __thread conn *g_dead, *g_live;
 static __thread uint64_t g_rng;
 static __thread int g_pool[PIPE_POOL][2], g_npool;
+static __thread chunk *g_spare; /* READ_SIZE bytes to read into (copy path) */
+static __thread int g_reserve = -1; /* a descriptor given up to refuse a connection at EMFILE */
 
 static uint64_t now_ms(void)
 {
@@ -382,9 +385,13 @@ static void on_readable(conn *c, int side)
     dir *d = &c->d[side];
     if (g_splice && (d->pipe[0] >= 0 || !d->head) && splice_readable(c, side) == 0)
         return;
-    char buf[READ_SIZE];
     while (!c->dead && !d->eof && d->held < g_max_buffer) {
-        size_t want = g_max_buffer - d->held < sizeof buf ? g_max_buffer - d->held : sizeof buf;
+        size_t want = g_max_buffer - d->held < READ_SIZE ? g_max_buffer - d->held : READ_SIZE;
+        if (!g_spare && !(g_spare = malloc(sizeof *g_spare + READ_SIZE))) {
+            conn_kill(c);
+            break;
+        }
+        char *buf = g_spare->data;
         ssize_t n = recv(c->fd[side], buf, want, 0);
         if (n < 0) {
             if (errno == EINTR)
@@ -417,22 +424,30 @@ static void on_readable(conn *c, int side)
                 continue;
             }
         }
-        chunk *k = malloc(sizeof *k + ((size_t)n - off));
-        if (!k) {
-            conn_kill(c);
-            break;
+        chunk *k;
+        if ((size_t)n - off >= READ_SIZE / 2) { /* queue the buffer itself: no copy */
+            k = g_spare;
+            g_spare = NULL;
+            k->len = (size_t)n;
+            k->off = off;
+        } else { /* a small remainder: copy it, keep the buffer */
+            k = malloc(sizeof *k + ((size_t)n - off));
+            if (!k) {
+                conn_kill(c);
+                break;
+            }
+            k->len = (size_t)n - off;
+            k->off = 0;
+            memcpy(k->data, buf + off, k->len);
         }
         k->next = NULL;
         k->due_ms = due;
-        k->len = (size_t)n - off;
-        k->off = 0;
-        memcpy(k->data, buf + off, k->len);
         if (d->tail)
             d->tail->next = k;
         else
             d->head = k;
         d->tail = k;
-        d->held += k->len;
+        d->held += k->len - k->off;
         if (k == d->head && due > now)
             wheel_add(d, due);
         if (drained)
@@ -471,8 +486,16 @@ static void on_accept(int lfd)
 {
     for (;;) {
         int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && g_reserve >= 0) {
+            close(g_reserve); /* out of descriptors: refuse it (like max-conns), or */
+            cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC); /* epoll would wake us for it forever */
+            if (cfd >= 0)
+                close(cfd);
+            g_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            continue;
+        }
         if (cfd < 0)
-            return; /* EAGAIN, or out of descriptors: tried again on the next event */
+            return; /* EAGAIN */
         if (__atomic_add_fetch(&g_nconns, 1, __ATOMIC_RELAXED) > g_max_conns) {
             __atomic_sub_fetch(&g_nconns, 1, __ATOMIC_RELAXED);
             close(cfd);
@@ -592,6 +615,7 @@ static void *run_loop(void *arg)
         exit(1);
     }
     g_wheel_now = now_ms();
+    g_reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
     struct epoll_event evs[256];
     for (int stop = 0; !stop;) {
         int n = epoll_wait(g_ep, evs, 256, next_timeout());
@@ -628,6 +652,10 @@ static void *run_loop(void *arg)
         close(g_pool[g_npool][0]);
         close(g_pool[g_npool][1]);
     }
+    free(g_spare);
+    g_spare = NULL;
+    if (g_reserve >= 0)
+        close(g_reserve);
     close(g_ep);
     close(lfd);
     return NULL;
@@ -699,6 +727,11 @@ int main(int argc, char **argv)
     g_target.sin_port = htons((uint16_t)tport);
 
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl; /* two descriptors a connection, and pipes while bytes pass */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     sigset_t stopsigs; /* blocked in every thread; main waits for them with sigwait */
     sigemptyset(&stopsigs);
     sigaddset(&stopsigs, SIGTERM);

@@ -212,3 +212,49 @@ def test_listens_on_loopback_only(nginx_files):
                 if state == "0A" and int(port, 16) == px.port:
                     listening.append(socket.inet_ntoa(bytes.fromhex(ip)[::-1]))
     assert listening == ["127.0.0.1"]
+
+
+def test_out_of_descriptors_refuses_connections_without_spinning(nginx_files):
+    """At EMFILE the proxy gives up a reserve descriptor to accept and close the newcomer
+    (as at max-conns) instead of leaving it in the backlog for epoll to report forever."""
+    import resource
+
+    srv, _, small = nginx_files
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+
+    proc = subprocess.Popen([delayproxy.build(), "--target", f"127.0.0.1:{srv.port}", "--delay-ms", "0"],
+                            stdout=subprocess.PIPE, text=True, preexec_fn=low_limit)
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        held = []
+        for _ in range(30):  # more than 32 descriptors allow (2 a connection)
+            s = socket.create_connection(("127.0.0.1", port))
+            s.settimeout(5)
+            held.append(s)
+        time.sleep(0.3)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            f0 = f.read().rsplit(")", 1)[1].split()
+        time.sleep(1)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            f1 = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(f1[11]) + int(f1[12]) - int(f0[11]) - int(f0[12])) / os.sysconf("SC_CLK_TCK")
+        assert cpu < 0.3, f"{cpu} s of CPU in 1 s: spinning on the listening socket"
+        closed = 0
+        for s in reversed(held):  # the last ones came after the descriptors ran out
+            s.settimeout(0.5)
+            try:
+                closed += s.recv(1) == b""
+            except (ConnectionResetError, socket.timeout):
+                pass
+            if closed:
+                break
+        assert closed, "no connection was refused"
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        assert _get(port, "/small")[0] == [small]  # works again once descriptors are free
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
