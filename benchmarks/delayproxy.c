@@ -17,15 +17,18 @@
  * (SO_REUSEPORT spreads new connections over them), epoll, a timer wheel of 1 ms slots; a
  * connection stays on the thread that accepted it. On 2 cores a second thread did not
  * raise the zero-delay rate (benchmarks/NOTES.md). Bounded memory: at most max-buffer bytes
- * held per direction (reading from that side stops until they are written), at most
- * max-conns connections (more are accepted and closed at once).
+ * held per direction (reading from that side stops until they are written; a queued read
+ * buffer is at least half full, so under 2 x max-buffer allocated), at most max-conns
+ * connections (more are accepted and closed at once, as are connections that arrive when
+ * descriptors run out).
  *
  * With delay and jitter 0 (the "is the proxy the bottleneck" check) bytes go through at once
  * by splice(): socket -> pipe -> other socket, never copied into user space, one splice
  * each way per message. Reading a side stops while bytes wait in its pipe (the other socket
  * is full); a direction takes a pipe from a small pool only while it forwards, so idle
  * connections hold no pipe. --splice 0 uses the copy path (recv + send) instead. With a
- * delay, or where no pipe can be had, bytes are copied and queued with their release time.
+ * delay, or where no pipe can be had, bytes are read into a buffer and queued with their
+ * release time.
  * SIGTERM/SIGINT stop it: every loop closes its connections, and it exits 0. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
