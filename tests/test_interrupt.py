@@ -22,19 +22,35 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def interrupt_after(seconds):
-    """SIGUSR1 to this process after `seconds`; its handler raises Interrupted in the main
-    thread (as SIGINT raises KeyboardInterrupt, without pytest taking it as its own)."""
+def interrupt_after(seconds, when=None):
+    """SIGUSR1 to this process after `seconds` (with `when`: once when() is also true,
+    checked every 10 ms for up to 10 s more, so a loaded machine's slow start does not
+    change what is on the wire when it comes); its handler raises Interrupted in the main
+    thread (as SIGINT raises KeyboardInterrupt, without pytest taking it as its own).
+    Yields a dict whose "sent" is the monotonic time the signal went."""
     def handler(signum, frame):
         raise Interrupted()
 
+    sent = {}
+    cancel = threading.Event()
+
+    def fire():
+        if cancel.wait(seconds):
+            return
+        deadline = time.monotonic() + 10
+        while when is not None and not when() and time.monotonic() < deadline:
+            if cancel.wait(0.01):
+                return
+        sent["sent"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGUSR1)
+
     old = signal.signal(signal.SIGUSR1, handler)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer = threading.Thread(target=fire, daemon=True)
     timer.start()
     try:
-        yield
+        yield sent
     finally:
-        timer.cancel()
+        cancel.set()
         timer.join()
         signal.signal(signal.SIGUSR1, old)
 
@@ -61,10 +77,10 @@ def test_interrupted_getitems_gives_up_its_reads(fault_server):
     root = "/interrupt-getitems"
     values = _seed(fault_server, root, 40, f"stall:{STALL}")
     store = _store(fault_server, root, concurrency=4)
-    t0 = time.monotonic()
-    with interrupt_after(0.5), pytest.raises(Interrupted):
+    on_wire = lambda: len(_requests(fault_server, root, "GET")) >= 4  # noqa: E731
+    with interrupt_after(0.5, when=on_wire) as signal_sent, pytest.raises(Interrupted):
         store.getitems(list(values))
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - signal_sent["sent"] < 5
     # the 4 on the wire were dropped, the 4 more the window had submitted never went out,
     # the other 32 were never submitted
     sent = sorted(r.path.rsplit("/", 1)[1] for r in _requests(fault_server, root, "GET"))
