@@ -10,6 +10,7 @@
 #include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
+#include "python/newfile.h"
 #include "python/ops.h"
 #include "python/pyutil.h"
 #include "util/codec.h"
@@ -909,6 +910,12 @@ static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
     return PyLong_FromLongLong(total);
 }
 
+/* _new_file(key) -> NewFile (newfile.c) */
+static PyObject *store_new_file(StoreObject *s, PyObject *key)
+{
+    return cfs_newfile_open(s, key);
+}
+
 /* ---------- object protocol ---------- */
 
 static PyObject *store_close(StoreObject *s, PyObject *unused)
@@ -1124,6 +1131,10 @@ static PyMethodDef store_methods[] = {
       "_can_copy_from($self, source_store, /)\n--\n\n"
       "Return whether _copy_from runs on the server (same service and endpoint; the caller\n"
       "checks the credentials are the same)." },
+    { "_new_file", (PyCFunction)store_new_file, METH_O,
+      "_new_file($self, key, /)\n--\n\n"
+      "A NewFile: a new object for key written piece by piece (os.pwrite to its fileno()),\n"
+      "then commit(encoding=None) or discard(). file:// stores only (TypeError otherwise)." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir($self, /, path='')\n--\n\n"
       "Return the sorted names (keys and directories) one level below path.\n"
