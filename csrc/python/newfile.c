@@ -52,10 +52,9 @@ PyObject *cfs_newfile_open(StoreObject *s, PyObject *key)
         return PyErr_NoMemory();
     }
     cfs_backend *b = s->backend; /* alive while s is: close() only marks it closed */
-    cfs_file_writer *w;
-    Py_BEGIN_ALLOW_THREADS
-    w = cfs_file_writer_open(b, o->op);
-    Py_END_ALLOW_THREADS
+    PyThreadState *ts = PyEval_SaveThread();
+    cfs_file_writer *w = cfs_file_writer_open(b, o->op);
+    PyEval_RestoreThread(ts);
     o->op->backend = NULL; /* the writer holds nothing of the store; neither does the op */
     if (!w) {
         cfs_py_raise_op(o->op, key);
@@ -71,8 +70,7 @@ PyObject *cfs_newfile_open(StoreObject *s, PyObject *key)
 static int check_writing(NewFileObject *o)
 {
     if (o->committing) {
-        PyErr_Format(PyExc_ValueError, "new file %R: commit() is running in another thread",
-                     o->key);
+        PyErr_Format(PyExc_ValueError, "new file %R: commit() is running in another thread", o->key);
         return -1;
     }
     if (!o->writer) {
@@ -123,9 +121,9 @@ static PyObject *newfile_commit(NewFileObject *o, PyObject *args, PyObject *kwar
         return PyErr_NoMemory();
     cfs_file_writer *w = o->writer;
     o->committing = 1;
-    Py_BEGIN_ALLOW_THREADS
+    PyThreadState *ts = PyEval_SaveThread();
     cfs_file_writer_commit(w, o->op); /* frees w, in place or not */
-    Py_END_ALLOW_THREADS
+    PyEval_RestoreThread(ts);
     o->committing = 0;
     o->writer = NULL;
     o->ended = "committed";
@@ -140,17 +138,16 @@ static PyObject *newfile_discard(NewFileObject *o, PyObject *unused)
 {
     (void)unused;
     if (o->committing) {
-        PyErr_Format(PyExc_ValueError, "new file %R: commit() is running in another thread",
-                     o->key);
+        PyErr_Format(PyExc_ValueError, "new file %R: commit() is running in another thread", o->key);
         return NULL;
     }
     if (o->writer) {
         cfs_file_writer *w = o->writer;
         o->writer = NULL;
         o->ended = "discarded";
-        Py_BEGIN_ALLOW_THREADS
+        PyThreadState *ts = PyEval_SaveThread();
         cfs_file_writer_discard(w);
-        Py_END_ALLOW_THREADS
+        PyEval_RestoreThread(ts);
     }
     Py_RETURN_NONE;
 }
@@ -176,9 +173,9 @@ static void newfile_dealloc(NewFileObject *o)
     cfs_file_writer *w = o->writer;
     o->writer = NULL;
     if (w) { /* freeing a large file's blocks takes a while; nothing else can reach o now */
-        Py_BEGIN_ALLOW_THREADS
+        PyThreadState *ts = PyEval_SaveThread();
         cfs_file_writer_discard(w);
-        Py_END_ALLOW_THREADS
+        PyEval_RestoreThread(ts);
     }
     cfs_op_free(o->op);
     Py_XDECREF(o->key);
@@ -224,8 +221,7 @@ static PyMethodDef newfile_methods[] = {
 
 static PyGetSetDef newfile_getset[] = {
     { "key", (getter)newfile_get_key, NULL, "The key the file is written for.", NULL },
-    { "closed", (getter)newfile_get_closed, NULL, "Whether it was committed or discarded.",
-      NULL },
+    { "closed", (getter)newfile_get_closed, NULL, "Whether it was committed or discarded.", NULL },
     { NULL },
 };
 
