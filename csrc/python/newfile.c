@@ -165,7 +165,11 @@ static PyObject *newfile_enter(NewFileObject *o, PyObject *unused)
 static PyObject *newfile_exit(NewFileObject *o, PyObject *args)
 {
     (void)args;
-    return newfile_discard(o, NULL) ? Py_NewRef(Py_False) : NULL;
+    PyObject *none = newfile_discard(o, NULL);
+    if (!none)
+        return NULL;
+    Py_DECREF(none);
+    Py_RETURN_FALSE; /* an exception goes on */
 }
 
 static void newfile_dealloc(NewFileObject *o)
