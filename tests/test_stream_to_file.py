@@ -215,3 +215,29 @@ def test_new_file_outlives_its_store(tmp_path):
     os.pwrite(f.fileno(), b"kept", 0)
     f.commit()
     assert _files(tmp_path) == ["k"] and (tmp_path / "k").read_bytes() == b"kept"
+
+
+def test_cli_bar_moves_by_ranges_during_one_large_download(fault_server, tmp_path):
+    """`cp URL/big ./dir/` of a 96 MiB object (6 ranges of 16 MiB, the real sizes): the
+    bar moves as ranges land, not 0% until the end."""
+    import re
+
+    from test_cli import _on_a_terminal
+    base = f"/{uuid.uuid4().hex}"
+    big = os.urandom(96 * MIB)
+    fault_server.put(f"{base}/big.bin", big)
+    # each range takes 0.4 s: the two groups of ranges land apart
+    fault_server.add_faults(f"{base}/big.bin", ["delay:0.4"] * 8)
+    try:
+        status, text = _on_a_terminal("cp", f"{fault_server.url}{base}/big.bin",
+                                      str(tmp_path / "dir") + "/")
+    finally:
+        fault_server.delete(f"{base}/big.bin")
+    assert status == 0, text
+    percents = [int(p) for p in re.findall(r"copied:\s+(\d+)%", text)]
+    assert any(0 < p < 100 for p in percents), text
+    assert percents == sorted(percents) and percents[-1] == 100, text
+    assert (tmp_path / "dir" / "big.bin").read_bytes() == big
+    assert _files(tmp_path / "dir") == ["big.bin"]
+    gets = fault_server.requests(f"{base}/big.bin", method="GET")
+    assert len(gets) == 6 and all(fault_server.header(r, "range") for r in gets)
