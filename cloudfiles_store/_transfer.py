@@ -143,7 +143,7 @@ def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progr
         return ProtocolError(f"{key}: {detail} (changed while it was copied)",
                              operation="get", key=key, url=src.url)
 
-    def write(pieces: list[tuple[int, bytes]]) -> None:
+    def write(pieces: list) -> None:  # (offset, bytes-like: a Blob)
         for off, piece in pieces:
             for f in files:
                 try:
@@ -151,7 +151,8 @@ def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progr
                     while n < len(piece):
                         n += os.pwrite(f.fileno(), memoryview(piece)[n:], off + n)
                 except OSError as e:
-                    raise StorageIOError(f"put {f.key!r} failed: cannot write: {e.strerror}",
+                    raise StorageIOError(f"put {f.key!r} failed (I/O error): cannot write: "
+                                         f"{e.strerror} [{dest.url}/{f.key}]",
                                          operation="put", key=f.key, url=dest.url) from e
             if progress:
                 progress(0, len(piece) * len(files))

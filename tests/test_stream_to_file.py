@@ -241,3 +241,29 @@ def test_cli_bar_moves_by_ranges_during_one_large_download(fault_server, tmp_pat
     assert _files(tmp_path / "dir") == ["big.bin"]
     gets = fault_server.requests(f"{base}/big.bin", method="GET")
     assert len(gets) == 6 and all(fault_server.header(r, "range") for r in gets)
+
+
+def test_a_failed_write_fails_that_key_and_leaves_nothing(tmp_path, fault_server, small_ranges):
+    """A write the filesystem refuses (here a file-size limit: EFBIG) fails the key with a
+    StorageIOError naming it; the older version stays, and no temporary file."""
+    import resource
+    import signal
+    base = f"/{uuid.uuid4().hex}"
+    big = os.urandom(4 * MIB)
+    fault_server.put(f"{base}/big", big)
+    src = CloudFilesStore(fault_server.url + base)
+    dest = CloudFilesStore(f"file://{tmp_path}")
+    dest["big"] = b"older"
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3 * MIB, limits[1]))
+    try:
+        with pytest.raises(BatchError) as ei:
+            src.transfer_to(dest, keys=[("big", "big", len(big))])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    (err,) = ei.value.errors
+    assert ei.value.failed == ["big"] and isinstance(err, StorageIOError)
+    assert err.key == "big" and err.operation == "put" and "cannot write" in str(err)
+    assert dest["big"] == b"older" and _files(tmp_path) == ["big"]
