@@ -11,7 +11,8 @@ one, and every wait releases the GIL):
   the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
   object larger than half the window travels in a group of its own and is held whole;
   one of LARGE_OBJECT bytes or more is read as parallel ranges of its stored bytes,
-  ``_read_large_raw``).
+  ``_read_large_raw``; one from a remote store to a file:// one is not held at all: its
+  ranges are written into the new file as they arrive, ``_stream_to_files``).
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
@@ -28,11 +29,12 @@ of attributes, several at once). ``attributes=False`` skips the HEADs.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 
-from .errors import BatchError, CloudFilesError, OptionError, ProtocolError
+from .errors import BatchError, CloudFilesError, OptionError, ProtocolError, StorageIOError
 
 # Bytes held at once by a streamed transfer, by default.
 DEFAULT_WINDOW = 256 << 20
@@ -42,6 +44,9 @@ DEFAULT_WINDOW = 256 << 20
 LARGE_OBJECT = 64 << 20
 RANGE_PART = 16 << 20
 _LOCAL_SCHEMES = ("file://", "mem://")
+# A large object streamed into a file:// store: ranges read at once, written (os.pwrite)
+# while the next ones are read; at most twice this many ranges held (128 MiB).
+STREAM_RANGES = 4
 
 # Options that say nothing about who the store is or which credentials it uses: two stores
 # that differ only in these are the same account for a server-side copy.
@@ -114,6 +119,89 @@ def _read_large_raw(src, key: str, size: int, decode: bool = False) -> tuple[byt
                             + (f", encoded as {sorted(map(str, encodings))}" if len(encodings) > 1 else "")
                             + " (changed while it was copied)", operation="get", key=key, url=src.url)
     return data, encodings.pop()
+
+
+def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progress,
+                     stop: threading.Event) -> bool:
+    """Copy one large object of a remote store into the file:// store ``dest`` as
+    ``dest_keys`` without holding it: its stored bytes read as ranges of RANGE_PART,
+    STREAM_RANGES at a time, each written at its offset into new files (``_new_file``) by a
+    helper thread while the next ranges are read, then the files put in place with the
+    object's encoding. ``progress(0, nbytes)`` as pieces land, ``progress(n, 0)`` at the end.
+
+    Returns False if ``stop`` was set meanwhile (nothing written). KeyError if the object is
+    gone; ProtocolError if its size or encoding changed since it was listed (nothing is
+    left of the files then, nor after any other failure)."""
+    from ._core import Store
+    # the last range asks for one byte more: an object that grew since it was listed shows
+    spans = [(off, min(off + RANGE_PART, size + 1)) for off in range(0, size, RANGE_PART)]
+    files: list = []
+    encodings: set = set()
+    got = 0
+
+    def changed(detail: str) -> ProtocolError:
+        return ProtocolError(f"{key}: {detail} (changed while it was copied)",
+                             operation="get", key=key, url=src.url)
+
+    def write(pieces: list) -> None:  # (offset, bytes-like: a Blob)
+        for off, piece in pieces:
+            for f in files:
+                try:
+                    n = os.pwrite(f.fileno(), piece, off)  # releases the GIL
+                    while n < len(piece):
+                        n += os.pwrite(f.fileno(), memoryview(piece)[n:], off + n)
+                except OSError as e:
+                    raise StorageIOError(f"put {f.key!r} failed (I/O error): cannot write: "
+                                         f"{e.strerror} [{dest.url}/{f.key}]",
+                                         operation="put", key=f.key, url=dest.url) from e
+            if progress:
+                progress(0, len(piece) * len(files))
+
+    try:
+        files = [dest._new_file(d) for d in dest_keys]
+        with concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="cloudfiles-transfer-pwrite") as pool:
+            writing = None  # the write of the ranges before
+            for i in range(0, len(spans), STREAM_RANGES):
+                if stop.is_set():
+                    break
+                group = spans[i:i + STREAM_RANGES]
+                # Blobs: their buffers go back to the engine's pool once written, so the
+                # next ranges land in warm memory (fresh pages cost more than the reads)
+                parts = Store.get_ranges(src, [(key, a, b) for a, b in group], raw=True,
+                                         _blobs=True)
+                if any(p is None for p in parts):
+                    raise KeyError(key)
+                for (a, b), (piece, enc) in zip(group, parts):
+                    got += len(piece)
+                    encodings.add(enc)
+                    if len(piece) != min(b, size) - a:
+                        raise changed(f"{len(piece)} bytes at offset {a} where the listing "
+                                      f"said {size} in all")
+                if len(encodings) > 1:
+                    raise changed(f"encoded as {sorted(map(str, encodings))}")
+                if writing is not None:
+                    writing.result()
+                writing = pool.submit(write, [(a, piece) for (a, _b), (piece, _e) in zip(group, parts)])
+                parts = None
+            if writing is not None:
+                writing.result()
+        if stop.is_set():
+            for f in files:
+                f.discard()
+            return False
+        if got != size:  # every range was its size: only if the ranges missed some
+            raise changed(f"{got} bytes read where the listing said {size}")
+        encoding = encodings.pop()
+        for f in files:
+            f.commit(encoding)
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
+    if progress:
+        progress(len(files), 0)
+    return True
 
 
 def _write_raw(dest, items: list[tuple[str, bytes, str | None]], reencode=None,
@@ -322,6 +410,9 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
     # ranges speed up a large object only where a connection has its own pace; a local
     # object is read whole (half the memory touched: no ranges to join)
     ranged = not src.url.startswith(_LOCAL_SCHEMES)
+    # ... and into a file:// store, as stored, they go straight into the file as they arrive
+    to_file = ranged and reencode is None and dest.url.startswith("file://")
+    streamed = {"objects": 0, "bytes": 0, "failed": [], "errors": []}  # counted on this thread
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
     slots = threading.Semaphore(2)           # groups held: one being written, one being read
     stop = threading.Event()                 # the caller gave up: write nothing more
@@ -377,14 +468,16 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
                 break
             dests: dict = {}  # a source key may go to several destination keys
             large = {}
+            to_files = {}
             for s, d, size in group:
                 dests.setdefault(s, []).append(d)
                 if size >= LARGE_OBJECT and ranged:
-                    large[s] = size
+                    (to_files if to_file else large)[s] = size
             got, missing, errs = [], [], []
             heads = attr_reader.start(list(dests)) if attr_reader else None
             try:
-                for key, value, enc in _read_raw(src, [k for k in dests if k not in large],
+                for key, value, enc in _read_raw(src, [k for k in dests
+                                                       if k not in large and k not in to_files],
                                                  decode=reencode is not None):
                     if value is None:
                         missing.append(key)
@@ -409,6 +502,8 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             attrs = _with_attrs(heads, got, missing, errs) if heads else None
             groups.put((got, missing, errs, attrs))
             got = None
+            for key, size in to_files.items():  # while the writer writes the group
+                _stream_one(src, dest, key, dests[key], size, progress, stop, streamed)
     except BaseException:
         stop.set()  # the group being written completes; the queued ones are dropped
         raise
@@ -419,6 +514,10 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             attr_reader.close()
     if writer_error:
         raise writer_error[0]
+    done["objects"] += streamed["objects"]
+    done["bytes"] += streamed["bytes"]
+    done["failed"].extend(streamed["failed"])
+    errors.extend(streamed["errors"])
     return _finish(done, errors, src, dest)
 
 
@@ -433,6 +532,25 @@ def _with_attrs(heads: concurrent.futures.Future, got: list, missing: list, errs
         errs.extend(e for k, e in head_failed.items() if k not in read_failed)
         got[:] = [g for g in got if g[3] not in head_failed]
     return {d: by_source[s] for d, _v, _enc, s in got if s in by_source}
+
+
+def _stream_one(src, dest, key: str, dest_keys: list[str], size: int, progress,
+                stop: threading.Event, streamed: dict) -> None:
+    """_stream_to_files for one object of a transfer, its outcome counted in ``streamed``
+    (a failure there, as the writer thread counts those of the groups)."""
+    try:
+        if _stream_to_files(src, dest, key, dest_keys, size, progress, stop):
+            streamed["objects"] += len(dest_keys)
+            streamed["bytes"] += size * len(dest_keys)
+        return
+    except KeyError:
+        error: BaseException = KeyError(key)
+    except BatchError as e:
+        error = e.errors[0] if e.errors else e  # one error for the key
+    except CloudFilesError as e:
+        error = e
+    streamed["errors"].append(error)
+    streamed["failed"].append(key)
 
 
 def _finish(done: dict, errors: list, src, dest) -> dict:

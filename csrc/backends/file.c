@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/file.h"
 #include "core/backend.h"
 #include "util/codec.h"
 #include "util/keys.h"
@@ -489,14 +490,11 @@ static int name_unnamed(int fd, int dfd, char *tmp, size_t size)
     return -1;
 }
 
-/* Write the new file's bytes and, if durable, flush them; the fd stays open (an unnamed
- * file would be gone at its close). Returns 0 or an errno. */
-static int fill_temp(file_backend *f, int fd, const cfs_op *op)
+/* Write the new file's bytes; the fd stays open (an unnamed file would be gone at its
+ * close). Returns 0 or an errno. */
+static int fill_temp(int fd, const cfs_op *op)
 {
-    if (write_all(fd, op->body, op->body_len) < 0 || fchmod(fd, 0644) < 0 ||
-        (f->durable && fsync(fd) < 0))
-        return errno;
-    return 0;
+    return write_all(fd, op->body, op->body_len) < 0 ? errno : 0;
 }
 
 /* Remove the variants of `name` (in the directory dfd) other than `keep`'s: the key's
@@ -573,8 +571,89 @@ static void place_file(cfs_op *op, int fd, int dfd, char *tmp, size_t tmp_size, 
         tmp[0] = '\0'; /* renamed: nothing to remove */
 }
 
-/* PUT: a new file in the key's directory (make_temp), put in place as the key's name
- * (place_file); then the key's other variants are removed. */
+/* A file being written, not yet in place: open as fd in the key's directory (dfd),
+ * unnamed (tmp[0] == '\0') or named tmp. */
+typedef struct new_file {
+    int dfd;
+    int fd;
+    char tmp[sizeof(TEMP_PREFIX) + 48];
+} new_file;
+
+/* Make the new file in the directory `dir` of a key (made first if missing), resolved
+ * beneath the root. Returns 0, or -1 after cfs_op_fail() (nothing left open). */
+static int new_file_open(file_backend *f, cfs_op *op, const char *dir, new_file *nf)
+{
+    nf->dfd = nf->fd = -1;
+    nf->tmp[0] = '\0';
+    /* A concurrent delete may remove the emptied directory before the file is made in it */
+    for (int tries = 0; tries < 5 && nf->fd < 0; tries++) {
+        if (nf->dfd >= 0)
+            close(nf->dfd);
+        nf->dfd = open_dir(f, dir, 1, FOLLOW_BENEATH);
+        if (nf->dfd < 0)
+            break;
+        nf->fd = make_temp(nf->dfd, nf->tmp, sizeof nf->tmp);
+        if (nf->fd < 0 && errno != ENOENT)
+            break;
+    }
+    if (nf->fd >= 0)
+        return 0;
+    fail_resolve(op, errno, "create a file", 1);
+    if (nf->dfd >= 0)
+        close(nf->dfd);
+    nf->dfd = -1;
+    return -1;
+}
+
+/* Give up a new file: nothing of it stays. */
+static void new_file_drop(new_file *nf)
+{
+    if (nf->fd >= 0)
+        close(nf->fd);
+    if (nf->tmp[0] && nf->dfd >= 0)
+        unlinkat(nf->dfd, nf->tmp, 0);
+    if (nf->dfd >= 0)
+        close(nf->dfd);
+    nf->dfd = nf->fd = -1;
+    nf->tmp[0] = '\0';
+}
+
+/* Put the written new file in place as `base` + the suffix of `codec` (place_file), then
+ * remove the key's other variants; durable: the file is flushed before and its directory
+ * after. Unless op->status is already a failure (then the file is only dropped). Closes
+ * everything of nf; failures are recorded on op. */
+static void new_file_place(file_backend *f, cfs_op *op, new_file *nf, const char *base,
+                           cfs_codec codec)
+{
+    char *name = cfs_asprintf("%s%s", base, cfs_codec_suffix(codec));
+    int found, e;
+    if (op->status != CFS_OK)
+        ;
+    else if (!name)
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+    else if (fchmod(nf->fd, 0644) < 0 || (f->durable && fsync(nf->fd) < 0))
+        cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(errno));
+    else if (op->if_none_match && any_variant(nf->dfd, base))
+        cfs_op_fail(op, CFS_EEXISTS, "already exists");
+    else
+        place_file(op, nf->fd, nf->dfd, nf->tmp, sizeof nf->tmp, name);
+    if (close(nf->fd) < 0 && op->status == CFS_OK)
+        cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(errno));
+    nf->fd = -1;
+    if (op->status == CFS_OK && (e = remove_variants(nf->dfd, base, codec, &found)) != 0)
+        cfs_op_fail(op, CFS_EIO, "written, but an older variant stays: %s", strerror(e));
+    if (nf->tmp[0]) { /* a failure, or a create-if-absent's link: the name goes */
+        unlinkat(nf->dfd, nf->tmp, 0);
+        nf->tmp[0] = '\0';
+    }
+    if (op->status == CFS_OK && f->durable && fsync(nf->dfd) < 0)
+        cfs_op_fail(op, CFS_EIO, "cannot flush the directory: %s", strerror(errno));
+    new_file_drop(nf);
+    free(name);
+}
+
+/* PUT: a new file in the key's directory (new_file_open), its bytes written, put in
+ * place as the key's name (new_file_place). */
 static void file_put(file_backend *f, cfs_op *op, const char *key)
 {
     cfs_codec codec = CFS_CODEC_NONE;
@@ -585,52 +664,18 @@ static void file_put(file_backend *f, cfs_op *op, const char *key)
     }
     const char *base;
     char *dir = key_dir(key, &base);
-    char *name = dir ? cfs_asprintf("%s%s", base, cfs_codec_suffix(codec)) : NULL;
-    if (!name) {
-        free(dir);
+    if (!dir) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
-    char tmp[sizeof(TEMP_PREFIX) + 48];
-    int dfd = -1, fd = -1;
-    /* A concurrent delete may remove the emptied directory before the file is made in it */
-    for (int tries = 0; tries < 5 && fd < 0; tries++) {
-        if (dfd >= 0)
-            close(dfd);
-        dfd = open_dir(f, dir, 1, FOLLOW_BENEATH);
-        if (dfd < 0)
-            break;
-        fd = make_temp(dfd, tmp, sizeof tmp);
-        if (fd < 0 && errno != ENOENT)
-            break;
+    new_file nf;
+    if (new_file_open(f, op, dir, &nf) == 0) {
+        int e = fill_temp(nf.fd, op);
+        if (e)
+            cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(e));
+        new_file_place(f, op, &nf, base, codec);
     }
-    if (fd < 0) {
-        fail_resolve(op, errno, "create a file", 1);
-        if (dfd >= 0)
-            close(dfd);
-        free(dir);
-        free(name);
-        return;
-    }
-    int e = fill_temp(f, fd, op);
-    int found;
-    if (e)
-        cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(e));
-    else if (op->if_none_match && any_variant(dfd, base))
-        cfs_op_fail(op, CFS_EEXISTS, "already exists");
-    else
-        place_file(op, fd, dfd, tmp, sizeof tmp, name);
-    if (close(fd) < 0 && op->status == CFS_OK)
-        cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(errno));
-    if (op->status == CFS_OK && (e = remove_variants(dfd, base, codec, &found)) != 0)
-        cfs_op_fail(op, CFS_EIO, "written, but an older variant stays: %s", strerror(e));
-    if (tmp[0])
-        unlinkat(dfd, tmp, 0);
-    if (op->status == CFS_OK && f->durable && fsync(dfd) < 0)
-        cfs_op_fail(op, CFS_EIO, "cannot flush the directory: %s", strerror(errno));
-    close(dfd);
     free(dir);
-    free(name);
 }
 
 static void prune_empty_parents(file_backend *f, const char *key)
@@ -891,6 +936,74 @@ static void file_execute(cfs_backend *b, cfs_op *op)
         file_copy(f, op);
         break;
     }
+}
+
+/* ---------- a new object written piece by piece (backends/file.h) ---------- */
+
+struct cfs_file_writer {
+    new_file nf;
+    int durable;
+    char *base; /* the key's last name */
+};
+
+int cfs_file_backend_is(const cfs_backend *b)
+{
+    return b && b->ops == &cfs_file_backend;
+}
+
+cfs_file_writer *cfs_file_writer_open(cfs_backend *b, cfs_op *op)
+{
+    file_backend *f = (file_backend *)b;
+    char *path = cfs_path_join(f->root, op->key);
+    int set = path ? cfs_op_set_where(op, path) : -1;
+    free(path);
+    const char *base;
+    char *dir = set == 0 ? key_dir(op->key, &base) : NULL;
+    cfs_file_writer *w = dir ? calloc(1, sizeof *w) : NULL;
+    if (w && !(w->base = strdup(base))) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) {
+        free(dir);
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    w->durable = f->durable;
+    int rc = new_file_open(f, op, dir, &w->nf);
+    free(dir);
+    if (rc < 0) {
+        free(w->base);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int cfs_file_writer_fd(const cfs_file_writer *w)
+{
+    return w->nf.fd;
+}
+
+void cfs_file_writer_commit(cfs_file_writer *w, cfs_op *op)
+{
+    cfs_codec codec = CFS_CODEC_NONE;
+    if (cfs_codec_parse(op->attrs.content_encoding, &codec) < 0)
+        cfs_op_fail(op, CFS_EINVALID, "content encoding '%.40s' has no file suffix here",
+                    op->attrs.content_encoding);
+    /* new_file_place needs only the durable flag of the store, which may be closed now */
+    file_backend f = { .durable = w->durable };
+    new_file_place(&f, op, &w->nf, w->base, codec);
+    cfs_file_writer_discard(w);
+}
+
+void cfs_file_writer_discard(cfs_file_writer *w)
+{
+    if (!w)
+        return;
+    new_file_drop(&w->nf);
+    free(w->base);
+    free(w);
 }
 
 static const char *file_url(cfs_backend *b)

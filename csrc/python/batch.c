@@ -373,7 +373,7 @@ static PyObject *batch_iternext(BatchObject *b)
         PyObject *result = NULL;
         if (op->status == CFS_OK) {
             PyObject *data = b->raw_reads
-                                 ? cfs_py_raw_result(op)
+                                 ? cfs_py_raw_result(op, 0)
                                  : cfs_bytes_from_buf(&op->data); /* no copy where it can */
             result = data ? PyTuple_Pack(2, key, data) : NULL;
             Py_XDECREF(data);

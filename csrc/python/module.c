@@ -6,6 +6,7 @@
 #include "python/batch.h"
 #include "python/blob.h"
 #include "core/engine.h"
+#include "python/newfile.h"
 #include "python/pyutil.h"
 #include "python/store.h"
 
@@ -52,7 +53,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (cfs_errors_load() < 0)
         return NULL;
     if (PyType_Ready(&cfs_StoreType) < 0 || PyType_Ready(&cfs_BatchType) < 0 ||
-        PyType_Ready(&cfs_CompletionsType) < 0 || PyType_Ready(&cfs_BlobType) < 0)
+        PyType_Ready(&cfs_CompletionsType) < 0 || PyType_Ready(&cfs_BlobType) < 0 ||
+        PyType_Ready(&cfs_NewFileType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (!m)
@@ -60,7 +62,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (PyModule_AddObjectRef(m, "Store", (PyObject *)&cfs_StoreType) < 0 ||
         PyModule_AddObjectRef(m, "Batch", (PyObject *)&cfs_BatchType) < 0 ||
         PyModule_AddObjectRef(m, "Completions", (PyObject *)&cfs_CompletionsType) < 0 ||
-        PyModule_AddObjectRef(m, "Blob", (PyObject *)&cfs_BlobType) < 0) {
+        PyModule_AddObjectRef(m, "Blob", (PyObject *)&cfs_BlobType) < 0 ||
+        PyModule_AddObjectRef(m, "NewFile", (PyObject *)&cfs_NewFileType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -226,9 +226,9 @@ cfs_op *cfs_pyop_put_coded(StoreObject *s, PyObject *key, PyObject *value, int i
     return op;
 }
 
-PyObject *cfs_py_raw_result(cfs_op *op)
+PyObject *cfs_py_raw_result(cfs_op *op, int blob)
 {
-    PyObject *data = cfs_bytes_from_buf(&op->data);
+    PyObject *data = blob ? cfs_blob_from_buf(&op->data) : cfs_bytes_from_buf(&op->data);
     if (!data)
         return NULL;
     cfs_codec c;

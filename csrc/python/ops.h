@@ -60,8 +60,9 @@ int cfs_py_codec(PyObject *v, const char *what, int *given, int *codec);
  * (bytes, encoding) pair, as a raw read returns. */
 cfs_op *cfs_pyop_put_coded(StoreObject *s, PyObject *key, PyObject *value, int if_absent,
                            const cfs_put_coding *pc);
-/* A raw read's result: (bytes, encoding or None). */
-PyObject *cfs_py_raw_result(cfs_op *op);
+/* A raw read's result: (bytes, encoding or None); blob: a Blob (blob.h) for the bytes,
+ * whose buffer goes back to the engine's pool when it is freed. */
+PyObject *cfs_py_raw_result(cfs_op *op, int blob);
 
 /* missing_ok: the caller does not want a missing key to fail the op. */
 cfs_op *cfs_pyop_delete(StoreObject *s, PyObject *key, int missing_ok);

@@ -10,6 +10,7 @@
 #include "python/attrs.h"
 #include "python/batch.h"
 #include "python/blob.h"
+#include "python/newfile.h"
 #include "python/ops.h"
 #include "python/pyutil.h"
 #include "util/codec.h"
@@ -435,7 +436,7 @@ static PyObject *store_getitems(StoreObject *s, PyObject *args, PyObject *kwargs
     cfs_op *op;
     while (out && (op = cfs_batch_next(b))) {
         if (op->status == CFS_OK) {
-            PyObject *data = raw ? cfs_py_raw_result(op) : bytes_of(op);
+            PyObject *data = raw ? cfs_py_raw_result(op, 0) : bytes_of(op);
             if (!data || PyDict_SetItem(out, cfs_pyop_of(op)->key, data) < 0)
                 Py_CLEAR(out);
             Py_XDECREF(data);
@@ -637,14 +638,16 @@ static PyObject *store_get_raw(StoreObject *s, PyObject *key)
     if (!op)
         return NULL;
     op->raw = 1;
-    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_raw_result(op);
+    PyObject *r = cfs_pyop_run_checked(op, 0) < 0 ? NULL : cfs_py_raw_result(op, 0);
     cfs_pyop_release(op);
     return r;
 }
 
 /* The ranges read in parallel, in order; raw: (stored bytes, encoding) pairs, the ranges
- * being of the stored bytes. */
-static PyObject *read_ranges(StoreObject *s, PyObject *ranges, int raw)
+ * being of the stored bytes; blobs (with raw): Blobs rather than bytes, whose buffers go
+ * back to the engine's pool when freed (a copy streamed range by range reuses warm memory:
+ * fresh pages cost more than the reads here). */
+static PyObject *read_ranges(StoreObject *s, PyObject *ranges, int raw, int blobs)
 {
     BatchObject *b = cfs_batch_new(s, ranges, BATCH_RANGE);
     if (!b)
@@ -656,7 +659,7 @@ static PyObject *read_ranges(StoreObject *s, PyObject *ranges, int raw)
         Py_ssize_t index = cfs_pyop_of(op)->index;
         PyObject *v = NULL;
         if (op->status == CFS_OK)
-            v = raw ? cfs_py_raw_result(op) : bytes_of(op);
+            v = raw ? cfs_py_raw_result(op, blobs) : bytes_of(op);
         else if (op->status == CFS_ERANGE)
             v = raw ? Py_BuildValue("(y#O)", "", (Py_ssize_t)0, Py_None)
                     : PyBytes_FromStringAndSize(NULL, 0);
@@ -678,15 +681,16 @@ static PyObject *read_ranges(StoreObject *s, PyObject *ranges, int raw)
     return out;
 }
 
-/* get_ranges(ranges, /, *, raw=False) */
+/* get_ranges(ranges, /, *, raw=False, _blobs=False) */
 static PyObject *store_get_ranges(StoreObject *s, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = { "", "raw", NULL };
+    static char *kwlist[] = { "", "raw", "_blobs", NULL };
     PyObject *ranges;
-    int raw = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$p:get_ranges", kwlist, &ranges, &raw))
+    int raw = 0, blobs = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pp:get_ranges", kwlist, &ranges, &raw,
+                                     &blobs))
         return NULL;
-    return read_ranges(s, ranges, raw);
+    return read_ranges(s, ranges, raw, blobs);
 }
 
 static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwargs)
@@ -698,7 +702,7 @@ static PyObject *store_get_range(StoreObject *s, PyObject *args, PyObject *kwarg
     PyObject *item = Py_BuildValue("((OOO))", key, start, end);
     if (!item)
         return NULL;
-    PyObject *list = read_ranges(s, item, 0);
+    PyObject *list = read_ranges(s, item, 0, 0);
     Py_DECREF(item);
     if (!list)
         return NULL;
@@ -909,6 +913,12 @@ static PyObject *store_getsize(StoreObject *s, PyObject *args, PyObject *kwargs)
     return PyLong_FromLongLong(total);
 }
 
+/* _new_file(key) -> NewFile (newfile.c) */
+static PyObject *store_new_file(StoreObject *s, PyObject *key)
+{
+    return cfs_newfile_open(s, key);
+}
+
 /* ---------- object protocol ---------- */
 
 static PyObject *store_close(StoreObject *s, PyObject *unused)
@@ -1100,11 +1110,12 @@ static PyMethodDef store_methods[] = {
       "-start bytes; a range past the end gives b''. Raises KeyError if key is missing,\n"
       "CloudFilesError on any other failure." },
     { "get_ranges", (PyCFunction)(void (*)(void))store_get_ranges, METH_VARARGS | METH_KEYWORDS,
-      "get_ranges($self, ranges, /, *, raw=False)\n--\n\n"
+      "get_ranges($self, ranges, /, *, raw=False, _blobs=False)\n--\n\n"
       "Read an iterable of (key, start, end) ranges in parallel; return a list of bytes in\n"
       "the same order, None for a missing key. A range of an encoded object is of its\n"
       "decoded value (the object is read whole); raw=True: ranges of the stored bytes,\n"
-      "each a (bytes, encoding) pair. Raises BatchError if some reads failed." },
+      "each a (bytes, encoding) pair (with _blobs=True, private: a Blob for the bytes).\n"
+      "Raises BatchError if some reads failed." },
     { "entries", (PyCFunction)(void (*)(void))store_entries, METH_VARARGS | METH_KEYWORDS,
       "entries($self, /, prefix='', *, details=False)\n--\n\n"
       "Return a sorted list of (key, size) for every key starting with prefix (size -1\n"
@@ -1124,6 +1135,10 @@ static PyMethodDef store_methods[] = {
       "_can_copy_from($self, source_store, /)\n--\n\n"
       "Return whether _copy_from runs on the server (same service and endpoint; the caller\n"
       "checks the credentials are the same)." },
+    { "_new_file", (PyCFunction)store_new_file, METH_O,
+      "_new_file($self, key, /)\n--\n\n"
+      "A NewFile: a new object for key written piece by piece (os.pwrite to its fileno()),\n"
+      "then commit(encoding=None) or discard(). file:// stores only (TypeError otherwise)." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir($self, /, path='')\n--\n\n"
       "Return the sorted names (keys and directories) one level below path.\n"
