@@ -450,6 +450,14 @@ def test_no_progress_when_not_a_terminal(tmp_path):
     assert run.stderr == b""
 
 
+def _sigint_default():
+    """In the tool's process before exec: SIGINT back to its default. A suite started in
+    the background of a non-interactive shell inherits SIGINT ignored, and Python leaves an
+    ignored SIGINT ignored (no KeyboardInterrupt): the tool would never see the Ctrl-C."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_with_one_line(fault_server):
     """SIGINT while a read stalls: the tool gives the read up and exits at once with 130."""
     import signal
@@ -459,7 +467,8 @@ def test_ctrl_c_exits_130_with_one_line(fault_server):
     fault_server.add_faults("/cli-int/k", ["stall:30"])
     proc = subprocess.Popen([sys.executable, "-m", "cloudfiles_store", "cat",
                              fault_server.url + "/cli-int", "k"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_sigint_default)
     deadline = time.monotonic() + 30
     while not fault_server.requests("/cli-int/k") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -482,7 +491,8 @@ def test_ctrl_c_during_a_tree_copy_exits_130(fault_server, tmp_path):
     fault_server.add_faults(f"{base}/t/7", ["stall:30"])
     proc = subprocess.Popen([sys.executable, "-m", "cloudfiles_store", "cp", "-r",
                              fault_server.url + base + "/t", str(tmp_path / "o")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_sigint_default)
     deadline = time.monotonic() + 30
     while not fault_server.requests(f"{base}/t/7") and time.monotonic() < deadline:
         time.sleep(0.05)
