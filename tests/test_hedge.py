@@ -185,8 +185,9 @@ def test_budget_caps_the_hedges(target):
 
 def test_no_hedge_while_a_host_that_pushed_back_has_its_window_full():
     """Hedges count in the host's in-flight window (the 503/429 throttle): once the host
-    pushed back, a read that would take the window past its limit is not hedged. A server
-    of its own: the window is per host and process."""
+    pushed back, a read that would take the window past its limit is not hedged while the
+    window stays full, and is hedged once a completion makes room. A server of its own:
+    the window is per host and process."""
     from servers.faultserver import FaultServer
 
     with FaultServer() as srv:
@@ -200,12 +201,24 @@ def test_no_hedge_while_a_host_that_pushed_back_has_its_window_full():
             srv.add_faults("/p/k0", ["503"])  # the window: halved to 1, then 2 on success
             assert plain["k0"] == srv.get("/p/k0")
             assert engine_stats()["window_decreases"] - before["window_decreases"] == 1
-            for k in ("k1", "k2"):
-                srv.add_faults(f"/p/{k}", ["delay:1"])
-            got = store.getitems(["k1", "k2"])  # two in flight: the window is full
-            assert got == {k: srv.get(f"/p/{k}") for k in ("k1", "k2")}
+            srv.add_faults("/p/k1", ["delay:1.5"])
+            srv.add_faults("/p/k2", ["delay:30"])  # held until the hedge answers instead
+            got = {}
+            reader = threading.Thread(target=lambda: got.update(store.getitems(["k1", "k2"])))
+            t0 = time.monotonic()
+            reader.start()
+            # both in flight fill the window: past the hedge delay, still no hedge
+            time.sleep(1.0)
             assert stats_delta(before)["hedges"] == 0
             assert len(srv.requests(method="GET")) == 2 + 2
+            # k1's answer makes room: k2, still unanswered, is hedged and the hedge wins
+            reader.join(20)
+            assert not reader.is_alive()
+            assert time.monotonic() - t0 < 10
+            assert got == {k: srv.get(f"/p/{k}") for k in ("k1", "k2")}
+            assert stats_delta(before)["hedges"] == 1
+            assert len(srv.requests("/p/k2", method="GET")) == 2
+            assert len(srv.requests(method="GET")) == 2 + 2 + 1
         finally:
             store.close()
             plain.close()

@@ -92,6 +92,16 @@ static int64_t to_ms(int y, int mo, int d, int h, int mi, int s)
     return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000LL + s * 1000LL;
 }
 
+/* -1 stands for "no time" in every attribute and listing entry, so a time before 1970
+ * (which no object store writes) is refused rather than handed on as a negative. */
+static int epoch_ms(int64_t t, int64_t *ms)
+{
+    if (t < 0)
+        return -1;
+    *ms = t;
+    return 0;
+}
+
 int cfs_parse_http_date(const char *s, int64_t *ms)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
@@ -108,8 +118,7 @@ int cfs_parse_http_date(const char *s, int64_t *ms)
     int mo = (int)(m - months) / 3 + 1;
     if (!valid_time(y, mo, d, h, mi, sec))
         return -1;
-    *ms = to_ms(y, mo, d, h, mi, sec);
-    return 0;
+    return epoch_ms(to_ms(y, mo, d, h, mi, sec), ms);
 }
 
 int cfs_parse_rfc3339(const char *s, int64_t *ms)
@@ -144,8 +153,7 @@ int cfs_parse_rfc3339(const char *s, int64_t *ms)
     }
     if (*p)
         return -1;
-    *ms = to_ms(y, mo, d, h, mi, sec) + frac - offset_min * 60000LL;
-    return 0;
+    return epoch_ms(to_ms(y, mo, d, h, mi, sec) + frac - offset_min * 60000LL, ms);
 }
 
 /* ---------- a HEAD response's headers ---------- */

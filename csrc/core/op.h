@@ -130,7 +130,7 @@ int cfs_attr_set(char **field, const char *v, size_t len);
 
 /* Times as servers write them, to Unix ms: an HTTP date (RFC 9110 IMF-fixdate, "Sun, 06
  * Nov 1994 08:49:37 GMT") and RFC 3339 ("2024-01-02T03:04:05.678Z", an offset allowed).
- * Return 0, or -1 if malformed. */
+ * Return 0, or -1 if malformed or before 1970 (-1 is "no time" everywhere). */
 int cfs_parse_http_date(const char *s, int64_t *ms);
 int cfs_parse_rfc3339(const char *s, int64_t *ms);
 struct cfs_backend;

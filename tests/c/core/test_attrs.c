@@ -25,6 +25,7 @@ static void test_times(void)
                                "Sun, 06 Nov 1994 25:49:37 GMT",
                                "Sun, 06 Nov 1994 08:49:37 GMT trailing",
                                "ebM",
+                               "Wed, 31 Dec 1969 23:59:59 GMT", /* before 1970: no time */
                                NULL };
     for (int i = 0; bad_http[i]; i++)
         CHECK(cfs_parse_http_date(bad_http[i], &ms) == -1, "bad http date %s", bad_http[i]);
@@ -45,6 +46,8 @@ static void test_times(void)
                           "1994-13-06T08:49:37Z",
                           "1994-11-06T08:49:37Zjunk",
                           "1994-11-06T08:49:37+2",
+                          "1969-12-31T23:59:59Z",
+                          "1970-01-01T00:30:00+01:00",
                           NULL };
     for (int i = 0; bad[i]; i++)
         CHECK(cfs_parse_rfc3339(bad[i], &ms) == -1, "bad rfc3339 %s", bad[i]);
