@@ -374,6 +374,38 @@ def test_unsigned_payload_option(fault_server):
     assert "/eu-west-3/s3/aws4_request" in fault_server.header(req, "Authorization")
 
 
+@pytest.fixture(scope="module")
+def nginx_logging_payload_hash():
+    """nginx over http and https, logging each request's x-amz-content-sha256 (it stores a
+    PUT's body as a file and ignores the signature: what is looked at is the header)."""
+    from servers.nginx import NginxServer
+    srv = NginxServer(tls=True, access_log=True,
+                      access_log_format="$request_method $uri $http_x_amz_content_sha256")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("scheme, sign_payload, signed", [
+    ("https", None, False), ("http", None, True), ("https", True, True), ("http", False, False)])
+def test_payload_hash_is_signed_over_http_by_default(nginx_logging_payload_hash, scheme,
+                                                      sign_payload, signed):
+    """By default (as botocore) the body's SHA-256 is in the signature over http only: over
+    https TLS protects the body, Content-MD5 is sent either way, and the SHA-256 pass over
+    every uploaded byte is spared. sign_payload says otherwise either way."""
+    srv = nginx_logging_payload_hash
+    prefix = _unique()
+    opts = {} if sign_payload is None else {"sign_payload": sign_payload}
+    s = CloudFilesStore(f"s3://bkt/{prefix}", endpoint_url=srv.tls_url if scheme == "https" else srv.url,
+                        ca_bundle=srv.ca_file, access_key_id=AKID, secret_access_key=SECRET, **opts)
+    body = os.urandom(3000)
+    s["k"] = body
+    assert s["k"] == body
+    with open(srv.access_log_path) as f:
+        (row,) = [ln.split() for ln in f if ln.startswith(f"PUT /bkt/{prefix}/k ")]
+    assert row[2] == (hashlib.sha256(body).hexdigest() if signed else "UNSIGNED-PAYLOAD")
+
+
 def test_anonymous_requests_are_unsigned(fault_server):
     prefix = _unique()
     fault_server.put(f"/bkt/{prefix}/k", b"public")

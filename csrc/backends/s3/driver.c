@@ -19,7 +19,8 @@
  *
  * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
- * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent), checksum_algorithm (crc32c:
+ * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent; by default only over http),
+ * checksum_algorithm (crc32c:
  * PUTs and parts carry x-amz-checksum-crc32c, multipart uploads a FULL_OBJECT one; none:
  * no additional checksums, for a service that refuses them), verify_checksum (whole-object
  * GETs ask for x-amz-checksum-* and are checked against a FULL_OBJECT one), verify_etag
@@ -414,6 +415,11 @@ static int open_addressing(s3_backend *s, const char *endpoint, const char *styl
         open_oom(err, errlen);
         goto done;
     }
+    /* As botocore does: over https, where TLS protects the body and Content-MD5 (and the
+     * CRC32C) are sent, the payload hash is UNSIGNED-PAYLOAD, sparing a SHA-256 pass over
+     * every byte uploaded; over plain http the body's SHA-256 is signed. */
+    if (s->sign_payload < 0)
+        s->sign_payload = strcmp(scheme, "https") != 0;
     rc = 0;
 done:
     free(scheme);
@@ -429,7 +435,7 @@ static cfs_backend *s3_open(const char *url, cfs_options *opts, char *err, size_
         return NULL;
     }
     s->base.ops = &cfs_s3_backend;
-    s->sign_payload = 1;
+    s->sign_payload = -1; /* not given: decided by the endpoint's scheme (open_addressing) */
     s->verify_etag = 1;
     s->checksum_crc32c = 1;
     s->verify_checksum = 1;

@@ -47,7 +47,7 @@ typedef struct s3_backend {
     cfs_tls tls;
     int anon;
     int requester_pays;
-    int sign_payload;
+    int sign_payload;       /* the body's SHA-256 in the signature (default: over http) */
     int verify_etag;
     int checksum_crc32c;    /* uploads carry x-amz-checksum-crc32c (checksum_algorithm) */
     int verify_checksum;    /* whole-object GETs ask for and check x-amz-checksum-* */
