@@ -333,15 +333,20 @@ def test_ops_waiting_for_the_fetch_are_woken(clean_env, metadata, moto_server):
     assert len(s) == 40
 
 
-def test_unreachable_endpoint_fails_a_batch_with_one_fetch(clean_env, fault_server):
+@pytest.mark.parametrize("concurrency", [8, 2])
+def test_unreachable_endpoint_fails_a_batch_with_one_fetch(clean_env, fault_server, concurrency):
     """The endpoint resets every connection: the fetching op spends its retries on the wire
     (the engine completes it without a word to the backend), and its failure then answers
-    for the other ops of the batch: one op's retries in all, not one per key."""
+    for the other ops of the batch: one op's retries in all, not one per key. The batch is
+    larger than the concurrency: the ops admitted as the failed ones free their slots fail
+    at once too (a slot freed during a lane's turn used to wait for its idle timeout, a
+    second, by which time the failure was forgotten and fetched again)."""
     path = f"/creds-{uuid.uuid4().hex}"
     fault_server.put(path, b"{}")
     fault_server.add_faults(path, ["reset"] * 100)
     s = CloudFilesStore("s3://bucket/p", endpoint_url=fault_server.url, credential_source="container",
-                        credential_url=fault_server.url + path, concurrency=8, retries=3, retry_base=0.01)
+                        credential_url=fault_server.url + path, concurrency=concurrency, retries=3,
+                        retry_base=0.01)
     with pytest.raises(errors.BatchError) as ei:
         s.getitems([f"k{i}" for i in range(30)])
     assert len(ei.value.errors) == 30

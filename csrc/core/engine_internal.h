@@ -191,6 +191,8 @@ typedef struct lane {
     transfer *hedge_head, *hedge_tail; /* reads that may be hedged, by hedge_at */
     unsigned cancel_gen; /* cfs_engine_cancel_gen() when the lane last looked for cancelled ops */
     unsigned park_gen; /* cfs_transfer_park_gen() when the lane last released parked ops */
+    int turn_again; /* work came up for it during its own turn (a freed slot, a hand-over):
+                       it takes another turn instead of sleeping */
     CURL *idle_easy[64];
     int n_idle_easy;
 } lane;

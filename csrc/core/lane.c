@@ -37,8 +37,10 @@ static long ms_until(struct timespec t)
 /* Wake a lane's thread unless a wakeup is already on its way, or we are it. */
 void cfs_lane_wake(lane *ln)
 {
-    if (t_lane == ln)
-        return; /* it looks at its lists again before it next sleeps */
+    if (t_lane == ln) {
+        ln->turn_again = 1; /* it looks at its lists again before it next sleeps */
+        return;
+    }
     if (!atomic_exchange(&ln->wake_pending, 1)) {
         uint64_t one = 1;
         ssize_t rc = write(ln->wake_fd, &one, sizeof one); /* fails only if already readable */
@@ -65,10 +67,14 @@ static cfs_op *take_inbound(lane *ln, op_queue *q)
 }
 
 /* A slot freed or ops submitted: have a lane admit (any lane admits for all of them),
- * unless this thread is a lane, which admits before it next sleeps. */
+ * unless this thread is a lane, which then admits again before it next sleeps. (A slot
+ * freed during a turn, after its admission, by an op that failed as it was built, waited
+ * for the lane's idle timeout: a second.) */
 void cfs_lane_wake_admission(engine *e)
 {
-    if (!t_lane)
+    if (t_lane)
+        t_lane->turn_again = 1;
+    else
         cfs_lane_wake(&e->lanes[0]);
 }
 
@@ -259,12 +265,13 @@ void *cfs_lane_main(void *arg)
     int running = 0;
     for (;;) {
         atomic_store(&ln->wake_pending, 0); /* before admitting: later submits wake us again */
+        ln->turn_again = 0;
         pthread_mutex_lock(&e->lock);
         unsigned given = cfs_admission_admit_locked(e);
         pthread_mutex_unlock(&e->lock);
         for (int i = 0; i < e->n_lanes; i++)
-            if (given & (1u << i))
-                cfs_lane_wake(&e->lanes[i]); /* not this one: it starts its own below */
+            if (i != ln->index && (given & (1u << i)))
+                cfs_lane_wake(&e->lanes[i]); /* this one starts its own below */
 
         long timeout_ms = ln->active ? STALL_SAMPLE_MS : IDLE_POLL_MS;
         start_ready(ln);
@@ -281,6 +288,8 @@ void *cfs_lane_main(void *arg)
                 timeout_ms = ms;
         }
 
+        if (ln->turn_again)
+            timeout_ms = 0; /* look at the sockets, then take the new work */
         int n =
             epoll_wait(ln->epfd, events, (int)(sizeof events / sizeof events[0]), (int)timeout_ms);
         for (int i = 0; i < n; i++) {
