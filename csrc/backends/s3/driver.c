@@ -20,13 +20,12 @@
  * Options: endpoint_url, region, addressing_style (auto|path|virtual), access_key_id,
  * secret_access_key, session_token, anon, requester_pays, sign_payload (real SHA-256 of PUT
  * bodies, else UNSIGNED-PAYLOAD; Content-MD5 is always sent; by default only over http),
- * checksum_algorithm (crc32c:
- * PUTs and parts carry x-amz-checksum-crc32c, multipart uploads a FULL_OBJECT one; none:
- * no additional checksums, for a service that refuses them), verify_checksum (whole-object
- * GETs ask for x-amz-checksum-* and are checked against a FULL_OBJECT one), verify_etag
- * (else against a plain-MD5 ETag; response.c says what is checked when), multipart_threshold,
- * multipart_chunksize, multipart_concurrency, ca_bundle, verify, and the credential_*
- * options above.
+ * checksum_algorithm (crc32c: PUTs and parts carry x-amz-checksum-crc32c, multipart uploads
+ * a FULL_OBJECT one; none: no additional checksums, for a service that refuses them),
+ * verify_checksum (whole-object GETs ask for x-amz-checksum-* and are checked against a
+ * FULL_OBJECT one), verify_etag (else against a plain-MD5 ETag; response.c says what is
+ * checked when), multipart_threshold, multipart_chunksize, multipart_concurrency,
+ * ca_bundle, verify, and the credential_* options above.
  *
  * This file: opening (URL, options, addressing) and closing the backend, the per-op state,
  * the credentials, and the ops table. Building requests is in request.c, reading
