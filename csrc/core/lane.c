@@ -72,10 +72,7 @@ static cfs_op *take_inbound(lane *ln, op_queue *q)
  * for the lane's idle timeout: a second.) */
 void cfs_lane_wake_admission(engine *e)
 {
-    if (t_lane)
-        t_lane->turn_again = 1;
-    else
-        cfs_lane_wake(&e->lanes[0]);
+    cfs_lane_wake(t_lane ? t_lane : &e->lanes[0]);
 }
 
 /* ---------- each turn of the loop ---------- */
