@@ -11,8 +11,10 @@ one, and every wait releases the GIL):
   the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
   object larger than half the window travels in a group of its own and is held whole;
   one of LARGE_OBJECT bytes or more is read as parallel ranges of its stored bytes,
-  ``_read_large_raw``; one from a remote store to a file:// one is not held at all: its
-  ranges are written into the new file as they arrive, ``_stream_to_files``).
+  ``_read_large_raw``). A large object is not held at all where one side is a file:// store:
+  from a remote store, its ranges are written into the new file as they arrive
+  (``_stream_to_files``); from a file:// store, its file is the value written, read as it is
+  hashed and sent, part by part (``_send_from_file``).
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
@@ -201,6 +203,25 @@ def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progr
         raise
     if progress:
         progress(len(files), 0)
+    return True
+
+
+def _send_from_file(src, dest, key: str, dest_keys: list[str], size: int, progress,
+                    stop: threading.Event) -> bool:
+    """Write one large object of the file:// store ``src`` to ``dest`` as ``dest_keys``
+    from its file, as stored (its encoding kept): a file value, which the engine reads as
+    it hashes and sends each part, so the object is never held. ``progress(n, nbytes)`` once
+    written (the bytes of an upload in flight are the destination's upload_bytes_held).
+
+    Returns False if ``stop`` was set before it started. KeyError if the object is gone."""
+    if stop.is_set():
+        return False
+    file, encoding = src._open_stored(key)
+    with file:
+        sent = os.fstat(file.fileno()).st_size  # what the value is: the file as it is now
+        dest.setitems([(d, (file, encoding)) for d in dest_keys], raw=True)
+    if progress:
+        progress(len(dest_keys), sent * len(dest_keys))
     return True
 
 
@@ -410,8 +431,10 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
     # ranges speed up a large object only where a connection has its own pace; a local
     # object is read whole (half the memory touched: no ranges to join)
     ranged = not src.url.startswith(_LOCAL_SCHEMES)
-    # ... and into a file:// store, as stored, they go straight into the file as they arrive
+    # ... and into a file:// store, as stored, they go straight into the file as they arrive;
+    # from a file:// store, as stored, they are sent from their files
     to_file = ranged and reencode is None and dest.url.startswith("file://")
+    from_file = reencode is None and src.url.startswith("file://")
     streamed = {"objects": 0, "bytes": 0, "failed": [], "errors": []}  # counted on this thread
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
     slots = threading.Semaphore(2)           # groups held: one being written, one being read
@@ -468,16 +491,18 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
                 break
             dests: dict = {}  # a source key may go to several destination keys
             large = {}
-            to_files = {}
+            unheld = {}  # large objects never held: each streamed by itself (_stream_one)
             for s, d, size in group:
                 dests.setdefault(s, []).append(d)
-                if size >= LARGE_OBJECT and ranged:
-                    (to_files if to_file else large)[s] = size
+                if size >= LARGE_OBJECT and (to_file or from_file):
+                    unheld[s] = size
+                elif size >= LARGE_OBJECT and ranged:
+                    large[s] = size
             got, missing, errs = [], [], []
             heads = attr_reader.start(list(dests)) if attr_reader else None
             try:
                 for key, value, enc in _read_raw(src, [k for k in dests
-                                                       if k not in large and k not in to_files],
+                                                       if k not in large and k not in unheld],
                                                  decode=reencode is not None):
                     if value is None:
                         missing.append(key)
@@ -502,8 +527,9 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             attrs = _with_attrs(heads, got, missing, errs) if heads else None
             groups.put((got, missing, errs, attrs))
             got = None
-            for key, size in to_files.items():  # while the writer writes the group
-                _stream_one(src, dest, key, dests[key], size, progress, stop, streamed)
+            stream = _stream_to_files if to_file else _send_from_file
+            for key, size in unheld.items():  # while the writer writes the group
+                _stream_one(stream, src, dest, key, dests[key], size, progress, stop, streamed)
     except BaseException:
         stop.set()  # the group being written completes; the queued ones are dropped
         raise
@@ -534,12 +560,13 @@ def _with_attrs(heads: concurrent.futures.Future, got: list, missing: list, errs
     return {d: by_source[s] for d, _v, _enc, s in got if s in by_source}
 
 
-def _stream_one(src, dest, key: str, dest_keys: list[str], size: int, progress,
+def _stream_one(stream, src, dest, key: str, dest_keys: list[str], size: int, progress,
                 stop: threading.Event, streamed: dict) -> None:
-    """_stream_to_files for one object of a transfer, its outcome counted in ``streamed``
-    (a failure there, as the writer thread counts those of the groups)."""
+    """One large object of a transfer, never held (``stream``: _stream_to_files or
+    _send_from_file), its outcome counted in ``streamed`` (a failure there, as the writer
+    thread counts those of the groups)."""
     try:
-        if _stream_to_files(src, dest, key, dest_keys, size, progress, stop):
+        if stream(src, dest, key, dest_keys, size, progress, stop):
             streamed["objects"] += len(dest_keys)
             streamed["bytes"] += size * len(dest_keys)
         return

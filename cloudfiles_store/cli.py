@@ -760,24 +760,44 @@ def cmd_put(ctx, args):
     dst = parse_loc(args.url, args.key)
     ctx.open_sides([parse_loc(args.file)] if args.file not in (None, "-") else [], dst)
     if args.file in (None, "-"):
-        data = sys.stdin.buffer.read()
-    else:
-        src = parse_loc(args.file)
-        data = _read(ctx, src, ctx.store(src, "src"))
-    _put(ctx, dst, data, args)
+        _put(ctx, dst, sys.stdin.buffer.read(), args)
+        return
+    src = parse_loc(args.file)
+    value = _local_value(ctx, src, ctx.store(src, "src"))
+    try:
+        _put(ctx, dst, value, args)
+    finally:
+        if not isinstance(value, bytes):
+            value.close()
 
 
-def _put(ctx, dst, data, args):
-    """One object written whole, with the attributes and encoding asked for; a progress
-    bar (by the parts its upload has stored) when it is large enough to have parts."""
+def _local_value(ctx, loc, store):
+    """A local file as a put's value: the open file (the engine sends it from there, never
+    holding it whole), or its decoded bytes where the name found an encoded variant (NAME.gz
+    for NAME, as a read of NAME does)."""
+    try:
+        file, encoding = store._open_stored(loc.path)
+    except KeyError:
+        return _read(ctx, loc, store)  # the error that names it
+    if encoding is None:
+        return file
+    file.close()
+    return _read(ctx, loc, store)
+
+
+def _put(ctx, dst, value, args):
+    """One object written whole (value: bytes, or a binary file sent from where it is), with
+    the attributes and encoding asked for; a progress bar (by the parts its upload has
+    stored) when it is large enough to have parts."""
     store = ctx.store(dst, "dst")
     coding = ctx.write_coding()
-    with ctx.progress("uploaded", 1, len(data), watch=[store]) as bar:
+    size = len(value) if isinstance(value, bytes) else os.fstat(value.fileno()).st_size
+    with ctx.progress("uploaded", 1, size, watch=[store]) as bar:
         try:
-            store.put(dst.path, data, **_write_attrs(args), **coding)
+            store.put(dst.path, value, **_write_attrs(args), **coding)
         except ValueError as e:
             _bad_level(e, coding)
-        bar.update(1, len(data))
+        bar.update(1, size)
 
 
 def _bad_level(exc, coding):

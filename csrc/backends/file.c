@@ -354,8 +354,10 @@ static int open_stored(int root, const char *key, cfs_codec *codec)
     return fd;
 }
 
-/* GET and HEAD: links are followed while they stay beneath the root. */
-static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only)
+/* Open the stored file of `key` for op (a GET, HEAD or COPY; links are followed while
+ * they stay beneath the root): op->attrs.content_encoding and op->size set from it, its
+ * stat in *st. The descriptor, or -1 after cfs_op_fail(). */
+static int open_object(file_backend *f, cfs_op *op, const char *key, struct stat *st)
 {
     int root = open_root(f);
     cfs_codec codec = CFS_CODEC_NONE;
@@ -365,23 +367,32 @@ static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only
         close(root);
     if (fd < 0) {
         fail_resolve(op, e, "read", 0);
-        return;
+        return -1;
     }
     free(op->attrs.content_encoding);
     op->attrs.content_encoding = NULL;
     if (codec != CFS_CODEC_NONE && !(op->attrs.content_encoding = strdup(cfs_codec_name(codec)))) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
-        close(fd);
-        return;
+    } else if (fstat(fd, st) < 0) {
+        cfs_op_fail(op, CFS_EIO, "cannot stat: %s", strerror(errno));
+    } else if (!S_ISREG(st->st_mode)) {
+        cfs_op_fail(op, S_ISDIR(st->st_mode) ? CFS_ENOTFOUND : CFS_EIO, "not a regular file");
+    } else {
+        op->size = st->st_size;
+        return fd;
     }
+    close(fd);
+    return -1;
+}
+
+/* GET and HEAD. */
+static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only)
+{
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        cfs_op_fail(op, S_ISDIR(st.st_mode) ? CFS_ENOTFOUND : CFS_EIO, "not a regular file");
-        close(fd);
+    int fd = open_object(f, op, key, &st);
+    if (fd < 0)
         return;
-    }
     int64_t size = st.st_size, start, end;
-    op->size = size;
     if (head_only) {
         /* a file keeps only its bytes: its time, and an ETag of size and time as a web
          * server makes one (nginx: "mtime-size" in hex) */
@@ -396,7 +407,7 @@ static void file_get(file_backend *f, cfs_op *op, const char *key, int head_only
         return;
     }
     cfs_range range = op->range;
-    if (codec != CFS_CODEC_NONE && !op->raw && range.kind != CFS_RANGE_NONE) {
+    if (op->attrs.content_encoding && !op->raw && range.kind != CFS_RANGE_NONE) {
         range.kind = CFS_RANGE_NONE; /* the engine decodes the whole, then cuts the range */
         op->whole_stored = 1;
     }
@@ -491,10 +502,48 @@ static int name_unnamed(int fd, int dfd, char *tmp, size_t size)
 }
 
 /* Write the new file's bytes; the fd stays open (an unnamed file would be gone at its
- * close). Returns 0 or an errno. */
-static int fill_temp(int fd, const cfs_op *op)
+ * close). A body in a file is copied in the kernel (a reflink where the filesystem shares
+ * extents), else through a buffer of FILL_PIECE bytes. Returns 0, or -1 after
+ * cfs_op_fail(). */
+#define FILL_PIECE (1u << 20)
+
+static int fill_temp(int fd, cfs_op *op)
 {
-    return write_all(fd, op->body, op->body_len) < 0 ? errno : 0;
+    size_t done = 0;
+    if (op->body_file) {
+        off_t in = (off_t)op->body_offset;
+        while (done < op->body_len) {
+            ssize_t k = copy_file_range(op->body_file->fd, &in, fd, NULL, op->body_len - done, 0);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) /* not here (EXDEV, EINVAL...), or the file shrank: the buffer says */
+                break;
+            done += (size_t)k;
+        }
+    }
+    char *piece = NULL;
+    while (done < op->body_len) {
+        size_t n = op->body_len - done;
+        if (op->body_file) {
+            n = n < FILL_PIECE ? n : FILL_PIECE;
+            if (!piece && !(piece = malloc(FILL_PIECE))) {
+                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+                return -1;
+            }
+            if (cfs_op_body_read(op, done, piece, n) < 0) {
+                free(piece);
+                return -1;
+            }
+        }
+        if (write_all(fd, op->body_file ? piece : op->body + done, n) < 0) {
+            cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(errno));
+            free(piece);
+            return -1;
+        }
+        done += n;
+    }
+    free(piece);
+    return 0;
 }
 
 /* Remove the variants of `name` (in the directory dfd) other than `keep`'s: the key's
@@ -670,9 +719,7 @@ static void file_put(file_backend *f, cfs_op *op, const char *key)
     }
     new_file nf;
     if (new_file_open(f, op, dir, &nf) == 0) {
-        int e = fill_temp(nf.fd, op);
-        if (e)
-            cfs_op_fail(op, CFS_EIO, "write failed: %s", strerror(e));
+        fill_temp(nf.fd, op); /* a failure is on op: new_file_place drops the file */
         new_file_place(f, op, &nf, base, codec);
     }
     free(dir);
@@ -887,17 +934,22 @@ static void file_rmdir(file_backend *f, cfs_op *op)
     free(dir);
 }
 
-/* COPY: read the source, then write it like a PUT (temp file, rename). */
+/* COPY: the source's file (as stored: its encoding kept) written like a PUT's, from the
+ * file (fill_temp copies it in the kernel), never held in memory. */
 static void file_copy(file_backend *f, cfs_op *op)
 {
-    file_get(f, op, op->source, 0);
-    if (op->status != CFS_OK)
+    struct stat st;
+    int fd = open_object(f, op, op->source, &st);
+    if (fd < 0)
         return;
-    op->body = op->data.data ? op->data.data : "";
-    op->body_len = op->data.len;
+    cfs_body_file source = { .fd = fd };
+    op->body_file = &source;
+    op->body_offset = 0;
+    op->body_len = (size_t)st.st_size;
     file_put(f, op, op->key);
-    op->body = NULL;
+    op->body_file = NULL;
     op->body_len = 0;
+    close(fd);
 }
 
 static void file_execute(cfs_backend *b, cfs_op *op)
@@ -978,6 +1030,20 @@ cfs_file_writer *cfs_file_writer_open(cfs_backend *b, cfs_op *op)
         return NULL;
     }
     return w;
+}
+
+int cfs_file_open_stored(cfs_backend *b, cfs_op *op)
+{
+    file_backend *f = (file_backend *)b;
+    char *path = cfs_path_join(f->root, op->key);
+    int set = path ? cfs_op_set_where(op, path) : -1;
+    free(path);
+    if (set < 0) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+        return -1;
+    }
+    struct stat st;
+    return open_object(f, op, op->key, &st);
 }
 
 int cfs_file_writer_fd(const cfs_file_writer *w)

@@ -173,8 +173,7 @@ static int http_build(cfs_backend *b, cfs_op *op, cfs_request *req)
         break;
     case CFS_OP_PUT:
         req->method = "PUT";
-        req->body = op->body;
-        req->body_len = op->body_len;
+        cfs_request_body_of(req, op, 0, op->body_len);
         break;
     case CFS_OP_DELETE:
         req->method = "DELETE";

@@ -179,15 +179,15 @@ static void copy_range(cfs_op *op, const mem_object *o)
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
 }
 
-/* The attributes a PUT stores: the op's, with an ETag (FNV-1a of the bytes, quoted) and
- * the time. Returns 0 or -1 (out of memory). */
-static int put_attrs(const cfs_op *op, cfs_object_attrs *a)
+/* The attributes a PUT of `value` (its body, copied) stores: the op's, with an ETag
+ * (FNV-1a of the bytes, quoted) and the time. Returns 0 or -1 (out of memory). */
+static int put_attrs(const cfs_op *op, const char *value, cfs_object_attrs *a)
 {
     if (cfs_object_attrs_copy(a, &op->attrs) < 0)
         return -1;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < op->body_len; i++)
-        h = (h ^ (unsigned char)op->body[i]) * 1099511628211ULL;
+        h = (h ^ (unsigned char)value[i]) * 1099511628211ULL;
     char etag[24];
     snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)h);
     struct timespec ts;
@@ -285,13 +285,14 @@ static void mem_execute(cfs_backend *be, cfs_op *op)
     if (op->kind == CFS_OP_PUT) {
         copy = malloc(op->body_len ? op->body_len : 1);
         key_copy = strdup(op->key);
-        if (!copy || !key_copy || put_attrs(op, &attrs) < 0) {
+        int read = copy ? cfs_op_body_read(op, 0, copy, op->body_len) : 0; /* -1: op failed */
+        if (!copy || !key_copy || read < 0 || put_attrs(op, copy, &attrs) < 0) {
             free(copy);
             free(key_copy);
-            cfs_op_fail(op, CFS_ENOMEM, "out of memory");
+            if (read == 0)
+                cfs_op_fail(op, CFS_ENOMEM, "out of memory");
             return;
         }
-        memcpy(copy, op->body, op->body_len);
     }
     pthread_mutex_lock(&b->lock);
     mem_object **pp = (op->kind == CFS_OP_LIST || op->kind == CFS_OP_RMDIR ||

@@ -20,6 +20,9 @@ typedef struct cfs_request {
     struct curl_slist *headers; /* owned */
     const char *body;           /* borrowed (op->body or body_owned.data) */
     size_t body_len;
+    const cfs_body_file *body_file; /* a PUT's body read from this file at body_offset as it
+                                 * is sent (op->body_file; borrowed); NULL: body */
+    int64_t body_offset;
     cfs_buf body_owned;         /* a body the backend built (XML, JSON) */
     int no_body;                /* HEAD: no response body expected */
     long timeout_ms;            /* > 0: a limit of its own for the whole request (credential
@@ -32,6 +35,8 @@ typedef struct cfs_request {
  * holding CR or LF, which would inject another header). */
 int cfs_request_header(cfs_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cfs_request_clear(cfs_request *req);
+/* Send bytes [off, off + len) of a PUT's body (in memory, or in op->body_file). */
+void cfs_request_body_of(cfs_request *req, const cfs_op *op, size_t off, size_t len);
 
 /* Response headers beyond the common ones that a backend may ask the engine to keep
  * (cfs_backend_ops.response_headers): at most CFS_CAPTURE_MAX names, each value at most

@@ -22,7 +22,17 @@ int cfs_coding_encode(cfs_op *op)
     op->coded = 1;
     cfs_codec c = (cfs_codec)op->encode;
     cfs_buf_reset(&op->encoded);
-    int rc = cfs_encode(c, op->encode_level, op->body, op->body_len, &op->encoded);
+    cfs_buf whole = { 0 }; /* a body in a file is encoded whole, as one in memory is */
+    if (op->body_file && (cfs_buf_reserve(&whole, op->body_len + 1) < 0 ||
+                          cfs_op_body_read(op, 0, whole.data, op->body_len) < 0)) {
+        if (!whole.data)
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory for %zu bytes", op->body_len);
+        cfs_buf_free(&whole);
+        return -1;
+    }
+    int rc = cfs_encode(c, op->encode_level, op->body_file ? whole.data : op->body, op->body_len,
+                        &op->encoded);
+    cfs_buf_free(&whole);
     if (rc != CFS_CODEC_OK) {
         cfs_op_fail(op, rc == CFS_CODEC_ENOMEM ? CFS_ENOMEM : CFS_EINVALID,
                     "cannot %s-encode the value: %s", cfs_codec_name(c), cfs_codec_strerror(rc));
@@ -41,6 +51,8 @@ int cfs_coding_encode(cfs_op *op)
     op->attrs.content_encoding = name;
     op->body = op->encoded.data;
     op->body_len = op->encoded.len;
+    op->body_file = NULL;
+    op->body_offset = 0;
     return 0;
 }
 

@@ -134,6 +134,7 @@ typedef struct transfer {
     cfs_buf own;                /* a hedge's object data until it wins (never op->data:
                                  * the two transfers of an op never write the same bytes) */
     size_t upload_pos;
+    int upload_errno;           /* the body's file could not be read (-1: it was shorter) */
     long status;
     int64_t content_length;
     double retry_after;         /* seconds, -1 if none */

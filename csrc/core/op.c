@@ -1,10 +1,12 @@
 #include "core/op.h"
 #include "util/codec.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *cfs_status_name(cfs_status s)
 {
@@ -175,6 +177,71 @@ cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *ke
     memcpy(op->key, key, key_len);
     op->key[key_len] = '\0';
     return op;
+}
+
+int cfs_op_body_read(cfs_op *op, size_t off, char *dst, size_t len)
+{
+    if (!op->body_file) {
+        if (len)
+            memcpy(dst, op->body + off, len);
+        return 0;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t k = pread(op->body_file->fd, dst + done, len - done,
+                          (off_t)(op->body_offset + (int64_t)(off + done)));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            cfs_op_fail(op, CFS_EIO, "cannot read the value from its file: %s",
+                        k < 0 ? strerror(errno) : "the file is shorter than when it was given");
+            return -1;
+        }
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+/* A body in a file is read in pieces of this size to be hashed: the reads stay in the CPU
+ * cache and memory stays bounded whatever the file's size. */
+#define BODY_SCAN_PIECE (1u << 20)
+
+int cfs_op_body_scan(cfs_op *op, int (*fn)(void *ctx, const char *p, size_t n), void *ctx)
+{
+    if (!op->body_file) {
+        if (fn(ctx, op->body ? op->body : "", op->body_len) == 0)
+            return 0;
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
+        return -1;
+    }
+    size_t piece = op->body_len < BODY_SCAN_PIECE ? op->body_len : BODY_SCAN_PIECE;
+    char *buf = malloc(piece ? piece : 1);
+    if (!buf) {
+        cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
+        return -1;
+    }
+    int rc = 0;
+    size_t off = 0;
+    do { /* an empty body is one empty piece: fn sees it */
+        size_t n = op->body_len - off < piece ? op->body_len - off : piece;
+        if (cfs_op_body_read(op, off, buf, n) < 0) {
+            rc = -1;
+        } else if (fn(ctx, buf, n) < 0) {
+            cfs_op_fail(op, CFS_ENOMEM, "out of memory hashing the body");
+            rc = -1;
+        }
+        off += n;
+    } while (rc == 0 && off < op->body_len);
+    free(buf);
+    return rc;
+}
+
+void cfs_op_body_slice(cfs_op *part, const cfs_op *whole, size_t off, size_t len)
+{
+    part->body_file = whole->body_file;
+    part->body = whole->body_file ? NULL : whole->body + off;
+    part->body_offset = whole->body_file ? whole->body_offset + (int64_t)off : 0;
+    part->body_len = len;
 }
 
 void cfs_op_free(cfs_op *op)

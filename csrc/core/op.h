@@ -137,14 +137,25 @@ struct cfs_backend;
 struct cfs_op;
 typedef void (*cfs_done_fn)(struct cfs_op *op, void *ctx);
 
+/* A file a PUT's body is read from as it is sent, rather than held in memory (a large
+ * local file goes up with memory bounded by the requests in flight): owned by the caller,
+ * open until the op completes. */
+typedef struct cfs_body_file {
+    int fd;
+} cfs_body_file;
+
 typedef struct cfs_op {
     /* --- request: set by the caller before submission --- */
     cfs_op_kind kind;
     struct cfs_backend *backend;
     char *key;                  /* owned; GET/HEAD/PUT/DELETE; the prefix for LIST */
     cfs_range range;            /* GET */
-    const char *body;           /* PUT: borrowed, alive until completion */
+    const char *body;           /* PUT: borrowed, alive until completion; NULL with body_file */
     size_t body_len;
+    const cfs_body_file *body_file; /* PUT: the body is body_len bytes of this file from
+                                 * body_offset, read as it is hashed and sent (borrowed, as
+                                 * body); NULL: the body is op->body */
+    int64_t body_offset;
     int if_none_match;          /* PUT: create only if absent */
     int missing_ok;             /* DELETE: the caller ignores a missing key, so a backend
                                  * need not look before it deletes */
@@ -215,6 +226,16 @@ typedef struct cfs_op {
 
 /* Allocate a zeroed op; key is copied. Returns NULL on out-of-memory. */
 cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *key, size_t key_len);
+
+/* A PUT's body, in memory or in a file (op->body_file): */
+/* Read len bytes at off of it into dst. 0, or -1 after cfs_op_fail() (CFS_EIO: the file
+ * cannot be read, or is shorter than when the op was made). */
+int cfs_op_body_read(cfs_op *op, size_t off, char *dst, size_t len);
+/* Call fn over all of it in order: once for a body in memory, 1 MiB at a time for one in a
+ * file. 0, or -1 after cfs_op_fail() (fn returning -1 is out of memory). */
+int cfs_op_body_scan(cfs_op *op, int (*fn)(void *ctx, const char *p, size_t n), void *ctx);
+/* Make `part` carry bytes [off, off + len) of `whole`'s body (a multipart upload's part). */
+void cfs_op_body_slice(cfs_op *part, const cfs_op *whole, size_t off, size_t len);
 void cfs_op_free(cfs_op *op);
 /* Record a failure with a printf-style message. */
 void cfs_op_fail(cfs_op *op, cfs_status status, const char *fmt, ...)

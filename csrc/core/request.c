@@ -42,6 +42,14 @@ void cfs_request_clear(cfs_request *req)
     memset(req, 0, sizeof *req);
 }
 
+void cfs_request_body_of(cfs_request *req, const cfs_op *op, size_t off, size_t len)
+{
+    req->body = op->body_file ? NULL : op->body ? op->body + off : "";
+    req->body_len = len;
+    req->body_file = op->body_file;
+    req->body_offset = op->body_file ? op->body_offset + (int64_t)off : 0;
+}
+
 int cfs_request_range(cfs_request *req, const cfs_range *r)
 {
     switch (r->kind) {

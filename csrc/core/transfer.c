@@ -18,6 +18,7 @@
  * runs once. Both belong to the lane's thread, like every transfer. */
 #include "core/engine_internal.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -330,7 +331,20 @@ static size_t on_upload(char *dst, size_t size, size_t n, void *userp)
     size_t k = left < room ? left : room;
     if (k == 0)
         return 0;
-    memcpy(dst, t->req.body + t->upload_pos, k);
+    if (t->req.body_file) { /* from the page cache, as a memcpy would be */
+        ssize_t got;
+        do
+            got = pread(t->req.body_file->fd, dst, k,
+                        (off_t)(t->req.body_offset + (int64_t)t->upload_pos));
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            t->upload_errno = got < 0 ? errno : -1;
+            return CURL_READFUNC_ABORT;
+        }
+        k = (size_t)got;
+    } else {
+        memcpy(dst, t->req.body + t->upload_pos, k);
+    }
     t->upload_pos += k;
     return k;
 }
@@ -591,7 +605,10 @@ static CURLcode set_request_options(transfer *t, const char **failed)
         SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->req.body_len);
     } else {
         SET(CURLOPT_CUSTOMREQUEST, t->req.method);
-        if (t->req.body) {
+        if (t->req.body_file) { /* only a PUT streams its body from a file */
+            *failed = "a body from a file with a method other than PUT";
+            rc = CURLE_BAD_FUNCTION_ARGUMENT;
+        } else if (t->req.body) {
             SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->req.body_len);
             SET(CURLOPT_POSTFIELDS, t->req.body);
         }
@@ -923,6 +940,11 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
         const char *why = t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
         if (t->cancelled) {
             cfs_engine_fail_cancelled(op);
+            next = CFS_NEXT_DONE;
+        } else if (t->upload_errno) { /* the file changed under us: a retry reads the same */
+            cfs_op_fail(op, CFS_EIO, "cannot read the value from its file: %s",
+                        t->upload_errno > 0 ? strerror(t->upload_errno)
+                                            : "the file is shorter than when it was given");
             next = CFS_NEXT_DONE;
         } else if (t->stalled) {
             cfs_op_fail(op, CFS_ETRANSIENT, "stalled: no data for %ld s",

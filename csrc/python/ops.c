@@ -2,10 +2,14 @@
  * into the engine (ops.h). */
 #include "python/ops.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "python/blob.h"
 #include "python/attrs.h"
@@ -49,6 +53,8 @@ void cfs_pyop_release(cfs_op *op)
         Py_XDECREF(p->source_store);
         if (p->has_value)
             PyBuffer_Release(&p->value);
+        if (p->has_file)
+            close(p->file.fd);
         PyMem_Free(p);
         op->caller = NULL;
     }
@@ -238,27 +244,97 @@ PyObject *cfs_py_raw_result(cfs_op *op, int blob)
     return Py_BuildValue("(Nz)", data, name);
 }
 
+/* A PUT's body from a file value (a binary file object on a regular file): from its
+ * position (tell(), which knows what a buffered reader has read ahead) to its end. The op
+ * reads a duplicate of its descriptor at offsets, as it hashes and sends. 0, or -1 with an
+ * exception set. */
+static int put_body_from_file(cfs_op *op, PyObject *key, PyObject *value)
+{
+    cfs_pyop *p = cfs_pyop_of(op);
+    if (PyObject_HasAttrString(value, "encoding")) {
+        PyErr_Format(PyExc_TypeError,
+                     "value for key %R is a text file: open it in binary mode ('rb')", key);
+        return -1;
+    }
+    int fd = PyObject_AsFileDescriptor(value);
+    if (fd < 0) { /* io.BytesIO: fileno() raises */
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "value for key %R is a file object without a descriptor (%.100s): give "
+                     "its bytes instead",
+                     key, Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    struct stat st;
+    PyThreadState *ts = PyEval_SaveThread();
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = dup_fd < 0 || fstat(dup_fd, &st) < 0 ? errno : 0;
+    PyEval_RestoreThread(ts);
+    if (e) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        errno = e;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(dup_fd);
+        PyErr_Format(PyExc_TypeError,
+                     "value for key %R is a file that is not a regular one (a pipe, a socket, a "
+                     "device): it is read at offsets as it is sent; give its bytes instead",
+                     key);
+        return -1;
+    }
+    p->file.fd = dup_fd; /* closed with the op from here on */
+    p->has_file = 1;
+    PyObject *at = PyObject_CallMethod(value, "tell", NULL);
+    long long pos = at ? PyLong_AsLongLong(at) : -1;
+    Py_XDECREF(at);
+    if (pos < 0) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "value for key %R: the file's position is %lld", key,
+                         pos);
+        return -1;
+    }
+    op->body_len = st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
+    if (op->body_len == 0) {
+        op->body = ""; /* nothing to read: an empty body in memory */
+    } else {
+        op->body_file = &p->file;
+        op->body_offset = pos;
+    }
+    return 0;
+}
+
 cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent)
 {
     cfs_op *op = new_op(s, CFS_OP_PUT, key, 0);
     if (!op)
         return NULL;
     cfs_pyop *p = cfs_pyop_of(op);
-    if (PyObject_GetBuffer(value, &p->value, PyBUF_CONTIG_RO) < 0) {
+    p->has_value = PyObject_GetBuffer(value, &p->value, PyBUF_CONTIG_RO) == 0;
+    if (!p->has_value)
+        PyErr_Clear(); /* not a buffer: a file, or the TypeError below */
+    if (p->has_value) {
+        op->body = p->value.buf;
+        op->body_len = (size_t)p->value.len;
+    } else if (PyObject_HasAttrString(value, "fileno")) {
+        if (put_body_from_file(op, key, value) < 0) {
+            cfs_pyop_release(op);
+            return NULL;
+        }
+    } else {
         PyErr_Format(PyExc_TypeError,
                      "value for key %R must support the buffer protocol (bytes, bytearray, "
-                     "memoryview, numpy array), not %.100s",
+                     "memoryview, numpy array) or be a binary file, not %.100s",
                      key, Py_TYPE(value)->tp_name);
         cfs_pyop_release(op);
         return NULL;
     }
-    p->has_value = 1;
     if (cfs_pyop_set_attrs(op, &s->write_attrs) < 0) { /* the store's; a call may replace them */
         cfs_pyop_release(op);
         return NULL;
     }
-    op->body = p->value.buf;
-    op->body_len = (size_t)p->value.len;
     op->if_none_match = if_absent;
     if (apply_coding(s, op, NULL, -1) < 0) { /* the store's compress default */
         cfs_pyop_release(op);

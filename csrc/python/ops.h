@@ -20,6 +20,9 @@ typedef struct cfs_pyop {
     PyObject *key;          /* the key its errors name; DELETE_MANY: a list of keys */
     Py_buffer value;        /* PUT: the value's buffer, held until the op completes */
     int has_value;
+    cfs_body_file file;     /* PUT of a file value: a duplicate of its descriptor, closed
+                             * when the op is released (the caller may close theirs) */
+    int has_file;
     Py_ssize_t index;       /* a batch's: the item's position in the input */
     PyObject *future;       /* the asyncio path's: resolved with the result */
     PyObject *on_cancel;    /* the asyncio path's: the future's done callback */
@@ -38,7 +41,9 @@ static inline cfs_pyop *cfs_pyop_of(const cfs_op *op)
 /* The object, or a byte range of it (cfs_py_range: start None for the whole object). */
 cfs_op *cfs_pyop_get(StoreObject *s, PyObject *key, PyObject *start, PyObject *end);
 cfs_op *cfs_pyop_head(StoreObject *s, PyObject *key);
-/* `value` supports the buffer protocol; with if_absent, create only if the key is absent. */
+/* `value` supports the buffer protocol, or is a binary file open on a regular file (sent
+ * from its position to its end as they are now, read as it is sent: never held whole);
+ * with if_absent, create only if the key is absent. */
 cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent);
 /* How one call's writes are encoded (compress=, level=, raw=, content_encoding=). */
 typedef struct cfs_put_coding {

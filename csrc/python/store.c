@@ -1,11 +1,13 @@
 /* The Store type: the zarr-compatible mapping over one backend. Every method that waits
  * does so with the GIL released; batches go through batch.c. */
 #include "python/store.h"
+#include "backends/file.h"
 #include "core/url.h"
 
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "python/attrs.h"
 #include "python/batch.h"
@@ -919,6 +921,42 @@ static PyObject *store_new_file(StoreObject *s, PyObject *key)
     return cfs_newfile_open(s, key);
 }
 
+/* _open_stored(key) -> (file, encoding): a key's stored bytes (file:// stores), for a
+ * copy that sends them from the file (_transfer.py) rather than from memory */
+static PyObject *store_open_stored(StoreObject *s, PyObject *key)
+{
+    const char *utf8;
+    Py_ssize_t len;
+    if (cfs_store_check_open(s) < 0 || cfs_py_key(key, 0, &utf8, &len) < 0)
+        return NULL;
+    if (!cfs_file_backend_is(s->backend)) {
+        PyErr_Format(PyExc_TypeError,
+                     "_open_stored: only a file:// store keeps objects as files, not %s",
+                     s->backend->ops->url(s->backend));
+        return NULL;
+    }
+    cfs_op *op = cfs_op_new(CFS_OP_GET, s->backend, utf8, (size_t)len);
+    if (!op)
+        return PyErr_NoMemory();
+    cfs_backend *b = s->backend; /* alive while s is: close() only marks it closed */
+    PyThreadState *ts = PyEval_SaveThread();
+    int fd = cfs_file_open_stored(b, op);
+    PyEval_RestoreThread(ts);
+    PyObject *file = NULL;
+    if (fd < 0) {
+        cfs_py_raise_op(op, key);
+    } else if (!(file = PyFile_FromFd(fd, NULL, "rb", -1, NULL, NULL, NULL, 1))) {
+        close(fd);
+    }
+    const char *enc = op->attrs.content_encoding;
+    cfs_codec codec;
+    if (enc && cfs_codec_parse(enc, &codec) == 0)
+        enc = cfs_codec_name(codec);
+    PyObject *out = file ? Py_BuildValue("(Nz)", file, enc) : NULL;
+    cfs_op_free(op);
+    return out;
+}
+
 /* ---------- object protocol ---------- */
 
 static PyObject *store_close(StoreObject *s, PyObject *unused)
@@ -1073,7 +1111,8 @@ static PyMethodDef store_methods[] = {
       " content_type=None, cache_control=None, content_disposition=None, storage_class=None,\n"
       " metadata=None)\n--\n\n"
       "Write a mapping, or an iterable of (key, value) pairs, in parallel; values are any\n"
-      "buffers. compress= 'gzip', 'br', 'zstd' or False overrides the store's compress option;\n"
+      "buffers, or binary files on disk (sent from their position to their end, read as they\n"
+      "are sent: never held whole). compress= 'gzip', 'br', 'zstd' or False overrides the store's compress option;\n"
       "raw=True stores the values as they are, already encoded with content_encoding (a value\n"
       "may also be a (bytes, encoding) pair, as a raw read returns it). Returns None. Raises\n"
       "BatchError, after every transfer has ended, if some writes failed (the others stay)." },
@@ -1139,6 +1178,11 @@ static PyMethodDef store_methods[] = {
       "_new_file($self, key, /)\n--\n\n"
       "A NewFile: a new object for key written piece by piece (os.pwrite to its fileno()),\n"
       "then commit(encoding=None) or discard(). file:// stores only (TypeError otherwise)." },
+    { "_open_stored", (PyCFunction)store_open_stored, METH_O,
+      "_open_stored($self, key, /)\n--\n\n"
+      "(file, encoding): the stored bytes of key open for reading ('rb'), with their content\n"
+      "encoding (None: identity). file:// stores only (TypeError otherwise); KeyError if\n"
+      "absent." },
     { "listdir", (PyCFunction)(void (*)(void))store_listdir, METH_VARARGS | METH_KEYWORDS,
       "listdir($self, /, path='')\n--\n\n"
       "Return the sorted names (keys and directories) one level below path.\n"

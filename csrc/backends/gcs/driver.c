@@ -448,6 +448,7 @@ const cfs_backend_ops cfs_gcs_backend = {
     .build = gcs_build,
     .finish = gcs_finish,
     .verify = gcs_verify,
+    .prepare = gcs_prepare,
     .can_copy_from = gcs_can_copy_from,
     .configure_handle = gcs_configure_handle,
     .url = gcs_url,

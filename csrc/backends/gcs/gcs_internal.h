@@ -69,6 +69,8 @@ cfs_next finish_token(gcs_backend *g, cfs_op *op, gcs_state *st, const cfs_respo
 
 /* request.c */
 int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req);
+/* The crc32c of a PUT body in a file, on a worker thread (cfs_backend_ops.prepare). */
+int gcs_prepare(cfs_backend *b, cfs_op *op);
 
 /* response.c */
 cfs_next gcs_finish(cfs_backend *b, cfs_op *op, const cfs_response *resp);
@@ -80,7 +82,8 @@ void gcs_describe_failure(cfs_op *op, const cfs_response *resp);
 int gcs_check_stored(cfs_op *op, const gcs_state *st, const cfs_response *resp);
 
 /* resumable.c */
-/* Whether a PUT goes up in a resumable session (its body is resumable_threshold or more). */
+/* Whether a PUT goes up in a resumable session (its body is resumable_threshold or more,
+ * or in a file). */
 int gcs_is_resumable(const gcs_backend *g, const cfs_op *op);
 /* The session's next request (start, chunk or status query) for object `name`; sets
  * *may_auth to 0 when it goes off the endpoint (no token then). Returns 0 or -1 (out of

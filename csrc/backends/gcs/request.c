@@ -80,10 +80,6 @@ static int build_get(const gcs_backend *g, cfs_op *op, cfs_request *req, const c
 static int build_put(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *req, const char *name,
                      size_t name_len, int *may_auth)
 {
-    if (!st->have_crc) { /* once per op: every retry and chunk checks against it */
-        st->crc = cfs_crc32c(0, op->body, op->body_len);
-        st->have_crc = 1;
-    }
     if (gcs_is_resumable(g, op))
         return gcs_build_resumable(g, op, st, req, name, name_len, may_auth);
     char boundary[64];
@@ -241,6 +237,37 @@ out:
     return rc < 0 ? no_memory(op) : rc;
 }
 
+static int crc_piece(void *ctx, const char *p, size_t n)
+{
+    uint32_t *crc = ctx;
+    *crc = cfs_crc32c(*crc, p, n);
+    return 0;
+}
+
+/* A PUT body's crc32c, once per op: every retry and chunk checks against it. Returns 0, or
+ * -1 after cfs_op_fail() (its file cannot be read). */
+static int body_crc(cfs_op *op, gcs_state *st)
+{
+    uint32_t crc = 0;
+    if (cfs_op_body_scan(op, crc_piece, &crc) < 0)
+        return -1;
+    st->crc = crc;
+    st->have_crc = 1;
+    return 0;
+}
+
+/* A body in a file is read for its crc32c on a worker thread, not the transfer thread. */
+int gcs_prepare(cfs_backend *b, cfs_op *op)
+{
+    (void)b;
+    gcs_state *st = state_of(op);
+    if (!st) {
+        no_memory(op);
+        return -1;
+    }
+    return body_crc(op, st);
+}
+
 int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
 {
     gcs_backend *g = (gcs_backend *)b;
@@ -252,6 +279,12 @@ int gcs_build(cfs_backend *b, cfs_op *op, cfs_request *req)
     gcs_state *st = state_of(op);
     if (!st)
         return no_memory(op);
+    if (op->kind == CFS_OP_PUT && !st->have_crc) {
+        if (op->body_file)
+            return CFS_BUILD_PREPARE;
+        if (body_crc(op, st) < 0)
+            return CFS_BUILD_FAILED;
+    }
     char *token = NULL;
     /* first the token step: a token to carry, or its request built, or wait for it */
     int t = token_step(g, op, st, req, &token);

@@ -11,7 +11,9 @@
 
 int gcs_is_resumable(const gcs_backend *g, const cfs_op *op)
 {
-    return op->kind == CFS_OP_PUT && op->body_len > 0 && op->body_len >= g->resumable_threshold;
+    /* a body in a file goes in chunks read from it (a single request would hold it whole) */
+    return op->kind == CFS_OP_PUT && op->body_len > 0 &&
+           (op->body_len >= g->resumable_threshold || op->body_file);
 }
 
 /* Does the session URI belong to the endpoint (so it may carry our token)? */
@@ -61,8 +63,7 @@ int gcs_build_resumable(gcs_backend *g, cfs_op *op, gcs_state *st, cfs_request *
         st->rs_querying = 0;
         size_t left = op->body_len - st->rs_offset;
         size_t len = left < g->resumable_chunk ? left : g->resumable_chunk;
-        req->body = op->body + st->rs_offset;
-        req->body_len = len;
+        cfs_request_body_of(req, op, st->rs_offset, len);
         st->rs_sent_end = st->rs_offset + len;
         st->rs_chunks++;
         cfs_gcs_content_range(range, sizeof range, st->rs_offset, len, op->body_len);

@@ -109,8 +109,7 @@ int s3_spec_part(s3_backend *s, s3_state *st, cfs_op *op, req_spec *r)
         return 0;
     }
     r->method = "PUT";
-    r->body = op->body;
-    r->body_len = op->body_len;
+    r->body_of = op;
     r->payload = st->sha256;
     snprintf(r->part_number, sizeof r->part_number, "%zu", st->part_number);
     add_q(r, "partNumber", r->part_number);
@@ -169,10 +168,9 @@ static void attach_parts(s3_backend *s, cfs_op *op, s3_state *m)
                      m->parts_started + 1);
             return;
         }
-        if (op->kind == CFS_OP_PUT) {
-            part->body = op->body + off;
-            part->body_len = op->body_len - off < m->part_size ? op->body_len - off : m->part_size;
-        }
+        if (op->kind == CFS_OP_PUT)
+            cfs_op_body_slice(part, op, off,
+                              op->body_len - off < m->part_size ? op->body_len - off : m->part_size);
         ps->part_number = ++m->parts_started;
         ps->upload = m;
         part->backend_state = ps;

@@ -212,6 +212,8 @@ typedef struct req_spec {
     const char *payload;                /* x-amz-content-sha256 */
     const char *body;
     size_t body_len;
+    const cfs_op *body_of;              /* a PUT or part: send this op's body (in memory or
+                                         * in a file) rather than body */
     int no_body;
     char range[96];
     char part_number[24];

@@ -87,8 +87,13 @@ int cfs_sha256_hex(const void *data, size_t n, char out[CFS_SHA256_HEX_LEN + 1])
     unsigned int len = 0;
     if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != CFS_SHA256_LEN)
         return -1;
-    hex_lower(md, CFS_SHA256_LEN, out);
+    cfs_sha256_to_hex(md, out);
     return 0;
+}
+
+void cfs_sha256_to_hex(const unsigned char md[CFS_SHA256_LEN], char out[CFS_SHA256_HEX_LEN + 1])
+{
+    hex_lower(md, CFS_SHA256_LEN, out);
 }
 
 static int hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,

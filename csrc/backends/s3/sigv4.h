@@ -102,6 +102,8 @@ int cfs_sigv4_format_time(int64_t t, char out[17]);
 
 /* Lowercase hex SHA-256 of n bytes. Returns 0 or -1. */
 int cfs_sha256_hex(const void *data, size_t n, char out[CFS_SHA256_HEX_LEN + 1]);
+/* Lowercase hex of a SHA-256 digest. */
+void cfs_sha256_to_hex(const unsigned char md[CFS_SHA256_LEN], char out[CFS_SHA256_HEX_LEN + 1]);
 
 /* URI encoding per AWS: unreserved bytes kept, others %XX uppercase; '/' kept when
  * keep_slash (S3 object paths). Appends to out. Returns 0 or -1 (out of memory). */

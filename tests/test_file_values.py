@@ -1,0 +1,225 @@
+"""A write's value may be a binary file on disk: its bytes from the file's position to its
+end are read as they are hashed and sent, never held whole (S3 parts and GCS resumable
+chunks are read from the file one by one; file:// copies it in the kernel). Every backend,
+through its multi-request paths too, and a bounded peak RSS for a large upload."""
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import conftest
+import pytest
+
+from cloudfiles_store import CloudFilesStore, StorageIOError
+
+MiB = 1 << 20
+
+# the smallest parts and chunks each service takes: several requests for a few MiB
+_MANY_REQUESTS = {
+    "s3": {"multipart_threshold": 5 * MiB, "multipart_chunksize": 5 * MiB},
+    "s3-seaweedfs": {"multipart_threshold": 5 * MiB, "multipart_chunksize": 5 * MiB},
+    "gs": {"resumable_chunksize": 256 << 10},
+}
+
+
+# the backends that store a Content-Encoding with the bytes (nginx keeps only the bytes)
+KEEPING = [b for b in ("mem", "file", "s3", "gs") if b in conftest._selected_backends()]
+
+
+@pytest.fixture(params=KEEPING)
+def keeping(request):
+    return conftest.BACKENDS[request.param](request, conftest._unique())
+
+
+def _file(tmp_path, data, name="value.bin"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * MiB + 7])
+def test_a_file_value_round_trips(store, tmp_path, size):
+    data = os.urandom(size)
+    with open(_file(tmp_path, data), "rb") as f:
+        store["k"] = f
+    assert store["k"] == data
+
+
+def test_a_file_goes_up_in_parts_read_from_it(backend, make_store, tmp_path):
+    """11 MiB + 3: three S3 parts (the last short), 45 GCS chunks, one PUT elsewhere; the
+    parts are hashed from the file (Content-MD5, CRC32C), which the services check."""
+    store = make_store(**_MANY_REQUESTS.get(backend.name, {}))
+    data = os.urandom(11 * MiB + 3)
+    path = _file(tmp_path, data)
+    with open(path, "rb") as f:
+        store.setitems({"a": f, "b": data})
+    assert store["a"] == data and store["b"] == data
+    assert store.head("a").size == len(data)
+
+
+def test_a_file_value_is_sent_from_its_position(store, tmp_path):
+    data = os.urandom(100_000)
+    with open(_file(tmp_path, data), "rb") as f:
+        f.read(10)  # a buffered reader has read ahead: tell() says where the caller is
+        store["k"] = f
+        assert f.tell() == 10  # the caller's file is left as it was
+    assert store["k"] == data[10:]
+
+
+def test_a_file_value_with_compression(keeping, tmp_path):
+    store = keeping.store(compress="gzip")  # the file is read whole to be encoded
+    data = b"compressible " * 100_000
+    with open(_file(tmp_path, data), "rb") as f:
+        store["k"] = f
+    assert store["k"] == data
+    value, encoding = store.get_ranges([("k", 0, None)], raw=True)[0]
+    assert encoding == "gzip" and len(value) < len(data) // 10
+
+
+def test_a_raw_file_value_keeps_its_encoding(keeping, tmp_path):
+    import gzip
+    store = keeping.store()
+    data = b"abc" * 100_000
+    with open(_file(tmp_path, gzip.compress(data)), "rb") as f:
+        store.setitems({"k": (f, "gzip")}, raw=True)
+    assert store["k"] == data
+
+
+@pytest.mark.parametrize("make_value, says", [
+    (lambda path: open(path, "r"), "text file"),
+    (lambda path: io.BytesIO(b"x"), "without a descriptor"),
+    (lambda path: os.fdopen(os.pipe()[0], "rb"), "not a regular one"),
+])
+def test_a_file_that_cannot_be_read_at_offsets_is_refused(store, tmp_path, make_value, says):
+    value = make_value(_file(tmp_path, b"data"))
+    try:
+        with pytest.raises(TypeError, match=says):
+            store["k"] = value
+        with pytest.raises(TypeError, match=says):
+            store.setitems({"j": b"stored", "k": value})
+    finally:
+        value.close()
+    assert "k" not in store
+
+
+def test_a_file_that_shrinks_fails_and_stores_nothing(moto_server, tmp_path):
+    """The file is cut after it was given and before its parts are read (the proxy holds
+    CreateMultipartUpload meanwhile): the parts find it shorter than it was, the upload is
+    aborted, the write fails with StorageIOError naming the key, and nothing is stored."""
+    from servers.faultproxy import FaultProxy
+    proxy = FaultProxy(moto_server.endpoint, rate=0.0, delay_seconds=2.0).start()
+    try:
+        store = CloudFilesStore(moto_server.url(f"shrink-{os.getpid()}"),
+                                **moto_server.store_options(endpoint_url=proxy.url),
+                                multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+        path = _file(tmp_path, os.urandom(12 * MiB))
+        proxy.script("delay", "POST", "uploads")
+        failure = []
+
+        def put():
+            with open(path, "rb") as f:
+                try:
+                    store["k"] = f
+                except BaseException as e:  # noqa: BLE001 - checked below
+                    failure.append(e)
+
+        writer = threading.Thread(target=put)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while not proxy.counts().get("delay") and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.truncate(path, 6 * MiB)  # the second part is gone, the first is short
+        writer.join(60)
+        assert len(failure) == 1 and isinstance(failure[0], StorageIOError), failure
+        assert "'k'" in str(failure[0]) and "shorter" in str(failure[0])
+        assert "k" not in store
+    finally:
+        proxy.stop()
+
+
+def test_a_large_upload_holds_no_copy_of_the_file(moto_server, tmp_path):
+    """256 MiB from a file to S3 in 8 MiB parts, 4 at a time: peak RSS of the process grows
+    by far less than the file (about the parts' hashing buffers and curl's)."""
+    path = _file(tmp_path, b"")
+    with open(path, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(MiB))
+    url = moto_server.url(f"rss-{os.getpid()}")
+    script = f"""
+import json, resource, sys
+from cloudfiles_store import CloudFilesStore
+s = CloudFilesStore({url!r}, **{moto_server.store_options()!r}, multipart_threshold=8 << 20,
+                    multipart_chunksize=8 << 20, multipart_concurrency=4)
+s["warm"] = b"x"  # the engine, curl and TLS set up before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open({str(path)!r}, "rb") as f:
+    s["big"] = f
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"grew_kib": after - before, "size": s.head("big").size}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=True)
+    got = json.loads(out.stdout)
+    assert got["size"] == 256 * MiB
+    assert got["grew_kib"] < 64 * 1024, got  # a copy would be 262,144 KiB
+
+
+def test_a_transfer_sends_large_objects_from_their_files(keeping, tmp_path, monkeypatch):
+    """transfer_to from a file:// store: objects of LARGE_OBJECT bytes or more go from
+    their files (never read into memory: _read_raw never sees them), as stored (a .gz file
+    arrives gzip-encoded), small ones in groups as before."""
+    import gzip
+
+    from cloudfiles_store import _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    big, text = os.urandom(6 * MiB + 5), b"line\n" * 400_000
+    (root / "d" / "big").write_bytes(big)
+    (root / "d" / "text.gz").write_bytes(gzip.compress(text))  # 2 MiB decoded, ~9 KiB stored
+    (root / "d" / "small").write_bytes(b"small")
+    (root / "d" / "large.gz").write_bytes(gzip.compress(big, compresslevel=1))
+    read = []
+    real_read_raw = _transfer._read_raw
+
+    def spying_read_raw(src, keys, decode=False):
+        read.extend(keys)
+        return real_read_raw(src, keys, decode)
+
+    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    src = CloudFilesStore(f"file://{root}")
+    dest = keeping.store()
+    summary = src.transfer_to(dest, prefix="d/")
+    assert summary["objects"] == 4
+    assert sorted(read) == ["d/small", "d/text"]  # text.gz is small as stored
+    assert dest["d/big"] == big and dest["d/small"] == b"small" and dest["d/text"] == text
+    assert dest["d/large"] == big
+    assert dest.get_ranges([("d/large", 0, None)], raw=True)[0][1] == "gzip"
+
+
+def test_a_transfer_of_a_large_file_that_vanished_names_it(moto_server, tmp_path, monkeypatch):
+    from cloudfiles_store import BatchError, _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "big").write_bytes(os.urandom(2 * MiB))
+    (root / "small").write_bytes(b"s")
+    src = CloudFilesStore(f"file://{root}")
+    dest = CloudFilesStore(moto_server.url(f"gone-{os.getpid()}"), **moto_server.store_options())
+    real_open = src._open_stored
+
+    class Vanishing:  # the file is removed between the listing and its copy
+        def __getattr__(self, name):
+            return getattr(src, name)
+
+        def _open_stored(self, key):
+            os.remove(root / key)
+            return real_open(key)
+
+    with pytest.raises(BatchError) as e:
+        _transfer.transfer(Vanishing(), dest)
+    assert e.value.failed == ["big"] and e.value.summary["objects"] == 1
+    assert dest["small"] == b"s" and "big" not in dest
