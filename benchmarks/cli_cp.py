@@ -8,7 +8,7 @@
 Each tool copies a local directory up (`cp -r DIR s3://bucket/P/`) and back down
 (`cp -r s3://bucket/P/ DIR2`), and one large file up and down; every run is checked (file
 count and bytes), timed from the process start to its exit (start-up included: it is what a
-user waits for). The peers are set up to reach the local server only: cloud-files through
+user waits for), with the process's CPU time and peak RSS (os.wait4). The peers are set up to reach the local server only: cloud-files through
 its `s3://http://127.0.0.1:PORT/bucket/...` form, awscli with `--endpoint-url`; both get the
 keys from the environment and a temporary config (nothing read from ~). awscli gets
 max_concurrent_requests = our concurrency (64); cloud-files keeps its defaults (its cp
@@ -118,13 +118,19 @@ class Tools:
         raise ValueError(tool)
 
     def run(self, tool, src, dst, recursive=True):
+        """(wall seconds, CPU seconds, peak RSS in MiB) of one command: the process's own
+        rusage (os.wait4), its children's not counted (cloud-files forks none by default)."""
         c = self.cmd(tool, src, dst, recursive)
         t0 = time.perf_counter()
-        p = subprocess.run(c, env=self.env, capture_output=True, text=True)
-        dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise RuntimeError(f"{tool}: {' '.join(c)} -> {p.returncode}\n" + "\n".join(ln for ln in p.stderr.splitlines() if "connectionpools" not in ln and "pool'" not in ln and "Exception ignored" not in ln)[-3000:])
-        return dt
+        with tempfile.TemporaryFile("w+") as err:
+            p = subprocess.Popen(c, env=self.env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            _pid, status, usage = os.wait4(p.pid, 0)
+            dt = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
+            if p.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"{tool}: {' '.join(c)} -> {p.returncode}\n" + "\n".join(ln for ln in err.read().splitlines() if "connectionpools" not in ln and "pool'" not in ln and "Exception ignored" not in ln)[-3000:])
+        return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def count_remote(srv, prefix):
@@ -183,10 +189,11 @@ def main():
                         got = tree_stats(down_dir)
                         assert got == (n_want, bytes_want), (tool, "down", got)
                         shutil.rmtree(down_dir)
-                        for direction, secs in (("up", up), ("down", down)):
-                            results.append((name, direction, tool, secs, n_want, bytes_want))
+                        for direction, (secs, cpu, rss) in (("up", up), ("down", down)):
+                            results.append((name, direction, tool, secs, n_want, bytes_want, cpu, rss))
                             log(f"  run {run + 1} {tool:17s} {direction:4s} {secs:7.2f} s  "
-                                f"{n_want / secs:9.0f} obj/s  {bytes_want / MiB / secs:8.1f} MiB/s")
+                                f"{n_want / secs:9.0f} obj/s  {bytes_want / MiB / secs:8.1f} MiB/s  "
+                                f"CPU {cpu:6.2f} s  peak RSS {rss:6.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results, tools)
@@ -195,21 +202,23 @@ def main():
 def report(results, tools):
     # best (shortest) of the runs per (workload, direction, tool)
     best = {}
-    for name, d, tool, secs, n, b in results:
+    for name, d, tool, secs, n, b, cpu, rss in results:
         k = (name, d, tool)
         if k not in best or secs < best[k][0]:
-            best[k] = (secs, n, b)
-    log("\n| workload | direction | tool | wall s | objects/s | MB/s | ours vs the faster peer |")
-    log("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+            best[k] = (secs, n, b, cpu, rss)
+    log("\n| workload | direction | tool | wall s | objects/s | MB/s | CPU s | peak RSS MiB "
+        "| ours vs the faster peer |")
+    log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (name, d) in sorted({(k[0], k[1]) for k in best}):
         peers = [best[(name, d, t)][0] for t in tools if t != "cloudfiles_store" and (name, d, t) in best]
         ours = best.get((name, d, "cloudfiles_store"))
         for tool in tools:
             if (name, d, tool) not in best:
                 continue
-            secs, n, b = best[(name, d, tool)]
+            secs, n, b, cpu, rss = best[(name, d, tool)]
             ratio = f"{min(peers) / ours[0]:.2f}x" if tool == "cloudfiles_store" and peers and ours else ""
-            log(f"| {name} | {d} | {tool} | {secs:.2f} | {n / secs:,.0f} | {b / 1e6 / secs:,.0f} | {ratio} |")
+            log(f"| {name} | {d} | {tool} | {secs:.2f} | {n / secs:,.0f} | {b / 1e6 / secs:,.0f} "
+                f"| {cpu:.2f} | {rss:,.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -179,6 +179,12 @@ cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *ke
     return op;
 }
 
+void cfs_op_fail_body_file(cfs_op *op, int err)
+{
+    cfs_op_fail(op, CFS_EIO, "cannot read the value from its file: %s",
+                err ? strerror(err) : "the file is shorter than when it was given");
+}
+
 int cfs_op_body_read(cfs_op *op, size_t off, char *dst, size_t len)
 {
     if (!op->body_file) {
@@ -193,8 +199,7 @@ int cfs_op_body_read(cfs_op *op, size_t off, char *dst, size_t len)
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
-            cfs_op_fail(op, CFS_EIO, "cannot read the value from its file: %s",
-                        k < 0 ? strerror(errno) : "the file is shorter than when it was given");
+            cfs_op_fail_body_file(op, k < 0 ? errno : 0);
             return -1;
         }
         done += (size_t)k;

@@ -234,6 +234,9 @@ int cfs_op_body_read(cfs_op *op, size_t off, char *dst, size_t len);
 /* Call fn over all of it in order: once for a body in memory, 1 MiB at a time for one in a
  * file. 0, or -1 after cfs_op_fail() (fn returning -1 is out of memory). */
 int cfs_op_body_scan(cfs_op *op, int (*fn)(void *ctx, const char *p, size_t n), void *ctx);
+/* Fail the op for its body's file: errno `err`, or 0 for a file shorter than the body
+ * (CFS_EIO). */
+void cfs_op_fail_body_file(cfs_op *op, int err);
 /* Make `part` carry bytes [off, off + len) of `whole`'s body (a multipart upload's part). */
 void cfs_op_body_slice(cfs_op *part, const cfs_op *whole, size_t off, size_t len);
 void cfs_op_free(cfs_op *op);

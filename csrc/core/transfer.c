@@ -942,9 +942,7 @@ void cfs_transfer_done(lane *ln, CURL *easy, CURLcode rc)
             cfs_engine_fail_cancelled(op);
             next = CFS_NEXT_DONE;
         } else if (t->upload_errno) { /* the file changed under us: a retry reads the same */
-            cfs_op_fail(op, CFS_EIO, "cannot read the value from its file: %s",
-                        t->upload_errno > 0 ? strerror(t->upload_errno)
-                                            : "the file is shorter than when it was given");
+            cfs_op_fail_body_file(op, t->upload_errno > 0 ? t->upload_errno : 0);
             next = CFS_NEXT_DONE;
         } else if (t->stalled) {
             cfs_op_fail(op, CFS_ETRANSIENT, "stalled: no data for %ld s",
