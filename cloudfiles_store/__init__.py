@@ -91,7 +91,8 @@ class CloudFilesStore(_Store, MutableMapping[str, bytes]):
         mapping. On the server when ``dest`` can read this store there (same service,
         endpoint and credentials: S3 CopyObject, UploadPartCopy from 5 GiB, GCS rewrite);
         otherwise streamed, many objects in flight, holding at most ``window`` bytes
-        (default 256 MiB; an object larger than half of it is held whole). Objects keep
+        (default 256 MiB; an object of 64 MiB or more, listed and kept as stored, is not
+        held: it goes through its file or a temporary one). Objects keep
         their bytes as stored (and Content-Encoding) unless ``reencode`` asks for 'gzip', 'br',
         'zstd' or False (none), and their attributes: on the server as the service copies
         them; streamed, read with one HEAD per object (alongside the reads) where ``dest``

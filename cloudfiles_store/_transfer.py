@@ -8,13 +8,15 @@ one, and every wait releases the GIL):
   rewrite with its token loop): ``dest._copy_from(src, items)``, no bytes through here;
 * otherwise streamed: the keys go in groups of at most ``window // 2`` bytes; the caller's
   thread reads a group (``_read_raw``, many objects in flight) while a helper thread writes
-  the group before it (``_write_raw``), so at most ``window`` bytes are held at any time (an
-  object larger than half the window travels in a group of its own and is held whole;
-  one of LARGE_OBJECT bytes or more is read as parallel ranges of its stored bytes,
-  ``_read_large_raw``). A large object is not held at all where one side is a file:// store:
-  from a remote store, its ranges are written into the new file as they arrive
-  (``_stream_to_files``); from a file:// store, its file is the value written, read as it is
-  hashed and sent, part by part (``_send_from_file``).
+  the group before it (``_write_raw``), so at most ``window`` bytes are held at any time.
+  A large object (LARGE_OBJECT bytes or more) kept as stored is not held at all: from a
+  remote store its stored bytes are read as parallel ranges (``_read_ranges_into``),
+  written into its new file as they arrive when the destination is file://
+  (``_stream_to_files``), else into an unnamed temporary file, which is then the value
+  written (``_spool_and_send``); from a file:// store its file is the value written
+  (``_send_from_file``). A value from a file is read as the engine hashes and sends it,
+  part by part. Re-encoded, or from mem://, a large object travels whole in a group of its
+  own.
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
@@ -33,6 +35,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -40,14 +43,14 @@ from .errors import BatchError, CloudFilesError, OptionError, ProtocolError, Sto
 
 # Bytes held at once by a streamed transfer, by default.
 DEFAULT_WINDOW = 256 << 20
-# A streamed object at least this large (its size known from the listing) is read in
-# ranges of RANGE_PART bytes, many at once: one stream of one object is slow where the
-# service serves each connection at its own pace.
+# A streamed object at least this large (its size known from the listing) is never held:
+# from a remote store it is read in ranges of RANGE_PART bytes, many at once (one stream
+# of one object is slow where the service serves each connection at its own pace).
 LARGE_OBJECT = 64 << 20
 RANGE_PART = 16 << 20
 _LOCAL_SCHEMES = ("file://", "mem://")
-# A large object streamed into a file:// store: ranges read at once, written (os.pwrite)
-# while the next ones are read; at most twice this many ranges held (128 MiB).
+# Ranges of a large object read at once, written (os.pwrite) into a file while the next
+# ones are read: at most twice this many ranges held (128 MiB).
 STREAM_RANGES = 4
 
 # Options that say nothing about who the store is or which credentials it uses: two stores
@@ -96,48 +99,18 @@ def _read_raw(src, keys: list[str], decode: bool = False
             yield key, got[0], got[1]
 
 
-def _read_large_raw(src, key: str, size: int, decode: bool = False) -> tuple[bytes, str | None]:
-    """(stored bytes, content encoding) of one large object, read as ranges of RANGE_PART
-    stored bytes in parallel (the engine's get_ranges with raw=True, not coalesced) and
-    joined; with ``decode`` the decoded value and None, read whole (a range of the decoded
-    value costs a read of the whole object). KeyError if the object is gone;
-    ProtocolError if its size or encoding changed since it was listed."""
-    from ._core import Store
-    if decode:
-        got = src.getitems([key])
-        if key not in got:
-            raise KeyError(key)
-        return got[key], None
-    # the last range asks for one byte more: an object that grew since it was listed shows
-    parts = Store.get_ranges(src, [(key, off, min(off + RANGE_PART, size + 1))
-                                   for off in range(0, size, RANGE_PART)], raw=True)
-    if any(p is None for p in parts):
-        raise KeyError(key)
-    encodings = {enc for _data, enc in parts}
-    data = b"".join(part for part, _enc in parts)
-    parts = None
-    if len(data) != size or len(encodings) != 1:
-        raise ProtocolError(f"{key}: {len(data)} bytes read where the listing said {size}"
-                            + (f", encoded as {sorted(map(str, encodings))}" if len(encodings) > 1 else "")
-                            + " (changed while it was copied)", operation="get", key=key, url=src.url)
-    return data, encodings.pop()
+def _read_ranges_into(src, key: str, size: int, fds: list[int], progress, stop: threading.Event
+                      ) -> tuple[bool, str | None]:
+    """Read one large object's stored bytes as ranges of RANGE_PART, STREAM_RANGES at a
+    time, each written at its offset into the files ``fds`` (os.pwrite) by a helper thread
+    while the next ranges are read. ``progress(0, nbytes)`` as pieces land, if given.
 
-
-def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progress,
-                     stop: threading.Event) -> bool:
-    """Copy one large object of a remote store into the file:// store ``dest`` as
-    ``dest_keys`` without holding it: its stored bytes read as ranges of RANGE_PART,
-    STREAM_RANGES at a time, each written at its offset into new files (``_new_file``) by a
-    helper thread while the next ranges are read, then the files put in place with the
-    object's encoding. ``progress(0, nbytes)`` as pieces land, ``progress(n, 0)`` at the end.
-
-    Returns False if ``stop`` was set meanwhile (nothing written). KeyError if the object is
-    gone; ProtocolError if its size or encoding changed since it was listed (nothing is
-    left of the files then, nor after any other failure)."""
+    Returns (False, None) if ``stop`` was set meanwhile, else (True, the object's content
+    encoding). KeyError if the object is gone; ProtocolError if its size or encoding
+    changed since it was listed; OSError if a file cannot be written."""
     from ._core import Store
     # the last range asks for one byte more: an object that grew since it was listed shows
     spans = [(off, min(off + RANGE_PART, size + 1)) for off in range(0, size, RANGE_PART)]
-    files: list = []
     encodings: set = set()
     got = 0
 
@@ -147,54 +120,71 @@ def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progr
 
     def write(pieces: list) -> None:  # (offset, bytes-like: a Blob)
         for off, piece in pieces:
-            for f in files:
-                try:
-                    n = os.pwrite(f.fileno(), piece, off)  # releases the GIL
-                    while n < len(piece):
-                        n += os.pwrite(f.fileno(), memoryview(piece)[n:], off + n)
-                except OSError as e:
-                    raise StorageIOError(f"put {f.key!r} failed (I/O error): cannot write: "
-                                         f"{e.strerror} [{dest.url}/{f.key}]",
-                                         operation="put", key=f.key, url=dest.url) from e
+            for fd in fds:
+                n = os.pwrite(fd, piece, off)  # releases the GIL
+                while n < len(piece):
+                    n += os.pwrite(fd, memoryview(piece)[n:], off + n)
             if progress:
-                progress(0, len(piece) * len(files))
+                progress(0, len(piece) * len(fds))
 
-    try:
-        files = [dest._new_file(d) for d in dest_keys]
-        with concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="cloudfiles-transfer-pwrite") as pool:
-            writing = None  # the write of the ranges before
-            for i in range(0, len(spans), STREAM_RANGES):
-                if stop.is_set():
-                    break
-                group = spans[i:i + STREAM_RANGES]
-                # Blobs: their buffers go back to the engine's pool once written, so the
-                # next ranges land in warm memory (fresh pages cost more than the reads)
-                parts = Store.get_ranges(src, [(key, a, b) for a, b in group], raw=True,
-                                         _blobs=True)
-                if any(p is None for p in parts):
-                    raise KeyError(key)
-                for (a, b), (piece, enc) in zip(group, parts):
-                    got += len(piece)
-                    encodings.add(enc)
-                    if len(piece) != min(b, size) - a:
-                        raise changed(f"{len(piece)} bytes at offset {a} where the listing "
-                                      f"said {size} in all")
-                if len(encodings) > 1:
-                    raise changed(f"encoded as {sorted(map(str, encodings))}")
-                if writing is not None:
-                    writing.result()
-                writing = pool.submit(write, [(a, piece) for (a, _b), (piece, _e) in zip(group, parts)])
-                parts = None
+    with concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="cloudfiles-transfer-pwrite") as pool:
+        writing = None  # the write of the ranges before
+        for i in range(0, len(spans), STREAM_RANGES):
+            if stop.is_set():
+                break
+            group = spans[i:i + STREAM_RANGES]
+            # Blobs: their buffers go back to the engine's pool once written, so the next
+            # ranges land in warm memory (fresh pages cost more than the reads)
+            parts = Store.get_ranges(src, [(key, a, b) for a, b in group], raw=True, _blobs=True)
+            if any(p is None for p in parts):
+                raise KeyError(key)
+            for (a, b), (piece, enc) in zip(group, parts):
+                got += len(piece)
+                encodings.add(enc)
+                if len(piece) != min(b, size) - a:
+                    raise changed(f"{len(piece)} bytes at offset {a} where the listing said "
+                                  f"{size} in all")
+            if len(encodings) > 1:
+                raise changed(f"encoded as {sorted(map(str, encodings))}")
             if writing is not None:
                 writing.result()
-        if stop.is_set():
+            writing = pool.submit(write, [(a, piece) for (a, _b), (piece, _e) in zip(group, parts)])
+            parts = None
+        if writing is not None:
+            writing.result()
+    if stop.is_set():
+        return False, None
+    if got != size:  # every range was its size: only if the ranges missed some
+        raise changed(f"{got} bytes read where the listing said {size}")
+    return True, encodings.pop() if encodings else None
+
+
+def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progress,
+                     stop: threading.Event, attrs: dict | None = None) -> bool:
+    """Copy one large object of a remote store into the file:// store ``dest`` as
+    ``dest_keys`` without holding it: its ranges written into new files (``_new_file``) as
+    they arrive (``_read_ranges_into``), then the files put in place with the object's
+    encoding. ``progress(0, nbytes)`` as pieces land, ``progress(n, 0)`` at the end;
+    ``attrs`` is ignored (a file keeps only its bytes).
+
+    Returns False if ``stop`` was set meanwhile (nothing written). KeyError if the object is
+    gone; ProtocolError if its size or encoding changed since it was listed (nothing is
+    left of the files then, nor after any other failure)."""
+    files: list = []
+    try:
+        files = [dest._new_file(d) for d in dest_keys]
+        try:
+            done, encoding = _read_ranges_into(src, key, size, [f.fileno() for f in files],
+                                               progress, stop)
+        except OSError as e:
+            raise StorageIOError(f"put {files[0].key!r} failed (I/O error): cannot write: "
+                                 f"{e.strerror} [{dest.url}/{files[0].key}]",
+                                 operation="put", key=files[0].key, url=dest.url) from e
+        if not done:
             for f in files:
                 f.discard()
             return False
-        if got != size:  # every range was its size: only if the ranges missed some
-            raise changed(f"{got} bytes read where the listing said {size}")
-        encoding = encodings.pop()
         for f in files:
             f.commit(encoding)
     except BaseException:
@@ -206,12 +196,46 @@ def _stream_to_files(src, dest, key: str, dest_keys: list[str], size: int, progr
     return True
 
 
+def _spool_and_send(src, dest, key: str, dest_keys: list[str], size: int, progress,
+                    stop: threading.Event, attrs: dict | None = None) -> bool:
+    """Copy one large object between two stores, neither of them file://, without holding
+    it: its ranges go into an unnamed temporary file (``tempfile.TemporaryFile``, in
+    TMPDIR: gone with the process whatever happens) as they arrive, which is then the value
+    written, sent part by part from there (as ``_send_from_file``), with ``attrs`` (the
+    setitems keywords of its attributes). ``progress(n, nbytes)`` once written.
+
+    Returns False if ``stop`` was set meanwhile (nothing written). KeyError if the object is
+    gone; ProtocolError if it changed since it was listed; StorageIOError if the temporary
+    file cannot be written (a full TMPDIR)."""
+    def spool_failed(e: OSError) -> StorageIOError:
+        return StorageIOError(f"transfer of {key!r} failed (I/O error): cannot write its "
+                              f"temporary copy in {tempfile.gettempdir()}: {e.strerror}",
+                              operation="transfer", key=key, url=src.url)
+
+    try:
+        spool = tempfile.TemporaryFile(prefix="cloudfiles-transfer-")
+    except OSError as e:
+        raise spool_failed(e) from e
+    with spool:
+        try:
+            done, encoding = _read_ranges_into(src, key, size, [spool.fileno()], None, stop)
+        except OSError as e:
+            raise spool_failed(e) from e
+        if not done or stop.is_set():
+            return False
+        dest.setitems([(d, (spool, encoding)) for d in dest_keys], raw=True, **(attrs or {}))
+    if progress:
+        progress(len(dest_keys), size * len(dest_keys))
+    return True
+
+
 def _send_from_file(src, dest, key: str, dest_keys: list[str], size: int, progress,
-                    stop: threading.Event) -> bool:
+                    stop: threading.Event, attrs: dict | None = None) -> bool:
     """Write one large object of the file:// store ``src`` to ``dest`` as ``dest_keys``
     from its file, as stored (its encoding kept): a file value, which the engine reads as
-    it hashes and sends each part, so the object is never held. ``progress(n, nbytes)`` once
-    written (the bytes of an upload in flight are the destination's upload_bytes_held).
+    it hashes and sends each part, so the object is never held; with ``attrs`` (a file://
+    source has none: {}). ``progress(n, nbytes)`` once written (the bytes of an upload in
+    flight are the destination's upload_bytes_held).
 
     Returns False if ``stop`` was set before it started. KeyError if the object is gone."""
     if stop.is_set():
@@ -219,7 +243,7 @@ def _send_from_file(src, dest, key: str, dest_keys: list[str], size: int, progre
     file, encoding = src._open_stored(key)
     with file:
         sent = os.fstat(file.fileno()).st_size  # what the value is: the file as it is now
-        dest.setitems([(d, (file, encoding)) for d in dest_keys], raw=True)
+        dest.setitems([(d, (file, encoding)) for d in dest_keys], raw=True, **(attrs or {}))
     if progress:
         progress(len(dest_keys), sent * len(dest_keys))
     return True
@@ -428,13 +452,16 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
     half = max(1, window // 2)
     # objects of unknown size (keys given without sizes) per group: the engine's window
     unknown = max(16, 2 * int(src.options.get("concurrency") or 64))
-    # ranges speed up a large object only where a connection has its own pace; a local
-    # object is read whole (half the memory touched: no ranges to join)
+    # a large object kept as stored is never held (_stream_one): from a remote store (where
+    # ranges speed it up: each connection has its own pace) into a file:// one, its ranges
+    # go into the new file; to another store, through a temporary file; from a file:// store,
+    # its file is sent. Re-encoded, or from a mem:// store, it is read whole in its group.
     ranged = not src.url.startswith(_LOCAL_SCHEMES)
-    # ... and into a file:// store, as stored, they go straight into the file as they arrive;
-    # from a file:// store, as stored, they are sent from their files
-    to_file = ranged and reencode is None and dest.url.startswith("file://")
-    from_file = reencode is None and src.url.startswith("file://")
+    unheld_by = None
+    if reencode is None and ranged:
+        unheld_by = _stream_to_files if dest.url.startswith("file://") else _spool_and_send
+    elif reencode is None and src.url.startswith("file://"):
+        unheld_by = _send_from_file
     streamed = {"objects": 0, "bytes": 0, "failed": [], "errors": []}  # counted on this thread
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
     slots = threading.Semaphore(2)           # groups held: one being written, one being read
@@ -490,19 +517,15 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             if stop.is_set():
                 break
             dests: dict = {}  # a source key may go to several destination keys
-            large = {}
-            unheld = {}  # large objects never held: each streamed by itself (_stream_one)
+            unheld = {}  # large objects never held: each by itself, after the group
             for s, d, size in group:
                 dests.setdefault(s, []).append(d)
-                if size >= LARGE_OBJECT and (to_file or from_file):
+                if size >= LARGE_OBJECT and unheld_by:
                     unheld[s] = size
-                elif size >= LARGE_OBJECT and ranged:
-                    large[s] = size
             got, missing, errs = [], [], []
             heads = attr_reader.start(list(dests)) if attr_reader else None
             try:
-                for key, value, enc in _read_raw(src, [k for k in dests
-                                                       if k not in large and k not in unheld],
+                for key, value, enc in _read_raw(src, [k for k in dests if k not in unheld],
                                                  decode=reencode is not None):
                     if value is None:
                         missing.append(key)
@@ -510,26 +533,15 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
                         got.extend((d, value, enc, key) for d in dests[key])
             except BatchError as e:
                 errs.extend(e.errors)
-            for key, size in large.items():
-                try:
-                    value, enc = _read_large_raw(src, key, size, decode=reencode is not None)
-                except KeyError:
-                    missing.append(key)
-                    continue
-                except BatchError as e:
-                    errs.append(e.errors[0] if e.errors else e)  # one error for the key
-                    continue
-                except CloudFilesError as e:
-                    errs.append(e)
-                    continue
-                got.extend((d, value, enc, key) for d in dests[key])
-                value = None
+            # a failed HEAD of an unheld object fails it here (_with_attrs adds the error)
             attrs = _with_attrs(heads, got, missing, errs) if heads else None
+            by_source, head_failed = heads.result() if heads else ({}, {})
             groups.put((got, missing, errs, attrs))
             got = None
-            stream = _stream_to_files if to_file else _send_from_file
             for key, size in unheld.items():  # while the writer writes the group
-                _stream_one(stream, src, dest, key, dests[key], size, progress, stop, streamed)
+                if key not in head_failed:
+                    _stream_one(unheld_by, src, dest, key, dests[key], size, progress, stop,
+                                streamed, by_source.get(key))
     except BaseException:
         stop.set()  # the group being written completes; the queued ones are dropped
         raise
@@ -561,12 +573,12 @@ def _with_attrs(heads: concurrent.futures.Future, got: list, missing: list, errs
 
 
 def _stream_one(stream, src, dest, key: str, dest_keys: list[str], size: int, progress,
-                stop: threading.Event, streamed: dict) -> None:
-    """One large object of a transfer, never held (``stream``: _stream_to_files or
-    _send_from_file), its outcome counted in ``streamed`` (a failure there, as the writer
-    thread counts those of the groups)."""
+                stop: threading.Event, streamed: dict, attrs: dict | None) -> None:
+    """One large object of a transfer, never held (``stream``: _stream_to_files,
+    _spool_and_send or _send_from_file), written with ``attrs``, its outcome counted in
+    ``streamed`` (a failure there, as the writer thread counts those of the groups)."""
     try:
-        if stream(src, dest, key, dest_keys, size, progress, stop):
+        if stream(src, dest, key, dest_keys, size, progress, stop, attrs):
             streamed["objects"] += len(dest_keys)
             streamed["bytes"] += size * len(dest_keys)
         return

@@ -163,6 +163,7 @@ print(json.dumps({{"grew_kib": after - before, "size": s.head("big").size}}))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300, check=True)
     got = json.loads(out.stdout)
+    print(got)
     assert got["size"] == 256 * MiB
     assert got["grew_kib"] < 64 * 1024, got  # a copy would be 262,144 KiB
 
@@ -223,3 +224,96 @@ def test_a_transfer_of_a_large_file_that_vanished_names_it(moto_server, tmp_path
         _transfer.transfer(Vanishing(), dest)
     assert e.value.failed == ["big"] and e.value.summary["objects"] == 1
     assert dest["small"] == b"s" and "big" not in dest
+
+
+def test_a_large_object_between_remote_stores_goes_through_a_temporary_file(
+        moto_server, gcs_server, monkeypatch):
+    """S3 to GCS, neither file://: a large object is read as ranges into an unnamed
+    temporary file and sent from it (never held), as stored (gzip stays gzip) and with its
+    attributes; small ones in groups as before."""
+    from cloudfiles_store import _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", 256 << 10)
+    monkeypatch.setattr(_transfer, "RANGE_PART", 256 << 10)
+    read, spooled = [], []
+    real_read_raw, real_spool = _transfer._read_raw, _transfer._spool_and_send
+
+    def spying_read_raw(src, keys, decode=False):
+        read.extend(keys)
+        return real_read_raw(src, keys, decode)
+
+    def spying_spool(src, dest, key, *args):
+        spooled.append(key)
+        return real_spool(src, dest, key, *args)
+
+    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    monkeypatch.setattr(_transfer, "_spool_and_send", spying_spool)
+    src = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+    big = os.urandom(3 * MiB + 11)
+    text = b"".join(b"row %08d, compressible\n" % i for i in range(300_000))
+    src.put("big", big, content_type="application/x-big", metadata={"owner": "alice"})
+    src.put("text", text, compress="gzip", level=1)
+    assert src.head("text").size > 2 * (256 << 10)  # as stored: several ranges
+    src["small"] = b"small"
+    dest = CloudFilesStore(f"gs://{conftest.GCS_BUCKET}/{conftest._unique()}",
+                           endpoint_url=gcs_server.url, resumable_chunksize=256 << 10)
+    summary = src.transfer_to(dest)
+    assert summary["objects"] == 3 and sorted(spooled) == ["big", "text"] and read == ["small"]
+    assert dest["big"] == big and dest["text"] == text and dest["small"] == b"small"
+    info = dest.head("big")
+    assert info.content_type == "application/x-big" and info.metadata == {"owner": "alice"}
+    assert dest.head("text").content_encoding == "gzip"
+
+
+def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(
+        fault_server, moto_server, monkeypatch, tmp_path):
+    from cloudfiles_store import BatchError, _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
+    monkeypatch.setattr(_transfer, "RANGE_PART", MiB)
+    base = f"/{conftest._unique()}"
+    big = os.urandom(3 * MiB + 17)
+    fault_server.put(f"{base}/big", big)
+    fault_server.put(f"{base}/small", b"tiny")
+    src = CloudFilesStore(fault_server.url + base)
+    dest = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+    # listed at a size it no longer has: that key fails, nothing of it stored
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest, keys=[("big", "big", len(big) + 5), ("small", "small", 4)])
+    assert e.value.failed == ["big"] and dest["small"] == b"tiny" and "big" not in dest
+    gets = [r for r in fault_server.requests(f"{base}/big") if r.method == "GET"]
+    assert gets and all(fault_server.header(r, "range") for r in gets)
+    # no room for the temporary copy: StorageIOError naming the key and the directory
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest, keys=[("big", "big", len(big)), ("small", "small2", 4)])
+    assert e.value.failed == ["big"] and dest["small2"] == b"tiny" and "big" not in dest
+    assert isinstance(e.value.errors[0], StorageIOError)
+    assert "'big'" in str(e.value.errors[0]) and "missing" in str(e.value.errors[0])
+
+
+def test_a_large_copy_between_remote_stores_holds_no_copy(nginx, moto_server, tmp_path):
+    """256 MiB from nginx to S3 (8 MiB parts): peak RSS of the process grows by about the
+    ranges in flight, not by the object."""
+    name = conftest._unique()
+    os.makedirs(os.path.join(nginx.root, name))
+    with open(os.path.join(nginx.root, name, "big"), "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(MiB))
+    script = f"""
+import json, resource
+from cloudfiles_store import CloudFilesStore
+src = CloudFilesStore({nginx.url + "/" + name!r})
+dest = CloudFilesStore({moto_server.url(name)!r}, **{moto_server.store_options()!r},
+                       multipart_threshold=8 << 20, multipart_chunksize=8 << 20)
+dest["warm"] = b"x"
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+summary = src.transfer_to(dest)  # listed: its size known
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"grew_kib": after - before, "objects": summary["objects"],
+                   "size": dest.head("big").size}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=True)
+    got = json.loads(out.stdout)
+    print(got)
+    assert got["objects"] == 1 and got["size"] == 256 * MiB
+    assert got["grew_kib"] < 160 * 1024, got  # 2 x 4 ranges of 16 MiB at most; a copy: 262,144
