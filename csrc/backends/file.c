@@ -952,13 +952,20 @@ static void file_copy(file_backend *f, cfs_op *op)
     close(fd);
 }
 
-static void file_execute(cfs_backend *b, cfs_op *op)
+/* op->where: the path of op->key under the root (what errors name). 0, or -1 (out of
+ * memory). */
+static int set_where(const file_backend *f, cfs_op *op)
 {
-    file_backend *f = (file_backend *)b;
     char *path = cfs_path_join(f->root, op->key);
     int set = path ? cfs_op_set_where(op, path) : -1;
     free(path);
-    if (set < 0) {
+    return set;
+}
+
+static void file_execute(cfs_backend *b, cfs_op *op)
+{
+    file_backend *f = (file_backend *)b;
+    if (set_where(f, op) < 0) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return;
     }
@@ -1006,11 +1013,8 @@ int cfs_file_backend_is(const cfs_backend *b)
 cfs_file_writer *cfs_file_writer_open(cfs_backend *b, cfs_op *op)
 {
     file_backend *f = (file_backend *)b;
-    char *path = cfs_path_join(f->root, op->key);
-    int set = path ? cfs_op_set_where(op, path) : -1;
-    free(path);
     const char *base;
-    char *dir = set == 0 ? key_dir(op->key, &base) : NULL;
+    char *dir = set_where(f, op) == 0 ? key_dir(op->key, &base) : NULL;
     cfs_file_writer *w = dir ? calloc(1, sizeof *w) : NULL;
     if (w && !(w->base = strdup(base))) {
         free(w);
@@ -1035,10 +1039,7 @@ cfs_file_writer *cfs_file_writer_open(cfs_backend *b, cfs_op *op)
 int cfs_file_open_stored(cfs_backend *b, cfs_op *op)
 {
     file_backend *f = (file_backend *)b;
-    char *path = cfs_path_join(f->root, op->key);
-    int set = path ? cfs_op_set_where(op, path) : -1;
-    free(path);
-    if (set < 0) {
+    if (set_where(f, op) < 0) {
         cfs_op_fail(op, CFS_ENOMEM, "out of memory");
         return -1;
     }
