@@ -28,29 +28,19 @@ PyTypeObject cfs_NewFileType;
 
 PyObject *cfs_newfile_open(StoreObject *s, PyObject *key)
 {
-    const char *utf8;
-    Py_ssize_t len;
-    if (cfs_store_check_open(s) < 0 || cfs_py_key(key, 0, &utf8, &len) < 0)
+    cfs_op *op = cfs_store_file_op(s, key, CFS_OP_PUT, "_new_file");
+    if (!op)
         return NULL;
-    if (!cfs_file_backend_is(s->backend)) {
-        PyErr_Format(PyExc_TypeError,
-                     "_new_file: only a file:// store writes a new object piece by piece, not "
-                     "%s (%s)",
-                     s->backend->ops->url(s->backend), s->backend->ops->name);
+    NewFileObject *o = PyObject_New(NewFileObject, &cfs_NewFileType);
+    if (!o) {
+        cfs_op_free(op);
         return NULL;
     }
-    NewFileObject *o = PyObject_New(NewFileObject, &cfs_NewFileType);
-    if (!o)
-        return NULL;
     o->writer = NULL;
     o->ended = "discarded";
     o->committing = 0;
     o->key = Py_NewRef(key);
-    o->op = cfs_op_new(CFS_OP_PUT, s->backend, utf8, (size_t)len);
-    if (!o->op) {
-        Py_DECREF(o);
-        return PyErr_NoMemory();
-    }
+    o->op = op;
     cfs_backend *b = s->backend; /* alive while s is: close() only marks it closed */
     PyThreadState *ts = PyEval_SaveThread();
     cfs_file_writer *w = cfs_file_writer_open(b, o->op);

@@ -26,6 +26,23 @@ int cfs_store_check_open(StoreObject *s)
     return 0;
 }
 
+cfs_op *cfs_store_file_op(StoreObject *s, PyObject *key, cfs_op_kind kind, const char *method)
+{
+    const char *utf8;
+    Py_ssize_t len;
+    if (cfs_store_check_open(s) < 0 || cfs_py_key(key, 0, &utf8, &len) < 0)
+        return NULL;
+    if (!cfs_file_backend_is(s->backend)) {
+        PyErr_Format(PyExc_TypeError, "%s: only a file:// store keeps objects as files, not %s",
+                     method, s->backend->ops->url(s->backend));
+        return NULL;
+    }
+    cfs_op *op = cfs_op_new(kind, s->backend, utf8, (size_t)len);
+    if (!op)
+        PyErr_NoMemory();
+    return op;
+}
+
 /* ---------- construction ---------- */
 
 static int parse_transfer_options(cfs_options *o, cfs_transfer_config *cfg, char *err, size_t n)
@@ -925,19 +942,9 @@ static PyObject *store_new_file(StoreObject *s, PyObject *key)
  * copy that sends them from the file (_transfer.py) rather than from memory */
 static PyObject *store_open_stored(StoreObject *s, PyObject *key)
 {
-    const char *utf8;
-    Py_ssize_t len;
-    if (cfs_store_check_open(s) < 0 || cfs_py_key(key, 0, &utf8, &len) < 0)
-        return NULL;
-    if (!cfs_file_backend_is(s->backend)) {
-        PyErr_Format(PyExc_TypeError,
-                     "_open_stored: only a file:// store keeps objects as files, not %s",
-                     s->backend->ops->url(s->backend));
-        return NULL;
-    }
-    cfs_op *op = cfs_op_new(CFS_OP_GET, s->backend, utf8, (size_t)len);
+    cfs_op *op = cfs_store_file_op(s, key, CFS_OP_GET, "_open_stored");
     if (!op)
-        return PyErr_NoMemory();
+        return NULL;
     cfs_backend *b = s->backend; /* alive while s is: close() only marks it closed */
     PyThreadState *ts = PyEval_SaveThread();
     int fd = cfs_file_open_stored(b, op);

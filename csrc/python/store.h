@@ -30,4 +30,9 @@ extern PyTypeObject cfs_StoreType;
 /* Set ValueError and return -1 if the store is closed. */
 int cfs_store_check_open(StoreObject *s);
 
+/* A new op of this kind on key, for the methods that reach a file:// store's files
+ * directly (_open_stored, _new_file): NULL with an exception if the store is closed, the key
+ * is not valid or the store is not file:// (TypeError naming the method). */
+cfs_op *cfs_store_file_op(StoreObject *s, PyObject *key, cfs_op_kind kind, const char *method);
+
 #endif
