@@ -9,7 +9,8 @@ one, and every wait releases the GIL):
 * otherwise streamed: the keys go in groups of at most ``window // 2`` bytes; the caller's
   thread reads a group (``_read_raw``, many objects in flight) while a helper thread writes
   the group before it (``_write_raw``), so at most ``window`` bytes are held at any time.
-  A large object (LARGE_OBJECT bytes or more) kept as stored is not held at all: from a
+  A large object (LARGE_OBJECT bytes or more; the sizes of keys given without one come
+  from HEADs, ``_sized``) kept as stored is not held at all: from a
   remote store its stored bytes are read as parallel ranges (``_read_ranges_into``),
   written into its new file as they arrive when the destination is file://
   (``_stream_to_files``), else into an unnamed temporary file, which is then the value
@@ -43,7 +44,7 @@ from .errors import BatchError, CloudFilesError, OptionError, ProtocolError, Sto
 
 # Bytes held at once by a streamed transfer, by default.
 DEFAULT_WINDOW = 256 << 20
-# A streamed object at least this large (its size known from the listing) is never held:
+# A streamed object at least this large (its size from the listing or a HEAD) is never held:
 # from a remote store it is read in ranges of RANGE_PART bytes, many at once (one stream
 # of one object is slow where the service serves each connection at its own pace).
 LARGE_OBJECT = 64 << 20
@@ -322,37 +323,46 @@ def _attr_fields(src, dest) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def _heads(src, keys: list[str]) -> tuple[dict, dict]:
+    """({key: ObjectInfo} of the keys found, {key: error} of those whose HEAD failed):
+    ``src.heads`` in parallel, a batch that failed for some keys asked again for the rest."""
+    failed: dict = {}
+    while keys:
+        try:
+            return src.heads(keys), failed
+        except BatchError as e:
+            named = {getattr(x, "key", None): x for x in e.errors}
+            if not named.keys() & set(keys):  # no key named: each fails with the batch's error
+                failed.update((k, CloudFilesError(f"head {k!r}: {e}", operation="head", key=k,
+                                                  url=src.url)) for k in keys)
+                break
+            failed.update((k, x) for k, x in named.items() if k in keys)
+            keys = [k for k in keys if k not in failed]
+    return {}, failed
+
+
 class _AttrReader:
     """The attributes of a group's objects, read (``heads``: one HEAD each, in parallel)
-    on a helper thread while the caller's thread reads the group's bytes."""
+    on a helper thread while the caller's thread reads the group's bytes. ``known`` holds
+    the ObjectInfo of keys already HEADed (``_sized``): those are not asked again."""
 
-    def __init__(self, src, fields: tuple[str, ...]):
+    def __init__(self, src, fields: tuple[str, ...], known: dict):
         self.src = src
         self.fields = fields
+        self.known = known
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cloudfiles-transfer-head")
 
     def start(self, keys: list[str]) -> concurrent.futures.Future:
-        return self.pool.submit(self._read, keys)
+        have = {k: self.known.pop(k) for k in keys if k in self.known}
+        return self.pool.submit(self._read, [k for k in keys if k not in have], have)
 
-    def _read(self, keys: list[str]) -> tuple[dict, dict]:
+    def _read(self, keys: list[str], have: dict) -> tuple[dict, dict]:
         """({key: setitems' attribute keywords} of the keys found, {key: error} of those
         whose HEAD failed)."""
-        failed: dict = {}
-        while keys:
-            try:
-                infos = self.src.heads(keys)
-            except BatchError as e:
-                named = {getattr(x, "key", None): x for x in e.errors}
-                if not named.keys() & set(keys):  # no key named: each fails with the batch's error
-                    failed.update((k, CloudFilesError(f"head {k!r}: {e}", operation="head", key=k,
-                                                      url=self.src.url)) for k in keys)
-                    break
-                failed.update((k, x) for k, x in named.items() if k in keys)
-                keys = [k for k in keys if k not in failed]
-                continue
-            return {k: {n: v for n, v in info.write_kwargs().items() if n in self.fields}
-                    for k, info in infos.items()}, failed
-        return {}, failed
+        infos, failed = _heads(self.src, keys) if keys else ({}, {})
+        infos.update(have)
+        return {k: {n: v for n, v in info.write_kwargs().items() if n in self.fields}
+                for k, info in infos.items()}, failed
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -379,6 +389,31 @@ def _normalise(src, keys, prefix: str) -> Iterator[tuple[str, str, int]]:
             yield s, d, int(size)
         else:
             raise TypeError(f"keys must be str or (source, destination[, size]) items, not {item!r}")
+
+
+def _sized(src, items: Iterable[tuple[str, str, int]], batch: int,
+           known: dict | None) -> Iterator[tuple[str, str, int]]:
+    """The items, those given without a size (-1) with the stored size their HEAD gives
+    (``batch`` keys at a time, in parallel): so that a large one is streamed rather than
+    held, and the groups are bounded by bytes. Each ObjectInfo goes into ``known`` (for
+    the attributes, not asked again). A key whose HEAD failed or found nothing keeps -1:
+    its read says why."""
+    pending: list[tuple[str, str, int]] = []
+
+    def resolved() -> Iterator[tuple[str, str, int]]:
+        unsized = list(dict.fromkeys(s for s, _d, size in pending if size < 0))
+        infos, _failed = _heads(src, unsized)
+        if known is not None:
+            known.update(infos)
+        for s, d, size in pending:
+            yield s, d, infos[s].size if size < 0 and s in infos else size
+
+    for item in items:
+        pending.append(item)
+        if len(pending) >= batch:
+            yield from resolved()
+            pending = []
+    yield from resolved()
 
 
 def _groups(items: Iterable[tuple[str, str, int]], max_bytes: int, max_unknown: int,
@@ -506,9 +541,12 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             writer_error.append(e)
             stop.set()
 
+    known: dict = {}  # the ObjectInfo of keys _sized HEADed, until their group is read
+    if unheld_by or attr_fields:  # the HEADs would be made anyway, or a large one held
+        items = _sized(src, items, 1024, known if attr_fields else None)
     writer = threading.Thread(target=write_all, name="cloudfiles-transfer-write", daemon=True)
     writer.start()
-    attr_reader = _AttrReader(src, attr_fields) if attr_fields else None
+    attr_reader = _AttrReader(src, attr_fields, known) if attr_fields else None
     try:
         for group in _groups(items, half, unknown):
             while not slots.acquire(timeout=0.2):

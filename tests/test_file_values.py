@@ -290,6 +290,34 @@ def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(
     assert "'big'" in str(e.value.errors[0]) and "missing" in str(e.value.errors[0])
 
 
+@pytest.mark.parametrize("attributes", [True, False])
+def test_keys_given_without_sizes_are_sized_by_one_head_each(
+        fault_server, moto_server, monkeypatch, attributes):
+    """transfer_to(keys=[...]) without sizes: one HEAD a key tells which are large (those
+    are read as ranges, never whole), and is the only HEAD even when attributes are copied;
+    a missing key fails alone."""
+    from cloudfiles_store import BatchError, _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
+    monkeypatch.setattr(_transfer, "RANGE_PART", MiB)
+    base = f"/{conftest._unique()}"
+    big = os.urandom(3 * MiB + 17)
+    fault_server.put(f"{base}/big", big)
+    fault_server.put(f"{base}/small", b"tiny")
+    src = CloudFilesStore(fault_server.url + base)
+    dest = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+    with pytest.raises(BatchError) as e:
+        src.transfer_to(dest, keys=["big", "small", "gone"], attributes=attributes)
+    assert e.value.failed == ["gone"] and e.value.summary["objects"] == 2
+    assert dest["big"] == big and dest["small"] == b"tiny" and "gone" not in dest
+    for key in ("big", "small"):
+        heads = [r for r in fault_server.requests(f"{base}/{key}") if r.method == "HEAD"]
+        assert len(heads) == 1, (key, heads)
+    gets = [r for r in fault_server.requests(f"{base}/big") if r.method == "GET"]
+    assert len(gets) == 4 and all(fault_server.header(r, "range") for r in gets)
+    small_gets = [r for r in fault_server.requests(f"{base}/small") if r.method == "GET"]
+    assert len(small_gets) == 1 and not fault_server.header(small_gets[0], "range")
+
+
 def test_a_large_copy_between_remote_stores_holds_no_copy(nginx, moto_server, tmp_path):
     """256 MiB from nginx to S3 (8 MiB parts): peak RSS of the process grows by about the
     ranges in flight, not by the object."""
