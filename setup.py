@@ -21,6 +21,7 @@ NATIVE_LIBS = {
     "libcrypto": "libssl-dev",
     "libzstd": "libzstd-dev",
     "libdeflate": "libdeflate-dev",
+    "zlib": "zlib1g-dev",  # streaming gzip (util/transcode.c): libdeflate has none
     "libbrotlidec": "libbrotli-dev",
     "libbrotlienc": "libbrotli-dev",
     "libcjson": "libcjson-dev",

@@ -16,8 +16,9 @@ one, and every wait releases the GIL):
   (``_stream_to_files``), else into an unnamed temporary file, which is then the value
   written (``_spool_and_send``); from a file:// store its file is the value written
   (``_send_from_file``). A value from a file is read as the engine hashes and sends it,
-  part by part. Re-encoded, or from mem://, a large object travels whole in a group of its
-  own.
+  part by part. Re-encoded, a large object goes through a temporary file too (its ranges,
+  or its file), which the engine transcodes as a stream (``raw=True`` with ``compress=``).
+  From mem://, a large object travels whole in a group of its own.
 
 ``_read_raw`` and ``_write_raw`` are the one place the objects' bytes are read and
 written: they carry each object's stored encoding, read and written as stored
@@ -203,7 +204,7 @@ def _spool_and_send(src, dest, key: str, dest_keys: list[str], size: int, progre
     it: its ranges go into an unnamed temporary file (``tempfile.TemporaryFile``, in
     TMPDIR: gone with the process whatever happens) as they arrive, which is then the value
     written, sent part by part from there (as ``_send_from_file``), with ``attrs`` (the
-    setitems keywords of its attributes). ``progress(n, nbytes)`` once written.
+    setitems keywords of its attributes; compress= to re-encode it). ``progress(n, nbytes)`` once written.
 
     Returns False if ``stop`` was set meanwhile (nothing written). KeyError if the object is
     gone; ProtocolError if it changed since it was listed; StorageIOError if the temporary
@@ -235,8 +236,8 @@ def _send_from_file(src, dest, key: str, dest_keys: list[str], size: int, progre
     """Write one large object of the file:// store ``src`` to ``dest`` as ``dest_keys``
     from its file, as stored (its encoding kept): a file value, which the engine reads as
     it hashes and sends each part, so the object is never held; with ``attrs`` (a file://
-    source has none: {}). ``progress(n, nbytes)`` once written (the bytes of an upload in
-    flight are the destination's upload_bytes_held).
+    source has no attributes; compress= to re-encode it). ``progress(n, nbytes)`` once
+    written (the bytes of an upload in flight are the destination's upload_bytes_held).
 
     Returns False if ``stop`` was set before it started. KeyError if the object is gone."""
     if stop.is_set():
@@ -487,15 +488,18 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
     half = max(1, window // 2)
     # objects of unknown size (keys given without sizes) per group: the engine's window
     unknown = max(16, 2 * int(src.options.get("concurrency") or 64))
-    # a large object kept as stored is never held (_stream_one): from a remote store (where
-    # ranges speed it up: each connection has its own pace) into a file:// one, its ranges
-    # go into the new file; to another store, through a temporary file; from a file:// store,
-    # its file is sent. Re-encoded, or from a mem:// store, it is read whole in its group.
+    # a large object is never held (_stream_one): from a remote store (where ranges speed
+    # it up: each connection has its own pace) into a file:// one, its ranges go into the
+    # new file; to another store, or re-encoded, through a temporary file; from a file://
+    # store, its file is sent. Re-encoded, the engine transcodes the file as a stream as it
+    # writes it (raw=True with compress=). From a mem:// store it is read whole in its group.
     ranged = not src.url.startswith(_LOCAL_SCHEMES)
     unheld_by = None
-    if reencode is None and ranged:
-        unheld_by = _stream_to_files if dest.url.startswith("file://") else _spool_and_send
-    elif reencode is None and src.url.startswith("file://"):
+    if ranged and reencode is None and dest.url.startswith("file://"):
+        unheld_by = _stream_to_files
+    elif ranged:
+        unheld_by = _spool_and_send
+    elif src.url.startswith("file://"):
         unheld_by = _send_from_file
     streamed = {"objects": 0, "bytes": 0, "failed": [], "errors": []}  # counted on this thread
     groups: queue.Queue = queue.Queue()     # read, waiting to be written
@@ -578,8 +582,11 @@ def _streamed(src, dest, items, window: int, progress, reencode=None, attr_field
             got = None
             for key, size in unheld.items():  # while the writer writes the group
                 if key not in head_failed:
+                    kwargs = dict(by_source.get(key) or {})
+                    if reencode is not None:
+                        kwargs["compress"] = reencode
                     _stream_one(unheld_by, src, dest, key, dests[key], size, progress, stop,
-                                streamed, by_source.get(key))
+                                streamed, kwargs)
     except BaseException:
         stop.set()  # the group being written completes; the queued ones are dropped
         raise
@@ -613,7 +620,8 @@ def _with_attrs(heads: concurrent.futures.Future, got: list, missing: list, errs
 def _stream_one(stream, src, dest, key: str, dest_keys: list[str], size: int, progress,
                 stop: threading.Event, streamed: dict, attrs: dict | None) -> None:
     """One large object of a transfer, never held (``stream``: _stream_to_files,
-    _spool_and_send or _send_from_file), written with ``attrs``, its outcome counted in
+    _spool_and_send or _send_from_file), written with ``attrs`` (setitems keywords: its
+    attributes, and compress= when it is re-encoded), its outcome counted in
     ``streamed`` (a failure there, as the writer thread counts those of the groups)."""
     try:
         if stream(src, dest, key, dest_keys, size, progress, stop, attrs):

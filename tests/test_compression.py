@@ -115,6 +115,60 @@ def test_raw_write_and_pairs(make_store, codec):
         s.setitems({"r": enc}, raw=True, content_encoding="compress")
 
 
+ENCODE = {"gzip": gzip.compress, "br": brotli.compress, "zstd": zstandard.ZstdCompressor().compress,
+          None: bytes}
+
+
+@pytest.mark.parametrize("given, stored", [("gzip", "zstd"), ("zstd", "br"), ("br", "gzip"),
+                                           ("gzip", None), (None, "zstd")])
+def test_a_raw_value_stored_in_another_encoding(make_store, given, stored):
+    """raw=True with compress=: the value is decoded from the encoding it is given in and
+    stored encoded with compress (False: decoded), as a stream on the engine's workers."""
+    s = make_store()
+    value = ENCODE[given](VALUE)
+    s.setitems({"r": (value, given)}, raw=True, compress=stored if stored else False)
+    data, enc = s.get_raw("r")
+    assert enc == stored and decode(data, enc) == VALUE and s["r"] == VALUE
+    s.put("p", value, raw=True, content_encoding=given, compress=stored or False,
+          level=1 if stored else None)
+    assert s.get_raw("p")[1] == stored and s["p"] == VALUE
+    s.setitems({"same": (value, given)}, raw=True, compress=given or False)
+    assert s.get_raw("same") == (value, given)  # already so: stored as it is
+
+
+def test_a_raw_value_in_several_gzip_members_is_transcoded_whole(make_store):
+    s = make_store()
+    half = len(VALUE) // 2
+    members = gzip.compress(VALUE[:half]) + gzip.compress(VALUE[half:])  # as bgzip writes
+    s.setitems({"m": (members, "gzip")}, raw=True, compress="zstd")
+    assert s.get_raw("m")[1] == "zstd" and s["m"] == VALUE
+
+
+@pytest.mark.parametrize("damaged", [
+    gzip.compress(VALUE)[:-9],                       # cut in its trailer
+    gzip.compress(VALUE) + b"trailing",              # bytes after the member
+    b"\x1f\x8b\x08\x00garbage-not-deflate-at-all",   # no deflate stream
+])
+def test_a_raw_value_that_does_not_decode_is_refused_and_stores_nothing(make_store, damaged):
+    from cloudfiles_store import BatchError, CloudFilesError
+    s = make_store()
+    with pytest.raises(BatchError) as e:
+        s.setitems({"bad": (damaged, "gzip"), "good": (gzip.compress(b"ok"), "gzip")},
+                   raw=True, compress="zstd")
+    assert [getattr(x, "key", None) for x in e.value.errors] == ["bad"]
+    assert isinstance(e.value.errors[0], CloudFilesError)
+    assert "not valid gzip data" in str(e.value.errors[0])
+    assert "bad" not in s and s["good"] == b"ok"
+
+
+def test_a_raw_value_that_decodes_past_the_limit_is_refused(make_store):
+    s = make_store(max_decoded_size=100_000)
+    with pytest.raises(Exception, match="max_decoded_size") as e:
+        s.put("bomb", zstandard.ZstdCompressor().compress(b"\0" * 1_000_000), raw=True,
+              content_encoding="zstd", compress="gzip")
+    assert getattr(e.value, "key", None) == "bomb" and "bomb" not in s
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_ranges_of_encoded_objects(make_store, codec):
     """A range of an encoded object is a range of its decoded bytes: the object is read

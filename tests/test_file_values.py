@@ -70,7 +70,7 @@ def test_a_file_value_is_sent_from_its_position(store, tmp_path):
 
 
 def test_a_file_value_with_compression(keeping, tmp_path):
-    store = keeping.store(compress="gzip")  # the file is read whole to be encoded
+    store = keeping.store(compress="gzip")  # encoded as a stream into a temporary file
     data = b"compressible " * 100_000
     with open(_file(tmp_path, data), "rb") as f:
         store["k"] = f
@@ -140,14 +140,17 @@ def test_a_file_that_shrinks_fails_and_stores_nothing(moto_server, tmp_path):
         proxy.stop()
 
 
-def test_a_large_upload_holds_no_copy_of_the_file(moto_server, tmp_path):
+@pytest.mark.parametrize("compress", [None, "zstd", "gzip"])
+def test_a_large_upload_holds_no_copy_of_the_file(moto_server, tmp_path, compress):
     """256 MiB from a file to S3 in 8 MiB parts, 4 at a time: peak RSS of the process grows
-    by far less than the file (about the parts' hashing buffers and curl's)."""
+    by far less than the file (about the parts' hashing buffers and curl's). Compressed, the
+    file is encoded as a stream into a temporary file, which is then sent the same way."""
     path = _file(tmp_path, b"")
+    text = b"a line of text that compresses well\n" * (MiB // 72)
     with open(path, "wb") as f:
-        for _ in range(256):
-            f.write(os.urandom(MiB))
-    url = moto_server.url(f"rss-{os.getpid()}")
+        for _ in range(256):  # half random, half text: about 2:1
+            f.write(os.urandom(MiB - len(text)) + text)
+    url = moto_server.url(f"rss-{os.getpid()}-{compress}")
     script = f"""
 import json, resource, sys
 from cloudfiles_store import CloudFilesStore
@@ -156,16 +159,27 @@ s = CloudFilesStore({url!r}, **{moto_server.store_options()!r}, multipart_thresh
 s["warm"] = b"x"  # the engine, curl and TLS set up before the baseline
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with open({str(path)!r}, "rb") as f:
-    s["big"] = f
+    s.put("big", f, compress={compress!r})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"grew_kib": after - before, "size": s.head("big").size}}))
+info = s.head("big")
+print(json.dumps({{"grew_kib": after - before, "size": info.size,
+                   "encoding": info.content_encoding}}))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300, check=True)
     got = json.loads(out.stdout)
     print(got)
-    assert got["size"] == 256 * MiB
+    assert got["encoding"] == compress
+    if compress:
+        assert 100 * MiB < got["size"] < 200 * MiB, got
+    else:
+        assert got["size"] == 256 * MiB
     assert got["grew_kib"] < 64 * 1024, got  # a copy would be 262,144 KiB
+    if compress:  # what was stored decodes to the file
+        store = CloudFilesStore(url, **moto_server.store_options())
+        with open(path, "rb") as f:
+            assert store.get_range("big", 200 * MiB, 200 * MiB + 4096) == (
+                f.seek(200 * MiB) and f.read(4096))
 
 
 def test_a_transfer_sends_large_objects_from_their_files(keeping, tmp_path, monkeypatch):
@@ -262,6 +276,47 @@ def test_a_large_object_between_remote_stores_goes_through_a_temporary_file(
     info = dest.head("big")
     assert info.content_type == "application/x-big" and info.metadata == {"owner": "alice"}
     assert dest.head("text").content_encoding == "gzip"
+
+
+@pytest.mark.parametrize("source", ["s3", "file"])
+def test_a_large_object_reencoded_is_never_held(source, moto_server, gcs_server, tmp_path,
+                                                 monkeypatch):
+    """reencode= on a large object: its stored (gzip) bytes go into a temporary file (its
+    ranges), or its file is the value, and the engine transcodes it to zstd as a stream
+    while writing it (_read_raw never sees it); small ones are decoded and encoded in their
+    group as before."""
+    import gzip
+
+    from cloudfiles_store import _transfer
+    monkeypatch.setattr(_transfer, "LARGE_OBJECT", 256 << 10)
+    monkeypatch.setattr(_transfer, "RANGE_PART", 256 << 10)
+    read = []
+    real_read_raw = _transfer._read_raw
+
+    def spying_read_raw(src, keys, decode=False):
+        read.extend(keys)
+        return real_read_raw(src, keys, decode)
+
+    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    text = b"".join(b"row %08d, compressible\n" % i for i in range(300_000))
+    if source == "s3":
+        src = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+        src.put("text", text, compress="gzip", level=1)
+        src["small"] = b"small"
+    else:
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "text.gz").write_bytes(gzip.compress(text, compresslevel=1))
+        (tmp_path / "src" / "small").write_bytes(b"small")
+        src = CloudFilesStore(f"file://{tmp_path / 'src'}")
+    assert src.head("text").size > 2 * (256 << 10)  # large as stored
+    dest = CloudFilesStore(f"gs://{conftest.GCS_BUCKET}/{conftest._unique()}",
+                           endpoint_url=gcs_server.url, resumable_chunksize=256 << 10)
+    summary = src.transfer_to(dest, reencode="zstd")
+    assert summary["objects"] == 2 and read == ["small"]
+    assert dest.get_ranges([("text", 0, None)], raw=True)[0][1] == "zstd"
+    assert dest["text"] == text and dest["small"] == b"small"
+    src.transfer_to(dest, keys=[("text", "plain")], reencode=False)
+    assert dest.get_ranges([("plain", 0, None)], raw=True)[0] == (text, None)
 
 
 def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(

@@ -168,6 +168,7 @@ cfs_op *cfs_op_new(cfs_op_kind kind, struct cfs_backend *backend, const char *ke
     op->backend = backend;
     op->size = -1;
     op->encode_level = CFS_CODEC_LEVEL_DEFAULT;
+    op->spool.fd = -1;
     op->attrs.last_modified_ms = -1;
     op->key = malloc(key_len + 1);
     if (!op->key) {
@@ -260,6 +261,9 @@ void cfs_op_free(cfs_op *op)
     free(op->keys);
     cfs_buf_free(&op->data);
     cfs_buf_free(&op->encoded);
+    if (op->spool.fd >= 0)
+        close(op->spool.fd);
+    free(op->spool_dir);
     cfs_entries_free(&op->entries);
     cfs_object_attrs_free(&op->attrs);
     free(op->where);

@@ -172,10 +172,17 @@ typedef struct cfs_op {
      * before the first request, into `encoded`, and send that with attrs.content_encoding;
      * unless encode_always, a body that does not shrink is sent as it is. GET: the body is
      * decoded by attrs.content_encoding (set by the engine from the response, or by a
-     * local backend) after its checksum is verified, unless `raw`. */
+     * local backend) after its checksum is verified, unless `raw`.
+     * A PUT whose body is in a file, or is itself encoded (`body_codec`: a raw value to
+     * store in another encoding, `encode`, 0 for none), is transcoded as a stream
+     * (util/transcode.h): a file's into an unnamed temporary file in `spool_dir`
+     * (owned; NULL: /tmp), then sent from there (`spool`, owned, fd -1 if none). */
     int encode;
     int encode_level;
     int encode_always;
+    int body_codec;
+    char *spool_dir;
+    cfs_body_file spool;
     int raw;                    /* GET: keep the stored bytes (attrs.content_encoding says) */
     int whole_stored;           /* GET, set by a local backend: op->data is the whole stored
                                  * (encoded) object although a range was asked */

@@ -115,11 +115,6 @@ int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *co
     out->raw = raw;
     if (cfs_py_codec(compress, "compress", &out->given, &out->codec) < 0)
         return -1;
-    if (raw && out->given && out->codec != CFS_CODEC_NONE) {
-        PyErr_SetString(PyExc_ValueError, "raw=True stores the value as it is: name its encoding "
-                                          "with content_encoding=, not compress=");
-        return -1;
-    }
     int ce_given = 0;
     if (cfs_py_codec(content_encoding == Py_True || content_encoding == Py_False ? NULL
                                                                                  : content_encoding,
@@ -135,7 +130,7 @@ int cfs_py_put_coding(PyObject *compress, PyObject *level, int raw, PyObject *co
         if (v == -1 && PyErr_Occurred())
             return -1;
         cfs_codec c = (cfs_codec)out->codec;
-        if (raw || (out->given && c == CFS_CODEC_NONE)) {
+        if ((raw && !out->given) || (out->given && c == CFS_CODEC_NONE)) {
             PyErr_SetString(PyExc_ValueError, "level= without a compression");
             return -1;
         }
@@ -181,11 +176,18 @@ static int key_compressed(const StoreObject *s, const char *key)
     return 0;
 }
 
-/* Set a PUT op's coding: a raw value's encoding, or the codec to encode it with. */
+/* Set a PUT op's coding: a raw value's encoding, or the codec to encode it with (a raw
+ * value with compress= given is decoded from its encoding and encoded with that). */
 static int apply_coding(StoreObject *s, cfs_op *op, const cfs_put_coding *pc, int item_codec)
 {
     if (pc && pc->raw) {
         int c = item_codec >= 0 ? item_codec : pc->raw_codec;
+        if (pc->given) {
+            op->body_codec = c;
+            op->encode = pc->codec;
+            op->encode_level = pc->level;
+            return 0;
+        }
         const char *name = cfs_codec_name((cfs_codec)c);
         if (name && !(op->attrs.content_encoding = strdup(name))) {
             PyErr_NoMemory();
@@ -248,6 +250,20 @@ PyObject *cfs_py_raw_result(cfs_op *op, int blob)
  * position (tell(), which knows what a buffered reader has read ahead) to its end. The op
  * reads a duplicate of its descriptor at offsets, as it hashes and sends. 0, or -1 with an
  * exception set. */
+/* Where the engine puts a file body it encodes (coding.c): Python's temporary directory
+ * (TMPDIR, tempfile.tempdir), as the caller's own temporary files go. */
+static int set_spool_dir(cfs_op *op)
+{
+    PyObject *tempfile = PyImport_ImportModule("tempfile");
+    PyObject *dir = tempfile ? PyObject_CallMethod(tempfile, "gettempdir", NULL) : NULL;
+    Py_XDECREF(tempfile);
+    const char *utf8 = dir ? PyUnicode_AsUTF8(dir) : NULL;
+    if (utf8 && !(op->spool_dir = strdup(utf8)))
+        PyErr_NoMemory();
+    Py_XDECREF(dir);
+    return op->spool_dir ? 0 : -1;
+}
+
 static int put_body_from_file(cfs_op *op, PyObject *key, PyObject *value)
 {
     cfs_pyop *p = cfs_pyop_of(op);
@@ -299,11 +315,11 @@ static int put_body_from_file(cfs_op *op, PyObject *key, PyObject *value)
     op->body_len = st.st_size > pos ? (size_t)(st.st_size - pos) : 0;
     if (op->body_len == 0) {
         op->body = ""; /* nothing to read: an empty body in memory */
-    } else {
-        op->body_file = &p->file;
-        op->body_offset = pos;
+        return 0;
     }
-    return 0;
+    op->body_file = &p->file;
+    op->body_offset = pos;
+    return set_spool_dir(op);
 }
 
 cfs_op *cfs_pyop_put(StoreObject *s, PyObject *key, PyObject *value, int if_absent)

@@ -1121,7 +1121,8 @@ static PyMethodDef store_methods[] = {
       "buffers, or binary files on disk (sent from their position to their end, read as they\n"
       "are sent: never held whole). compress= 'gzip', 'br', 'zstd' or False overrides the store's compress option;\n"
       "raw=True stores the values as they are, already encoded with content_encoding (a value\n"
-      "may also be a (bytes, encoding) pair, as a raw read returns it). Returns None. Raises\n"
+      "may also be a (bytes, encoding) pair, as a raw read returns it); with compress= too, they\n"
+      "are decoded from that encoding and stored in compress's instead. Returns None. Raises\n"
       "BatchError, after every transfer has ended, if some writes failed (the others stay)." },
     { "put", (PyCFunction)(void (*)(void))store_put, METH_VARARGS | METH_KEYWORDS,
       "put($self, key, value, /, *, compress=None, level=None, raw=False, content_encoding=None,\n"

@@ -107,6 +107,13 @@ int cfs_codec_level_ok(cfs_codec c, int level)
     return level >= lo && level <= hi;
 }
 
+int cfs_codec_level_resolve(cfs_codec c, int level)
+{
+    int lo, hi, def;
+    level_bounds(c, &lo, &hi, &def);
+    return level == CFS_CODEC_LEVEL_DEFAULT ? def : level;
+}
+
 void cfs_codec_level_range(cfs_codec c, char *out, size_t n)
 {
     int lo, hi, def;
@@ -125,6 +132,8 @@ const char *cfs_codec_strerror(int rc)
         return "out of memory";
     case CFS_CODEC_ELIMIT:
         return "decoded size over the limit";
+    case CFS_CODEC_EIO:
+        return "I/O error";
     default:
         return "invalid codec or level";
     }
@@ -244,10 +253,7 @@ int cfs_encode(cfs_codec c, int level, const void *in, size_t len, cfs_buf *out)
 {
     if (c == CFS_CODEC_NONE || !cfs_codec_level_ok(c, level))
         return CFS_CODEC_EINVAL;
-    int lo, hi, def;
-    level_bounds(c, &lo, &hi, &def);
-    if (level == CFS_CODEC_LEVEL_DEFAULT)
-        level = def;
+    level = cfs_codec_level_resolve(c, level);
     if (c == CFS_CODEC_BR)
         return encode_br(level, in, len, out);
     int owned;

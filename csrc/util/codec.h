@@ -30,6 +30,8 @@ const char *cfs_codec_suffix(cfs_codec c);
  * CFS_CODEC_LEVEL_DEFAULT picks the default. */
 #define CFS_CODEC_LEVEL_DEFAULT (-1000000)
 int cfs_codec_level_ok(cfs_codec c, int level);
+/* The level itself, or the codec's default for CFS_CODEC_LEVEL_DEFAULT. */
+int cfs_codec_level_resolve(cfs_codec c, int level);
 /* "the range" of valid levels for error messages, e.g. "0 to 12". */
 void cfs_codec_level_range(cfs_codec c, char *out, size_t n);
 
@@ -40,6 +42,7 @@ enum {
     CFS_CODEC_ENOMEM = -2,
     CFS_CODEC_ELIMIT = -3, /* decoding would exceed max_out */
     CFS_CODEC_EINVAL = -4, /* bad level or codec */
+    CFS_CODEC_EIO = -5,    /* transcode.h: the input could not be read or the output written */
 };
 
 /* Encode `in` and append it to out (left as it was on failure beyond its length). */
