@@ -68,6 +68,18 @@ def tree_stats(root):
     return n, total
 
 
+def cloudfiles_home(srv, workdir):
+    """A CLOUD_FILES_DIR under workdir holding srv's keys where cloud-files reads them
+    (secrets/aws-secret.json: its environment path needs a session token)."""
+    cfdir = os.path.join(workdir, "cloudfiles-home")
+    os.makedirs(os.path.join(cfdir, "secrets"), exist_ok=True)
+    with open(os.path.join(cfdir, "secrets", "aws-secret.json"), "w") as f:
+        json.dump({"AWS_ACCESS_KEY_ID": srv.access_key_id,
+                   "AWS_SECRET_ACCESS_KEY": srv.secret_access_key,
+                   "AWS_DEFAULT_REGION": srv.region}, f)
+    return cfdir
+
+
 class Tools:
     def __init__(self, srv, workdir):
         self.srv = srv
@@ -75,14 +87,7 @@ class Tools:
         for var in list(self.env):
             if var.startswith("AWS_") or var.startswith("CLOUD_"):
                 del self.env[var]
-        cfdir = os.path.join(workdir, "cloudfiles-home")
-        os.makedirs(os.path.join(cfdir, "secrets"), exist_ok=True)
-        # cloud-files reads keys from CLOUD_FILES_DIR/secrets/aws-secret.json (its env path
-        # needs a session token)
-        with open(os.path.join(cfdir, "secrets", "aws-secret.json"), "w") as f:
-            json.dump({"AWS_ACCESS_KEY_ID": srv.access_key_id,
-                       "AWS_SECRET_ACCESS_KEY": srv.secret_access_key,
-                       "AWS_DEFAULT_REGION": srv.region}, f)
+        cfdir = cloudfiles_home(srv, workdir)
         awscfg = os.path.join(workdir, "aws-config")
         with open(awscfg, "w") as f:
             f.write(f"[default]\nregion = {srv.region}\ns3 =\n  max_concurrent_requests = {CONCURRENCY}\n")

@@ -112,13 +112,10 @@ def stored(backend, where):
 def s3_env(srv, workdir):
     """The environment of a worker on S3: cloud-files reads its keys from
     CLOUD_FILES_DIR/secrets/aws-secret.json; nothing is read from ~."""
+    from cli_cp import cloudfiles_home
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLOUD_"))}
-    cfdir = os.path.join(workdir, "cloudfiles-home")
-    os.makedirs(os.path.join(cfdir, "secrets"), exist_ok=True)
-    with open(os.path.join(cfdir, "secrets", "aws-secret.json"), "w") as f:
-        json.dump({"AWS_ACCESS_KEY_ID": srv.access_key_id,
-                   "AWS_SECRET_ACCESS_KEY": srv.secret_access_key,
-                   "AWS_DEFAULT_REGION": srv.region}, f)
+    cfdir = cloudfiles_home(srv, workdir)
     env.update({"CLOUD_FILES_DIR": cfdir, "CLOUD_VOLUME_DIR": cfdir,
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, "no-credentials"),

@@ -34,6 +34,20 @@ def keeping(request):
     return conftest.BACKENDS[request.param](request, conftest._unique())
 
 
+def _keys_read_whole(monkeypatch):
+    """The list the keys a transfer reads whole into memory (_transfer._read_raw) go into."""
+    from cloudfiles_store import _transfer
+    read = []
+    real_read_raw = _transfer._read_raw
+
+    def spying_read_raw(src, keys, decode=False):
+        read.extend(keys)
+        return real_read_raw(src, keys, decode)
+
+    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    return read
+
+
 def _file(tmp_path, data, name="value.bin"):
     path = tmp_path / name
     path.write_bytes(data)
@@ -197,14 +211,7 @@ def test_a_transfer_sends_large_objects_from_their_files(keeping, tmp_path, monk
     (root / "d" / "text.gz").write_bytes(gzip.compress(text))  # 2 MiB decoded, ~9 KiB stored
     (root / "d" / "small").write_bytes(b"small")
     (root / "d" / "large.gz").write_bytes(gzip.compress(big, compresslevel=1))
-    read = []
-    real_read_raw = _transfer._read_raw
-
-    def spying_read_raw(src, keys, decode=False):
-        read.extend(keys)
-        return real_read_raw(src, keys, decode)
-
-    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    read = _keys_read_whole(monkeypatch)
     src = CloudFilesStore(f"file://{root}")
     dest = keeping.store()
     summary = src.transfer_to(dest, prefix="d/")
@@ -248,18 +255,13 @@ def test_a_large_object_between_remote_stores_goes_through_a_temporary_file(
     from cloudfiles_store import _transfer
     monkeypatch.setattr(_transfer, "LARGE_OBJECT", 256 << 10)
     monkeypatch.setattr(_transfer, "RANGE_PART", 256 << 10)
-    read, spooled = [], []
-    real_read_raw, real_spool = _transfer._read_raw, _transfer._spool_and_send
-
-    def spying_read_raw(src, keys, decode=False):
-        read.extend(keys)
-        return real_read_raw(src, keys, decode)
+    read, spooled = _keys_read_whole(monkeypatch), []
+    real_spool = _transfer._spool_and_send
 
     def spying_spool(src, dest, key, *args):
         spooled.append(key)
         return real_spool(src, dest, key, *args)
 
-    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
     monkeypatch.setattr(_transfer, "_spool_and_send", spying_spool)
     src = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
     big = os.urandom(3 * MiB + 11)
@@ -278,9 +280,9 @@ def test_a_large_object_between_remote_stores_goes_through_a_temporary_file(
     assert dest.head("text").content_encoding == "gzip"
 
 
-@pytest.mark.parametrize("source", ["s3", "file"])
-def test_a_large_object_reencoded_is_never_held(source, moto_server, gcs_server, tmp_path,
-                                                 monkeypatch):
+@pytest.mark.parametrize("source, destination", [("s3", "gs"), ("file", "gs"), ("s3", "file")])
+def test_a_large_object_reencoded_is_never_held(source, destination, moto_server, gcs_server,
+                                                 tmp_path, monkeypatch):
     """reencode= on a large object: its stored (gzip) bytes go into a temporary file (its
     ranges), or its file is the value, and the engine transcodes it to zstd as a stream
     while writing it (_read_raw never sees it); small ones are decoded and encoded in their
@@ -290,14 +292,7 @@ def test_a_large_object_reencoded_is_never_held(source, moto_server, gcs_server,
     from cloudfiles_store import _transfer
     monkeypatch.setattr(_transfer, "LARGE_OBJECT", 256 << 10)
     monkeypatch.setattr(_transfer, "RANGE_PART", 256 << 10)
-    read = []
-    real_read_raw = _transfer._read_raw
-
-    def spying_read_raw(src, keys, decode=False):
-        read.extend(keys)
-        return real_read_raw(src, keys, decode)
-
-    monkeypatch.setattr(_transfer, "_read_raw", spying_read_raw)
+    read = _keys_read_whole(monkeypatch)
     text = b"".join(b"row %08d, compressible\n" % i for i in range(300_000))
     if source == "s3":
         src = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
@@ -309,8 +304,11 @@ def test_a_large_object_reencoded_is_never_held(source, moto_server, gcs_server,
         (tmp_path / "src" / "small").write_bytes(b"small")
         src = CloudFilesStore(f"file://{tmp_path / 'src'}")
     assert src.head("text").size > 2 * (256 << 10)  # large as stored
-    dest = CloudFilesStore(f"gs://{conftest.GCS_BUCKET}/{conftest._unique()}",
-                           endpoint_url=gcs_server.url, resumable_chunksize=256 << 10)
+    if destination == "gs":
+        dest = CloudFilesStore(f"gs://{conftest.GCS_BUCKET}/{conftest._unique()}",
+                               endpoint_url=gcs_server.url, resumable_chunksize=256 << 10)
+    else:
+        dest = CloudFilesStore(f"file://{tmp_path / 'dest'}")
     summary = src.transfer_to(dest, reencode="zstd")
     assert summary["objects"] == 2 and read == ["small"]
     assert dest.get_ranges([("text", 0, None)], raw=True)[0][1] == "zstd"
@@ -319,9 +317,10 @@ def test_a_large_object_reencoded_is_never_held(source, moto_server, gcs_server,
     assert dest.get_ranges([("plain", 0, None)], raw=True)[0] == (text, None)
 
 
-def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(
-        fault_server, moto_server, monkeypatch, tmp_path):
-    from cloudfiles_store import BatchError, _transfer
+def _http_to_s3(fault_server, moto_server, monkeypatch):
+    """(source store on the fault server holding 'big' (3 MiB: large, read as 1 MiB
+    ranges) and 'small', its path there, big's bytes, an empty S3 destination)."""
+    from cloudfiles_store import _transfer
     monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
     monkeypatch.setattr(_transfer, "RANGE_PART", MiB)
     base = f"/{conftest._unique()}"
@@ -330,6 +329,13 @@ def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(
     fault_server.put(f"{base}/small", b"tiny")
     src = CloudFilesStore(fault_server.url + base)
     dest = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+    return src, base, big, dest
+
+
+def test_a_spooled_object_that_changed_or_cannot_be_spooled_fails_alone(
+        fault_server, moto_server, monkeypatch, tmp_path):
+    from cloudfiles_store import BatchError
+    src, base, big, dest = _http_to_s3(fault_server, moto_server, monkeypatch)
     # listed at a size it no longer has: that key fails, nothing of it stored
     with pytest.raises(BatchError) as e:
         src.transfer_to(dest, keys=[("big", "big", len(big) + 5), ("small", "small", 4)])
@@ -351,15 +357,8 @@ def test_keys_given_without_sizes_are_sized_by_one_head_each(
     """transfer_to(keys=[...]) without sizes: one HEAD a key tells which are large (those
     are read as ranges, never whole), and is the only HEAD even when attributes are copied;
     a missing key fails alone."""
-    from cloudfiles_store import BatchError, _transfer
-    monkeypatch.setattr(_transfer, "LARGE_OBJECT", MiB)
-    monkeypatch.setattr(_transfer, "RANGE_PART", MiB)
-    base = f"/{conftest._unique()}"
-    big = os.urandom(3 * MiB + 17)
-    fault_server.put(f"{base}/big", big)
-    fault_server.put(f"{base}/small", b"tiny")
-    src = CloudFilesStore(fault_server.url + base)
-    dest = CloudFilesStore(moto_server.url(conftest._unique()), **moto_server.store_options())
+    from cloudfiles_store import BatchError
+    src, base, big, dest = _http_to_s3(fault_server, moto_server, monkeypatch)
     with pytest.raises(BatchError) as e:
         src.transfer_to(dest, keys=["big", "small", "gone"], attributes=attributes)
     assert e.value.failed == ["gone"] and e.value.summary["objects"] == 2
