@@ -4,6 +4,7 @@
     python3 benchmarks/cli_cp.py                 # 10,000 x 64 KiB files, and one 1 GiB file
     python3 benchmarks/cli_cp.py --quick         # 1,000 x 64 KiB, one 128 MiB file
     python3 benchmarks/cli_cp.py --runs 3 --objects 2000 --big-mib 256
+    python3 benchmarks/cli_cp.py --workloads big --ceiling   # and the server's own pace
 
 Each tool copies a local directory up (`cp -r DIR s3://bucket/P/`) and back down
 (`cp -r s3://bucket/P/ DIR2`), and one large file up and down; every run is checked (file
@@ -138,6 +139,20 @@ class Tools:
         return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def server_ceiling(srv, key, size, parallel, part=16 * MiB):
+    """Seconds for curl (C, SigV4 signed by curl itself) to read an object as ranges of
+    ``part`` bytes, ``parallel`` at once, into /dev/null: the server's pace with no client
+    work and no local file, the floor of any download of it here."""
+    spans = "\n".join(f"{a}-{min(a + part, size) - 1}" for a in range(0, size, part))
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-P", str(parallel), "-I{}", "curl", "-s", "-f", "--aws-sigv4",
+                    f"aws:amz:{srv.region}:s3", "--user",
+                    f"{srv.access_key_id}:{srv.secret_access_key}", "-r", "{}",
+                    f"{srv.endpoint}/{srv.bucket}/{key}", "-o", "/dev/null"],
+                   input=spans, text=True, check=True)
+    return time.perf_counter() - t0
+
+
 def count_remote(srv, prefix):
     client = srv.client()
     n = total = 0
@@ -157,6 +172,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--tools", default="cloudfiles_store,cloud-files,aws")
     ap.add_argument("--workloads", default="small,big")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also time curl reading the big file's ranges into /dev/null, each run")
     args = ap.parse_args()
     if args.quick:
         args.objects, args.big_mib = 1000, 128
@@ -194,6 +211,10 @@ def main():
                         got = tree_stats(down_dir)
                         assert got == (n_want, bytes_want), (tool, "down", got)
                         shutil.rmtree(down_dir)
+                        if args.ceiling and name == "big" and tool == tools[0]:
+                            secs = server_ceiling(srv, f"{prefix}/big.bin", bytes_want, 8)
+                            log(f"  run {run + 1} curl ranges to /dev/null  {secs:7.2f} s  "
+                                f"{bytes_want / MiB / secs:8.1f} MiB/s")
                         for direction, (secs, cpu, rss) in (("up", up), ("down", down)):
                             results.append((name, direction, tool, secs, n_want, bytes_want, cpu, rss))
                             log(f"  run {run + 1} {tool:17s} {direction:4s} {secs:7.2f} s  "
