@@ -1,11 +1,12 @@
 /* Content coding in the engine, the same for every backend (engine_internal.h): a PUT's
- * body is encoded on a worker thread before its first request (a body in a file, or one
- * given encoded to be stored in another encoding, as a stream: util/transcode.h) (remote ops go there from
- * build_request, local ones encode just before execute()), and a GET's body is decoded on
- * a worker thread after the backend verified its checksum (cfs_engine_complete hands it
- * over). A range of an encoded object cannot be decoded by itself: a remote GET that gets
- * one back is sent again for the whole object, and the range is cut from the decoded
- * bytes (local backends read the whole stored object at once: op->whole_stored). */
+ * body is encoded on a worker thread before its first request (remote ops go there from
+ * build_request, local ones encode just before execute(); a body in a file, or one given
+ * encoded to be stored in another encoding, as a stream: util/transcode.h), and a GET's
+ * body is decoded on a worker thread after the backend verified its checksum
+ * (cfs_engine_complete hands it over). A range of an encoded object cannot be decoded by
+ * itself: a remote GET that gets one back is sent again for the whole object, and the
+ * range is cut from the decoded bytes (local backends read the whole stored object at
+ * once: op->whole_stored). */
 #include "core/engine_internal.h"
 
 #include <errno.h>

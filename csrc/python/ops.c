@@ -246,10 +246,6 @@ PyObject *cfs_py_raw_result(cfs_op *op, int blob)
     return Py_BuildValue("(Nz)", data, name);
 }
 
-/* A PUT's body from a file value (a binary file object on a regular file): from its
- * position (tell(), which knows what a buffered reader has read ahead) to its end. The op
- * reads a duplicate of its descriptor at offsets, as it hashes and sends. 0, or -1 with an
- * exception set. */
 /* Where the engine puts a file body it encodes (coding.c): Python's temporary directory
  * (TMPDIR, tempfile.tempdir), as the caller's own temporary files go. */
 static int set_spool_dir(cfs_op *op)
@@ -264,6 +260,10 @@ static int set_spool_dir(cfs_op *op)
     return op->spool_dir ? 0 : -1;
 }
 
+/* A PUT's body from a file value (a binary file object on a regular file): from its
+ * position (tell(), which knows what a buffered reader has read ahead) to its end. The op
+ * reads a duplicate of its descriptor at offsets, as it hashes and sends. 0, or -1 with an
+ * exception set. */
 static int put_body_from_file(cfs_op *op, PyObject *key, PyObject *value)
 {
     cfs_pyop *p = cfs_pyop_of(op);
