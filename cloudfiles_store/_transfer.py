@@ -360,7 +360,7 @@ class _AttrReader:
     def _read(self, keys: list[str], have: dict) -> tuple[dict, dict]:
         """({key: setitems' attribute keywords} of the keys found, {key: error} of those
         whose HEAD failed)."""
-        infos, failed = _heads(self.src, keys) if keys else ({}, {})
+        infos, failed = _heads(self.src, keys)
         infos.update(have)
         return {k: {n: v for n, v in info.write_kwargs().items() if n in self.fields}
                 for k, info in infos.items()}, failed
