@@ -1,8 +1,10 @@
-"""TLS session resumption: new connections of a store, and of another store in the same
-process, resume the TLS session an earlier connection got (the engine's shared session
-cache) instead of a full handshake. nginx logs $ssl_session_reused per request, and closes
-every connection after one request (keepalive_requests 1), so each request is a new
+"""What a new TLS connection costs. New connections of a store, and of another store in the
+same process, resume the TLS session an earlier connection got (the engine's shared session
+cache) instead of a full handshake; and they verify the server with the CA store parsed
+once, not by reading the CA file again. nginx logs $ssl_session_reused per request, and
+closes every connection after one request (keepalive_requests 1), so each request is a new
 connection and a new TLS handshake."""
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +90,62 @@ else:
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() not in ("READ", "KeyError"), p.stdout
+
+
+# A fresh process on one CPU (so one lane, one CA store). After the first request, 12 more,
+# each on a new connection; /proc/self/io counts the bytes the process read meanwhile.
+CA_READS = r"""
+import json, os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import cloudfiles_store as c
+url, ca = sys.argv[1], sys.argv[2]
+def read_bytes():
+    with open("/proc/self/io") as f:
+        return int(next(ln for ln in f if ln.startswith("rchar")).split()[1])
+s = c.CloudFilesStore(url, concurrency=4, retries=1, **({"ca_bundle": ca} if ca else {}))
+def get(k):
+    try:
+        return "ok" if s[k] == b"x" * 1000 + k[1:].encode() else "wrong value"
+    except Exception as e:
+        return type(e).__name__
+first = get("k0")
+before = read_bytes()
+rest = [get(f"k{i}") for i in range(1, 13)]
+print(json.dumps({"first": first, "rest": rest, "read": read_bytes() - before}))
+"""
+
+
+def _ca_reads(srv, ca):
+    p = subprocess.run([sys.executable, "-c", CA_READS, srv.tls_url + "/tls", ca or ""],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_new_connections_do_not_read_the_ca_bundle_again(nginx_one_request, tmp_path):
+    """The CA file is parsed once per lane, not per connection: libcurl caches the store only
+    when no CA directory is set, and Debian's libcurl sets /etc/ssl/certs by default."""
+    srv = nginx_one_request
+    bundle = tmp_path / "bundle.pem"
+    pad = "# padding outside any PEM block, read and skipped by the parser\n" * 4096  # 256 KiB
+    bundle.write_text(pad + open(srv.ca_file).read())
+    size = bundle.stat().st_size
+    got = _ca_reads(srv, str(bundle))
+    assert got["first"] == "ok" and got["rest"] == ["ok"] * 12, got
+    _log(srv)
+    # 12 new connections: a re-read each would be 12 x 256 KiB; responses and handshakes are
+    # a few KiB each.
+    assert got["read"] < size, f"read {got['read']} bytes in 12 connections; the bundle is {size}"
+
+
+def test_the_system_bundle_is_parsed_once(nginx_one_request):
+    """Without ca_bundle the store trusts libcurl's built-in CA file (the system bundle),
+    parsed once. The test server's CA is not in it, so every request is refused."""
+    srv = nginx_one_request
+    system = "/etc/ssl/certs/ca-certificates.crt"
+    assert os.path.getsize(system) > 64 * 1024, "the ca-certificates package is not installed"
+    got = _ca_reads(srv, None)
+    _log(srv)
+    assert got["first"] not in ("ok", "wrong value", "KeyError"), got
+    assert all(r == got["first"] for r in got["rest"]), got
+    assert got["read"] < os.path.getsize(system), f"read {got['read']} bytes in 12 connections"

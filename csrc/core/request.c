@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/backend.h"
 #include "core/retry.h"
@@ -116,20 +117,47 @@ cfs_next cfs_http_status_outcome(cfs_op *op, const cfs_response *resp)
     return CFS_NEXT_DONE;
 }
 
+/* A copy of libcurl's built-in CA file name (Debian: /etc/ssl/certs/ca-certificates.crt)
+ * when that file can be read; else NULL, and libcurl's defaults apply as they are. */
+static char *default_ca_file(void)
+{
+    char *copy = NULL;
+#if LIBCURL_VERSION_NUM >= 0x075400 /* CURLINFO_CAINFO: 7.84.0 */
+    CURL *probe = curl_easy_init();
+    const char *path = NULL;
+    if (probe && curl_easy_getinfo(probe, CURLINFO_CAINFO, &path) == CURLE_OK && path &&
+        access(path, R_OK) == 0)
+        copy = strdup(path);
+    curl_easy_cleanup(probe);
+#endif
+    return copy;
+}
+
 int cfs_tls_take_options(cfs_tls *tls, cfs_options *opts, char *err, size_t errlen)
 {
     tls->verify = 1;
+    if (cfs_options_take_bool(opts, "verify", &tls->verify, err, errlen) < 0)
+        return -1;
     const char *ca = cfs_options_take(opts, "ca_bundle");
-    if (ca && !(tls->ca_bundle = strdup(ca))) {
+    if (!ca) {
+        tls->ca_bundle = tls->verify ? default_ca_file() : NULL;
+        return 0;
+    }
+    if (!(tls->ca_bundle = strdup(ca))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    return cfs_options_take_bool(opts, "verify", &tls->verify, err, errlen) < 0 ? -1 : 0;
+    return 0;
 }
 
 int cfs_tls_configure(const cfs_tls *tls, CURL *easy)
 {
-    if (tls->ca_bundle && curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_bundle) != CURLE_OK)
+    /* The CA file alone, never also libcurl's default CA directory: libcurl keeps the parsed
+     * CA store for the next connection only when no directory is set, and Debian's libcurl
+     * sets /etc/ssl/certs. With it, every new connection parsed the whole file again (18 ms
+     * of CPU for the system bundle, 0.13 ms for a one-certificate file). */
+    if (tls->ca_bundle && (curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_bundle) != CURLE_OK ||
+                           curl_easy_setopt(easy, CURLOPT_CAPATH, NULL) != CURLE_OK))
         return -1;
     if (!tls->verify && (curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK ||
                          curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK))
