@@ -406,6 +406,7 @@ def main(argv=None):
         proxy = delayproxy.DelayProxy(f"127.0.0.1:{port}", args.delay_ms, args.jitter_ms).start()
         port = proxy.port
         log(f"delay proxy: 127.0.0.1:{port} -> nginx, {args.delay_ms} ms each way (+0..{args.jitter_ms} ms)")
+    server_pids = serving_pids(srv, proxy)
     host_port = f"127.0.0.1:{port}"
     srv_url = f"{scheme}://{host_port}"
     log(f"nginx: {srv_url} root {data.root}")
@@ -537,14 +538,18 @@ def main(argv=None):
                                 else:
                                     paths = [f"/bucket/{WORKLOADS[w]['set']}/{k}" for k in it["keys"]]
                                 # never more connections than the other clients can have in flight
+                                s0, (b0, j0) = worker.pids_cpu_s(server_pids), worker.machine_jiffies()
                                 r = wrk_client.run(os.path.join(tmp, "wrk"), srv_url, paths,
                                                    min(conc, n_per_pass), wrk_duration,
                                                    it["payload"] / n_per_pass)
+                                (b1, j1), s1 = worker.machine_jiffies(), worker.pids_cpu_s(server_pids)
+                                r.update(server_cpu_s=s1 - s0, machine_busy=(b1 - b0) / max(1, j1 - j0))
                             else:
                                 warm = min(2 * conc, n_per_pass // 2) if it["object_size"] <= MiB else 1
                                 spec = {"client": c, "base_url": base, "concurrency": conc,
                                         "passes": 1 if args.cold else it["passes"],
-                                        "warmup": 0 if args.cold else max(1, warm), "ca_file": ca_file}
+                                        "warmup": 0 if args.cold else max(1, warm), "ca_file": ca_file,
+                                        "server_pids": server_pids}
                                 if "ranges" in it:
                                     spec["ranges"] = it["ranges"]
                                     spec["range_key"] = "shard"
@@ -594,6 +599,15 @@ def main(argv=None):
     log(f"report: {md}; plots: {plot_dir}")
 
 
+def serving_pids(srv, proxy):
+    """nginx's master and workers, and the delay proxy: the server side of the machine, whose
+    CPU the worker counts per request."""
+    pids = [srv.proc.pid]
+    with open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children") as f:
+        pids += [int(p) for p in f.read().split()]
+    return pids + ([proxy.proc.pid] if proxy else [])
+
+
 def fmt_line(r):
     head = f"[{r.get('round', 0)}] {r['workload']:<7} c={r['concurrency']:<4} {r['client']:<17}"
     if r.get("na"):
@@ -605,6 +619,10 @@ def fmt_line(r):
     mbs = r["bytes"] / wall / 1e6
     cpu_k = 1000 * r["cpu_s"] / max(1, r["requests"])
     lat = f" p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms" if r.get("p50_ms") is not None else ""
+    if r.get("server_cpu_s") is not None:
+        lat += f"  server cpu {1000 * r['server_cpu_s'] / max(1, r['requests']):.3f} s/1k req"
+    if r.get("machine_busy") is not None:
+        lat += f"  machine busy {100 * r['machine_busy']:.0f}%"
     ck = {True: " checksum ok", False: " CHECKSUM MISMATCH", None: ""}[r.get("checksum_ok")]
     err = f" errors {r['errors']} ({r['first_error']})" if r.get("errors") else ""
     return (f"{head} {ops:9.0f} obj/s {mbs:8.1f} MB/s  cpu {cpu_k:.3f} s/1k req  "

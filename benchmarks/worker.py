@@ -621,6 +621,26 @@ def cpu_now():
     return ru.ru_utime + ru.ru_stime
 
 
+def machine_jiffies():
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user..steal; guest is inside user
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def pids_cpu_s(pids):
+    """CPU seconds the given processes (the server side: nginx, the delay proxy) used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_zarr3(spec):
     """zarr 3 end to end: read the whole array, or write it (values read locally first)."""
     cls = CLIENTS[spec["client"]]
@@ -768,7 +788,12 @@ def run(spec):
     errors = 0
     checksums = []
     first_error = None
+    # Where the machine's time went in the timed passes: this process, the server side, the rest.
+    server_pids = spec.get("server_pids", [])
+    server_cpu = 0.0
+    busy = ticks = 0
     for _ in range(spec.get("passes", 1)):
+        s0, (b0, j0) = pids_cpu_s(server_pids), machine_jiffies()
         c0 = cpu_now()
         t0 = time.perf_counter()
         try:
@@ -778,8 +803,11 @@ def run(spec):
             got, err = [], e
         t1 = time.perf_counter()
         c1 = cpu_now()
+        (b1, j1), s1 = machine_jiffies(), pids_cpu_s(server_pids)
         wall += t1 - t0
         cpu += c1 - c0
+        server_cpu += s1 - s0
+        busy, ticks = busy + b1 - b0, ticks + j1 - j0
         if err is not None:
             errors += len(items)
             first_error = first_error or f"{type(err).__name__}: {err}"[:500]
@@ -828,6 +856,8 @@ def run(spec):
         objects=nobj,
         bytes=nbytes,
         requests=len(items) * spec.get("passes", 1),
+        server_cpu_s=server_cpu if server_pids else None,
+        machine_busy=busy / ticks if ticks else None,
         errors=errors,
         first_error=first_error,
         checksums=checksums,
