@@ -208,6 +208,15 @@ WORKER_ENV = None  # set in main()
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, from ca-certificates
 
 
+def system_and_test_cas(test_ca, directory):
+    """A CA file of the system bundle with the test CA appended, in directory: what a client of
+    a real cloud trusts (~140 CAs), and the test server's certificate verifies against it."""
+    path = os.path.join(directory, "system-and-test-cas.pem")
+    with open(SYSTEM_CA_BUNDLE) as system, open(test_ca) as test, open(path, "w") as out:
+        out.write(system.read() + test.read())
+    return path
+
+
 def run_worker(py, spec, tmpdir, timeout):
     spec_path = os.path.join(tmpdir, "spec.json")
     out_path = os.path.join(tmpdir, "out.json")
@@ -402,9 +411,7 @@ def main(argv=None):
     global WORKER_ENV
     ca_file = srv.ca_file if args.tls else None
     if ca_file and args.system_cas:
-        ca_file = os.path.join(data.root, "..", "system-and-test-cas.pem")
-        with open(SYSTEM_CA_BUNDLE) as system, open(srv.ca_file) as test, open(ca_file, "w") as out:
-            out.write(system.read() + test.read())
+        ca_file = system_and_test_cas(srv.ca_file, os.path.dirname(data.root))
     WORKER_ENV = worker_env(ca_file)
     scheme = "https" if args.tls else "http"
     port = srv.tls_port if args.tls else srv.port

@@ -3,6 +3,7 @@
 objects over TLS and exits.
 
     python3 benchmarks/short_procs.py [--procs 200] [--objects 20] [--clients a,b,...] [--delay-ms 0]
+                                      [--system-cas]
 
 Per client, `--procs` processes one after another, each reading `--objects` 64 KiB objects
 (its own keys) from nginx over HTTPS (TLS 1.3, the test CA, which every client verifies):
@@ -56,6 +57,8 @@ def main():
     ap.add_argument("--objects", type=int, default=20)
     ap.add_argument("--clients", default=DEFAULT_CLIENTS)
     ap.add_argument("--delay-ms", type=float, default=0)
+    ap.add_argument("--system-cas", action="store_true",
+                    help="every client trusts the system CA bundle with the test CA appended (as against a real cloud)")
     ap.add_argument("--data-dir", default=os.path.join(HERE, ".data"))
     args = ap.parse_args()
     import datasets
@@ -68,7 +71,8 @@ def main():
     clients = args.clients.split(",")
     res = {c: [] for c in clients}
     with NginxServer(root=data.root, tls=True, workers=2) as srv:
-        env = run.worker_env(srv.ca_file)
+        ca_file = run.system_and_test_cas(srv.ca_file, args.data_dir) if args.system_cas else srv.ca_file
+        env = run.worker_env(ca_file)
         port = srv.tls_port
         proxy = None
         if args.delay_ms:
@@ -82,7 +86,7 @@ def main():
                 ks = [keys[(i * args.objects + j) % nkeys] for j in range(args.objects)]
                 for c in clients[i % len(clients):] + clients[:i % len(clients)]:
                     spec = {"client": c, "base_url": base, "concurrency": args.objects, "keys": ks,
-                            "size": datasets.OBJECT_SETS["o64k"][0], "ca_file": srv.ca_file}
+                            "size": datasets.OBJECT_SETS["o64k"][0], "ca_file": ca_file}
                     t = time.perf_counter()
                     p = subprocess.run([sys.executable, "-c", CHILD, HERE, json.dumps(spec)],
                                        capture_output=True, text=True, env=env, cwd=HERE, timeout=120)
@@ -101,7 +105,8 @@ def main():
     with open(out, "w") as f:
         json.dump({"args": vars(args), "loadavg": os.getloadavg(), "results": res}, f, indent=1)
     print(f"\n{args.procs} processes x {args.objects} x 64 KiB over TLS"
-          f"{f', {args.delay_ms:g} ms each way' if args.delay_ms else ''} per client (medians, ms)\n")
+          f"{f', {args.delay_ms:g} ms each way' if args.delay_ms else ''}"
+          f"{', trusting the system CAs' if args.system_cas else ''} per client (medians, ms)\n")
     print("| client | ready (import + set-up) | first byte after ready | rest (19 GETs) | process wall | loop total s | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for c in clients:
